@@ -1,0 +1,168 @@
+//! Types and constants shared by the stackwatch eBPF program and user space.
+//!
+//! Everything that crosses the kernel/user boundary lives here: map names and
+//! capacities, the sample key, the stack record and the loader-set
+//! configuration. Structs are `#[repr(C)]` with fixed-width fields and explicit
+//! padding, and their sizes are asserted at compile time so a change on one
+//! side cannot silently desynchronise the other.
+#![no_std]
+
+use core::mem::size_of;
+
+/// Frames kept per stack. Matches the kernel's default
+/// `kernel.perf_event_max_stack`, so a stack of exactly this many frames was
+/// probably truncated (counted in [`Stat::UserStackTruncated`] /
+/// [`Stat::KernelStackTruncated`]).
+pub const MAX_STACK_DEPTH: usize = 127;
+
+/// Capacity of [`MAP_STACKS`]. Distinct stacks (user and kernel alike) seen in
+/// one capture; a 30 s whole-host capture on a busy 2-CPU host sees a few
+/// thousand. The map is not preallocated, so memory is only used as stacks
+/// arrive: at most `8192 × 1 KiB = 8 MiB`.
+pub const STACKS_MAP_ENTRIES: u32 = 8192;
+
+/// Capacity of [`MAP_COUNTS`]: distinct (pid, tid, comm, user stack, kernel
+/// stack) tuples per capture. Entries are 48 bytes of key and value, so the
+/// preallocated map costs about 1.5 MiB with hash-table overhead.
+pub const COUNTS_MAP_ENTRIES: u32 = 16384;
+
+/// Capacity of [`MAP_TARGET_PIDS`]: processes selected by `--pid`/`--name`.
+pub const TARGET_PIDS_MAP_ENTRIES: u32 = 4096;
+
+pub const MAP_STACKS: &str = "STACKS";
+pub const MAP_COUNTS: &str = "COUNTS";
+pub const MAP_TARGET_PIDS: &str = "TARGET_PIDS";
+pub const MAP_STATS: &str = "STATS";
+pub const MAP_SCRATCH: &str = "SCRATCH";
+/// Name of the loader-set global holding [`Config`].
+pub const GLOBAL_CONFIG: &str = "CONFIG";
+/// Name of the perf_event program in the object.
+pub const PROG_CPU_SAMPLE: &str = "cpu_sample";
+
+/// Stack id meaning "no stack": a user-mode sample has no kernel frames and a
+/// kernel thread has no user frames. Not a loss.
+pub const STACK_ID_NONE: u64 = 0;
+/// Stack id meaning "the stack could not be stored" (map full or the helper
+/// failed). The loss is counted in [`MAP_STATS`].
+pub const STACK_ID_LOST: u64 = u64::MAX;
+
+/// Which tasks the kernel program keeps.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilterMode {
+    /// Every task except the per-CPU idle tasks.
+    All = 0,
+    /// Tasks whose tgid is a key of [`MAP_TARGET_PIDS`].
+    Pids = 1,
+    /// Tasks in the cgroup [`Config::cgroup_id`] or one of its descendants.
+    Cgroup = 2,
+}
+
+/// Loader-set configuration, written into the program's `CONFIG` global
+/// before load.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// A [`FilterMode`] discriminant.
+    pub filter_mode: u32,
+    /// Depth of the target cgroup below the cgroup v2 root (root = 0).
+    pub cgroup_level: u32,
+    /// Inode number of the target cgroup directory (its cgroup id).
+    pub cgroup_id: u64,
+}
+const _: () = assert!(size_of::<Config>() == 16);
+
+impl Config {
+    pub const fn all() -> Self {
+        Self { filter_mode: FilterMode::All as u32, cgroup_level: 0, cgroup_id: 0 }
+    }
+}
+
+/// Aggregation key of [`MAP_COUNTS`]; the value is a `u64` sample count.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SampleKey {
+    /// Process id (kernel tgid).
+    pub pid: u32,
+    /// Thread id (kernel pid).
+    pub tid: u32,
+    /// Key into [`MAP_STACKS`], or [`STACK_ID_NONE`] / [`STACK_ID_LOST`].
+    pub user_stack_id: u64,
+    /// Key into [`MAP_STACKS`], or [`STACK_ID_NONE`] / [`STACK_ID_LOST`].
+    pub kernel_stack_id: u64,
+    /// The thread's `comm`, NUL-padded.
+    pub comm: [u8; 16],
+}
+const _: () = assert!(size_of::<SampleKey>() == 40);
+
+/// Value of [`MAP_STACKS`] (keyed by a 64-bit hash of the frames) and of the
+/// per-CPU [`MAP_SCRATCH`] buffer the program assembles it in.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct StackRecord {
+    /// Number of valid entries in `ips`.
+    pub len: u64,
+    /// Instruction pointers, innermost frame first.
+    pub ips: [u64; MAX_STACK_DEPTH],
+}
+const _: () = assert!(size_of::<StackRecord>() == 1024);
+
+impl StackRecord {
+    /// The valid frames, innermost first.
+    pub fn frames(&self) -> &[u64] {
+        let len = (self.len as usize).min(MAX_STACK_DEPTH);
+        &self.ips[..len]
+    }
+}
+
+/// Indices of the per-CPU counters in [`MAP_STATS`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stat {
+    /// Samples of target tasks that were aggregated.
+    Recorded = 0,
+    /// Samples dropped because [`MAP_COUNTS`] was full.
+    CountsMapFull = 1,
+    /// Samples whose user stack could not be read.
+    UserStackLost = 2,
+    /// Samples whose kernel stack could not be read.
+    KernelStackLost = 3,
+    /// Samples whose user stack hit [`MAX_STACK_DEPTH`] (outermost frames cut).
+    UserStackTruncated = 4,
+    /// Samples whose kernel stack hit [`MAX_STACK_DEPTH`].
+    KernelStackTruncated = 5,
+    /// Samples of the idle task (not recorded, not a loss).
+    Idle = 6,
+    /// Samples of tasks outside the target (not recorded, not a loss).
+    Filtered = 7,
+    /// Stacks read but not stored because [`MAP_STACKS`] was full or its
+    /// allocation failed (the sample keeps a "lost stack" frame).
+    StackStoreFailed = 8,
+}
+
+impl Stat {
+    pub const COUNT: u32 = 9;
+    pub const ALL: [Stat; Self::COUNT as usize] = [
+        Stat::Recorded,
+        Stat::CountsMapFull,
+        Stat::UserStackLost,
+        Stat::KernelStackLost,
+        Stat::UserStackTruncated,
+        Stat::KernelStackTruncated,
+        Stat::Idle,
+        Stat::Filtered,
+        Stat::StackStoreFailed,
+    ];
+}
+
+/// Capacity of [`MAP_STATS`].
+pub const STATS_MAP_ENTRIES: u32 = Stat::COUNT;
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all three are `#[repr(C)]`, contain only integers and explicit
+    // padding-free layouts (sizes asserted above), so any bit pattern is valid.
+    unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::SampleKey {}
+    unsafe impl aya::Pod for super::StackRecord {}
+}

@@ -1,0 +1,233 @@
+//! stackwatch's kernel side: a `perf_event` program run by the CPU-clock
+//! software event on every online CPU.
+//!
+//! For each sample of a target task it reads the user and kernel stacks with
+//! `bpf_get_stack`, stores each distinct stack once in `STACKS` (keyed by a
+//! 64-bit hash of its frames, so unlike a `STACK_TRACE` map two stacks never
+//! evict each other) and counts the sample in `COUNTS` under
+//! (pid, tid, comm, user stack, kernel stack). Filtering by pid set or cgroup
+//! happens here, before any stack is walked. Every sample that cannot be kept
+//! whole is counted in the per-CPU `STATS` map; nothing is dropped silently.
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
+// The BPF target has no `AtomicU64::fetch_add`; the intrinsic lowers to the
+// BPF atomic add instruction.
+#![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
+#![cfg_attr(target_arch = "bpf", allow(internal_features))]
+
+#[cfg(target_arch = "bpf")]
+mod program {
+    use core::intrinsics::{atomic_xadd, AtomicOrdering};
+
+    use aya_ebpf::{
+        bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
+        helpers::{
+            bpf_get_current_comm, bpf_get_current_pid_tgid,
+            generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_stack},
+        },
+        macros::{map, perf_event},
+        maps::{HashMap, PerCpuArray},
+        programs::PerfEventContext,
+        EbpfContext as _,
+    };
+    use aya_log_ebpf::warn;
+    use profiler_common::{
+        Config, FilterMode, SampleKey, Stat, StackRecord, COUNTS_MAP_ENTRIES, MAX_STACK_DEPTH,
+        STACKS_MAP_ENTRIES, STACK_ID_LOST, STACK_ID_NONE, STATS_MAP_ENTRIES,
+        TARGET_PIDS_MAP_ENTRIES,
+    };
+
+    /// Written by the loader before the program is loaded (see `Config`).
+    #[unsafe(no_mangle)]
+    static CONFIG: Config = Config::all();
+
+    /// `BPF_F_NO_PREALLOC`: stacks only cost memory once seen.
+    const BPF_F_NO_PREALLOC: u32 = 1;
+
+    #[map]
+    static STACKS: HashMap<u64, StackRecord> =
+        HashMap::with_max_entries(STACKS_MAP_ENTRIES, BPF_F_NO_PREALLOC);
+
+    #[map]
+    static COUNTS: HashMap<SampleKey, u64> = HashMap::with_max_entries(COUNTS_MAP_ENTRIES, 0);
+
+    #[map]
+    static TARGET_PIDS: HashMap<u32, u8> = HashMap::with_max_entries(TARGET_PIDS_MAP_ENTRIES, 0);
+
+    #[map]
+    static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STATS_MAP_ENTRIES, 0);
+
+    /// Per-CPU buffer `bpf_get_stack` writes into; too large for the 512-byte
+    /// BPF stack.
+    #[map]
+    static SCRATCH: PerCpuArray<StackRecord> = PerCpuArray::with_max_entries(1, 0);
+
+    #[perf_event]
+    pub fn cpu_sample(ctx: PerfEventContext) -> u32 {
+        match try_cpu_sample(&ctx) {
+            Ok(ret) | Err(ret) => ret,
+        }
+    }
+
+    #[inline(always)]
+    fn bump(stat: Stat) -> u64 {
+        match STATS.get_ptr_mut(stat as u32) {
+            // SAFETY: the pointer is to this CPU's slot of a per-CPU array, and a
+            // perf_event program does not nest on one CPU.
+            Some(slot) => unsafe {
+                let old = *slot;
+                *slot = old + 1;
+                old
+            },
+            None => 0,
+        }
+    }
+
+    #[inline(always)]
+    fn wanted(tgid: u32) -> bool {
+        // SAFETY: CONFIG is a read-only global the loader fills before load.
+        let config = unsafe { core::ptr::read_volatile(&CONFIG) };
+        if config.filter_mode == FilterMode::Pids as u32 {
+            TARGET_PIDS.get_ptr(tgid).is_some()
+        } else if config.filter_mode == FilterMode::Cgroup as u32 {
+            // SAFETY: plain helper call with a scalar argument.
+            let id = unsafe { bpf_get_current_ancestor_cgroup_id(config.cgroup_level as i32) };
+            id == config.cgroup_id
+        } else {
+            true
+        }
+    }
+
+    /// Reads one stack into the scratch buffer and stores it in `STACKS`.
+    /// Returns its id, `STACK_ID_NONE` when there is no such stack (user mode
+    /// has no kernel frames, kernel threads no user frames) or
+    /// `STACK_ID_LOST` when it could not be kept.
+    #[inline(always)]
+    fn store_stack(ctx: &PerfEventContext, user: bool) -> u64 {
+        let (flags, lost, truncated) = if user {
+            (BPF_F_USER_STACK as u64, Stat::UserStackLost, Stat::UserStackTruncated)
+        } else {
+            (0, Stat::KernelStackLost, Stat::KernelStackTruncated)
+        };
+        let Some(buf) = SCRATCH.get_ptr_mut(0) else {
+            bump(lost);
+            return STACK_ID_LOST;
+        };
+        // SAFETY: `buf` points to this CPU's scratch record; the size passed
+        // is exactly the size of its `ips` array.
+        let ret = unsafe {
+            bpf_get_stack(
+                ctx.as_ptr(),
+                (*buf).ips.as_mut_ptr().cast(),
+                (MAX_STACK_DEPTH * 8) as u32,
+                flags,
+            )
+        };
+        if ret == -14 {
+            // -EFAULT: no stack of this kind for this sample.
+            return STACK_ID_NONE;
+        }
+        if ret < 0 {
+            bump(lost);
+            return STACK_ID_LOST;
+        }
+        let len = (ret as usize / 8).min(MAX_STACK_DEPTH);
+        if len == 0 {
+            return STACK_ID_NONE;
+        }
+        if len == MAX_STACK_DEPTH {
+            bump(truncated);
+        }
+        // FNV-1a over whole words, then a final avalanche: cheap and good
+        // enough that two distinct stacks sharing a 64-bit key is negligible.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325 ^ len as u64;
+        let mut i = 0;
+        while i < MAX_STACK_DEPTH {
+            if i >= len {
+                break;
+            }
+            // SAFETY: i < MAX_STACK_DEPTH, the array's length.
+            let ip = unsafe { *(*buf).ips.as_ptr().add(i) };
+            hash = (hash ^ ip).wrapping_mul(0x0000_0100_0000_01b3);
+            i += 1;
+        }
+        hash ^= hash >> 33;
+        hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        hash ^= hash >> 33;
+        if hash == STACK_ID_NONE || hash == STACK_ID_LOST {
+            hash = 1;
+        }
+        // SAFETY: as above.
+        unsafe { (*buf).len = len as u64 };
+        if STACKS.get_ptr(hash).is_some() {
+            return hash;
+        }
+        // SAFETY: `buf` is valid for the whole record.
+        match STACKS.insert(hash, unsafe { &*buf }, BPF_NOEXIST as u64) {
+            // -EEXIST: another CPU stored the same stack just now.
+            Ok(()) | Err(-17) => hash,
+            Err(err) => {
+                if bump(Stat::StackStoreFailed) == 0 {
+                    warn!(ctx, "failed to store a stack (error {}): such stacks are counted as lost", err);
+                }
+                STACK_ID_LOST
+            }
+        }
+    }
+
+    fn try_cpu_sample(ctx: &PerfEventContext) -> Result<u32, u32> {
+        let pid_tgid = bpf_get_current_pid_tgid();
+        let tgid = (pid_tgid >> 32) as u32;
+        let tid = pid_tgid as u32;
+        if tid == 0 {
+            bump(Stat::Idle);
+            return Ok(0);
+        }
+        if !wanted(tgid) {
+            bump(Stat::Filtered);
+            return Ok(0);
+        }
+        let key = SampleKey {
+            pid: tgid,
+            tid,
+            user_stack_id: store_stack(ctx, true),
+            kernel_stack_id: store_stack(ctx, false),
+            comm: bpf_get_current_comm().unwrap_or_default(),
+        };
+        if let Some(count) = COUNTS.get_ptr_mut(&key) {
+            // SAFETY: the pointer is to a live map value; the add is atomic.
+            unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(count, 1) };
+        } else {
+            match COUNTS.insert(&key, 1u64, BPF_NOEXIST as u64) {
+                Ok(()) => {}
+                Err(-17) => {
+                    if let Some(count) = COUNTS.get_ptr_mut(&key) {
+                        // SAFETY: as above.
+                        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(count, 1) };
+                    }
+                }
+                Err(_) => {
+                    if bump(Stat::CountsMapFull) == 0 {
+                        warn!(ctx, "sample map full: later samples are lost (counted)");
+                    }
+                    return Err(0);
+                }
+            }
+        }
+        bump(Stat::Recorded);
+        Ok(0)
+    }
+
+    #[cfg(not(test))]
+    #[panic_handler]
+    fn panic(_info: &core::panic::PanicInfo) -> ! {
+        loop {}
+    }
+
+    #[unsafe(link_section = "license")]
+    #[unsafe(no_mangle)]
+    static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+}
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}

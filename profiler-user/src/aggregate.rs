@@ -1,0 +1,165 @@
+//! Turns a [`RawCapture`] into samples with resolved frame lists and the set
+//! of addresses each process (and the kernel) needs symbolized. Pure.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
+
+use profiler_common::{STACK_ID_LOST, STACK_ID_NONE};
+
+use crate::collect::RawCapture;
+
+/// One side (user or kernel) of a sample's stack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frames {
+    /// No frames of this kind (user-mode sample / kernel thread). Not a loss.
+    None,
+    /// The kernel could not read or store the stack (counted in stats).
+    Lost,
+    /// The stack id had no stack in the map when drained.
+    Missing,
+    /// Addresses, innermost first. Every frame but the innermost is a return
+    /// address and has already been moved back by one byte into the call
+    /// instruction, so it symbolizes to the calling line.
+    Addrs(Arc<[u64]>),
+}
+
+impl Frames {
+    pub fn addrs(&self) -> &[u64] {
+        match self {
+            Frames::Addrs(a) => a,
+            _ => &[],
+        }
+    }
+}
+
+/// An aggregated sample, ready for symbolization.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawSample {
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: String,
+    pub user: Frames,
+    pub kernel: Frames,
+    pub count: u64,
+}
+
+/// All samples of a capture and the addresses to symbolize.
+#[derive(Clone, Debug, Default)]
+pub struct Aggregate {
+    pub samples: Vec<RawSample>,
+    /// Distinct user addresses per process, sorted.
+    pub user_addrs: BTreeMap<u32, Vec<u64>>,
+    /// Distinct kernel addresses, sorted.
+    pub kernel_addrs: Vec<u64>,
+    /// Total sample count.
+    pub total: u64,
+}
+
+/// Builds [`Aggregate`] from drained maps.
+pub fn aggregate(raw: &RawCapture) -> Aggregate {
+    let mut resolved: BTreeMap<u64, Arc<[u64]>> = BTreeMap::new();
+    let mut frames_of = |id: u64| -> Frames {
+        match id {
+            STACK_ID_NONE => Frames::None,
+            STACK_ID_LOST => Frames::Lost,
+            id => match raw.stacks.get(&id) {
+                Some(ips) if ips.is_empty() => Frames::None,
+                Some(ips) => Frames::Addrs(
+                    resolved.entry(id).or_insert_with(|| adjust_return_addresses(ips).into()).clone(),
+                ),
+                None => Frames::Missing,
+            },
+        }
+    };
+    let mut user_addrs: BTreeMap<u32, BTreeSet<u64>> = BTreeMap::new();
+    let mut kernel_addrs = BTreeSet::new();
+    let mut samples = Vec::with_capacity(raw.counts.len());
+    let mut total = 0;
+    for (key, count) in &raw.counts {
+        let user = frames_of(key.user_stack_id);
+        let kernel = frames_of(key.kernel_stack_id);
+        user_addrs.entry(key.pid).or_default().extend(user.addrs().iter().copied());
+        kernel_addrs.extend(kernel.addrs().iter().copied());
+        total += count;
+        samples.push(RawSample { pid: key.pid, tid: key.tid, comm: comm_string(&key.comm), user, kernel, count: *count });
+    }
+    // Deterministic order for writers and tests.
+    samples.sort_by(|a, b| (a.pid, a.tid, b.count).cmp(&(b.pid, b.tid, a.count)));
+    Aggregate {
+        samples,
+        user_addrs: user_addrs.into_iter().map(|(pid, set)| (pid, set.into_iter().collect())).collect(),
+        kernel_addrs: kernel_addrs.into_iter().collect(),
+        total,
+    }
+}
+
+/// Return addresses point after the call; step back into it so lookups land
+/// on the caller's line (and in the right function when the call is the
+/// last instruction). The innermost frame is the sampled IP itself.
+fn adjust_return_addresses(ips: &[u64]) -> Vec<u64> {
+    ips.iter().enumerate().map(|(i, &ip)| if i == 0 { ip } else { ip.saturating_sub(1) }).collect()
+}
+
+/// `comm` bytes up to the first NUL, lossily decoded.
+pub fn comm_string(comm: &[u8; 16]) -> String {
+    let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+    String::from_utf8_lossy(&comm[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use profiler_common::SampleKey;
+
+    use super::*;
+
+    fn key(pid: u32, tid: u32, user: u64, kernel: u64) -> SampleKey {
+        let mut comm = [0u8; 16];
+        comm[..4].copy_from_slice(b"work");
+        SampleKey { pid, tid, user_stack_id: user, kernel_stack_id: kernel, comm }
+    }
+
+    #[test]
+    fn resolves_stacks_and_collects_addresses() {
+        let raw = RawCapture {
+            counts: vec![
+                (key(10, 11, 7, STACK_ID_NONE), 5),
+                (key(10, 12, 7, 9), 2),
+                (key(20, 20, STACK_ID_LOST, 9), 1),
+                (key(20, 21, 1234, STACK_ID_NONE), 1),
+            ],
+            stacks: HashMap::from([(7, vec![0x1000, 0x2005, 0x3005]), (9, vec![0xffff_0000, 0xffff_1001])]),
+            stats: Default::default(),
+        };
+        let agg = aggregate(&raw);
+        assert_eq!(agg.total, 9);
+        assert_eq!(agg.samples.len(), 4);
+        let first = &agg.samples[0];
+        assert_eq!((first.pid, first.tid, first.count), (10, 11, 5));
+        assert_eq!(first.comm, "work");
+        assert_eq!(first.user.addrs(), &[0x1000, 0x2004, 0x3004]);
+        assert_eq!(first.kernel, Frames::None);
+        assert_eq!(agg.user_addrs[&10], vec![0x1000, 0x2004, 0x3004]);
+        assert_eq!(agg.kernel_addrs, vec![0xffff_0000, 0xffff_1000]);
+        let lost = agg.samples.iter().find(|s| s.tid == 20).unwrap();
+        assert_eq!(lost.user, Frames::Lost);
+        let missing = agg.samples.iter().find(|s| s.tid == 21).unwrap();
+        assert_eq!(missing.user, Frames::Missing);
+        assert!(agg.user_addrs[&20].is_empty());
+    }
+
+    #[test]
+    fn comm_stops_at_nul_and_tolerates_garbage() {
+        let mut c = [0u8; 16];
+        c[..3].copy_from_slice(b"abc");
+        assert_eq!(comm_string(&c), "abc");
+        let full = [b'x'; 16];
+        assert_eq!(comm_string(&full), "x".repeat(16));
+        let mut bad = [0u8; 16];
+        bad[0] = 0xff;
+        assert_eq!(comm_string(&bad), "\u{fffd}");
+    }
+}

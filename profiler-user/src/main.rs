@@ -1,0 +1,91 @@
+//! The `stackwatch` binary: parses the command line, sets up logging, runs
+//! the subcommand and turns its outcome into an exit code (0 success,
+//! 1 runtime failure, 2 usage error).
+
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use stackwatch::cli::{Cli, Command};
+use stackwatch::config::{RecordConfig, UsageError};
+use stackwatch::target::TargetError;
+use tracing_log::AsLog as _;
+use tracing_subscriber::EnvFilter;
+
+const EXIT_FAILURE: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    // clap prints its own usage errors and exits with 2 (0 for --help).
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match cli.command {
+        Command::Record(args) => {
+            let config = match RecordConfig::from_args(&args) {
+                Ok(config) => config,
+                Err(e) => return fail(&anyhow::Error::new(e)),
+            };
+            match run_async(stackwatch::record::run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Doctor(_) => match stackwatch::doctor::run() {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(EXIT_FAILURE),
+            Err(e) => fail(&e),
+        },
+    }
+}
+
+/// Prints `error: <cause>: <cause>…` on one line and picks the exit code:
+/// 2 when the user asked for something wrong, else 1.
+fn fail(err: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {err:#}");
+    let usage = err.chain().any(|cause| cause.is::<UsageError>() || cause.is::<TargetError>());
+    ExitCode::from(if usage { EXIT_USAGE } else { EXIT_FAILURE })
+}
+
+fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(future: F) -> anyhow::Result<()> {
+    // Collection and signal handling are light; symbolization and writing
+    // run on blocking threads.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("stackwatch")
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("failed to start the async runtime: {e}"))?;
+    runtime.block_on(future)
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG` when it is set, else by `-v`.
+/// The eBPF program's messages arrive through the `log` crate (aya-log), so
+/// `log` records are forwarded to `tracing`; they use the eBPF crate's
+/// module path (`profiler`) as their target.
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn,stackwatch=info,profiler=info",
+        1 => "warn,stackwatch=debug,profiler=debug",
+        _ => "info,stackwatch=trace,profiler=trace,aya=debug",
+    };
+    let (filter, bad_rust_log) = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => match EnvFilter::try_new(&spec) {
+            Ok(filter) => (filter, None),
+            Err(e) => (EnvFilter::new(default), Some(format!("ignoring invalid RUST_LOG `{spec}`: {e}"))),
+        },
+        _ => (EnvFilter::new(default), None),
+    };
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .finish();
+    if tracing::subscriber::set_global_default(subscriber).is_ok() {
+        // Only after the subscriber is set, so `log`'s max level matches it.
+        let max_level = tracing::level_filters::LevelFilter::current().as_log();
+        let _ = tracing_log::LogTracer::builder().with_max_level(max_level).init();
+    }
+    if let Some(warning) = bad_rust_log {
+        tracing::warn!("{warning}");
+    }
+}

@@ -1,0 +1,150 @@
+//! The symbolized profile of one capture, as the output writers see it.
+//!
+//! `symbolize` builds these from aggregated kernel samples; `output::*` turn
+//! them into pprof, flamegraphs, folded stacks and the top-functions table.
+//! The model mirrors pprof's (mappings, locations with inlined lines,
+//! samples with several values) so the pprof writer is a direct translation
+//! and the other writers lose nothing they need.
+
+use std::time::{Duration, SystemTime};
+
+/// The kind of a profile, as it appears in file names (`<name>-<pid>-<kind>-…`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProfileKind {
+    Cpu,
+    #[serde(rename = "offcpu")]
+    OffCpu,
+    Memory,
+}
+
+impl ProfileKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProfileKind::Cpu => "cpu",
+            ProfileKind::OffCpu => "offcpu",
+            ProfileKind::Memory => "memory",
+        }
+    }
+}
+
+impl std::fmt::Display for ProfileKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A pprof `ValueType`: what one value of a sample measures.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValueType {
+    /// e.g. `samples`, `cpu`.
+    pub kind: String,
+    /// e.g. `count`, `nanoseconds`.
+    pub unit: String,
+}
+
+impl ValueType {
+    pub fn new(kind: &str, unit: &str) -> Self {
+        Self { kind: kind.to_owned(), unit: unit.to_owned() }
+    }
+}
+
+/// A mapped object (executable, shared library, the kernel).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    /// First virtual address of the mapping.
+    pub start: u64,
+    /// One past its last virtual address.
+    pub limit: u64,
+    /// File offset that `start` maps.
+    pub offset: u64,
+    /// Path of the mapped file as the process sees it, or `[kernel.kallsyms]`.
+    pub path: String,
+    /// Hex-encoded GNU build ID, when the file has one.
+    pub build_id: Option<String>,
+}
+
+/// One source-level frame at a location. A location with inlined calls has
+/// several, innermost (the inlined callee) first, as in pprof.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Line {
+    /// Demangled function name, or a placeholder such as `[unknown]` /
+    /// `libfoo.so+0x1234` when the address could not be symbolized.
+    pub function: String,
+    /// Source file, when debug info has it.
+    pub file: Option<String>,
+    /// Source line, when debug info has it (0 is never stored).
+    pub line: Option<u32>,
+}
+
+/// A unique code address of a process or of the kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    /// The virtual address (for user frames, in the process's address space).
+    pub address: u64,
+    /// Index into [`Profile::mappings`].
+    pub mapping: Option<usize>,
+    /// Innermost first; never empty.
+    pub lines: Vec<Line>,
+    /// A kernel frame (flamegraphs mark these with `_[k]`).
+    pub kernel: bool,
+}
+
+/// A stack with its values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sample {
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: String,
+    /// Indices into [`Profile::locations`], leaf (innermost) first: kernel
+    /// frames, then user frames.
+    pub locations: Vec<usize>,
+    /// One value per [`Profile::sample_types`] entry.
+    pub values: Vec<i64>,
+}
+
+/// One profile of one kind.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    pub kind: ProfileKind,
+    pub sample_types: Vec<ValueType>,
+    /// The sample type `go tool pprof` shows by default (e.g. `cpu`).
+    pub default_sample_type: Option<String>,
+    pub period_type: ValueType,
+    /// Sampling period in `period_type` units (e.g. 10101010 ns at 99 Hz).
+    pub period: i64,
+    pub start: SystemTime,
+    pub duration: Duration,
+    pub mappings: Vec<Mapping>,
+    pub locations: Vec<Location>,
+    pub samples: Vec<Sample>,
+}
+
+impl Profile {
+    /// An empty CPU profile at `frequency_hz`: sample types `samples/count`
+    /// and `cpu/nanoseconds`, period in nanoseconds.
+    pub fn new_cpu(frequency_hz: u64, start: SystemTime, duration: Duration) -> Self {
+        Self {
+            kind: ProfileKind::Cpu,
+            sample_types: vec![ValueType::new("samples", "count"), ValueType::new("cpu", "nanoseconds")],
+            default_sample_type: Some("cpu".to_owned()),
+            period_type: ValueType::new("cpu", "nanoseconds"),
+            period: cpu_period_ns(frequency_hz),
+            start,
+            duration,
+            mappings: Vec::new(),
+            locations: Vec::new(),
+            samples: Vec::new(),
+        }
+    }
+
+    /// Total of the first value over all samples (the sample count for cpu).
+    pub fn total(&self, value_index: usize) -> i64 {
+        self.samples.iter().map(|s| s.values.get(value_index).copied().unwrap_or(0)).sum()
+    }
+}
+
+/// Nanoseconds between samples at `frequency_hz` (never zero).
+pub fn cpu_period_ns(frequency_hz: u64) -> i64 {
+    (1_000_000_000 / frequency_hz.max(1)) as i64
+}

@@ -1,0 +1,286 @@
+//! `stackwatch record`: one capture from start to files.
+//!
+//! Resolve the target and check the output directory (so bad input fails
+//! before anything is loaded), load and attach the eBPF program, wait for the
+//! duration or a signal while showing progress, then drain, symbolize and
+//! write. The pieces after sampling are shared with `watch` through
+//! [`finish_capture`].
+
+use std::{
+    io::{IsTerminal as _, Write as _},
+    path::Path,
+    time::{Duration, Instant, SystemTime},
+};
+
+use anyhow::{Context as _, Result};
+use profiler_common::Stat;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{info, warn};
+
+use crate::{
+    aggregate,
+    capture::{CaptureInfo, Loss, TargetInfo, Trigger},
+    collect,
+    config::RecordConfig,
+    cputime::CpuMeter,
+    loader::{Loader, Stats},
+    output,
+    profile::Profile,
+    symbolize::Symbolizer,
+    target::TargetSpec,
+};
+
+/// How often the status line, `--name` re-resolution and eBPF logs refresh.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Why sampling ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    Duration,
+    Signal(&'static str),
+    TargetExited,
+}
+
+pub async fn run(config: RecordConfig) -> Result<()> {
+    let resolved = config.target.resolve()?;
+    let out_dir = config.output_dir.clone();
+    check_output_dir(&out_dir)?;
+    let owner = output::sudo_owner();
+
+    let mut loader = Loader::load(&resolved.filter)?;
+    let cgroup_dir = match &config.target {
+        TargetSpec::Cgroup(p) => Some(cgroup_abs_path(p)),
+        _ => None,
+    };
+    let mut meter = CpuMeter::start(&resolved.filter, cgroup_dir.as_deref());
+    let start = SystemTime::now();
+    let started = Instant::now();
+    loader.attach(config.frequency_hz)?;
+    info!(target = %resolved.info.description, frequency_hz = config.frequency_hz, duration = %humantime::format_duration(config.duration), "recording");
+
+    let end_reason = wait_for_end(&mut loader, &config, &resolved.info, &mut meter, started).await;
+    loader.detach()?;
+    let end = SystemTime::now();
+    if let EndReason::Signal(sig) = end_reason {
+        info!("{sig} received: writing what was collected");
+    } else if end_reason == EndReason::TargetExited {
+        info!("every target process has exited: writing what was collected");
+    }
+
+    let trigger = Trigger::Manual { source: "record".to_owned() };
+    let mut symbolizer = Symbolizer::new();
+    let (info, profile) = finish_capture(
+        &loader,
+        &mut symbolizer,
+        resolved.info.clone(),
+        trigger,
+        config.frequency_hz,
+        start,
+        end,
+        meter.elapsed(),
+    )?;
+    let paths = output::write_capture(&out_dir, &info, std::slice::from_ref(&profile), config.formats, owner)
+        .with_context(|| format!("failed to write the capture to `{}`", out_dir.display()))?;
+
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "wrote:")?;
+    for p in &paths {
+        writeln!(stdout, "  {}", p.display())?;
+    }
+    writeln!(
+        stdout,
+        "{} samples collected, {} lost, over {}",
+        info.samples_collected,
+        info.samples_lost,
+        humantime::format_duration(round_ms(end.duration_since(start).unwrap_or_default()))
+    )?;
+    if info.samples_collected > 0 {
+        writeln!(stdout, "\ntop functions (cpu):")?;
+        write!(stdout, "{}", output::report::format_top_table(&profile, 10))?;
+    }
+    drop(stdout);
+    check_not_silently_empty(&info)
+}
+
+/// An empty capture of a target that used CPU means sampling is broken on
+/// this host; say so instead of handing over an empty profile as if it
+/// were the truth. (The files are already written: nothing is hidden.)
+fn check_not_silently_empty(info: &CaptureInfo) -> Result<()> {
+    if info.samples_collected > 0 {
+        return Ok(());
+    }
+    match info.expected_samples {
+        Some(expected) if expected >= 5 => anyhow::bail!(
+            "no samples were collected although the target used {:.2} s of CPU (about {expected} samples expected); sampling does not work on this host: run `stackwatch doctor`",
+            info.target_cpu_seconds.unwrap_or_default()
+        ),
+        _ => {
+            warn!("no samples: the target did not run on a CPU during the capture");
+            Ok(())
+        }
+    }
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
+}
+
+/// Sleeps until the duration passes, a signal arrives or every target
+/// process is gone, refreshing progress and `--name` matches each tick.
+async fn wait_for_end(
+    loader: &mut Loader,
+    config: &RecordConfig,
+    target: &TargetInfo,
+    meter: &mut CpuMeter,
+    started: Instant,
+) -> EndReason {
+    let deadline = tokio::time::Instant::from_std(started + config.duration);
+    let (mut sigint, mut sigterm) = match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(i), Ok(t)) => (i, t),
+        _ => {
+            warn!("cannot install signal handlers; Ctrl-C will stop without writing");
+            tokio::time::sleep_until(deadline).await;
+            return EndReason::Duration;
+        }
+    };
+    let tty = std::io::stderr().is_terminal();
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + TICK, TICK);
+    let mut ticks: u64 = 0;
+    let reason = loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => break EndReason::Duration,
+            _ = sigint.recv() => break EndReason::Signal("SIGINT"),
+            _ = sigterm.recv() => break EndReason::Signal("SIGTERM"),
+            _ = ticker.tick() => {
+                ticks += 1;
+                loader.flush_logs();
+                if let TargetSpec::Name(re) = &config.target {
+                    let pids = crate::target::find_pids_by_name(re);
+                    if !pids.is_empty() {
+                        if let Err(e) = loader.set_target_pids(&pids) {
+                            warn!("failed to update the target processes: {e:#}");
+                        }
+                        meter.set_pids(&pids);
+                    }
+                }
+                if let TargetSpec::Pids(pids) = &config.target {
+                    if pids.iter().all(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+                        break EndReason::TargetExited;
+                    }
+                }
+                let elapsed = started.elapsed();
+                let samples = loader.stats().map(|s| s.get(Stat::Recorded)).unwrap_or(0);
+                if tty {
+                    let procs = loader.processes_seen().unwrap_or(0);
+                    let remaining = config.duration.saturating_sub(elapsed);
+                    eprint!(
+                        "\r\x1b[2K[{} elapsed, {} left] {} samples from {} process{}  ({})",
+                        humantime::format_duration(Duration::from_secs(elapsed.as_secs())),
+                        humantime::format_duration(Duration::from_secs(remaining.as_secs())),
+                        samples,
+                        procs,
+                        if procs == 1 { "" } else { "es" },
+                        target.description,
+                    );
+                    let _ = std::io::stderr().flush();
+                } else if ticks % 10 == 0 {
+                    info!(elapsed_s = elapsed.as_secs(), samples, "recording");
+                }
+            }
+        }
+    };
+    if tty {
+        eprint!("\r\x1b[2K");
+    }
+    loader.flush_logs();
+    reason
+}
+
+/// Drains the maps, symbolizes and describes the capture. Shared by
+/// `record` and `watch`.
+#[allow(clippy::too_many_arguments)]
+pub fn finish_capture(
+    loader: &Loader,
+    symbolizer: &mut Symbolizer,
+    target: TargetInfo,
+    trigger: Trigger,
+    frequency_hz: u64,
+    start: SystemTime,
+    end: SystemTime,
+    target_cpu_seconds: Option<f64>,
+) -> Result<(CaptureInfo, Profile)> {
+    let raw = collect::drain(loader).context("failed to read the samples from the kernel")?;
+    let agg = aggregate::aggregate(&raw);
+    let duration = end.duration_since(start).unwrap_or_default();
+    let profile = symbolizer.cpu_profile(&agg, frequency_hz, start, duration);
+    let losses = losses(&raw.stats, &agg);
+    let info = CaptureInfo {
+        target,
+        trigger,
+        start,
+        end,
+        frequency_hz,
+        samples_collected: agg.total,
+        samples_lost: losses.iter().filter(|l| l.reason == "counts_map_full").map(|l| l.count).sum(),
+        losses,
+        target_cpu_seconds,
+        expected_samples: target_cpu_seconds.map(|s| (s * frequency_hz as f64).round() as u64),
+        host: host_name(),
+        kernel: kernel_release(),
+        stackwatch_version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    Ok((info, profile))
+}
+
+/// Every counted loss, by reason. Only `counts_map_full` drops a sample; the
+/// stack losses keep the sample with a `[lost … stack]` frame.
+fn losses(stats: &Stats, agg: &aggregate::Aggregate) -> Vec<Loss> {
+    let missing_user = agg.samples.iter().filter(|s| s.user == aggregate::Frames::Missing).map(|s| s.count).sum();
+    let missing_kernel = agg.samples.iter().filter(|s| s.kernel == aggregate::Frames::Missing).map(|s| s.count).sum();
+    let items = [
+        ("counts_map_full", stats.get(Stat::CountsMapFull), "samples dropped: the kernel sample map was full"),
+        ("user_stack_unreadable", stats.get(Stat::UserStackLost), "samples kept without their user stack: bpf_get_stack failed"),
+        ("kernel_stack_unreadable", stats.get(Stat::KernelStackLost), "samples kept without their kernel stack: bpf_get_stack failed"),
+        ("stack_not_stored", stats.get(Stat::StackStoreFailed), "samples kept without one of their stacks: the stack map was full or could not allocate"),
+        ("user_stack_truncated", stats.get(Stat::UserStackTruncated), "user stacks cut at 127 frames (outermost callers missing)"),
+        ("kernel_stack_truncated", stats.get(Stat::KernelStackTruncated), "kernel stacks cut at 127 frames"),
+        ("user_stack_missing", missing_user, "user stacks referenced by samples but absent from the stack map"),
+        ("kernel_stack_missing", missing_kernel, "kernel stacks referenced by samples but absent from the stack map"),
+    ];
+    items
+        .into_iter()
+        .filter(|(_, n, _)| *n > 0)
+        .map(|(reason, count, detail)| Loss { reason: reason.to_owned(), count, detail: detail.to_owned() })
+        .collect()
+}
+
+/// Fails early, before anything is loaded, when `dir` cannot take files.
+pub fn check_output_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create output directory `{}`", dir.display()))?;
+    let meta = std::fs::metadata(dir).with_context(|| format!("cannot use output directory `{}`", dir.display()))?;
+    if !meta.is_dir() {
+        anyhow::bail!("output directory `{}` is not a directory", dir.display());
+    }
+    // access(2) honours read-only mounts and, for non-root users, permissions.
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).context("output directory path contains a NUL byte")?;
+    // SAFETY: `c` is a valid NUL-terminated string.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+        let e = std::io::Error::last_os_error();
+        anyhow::bail!("cannot write to output directory `{}`: {e}; choose another with --output-dir", dir.display());
+    }
+    Ok(())
+}
+
+/// `--cgroup` as an absolute path under the cgroup v2 mount.
+fn cgroup_abs_path(p: &Path) -> std::path::PathBuf {
+    if p.is_absolute() { p.to_path_buf() } else { Path::new("/sys/fs/cgroup").join(p) }
+}
+
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_owned()).unwrap_or_else(|_| "unknown".into())
+}
+
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).unwrap_or_else(|_| "unknown".into())
+}
