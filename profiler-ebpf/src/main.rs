@@ -32,9 +32,8 @@ mod program {
     };
     use aya_log_ebpf::warn;
     use profiler_common::{
-        Config, FilterMode, SampleKey, Stat, StackRecord, COUNTS_MAP_ENTRIES, MAX_STACK_DEPTH,
-        STACKS_MAP_ENTRIES, STACK_ID_LOST, STACK_ID_NONE, STATS_MAP_ENTRIES,
-        TARGET_PIDS_MAP_ENTRIES,
+        Config, FilterMode, SampleKey, StackRecord, Stat, COUNTS_MAP_ENTRIES, MAX_STACK_DEPTH, STACKS_MAP_ENTRIES,
+        STACK_ID_LOST, STACK_ID_NONE, STATS_MAP_ENTRIES, TARGET_PIDS_MAP_ENTRIES,
     };
 
     /// Written by the loader before the program is loaded (see `Config`).
@@ -45,8 +44,7 @@ mod program {
     const BPF_F_NO_PREALLOC: u32 = 1;
 
     #[map]
-    static STACKS: HashMap<u64, StackRecord> =
-        HashMap::with_max_entries(STACKS_MAP_ENTRIES, BPF_F_NO_PREALLOC);
+    static STACKS: HashMap<u64, StackRecord> = HashMap::with_max_entries(STACKS_MAP_ENTRIES, BPF_F_NO_PREALLOC);
 
     #[map]
     static COUNTS: HashMap<SampleKey, u64> = HashMap::with_max_entries(COUNTS_MAP_ENTRIES, 0);
@@ -115,14 +113,8 @@ mod program {
         };
         // SAFETY: `buf` points to this CPU's scratch record; the size passed
         // is exactly the size of its `ips` array.
-        let ret = unsafe {
-            bpf_get_stack(
-                ctx.as_ptr(),
-                (*buf).ips.as_mut_ptr().cast(),
-                (MAX_STACK_DEPTH * 8) as u32,
-                flags,
-            )
-        };
+        let ret =
+            unsafe { bpf_get_stack(ctx.as_ptr(), (*buf).ips.as_mut_ptr().cast(), (MAX_STACK_DEPTH * 8) as u32, flags) };
         if ret == -14 {
             // -EFAULT: no stack of this kind for this sample.
             return STACK_ID_NONE;
@@ -163,7 +155,10 @@ mod program {
             return hash;
         }
         // SAFETY: `buf` is valid for the whole record.
-        match STACKS.insert(hash, unsafe { &*buf }, BPF_NOEXIST as u64) {
+        // By reference: the 1 KiB record must not be copied onto the 512-byte
+        // BPF stack.
+        let record: &StackRecord = unsafe { &*buf };
+        match STACKS.insert(hash, record, BPF_NOEXIST as u64) {
             // -EEXIST: another CPU stored the same stack just now.
             Ok(()) | Err(-17) => hash,
             Err(err) => {
@@ -194,14 +189,14 @@ mod program {
             kernel_stack_id: store_stack(ctx, false),
             comm: bpf_get_current_comm().unwrap_or_default(),
         };
-        if let Some(count) = COUNTS.get_ptr_mut(&key) {
+        if let Some(count) = COUNTS.get_ptr_mut(key) {
             // SAFETY: the pointer is to a live map value; the add is atomic.
             unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(count, 1) };
         } else {
-            match COUNTS.insert(&key, 1u64, BPF_NOEXIST as u64) {
+            match COUNTS.insert(key, 1u64, BPF_NOEXIST as u64) {
                 Ok(()) => {}
                 Err(-17) => {
-                    if let Some(count) = COUNTS.get_ptr_mut(&key) {
+                    if let Some(count) = COUNTS.get_ptr_mut(key) {
                         // SAFETY: as above.
                         unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(count, 1) };
                     }

@@ -66,9 +66,9 @@ pub fn aggregate(raw: &RawCapture) -> Aggregate {
             STACK_ID_LOST => Frames::Lost,
             id => match raw.stacks.get(&id) {
                 Some(ips) if ips.is_empty() => Frames::None,
-                Some(ips) => Frames::Addrs(
-                    resolved.entry(id).or_insert_with(|| adjust_return_addresses(ips).into()).clone(),
-                ),
+                Some(ips) => {
+                    Frames::Addrs(resolved.entry(id).or_insert_with(|| adjust_return_addresses(ips).into()).clone())
+                }
                 None => Frames::Missing,
             },
         }
@@ -83,7 +83,14 @@ pub fn aggregate(raw: &RawCapture) -> Aggregate {
         user_addrs.entry(key.pid).or_default().extend(user.addrs().iter().copied());
         kernel_addrs.extend(kernel.addrs().iter().copied());
         total += count;
-        samples.push(RawSample { pid: key.pid, tid: key.tid, comm: comm_string(&key.comm), user, kernel, count: *count });
+        samples.push(RawSample {
+            pid: key.pid,
+            tid: key.tid,
+            comm: comm_string(&key.comm),
+            user,
+            kernel,
+            count: *count,
+        });
     }
     // Deterministic order for writers and tests.
     samples.sort_by(|a, b| (a.pid, a.tid, b.count).cmp(&(b.pid, b.tid, a.count)));

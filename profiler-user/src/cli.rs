@@ -54,6 +54,24 @@ pub enum Command {
                       perf_event_open() system calls and the sysctls that restrict them. Exits \
                       with 0 when everything `record` needs is there, 1 otherwise.")]
     Doctor(DoctorArgs),
+    /// Run as a daemon that captures on demand (control FIFO, SIGUSR2 or `stackwatch ctl`)
+    #[command(
+        long_about = "Run as a daemon that captures on demand.\n\n\
+                      The eBPF program is loaded and verified once at start; while idle nothing \
+                      is sampled. A capture starts and stops with a command written to the control \
+                      FIFO (`echo toggle > /run/stackwatch/control`), with SIGUSR2 (toggle) or with \
+                      `stackwatch ctl`, and ends by itself after --capture-duration. Every capture \
+                      writes pprof and flamegraph files to --output-dir. SIGTERM or SIGINT writes \
+                      the running capture and exits.",
+        after_long_help = WATCH_EXAMPLES
+    )]
+    Watch(WatchArgs),
+    /// Send a command to a running `stackwatch watch` and report the outcome
+    #[command(long_about = "Send a command to a running `stackwatch watch` and report the outcome.\n\n\
+                      `ctl` talks to the socket next to the control FIFO (`<control>.sock`) and \
+                      prints the daemon's answer, including the files a `stop` wrote. It exits with \
+                      1 when the command fails or no daemon answers.")]
+    Ctl(CtlArgs),
 }
 
 const RECORD_EXAMPLES: &str = "\
@@ -62,6 +80,13 @@ Examples:
   sudo stackwatch record --name '^nginx' --formats pprof,svg,folded
   sudo stackwatch record --cgroup system.slice/foo.service --output-dir /tmp/profiles
   sudo stackwatch record                          # the whole host for 30s";
+
+const WATCH_EXAMPLES: &str = "\
+Examples:
+  sudo stackwatch watch --pid 1234                 # then: echo toggle > /run/stackwatch/control
+  sudo stackwatch watch --name '^order-service' --max-captures 50 --retain 2GiB
+  sudo stackwatch watch --config /etc/stackwatch/watch.toml
+  sudo kill -USR2 $(pidof stackwatch)              # toggle a capture";
 
 /// What to profile. At most one of these; none means the whole host.
 #[derive(Args, Debug, Clone, Default)]
@@ -130,6 +155,94 @@ pub struct RecordArgs {
 #[derive(Args, Debug, Clone, Default)]
 pub struct DoctorArgs {}
 
+/// `watch`. Options are `Option`s so values from `--config` apply where a
+/// flag is absent; the defaults are in [`crate::config::WatchConfig`].
+#[derive(Args, Debug, Clone, Default)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// Control FIFO to create and read commands from [default: /run/stackwatch/control]
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
+
+    /// Directory the captures are written to [default: /var/lib/stackwatch]
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+
+    /// How long a capture runs unless stopped earlier; `start DURATION` overrides it [default: 60s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub capture_duration: Option<Duration>,
+
+    /// Samples per second per CPU while capturing, 1 to 10000 [default: 99]
+    #[arg(long, value_name = "HZ", value_parser = parse_frequency, allow_hyphen_values = true)]
+    pub frequency: Option<u64>,
+
+    /// File formats to write, comma-separated: pprof, svg, folded [default: pprof,svg]
+    #[arg(long, value_name = "FORMATS")]
+    pub formats: Option<String>,
+
+    /// Keep at most N captures in the output directory, deleting the oldest
+    #[arg(long, value_name = "N", value_parser = parse_max_captures)]
+    pub max_captures: Option<usize>,
+
+    /// Keep the captures in the output directory under SIZE (e.g. 2GiB), deleting the oldest
+    #[arg(long, value_name = "SIZE", value_parser = crate::units::parse_size)]
+    pub retain: Option<u64>,
+
+    /// TOML file with the same settings as these flags; flags override it
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// `ctl`.
+#[derive(Args, Debug, Clone)]
+pub struct CtlArgs {
+    /// Control FIFO of the daemon (its socket is `PATH.sock`)
+    #[arg(long, value_name = "PATH", default_value = crate::control::DEFAULT_CONTROL_PATH)]
+    pub control: PathBuf,
+
+    /// How long to wait for the answer (a `stop` waits for the files to be written)
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "30s",
+        value_parser = parse_duration,
+        allow_hyphen_values = true
+    )]
+    pub timeout: Duration,
+
+    /// Print the daemon's answer as JSON, as it was received
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CtlCommand {
+    /// Start a capture (for DURATION, else the daemon's --capture-duration)
+    Start {
+        #[arg(value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+        duration: Option<Duration>,
+    },
+    /// End the running capture now, write it and print the files
+    Stop,
+    /// Start a capture if idle, else stop the running one
+    Toggle,
+    /// Show what the daemon is doing
+    Status,
+}
+
+fn parse_max_captures(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("at least one capture must be kept".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("expected a whole number of captures, e.g. `50`".to_owned()),
+    }
+}
+
 /// `--name`: a regex, with regex's multi-line diagnostic cut to its last line.
 fn parse_regex(s: &str) -> Result<Regex, String> {
     Regex::new(s).map_err(|e| {
@@ -147,7 +260,7 @@ fn parse_pid(s: &str) -> Result<u32, String> {
     }
 }
 
-fn parse_frequency(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_frequency(s: &str) -> Result<u64, String> {
     let hz: u64 =
         s.trim().parse().map_err(|_| "expected a whole number of samples per second, e.g. `99`".to_owned())?;
     if !(1..=MAX_FREQUENCY_HZ).contains(&hz) {
@@ -333,8 +446,8 @@ mod tests {
         assert_eq!(e.exit_code(), 2);
         let e = parse(&["frobnicate"]).unwrap_err();
         assert_eq!(e.exit_code(), 2);
-        // `watch` and `ctl` come later.
-        assert_eq!(parse(&["watch"]).unwrap_err().kind(), ErrorKind::InvalidSubcommand);
+        assert_eq!(parse(&["ctl"]).unwrap_err().exit_code(), 2);
+        assert_eq!(parse(&["watch", "--max-captures", "0"]).unwrap_err().exit_code(), 2);
     }
 
     #[test]
@@ -345,6 +458,67 @@ mod tests {
     #[test]
     fn doctor_help() {
         insta::assert_snapshot!(help(&["doctor"]));
+    }
+
+    #[test]
+    fn watch_values() {
+        let Command::Watch(w) = parse(&["watch"]).unwrap().command else { panic!("not watch") };
+        assert!(w.control.is_none() && w.output_dir.is_none() && w.capture_duration.is_none());
+        let Command::Watch(w) = parse(&[
+            "watch",
+            "--pid",
+            "7",
+            "--control",
+            "/tmp/c",
+            "--capture-duration",
+            "10s",
+            "--max-captures",
+            "3",
+            "--retain",
+            "1GiB",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not watch")
+        };
+        assert_eq!(w.target.pids, [7]);
+        assert_eq!(w.control, Some(PathBuf::from("/tmp/c")));
+        assert_eq!(w.capture_duration, Some(Duration::from_secs(10)));
+        assert_eq!((w.max_captures, w.retain), (Some(3), Some(1 << 30)));
+        let (kind, message) = error(&["watch", "--max-captures", "0"]);
+        assert_eq!(kind, ErrorKind::ValueValidation);
+        assert!(message.ends_with("at least one capture must be kept"), "{message}");
+    }
+
+    #[test]
+    fn ctl_values() {
+        let ctl = |args: &[&str]| match parse(args).unwrap().command {
+            Command::Ctl(c) => c,
+            other => panic!("{other:?}"),
+        };
+        let c = ctl(&["ctl", "status"]);
+        assert_eq!(c.command, CtlCommand::Status);
+        assert_eq!(c.control, PathBuf::from("/run/stackwatch/control"));
+        assert_eq!(c.timeout, Duration::from_secs(30));
+        let c = ctl(&["ctl", "--control", "/tmp/c", "start", "90s"]);
+        assert_eq!(c.command, CtlCommand::Start { duration: Some(Duration::from_secs(90)) });
+        assert_eq!(ctl(&["ctl", "start"]).command, CtlCommand::Start { duration: None });
+        assert_eq!(ctl(&["ctl", "toggle", "--json"]).command, CtlCommand::Toggle);
+        let (kind, _) = error(&["ctl", "start", "-3s"]);
+        assert_eq!(kind, ErrorKind::ValueValidation);
+        let (kind, _) = error(&["ctl", "frobnicate"]);
+        assert_eq!(kind, ErrorKind::InvalidSubcommand);
+    }
+
+    #[test]
+    fn watch_help() {
+        insta::assert_snapshot!(help(&["watch"]));
+    }
+
+    #[test]
+    fn ctl_help() {
+        insta::assert_snapshot!(help(&["ctl"]));
     }
 
     #[test]

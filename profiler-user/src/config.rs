@@ -4,12 +4,15 @@
 //! arguments become the typed values the rest of the crate uses, and where
 //! options that parse but cannot be honoured yet are refused.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::{RecordArgs, TargetArgs};
+use crate::cli::{RecordArgs, TargetArgs, WatchArgs};
+use crate::control::{DEFAULT_CONTROL_PATH, MAX_CAPTURE_DURATION};
+use crate::daemon_config::{OneOrSize, WatchFile};
 use crate::output::Formats;
 use crate::profile::ProfileKind;
+use crate::retention;
 use crate::target::TargetSpec;
 
 /// A command line that is well-formed but asks for something stackwatch
@@ -62,6 +65,120 @@ impl RecordConfig {
             formats,
         })
     }
+}
+
+/// Where `watch` writes captures unless told otherwise.
+pub const DEFAULT_WATCH_OUTPUT_DIR: &str = "/var/lib/stackwatch";
+
+/// How long a `watch` capture runs when neither `start DURATION` nor
+/// `--capture-duration` says.
+pub const DEFAULT_CAPTURE_DURATION: Duration = Duration::from_secs(60);
+
+/// Everything `watch` needs: the flags, over the config file, over the defaults.
+#[derive(Debug)]
+pub struct WatchConfig {
+    pub target: TargetSpec,
+    pub control: PathBuf,
+    pub output_dir: PathBuf,
+    pub capture_duration: Duration,
+    pub frequency_hz: u64,
+    pub formats: Formats,
+    pub retention: retention::Policy,
+}
+
+impl WatchConfig {
+    /// Reads `--config` (if given) and merges it under the flags.
+    pub fn load(args: &WatchArgs) -> Result<Self, UsageError> {
+        match &args.config {
+            Some(path) => Self::merge(args, &WatchFile::load(path)?, Some(path)),
+            None => Self::merge(args, &WatchFile::default(), None),
+        }
+    }
+
+    /// Flags win over `file`, which wins over the defaults. `path` names the
+    /// file in errors about its values.
+    pub fn merge(args: &WatchArgs, file: &WatchFile, path: Option<&Path>) -> Result<Self, UsageError> {
+        let bad = |key: &str, reason: String| {
+            let source = path.map_or_else(String::new, |p| format!(" in config file `{}`", p.display()));
+            UsageError(format!("invalid `{key}`{source}: {reason}"))
+        };
+        let cli_target = !args.target.pids.is_empty() || args.target.name.is_some() || args.target.cgroup.is_some();
+        let target = if cli_target { target_spec(&args.target) } else { file_target(file, &bad)? };
+
+        let capture_duration = match (args.capture_duration, &file.capture_duration) {
+            (Some(d), _) => d,
+            (None, Some(text)) => crate::units::parse_duration(text).map_err(|e| bad("capture-duration", e))?,
+            (None, None) => DEFAULT_CAPTURE_DURATION,
+        };
+        if capture_duration > MAX_CAPTURE_DURATION {
+            return Err(bad(
+                "capture-duration",
+                format!("captures are limited to {}", humantime::format_duration(MAX_CAPTURE_DURATION)),
+            ));
+        }
+        let frequency_hz = match (args.frequency, file.frequency) {
+            (Some(hz), _) => hz,
+            (None, Some(hz)) => crate::cli::parse_frequency(&hz.to_string()).map_err(|e| bad("frequency", e))?,
+            (None, None) => 99,
+        };
+        let formats_text = match (&args.formats, &file.formats) {
+            (Some(text), _) => text.clone(),
+            (None, Some(list)) => list.to_vec().join(","),
+            (None, None) => "pprof,svg".to_owned(),
+        };
+        let formats = Formats::parse(&formats_text).map_err(|e| bad("formats", e))?;
+        let max_captures = match (args.max_captures, file.max_captures) {
+            (Some(n), _) => Some(n),
+            (None, Some(0)) => return Err(bad("max-captures", "at least one capture must be kept".to_owned())),
+            (None, Some(n)) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+            (None, None) => None,
+        };
+        let max_bytes = match (args.retain, &file.retain) {
+            (Some(n), _) => Some(n),
+            (None, Some(OneOrSize::Bytes(n))) => Some(*n),
+            (None, Some(OneOrSize::Text(text))) => Some(crate::units::parse_size(text).map_err(|e| bad("retain", e))?),
+            (None, None) => None,
+        };
+        if max_bytes == Some(0) {
+            return Err(bad("retain", "the size must be greater than zero, e.g. `2GiB`".to_owned()));
+        }
+        Ok(Self {
+            target,
+            control: args.control.clone().or_else(|| file.control.clone()).unwrap_or_else(|| DEFAULT_CONTROL_PATH.into()),
+            output_dir: args
+                .output_dir
+                .clone()
+                .or_else(|| file.output_dir.clone())
+                .unwrap_or_else(|| DEFAULT_WATCH_OUTPUT_DIR.into()),
+            capture_duration,
+            frequency_hz,
+            formats,
+            retention: retention::Policy { max_captures, max_bytes },
+        })
+    }
+}
+
+/// The target the config file names (at most one of `pid`, `name`, `cgroup`).
+fn file_target(file: &WatchFile, bad: &dyn Fn(&str, String) -> UsageError) -> Result<TargetSpec, UsageError> {
+    let set = [file.pid.is_some(), file.name.is_some(), file.cgroup.is_some()].iter().filter(|&&b| b).count();
+    if set > 1 {
+        return Err(bad("pid/name/cgroup", "more than one target is set; keep one of them".to_owned()));
+    }
+    if let Some(pids) = &file.pid {
+        let pids = pids.to_vec();
+        if pids.is_empty() || pids.contains(&0) {
+            return Err(bad("pid", "expected process ids such as `1234` or `[1234, 5678]`".to_owned()));
+        }
+        return Ok(TargetSpec::Pids(pids));
+    }
+    if let Some(name) = &file.name {
+        let re = regex::Regex::new(name).map_err(|e| bad("name", format!("not a valid regular expression: {e}")))?;
+        return Ok(TargetSpec::Name(re));
+    }
+    if let Some(cgroup) = &file.cgroup {
+        return Ok(TargetSpec::Cgroup(cgroup.clone()));
+    }
+    Ok(TargetSpec::Host)
 }
 
 /// clap's argument group already guarantees at most one target option.
@@ -127,6 +244,78 @@ mod tests {
         assert_eq!(err.to_string(), "profile kind `offcpu` is not supported yet (use `--profiles cpu`)");
         let err = config(&["--profiles", "memory"]).unwrap_err();
         assert_eq!(err.to_string(), "profile kind `memory` is not supported yet (use `--profiles cpu`)");
+    }
+
+    fn watch(args: &[&str], file: &str) -> Result<WatchConfig, UsageError> {
+        let argv = ["stackwatch", "watch"].into_iter().chain(args.iter().copied());
+        let Command::Watch(args) = Cli::try_parse_from(argv).expect("valid command line").command else {
+            panic!("not watch")
+        };
+        let file = WatchFile::parse(file).expect("valid TOML");
+        WatchConfig::merge(&args, &file, Some(Path::new("/etc/stackwatch/watch.toml")))
+    }
+
+    #[test]
+    fn watch_defaults() {
+        let c = watch(&[], "").unwrap();
+        assert!(matches!(c.target, TargetSpec::Host));
+        assert_eq!(c.control, PathBuf::from("/run/stackwatch/control"));
+        assert_eq!(c.output_dir, PathBuf::from("/var/lib/stackwatch"));
+        assert_eq!(c.capture_duration, Duration::from_secs(60));
+        assert_eq!(c.frequency_hz, 99);
+        assert_eq!(c.formats, Formats::default());
+        assert_eq!(c.retention, retention::Policy::default());
+    }
+
+    #[test]
+    fn watch_flags_override_the_file() {
+        let file = r#"
+            name = "^redis"
+            output-dir = "/srv/p"
+            capture-duration = "2m"
+            frequency = 49
+            formats = ["pprof"]
+            max-captures = 5
+            retain = "1MiB"
+        "#;
+        let c = watch(&[], file).unwrap();
+        assert!(matches!(&c.target, TargetSpec::Name(re) if re.as_str() == "^redis"));
+        assert_eq!(c.output_dir, PathBuf::from("/srv/p"));
+        assert_eq!(c.capture_duration, Duration::from_secs(120));
+        assert_eq!(c.frequency_hz, 49);
+        assert_eq!(c.formats, Formats { pprof: true, svg: false, folded: false });
+        assert_eq!(c.retention, retention::Policy { max_captures: Some(5), max_bytes: Some(1 << 20) });
+
+        let c = watch(
+            &["--pid", "9", "--output-dir", "/tmp/o", "--capture-duration", "5s", "--max-captures", "2"],
+            file,
+        )
+        .unwrap();
+        assert!(matches!(&c.target, TargetSpec::Pids(p) if p == &[9]));
+        assert_eq!(c.output_dir, PathBuf::from("/tmp/o"));
+        assert_eq!(c.capture_duration, Duration::from_secs(5));
+        assert_eq!(c.retention.max_captures, Some(2));
+        assert_eq!(c.retention.max_bytes, Some(1 << 20), "unset flags keep the file's value");
+    }
+
+    #[test]
+    fn watch_file_values_are_validated_like_flags() {
+        let msg = |file: &str| watch(&[], file).unwrap_err().0;
+        assert_eq!(
+            msg("frequency = 0"),
+            "invalid `frequency` in config file `/etc/stackwatch/watch.toml`: the frequency must be between 1 and \
+             10000 Hz; faster sampling mostly measures the profiler itself"
+        );
+        assert!(msg("capture-duration = \"30\"").contains("a unit is required"));
+        assert!(msg("capture-duration = \"3d\"").contains("captures are limited to 1day"));
+        assert!(msg("max-captures = 0").contains("at least one capture must be kept"));
+        assert!(msg("retain = \"lots\"").starts_with("invalid `retain`"));
+        assert!(msg("retain = 0").contains("greater than zero"));
+        assert!(msg("formats = \"png\"").contains("unknown output format `png`"));
+        assert!(msg("pid = 1\nname = \"x\"").contains("more than one target"));
+        assert!(msg("pid = 0").starts_with("invalid `pid`"));
+        assert!(msg("name = \"(\"").contains("not a valid regular expression"));
+        assert!(watch(&["--capture-duration", "25h"], "").unwrap_err().0.contains("limited to 1day"));
     }
 
     #[test]

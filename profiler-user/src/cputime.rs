@@ -9,7 +9,11 @@ use crate::target::Filter;
 fn ticks_per_second() -> f64 {
     // SAFETY: sysconf has no memory-safety preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 { t as f64 } else { 100.0 }
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
 }
 
 /// utime + stime of a process (all its threads), in seconds.

@@ -17,8 +17,8 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use profiler_common::{
-    Config, FilterMode, SampleKey, Stat, StackRecord, MAP_COUNTS, MAP_STACKS, MAP_STATS,
-    MAP_TARGET_PIDS, PROG_CPU_SAMPLE, TARGET_PIDS_MAP_ENTRIES,
+    Config, FilterMode, SampleKey, StackRecord, Stat, MAP_COUNTS, MAP_STACKS, MAP_STATS, MAP_TARGET_PIDS,
+    PROG_CPU_SAMPLE, TARGET_PIDS_MAP_ENTRIES,
 };
 use tracing::{debug, warn};
 
@@ -28,8 +28,7 @@ use crate::target::Filter;
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profiler"));
 
 /// Hint appended to errors that mean "not allowed".
-const PRIVILEGE_HINT: &str =
-    "run as root or grant CAP_BPF and CAP_PERFMON; `stackwatch doctor` checks the host";
+const PRIVILEGE_HINT: &str = "run as root or grant CAP_BPF and CAP_PERFMON; `stackwatch doctor` checks the host";
 
 /// Per-capture counters summed over CPUs, indexed like [`Stat`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -84,9 +83,7 @@ impl Loader {
             .ok_or_else(|| anyhow!("program `{PROG_CPU_SAMPLE}` missing from the eBPF object"))?
             .try_into()
             .context("program `cpu_sample` is not a perf_event program")?;
-        program
-            .load()
-            .map_err(|e| privilege_aware(anyhow!(e), "the kernel rejected the perf_event program"))?;
+        program.load().map_err(|e| privilege_aware(anyhow!(e), "the kernel rejected the perf_event program"))?;
         let mut loader = Self { ebpf, links: Vec::new(), logger };
         if let Filter::Pids(pids) = filter {
             loader.set_target_pids(pids)?;
@@ -120,8 +117,8 @@ impl Loader {
         if !self.links.is_empty() {
             return Ok(());
         }
-        let cpus = aya::util::online_cpus()
-            .map_err(|(path, e)| anyhow!("failed to read online CPUs from `{path}`: {e}"))?;
+        let cpus =
+            aya::util::online_cpus().map_err(|(path, e)| anyhow!("failed to read online CPUs from `{path}`: {e}"))?;
         let period_ns = 1_000_000_000 / frequency_hz.max(1);
         self.prime_stack_allocator(&cpus);
         let program = self.program_mut()?;
@@ -309,7 +306,8 @@ impl Drop for Loader {
 /// Adds the privilege hint when the error chain says EPERM/EACCES.
 fn privilege_aware(err: anyhow::Error, what: &str) -> anyhow::Error {
     let text = format!("{err:#}");
-    let denied = text.contains("Operation not permitted") || text.contains("Permission denied") || text.contains("EPERM");
+    let denied =
+        text.contains("Operation not permitted") || text.contains("Permission denied") || text.contains("EPERM");
     if denied {
         anyhow!("{what}: {text}; {PRIVILEGE_HINT}")
     } else {

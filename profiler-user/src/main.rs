@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use stackwatch::cli::{Cli, Command};
-use stackwatch::config::{RecordConfig, UsageError};
+use stackwatch::config::{RecordConfig, UsageError, WatchConfig};
 use stackwatch::target::TargetError;
 use tracing_log::AsLog as _;
 use tracing_subscriber::EnvFilter;
@@ -30,6 +30,21 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
+        Command::Watch(args) => {
+            let config = match WatchConfig::load(&args) {
+                Ok(config) => config,
+                Err(e) => return fail(&anyhow::Error::new(e)),
+            };
+            match run_async(stackwatch::daemon::run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Ctl(args) => match stackwatch::ctl::run(&args) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(EXIT_FAILURE),
+            Err(e) => fail(&e),
+        },
         Command::Doctor(_) => match stackwatch::doctor::run() {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(EXIT_FAILURE),
@@ -55,7 +70,11 @@ fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(future: F) -> 
         .enable_all()
         .build()
         .map_err(|e| anyhow::anyhow!("failed to start the async runtime: {e}"))?;
-    runtime.block_on(future)
+    let result = runtime.block_on(future);
+    // Dropping the runtime would wait for every blocking task; `watch` may
+    // leave a capture writer behind when its shutdown deadline passed.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG` when it is set, else by `-v`.

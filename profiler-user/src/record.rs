@@ -49,7 +49,7 @@ pub async fn run(config: RecordConfig) -> Result<()> {
 
     let mut loader = Loader::load(&resolved.filter)?;
     let cgroup_dir = match &config.target {
-        TargetSpec::Cgroup(p) => Some(cgroup_abs_path(p)),
+        TargetSpec::Cgroup(p) => crate::target::cgroup_dir(p).ok(),
         _ => None,
     };
     let mut meter = CpuMeter::start(&resolved.filter, cgroup_dir.as_deref());
@@ -239,10 +239,26 @@ fn losses(stats: &Stats, agg: &aggregate::Aggregate) -> Vec<Loss> {
     let missing_kernel = agg.samples.iter().filter(|s| s.kernel == aggregate::Frames::Missing).map(|s| s.count).sum();
     let items = [
         ("counts_map_full", stats.get(Stat::CountsMapFull), "samples dropped: the kernel sample map was full"),
-        ("user_stack_unreadable", stats.get(Stat::UserStackLost), "samples kept without their user stack: bpf_get_stack failed"),
-        ("kernel_stack_unreadable", stats.get(Stat::KernelStackLost), "samples kept without their kernel stack: bpf_get_stack failed"),
-        ("stack_not_stored", stats.get(Stat::StackStoreFailed), "samples kept without one of their stacks: the stack map was full or could not allocate"),
-        ("user_stack_truncated", stats.get(Stat::UserStackTruncated), "user stacks cut at 127 frames (outermost callers missing)"),
+        (
+            "user_stack_unreadable",
+            stats.get(Stat::UserStackLost),
+            "samples kept without their user stack: bpf_get_stack failed",
+        ),
+        (
+            "kernel_stack_unreadable",
+            stats.get(Stat::KernelStackLost),
+            "samples kept without their kernel stack: bpf_get_stack failed",
+        ),
+        (
+            "stack_not_stored",
+            stats.get(Stat::StackStoreFailed),
+            "samples kept without one of their stacks: the stack map was full or could not allocate",
+        ),
+        (
+            "user_stack_truncated",
+            stats.get(Stat::UserStackTruncated),
+            "user stacks cut at 127 frames (outermost callers missing)",
+        ),
         ("kernel_stack_truncated", stats.get(Stat::KernelStackTruncated), "kernel stacks cut at 127 frames"),
         ("user_stack_missing", missing_user, "user stacks referenced by samples but absent from the stack map"),
         ("kernel_stack_missing", missing_kernel, "kernel stacks referenced by samples but absent from the stack map"),
@@ -256,14 +272,14 @@ fn losses(stats: &Stats, agg: &aggregate::Aggregate) -> Vec<Loss> {
 
 /// Fails early, before anything is loaded, when `dir` cannot take files.
 pub fn check_output_dir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create output directory `{}`", dir.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create output directory `{}`", dir.display()))?;
     let meta = std::fs::metadata(dir).with_context(|| format!("cannot use output directory `{}`", dir.display()))?;
     if !meta.is_dir() {
         anyhow::bail!("output directory `{}` is not a directory", dir.display());
     }
     // access(2) honours read-only mounts and, for non-root users, permissions.
-    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).context("output directory path contains a NUL byte")?;
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+        .context("output directory path contains a NUL byte")?;
     // SAFETY: `c` is a valid NUL-terminated string.
     if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
         let e = std::io::Error::last_os_error();
@@ -272,15 +288,14 @@ pub fn check_output_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `--cgroup` as an absolute path under the cgroup v2 mount.
-fn cgroup_abs_path(p: &Path) -> std::path::PathBuf {
-    if p.is_absolute() { p.to_path_buf() } else { Path::new("/sys/fs/cgroup").join(p) }
-}
-
 pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_owned()).unwrap_or_else(|_| "unknown".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 pub fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).unwrap_or_else(|_| "unknown".into())
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into())
 }

@@ -113,11 +113,8 @@ impl Tables {
 
 impl Symbolizer {
     pub fn new() -> Self {
-        let inner = BlazeSymbolizer::builder()
-            .enable_code_info(true)
-            .enable_inlined_fns(true)
-            .enable_demangling(true)
-            .build();
+        let inner =
+            BlazeSymbolizer::builder().enable_code_info(true).enable_inlined_fns(true).enable_demangling(true).build();
         Self { inner, build_ids: HashMap::new(), kernel_build_id: None }
     }
 
@@ -286,7 +283,8 @@ fn code_location(info: Option<&CodeInfo<'_>>) -> (Option<String>, Option<u32>) {
 fn unknown_name(entry: Option<&MapsEntry>, addr: u64, process_gone: bool) -> String {
     match entry {
         Some(m) => {
-            let base = Path::new(&m.path).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or(m.path.clone());
+            let base =
+                Path::new(&m.path).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or(m.path.clone());
             format!("{base}+{:#x}", addr - m.start + m.offset)
         }
         None if process_gone => format!("[exited process]+{addr:#x}"),
@@ -323,7 +321,7 @@ pub fn parse_build_id_note(mut data: &[u8]) -> Option<String> {
         if desc_end > data.len() {
             return None;
         }
-        if kind == NT_GNU_BUILD_ID && &data[12..12 + namesz.min(4)] == b"GNU\0"[..namesz.min(4)].as_ref() {
+        if kind == NT_GNU_BUILD_ID && namesz == 4 && data[12..16] == *b"GNU\0" {
             return Some(hex(&data[name_end..name_end + descsz]));
         }
         data = &data[desc_end..];

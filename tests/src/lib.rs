@@ -134,7 +134,7 @@ pub fn require_root() -> bool {
     if unsafe { libc::geteuid() } == 0 {
         return true;
     }
-    unmet("not running as root (run the end-to-end tests with sudo, or `sudo cargo xtask test`)")
+    unmet("not running as root (end-to-end tests load eBPF programs: run them as root)")
 }
 
 /// True when the bpf() syscall works here (probed by creating and closing a

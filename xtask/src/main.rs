@@ -171,12 +171,14 @@ fn test(no_lint: bool, test_args: &[String]) -> Result<()> {
 
     let mut steps: Vec<(&str, Result<()>)> = Vec::new();
     let mut tests = cargo();
-    tests.args(["test", "--workspace"]).env("STACKWATCH_BIN", &bin).env("RUST_BACKTRACE", "1");
+    // --no-fail-fast: every test binary runs even after one fails, so a
+    // failure in one crate does not hide the results of the others.
+    tests.args(["test", "--workspace", "--no-fail-fast"]).env("STACKWATCH_BIN", &bin).env("RUST_BACKTRACE", "1");
     if !test_args.is_empty() {
         tests.arg("--").args(test_args);
     }
     let (counts, result) = cmd::run_tests(&mut tests);
-    steps.push(("cargo test --workspace", result));
+    steps.push(("cargo test --workspace --no-fail-fast", result));
 
     if !no_lint {
         steps.push((

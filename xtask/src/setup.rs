@@ -88,10 +88,11 @@ pub fn missing(bench: bool, verbose: bool) -> Result<Vec<Item>> {
     let linker = version_of(Command::new("bpf-linker").arg("--version"));
     items.push((Item::BpfLinker, linker.is_some(), linker.unwrap_or_default()));
     if bench {
-        let collapse = version_of(Command::new("inferno-collapse-perf").arg("--version"));
-        let flamegraph = version_of(Command::new("inferno-flamegraph").arg("--version"));
-        let found = collapse.is_some() && flamegraph.is_some();
-        items.push((Item::InfernoCli, found, collapse.unwrap_or_default()));
+        // inferno's tools have no --version; --help tells they run.
+        let found = ["inferno-collapse-perf", "inferno-flamegraph"]
+            .iter()
+            .all(|tool| version_of(Command::new(tool).arg("--help")).is_some());
+        items.push((Item::InfernoCli, found, String::new()));
     }
 
     let mut missing = Vec::new();

@@ -1,0 +1,706 @@
+//! The control channel of `stackwatch watch`: the command language, the
+//! FIFO and the reply socket.
+//!
+//! Commands are lines of text (`start [DURATION]`, `stop`, `toggle`,
+//! `status`), written by anyone who can open the FIFO — typically
+//! `echo toggle > /run/stackwatch/control` — or sent by `stackwatch ctl`.
+//! The FIFO is one-way, so `ctl` talks to a unix socket next to it
+//! (`<control>.sock`) that takes the same one-line command and answers with
+//! one line of JSON ([`Reply`]); see `docs/architecture.md`.
+//!
+//! Everything here treats its input as hostile: the splitter caps a line at
+//! [`MAX_LINE`] bytes and discards the rest of an overlong one (memory stays
+//! bounded whatever is written), and the parser turns any byte sequence into
+//! either a [`Command`] or a [`ParseError`] that says why, never a panic.
+//!
+//! The FIFO and socket are only used when they are provably ours: the
+//! directory holding them is ours (or root's) and writable by no one else;
+//! an existing path that is a symlink, not a FIFO, or someone else's FIFO is
+//! refused; and the FIFO is opened `O_NOFOLLOW` and checked again through the
+//! descriptor. The open FIFO carries an exclusive `flock`, so a second daemon
+//! on the same path is refused instead of silently splitting the commands.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::fs::{DirBuilderExt as _, FileTypeExt as _, MetadataExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use serde::{Deserialize, Serialize};
+
+/// Default control FIFO; `/run/stackwatch` is the systemd `RuntimeDirectory`.
+pub const DEFAULT_CONTROL_PATH: &str = "/run/stackwatch/control";
+
+/// Longest command line accepted. Real commands are a few bytes; the cap only
+/// bounds what a broken or hostile writer can make the daemon buffer.
+pub const MAX_LINE: usize = 4096;
+
+/// Longest capture a `start DURATION` may ask for. Longer windows blur a
+/// profile into an average and let a typo (`start 30d`) pin sampling on for weeks.
+pub const MAX_CAPTURE_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// A control command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Start a capture, for this long or the daemon's `--capture-duration`.
+    Start(Option<Duration>),
+    /// End the running capture now and write it.
+    Stop,
+    /// Start if idle, else stop.
+    Toggle,
+    /// Report the daemon's state.
+    Status,
+}
+
+impl Command {
+    /// The command as one protocol line (without the newline).
+    pub fn to_line(self) -> String {
+        match self {
+            Command::Start(None) => "start".to_owned(),
+            Command::Start(Some(d)) => format!("start {}", humantime::format_duration(d)),
+            Command::Stop => "stop".to_owned(),
+            Command::Toggle => "toggle".to_owned(),
+            Command::Status => "status".to_owned(),
+        }
+    }
+}
+
+/// Why a line is not a command. The daemon logs it and changes nothing.
+#[derive(thiserror::Error, Clone, Debug, PartialEq, Eq)]
+pub enum ParseError {
+    /// Blank lines are ignored quietly (`echo >> fifo`).
+    #[error("empty line")]
+    Empty,
+    #[error("the line is not text (it holds control characters or invalid UTF-8)")]
+    NotText,
+    #[error("the line is longer than {MAX_LINE} bytes; it was discarded")]
+    TooLong,
+    #[error("unknown command `{0}` (expected `start [DURATION]`, `stop`, `toggle` or `status`)")]
+    Unknown(String),
+    #[error("`{command}` takes no argument, got `{argument}`")]
+    UnexpectedArgument { command: &'static str, argument: String },
+    #[error("invalid duration `{value}` for `start`: {reason}")]
+    BadDuration { value: String, reason: String },
+}
+
+/// Parses one line (with or without its `\n`/`\r\n`). Words are
+/// case-insensitive and may be surrounded by spaces or tabs; everything after
+/// `start` is its duration (`start 1m 30s` works).
+pub fn parse_command(line: &[u8]) -> Result<Command, ParseError> {
+    if line.len() > MAX_LINE {
+        return Err(ParseError::TooLong);
+    }
+    let text = std::str::from_utf8(line).map_err(|_| ParseError::NotText)?;
+    let text = text.trim_end_matches(['\n', '\r']).trim_matches([' ', '\t']);
+    if text.chars().any(char::is_control) {
+        return Err(ParseError::NotText);
+    }
+    if text.is_empty() {
+        return Err(ParseError::Empty);
+    }
+    let (word, rest) = match text.split_once([' ', '\t']) {
+        Some((word, rest)) => (word, rest.trim_matches([' ', '\t'])),
+        None => (text, ""),
+    };
+    let no_argument = |command: &'static str, value: Command| {
+        if rest.is_empty() {
+            Ok(value)
+        } else {
+            Err(ParseError::UnexpectedArgument { command, argument: shorten(rest) })
+        }
+    };
+    match word.to_ascii_lowercase().as_str() {
+        "start" if rest.is_empty() => Ok(Command::Start(None)),
+        "start" => {
+            let d = crate::units::parse_duration(rest)
+                .map_err(|reason| ParseError::BadDuration { value: shorten(rest), reason })?;
+            if d > MAX_CAPTURE_DURATION {
+                return Err(ParseError::BadDuration {
+                    value: shorten(rest),
+                    reason: format!("captures are limited to {}", humantime::format_duration(MAX_CAPTURE_DURATION)),
+                });
+            }
+            Ok(Command::Start(Some(d)))
+        }
+        "stop" => no_argument("stop", Command::Stop),
+        "toggle" => no_argument("toggle", Command::Toggle),
+        "status" => no_argument("status", Command::Status),
+        _ => Err(ParseError::Unknown(shorten(word))),
+    }
+}
+
+/// Cuts user text to a loggable length.
+fn shorten(s: &str) -> String {
+    const MAX: usize = 40;
+    if s.chars().count() <= MAX {
+        s.to_owned()
+    } else {
+        let mut out: String = s.chars().take(MAX).collect();
+        out.push('…');
+        out
+    }
+}
+
+/// Splits a byte stream into lines of at most [`MAX_LINE`] bytes. The bytes
+/// of an overlong line are dropped as they arrive (one [`ParseError::TooLong`]
+/// is reported per such line), so memory never exceeds one `MAX_LINE`.
+#[derive(Debug, Default)]
+pub struct LineSplitter {
+    buf: Vec<u8>,
+    /// Inside an overlong line: drop everything up to the next newline.
+    discarding: bool,
+}
+
+impl LineSplitter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds `data`; calls `emit` with every complete line (without `\n`) or
+    /// with `Err(TooLong)` for each overlong one.
+    pub fn push(&mut self, mut data: &[u8], mut emit: impl FnMut(Result<&[u8], ParseError>)) {
+        while !data.is_empty() {
+            let newline = data.iter().position(|&b| b == b'\n');
+            let (chunk, rest, complete) = match newline {
+                Some(i) => (&data[..i], &data[i + 1..], true),
+                None => (data, &data[data.len()..], false),
+            };
+            data = rest;
+            if self.discarding {
+                self.discarding = !complete;
+                continue;
+            }
+            if self.buf.len() + chunk.len() > MAX_LINE {
+                self.buf.clear();
+                self.discarding = !complete;
+                emit(Err(ParseError::TooLong));
+                continue;
+            }
+            self.buf.extend_from_slice(chunk);
+            if complete {
+                emit(Ok(&self.buf));
+                self.buf.clear();
+            }
+        }
+    }
+
+    /// Bytes held for an unfinished line (for tests: never above [`MAX_LINE`]).
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+/// What the daemon is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DaemonState {
+    /// Loaded, nothing attached: samples nothing.
+    Idle,
+    /// Sampling.
+    Capturing,
+    /// Sampling ended; symbolizing and writing files.
+    Writing,
+    /// Finishing the last capture before exiting.
+    Stopping,
+}
+
+impl std::fmt::Display for DaemonState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DaemonState::Idle => "idle",
+            DaemonState::Capturing => "capturing",
+            DaemonState::Writing => "writing",
+            DaemonState::Stopping => "stopping",
+        })
+    }
+}
+
+/// The running capture, in a status reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureStatus {
+    pub target: String,
+    /// Who started it: `fifo`, `ctl` or `SIGUSR2`.
+    pub source: String,
+    /// RFC 3339 start time.
+    pub started: String,
+    pub elapsed_ms: u64,
+    /// Time left before the capture ends by itself.
+    pub remaining_ms: u64,
+    /// Samples recorded in the kernel so far.
+    pub samples: u64,
+}
+
+/// The daemon's answer to one socket request: one JSON object on one line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply {
+    /// False when the command failed (`ctl` then exits with 1).
+    pub ok: bool,
+    /// State after the command.
+    pub state: DaemonState,
+    /// What happened, for people; may span several lines.
+    pub message: String,
+    /// Files written by the capture this command ended (`stop`, `toggle`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<PathBuf>,
+    /// The running capture, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture: Option<CaptureStatus>,
+    /// Process id of the daemon.
+    #[serde(default)]
+    pub pid: u32,
+}
+
+/// The socket `ctl` talks to: the FIFO's path with `.sock` appended.
+pub fn socket_path(control: &Path) -> PathBuf {
+    let mut name = control.as_os_str().to_owned();
+    name.push(".sock");
+    PathBuf::from(name)
+}
+
+/// The control FIFO, created or validated, opened `O_RDWR|O_NONBLOCK` and
+/// locked. Holding it open for writing too means the daemon never sees
+/// end-of-file when a writer such as `echo` closes its end.
+#[derive(Debug)]
+pub struct ControlFifo {
+    path: PathBuf,
+    fd: OwnedFd,
+    /// (device, inode), to remove only our own FIFO at exit.
+    id: (u64, u64),
+}
+
+impl ControlFifo {
+    /// Creates (mode 0600, in a 0700 directory created if missing) or reuses
+    /// the FIFO at `path`, refusing anything that is not provably ours.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        let (dir, _) = split_path(path)?;
+        ensure_private_dir(dir)?;
+        let uid = euid();
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) => check_existing(path, &meta, uid, "a FIFO")?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => make_fifo(path)?,
+            Err(e) => return Err(e).with_context(|| format!("cannot inspect control path `{}`", path.display())),
+        }
+        let fd = open_fifo(path)?;
+        // The path may have been swapped between the check and the open; the
+        // descriptor is what will be used, so check that.
+        let file = File::from(fd);
+        let meta = file.metadata().with_context(|| format!("cannot inspect control FIFO `{}`", path.display()))?;
+        check_existing(path, &meta, uid, "a FIFO")?;
+        let fd = OwnedFd::from(file);
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                bail!(
+                    "another `stackwatch watch` is already using the control FIFO `{}`; stop it first or choose another --control path",
+                    path.display()
+                );
+            }
+            return Err(err).with_context(|| format!("cannot lock control FIFO `{}`", path.display()));
+        }
+        // A reused FIFO may have a wider mode; umask may have narrowed a new one.
+        // SAFETY: fchmod on a descriptor we own.
+        if unsafe { libc::fchmod(fd.as_raw_fd(), 0o600) } != 0 {
+            return Err(io::Error::last_os_error())
+                .with_context(|| format!("cannot set the mode of control FIFO `{}`", path.display()));
+        }
+        Ok(Self { path: path.to_owned(), fd, id: (meta.dev(), meta.ino()) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A duplicate of the (nonblocking, locked) descriptor, for the reader task.
+    pub fn try_clone_fd(&self) -> io::Result<OwnedFd> {
+        self.fd.try_clone()
+    }
+
+    /// Removes the FIFO if the path still names it.
+    pub fn remove(&self) {
+        remove_if_same(&self.path, self.id);
+    }
+}
+
+/// Prepares `path` for binding the reply socket: its directory must be
+/// private (see [`ControlFifo::open`]), and a leftover socket of ours is
+/// removed (the FIFO lock proves no live daemon owns it). Anything else at
+/// the path is refused.
+pub fn prepare_socket_path(path: &Path) -> anyhow::Result<()> {
+    let (dir, _) = split_path(path)?;
+    ensure_private_dir(dir)?;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => {
+            check_existing(path, &meta, euid(), "a socket")?;
+            std::fs::remove_file(path).with_context(|| format!("cannot remove stale socket `{}`", path.display()))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot inspect socket path `{}`", path.display())),
+    }
+}
+
+/// Identity of a path, for [`remove_if_same`].
+pub fn path_id(path: &Path) -> Option<(u64, u64)> {
+    std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Removes `path` only when it is still the file `id` names, so a daemon
+/// never deletes a successor's FIFO or socket.
+pub fn remove_if_same(path: &Path, id: (u64, u64)) {
+    if path_id(path) == Some(id) {
+        if let Err(e) = std::fs::remove_file(path) {
+            tracing::warn!("failed to remove `{}`: {e}", path.display());
+        }
+    }
+}
+
+fn split_path(path: &Path) -> anyhow::Result<(&Path, &std::ffi::OsStr)> {
+    let name = path.file_name().with_context(|| format!("control path `{}` does not name a file", path.display()))?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    Ok((dir, name))
+}
+
+/// The directory must be ours or root's and writable by nobody else, or
+/// another user could replace the FIFO between our checks and a writer's
+/// open. Created 0700 when missing; an existing one keeps its mode.
+fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create control directory `{}`", dir.display()))?;
+    }
+    let meta = std::fs::metadata(dir).with_context(|| format!("cannot inspect control directory `{}`", dir.display()))?;
+    if !meta.is_dir() {
+        bail!("`{}` is not a directory; choose another --control path", dir.display());
+    }
+    let uid = euid();
+    if meta.uid() != uid && meta.uid() != 0 {
+        bail!(
+            "control directory `{}` belongs to uid {}, not to this daemon's user (uid {uid}) or root; choose another --control path",
+            dir.display(),
+            meta.uid()
+        );
+    }
+    if meta.permissions().mode() & 0o022 != 0 {
+        bail!(
+            "control directory `{}` is writable by other users (mode {:o}), who could replace the FIFO; \
+             use a private directory such as `/run/stackwatch` or run `chmod go-w` on it",
+            dir.display(),
+            meta.permissions().mode() & 0o7777
+        );
+    }
+    Ok(())
+}
+
+/// Accepts an existing path only when it is a `kind` owned by `uid`.
+fn check_existing(path: &Path, meta: &std::fs::Metadata, uid: u32, kind: &str) -> anyhow::Result<()> {
+    let ft = meta.file_type();
+    let is_kind = if kind == "a FIFO" { ft.is_fifo() } else { ft.is_socket() };
+    if ft.is_symlink() {
+        bail!(
+            "control path `{}` is a symbolic link; refusing to follow it: remove it or choose another --control path",
+            path.display()
+        );
+    }
+    if !is_kind {
+        bail!(
+            "control path `{}` exists and is {}, not {kind}; refusing to replace it: remove it (if `echo … >` created it \
+             while no daemon ran) or choose another --control path",
+            path.display(),
+            describe(&ft)
+        );
+    }
+    if meta.uid() != uid {
+        bail!(
+            "control path `{}` is {kind} owned by uid {}, not by this daemon's user (uid {uid}); refusing it: remove it or choose another --control path",
+            path.display(),
+            meta.uid()
+        );
+    }
+    Ok(())
+}
+
+fn describe(ft: &std::fs::FileType) -> &'static str {
+    if ft.is_file() {
+        "a regular file"
+    } else if ft.is_dir() {
+        "a directory"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_symlink() {
+        "a symbolic link"
+    } else {
+        "a device"
+    }
+}
+
+fn c_path(path: &Path) -> anyhow::Result<CString> {
+    CString::new(path.as_os_str().as_bytes()).with_context(|| format!("path `{}` contains a NUL byte", path.display()))
+}
+
+fn make_fifo(path: &Path) -> anyhow::Result<()> {
+    let c = c_path(path)?;
+    // SAFETY: valid NUL-terminated path.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+        return Err(io::Error::last_os_error())
+            .with_context(|| format!("cannot create control FIFO `{}`", path.display()));
+    }
+    Ok(())
+}
+
+fn open_fifo(path: &Path) -> anyhow::Result<OwnedFd> {
+    let c = c_path(path)?;
+    // O_NONBLOCK also keeps open() from hanging on something that is not a
+    // FIFO after all (a device swapped in between checks).
+    let flags = libc::O_RDWR | libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: valid NUL-terminated path; no mode needed without O_CREAT.
+    let fd = unsafe { libc::open(c.as_ptr(), flags) };
+    if fd < 0 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::ELOOP) {
+            bail!("control path `{}` is a symbolic link; refusing to follow it", path.display());
+        }
+        return Err(err).with_context(|| format!("cannot open control FIFO `{}`", path.display()));
+    }
+    // SAFETY: `fd` was just returned by open and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    #[test]
+    fn parses_commands() {
+        assert_eq!(parse_command(b"start"), Ok(Command::Start(None)));
+        assert_eq!(parse_command(b"start 30s\n"), Ok(Command::Start(Some(Duration::from_secs(30)))));
+        assert_eq!(parse_command(b"  START\t1m 30s \r\n"), Ok(Command::Start(Some(Duration::from_secs(90)))));
+        assert_eq!(parse_command(b"stop\r\n"), Ok(Command::Stop));
+        assert_eq!(parse_command(b"Toggle"), Ok(Command::Toggle));
+        assert_eq!(parse_command(b"status  "), Ok(Command::Status));
+        for c in [Command::Start(None), Command::Start(Some(Duration::from_millis(1500))), Command::Stop, Command::Status]
+        {
+            assert_eq!(parse_command(c.to_line().as_bytes()), Ok(c));
+        }
+    }
+
+    #[test]
+    fn refuses_malformed_lines_with_a_reason() {
+        assert_eq!(parse_command(b""), Err(ParseError::Empty));
+        assert_eq!(parse_command(b" \t\r\n"), Err(ParseError::Empty));
+        assert_eq!(parse_command(b"frobnicate"), Err(ParseError::Unknown("frobnicate".into())));
+        assert_eq!(
+            parse_command(b"stop now"),
+            Err(ParseError::UnexpectedArgument { command: "stop", argument: "now".into() })
+        );
+        assert!(matches!(parse_command(b"start 5 parsecs"), Err(ParseError::BadDuration { .. })));
+        assert!(matches!(parse_command(b"start -3s"), Err(ParseError::BadDuration { .. })));
+        assert!(matches!(parse_command(b"start 30"), Err(ParseError::BadDuration { .. })));
+        let err = parse_command(b"start 2d").unwrap_err();
+        assert_eq!(err.to_string(), "invalid duration `2d` for `start`: captures are limited to 1day");
+        assert_eq!(parse_command(b"st\0op"), Err(ParseError::NotText));
+        assert_eq!(parse_command(b"\xff\xfe"), Err(ParseError::NotText));
+        assert_eq!(parse_command(b"toggle\x1b[2J"), Err(ParseError::NotText));
+        assert_eq!(parse_command(&[b'a'; MAX_LINE + 1]), Err(ParseError::TooLong));
+        let long = "x".repeat(100);
+        let msg = parse_command(long.as_bytes()).unwrap_err().to_string();
+        assert!(msg.len() < 200 && msg.contains('…'), "{msg}");
+        assert_eq!(
+            ParseError::Unknown("go".into()).to_string(),
+            "unknown command `go` (expected `start [DURATION]`, `stop`, `toggle` or `status`)"
+        );
+    }
+
+    /// A small deterministic generator: the fuzz cases are reproducible.
+    fn xorshift(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    #[test]
+    fn random_bytes_never_panic_and_stay_bounded() {
+        let mut seed = 0x5eed_u64;
+        let alphabet: &[u8] = b"start stop toggle status 1s 30m \r\n\t\0\xff\xc3\xa9";
+        let mut splitter = LineSplitter::new();
+        let mut commands = 0;
+        for round in 0..2000 {
+            let len = (xorshift(&mut seed) % 300) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    let r = xorshift(&mut seed);
+                    if round % 2 == 0 {
+                        r as u8
+                    } else {
+                        alphabet[(r as usize) % alphabet.len()]
+                    }
+                })
+                .collect();
+            let _ = parse_command(&bytes);
+            splitter.push(&bytes, |line| {
+                if let Ok(line) = line {
+                    assert!(line.len() <= MAX_LINE);
+                    if parse_command(line).is_ok() {
+                        commands += 1;
+                    }
+                }
+            });
+            assert!(splitter.buffered() <= MAX_LINE);
+        }
+        assert!(commands > 0, "the alphabet rounds should produce some valid commands");
+    }
+
+    fn split_all(chunks: &[&[u8]]) -> Vec<Result<Vec<u8>, ParseError>> {
+        let mut splitter = LineSplitter::new();
+        let mut out = Vec::new();
+        for chunk in chunks {
+            splitter.push(chunk, |r| out.push(r.map(<[u8]>::to_vec)));
+        }
+        out
+    }
+
+    #[test]
+    fn splits_lines_across_chunks() {
+        assert_eq!(
+            split_all(&[b"tog", b"gle\nsta", b"tus\r\n\n", b"stop"]),
+            vec![Ok(b"toggle".to_vec()), Ok(b"status\r".to_vec()), Ok(Vec::new())]
+        );
+    }
+
+    #[test]
+    fn overlong_lines_are_reported_once_and_discarded() {
+        let big = vec![b'x'; 1 << 20];
+        let out = split_all(&[b"status\n", &big[..600_000], &big[600_000..], b"tail\ntoggle\n"]);
+        assert_eq!(out, vec![Ok(b"status".to_vec()), Err(ParseError::TooLong), Ok(b"toggle".to_vec())]);
+        // Exactly MAX_LINE bytes is still a line.
+        let exact = vec![b'y'; MAX_LINE];
+        let out = split_all(&[&exact, b"\n"]);
+        assert_eq!(out, vec![Ok(exact)]);
+        // An overlong line ending in the same chunk leaves nothing to discard.
+        let mut chunk = vec![b'z'; MAX_LINE + 1];
+        chunk.extend_from_slice(b"\nstop\n");
+        assert_eq!(split_all(&[&chunk]), vec![Err(ParseError::TooLong), Ok(b"stop".to_vec())]);
+    }
+
+    #[test]
+    fn replies_round_trip_as_one_json_line() {
+        let reply = Reply {
+            ok: true,
+            state: DaemonState::Idle,
+            message: "capture written".into(),
+            files: vec![PathBuf::from("/var/lib/stackwatch/a.pb.gz")],
+            capture: None,
+            pid: 42,
+        };
+        let line = serde_json::to_string(&reply).unwrap();
+        assert!(!line.contains('\n'));
+        assert!(line.contains(r#""state":"idle""#), "{line}");
+        assert_eq!(serde_json::from_str::<Reply>(&line).unwrap(), reply);
+        assert_eq!(socket_path(Path::new("/run/stackwatch/control")), Path::new("/run/stackwatch/control.sock"));
+    }
+
+    fn private_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        dir
+    }
+
+    #[test]
+    fn creates_a_private_fifo_and_directory() {
+        let tmp = private_dir();
+        let path = tmp.path().join("run/control");
+        let fifo = ControlFifo::open(&path).unwrap();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_fifo());
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+        assert_eq!(std::fs::metadata(tmp.path().join("run")).unwrap().permissions().mode() & 0o7777, 0o700);
+
+        // A second daemon on the same path is refused while the first holds it.
+        let err = ControlFifo::open(&path).unwrap_err();
+        assert!(format!("{err:#}").contains("already using the control FIFO"), "{err:#}");
+
+        fifo.remove();
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn reuses_its_own_leftover_fifo_and_fixes_its_mode() {
+        let tmp = private_dir();
+        let path = tmp.path().join("control");
+        make_fifo(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let fifo = ControlFifo::open(&path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777, 0o600);
+        drop(fifo);
+        // The lock went with the descriptor.
+        ControlFifo::open(&path).unwrap();
+    }
+
+    #[test]
+    fn refuses_symlinks_files_and_shared_directories() {
+        let tmp = private_dir();
+        let victim = tmp.path().join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        let link = tmp.path().join("link");
+        symlink(&victim, &link).unwrap();
+        let err = format!("{:#}", ControlFifo::open(&link).unwrap_err());
+        assert!(err.contains("is a symbolic link"), "{err}");
+        let err = format!("{:#}", ControlFifo::open(&victim).unwrap_err());
+        assert!(err.contains("is a regular file, not a FIFO"), "{err}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+
+        let shared = tmp.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = format!("{:#}", ControlFifo::open(&shared.join("control")).unwrap_err());
+        assert!(err.contains("writable by other users"), "{err}");
+        assert!(!shared.join("control").exists());
+    }
+
+    #[test]
+    fn refuses_someone_elses_fifo() {
+        if euid() != 0 {
+            return; // chown needs root; the e2e tests cover it as root.
+        }
+        let tmp = private_dir();
+        let path = tmp.path().join("control");
+        make_fifo(&path).unwrap();
+        std::os::unix::fs::lchown(&path, Some(65534), Some(65534)).unwrap();
+        let err = format!("{:#}", ControlFifo::open(&path).unwrap_err());
+        assert!(err.contains("owned by uid 65534"), "{err}");
+    }
+
+    #[test]
+    fn socket_path_is_prepared_safely() {
+        let tmp = private_dir();
+        let sock = tmp.path().join("control.sock");
+        prepare_socket_path(&sock).unwrap();
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        drop(listener);
+        // A stale socket of ours is removed…
+        prepare_socket_path(&sock).unwrap();
+        assert!(!sock.exists());
+        // …anything else is refused.
+        std::fs::write(&sock, b"x").unwrap();
+        assert!(format!("{:#}", prepare_socket_path(&sock).unwrap_err()).contains("not a socket"));
+    }
+}

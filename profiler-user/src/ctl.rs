@@ -1,0 +1,173 @@
+//! `stackwatch ctl`: sends one command to a running `watch` and reports the
+//! answer.
+//!
+//! It connects to the daemon's reply socket (`<control>.sock`, see
+//! [`crate::control`]), writes the command as one line, and reads one line of
+//! JSON back: the outcome, the state after it and, for a `stop`, the files
+//! written. A daemon that is not there, or does not answer within
+//! `--timeout`, is a clear error (exit code 1), never a hang: unlike writing
+//! to the FIFO, which blocks forever when nobody reads it.
+
+use std::io::{Read as _, Write as _};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _};
+
+use crate::cli::{CtlArgs, CtlCommand};
+use crate::control::{socket_path, Command, Reply};
+
+/// Writing one short line to a live daemon is instant; this only bounds a
+/// wedged one.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Largest answer read; real ones are a few hundred bytes.
+const MAX_REPLY: u64 = 1 << 20;
+
+/// Runs the command. `Ok(true)`: the daemon did it; `Ok(false)`: the daemon
+/// refused it (already reported on stderr); `Err`: no usable answer.
+pub fn run(args: &CtlArgs) -> anyhow::Result<bool> {
+    let command = match args.command {
+        CtlCommand::Start { duration } => Command::Start(duration),
+        CtlCommand::Stop => Command::Stop,
+        CtlCommand::Toggle => Command::Toggle,
+        CtlCommand::Status => Command::Status,
+    };
+    let (raw, reply) = request(&args.control, command, args.timeout)?;
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        writeln!(stdout, "{raw}")?;
+        return Ok(reply.ok);
+    }
+    if reply.ok {
+        writeln!(stdout, "{}", reply.message)?;
+    } else {
+        eprintln!("error: {}", reply.message);
+    }
+    if !reply.files.is_empty() {
+        writeln!(stdout, "wrote:")?;
+        for path in &reply.files {
+            writeln!(stdout, "  {}", path.display())?;
+        }
+    }
+    Ok(reply.ok)
+}
+
+/// Sends `command` to the daemon behind the control FIFO `control` and
+/// returns its answer, raw and parsed.
+pub fn request(control: &Path, command: Command, timeout: Duration) -> anyhow::Result<(String, Reply)> {
+    let socket = socket_path(control);
+    let mut stream = UnixStream::connect(&socket).map_err(|e| connect_error(control, &socket, e))?;
+    stream.set_write_timeout(Some(SEND_TIMEOUT)).context("failed to set a socket timeout")?;
+    stream.set_read_timeout(Some(timeout)).context("failed to set a socket timeout")?;
+    let line = format!("{}\n", command.to_line());
+    stream
+        .write_all(line.as_bytes())
+        .with_context(|| format!("failed to send `{}` to the daemon at `{}`", command.to_line(), socket.display()))?;
+    let mut buf = Vec::new();
+    if let Err(e) = (&mut stream).take(MAX_REPLY).read_to_end(&mut buf) {
+        if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) {
+            return Err(anyhow!(
+                "no reply from the daemon at `{}` within {}; it may be stuck: check its log \
+                 (`journalctl -u stackwatch`), or wait longer with --timeout",
+                socket.display(),
+                humantime::format_duration(timeout)
+            ));
+        }
+        return Err(e).with_context(|| format!("failed to read the daemon's reply from `{}`", socket.display()));
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let raw = text.lines().next().unwrap_or_default().trim().to_owned();
+    if raw.is_empty() {
+        return Err(anyhow!(
+            "the daemon at `{}` closed the connection without answering; check its log (`journalctl -u stackwatch`)",
+            socket.display()
+        ));
+    }
+    let reply: Reply = serde_json::from_str(&raw)
+        .with_context(|| format!("the daemon at `{}` sent an answer ctl cannot read: `{raw}`", socket.display()))?;
+    Ok((raw, reply))
+}
+
+/// One sentence for each way of finding no daemon.
+fn connect_error(control: &Path, socket: &Path, err: std::io::Error) -> anyhow::Error {
+    use std::io::ErrorKind;
+    match err.kind() {
+        ErrorKind::NotFound if control.exists() => anyhow!(
+            "no stackwatch daemon answers: the control FIFO `{}` exists but its socket `{}` does not; \
+             is `stackwatch watch` running? (`systemctl status stackwatch`)",
+            control.display(),
+            socket.display()
+        ),
+        ErrorKind::NotFound => anyhow!(
+            "no stackwatch daemon: `{}` does not exist; start one with `stackwatch watch` \
+             (or `systemctl start stackwatch`), or point --control at its FIFO",
+            control.display()
+        ),
+        ErrorKind::ConnectionRefused => anyhow!(
+            "no stackwatch daemon answers on `{}` (the socket is left over from a daemon that is gone); \
+             start one with `stackwatch watch` (or `systemctl start stackwatch`)",
+            socket.display()
+        ),
+        ErrorKind::PermissionDenied => anyhow!(
+            "permission denied connecting to `{}`: run ctl as the daemon's user (e.g. with sudo)",
+            socket.display()
+        ),
+        _ => anyhow!("cannot connect to the daemon at `{}`: {err}", socket.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixListener;
+
+    use super::*;
+
+    #[test]
+    fn no_daemon_is_a_clear_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let control = tmp.path().join("control");
+        let err = request(&control, Command::Status, Duration::from_secs(1)).unwrap_err().to_string();
+        assert!(err.starts_with("no stackwatch daemon: `"), "{err}");
+
+        std::fs::write(&control, b"").unwrap();
+        let err = request(&control, Command::Status, Duration::from_secs(1)).unwrap_err().to_string();
+        assert!(err.contains("exists but its socket"), "{err}");
+
+        // A socket nobody listens on any more.
+        drop(UnixListener::bind(socket_path(&control)).unwrap());
+        let err = request(&control, Command::Status, Duration::from_secs(1)).unwrap_err().to_string();
+        assert!(err.contains("left over from a daemon that is gone"), "{err}");
+    }
+
+    #[test]
+    fn a_silent_daemon_times_out() {
+        let tmp = tempfile::tempdir().unwrap();
+        let control = tmp.path().join("control");
+        let _listener = UnixListener::bind(socket_path(&control)).unwrap();
+        let err = request(&control, Command::Stop, Duration::from_millis(200)).unwrap_err().to_string();
+        assert!(err.starts_with("no reply from the daemon at `"), "{err}");
+        assert!(err.contains("within 200ms"), "{err}");
+    }
+
+    #[test]
+    fn reads_a_reply() {
+        let tmp = tempfile::tempdir().unwrap();
+        let control = tmp.path().join("control");
+        let listener = UnixListener::bind(socket_path(&control)).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut line = [0u8; 16];
+            let n = conn.read(&mut line).unwrap();
+            assert_eq!(&line[..n], b"start 1m\n");
+            conn.write_all(br#"{"ok":true,"state":"capturing","message":"capture started","pid":7}"#).unwrap();
+            conn.write_all(b"\n").unwrap();
+        });
+        let (_, reply) = request(&control, Command::Start(Some(Duration::from_secs(60))), Duration::from_secs(5)).unwrap();
+        server.join().unwrap();
+        assert!(reply.ok);
+        assert_eq!(reply.message, "capture started");
+        assert_eq!(reply.pid, 7);
+    }
+}

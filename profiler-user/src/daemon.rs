@@ -1,0 +1,809 @@
+//! `stackwatch watch`: a resident daemon that captures on command.
+//!
+//! At start it installs its signal handlers (SIGUSR2's default action would
+//! kill it), prepares the output directory, claims the control FIFO and the
+//! reply socket ([`crate::control`]), and loads the eBPF program once, so a
+//! host that cannot run it is reported at start, not at 3 a.m. Idle, nothing
+//! is attached: no perf event fires and no timer runs.
+//!
+//! One task owns all state and handles one event at a time — a command
+//! (FIFO, socket or SIGUSR2), the capture's deadline, a one-second tick while
+//! capturing, the end of a write, SIGTERM/SIGINT — so captures cannot
+//! overlap. A capture moves through three phases:
+//!
+//! - **idle** → **capturing**: the target is resolved afresh (`--name` finds
+//!   restarted processes; a missing target refuses the capture and the daemon
+//!   carries on), the maps are emptied and the perf events attached;
+//! - **capturing** → **writing**: on `stop`/`toggle`, the deadline, the exit
+//!   of every target process, or a signal, the events are detached and the
+//!   loader moves to a blocking thread that drains, symbolizes, writes (atomic
+//!   files, see `output::files`), empties the maps and applies retention;
+//! - **writing** → **idle**: the loader comes back. Commands that arrived
+//!   meanwhile were folded into one pending action (a `toggle` flips it,
+//!   `start` sets it, `stop` clears it), applied now; their `ctl` callers get
+//!   their answer then, a `stop` with the files just written. Folding is what
+//!   keeps 200 toggles in a burst from becoming 100 empty captures.
+//!
+//! A write that fails (full disk, directory gone or read-only) is logged and
+//! answered; the daemon stays up and the next capture tries again, creating
+//! the output directory if it vanished. On SIGTERM/SIGINT the running capture
+//! is written (up to [`SHUTDOWN_WRITE_TIMEOUT`]; a second signal gives up at
+//! once), the program is detached and unloaded, and the FIFO and socket are
+//! removed.
+
+mod listen;
+
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{anyhow, Context as _, Result};
+use profiler_common::Stat;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tracing::{debug, error, info, warn};
+
+use crate::capture::Trigger;
+use crate::config::WatchConfig;
+use crate::control::{self, CaptureStatus, Command, ControlFifo, DaemonState, Reply};
+use crate::cputime::CpuMeter;
+use crate::loader::Loader;
+use crate::output::{self, Formats};
+use crate::retention::{self, CaptureKey, Policy};
+use crate::symbolize::Symbolizer;
+use crate::target::{Filter, ResolvedTarget, TargetSpec};
+
+use self::listen::{sd_notify, Request, Source};
+
+/// How often a running capture re-resolves `--name`, checks that its target
+/// is alive and forwards eBPF log records. Nothing ticks while idle.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Longest wait for the last capture's files at SIGTERM/SIGINT; systemd's
+/// `TimeoutStopSec=20` leaves room for it.
+pub const SHUTDOWN_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Queued commands; a full queue makes FIFO writers and `ctl` wait.
+const QUEUE: usize = 64;
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(config: WatchConfig) -> Result<()> {
+    let signals = Signals::install()?;
+    prepare_output_dir(&config.output_dir)?;
+    let mut endpoints = Endpoints::open(&config.control)?;
+    let (loader, loaded_filter) = initial_load(&config.target)?;
+
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let fifo_fd = endpoints.fifo.try_clone_fd().context("failed to duplicate the control FIFO descriptor")?;
+    let fifo_task = tokio::spawn(listen::read_fifo(fifo_fd, config.control.clone(), tx.clone()));
+    let listener = endpoints.take_listener()?;
+    let socket_task = tokio::spawn(listen::serve_socket(listener, tx));
+
+    info!(
+        control = %config.control.display(),
+        socket = %endpoints.socket.display(),
+        output_dir = %config.output_dir.display(),
+        target = %describe_spec(&config.target),
+        "ready: idle until `start`/`toggle` on the control FIFO, SIGUSR2 or `stackwatch ctl`"
+    );
+    sd_notify("READY=1\nSTATUS=idle");
+
+    let mut daemon = Daemon::new(config, loader, loaded_filter);
+    let mut signals = signals;
+    let mut rx = rx;
+    let signal_name = daemon.serve(&mut rx, &mut signals).await;
+    sd_notify("STOPPING=1\nSTATUS=stopping");
+    // New requests are answered "shutting down" from here on.
+    rx.close();
+    let result = daemon.shutdown(signal_name, &mut signals).await;
+    fifo_task.abort();
+    socket_task.abort();
+    drop(daemon);
+    endpoints.remove();
+    info!("stopped");
+    result
+}
+
+/// The signal streams the daemon reacts to.
+struct Signals {
+    usr2: Signal,
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self> {
+        let install = |kind: SignalKind, name: &str| {
+            signal(kind).with_context(|| format!("failed to install the {name} handler"))
+        };
+        Ok(Self {
+            usr2: install(SignalKind::user_defined2(), "SIGUSR2")?,
+            term: install(SignalKind::terminate(), "SIGTERM")?,
+            int: install(SignalKind::interrupt(), "SIGINT")?,
+        })
+    }
+}
+
+/// The control FIFO and reply socket; removed by [`Endpoints::remove`] or,
+/// on an early error, on drop.
+struct Endpoints {
+    fifo: ControlFifo,
+    socket: PathBuf,
+    socket_id: Option<(u64, u64)>,
+    listener: Option<std::os::unix::net::UnixListener>,
+}
+
+impl Endpoints {
+    fn open(control: &Path) -> Result<Self> {
+        let fifo = ControlFifo::open(control)?;
+        let socket = control::socket_path(control);
+        let mut endpoints = Self { fifo, socket, socket_id: None, listener: None };
+        control::prepare_socket_path(&endpoints.socket)?;
+        let listener = std::os::unix::net::UnixListener::bind(&endpoints.socket)
+            .with_context(|| format!("cannot create the control socket `{}`", endpoints.socket.display()))?;
+        endpoints.socket_id = control::path_id(&endpoints.socket);
+        std::fs::set_permissions(&endpoints.socket, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot set the mode of `{}`", endpoints.socket.display()))?;
+        listener.set_nonblocking(true).context("failed to make the control socket nonblocking")?;
+        endpoints.listener = Some(listener);
+        Ok(endpoints)
+    }
+
+    fn take_listener(&mut self) -> Result<tokio::net::UnixListener> {
+        let listener = self.listener.take().ok_or_else(|| anyhow!("control socket already taken"))?;
+        tokio::net::UnixListener::from_std(listener).context("failed to register the control socket")
+    }
+
+    fn remove(&mut self) {
+        self.fifo.remove();
+        if let Some(id) = self.socket_id.take() {
+            control::remove_if_same(&self.socket, id);
+        }
+    }
+}
+
+impl Drop for Endpoints {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// Creates the output directory (0750) if missing and checks it takes files.
+fn prepare_output_dir(dir: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(dir)
+        .with_context(|| format!("cannot create output directory `{}`; choose another with --output-dir", dir.display()))?;
+    crate::record::check_output_dir(dir)
+}
+
+/// Loads and verifies the program once. Pid and name targets share one
+/// program (the pid set is a map, filled per capture); a cgroup's id is
+/// compiled in, so it is loaded for the cgroup as it is now and reloaded if
+/// a later capture finds a different one (a restarted unit gets a new
+/// cgroup). A target that does not exist yet is not an error: captures are
+/// refused until it does.
+fn initial_load(target: &TargetSpec) -> Result<(Loader, Filter)> {
+    let filter = match target {
+        TargetSpec::Host => Filter::All,
+        TargetSpec::Pids(_) | TargetSpec::Name(_) => Filter::Pids(Vec::new()),
+        TargetSpec::Cgroup(_) => match target.resolve() {
+            Ok(resolved) => resolved.filter,
+            Err(e) => {
+                warn!("{e}; captures will be refused until it exists");
+                Filter::All
+            }
+        },
+    };
+    if let Err(e) = target.resolve() {
+        warn!("the target does not exist now ({e}); captures will be refused until it does");
+    }
+    let loader = Loader::load(&filter)?;
+    Ok((loader, filter))
+}
+
+/// Whether a program loaded for `loaded` can capture `wanted`.
+fn compatible(loaded: &Filter, wanted: &Filter) -> bool {
+    matches!((loaded, wanted), (Filter::Pids(_), Filter::Pids(_))) || loaded == wanted
+}
+
+/// Why a capture ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EndReason {
+    Command(Command, Source),
+    Duration,
+    TargetExited,
+    Signal(&'static str),
+}
+
+impl std::fmt::Display for EndReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EndReason::Command(c, s) => write!(f, "`{}` from {}", c.to_line(), s.as_str()),
+            EndReason::Duration => f.write_str("its duration ran out"),
+            EndReason::TargetExited => f.write_str("every target process exited"),
+            EndReason::Signal(name) => write!(f, "{name}"),
+        }
+    }
+}
+
+/// The running capture.
+struct Capture {
+    target: ResolvedTarget,
+    source: Source,
+    start: SystemTime,
+    started: Instant,
+    duration: Duration,
+    meter: CpuMeter,
+}
+
+/// What a `ctl` caller waiting on a write wants to hear.
+enum Wants {
+    /// The files of the capture being written (`stop`).
+    Files,
+    /// The state once the pending action is applied (`start`, `toggle`).
+    Outcome,
+}
+
+/// A capture being written on a blocking thread.
+struct Writing {
+    handle: JoinHandle<WriteOutcome>,
+    target: String,
+    reason: EndReason,
+    /// Folded commands that arrived meanwhile: start one (with this duration
+    /// and source) once written, or not.
+    pending: Option<(Option<Duration>, Source)>,
+    waiters: Vec<(Wants, oneshot::Sender<Reply>)>,
+}
+
+/// Everything the writing thread needs.
+struct WriteJob {
+    output_dir: PathBuf,
+    formats: Formats,
+    policy: Policy,
+    target: ResolvedTarget,
+    trigger: Trigger,
+    frequency_hz: u64,
+    start: SystemTime,
+    end: SystemTime,
+    cpu_seconds: Option<f64>,
+}
+
+/// What the writing thread hands back.
+struct WriteOutcome {
+    loader: Loader,
+    /// Files and samples collected, or why nothing usable was written.
+    result: Result<(Vec<PathBuf>, u64)>,
+}
+
+struct Daemon {
+    config: WatchConfig,
+    /// `None` only while a write holds it, or after a writer panicked (the
+    /// next capture loads a fresh one).
+    loader: Option<Loader>,
+    loaded_filter: Filter,
+    capture: Option<Capture>,
+    writing: Option<Writing>,
+    ticker: Interval,
+    /// One line about the last capture, for `status`.
+    last: Option<String>,
+}
+
+impl Daemon {
+    fn new(config: WatchConfig, loader: Loader, loaded_filter: Filter) -> Self {
+        let mut ticker = tokio::time::interval(TICK);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Self { config, loader: Some(loader), loaded_filter, capture: None, writing: None, ticker, last: None }
+    }
+
+    fn state(&self) -> DaemonState {
+        if self.capture.is_some() {
+            DaemonState::Capturing
+        } else if self.writing.is_some() {
+            DaemonState::Writing
+        } else {
+            DaemonState::Idle
+        }
+    }
+
+    /// Handles events until SIGTERM or SIGINT; returns the signal's name.
+    async fn serve(&mut self, rx: &mut mpsc::Receiver<Request>, signals: &mut Signals) -> &'static str {
+        loop {
+            let deadline = self.capture.as_ref().map(|c| c.started + c.duration);
+            let capturing = deadline.is_some();
+            let writing = self.writing.as_mut().map(|w| &mut w.handle);
+            tokio::select! {
+                biased;
+                _ = signals.term.recv() => return "SIGTERM",
+                _ = signals.int.recv() => return "SIGINT",
+                outcome = maybe(writing) => self.finish_write(outcome),
+                _ = maybe(deadline.map(tokio::time::sleep_until)) => self.stop_capture(EndReason::Duration, None),
+                _ = self.ticker.tick(), if capturing => self.tick(),
+                _ = signals.usr2.recv() => {
+                    info!("SIGUSR2: toggle");
+                    self.handle(Request { command: Ok(Command::Toggle), source: Source::Signal, reply: None });
+                }
+                Some(request) = rx.recv() => self.handle(request),
+            }
+        }
+    }
+
+    fn handle(&mut self, request: Request) {
+        let Request { command, source, reply } = request;
+        let command = match command {
+            Ok(command) => command,
+            Err(e) => {
+                warn!("ignoring a command from {}: {e}", source.as_str());
+                respond(reply, self.reply(false, e.to_string()));
+                return;
+            }
+        };
+        debug!(command = %command.to_line(), source = source.as_str(), state = %self.state(), "command");
+        match (command, self.state()) {
+            (Command::Status, _) => {
+                let status = self.reply(true, self.status_message());
+                match reply {
+                    Some(reply) => respond(Some(reply), status),
+                    None => listen::log_status(&status),
+                }
+            }
+            (Command::Start(duration), DaemonState::Idle) | (Command::Toggle, DaemonState::Idle) => {
+                let duration = if let Command::Start(d) = command { d } else { None };
+                let answer = self.start_capture(duration, source);
+                respond(reply, answer);
+            }
+            (Command::Start(_), _) if self.capture.is_some() => {
+                let message = format!("already capturing; the running capture continues\n{}", self.status_message());
+                info!("`start` from {} ignored: a capture is already running", source.as_str());
+                respond(reply, self.reply(true, message));
+            }
+            (Command::Stop, DaemonState::Idle) => {
+                info!("`stop` from {}: no capture is running", source.as_str());
+                respond(reply, self.reply(true, "idle: no capture is running, nothing to stop".to_owned()));
+            }
+            (Command::Stop | Command::Toggle, _) if self.capture.is_some() => {
+                self.stop_capture(EndReason::Command(command, source), reply);
+            }
+            (_, _) => self.fold(command, source, reply),
+        }
+    }
+
+    /// A command that arrives while a capture is being written: folded into
+    /// the pending action, answered when the write ends.
+    fn fold(&mut self, command: Command, source: Source, reply: Option<oneshot::Sender<Reply>>) {
+        let Some(writing) = self.writing.as_mut() else { return };
+        writing.pending = match (command, writing.pending) {
+            (Command::Start(d), _) => Some((d, source)),
+            (Command::Toggle, None) => Some((None, source)),
+            (Command::Toggle, Some(_)) | (Command::Stop, _) => None,
+            (Command::Status, pending) => pending,
+        };
+        debug!(
+            command = %command.to_line(),
+            pending = writing.pending.is_some(),
+            "command folded while the previous capture is written"
+        );
+        if let Some(reply) = reply {
+            let wants = if command == Command::Stop { Wants::Files } else { Wants::Outcome };
+            writing.waiters.push((wants, reply));
+        }
+    }
+
+    fn start_capture(&mut self, duration: Option<Duration>, source: Source) -> Reply {
+        match self.try_start(duration, source) {
+            Ok(()) => {
+                let capture = self.capture.as_ref().map_or_else(String::new, |c| c.target.info.description.clone());
+                let duration = self.capture.as_ref().map_or(Duration::ZERO, |c| c.duration);
+                info!(target = %capture, duration = %humantime::format_duration(duration), source = source.as_str(), "capture started");
+                sd_notify(&format!("STATUS=capturing {capture}"));
+                let message = format!(
+                    "capture started: {capture} for {}; `stop` or `toggle` ends it earlier",
+                    humantime::format_duration(duration)
+                );
+                self.reply(true, message)
+            }
+            Err(e) => {
+                let message = format!("no capture started: {e:#}");
+                error!("{message}");
+                self.reply(false, message)
+            }
+        }
+    }
+
+    fn try_start(&mut self, duration: Option<Duration>, source: Source) -> Result<()> {
+        let target = self.config.target.resolve()?;
+        let loader = match self.loader.take() {
+            Some(loader) if compatible(&self.loaded_filter, &target.filter) => loader,
+            previous => {
+                drop(previous);
+                info!("loading the eBPF program for {}", target.info.description);
+                self.loaded_filter = Filter::All;
+                let loader = Loader::load(&target.filter)?;
+                self.loaded_filter = target.filter.clone();
+                loader
+            }
+        };
+        let loader = self.loader.insert(loader);
+        if let Filter::Pids(pids) = &target.filter {
+            loader.set_target_pids(pids)?;
+        }
+        // Normally already empty (the writer clears); a failed clear must
+        // not leak an old capture's samples into this one.
+        loader.clear().context("failed to empty the kernel maps before the capture")?;
+        let cgroup_dir = match &self.config.target {
+            TargetSpec::Cgroup(path) => crate::target::cgroup_dir(path).ok(),
+            _ => None,
+        };
+        let meter = CpuMeter::start(&target.filter, cgroup_dir.as_deref());
+        let start = SystemTime::now();
+        loader.attach(self.config.frequency_hz)?;
+        self.ticker.reset();
+        self.capture = Some(Capture {
+            target,
+            source,
+            start,
+            started: Instant::now(),
+            duration: duration.unwrap_or(self.config.capture_duration),
+            meter,
+        });
+        Ok(())
+    }
+
+    /// Ends the running capture and hands it to a writing thread. `reply`
+    /// (a `ctl stop`) is answered with the files once written.
+    fn stop_capture(&mut self, reason: EndReason, reply: Option<oneshot::Sender<Reply>>) {
+        let Some(capture) = self.capture.take() else { return };
+        let end = SystemTime::now();
+        let Some(mut loader) = self.loader.take() else {
+            error!("internal error: a capture ran without a loaded program; it is lost");
+            respond(reply, self.reply(false, "internal error: the capture was lost".to_owned()));
+            return;
+        };
+        if let Err(e) = loader.detach() {
+            warn!("{e:#}");
+        }
+        loader.flush_logs();
+        let description = capture.target.info.description.clone();
+        info!(target = %description, "capture ended ({reason}); writing its files");
+        sd_notify(&format!("STATUS=writing {description}"));
+        let job = WriteJob {
+            output_dir: self.config.output_dir.clone(),
+            formats: self.config.formats,
+            policy: self.config.retention,
+            trigger: Trigger::Manual { source: capture.source.as_str().to_owned() },
+            frequency_hz: self.config.frequency_hz,
+            start: capture.start,
+            end,
+            cpu_seconds: capture.meter.elapsed(),
+            target: capture.target,
+        };
+        let handle = tokio::task::spawn_blocking(move || write_job(loader, job));
+        let waiters = reply.into_iter().map(|r| (Wants::Files, r)).collect();
+        self.writing = Some(Writing { handle, target: description, reason, pending: None, waiters });
+    }
+
+    fn tick(&mut self) {
+        let Some(loader) = self.loader.as_mut() else { return };
+        loader.flush_logs();
+        let Some(capture) = self.capture.as_mut() else { return };
+        match &self.config.target {
+            TargetSpec::Name(re) => {
+                let pids = crate::target::find_pids_by_name(re);
+                if !pids.is_empty() {
+                    if let Err(e) = loader.set_target_pids(&pids) {
+                        warn!("failed to update the target processes: {e:#}");
+                    }
+                    capture.meter.set_pids(&pids);
+                }
+            }
+            TargetSpec::Pids(_) => {
+                let alive = capture.target.info.pids.iter().any(|p| Path::new(&format!("/proc/{p}")).exists());
+                if !alive {
+                    self.stop_capture(EndReason::TargetExited, None);
+                }
+            }
+            TargetSpec::Cgroup(_) | TargetSpec::Host => {}
+        }
+    }
+
+    /// The write ended: take the loader back, answer the waiters, apply the
+    /// pending action.
+    fn finish_write(&mut self, outcome: Result<WriteOutcome, tokio::task::JoinError>) {
+        let Some(writing) = self.writing.take() else { return };
+        let written = match outcome {
+            Ok(WriteOutcome { loader, result }) => {
+                self.loader = Some(loader);
+                result
+            }
+            Err(e) => Err(anyhow!("the writing thread failed: {e}")),
+        };
+        let files_reply = self.record_write(&writing, written);
+        let mut outcome_reply = None;
+        for (wants, reply) in writing.waiters {
+            let answer = match wants {
+                Wants::Files => files_reply.clone(),
+                Wants::Outcome => {
+                    // Computed after the pending action is applied, below.
+                    outcome_reply.get_or_insert_with(Vec::new).push(reply);
+                    continue;
+                }
+            };
+            let _ = reply.send(answer);
+        }
+        let after = match writing.pending {
+            Some((duration, source)) => self.start_capture(duration, source),
+            None => {
+                sd_notify("STATUS=idle");
+                self.reply(true, format!("idle; {}", self.last.as_deref().unwrap_or("no capture yet")))
+            }
+        };
+        for reply in outcome_reply.unwrap_or_default() {
+            let mut answer = after.clone();
+            answer.message = format!("the previous capture was written first ({})\n{}", writing.target, answer.message);
+            answer.files.clone_from(&files_reply.files);
+            let _ = reply.send(answer);
+        }
+    }
+
+    /// Logs a finished write, remembers it for `status`, and builds the
+    /// reply for whoever stopped it.
+    fn record_write(&mut self, writing: &Writing, written: Result<(Vec<PathBuf>, u64)>) -> Reply {
+        let when = humantime::format_rfc3339_seconds(SystemTime::now());
+        match written {
+            Ok((paths, samples)) => {
+                info!(
+                    target = %writing.target,
+                    samples,
+                    files = %paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "),
+                    "capture written"
+                );
+                self.last = Some(format!(
+                    "last capture: {} ended at {when} ({}), {samples} samples, {} files",
+                    writing.target,
+                    writing.reason,
+                    paths.len()
+                ));
+                let mut reply = self.reply(
+                    true,
+                    format!("capture of {} stopped ({}): {samples} samples", writing.target, writing.reason),
+                );
+                reply.files = paths;
+                reply
+            }
+            Err(e) => {
+                let message = format!("the capture of {} could not be written: {e:#}", writing.target);
+                error!("{message}; the daemon keeps running and the next capture will try again");
+                self.last = Some(format!("last capture: {} at {when} FAILED: {e:#}", writing.target));
+                self.reply(false, message)
+            }
+        }
+    }
+
+    /// Finishes the running or in-flight capture within
+    /// [`SHUTDOWN_WRITE_TIMEOUT`], then unloads the program.
+    async fn shutdown(&mut self, signal_name: &'static str, signals: &mut Signals) -> Result<()> {
+        if self.capture.is_some() {
+            self.stop_capture(EndReason::Signal(signal_name), None);
+        }
+        let mut result = Ok(());
+        if let Some(mut writing) = self.writing.take() {
+            writing.pending = None;
+            info!(
+                "{signal_name}: finishing the capture of {} (at most {}; signal again to exit at once)",
+                writing.target,
+                humantime::format_duration(SHUTDOWN_WRITE_TIMEOUT)
+            );
+            let outcome = tokio::select! {
+                outcome = tokio::time::timeout(SHUTDOWN_WRITE_TIMEOUT, &mut writing.handle) => match outcome {
+                    Ok(joined) => joined.map_err(|e| anyhow!("the writing thread failed: {e}")),
+                    Err(_) => Err(anyhow!(
+                        "writing took longer than {}; gave up",
+                        humantime::format_duration(SHUTDOWN_WRITE_TIMEOUT)
+                    )),
+                },
+                _ = signals.term.recv() => Err(anyhow!("a second signal arrived; gave up writing")),
+                _ = signals.int.recv() => Err(anyhow!("a second signal arrived; gave up writing")),
+            };
+            let written = match outcome {
+                Ok(WriteOutcome { loader, result }) => {
+                    self.loader = Some(loader);
+                    result
+                }
+                Err(e) => Err(e),
+            };
+            let failure = written.as_ref().err().map(|e| anyhow!("the last capture of {} was not written: {e:#}", writing.target));
+            let files_reply = self.record_write(&writing, written);
+            for (wants, reply) in writing.waiters.drain(..) {
+                let mut answer = files_reply.clone();
+                answer.state = DaemonState::Stopping;
+                if matches!(wants, Wants::Outcome) {
+                    answer.message = format!("no capture started: the daemon is stopping\n{}", answer.message);
+                    answer.ok = false;
+                }
+                let _ = reply.send(answer);
+            }
+            if let Some(failure) = failure {
+                result = Err(failure);
+            }
+        }
+        if let Some(mut loader) = self.loader.take() {
+            if let Err(e) = loader.detach() {
+                warn!("{e:#}");
+            }
+        }
+        result
+    }
+
+    /// A reply carrying the current state.
+    fn reply(&self, ok: bool, message: String) -> Reply {
+        Reply {
+            ok,
+            state: self.state(),
+            message,
+            files: Vec::new(),
+            capture: self.capture_status(),
+            pid: std::process::id(),
+        }
+    }
+
+    fn capture_status(&self) -> Option<CaptureStatus> {
+        let capture = self.capture.as_ref()?;
+        let samples = self.loader.as_ref().and_then(|l| l.stats().ok()).map_or(0, |s| s.get(Stat::Recorded));
+        let elapsed = capture.started.elapsed();
+        Some(CaptureStatus {
+            target: capture.target.info.description.clone(),
+            source: capture.source.as_str().to_owned(),
+            started: humantime::format_rfc3339_seconds(capture.start).to_string(),
+            elapsed_ms: elapsed.as_millis() as u64,
+            remaining_ms: capture.duration.saturating_sub(elapsed).as_millis() as u64,
+            samples,
+        })
+    }
+
+    /// The human status: first word is the state (scripts may match it).
+    fn status_message(&self) -> String {
+        let last = self.last.as_deref().map(|l| format!("\n{l}")).unwrap_or_default();
+        match (&self.capture, &self.writing, self.capture_status()) {
+            (Some(capture), _, Some(status)) => format!(
+                "capturing: {} for {} of {}, {} samples so far (started by {})",
+                status.target,
+                humantime::format_duration(Duration::from_secs(status.elapsed_ms / 1000)),
+                humantime::format_duration(capture.duration),
+                status.samples,
+                status.source
+            ),
+            (_, Some(writing), _) => format!(
+                "writing: the capture of {} ended ({}); its files are being written{}",
+                writing.target,
+                writing.reason,
+                if writing.pending.is_some() { "; a new capture starts after that" } else { "" }
+            ),
+            _ => format!(
+                "idle: target {}, output `{}`, captures of {} at {} Hz{last}",
+                describe_spec(&self.config.target),
+                self.config.output_dir.display(),
+                humantime::format_duration(self.config.capture_duration),
+                self.config.frequency_hz,
+            ),
+        }
+    }
+}
+
+/// Sends `reply` if someone waits for it (socket requests); FIFO and signal
+/// commands are answered in the log.
+fn respond(slot: Option<oneshot::Sender<Reply>>, reply: Reply) {
+    if let Some(slot) = slot {
+        // The client may have gone (timeout); nothing to do then.
+        let _ = slot.send(reply);
+    }
+}
+
+/// `future`, or never when there is none (a disabled `select!` branch).
+async fn maybe<F: std::future::Future>(future: Option<F>) -> F::Output {
+    match future {
+        Some(future) => future.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The target as configured (not yet resolved), for logs and `status`.
+fn describe_spec(spec: &TargetSpec) -> String {
+    match spec {
+        TargetSpec::Pids(pids) => {
+            let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+            format!("pid {}", list.join(","))
+        }
+        TargetSpec::Name(re) => format!("name /{re}/"),
+        TargetSpec::Cgroup(path) => format!("cgroup {}", path.display()),
+        TargetSpec::Host => "host".to_owned(),
+    }
+}
+
+/// Runs on a blocking thread: drains, symbolizes and writes the capture,
+/// empties the maps and applies retention. Always hands the loader back.
+fn write_job(mut loader: Loader, job: WriteJob) -> WriteOutcome {
+    let result = write_files(&loader, &job);
+    // Empty the maps now rather than at the next start: idle, the kernel
+    // memory of the stacks would otherwise stay allocated.
+    if let Err(e) = loader.clear() {
+        warn!("failed to empty the kernel maps after the capture: {e:#}");
+    }
+    if let Ok((paths, _)) = &result {
+        let keep = paths.last().and_then(|p| p.file_name()?.to_str()).and_then(retention::parse_name);
+        apply_retention(&job.output_dir, &job.policy, keep.as_ref());
+    }
+    WriteOutcome { loader, result }
+}
+
+fn write_files(loader: &Loader, job: &WriteJob) -> Result<(Vec<PathBuf>, u64)> {
+    // The directory may have been removed since the start (a cleanup cron,
+    // an operator); recreate it rather than lose the capture.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(&job.output_dir)
+        .with_context(|| format!("cannot create output directory `{}`", job.output_dir.display()))?;
+    // One symbolizer per capture: its caches would otherwise grow with every
+    // process the daemon ever saw.
+    let mut symbolizer = Symbolizer::new();
+    let (info, profile) = crate::record::finish_capture(
+        loader,
+        &mut symbolizer,
+        job.target.info.clone(),
+        job.trigger.clone(),
+        job.frequency_hz,
+        job.start,
+        job.end,
+        job.cpu_seconds,
+    )?;
+    let paths = output::write_capture(&job.output_dir, &info, std::slice::from_ref(&profile), job.formats, None)
+        .with_context(|| format!("failed to write the capture to `{}`", job.output_dir.display()))?;
+    Ok((paths, info.samples_collected))
+}
+
+fn apply_retention(dir: &Path, policy: &Policy, keep: Option<&CaptureKey>) {
+    if policy.is_unlimited() {
+        return;
+    }
+    match retention::prune(dir, policy, keep) {
+        Ok(pruned) if pruned.captures > 0 => info!(
+            captures = pruned.captures,
+            files = pruned.files.len(),
+            bytes = pruned.bytes,
+            "retention: deleted the oldest captures"
+        ),
+        Ok(_) => {}
+        Err(e) => warn!("retention failed: {e:#}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compatible_filters() {
+        assert!(compatible(&Filter::Pids(vec![]), &Filter::Pids(vec![4])));
+        assert!(compatible(&Filter::All, &Filter::All));
+        assert!(compatible(&Filter::Cgroup { id: 1, level: 2 }, &Filter::Cgroup { id: 1, level: 2 }));
+        assert!(!compatible(&Filter::Cgroup { id: 1, level: 2 }, &Filter::Cgroup { id: 9, level: 2 }));
+        assert!(!compatible(&Filter::All, &Filter::Pids(vec![1])));
+    }
+
+    #[test]
+    fn end_reasons_read_well() {
+        assert_eq!(EndReason::Command(Command::Stop, Source::Ctl).to_string(), "`stop` from ctl");
+        assert_eq!(EndReason::Command(Command::Toggle, Source::Signal).to_string(), "`toggle` from SIGUSR2");
+        assert_eq!(EndReason::Duration.to_string(), "its duration ran out");
+        assert_eq!(EndReason::Signal("SIGTERM").to_string(), "SIGTERM");
+    }
+
+    #[test]
+    fn describes_targets() {
+        assert_eq!(describe_spec(&TargetSpec::Pids(vec![1, 2])), "pid 1,2");
+        assert_eq!(describe_spec(&TargetSpec::Host), "host");
+    }
+}

@@ -1,0 +1,316 @@
+//! The daemon's inputs besides signals: the control FIFO reader and the
+//! reply-socket server. Both turn what they receive into [`Request`]s for
+//! the daemon's single state machine, so commands are handled one at a time
+//! in arrival order whatever their source.
+//!
+//! Both are built for hostile input: lines are bounded ([`LineSplitter`]),
+//! warnings about bad lines are rate-limited so a flood cannot fill the
+//! journal, socket clients are capped at [`MAX_CLIENTS`] and must send their
+//! line within [`CLIENT_READ_TIMEOUT`], and only the daemon's own user (or
+//! root) may connect.
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::unix::pipe;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tracing::{debug, error, info, warn};
+
+use crate::control::{parse_command, Command, DaemonState, LineSplitter, ParseError, Reply, MAX_LINE};
+
+/// Simultaneous `ctl` connections; more are closed at once. Each holds a
+/// task and, while it waits, a reply slot: the cap bounds both.
+pub const MAX_CLIENTS: usize = 16;
+
+/// Time a socket client gets to send its command line.
+pub const CLIENT_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Time the daemon spends writing a reply to a client that does not read.
+const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// At most this many warnings about bad FIFO lines per [`WARN_WINDOW`].
+const WARN_BURST: u32 = 5;
+const WARN_WINDOW: Duration = Duration::from_secs(10);
+
+/// Where a command came from; recorded as the capture's trigger source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Fifo,
+    Ctl,
+    Signal,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Fifo => "fifo",
+            Source::Ctl => "ctl",
+            Source::Signal => "SIGUSR2",
+        }
+    }
+}
+
+/// One command for the state machine. Socket requests carry a reply slot
+/// (and may carry a parse error, answered with the daemon's state); FIFO and
+/// signal requests are answered in the log only.
+#[derive(Debug)]
+pub struct Request {
+    pub command: Result<Command, ParseError>,
+    pub source: Source,
+    pub reply: Option<oneshot::Sender<Reply>>,
+}
+
+/// Reads commands from the control FIFO until the daemon drops the
+/// receiving end of `tx`. The descriptor is open read-write, so no writer
+/// closing its end ever produces end-of-file (and a busy loop).
+pub async fn read_fifo(fd: OwnedFd, path: PathBuf, tx: mpsc::Sender<Request>) {
+    let mut receiver = match pipe::Receiver::from_owned_fd(fd) {
+        Ok(receiver) => receiver,
+        Err(e) => {
+            error!("cannot read the control FIFO `{}`: {e}; only SIGUSR2 and `stackwatch ctl` work", path.display());
+            return;
+        }
+    };
+    let mut splitter = LineSplitter::new();
+    let mut limiter = WarnLimiter::new();
+    let mut buf = vec![0u8; 8192];
+    loop {
+        let n = match receiver.read(&mut buf).await {
+            Ok(0) => {
+                // Only possible if the write side were closed; never spin.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                error!("failed to read the control FIFO `{}`: {e}", path.display());
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let mut lines = Vec::new();
+        splitter.push(&buf[..n], |line| lines.push(line.and_then(parse_command)));
+        for line in lines {
+            match line {
+                Ok(command) => {
+                    limiter.flush();
+                    let request = Request { command: Ok(command), source: Source::Fifo, reply: None };
+                    if tx.send(request).await.is_err() {
+                        return;
+                    }
+                }
+                Err(ParseError::Empty) => {}
+                Err(e) => {
+                    if limiter.allow() {
+                        warn!("ignoring a line written to the control FIFO `{}`: {e}", path.display());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Accepts `ctl` connections until the task is aborted.
+pub async fn serve_socket(listener: UnixListener, tx: mpsc::Sender<Request>) {
+    let permits = Arc::new(Semaphore::new(MAX_CLIENTS));
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // EMFILE and the like: back off instead of spinning.
+                warn!("failed to accept a ctl connection: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        // The socket is 0600 in a private directory; this is the belt to
+        // those braces (e.g. a directory made group-searchable later).
+        match stream.peer_cred() {
+            Ok(cred) if cred.uid() == me || cred.uid() == 0 => {}
+            Ok(cred) => {
+                warn!("refused a ctl connection from uid {}: only uid {me} and root may control the daemon", cred.uid());
+                continue;
+            }
+            Err(e) => {
+                warn!("refused a ctl connection whose peer cannot be identified: {e}");
+                continue;
+            }
+        }
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            warn!("more than {MAX_CLIENTS} ctl connections at once; closing a new one");
+            continue;
+        };
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            serve_client(stream, tx).await;
+            drop(permit);
+        });
+    }
+}
+
+/// One request, one reply line, then the connection closes.
+async fn serve_client(stream: UnixStream, tx: mpsc::Sender<Request>) {
+    let (read, mut write) = stream.into_split();
+    let reply = match tokio::time::timeout(CLIENT_READ_TIMEOUT, read_line(read)).await {
+        Err(_) => refusal(format!("no command received within {}", humantime::format_duration(CLIENT_READ_TIMEOUT))),
+        Ok(Err(e)) => refusal(format!("failed to read the command: {e}")),
+        Ok(Ok(line)) => {
+            let command = parse_command(&line);
+            debug!(command = %String::from_utf8_lossy(&line).trim_end(), "ctl request");
+            let (reply_tx, reply_rx) = oneshot::channel();
+            if tx.send(Request { command, source: Source::Ctl, reply: Some(reply_tx) }).await.is_err() {
+                shutting_down()
+            } else {
+                reply_rx.await.unwrap_or_else(|_| shutting_down())
+            }
+        }
+    };
+    let mut json = match serde_json::to_string(&reply) {
+        Ok(json) => json,
+        Err(e) => {
+            error!("failed to encode a ctl reply: {e}");
+            return;
+        }
+    };
+    json.push('\n');
+    if let Ok(Err(e)) = tokio::time::timeout(CLIENT_WRITE_TIMEOUT, write.write_all(json.as_bytes())).await {
+        debug!("a ctl client left before its reply: {e}");
+    }
+}
+
+/// Reads up to the first newline (or end of stream), at most [`MAX_LINE`]
+/// bytes; a longer line is returned as is and refused by the parser.
+async fn read_line(read: tokio::net::unix::OwnedReadHalf) -> std::io::Result<Vec<u8>> {
+    let mut reader = BufReader::new(read.take(MAX_LINE as u64 + 1));
+    let mut line = Vec::new();
+    reader.read_until(b'\n', &mut line).await?;
+    Ok(line)
+}
+
+/// A reply for a request the state machine never saw.
+fn refusal(message: String) -> Reply {
+    Reply { ok: false, state: DaemonState::Idle, message, files: Vec::new(), capture: None, pid: std::process::id() }
+}
+
+fn shutting_down() -> Reply {
+    Reply { state: DaemonState::Stopping, ..refusal("the daemon is shutting down".to_owned()) }
+}
+
+/// Allows a burst of warnings per window, then counts what it suppresses
+/// and reports the count once the window has passed.
+struct WarnLimiter {
+    window_start: Instant,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl WarnLimiter {
+    fn new() -> Self {
+        Self { window_start: Instant::now(), logged: 0, suppressed: 0 }
+    }
+
+    fn allow(&mut self) -> bool {
+        if self.window_start.elapsed() >= WARN_WINDOW {
+            self.flush();
+            self.window_start = Instant::now();
+            self.logged = 0;
+        }
+        if self.logged < WARN_BURST {
+            self.logged += 1;
+            true
+        } else {
+            self.suppressed += 1;
+            false
+        }
+    }
+
+    /// Reports what was suppressed so far.
+    fn flush(&mut self) {
+        if self.suppressed > 0 {
+            warn!("ignored {} more invalid lines on the control FIFO", self.suppressed);
+            self.suppressed = 0;
+        }
+    }
+}
+
+/// Tells systemd (`Type=notify`) about readiness and state changes. A no-op
+/// outside systemd; failures only cost the status line, so they are logged
+/// at debug level.
+pub fn sd_notify(state: &str) {
+    use std::os::linux::net::SocketAddrExt as _;
+    use std::os::unix::ffi::OsStrExt as _;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let bytes = path.as_bytes();
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(abstract_name) => SocketAddr::from_abstract_name(abstract_name),
+        None => SocketAddr::from_pathname(&path),
+    };
+    let sent = addr.and_then(|addr| UnixDatagram::unbound()?.send_to_addr(state.as_bytes(), &addr));
+    if let Err(e) = sent {
+        debug!("failed to notify systemd ({state:?}): {e}");
+    }
+}
+
+/// Logs the status when `status` arrives without a reply channel (FIFO).
+pub fn log_status(reply: &Reply) {
+    info!("status: {}", reply.message.replace('\n', "; "));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warnings_are_rate_limited() {
+        let mut limiter = WarnLimiter::new();
+        let allowed = (0..100).filter(|_| limiter.allow()).count();
+        assert_eq!(allowed, WARN_BURST as usize);
+        assert_eq!(limiter.suppressed, 100 - u64::from(WARN_BURST));
+        limiter.flush();
+        assert_eq!(limiter.suppressed, 0);
+    }
+
+    #[tokio::test]
+    async fn socket_requests_reach_the_state_machine_and_get_one_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("s.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let (tx, mut rx) = mpsc::channel(4);
+        let server = tokio::spawn(serve_socket(listener, tx));
+        let daemon = tokio::spawn(async move {
+            let request = rx.recv().await.unwrap();
+            assert_eq!(request.command, Ok(Command::Status));
+            assert_eq!(request.source, Source::Ctl);
+            let reply = Reply { message: "idle".into(), ok: true, ..refusal(String::new()) };
+            request.reply.unwrap().send(reply).unwrap();
+            // A malformed line still reaches the state machine, as an error.
+            let request = rx.recv().await.unwrap();
+            assert!(matches!(request.command, Err(ParseError::Unknown(_))));
+            drop(request);
+        });
+        let mut stream = UnixStream::connect(&path).await.unwrap();
+        stream.write_all(b"status\r\n").await.unwrap();
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await.unwrap();
+        assert!(out.ends_with('\n') && out.matches('\n').count() == 1, "{out:?}");
+        assert!(out.contains(r#""message":"idle""#), "{out}");
+
+        let mut stream = UnixStream::connect(&path).await.unwrap();
+        stream.write_all(b"reboot\n").await.unwrap();
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await.unwrap();
+        // The request was dropped without an answer: the client still gets one.
+        assert!(out.contains("shutting down"), "{out}");
+        daemon.await.unwrap();
+        server.abort();
+    }
+}

@@ -1,0 +1,140 @@
+//! The `watch` configuration file (`--config FILE`): TOML whose keys are the
+//! flags' long names, so `--capture-duration 2m` is `capture-duration = "2m"`.
+//!
+//! ```toml
+//! name = "^order-service"        # or pid = 1234 / pid = [1, 2] / cgroup = "…"
+//! control = "/run/stackwatch/control"
+//! output-dir = "/var/lib/stackwatch"
+//! capture-duration = "60s"
+//! frequency = 99
+//! formats = "pprof,svg"          # or ["pprof", "svg"]
+//! max-captures = 50
+//! retain = "2GiB"
+//! ```
+//!
+//! Only the file's syntax and types are checked here; values are validated
+//! with the same rules as the flags in [`crate::config::WatchConfig`], which
+//! also applies "flags override the file". Unknown keys are refused so a typo
+//! (`max_captures`) does not silently keep the default.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::config::UsageError;
+
+/// A value that may be written once or as a list.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T: Clone> OneOrMany<T> {
+    pub fn to_vec(&self) -> Vec<T> {
+        match self {
+            OneOrMany::One(v) => vec![v.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// The file's contents, before validation.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct WatchFile {
+    pub pid: Option<OneOrMany<u32>>,
+    pub name: Option<String>,
+    pub cgroup: Option<PathBuf>,
+    pub control: Option<PathBuf>,
+    pub output_dir: Option<PathBuf>,
+    pub capture_duration: Option<String>,
+    pub frequency: Option<u64>,
+    pub formats: Option<OneOrMany<String>>,
+    pub max_captures: Option<u64>,
+    pub retain: Option<OneOrSize>,
+}
+
+/// `retain = "2GiB"` or `retain = 1073741824`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum OneOrSize {
+    Bytes(u64),
+    Text(String),
+}
+
+impl WatchFile {
+    /// Reads and parses `path`. Every failure is a usage error naming the file.
+    pub fn load(path: &Path) -> Result<Self, UsageError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| UsageError(format!("cannot read config file `{}`: {e}", path.display())))?;
+        Self::parse(&text).map_err(|e| UsageError(format!("invalid config file `{}`: {e}", path.display())))
+    }
+
+    /// Parses TOML text; the error is toml's message folded onto one line.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| {
+            let message = e.message().trim().to_owned();
+            match e.span().map(|span| line_of(text, span.start)) {
+                Some(line) => format!("line {line}: {message}"),
+                None => message,
+            }
+        })
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset).map_or(1, |before| before.matches('\n').count() + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_key() {
+        let file = WatchFile::parse(
+            r#"
+            pid = [1, 2]
+            control = "/run/x/control"
+            output-dir = "/srv/profiles"
+            capture-duration = "2m"
+            frequency = 49
+            formats = ["pprof", "folded"]
+            max-captures = 10
+            retain = "1GiB"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(file.pid, Some(OneOrMany::Many(vec![1, 2])));
+        assert_eq!(file.control, Some(PathBuf::from("/run/x/control")));
+        assert_eq!(file.output_dir, Some(PathBuf::from("/srv/profiles")));
+        assert_eq!(file.capture_duration.as_deref(), Some("2m"));
+        assert_eq!(file.frequency, Some(49));
+        assert_eq!(file.formats.unwrap().to_vec(), ["pprof", "folded"]);
+        assert_eq!(file.max_captures, Some(10));
+        assert_eq!(file.retain, Some(OneOrSize::Text("1GiB".into())));
+
+        let file = WatchFile::parse("pid = 7\nformats = \"svg\"\nretain = 4096\n").unwrap();
+        assert_eq!(file.pid.unwrap().to_vec(), [7]);
+        assert_eq!(file.retain, Some(OneOrSize::Bytes(4096)));
+        assert_eq!(WatchFile::parse("").unwrap(), WatchFile::default());
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let err = WatchFile::parse("frequency = 99\nmax_captures = 3\n").unwrap_err();
+        assert!(err.starts_with("line 2: unknown field `max_captures`"), "{err}");
+        let err = WatchFile::parse("frequency = \"fast\"\n").unwrap_err();
+        assert!(err.starts_with("line 1: "), "{err}");
+        let err = WatchFile::parse("name = [unclosed\n").unwrap_err();
+        assert!(err.starts_with("line 1: "), "{err}");
+    }
+
+    #[test]
+    fn load_names_the_file() {
+        let err = WatchFile::load(Path::new("/nonexistent/watch.toml")).unwrap_err();
+        assert!(err.0.starts_with("cannot read config file `/nonexistent/watch.toml`: "), "{err}");
+    }
+}
