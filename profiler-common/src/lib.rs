@@ -26,6 +26,15 @@ pub const STACKS_MAP_ENTRIES: u32 = 8192;
 /// preallocated map costs about 1.5 MiB with hash-table overhead.
 pub const COUNTS_MAP_ENTRIES: u32 = 16384;
 
+/// Capacity of [`MAP_OFFCPU_START`]: target threads switched out at once.
+/// 48-byte values, preallocated: about 0.8 MiB.
+pub const OFFCPU_START_MAP_ENTRIES: u32 = 8192;
+
+/// Capacity of [`MAP_OFFCPU_COUNTS`] and [`MAP_FAULT_COUNTS`]: distinct
+/// (pid, tid, comm, stacks) tuples per capture for those profiles.
+pub const OFFCPU_COUNTS_MAP_ENTRIES: u32 = 8192;
+pub const FAULT_COUNTS_MAP_ENTRIES: u32 = 8192;
+
 /// Capacity of [`MAP_TARGET_PIDS`]: processes selected by `--pid`/`--name`.
 pub const TARGET_PIDS_MAP_ENTRIES: u32 = 4096;
 
@@ -34,10 +43,17 @@ pub const MAP_COUNTS: &str = "COUNTS";
 pub const MAP_TARGET_PIDS: &str = "TARGET_PIDS";
 pub const MAP_STATS: &str = "STATS";
 pub const MAP_SCRATCH: &str = "SCRATCH";
+pub const MAP_OFFCPU_START: &str = "OFFCPU_START";
+pub const MAP_OFFCPU_COUNTS: &str = "OFFCPU_COUNTS";
+pub const MAP_FAULT_COUNTS: &str = "FAULT_COUNTS";
 /// Name of the loader-set global holding [`Config`].
 pub const GLOBAL_CONFIG: &str = "CONFIG";
-/// Name of the perf_event program in the object.
+/// Name of the CPU-clock perf_event program in the object.
 pub const PROG_CPU_SAMPLE: &str = "cpu_sample";
+/// Name of the `sched_switch` BTF tracepoint program (off-CPU time).
+pub const PROG_SCHED_SWITCH: &str = "sched_switch";
+/// Name of the page-fault perf_event program (memory growth).
+pub const PROG_FAULT_SAMPLE: &str = "fault_sample";
 
 /// Stack id meaning "no stack": a user-mode sample has no kernel frames and a
 /// kernel thread has no user frames. Not a loss.
@@ -69,14 +85,39 @@ pub struct Config {
     pub cgroup_level: u32,
     /// Inode number of the target cgroup directory (its cgroup id).
     pub cgroup_id: u64,
+    /// Off-CPU intervals shorter than this are not recorded.
+    pub offcpu_min_ns: u64,
 }
-const _: () = assert!(size_of::<Config>() == 16);
+const _: () = assert!(size_of::<Config>() == 24);
 
 impl Config {
     pub const fn all() -> Self {
-        Self { filter_mode: FilterMode::All as u32, cgroup_level: 0, cgroup_id: 0 }
+        Self { filter_mode: FilterMode::All as u32, cgroup_level: 0, cgroup_id: 0, offcpu_min_ns: 1000 }
     }
 }
+
+/// Value of [`MAP_OFFCPU_START`] (keyed by the `task_struct` address of a
+/// target thread that was switched out): when and where it blocked.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OffCpuStart {
+    /// `bpf_ktime_get_ns()` at the switch-out.
+    pub ts: u64,
+    /// The aggregation key the interval is added to when the thread runs again.
+    pub key: SampleKey,
+}
+const _: () = assert!(size_of::<OffCpuStart>() == 48);
+
+/// Value of [`MAP_OFFCPU_COUNTS`] (keyed by [`SampleKey`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OffCpuValue {
+    /// Switch-outs that ended an interval at least `offcpu_min_ns` long.
+    pub count: u64,
+    /// Total off-CPU nanoseconds of those intervals.
+    pub ns: u64,
+}
+const _: () = assert!(size_of::<OffCpuValue>() == 16);
 
 /// Aggregation key of [`MAP_COUNTS`]; the value is a `u64` sample count.
 #[repr(C)]
@@ -138,10 +179,22 @@ pub enum Stat {
     /// Stacks read but not stored because [`MAP_STACKS`] was full or its
     /// allocation failed (the sample keeps a "lost stack" frame).
     StackStoreFailed = 8,
+    /// Off-CPU intervals aggregated.
+    OffCpuRecorded = 9,
+    /// Off-CPU intervals dropped: [`MAP_OFFCPU_COUNTS`] full.
+    OffCpuCountsMapFull = 10,
+    /// Switch-outs not tracked: [`MAP_OFFCPU_START`] full.
+    OffCpuStartMapFull = 11,
+    /// Off-CPU intervals shorter than the minimum (not a loss).
+    OffCpuShort = 12,
+    /// Page-fault samples aggregated.
+    FaultRecorded = 13,
+    /// Page-fault samples dropped: [`MAP_FAULT_COUNTS`] full.
+    FaultCountsMapFull = 14,
 }
 
 impl Stat {
-    pub const COUNT: u32 = 9;
+    pub const COUNT: u32 = 15;
     pub const ALL: [Stat; Self::COUNT as usize] = [
         Stat::Recorded,
         Stat::CountsMapFull,
@@ -152,6 +205,12 @@ impl Stat {
         Stat::Idle,
         Stat::Filtered,
         Stat::StackStoreFailed,
+        Stat::OffCpuRecorded,
+        Stat::OffCpuCountsMapFull,
+        Stat::OffCpuStartMapFull,
+        Stat::OffCpuShort,
+        Stat::FaultRecorded,
+        Stat::FaultCountsMapFull,
     ];
 }
 
@@ -165,4 +224,6 @@ mod pod {
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::SampleKey {}
     unsafe impl aya::Pod for super::StackRecord {}
+    unsafe impl aya::Pod for super::OffCpuStart {}
+    unsafe impl aya::Pod for super::OffCpuValue {}
 }

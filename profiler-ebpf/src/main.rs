@@ -23,17 +23,18 @@ mod program {
         bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
         helpers::{
             bpf_get_current_comm, bpf_get_current_pid_tgid,
-            generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_stack},
+            generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_task, bpf_get_stack, bpf_ktime_get_ns},
         },
-        macros::{map, perf_event},
+        macros::{btf_tracepoint, map, perf_event},
         maps::{HashMap, PerCpuArray},
-        programs::PerfEventContext,
-        EbpfContext as _,
+        programs::{BtfTracePointContext, PerfEventContext},
+        EbpfContext,
     };
     use aya_log_ebpf::warn;
     use profiler_common::{
-        Config, FilterMode, SampleKey, StackRecord, Stat, COUNTS_MAP_ENTRIES, MAX_STACK_DEPTH, STACKS_MAP_ENTRIES,
-        STACK_ID_LOST, STACK_ID_NONE, STATS_MAP_ENTRIES, TARGET_PIDS_MAP_ENTRIES,
+        Config, FilterMode, OffCpuStart, OffCpuValue, SampleKey, StackRecord, Stat, COUNTS_MAP_ENTRIES,
+        FAULT_COUNTS_MAP_ENTRIES, MAX_STACK_DEPTH, OFFCPU_COUNTS_MAP_ENTRIES, OFFCPU_START_MAP_ENTRIES,
+        STACKS_MAP_ENTRIES, STACK_ID_LOST, STACK_ID_NONE, STATS_MAP_ENTRIES, TARGET_PIDS_MAP_ENTRIES,
     };
 
     /// Written by the loader before the program is loaded (see `Config`).
@@ -54,6 +55,15 @@ mod program {
 
     #[map]
     static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STATS_MAP_ENTRIES, 0);
+
+    #[map]
+    static OFFCPU_START: HashMap<u64, OffCpuStart> = HashMap::with_max_entries(OFFCPU_START_MAP_ENTRIES, 0);
+
+    #[map]
+    static OFFCPU_COUNTS: HashMap<SampleKey, OffCpuValue> = HashMap::with_max_entries(OFFCPU_COUNTS_MAP_ENTRIES, 0);
+
+    #[map]
+    static FAULT_COUNTS: HashMap<SampleKey, u64> = HashMap::with_max_entries(FAULT_COUNTS_MAP_ENTRIES, 0);
 
     /// Per-CPU buffer `bpf_get_stack` writes into; too large for the 512-byte
     /// BPF stack.
@@ -101,7 +111,7 @@ mod program {
     /// has no kernel frames, kernel threads no user frames) or
     /// `STACK_ID_LOST` when it could not be kept.
     #[inline(always)]
-    fn store_stack(ctx: &PerfEventContext, user: bool) -> u64 {
+    fn store_stack<C: EbpfContext>(ctx: &C, user: bool) -> u64 {
         let (flags, lost, truncated) = if user {
             (BPF_F_USER_STACK as u64, Stat::UserStackLost, Stat::UserStackTruncated)
         } else {
@@ -171,46 +181,148 @@ mod program {
     }
 
     fn try_cpu_sample(ctx: &PerfEventContext) -> Result<u32, u32> {
+        count_sample(ctx, &COUNTS, Stat::Recorded, Stat::CountsMapFull)
+    }
+
+    /// A page fault of a target task (the event is sampled every N faults by
+    /// its period): the stack that touched new memory.
+    #[perf_event]
+    pub fn fault_sample(ctx: PerfEventContext) -> u32 {
+        match count_sample(&ctx, &FAULT_COUNTS, Stat::FaultRecorded, Stat::FaultCountsMapFull) {
+            Ok(ret) | Err(ret) => ret,
+        }
+    }
+
+    /// Builds the aggregation key of the current task: ids, comm and both
+    /// stacks. `None` for the idle task and tasks outside the target.
+    #[inline(always)]
+    fn current_key<C: EbpfContext>(ctx: &C) -> Option<SampleKey> {
         let pid_tgid = bpf_get_current_pid_tgid();
         let tgid = (pid_tgid >> 32) as u32;
         let tid = pid_tgid as u32;
         if tid == 0 {
             bump(Stat::Idle);
-            return Ok(0);
+            return None;
         }
         if !wanted(tgid) {
             bump(Stat::Filtered);
-            return Ok(0);
+            return None;
         }
-        let key = SampleKey {
+        Some(SampleKey {
             pid: tgid,
             tid,
             user_stack_id: store_stack(ctx, true),
             kernel_stack_id: store_stack(ctx, false),
             comm: bpf_get_current_comm().unwrap_or_default(),
-        };
-        if let Some(count) = COUNTS.get_ptr_mut(key) {
+        })
+    }
+
+    #[inline(always)]
+    fn count_sample<C: EbpfContext>(
+        ctx: &C,
+        counts: &HashMap<SampleKey, u64>,
+        recorded: Stat,
+        full: Stat,
+    ) -> Result<u32, u32> {
+        let Some(key) = current_key(ctx) else { return Ok(0) };
+        if let Some(count) = counts.get_ptr_mut(key) {
             // SAFETY: the pointer is to a live map value; the add is atomic.
             unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(count, 1) };
         } else {
-            match COUNTS.insert(key, 1u64, BPF_NOEXIST as u64) {
+            match counts.insert(key, 1u64, BPF_NOEXIST as u64) {
                 Ok(()) => {}
                 Err(-17) => {
-                    if let Some(count) = COUNTS.get_ptr_mut(key) {
+                    if let Some(count) = counts.get_ptr_mut(key) {
                         // SAFETY: as above.
                         unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(count, 1) };
                     }
                 }
                 Err(_) => {
-                    if bump(Stat::CountsMapFull) == 0 {
+                    if bump(full) == 0 {
                         warn!(ctx, "sample map full: later samples are lost (counted)");
                     }
                     return Err(0);
                 }
             }
         }
-        bump(Stat::Recorded);
+        bump(recorded);
         Ok(0)
+    }
+
+    /// `TASK_DEAD`: the final switch-out of an exiting task.
+    const TASK_DEAD: u64 = 0x80;
+
+    /// Off-CPU time: when a target thread is switched out, remember when and
+    /// where (its stacks); when it is switched in again, add the interval to
+    /// that stack. Threads are keyed by `task_struct` address, which needs no
+    /// kernel-version-specific field offsets.
+    #[btf_tracepoint(function = "sched_switch")]
+    pub fn sched_switch(ctx: BtfTracePointContext) -> u32 {
+        // sched_switch(bool preempt, struct task_struct *prev,
+        //              struct task_struct *next, unsigned int prev_state)
+        let next: u64 = ctx.arg(2);
+        let prev_state: u64 = ctx.arg(3);
+        // SAFETY: plain helper calls.
+        let now = unsafe { bpf_ktime_get_ns() };
+        switch_in(&ctx, next, now);
+        if prev_state & TASK_DEAD == 0 {
+            // SAFETY: plain helper call; `current` is still `prev` here.
+            let prev = unsafe { bpf_get_current_task() };
+            switch_out(&ctx, prev, now);
+        }
+        0
+    }
+
+    #[inline(always)]
+    fn switch_out(ctx: &BtfTracePointContext, task: u64, now: u64) {
+        let Some(key) = current_key(ctx) else { return };
+        let start = OffCpuStart { ts: now, key };
+        if OFFCPU_START.insert(task, start, 0).is_err() && bump(Stat::OffCpuStartMapFull) == 0 {
+            warn!(ctx, "off-cpu start map full: some blocked intervals are not tracked (counted)");
+        }
+    }
+
+    #[inline(always)]
+    fn switch_in(ctx: &BtfTracePointContext, task: u64, now: u64) {
+        let Some(start) = OFFCPU_START.get_ptr(task) else { return };
+        // SAFETY: pointer to a live map value; copied out before removal.
+        let start = unsafe { *start };
+        let _ = OFFCPU_START.remove(task);
+        let delta = now.saturating_sub(start.ts);
+        // SAFETY: CONFIG is a read-only global the loader fills before load.
+        let config = unsafe { core::ptr::read_volatile(&CONFIG) };
+        if delta < config.offcpu_min_ns {
+            bump(Stat::OffCpuShort);
+            return;
+        }
+        if let Some(v) = OFFCPU_COUNTS.get_ptr_mut(start.key) {
+            // SAFETY: live map value; atomic adds.
+            unsafe {
+                atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*v).count, 1);
+                atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*v).ns, delta);
+            }
+        } else {
+            let value = OffCpuValue { count: 1, ns: delta };
+            match OFFCPU_COUNTS.insert(start.key, value, BPF_NOEXIST as u64) {
+                Ok(()) => {}
+                Err(-17) => {
+                    if let Some(v) = OFFCPU_COUNTS.get_ptr_mut(start.key) {
+                        // SAFETY: as above.
+                        unsafe {
+                            atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*v).count, 1);
+                            atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*v).ns, delta);
+                        }
+                    }
+                }
+                Err(_) => {
+                    if bump(Stat::OffCpuCountsMapFull) == 0 {
+                        warn!(ctx, "off-cpu map full: later intervals are lost (counted)");
+                    }
+                    return;
+                }
+            }
+        }
+        bump(Stat::OffCpuRecorded);
     }
 
     #[cfg(not(test))]

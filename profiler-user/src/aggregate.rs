@@ -42,7 +42,11 @@ pub struct RawSample {
     pub comm: String,
     pub user: Frames,
     pub kernel: Frames,
+    /// Events: CPU samples, context switches, page faults, allocations.
     pub count: u64,
+    /// What the events weigh, when they weigh something else than one
+    /// period each: off-CPU nanoseconds, allocated bytes. 0 for CPU.
+    pub weight: u64,
 }
 
 /// All samples of a capture and the addresses to symbolize.
@@ -77,7 +81,7 @@ pub fn aggregate(raw: &RawCapture) -> Aggregate {
     let mut kernel_addrs = BTreeSet::new();
     let mut samples = Vec::with_capacity(raw.counts.len());
     let mut total = 0;
-    for (key, count) in &raw.counts {
+    for &crate::collect::Counted { key, count, weight } in &raw.counts {
         let user = frames_of(key.user_stack_id);
         let kernel = frames_of(key.kernel_stack_id);
         user_addrs.entry(key.pid).or_default().extend(user.addrs().iter().copied());
@@ -89,7 +93,8 @@ pub fn aggregate(raw: &RawCapture) -> Aggregate {
             comm: comm_string(&key.comm),
             user,
             kernel,
-            count: *count,
+            count,
+            weight,
         });
     }
     // Deterministic order for writers and tests.
@@ -122,6 +127,7 @@ mod tests {
     use profiler_common::SampleKey;
 
     use super::*;
+    use crate::collect::Counted;
 
     fn key(pid: u32, tid: u32, user: u64, kernel: u64) -> SampleKey {
         let mut comm = [0u8; 16];
@@ -133,10 +139,10 @@ mod tests {
     fn resolves_stacks_and_collects_addresses() {
         let raw = RawCapture {
             counts: vec![
-                (key(10, 11, 7, STACK_ID_NONE), 5),
-                (key(10, 12, 7, 9), 2),
-                (key(20, 20, STACK_ID_LOST, 9), 1),
-                (key(20, 21, 1234, STACK_ID_NONE), 1),
+                Counted { key: key(10, 11, 7, STACK_ID_NONE), count: 5, weight: 0 },
+                Counted { key: key(10, 12, 7, 9), count: 2, weight: 0 },
+                Counted { key: key(20, 20, STACK_ID_LOST, 9), count: 1, weight: 0 },
+                Counted { key: key(20, 21, 1234, STACK_ID_NONE), count: 1, weight: 0 },
             ],
             stacks: HashMap::from([(7, vec![0x1000, 0x2005, 0x3005]), (9, vec![0xffff_0000, 0xffff_1001])]),
             stats: Default::default(),

@@ -72,6 +72,14 @@ pub struct Loss {
     pub detail: String,
 }
 
+impl Loss {
+    /// Whether the loss removed CPU samples (rather than frames of kept
+    /// samples, or events of other profiles): what `samples_lost` counts.
+    pub fn drops_samples(&self) -> bool {
+        self.reason == "counts_map_full"
+    }
+}
+
 /// Everything about a capture except its profiles.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CaptureInfo {

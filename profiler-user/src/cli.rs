@@ -137,7 +137,8 @@ pub struct RecordArgs {
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub output_dir: PathBuf,
 
-    /// Profiles to take, comma-separated: cpu (offcpu and memory are not supported yet)
+    /// Profiles to take, comma-separated: cpu (on-CPU samples), offcpu (time blocked, by stack), memory
+    /// (page faults, by stack)
     #[arg(
         long,
         value_name = "KINDS",
@@ -170,7 +171,7 @@ pub struct WatchArgs {
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
 
-    /// How long a capture runs unless stopped earlier; `start DURATION` overrides it [default: 60s]
+    /// How long a capture runs unless stopped earlier or given by `start DURATION` [default: 60s]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub capture_duration: Option<Duration>,
 
@@ -199,7 +200,7 @@ pub struct WatchArgs {
 #[derive(Args, Debug, Clone)]
 pub struct CtlArgs {
     /// Control FIFO of the daemon (its socket is `PATH.sock`)
-    #[arg(long, value_name = "PATH", default_value = crate::control::DEFAULT_CONTROL_PATH)]
+    #[arg(long, value_name = "PATH", default_value = crate::control::DEFAULT_CONTROL_PATH, global = true)]
     pub control: PathBuf,
 
     /// How long to wait for the answer (a `stop` waits for the files to be written)
@@ -208,12 +209,13 @@ pub struct CtlArgs {
         value_name = "DURATION",
         default_value = "30s",
         value_parser = parse_duration,
-        allow_hyphen_values = true
+        allow_hyphen_values = true,
+        global = true
     )]
     pub timeout: Duration,
 
     /// Print the daemon's answer as JSON, as it was received
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
 
     #[command(subcommand)]

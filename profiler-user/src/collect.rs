@@ -10,11 +10,21 @@ use profiler_common::{SampleKey, STACK_ID_LOST, STACK_ID_NONE};
 
 use crate::loader::{Loader, Stats};
 
+/// One aggregated entry of a kernel map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counted {
+    pub key: SampleKey,
+    /// Events (samples, switches, faults).
+    pub count: u64,
+    /// Their weight when not one period each (off-CPU ns, bytes); 0 for CPU.
+    pub weight: u64,
+}
+
 /// What the kernel collected during one capture.
 #[derive(Clone, Debug, Default)]
 pub struct RawCapture {
-    /// Aggregated samples: key and count.
-    pub counts: Vec<(SampleKey, u64)>,
+    /// Aggregated samples.
+    pub counts: Vec<Counted>,
     /// Frames of every stack referenced by `counts`, innermost first.
     /// A referenced id absent here was evicted or never stored.
     pub stacks: HashMap<u64, Vec<u64>>,
@@ -27,9 +37,16 @@ pub struct RawCapture {
 /// Call after detaching, so the maps no longer change underneath.
 pub fn drain(loader: &Loader) -> Result<RawCapture> {
     let stats = loader.stats()?;
-    let counts = loader.counts()?;
+    let counts: Vec<Counted> =
+        loader.counts()?.into_iter().map(|(key, count)| Counted { key, count, weight: 0 }).collect();
+    let stacks = read_stacks(loader, &counts)?;
+    Ok(RawCapture { counts, stacks, stats })
+}
+
+/// Reads every stack referenced by `counts`.
+pub fn read_stacks(loader: &Loader, counts: &[Counted]) -> Result<HashMap<u64, Vec<u64>>> {
     let mut stacks = HashMap::new();
-    for (key, _) in &counts {
+    for Counted { key, .. } in counts {
         for id in [key.user_stack_id, key.kernel_stack_id] {
             if id == STACK_ID_NONE || id == STACK_ID_LOST || stacks.contains_key(&id) {
                 continue;
@@ -39,5 +56,44 @@ pub fn drain(loader: &Loader) -> Result<RawCapture> {
             }
         }
     }
+    Ok(stacks)
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid pointer to a local timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
+}
+
+/// Off-CPU intervals: completed ones from the kernel map, plus threads still
+/// switched out when sampling stopped at `end_ns` (`CLOCK_MONOTONIC`), whose
+/// blocked time so far is real off-CPU time of the capture window.
+pub fn drain_offcpu(loader: &Loader, end_ns: u64) -> Result<RawCapture> {
+    let stats = loader.stats()?;
+    let mut merged: HashMap<SampleKey, (u64, u64)> = HashMap::new();
+    for (key, v) in loader.offcpu_counts()? {
+        let e = merged.entry(key).or_default();
+        e.0 += v.count;
+        e.1 += v.ns;
+    }
+    for start in loader.offcpu_in_flight()? {
+        let e = merged.entry(start.key).or_default();
+        e.0 += 1;
+        e.1 += end_ns.saturating_sub(start.ts);
+    }
+    let counts: Vec<Counted> =
+        merged.into_iter().map(|(key, (count, weight))| Counted { key, count, weight }).collect();
+    let stacks = read_stacks(loader, &counts)?;
+    Ok(RawCapture { counts, stacks, stats })
+}
+
+/// Page-fault samples.
+pub fn drain_faults(loader: &Loader) -> Result<RawCapture> {
+    let stats = loader.stats()?;
+    let counts: Vec<Counted> =
+        loader.fault_counts()?.into_iter().map(|(key, count)| Counted { key, count, weight: 0 }).collect();
+    let stacks = read_stacks(loader, &counts)?;
     Ok(RawCapture { counts, stacks, stats })
 }

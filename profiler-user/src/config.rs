@@ -44,9 +44,6 @@ impl RecordConfig {
     pub fn from_args(args: &RecordArgs) -> Result<Self, UsageError> {
         let mut profiles: Vec<ProfileKind> = Vec::with_capacity(args.profiles.len());
         for &kind in &args.profiles {
-            if kind != ProfileKind::Cpu {
-                return Err(UsageError(format!("profile kind `{kind}` is not supported yet (use `--profiles cpu`)")));
-            }
             if !profiles.contains(&kind) {
                 profiles.push(kind);
             }
@@ -144,7 +141,11 @@ impl WatchConfig {
         }
         Ok(Self {
             target,
-            control: args.control.clone().or_else(|| file.control.clone()).unwrap_or_else(|| DEFAULT_CONTROL_PATH.into()),
+            control: args
+                .control
+                .clone()
+                .or_else(|| file.control.clone())
+                .unwrap_or_else(|| DEFAULT_CONTROL_PATH.into()),
             output_dir: args
                 .output_dir
                 .clone()
@@ -239,11 +240,11 @@ mod tests {
     }
 
     #[test]
-    fn unimplemented_profiles_are_refused() {
-        let err = config(&["--profiles", "cpu,offcpu"]).unwrap_err();
-        assert_eq!(err.to_string(), "profile kind `offcpu` is not supported yet (use `--profiles cpu`)");
-        let err = config(&["--profiles", "memory"]).unwrap_err();
-        assert_eq!(err.to_string(), "profile kind `memory` is not supported yet (use `--profiles cpu`)");
+    fn every_profile_kind_is_accepted_in_order() {
+        assert_eq!(
+            config(&["--profiles", "memory,cpu,offcpu,cpu"]).unwrap().profiles,
+            vec![ProfileKind::Memory, ProfileKind::Cpu, ProfileKind::OffCpu]
+        );
     }
 
     fn watch(args: &[&str], file: &str) -> Result<WatchConfig, UsageError> {
@@ -286,11 +287,9 @@ mod tests {
         assert_eq!(c.formats, Formats { pprof: true, svg: false, folded: false });
         assert_eq!(c.retention, retention::Policy { max_captures: Some(5), max_bytes: Some(1 << 20) });
 
-        let c = watch(
-            &["--pid", "9", "--output-dir", "/tmp/o", "--capture-duration", "5s", "--max-captures", "2"],
-            file,
-        )
-        .unwrap();
+        let c =
+            watch(&["--pid", "9", "--output-dir", "/tmp/o", "--capture-duration", "5s", "--max-captures", "2"], file)
+                .unwrap();
         assert!(matches!(&c.target, TargetSpec::Pids(p) if p == &[9]));
         assert_eq!(c.output_dir, PathBuf::from("/tmp/o"));
         assert_eq!(c.capture_duration, Duration::from_secs(5));

@@ -96,7 +96,7 @@ pub fn parse_command(line: &[u8]) -> Result<Command, ParseError> {
     }
     let text = std::str::from_utf8(line).map_err(|_| ParseError::NotText)?;
     let text = text.trim_end_matches(['\n', '\r']).trim_matches([' ', '\t']);
-    if text.chars().any(char::is_control) {
+    if text.chars().any(|c| c.is_control() && c != '\t') {
         return Err(ParseError::NotText);
     }
     if text.is_empty() {
@@ -378,7 +378,8 @@ fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
             .create(dir)
             .with_context(|| format!("cannot create control directory `{}`", dir.display()))?;
     }
-    let meta = std::fs::metadata(dir).with_context(|| format!("cannot inspect control directory `{}`", dir.display()))?;
+    let meta =
+        std::fs::metadata(dir).with_context(|| format!("cannot inspect control directory `{}`", dir.display()))?;
     if !meta.is_dir() {
         bail!("`{}` is not a directory; choose another --control path", dir.display());
     }
@@ -393,7 +394,7 @@ fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
     if meta.permissions().mode() & 0o022 != 0 {
         bail!(
             "control directory `{}` is writable by other users (mode {:o}), who could replace the FIFO; \
-             use a private directory such as `/run/stackwatch` or run `chmod go-w` on it",
+             run `chmod go-w` on it or choose another --control path (e.g. under `/run/stackwatch`)",
             dir.display(),
             meta.permissions().mode() & 0o7777
         );
@@ -496,7 +497,8 @@ mod tests {
         assert_eq!(parse_command(b"stop\r\n"), Ok(Command::Stop));
         assert_eq!(parse_command(b"Toggle"), Ok(Command::Toggle));
         assert_eq!(parse_command(b"status  "), Ok(Command::Status));
-        for c in [Command::Start(None), Command::Start(Some(Duration::from_millis(1500))), Command::Stop, Command::Status]
+        for c in
+            [Command::Start(None), Command::Start(Some(Duration::from_millis(1500))), Command::Stop, Command::Status]
         {
             assert_eq!(parse_command(c.to_line().as_bytes()), Ok(c));
         }
@@ -540,21 +542,35 @@ mod tests {
     #[test]
     fn random_bytes_never_panic_and_stay_bounded() {
         let mut seed = 0x5eed_u64;
-        let alphabet: &[u8] = b"start stop toggle status 1s 30m \r\n\t\0\xff\xc3\xa9";
+        let tokens: &[&[u8]] = &[
+            b"start",
+            b"stop",
+            b"toggle",
+            b"status",
+            b" ",
+            b"1s",
+            b"30m",
+            b"\r",
+            b"\n",
+            b"\n",
+            b"\t",
+            b"\0",
+            b"\xff",
+            b"\xc3\xa9",
+        ];
         let mut splitter = LineSplitter::new();
         let mut commands = 0;
         for round in 0..2000 {
             let len = (xorshift(&mut seed) % 300) as usize;
-            let bytes: Vec<u8> = (0..len)
-                .map(|_| {
-                    let r = xorshift(&mut seed);
-                    if round % 2 == 0 {
-                        r as u8
-                    } else {
-                        alphabet[(r as usize) % alphabet.len()]
-                    }
-                })
-                .collect();
+            let mut bytes: Vec<u8> = Vec::with_capacity(len);
+            while bytes.len() < len {
+                let r = xorshift(&mut seed);
+                if round % 2 == 0 {
+                    bytes.push(r as u8);
+                } else {
+                    bytes.extend_from_slice(tokens[(r as usize) % tokens.len()]);
+                }
+            }
             let _ = parse_command(&bytes);
             splitter.push(&bytes, |line| {
                 if let Ok(line) = line {

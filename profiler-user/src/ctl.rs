@@ -164,7 +164,8 @@ mod tests {
             conn.write_all(br#"{"ok":true,"state":"capturing","message":"capture started","pid":7}"#).unwrap();
             conn.write_all(b"\n").unwrap();
         });
-        let (_, reply) = request(&control, Command::Start(Some(Duration::from_secs(60))), Duration::from_secs(5)).unwrap();
+        let (_, reply) =
+            request(&control, Command::Start(Some(Duration::from_secs(60))), Duration::from_secs(5)).unwrap();
         server.join().unwrap();
         assert!(reply.ok);
         assert_eq!(reply.message, "capture started");

@@ -172,11 +172,9 @@ impl Drop for Endpoints {
 
 /// Creates the output directory (0750) if missing and checks it takes files.
 fn prepare_output_dir(dir: &Path) -> Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o750)
-        .create(dir)
-        .with_context(|| format!("cannot create output directory `{}`; choose another with --output-dir", dir.display()))?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o750).create(dir).with_context(|| {
+        format!("cannot create output directory `{}`; choose another with --output-dir", dir.display())
+    })?;
     crate::record::check_output_dir(dir)
 }
 
@@ -350,7 +348,7 @@ impl Daemon {
                     None => listen::log_status(&status),
                 }
             }
-            (Command::Start(duration), DaemonState::Idle) | (Command::Toggle, DaemonState::Idle) => {
+            (Command::Start(_) | Command::Toggle, DaemonState::Idle) => {
                 let duration = if let Command::Start(d) = command { d } else { None };
                 let answer = self.start_capture(duration, source);
                 respond(reply, answer);
@@ -614,7 +612,10 @@ impl Daemon {
                 }
                 Err(e) => Err(e),
             };
-            let failure = written.as_ref().err().map(|e| anyhow!("the last capture of {} was not written: {e:#}", writing.target));
+            let failure = written
+                .as_ref()
+                .err()
+                .map(|e| anyhow!("the last capture of {} was not written: {e:#}", writing.target));
             let files_reply = self.record_write(&writing, written);
             for (wants, reply) in writing.waiters.drain(..) {
                 let mut answer = files_reply.clone();

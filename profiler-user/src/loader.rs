@@ -12,13 +12,14 @@ use aya::{
     maps::{HashMap, MapData, PerCpuArray},
     programs::{
         perf_event::{PerfEventConfig, PerfEventLinkId, PerfEventScope, SamplePolicy, SoftwareEvent},
-        PerfEvent,
+        BtfTracePoint, PerfEvent,
     },
-    Ebpf, EbpfLoader,
+    Btf, Ebpf, EbpfLoader,
 };
 use profiler_common::{
-    Config, FilterMode, SampleKey, StackRecord, Stat, MAP_COUNTS, MAP_STACKS, MAP_STATS, MAP_TARGET_PIDS,
-    PROG_CPU_SAMPLE, TARGET_PIDS_MAP_ENTRIES,
+    Config, FilterMode, OffCpuStart, OffCpuValue, SampleKey, StackRecord, Stat, MAP_COUNTS, MAP_FAULT_COUNTS,
+    MAP_OFFCPU_COUNTS, MAP_OFFCPU_START, MAP_STACKS, MAP_STATS, MAP_TARGET_PIDS, PROG_CPU_SAMPLE, PROG_FAULT_SAMPLE,
+    PROG_SCHED_SWITCH, TARGET_PIDS_MAP_ENTRIES,
 };
 use tracing::{debug, warn};
 
@@ -49,24 +50,50 @@ impl Stats {
     }
 }
 
+/// Which programs besides the CPU sampler to load, and their settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Programs {
+    /// The `sched_switch` off-CPU program (needs BTF).
+    pub offcpu: bool,
+    /// The page-fault sampler.
+    pub faults: bool,
+    /// Off-CPU intervals shorter than this are not recorded.
+    pub offcpu_min_ns: u64,
+}
+
+impl Default for Programs {
+    fn default() -> Self {
+        Self { offcpu: false, faults: false, offcpu_min_ns: 1000 }
+    }
+}
+
 /// The loaded program, its maps and (while sampling) its perf-event links.
 pub struct Loader {
     ebpf: Ebpf,
     links: Vec<PerfEventLinkId>,
+    fault_links: Vec<PerfEventLinkId>,
+    offcpu_link: Option<aya::programs::tp_btf::BtfTracePointLinkId>,
+    programs: Programs,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
 }
 
 impl Loader {
-    /// Loads and verifies the program with `filter` compiled into its config.
+    /// Loads and verifies the CPU sampler with `filter` compiled into its config.
     pub fn load(filter: &Filter) -> Result<Self> {
+        Self::load_with(filter, Programs::default())
+    }
+
+    /// Loads and verifies the CPU sampler and the `programs` asked for.
+    pub fn load_with(filter: &Filter, programs: Programs) -> Result<Self> {
         raise_memlock_limit();
-        let config = match filter {
+        let mut config = match filter {
             Filter::All => Config::all(),
-            Filter::Pids(_) => Config { filter_mode: FilterMode::Pids as u32, cgroup_level: 0, cgroup_id: 0 },
+            Filter::Pids(_) => Config { filter_mode: FilterMode::Pids as u32, ..Config::all() },
             Filter::Cgroup { id, level } => {
-                Config { filter_mode: FilterMode::Cgroup as u32, cgroup_level: *level, cgroup_id: *id }
+                Config { filter_mode: FilterMode::Cgroup as u32, cgroup_level: *level, cgroup_id: *id, ..Config::all() }
             }
         };
+        config.offcpu_min_ns = programs.offcpu_min_ns;
         let mut ebpf = EbpfLoader::new()
             .override_global(profiler_common::GLOBAL_CONFIG, &config, true)
             .load(EBPF_OBJECT)
@@ -84,7 +111,28 @@ impl Loader {
             .try_into()
             .context("program `cpu_sample` is not a perf_event program")?;
         program.load().map_err(|e| privilege_aware(anyhow!(e), "the kernel rejected the perf_event program"))?;
-        let mut loader = Self { ebpf, links: Vec::new(), logger };
+        if programs.offcpu {
+            let btf = Btf::from_sys_fs().context(
+                "off-CPU profiling needs kernel BTF (`/sys/kernel/btf/vmlinux`), which this kernel does not provide",
+            )?;
+            let program: &mut BtfTracePoint = ebpf
+                .program_mut(PROG_SCHED_SWITCH)
+                .ok_or_else(|| anyhow!("program `{PROG_SCHED_SWITCH}` missing from the eBPF object"))?
+                .try_into()
+                .context("program `sched_switch` is not a BTF tracepoint program")?;
+            program
+                .load("sched_switch", &btf)
+                .map_err(|e| privilege_aware(anyhow!(e), "the kernel rejected the sched_switch (off-CPU) program"))?;
+        }
+        if programs.faults {
+            let program: &mut PerfEvent = ebpf
+                .program_mut(PROG_FAULT_SAMPLE)
+                .ok_or_else(|| anyhow!("program `{PROG_FAULT_SAMPLE}` missing from the eBPF object"))?
+                .try_into()
+                .context("program `fault_sample` is not a perf_event program")?;
+            program.load().map_err(|e| privilege_aware(anyhow!(e), "the kernel rejected the page-fault program"))?;
+        }
+        let mut loader = Self { ebpf, links: Vec::new(), fault_links: Vec::new(), offcpu_link: None, programs, logger };
         if let Filter::Pids(pids) = filter {
             loader.set_target_pids(pids)?;
         }
@@ -147,6 +195,12 @@ impl Loader {
         Ok(())
     }
 
+    fn prime_stack_allocator_all(&mut self) {
+        if let Ok(cpus) = aya::util::online_cpus() {
+            self.prime_stack_allocator(&cpus);
+        }
+    }
+
     /// `STACKS` is not preallocated: the kernel serves its elements from
     /// small per-CPU caches that are refilled asynchronously, so a burst of
     /// new stacks right after attaching can find a cache empty (ENOMEM, a
@@ -183,18 +237,114 @@ impl Loader {
         unsafe { libc::sched_setaffinity(0, size, &original) };
     }
 
-    /// Stops sampling; the maps keep what was collected.
+    /// Starts off-CPU tracking (loaded with [`Programs::offcpu`]).
+    pub fn attach_offcpu(&mut self) -> Result<()> {
+        if self.offcpu_link.is_some() {
+            return Ok(());
+        }
+        anyhow::ensure!(self.programs.offcpu, "the off-CPU program was not loaded");
+        self.prime_stack_allocator_all();
+        let program: &mut BtfTracePoint = self
+            .ebpf
+            .program_mut(PROG_SCHED_SWITCH)
+            .ok_or_else(|| anyhow!("program `{PROG_SCHED_SWITCH}` missing"))?
+            .try_into()?;
+        let link = program
+            .attach()
+            .map_err(|e| privilege_aware(anyhow!(e), "failed to attach to the sched_switch tracepoint"))?;
+        self.offcpu_link = Some(link);
+        Ok(())
+    }
+
+    /// Starts page-fault sampling (loaded with [`Programs::faults`]): one
+    /// sample every `period` faults of any task, per CPU.
+    pub fn attach_faults(&mut self, period: u64) -> Result<()> {
+        if !self.fault_links.is_empty() {
+            return Ok(());
+        }
+        anyhow::ensure!(self.programs.faults, "the page-fault program was not loaded");
+        let cpus =
+            aya::util::online_cpus().map_err(|(path, e)| anyhow!("failed to read online CPUs from `{path}`: {e}"))?;
+        self.prime_stack_allocator(&cpus);
+        let program: &mut PerfEvent = self
+            .ebpf
+            .program_mut(PROG_FAULT_SAMPLE)
+            .ok_or_else(|| anyhow!("program `{PROG_FAULT_SAMPLE}` missing"))?
+            .try_into()?;
+        let mut links = Vec::with_capacity(cpus.len());
+        for cpu in cpus {
+            match program.attach(
+                PerfEventConfig::Software(SoftwareEvent::PageFaults),
+                PerfEventScope::AllProcessesOneCpu { cpu },
+                SamplePolicy::Period(period.max(1)),
+                false,
+            ) {
+                Ok(link) => links.push(link),
+                Err(e) => {
+                    for link in links {
+                        let _ = program.detach(link);
+                    }
+                    return Err(privilege_aware(
+                        anyhow!(e),
+                        &format!("failed to attach the page-fault event on cpu {cpu}"),
+                    ));
+                }
+            }
+        }
+        self.fault_links = links;
+        Ok(())
+    }
+
+    /// Stops all sampling; the maps keep what was collected.
     pub fn detach(&mut self) -> Result<()> {
         let links = std::mem::take(&mut self.links);
-        let program = self.program_mut()?;
-        for link in links {
-            program.detach(link).context("failed to detach a perf event")?;
+        if !links.is_empty() {
+            let program = self.program_mut()?;
+            for link in links {
+                program.detach(link).context("failed to detach a perf event")?;
+            }
+        }
+        let fault_links = std::mem::take(&mut self.fault_links);
+        if !fault_links.is_empty() {
+            let program: &mut PerfEvent =
+                self.ebpf.program_mut(PROG_FAULT_SAMPLE).ok_or_else(|| anyhow!("program missing"))?.try_into()?;
+            for link in fault_links {
+                program.detach(link).context("failed to detach a page-fault event")?;
+            }
+        }
+        if let Some(link) = self.offcpu_link.take() {
+            let program: &mut BtfTracePoint =
+                self.ebpf.program_mut(PROG_SCHED_SWITCH).ok_or_else(|| anyhow!("program missing"))?.try_into()?;
+            program.detach(link).context("failed to detach the sched_switch program")?;
         }
         Ok(())
     }
 
     pub fn is_attached(&self) -> bool {
-        !self.links.is_empty()
+        !self.links.is_empty() || !self.fault_links.is_empty() || self.offcpu_link.is_some()
+    }
+
+    /// Aggregated off-CPU intervals: (key, switches, nanoseconds).
+    pub fn offcpu_counts(&self) -> Result<Vec<(SampleKey, OffCpuValue)>> {
+        let map: HashMap<&MapData, SampleKey, OffCpuValue> = HashMap::try_from(self.map(MAP_OFFCPU_COUNTS)?)?;
+        collect_entries(map.iter()).context("failed to read the off-CPU map")
+    }
+
+    /// Threads of the target still switched out: where and since when
+    /// (`CLOCK_MONOTONIC` ns).
+    pub fn offcpu_in_flight(&self) -> Result<Vec<OffCpuStart>> {
+        let map: HashMap<&MapData, u64, OffCpuStart> = HashMap::try_from(self.map(MAP_OFFCPU_START)?)?;
+        Ok(collect_entries(map.iter())
+            .context("failed to read the off-CPU start map")?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect())
+    }
+
+    /// Aggregated page-fault samples.
+    pub fn fault_counts(&self) -> Result<Vec<(SampleKey, u64)>> {
+        let map: HashMap<&MapData, SampleKey, u64> = HashMap::try_from(self.map(MAP_FAULT_COUNTS)?)?;
+        collect_entries(map.iter()).context("failed to read the page-fault map")
     }
 
     /// Forwards pending eBPF log records to the `log` facade.
@@ -223,16 +373,7 @@ impl Loader {
     /// All aggregated samples: (key, count).
     pub fn counts(&self) -> Result<Vec<(SampleKey, u64)>> {
         let map: HashMap<&MapData, SampleKey, u64> = HashMap::try_from(self.map(MAP_COUNTS)?)?;
-        let mut out = Vec::new();
-        for entry in map.iter() {
-            match entry {
-                Ok(kv) => out.push(kv),
-                // An entry deleted between get_next_key and lookup: skip it.
-                Err(aya::maps::MapError::KeyNotFound) => {}
-                Err(e) => return Err(e).context("failed to read the sample map"),
-            }
-        }
-        Ok(out)
+        collect_entries(map.iter()).context("failed to read the sample map")
     }
 
     /// Distinct processes in the sample map so far (for the status line).
@@ -255,25 +396,26 @@ impl Loader {
     /// Empties the sample and stack maps and zeroes the counters, so the
     /// next capture starts clean.
     pub fn clear(&mut self) -> Result<()> {
-        {
-            let mut map: HashMap<&mut MapData, SampleKey, u64> = HashMap::try_from(self.map_mut(MAP_COUNTS)?)?;
-            let keys: Vec<SampleKey> = map.keys().filter_map(Result::ok).collect();
-            for k in keys {
-                let _ = map.remove(&k);
-            }
-        }
-        {
-            let mut map: HashMap<&mut MapData, u64, StackRecord> = HashMap::try_from(self.map_mut(MAP_STACKS)?)?;
-            let keys: Vec<u64> = map.keys().filter_map(Result::ok).collect();
-            for k in keys {
-                let _ = map.remove(&k);
-            }
-        }
+        self.clear_map::<SampleKey, u64>(MAP_COUNTS)?;
+        self.clear_map::<u64, StackRecord>(MAP_STACKS)?;
+        self.clear_map::<SampleKey, OffCpuValue>(MAP_OFFCPU_COUNTS)?;
+        self.clear_map::<u64, OffCpuStart>(MAP_OFFCPU_START)?;
+        self.clear_map::<SampleKey, u64>(MAP_FAULT_COUNTS)?;
         let mut map: PerCpuArray<&mut MapData, u64> = PerCpuArray::try_from(self.map_mut(MAP_STATS)?)?;
         let ncpus = aya::util::nr_cpus().map_err(|(path, e)| anyhow!("failed to read `{path}`: {e}"))?;
         for stat in Stat::ALL {
             let zeros = aya::maps::PerCpuValues::try_from(vec![0u64; ncpus]).context("per-CPU values")?;
             map.set(stat as u32, zeros, 0).context("failed to reset counters")?;
+        }
+        Ok(())
+    }
+
+    fn clear_map<K: aya::Pod, V: aya::Pod>(&mut self, name: &str) -> Result<()> {
+        let mut map: HashMap<&mut MapData, K, V> = HashMap::try_from(self.map_mut(name)?)?;
+        let keys: Vec<K> = map.keys().filter_map(Result::ok).collect();
+        for k in keys {
+            // Already gone is fine: the program may delete entries too.
+            let _ = map.remove(&k);
         }
         Ok(())
     }
@@ -301,6 +443,22 @@ impl Drop for Loader {
         // samples while the maps are torn down.
         let _ = self.detach();
     }
+}
+
+/// Collects map entries, skipping ones deleted between `get_next_key` and
+/// the lookup.
+fn collect_entries<K, V>(
+    iter: impl Iterator<Item = Result<(K, V), aya::maps::MapError>>,
+) -> Result<Vec<(K, V)>, aya::maps::MapError> {
+    let mut out = Vec::new();
+    for entry in iter {
+        match entry {
+            Ok(kv) => out.push(kv),
+            Err(aya::maps::MapError::KeyNotFound) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
 }
 
 /// Adds the privilege hint when the error chain says EPERM/EACCES.

@@ -138,6 +138,39 @@ impl Profile {
         }
     }
 
+    /// An empty off-CPU profile: `switches/count` and `offcpu/nanoseconds`.
+    pub fn new_offcpu(start: SystemTime, duration: Duration) -> Self {
+        Self {
+            kind: ProfileKind::OffCpu,
+            sample_types: vec![ValueType::new("switches", "count"), ValueType::new("offcpu", "nanoseconds")],
+            default_sample_type: Some("offcpu".to_owned()),
+            period_type: ValueType::new("offcpu", "nanoseconds"),
+            period: 1,
+            start,
+            duration,
+            mappings: Vec::new(),
+            locations: Vec::new(),
+            samples: Vec::new(),
+        }
+    }
+
+    /// An empty memory profile with `page_faults/count`: one sample every
+    /// `fault_period` page faults, each worth that many faults.
+    pub fn new_memory(fault_period: u64, start: SystemTime, duration: Duration) -> Self {
+        Self {
+            kind: ProfileKind::Memory,
+            sample_types: vec![ValueType::new("page_faults", "count")],
+            default_sample_type: Some("page_faults".to_owned()),
+            period_type: ValueType::new("page_faults", "count"),
+            period: fault_period as i64,
+            start,
+            duration,
+            mappings: Vec::new(),
+            locations: Vec::new(),
+            samples: Vec::new(),
+        }
+    }
+
     /// Total of the first value over all samples (the sample count for cpu).
     pub fn total(&self, value_index: usize) -> i64 {
         self.samples.iter().map(|s| s.values.get(value_index).copied().unwrap_or(0)).sum()

@@ -23,9 +23,9 @@ use crate::{
     collect,
     config::RecordConfig,
     cputime::CpuMeter,
-    loader::{Loader, Stats},
+    loader::{Loader, Programs, Stats},
     output,
-    profile::Profile,
+    profile::{Profile, ProfileKind},
     symbolize::Symbolizer,
     target::TargetSpec,
 };
@@ -47,7 +47,7 @@ pub async fn run(config: RecordConfig) -> Result<()> {
     check_output_dir(&out_dir)?;
     let owner = output::sudo_owner();
 
-    let mut loader = Loader::load(&resolved.filter)?;
+    let mut loader = Loader::load_with(&resolved.filter, programs_for(&config.profiles))?;
     let cgroup_dir = match &config.target {
         TargetSpec::Cgroup(p) => crate::target::cgroup_dir(p).ok(),
         _ => None,
@@ -55,12 +55,13 @@ pub async fn run(config: RecordConfig) -> Result<()> {
     let mut meter = CpuMeter::start(&resolved.filter, cgroup_dir.as_deref());
     let start = SystemTime::now();
     let started = Instant::now();
-    loader.attach(config.frequency_hz)?;
+    attach_kinds(&mut loader, &config.profiles, config.frequency_hz)?;
     info!(target = %resolved.info.description, frequency_hz = config.frequency_hz, duration = %humantime::format_duration(config.duration), "recording");
 
     let end_reason = wait_for_end(&mut loader, &config, &resolved.info, &mut meter, started).await;
     loader.detach()?;
-    let end = SystemTime::now();
+    let window = CaptureWindow { start, end: SystemTime::now(), end_monotonic_ns: collect::monotonic_ns() };
+    let end = window.end;
     if let EndReason::Signal(sig) = end_reason {
         info!("{sig} received: writing what was collected");
     } else if end_reason == EndReason::TargetExited {
@@ -69,17 +70,17 @@ pub async fn run(config: RecordConfig) -> Result<()> {
 
     let trigger = Trigger::Manual { source: "record".to_owned() };
     let mut symbolizer = Symbolizer::new();
-    let (info, profile) = finish_capture(
+    let (info, profiles) = finish_capture_kinds(
         &loader,
         &mut symbolizer,
         resolved.info.clone(),
         trigger,
         config.frequency_hz,
-        start,
-        end,
+        &config.profiles,
+        window,
         meter.elapsed(),
     )?;
-    let paths = output::write_capture(&out_dir, &info, std::slice::from_ref(&profile), config.formats, owner)
+    let paths = output::write_capture(&out_dir, &info, &profiles, config.formats, owner)
         .with_context(|| format!("failed to write the capture to `{}`", out_dir.display()))?;
 
     let mut stdout = std::io::stdout().lock();
@@ -87,19 +88,25 @@ pub async fn run(config: RecordConfig) -> Result<()> {
     for p in &paths {
         writeln!(stdout, "  {}", p.display())?;
     }
-    writeln!(
-        stdout,
-        "{} samples collected, {} lost, over {}",
-        info.samples_collected,
-        info.samples_lost,
-        humantime::format_duration(round_ms(end.duration_since(start).unwrap_or_default()))
-    )?;
-    if info.samples_collected > 0 {
-        writeln!(stdout, "\ntop functions (cpu):")?;
-        write!(stdout, "{}", output::report::format_top_table(&profile, 10))?;
+    let span = humantime::format_duration(round_ms(end.duration_since(start).unwrap_or_default()));
+    if config.profiles.contains(&ProfileKind::Cpu) {
+        writeln!(stdout, "{} samples collected, {} lost, over {span}", info.samples_collected, info.samples_lost)?;
+    } else {
+        writeln!(stdout, "captured {span}")?;
+    }
+    for profile in &profiles {
+        if profile.samples.is_empty() {
+            continue;
+        }
+        writeln!(stdout, "\ntop functions ({}):", profile.kind)?;
+        write!(stdout, "{}", output::report::format_top_table(profile, 10))?;
     }
     drop(stdout);
-    check_not_silently_empty(&info)
+    if config.profiles.contains(&ProfileKind::Cpu) {
+        check_not_silently_empty(&info)
+    } else {
+        Ok(())
+    }
 }
 
 /// An empty capture of a target that used CPU means sampling is broken on
@@ -196,7 +203,35 @@ async fn wait_for_end(
     reason
 }
 
-/// Drains the maps, symbolizes and describes the capture. Shared by
+/// Page faults per memory-profile sample. Every fault is cheap to count
+/// relative to the fault itself, and first-touch faults are what resident
+/// growth is made of, so none are skipped by default.
+pub const DEFAULT_FAULT_PERIOD: u64 = 1;
+
+/// The kernel programs a set of profile kinds needs.
+pub fn programs_for(kinds: &[ProfileKind]) -> Programs {
+    Programs {
+        offcpu: kinds.contains(&ProfileKind::OffCpu),
+        faults: kinds.contains(&ProfileKind::Memory),
+        ..Programs::default()
+    }
+}
+
+/// Starts every event source `kinds` needs.
+pub fn attach_kinds(loader: &mut Loader, kinds: &[ProfileKind], frequency_hz: u64) -> Result<()> {
+    if kinds.contains(&ProfileKind::Cpu) {
+        loader.attach(frequency_hz)?;
+    }
+    if kinds.contains(&ProfileKind::OffCpu) {
+        loader.attach_offcpu()?;
+    }
+    if kinds.contains(&ProfileKind::Memory) {
+        loader.attach_faults(DEFAULT_FAULT_PERIOD)?;
+    }
+    Ok(())
+}
+
+/// Drains the maps, symbolizes and describes a CPU-only capture. Shared by
 /// `record` and `watch`.
 #[allow(clippy::too_many_arguments)]
 pub fn finish_capture(
@@ -209,19 +244,88 @@ pub fn finish_capture(
     end: SystemTime,
     target_cpu_seconds: Option<f64>,
 ) -> Result<(CaptureInfo, Profile)> {
-    let raw = collect::drain(loader).context("failed to read the samples from the kernel")?;
-    let agg = aggregate::aggregate(&raw);
+    let window = CaptureWindow { start, end, end_monotonic_ns: collect::monotonic_ns() };
+    let (info, mut profiles) = finish_capture_kinds(
+        loader,
+        symbolizer,
+        target,
+        trigger,
+        frequency_hz,
+        &[ProfileKind::Cpu],
+        window,
+        target_cpu_seconds,
+    )?;
+    let profile = profiles.pop().context("no cpu profile was built")?;
+    Ok((info, profile))
+}
+
+/// When a capture ran; `end_monotonic_ns` is `CLOCK_MONOTONIC` when sampling
+/// stopped (threads still blocked then are charged up to it).
+#[derive(Clone, Copy, Debug)]
+pub struct CaptureWindow {
+    pub start: SystemTime,
+    pub end: SystemTime,
+    pub end_monotonic_ns: u64,
+}
+
+/// Drains, symbolizes and describes a capture of several profile kinds,
+/// returned in the order of `kinds`. One symbolizer pass per kind shares
+/// its caches.
+#[allow(clippy::too_many_arguments)]
+pub fn finish_capture_kinds(
+    loader: &Loader,
+    symbolizer: &mut Symbolizer,
+    target: TargetInfo,
+    trigger: Trigger,
+    frequency_hz: u64,
+    kinds: &[ProfileKind],
+    window: CaptureWindow,
+    target_cpu_seconds: Option<f64>,
+) -> Result<(CaptureInfo, Vec<Profile>)> {
+    let CaptureWindow { start, end, end_monotonic_ns } = window;
     let duration = end.duration_since(start).unwrap_or_default();
-    let profile = symbolizer.cpu_profile(&agg, frequency_hz, start, duration);
-    let losses = losses(&raw.stats, &agg);
+    let mut profiles = Vec::with_capacity(kinds.len());
+    let mut losses = Vec::new();
+    let mut samples_collected = 0;
+    let mut stats = None;
+    for &kind in kinds {
+        match kind {
+            ProfileKind::Cpu => {
+                let raw = collect::drain(loader).context("failed to read the samples from the kernel")?;
+                let agg = aggregate::aggregate(&raw);
+                samples_collected = agg.total;
+                losses.extend(cpu_losses(&raw.stats, &agg));
+                stats = Some(raw.stats);
+                profiles.push(symbolizer.cpu_profile(&agg, frequency_hz, start, duration));
+            }
+            ProfileKind::OffCpu => {
+                let raw = collect::drain_offcpu(loader, end_monotonic_ns)
+                    .context("failed to read the off-CPU intervals from the kernel")?;
+                let agg = aggregate::aggregate(&raw);
+                losses.extend(offcpu_losses(&raw.stats));
+                stats.get_or_insert(raw.stats);
+                let template = Profile::new_offcpu(start, duration);
+                profiles.push(symbolizer.build_profile(&agg, template, |s| vec![s.count as i64, s.weight as i64]));
+            }
+            ProfileKind::Memory => {
+                let raw = collect::drain_faults(loader).context("failed to read the page faults from the kernel")?;
+                let agg = aggregate::aggregate(&raw);
+                losses.extend(fault_losses(&raw.stats));
+                stats.get_or_insert(raw.stats);
+                let period = DEFAULT_FAULT_PERIOD;
+                let template = Profile::new_memory(period, start, duration);
+                profiles.push(symbolizer.build_profile(&agg, template, |s| vec![(s.count * period) as i64]));
+            }
+        }
+    }
     let info = CaptureInfo {
         target,
         trigger,
         start,
         end,
         frequency_hz,
-        samples_collected: agg.total,
-        samples_lost: losses.iter().filter(|l| l.reason == "counts_map_full").map(|l| l.count).sum(),
+        samples_collected,
+        samples_lost: losses.iter().filter(|l| l.drops_samples()).map(|l| l.count).sum(),
         losses,
         target_cpu_seconds,
         expected_samples: target_cpu_seconds.map(|s| (s * frequency_hz as f64).round() as u64),
@@ -229,12 +333,31 @@ pub fn finish_capture(
         kernel: kernel_release(),
         stackwatch_version: env!("CARGO_PKG_VERSION").to_owned(),
     };
-    Ok((info, profile))
+    Ok((info, profiles))
+}
+
+fn make_losses(items: &[(&str, u64, &str)]) -> Vec<Loss> {
+    items
+        .iter()
+        .filter(|(_, n, _)| *n > 0)
+        .map(|(reason, count, detail)| Loss { reason: (*reason).to_owned(), count: *count, detail: (*detail).to_owned() })
+        .collect()
+}
+
+fn offcpu_losses(stats: &Stats) -> Vec<Loss> {
+    make_losses(&[
+        ("offcpu_map_full", stats.get(Stat::OffCpuCountsMapFull), "off-CPU intervals dropped: the kernel off-CPU map was full"),
+        ("offcpu_start_map_full", stats.get(Stat::OffCpuStartMapFull), "switch-outs not tracked: too many target threads blocked at once"),
+    ])
+}
+
+fn fault_losses(stats: &Stats) -> Vec<Loss> {
+    make_losses(&[("fault_map_full", stats.get(Stat::FaultCountsMapFull), "page-fault samples dropped: the kernel map was full")])
 }
 
 /// Every counted loss, by reason. Only `counts_map_full` drops a sample; the
 /// stack losses keep the sample with a `[lost … stack]` frame.
-fn losses(stats: &Stats, agg: &aggregate::Aggregate) -> Vec<Loss> {
+fn cpu_losses(stats: &Stats, agg: &aggregate::Aggregate) -> Vec<Loss> {
     let missing_user = agg.samples.iter().filter(|s| s.user == aggregate::Frames::Missing).map(|s| s.count).sum();
     let missing_kernel = agg.samples.iter().filter(|s| s.kernel == aggregate::Frames::Missing).map(|s| s.count).sum();
     let items = [

@@ -259,13 +259,13 @@ mod tests {
         assert_eq!(parse_name("my-svc-7-cpu-20261126T123000Z-12.svg"), Some(key("20261126T123000Z", 12, "my-svc-7")));
         for other in [
             "notes.txt",
-            "host-cpu-20261126T123000Z.json",     // a manifest must say `capture`
-            "host-capture-20261126T123000Z.svg",  // and only a manifest may
-            "host-gpu-20261126T123000Z.pb.gz",    // unknown kind
-            "host-cpu-2026112T123000Z.pb.gz",     // short timestamp
-            "cpu-20261126T123000Z.pb.gz",         // no base
+            "host-cpu-20261126T123000Z.json",    // a manifest must say `capture`
+            "host-capture-20261126T123000Z.svg", // and only a manifest may
+            "host-gpu-20261126T123000Z.pb.gz",   // unknown kind
+            "host-cpu-2026112T123000Z.pb.gz",    // short timestamp
+            "cpu-20261126T123000Z.pb.gz",        // no base
             ".host-cpu-20261126T123000Z.pb.gz.1.a.tmp",
-            ".host-cpu-20261126T123000Z.pb.gz",   // hidden
+            ".host-cpu-20261126T123000Z.pb.gz", // hidden
             "host-cpu-20261126T123000Z.pb.gz.bak",
         ] {
             assert_eq!(parse_name(other), None, "{other}");

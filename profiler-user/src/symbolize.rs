@@ -23,7 +23,7 @@ use blazesym::{
 use tracing::debug;
 
 use crate::{
-    aggregate::{Aggregate, Frames},
+    aggregate::{Aggregate, Frames, RawSample},
     profile::{Line, Location, Mapping, Profile, Sample},
 };
 
@@ -118,7 +118,8 @@ impl Symbolizer {
         Self { inner, build_ids: HashMap::new(), kernel_build_id: None }
     }
 
-    /// Symbolizes every address of `agg` and returns a CPU profile.
+    /// Symbolizes every address of `agg` and returns a CPU profile
+    /// (`samples/count`, `cpu/nanoseconds`).
     pub fn cpu_profile(
         &mut self,
         agg: &Aggregate,
@@ -126,10 +127,29 @@ impl Symbolizer {
         start: SystemTime,
         duration: Duration,
     ) -> Profile {
-        let profile = Profile::new_cpu(frequency_hz, start, duration);
-        let period = profile.period;
-        let mut tables =
-            Tables { profile, locations: HashMap::new(), mappings: HashMap::new(), placeholders: HashMap::new() };
+        let template = Profile::new_cpu(frequency_hz, start, duration);
+        let period = template.period;
+        self.build_profile(agg, template, |s| {
+            let count = s.count as i64;
+            vec![count, count.saturating_mul(period)]
+        })
+    }
+
+    /// Symbolizes every address of `agg` into `template` (which sets the
+    /// kind, sample types and period); `values` gives each sample's values,
+    /// one per sample type.
+    pub fn build_profile(
+        &mut self,
+        agg: &Aggregate,
+        template: Profile,
+        values: impl Fn(&RawSample) -> Vec<i64>,
+    ) -> Profile {
+        let mut tables = Tables {
+            profile: template,
+            locations: HashMap::new(),
+            mappings: HashMap::new(),
+            placeholders: HashMap::new(),
+        };
         self.add_kernel_locations(&mut tables, &agg.kernel_addrs);
         for (&pid, addrs) in &agg.user_addrs {
             self.add_user_locations(&mut tables, pid, addrs);
@@ -137,7 +157,16 @@ impl Symbolizer {
         for s in &agg.samples {
             let mut locations = Vec::with_capacity(s.kernel.addrs().len() + s.user.addrs().len());
             match &s.kernel {
-                Frames::Addrs(a) => locations.extend(a.iter().map(|addr| tables.locations[&(0, *addr)])),
+                Frames::Addrs(a) => {
+                    let frames: Vec<usize> = a.iter().map(|addr| tables.locations[&(0, *addr)]).collect();
+                    // A stack read from a tracepoint program starts inside
+                    // the BPF machinery that called it: not the workload's.
+                    let skip = frames
+                        .iter()
+                        .take_while(|&&i| tables.profile.locations[i].lines.last().is_some_and(|l| is_bpf_frame(&l.function)))
+                        .count();
+                    locations.extend_from_slice(&frames[skip..]);
+                }
                 Frames::Lost => locations.push(tables.placeholder("[lost kernel stack]", true)),
                 Frames::Missing => locations.push(tables.placeholder("[missing kernel stack]", true)),
                 Frames::None => {}
@@ -151,13 +180,12 @@ impl Symbolizer {
             if locations.is_empty() {
                 locations.push(tables.placeholder("[no stack]", false));
             }
-            let count = s.count as i64;
             tables.profile.samples.push(Sample {
                 pid: s.pid,
                 tid: s.tid,
                 comm: s.comm.clone(),
                 locations,
-                values: vec![count, count.saturating_mul(period)],
+                values: values(s),
             });
         }
         tables.profile
@@ -257,6 +285,12 @@ impl Symbolizer {
         tables.mappings.insert((pid, m.start), i);
         i
     }
+}
+
+/// Kernel functions that run a BPF program (and so sit at the top of any
+/// kernel stack it reads).
+fn is_bpf_frame(name: &str) -> bool {
+    ["bpf_prog_", "bpf_trace_run", "__bpf_trace_", "__traceiter_", "bpf_trampoline_"].iter().any(|p| name.starts_with(p))
 }
 
 /// Lines of a symbol, innermost first: the deepest inlined call, …, then
@@ -386,6 +420,7 @@ mod tests {
             user: Frames::Addrs(vec![addr].into()),
             kernel: Frames::None,
             count: 3,
+            weight: 0,
         });
         agg.total = 3;
         let mut s = Symbolizer::new();

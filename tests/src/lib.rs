@@ -23,6 +23,8 @@
 //! That is why `cargo xtask test` can leave libtest's default thread count
 //! alone.
 
+pub mod capture;
+pub mod daemon;
 mod pprof;
 mod process;
 mod workload;

@@ -135,7 +135,10 @@ pub async fn serve_socket(listener: UnixListener, tx: mpsc::Sender<Request>) {
         match stream.peer_cred() {
             Ok(cred) if cred.uid() == me || cred.uid() == 0 => {}
             Ok(cred) => {
-                warn!("refused a ctl connection from uid {}: only uid {me} and root may control the daemon", cred.uid());
+                warn!(
+                    "refused a ctl connection from uid {}: only uid {me} and root may control the daemon",
+                    cred.uid()
+                );
                 continue;
             }
             Err(e) => {

@@ -1,0 +1,504 @@
+//! The threshold-trigger engine of `watch`: decides from a target's metric
+//! history when a rule fires and a capture should start.
+//!
+//! [`crate::metrics::MetricSampler`] does the I/O; [`ThresholdMonitor`]
+//! only sees [`Sample`]s, so every decision is a function of the samples fed
+//! to it (and of the capture start/end calls) and is tested on synthetic
+//! series. The daemon's loop is:
+//!
+//! ```ignore
+//! let config = TriggerConfig::from_args(&args.triggers)?; // RuleError: a usage error
+//! let mut sampler = MetricSampler::new(&target);
+//! let mut monitor = ThresholdMonitor::new(&config);
+//! let mut tick = tokio::time::interval(config.sample_interval);
+//! tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+//! loop {
+//!     tick.tick().await;
+//!     if let Some(firing) = monitor.observe(&sampler.sample(Instant::now())) {
+//!         tracing::info!("{firing}");
+//!         start_capture(firing.trigger(), &firing.kinds); // then monitor.capture_finished(..) at its end
+//!     }
+//! }
+//! ```
+//!
+//! Semantics:
+//! - An interval is the time between two samples of the same target
+//!   instance. Its CPU use is `Δcpu_seconds / (Δt × cpu_capacity) × 100`;
+//!   its memory is the later sample's.
+//! - A rule "at or above X for D" fires when every interval of the last D is
+//!   at or above X (not just their average) and they cover D.
+//! - Anything that makes the next interval meaningless restarts every window
+//!   and the history: the target absent, its counter going backwards or
+//!   restarting (a new `epoch`), an interval far longer than the sample
+//!   interval (the sampler stalled) or a wall clock that moved differently
+//!   from the monotonic one (suspend, a clock step). A sample less than half
+//!   an interval after the previous one is ignored: CPU time is counted in
+//!   10 ms ticks, so very short intervals are mostly noise.
+//! - After a firing, nothing fires until `capture_finished` and the cooldown
+//!   has passed; during any capture (triggered or manual) nothing fires, and
+//!   the evidence for the next firing must come after the capture ended, since
+//!   the eBPF program's own cost is charged to the target while it samples.
+//! - When several rules hold at once, the first one given fires.
+
+mod args;
+mod rules;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::{Duration, Instant, SystemTime};
+
+pub use args::{parse_rules, parse_trigger_words, TriggerArgs, TriggerConfig, DEFAULT_COOLDOWN, DEFAULT_SAMPLE_INTERVAL};
+pub use rules::{
+    parse_rule_flags, FlagName, Metric, Rule, RuleError, Threshold, TriggerFlag, DEFAULT_JUMP_FLOOR_PCT,
+    DEFAULT_JUMP_WINDOW, MAX_RULE_SPAN,
+};
+use rules::{approx_size_text, duration_text};
+
+use crate::capture::Trigger;
+use crate::metrics::Sample;
+use crate::profile::ProfileKind;
+
+/// A rule that fired: why a capture should start now.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Firing {
+    /// Index of the rule in the order given.
+    pub rule_index: usize,
+    /// `cpu ≥ 80% for 3m`.
+    pub rule_text: String,
+    /// `93.4% (avg over 3m, min 81.0%)`.
+    pub observed: String,
+    /// `2026-11-26T03:12:00Z–03:15:00Z`: the samples the decision rests on.
+    pub window: String,
+    pub window_start: SystemTime,
+    pub window_end: SystemTime,
+    /// What to capture, best first; the daemon keeps the kinds it supports.
+    pub kinds: Vec<ProfileKind>,
+    /// The sample that fired it.
+    pub at: Instant,
+}
+
+impl Firing {
+    /// The capture's trigger, for the manifest and the flamegraph subtitle.
+    pub fn trigger(&self) -> Trigger {
+        Trigger::Rule { rule: self.rule_text.clone(), observed: self.observed.clone(), window: self.window.clone() }
+    }
+}
+
+/// The log line: `rule cpu ≥ 80% for 3m fired: 93.4% (avg over 3m, min 81.0%) in 2026-…`.
+impl fmt::Display for Firing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "rule {} fired: {} in {}", self.rule_text, self.observed, self.window)
+    }
+}
+
+/// What `ctl status` can show about the triggers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MonitorStatus {
+    /// A capture is running (or a firing has not been answered yet).
+    pub capturing: bool,
+    /// Time left before a rule may fire again.
+    pub cooldown_left: Option<Duration>,
+    /// CPU use over the latest interval, in percent of the capacity.
+    pub cpu_pct: Option<f64>,
+    pub mem_bytes: Option<u64>,
+    pub mem_limit: Option<u64>,
+    pub rules: Vec<RuleStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RuleStatus {
+    pub rule: String,
+    /// For a threshold rule: how long its condition has held so far.
+    pub held_for: Option<Duration>,
+}
+
+/// One interval between two samples.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Point {
+    start: Instant,
+    end: Instant,
+    end_wall: SystemTime,
+    cpu_pct: f64,
+    mem_bytes: u64,
+    mem_limit: u64,
+}
+
+impl Point {
+    fn mem_pct(&self) -> f64 {
+        if self.mem_limit == 0 {
+            return 0.0;
+        }
+        self.mem_bytes as f64 / self.mem_limit as f64 * 100.0
+    }
+
+    /// The value a jump rule compares with the average.
+    fn jump_value(&self, metric: Metric) -> f64 {
+        match metric {
+            Metric::Cpu => self.cpu_pct,
+            Metric::Mem => self.mem_bytes as f64,
+        }
+    }
+
+    fn meets(&self, metric: Metric, threshold: Threshold) -> bool {
+        match (metric, threshold) {
+            (Metric::Cpu, Threshold::Percent(pct)) => at_least(self.cpu_pct, pct),
+            (Metric::Mem, Threshold::Percent(pct)) => at_least(self.mem_pct(), pct),
+            (Metric::Mem, Threshold::Bytes(bytes)) => self.mem_bytes >= bytes,
+            (Metric::Cpu, Threshold::Bytes(_)) => false,
+        }
+    }
+}
+
+/// `value ≥ threshold`, where a value that equals the threshold in the
+/// counters' own units (ticks, microseconds, bytes) but picked up a rounding
+/// error on its way to a float percentage still counts.
+fn at_least(value: f64, threshold: f64) -> bool {
+    value >= threshold - 1e-9 * threshold.abs().max(1.0)
+}
+
+/// The previous sample, the start of the next interval.
+#[derive(Clone, Copy, Debug)]
+struct Baseline {
+    at: Instant,
+    wall: SystemTime,
+    cpu_seconds: f64,
+    epoch: u64,
+}
+
+/// Watches a target's samples and says when a rule fires. See the module
+/// documentation.
+#[derive(Debug)]
+pub struct ThresholdMonitor {
+    rules: Vec<Rule>,
+    interval: Duration,
+    cooldown: Duration,
+    /// Consecutive intervals of one target instance, oldest first.
+    history: VecDeque<Point>,
+    /// Enough points for the longest rule: intervals are at least half a
+    /// sample interval long.
+    capacity: usize,
+    previous: Option<Baseline>,
+    capturing: bool,
+    last_firing: Option<Instant>,
+    /// Evidence must come from intervals that start at or after this.
+    evidence_since: Option<Instant>,
+}
+
+impl ThresholdMonitor {
+    pub fn new(config: &TriggerConfig) -> Self {
+        let interval = config.sample_interval.max(Duration::from_millis(1));
+        let span = config.rules.iter().map(Rule::span).max().unwrap_or_default();
+        let capacity = (2.0 * span.as_secs_f64() / interval.as_secs_f64()).ceil() as usize + 4;
+        Self {
+            rules: config.rules.clone(),
+            interval,
+            cooldown: config.cooldown,
+            history: VecDeque::with_capacity(capacity),
+            capacity,
+            previous: None,
+            capturing: false,
+            last_firing: None,
+            evidence_since: None,
+        }
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Takes the next sample and says whether a rule fires. A firing puts
+    /// the monitor in the capturing state: call [`Self::capture_finished`]
+    /// when the capture it started ends, or at once if none was started.
+    pub fn observe(&mut self, sample: &Sample) -> Option<Firing> {
+        if !self.record(sample) || self.capturing {
+            return None;
+        }
+        if self.last_firing.is_some_and(|last| sample.at.saturating_duration_since(last) < self.cooldown) {
+            return None;
+        }
+        let slack = self.slack();
+        let points: &[Point] = self.history.make_contiguous();
+        let (rule_index, rule, evidence) = self
+            .rules
+            .iter()
+            .enumerate()
+            .find_map(|(i, rule)| Some((i, rule, evaluate(rule, points, self.evidence_since, slack)?)))?;
+        let firing = Firing {
+            rule_index,
+            rule_text: rule.to_string(),
+            observed: evidence.observed,
+            window: window_text(evidence.start_wall, evidence.end_wall),
+            window_start: evidence.start_wall,
+            window_end: evidence.end_wall,
+            kinds: rule.kinds(),
+            at: sample.at,
+        };
+        self.capturing = true;
+        self.last_firing = Some(sample.at);
+        self.evidence_since = Some(sample.at);
+        Some(firing)
+    }
+
+    /// A capture (manual or triggered) started: nothing fires until it ends.
+    pub fn capture_started(&mut self, _at: Instant) {
+        self.capturing = true;
+    }
+
+    /// The capture ended (or a firing was not acted on). Rules need fresh
+    /// evidence from `at` on.
+    pub fn capture_finished(&mut self, at: Instant) {
+        self.capturing = false;
+        self.evidence_since = Some(self.evidence_since.map_or(at, |since| since.max(at)));
+    }
+
+    pub fn status(&self, now: Instant) -> MonitorStatus {
+        let latest = self.history.back();
+        let cooldown_left = self
+            .last_firing
+            .map(|last| self.cooldown.saturating_sub(now.saturating_duration_since(last)))
+            .filter(|left| !left.is_zero());
+        let (front, back) = self.history.as_slices();
+        let points: Vec<Point> = front.iter().chain(back).copied().collect();
+        let rules = self
+            .rules
+            .iter()
+            .map(|rule| RuleStatus {
+                rule: rule.to_string(),
+                held_for: match rule {
+                    Rule::CpuAbove { pct, .. } => Some(held_for(&points, self.evidence_since, |p| at_least(p.cpu_pct, *pct))),
+                    Rule::MemAbove { threshold, .. } => {
+                        Some(held_for(&points, self.evidence_since, |p| p.meets(Metric::Mem, *threshold)))
+                    }
+                    Rule::Jump { .. } => None,
+                },
+            })
+            .collect();
+        MonitorStatus {
+            capturing: self.capturing,
+            cooldown_left,
+            cpu_pct: latest.map(|p| p.cpu_pct),
+            mem_bytes: latest.map(|p| p.mem_bytes),
+            mem_limit: latest.map(|p| p.mem_limit),
+            rules,
+        }
+    }
+
+    /// How much shorter than a rule's duration the covered span may be:
+    /// samples arrive with a little jitter, and `--for 3s` at 1 s intervals
+    /// must fire on the third busy interval.
+    fn slack(&self) -> Duration {
+        self.interval / 10
+    }
+
+    /// Intervals longer than this mean the sampler did not run for a while,
+    /// and what happened in between is unknown.
+    fn max_gap(&self) -> Duration {
+        (self.interval * 5).max(self.interval + Duration::from_secs(5))
+    }
+
+    /// Turns a sample into the next interval. Returns whether one was added.
+    fn record(&mut self, sample: &Sample) -> bool {
+        if !sample.present {
+            if self.previous.is_some() {
+                tracing::debug!("target absent: trigger windows restart");
+            }
+            self.restart(None);
+            return false;
+        }
+        let current =
+            Baseline { at: sample.at, wall: sample.wall, cpu_seconds: sample.cpu_seconds, epoch: sample.epoch };
+        let Some(previous) = self.previous else {
+            self.previous = Some(current);
+            return false;
+        };
+        let Some(dt) = sample.at.checked_duration_since(previous.at) else {
+            tracing::debug!("sample older than the previous one: trigger windows restart");
+            self.restart(Some(current));
+            return false;
+        };
+        if dt < self.interval / 2 {
+            // Wait for the next sample to make a longer interval.
+            return false;
+        }
+        let wall_skew = match sample.wall.duration_since(previous.wall) {
+            Ok(wall) => wall.abs_diff(dt),
+            Err(_) => Duration::MAX,
+        };
+        let reason = if dt > self.max_gap() {
+            Some("no sample for too long")
+        } else if wall_skew > self.interval.max(Duration::from_secs(1)) {
+            Some("the wall clock jumped (suspend or clock change)")
+        } else if sample.epoch != previous.epoch {
+            Some("the target's counters restarted")
+        } else if !(sample.cpu_seconds >= previous.cpu_seconds) || !sample.cpu_seconds.is_finite() {
+            Some("the target's CPU time went backwards")
+        } else if !(sample.cpu_capacity > 0.0) {
+            Some("the target's CPU capacity is unknown")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            tracing::debug!("{reason}: trigger windows restart");
+            self.restart(Some(current));
+            return false;
+        }
+        let cpu_pct = (sample.cpu_seconds - previous.cpu_seconds) / (dt.as_secs_f64() * sample.cpu_capacity) * 100.0;
+        if self.history.len() >= self.capacity {
+            self.history.pop_front();
+        }
+        self.history.push_back(Point {
+            start: previous.at,
+            end: sample.at,
+            end_wall: sample.wall,
+            cpu_pct,
+            mem_bytes: sample.mem_bytes,
+            mem_limit: sample.mem_limit,
+        });
+        self.previous = Some(current);
+        true
+    }
+
+    fn restart(&mut self, baseline: Option<Baseline>) {
+        self.history.clear();
+        self.previous = baseline;
+    }
+}
+
+/// What a rule saw when it fired.
+#[derive(Clone, Debug, PartialEq)]
+struct Evidence {
+    observed: String,
+    start_wall: SystemTime,
+    end_wall: SystemTime,
+}
+
+/// Whether `rule` fires on `points` (consecutive intervals, oldest first),
+/// using only intervals that start at or after `since` as evidence (a jump
+/// rule's average may reach further back). The decision itself.
+fn evaluate(rule: &Rule, points: &[Point], since: Option<Instant>, slack: Duration) -> Option<Evidence> {
+    let newest = points.last()?;
+    let wall_at = |instant: Instant| newest.end_wall.checked_sub(newest.end.saturating_duration_since(instant));
+    match rule {
+        Rule::CpuAbove { pct, for_ } => {
+            let first = covering_run(points, since, *for_, slack, |p| at_least(p.cpu_pct, *pct))?;
+            let (avg, min) = avg_min(&points[first..], |p| p.cpu_pct);
+            Some(Evidence {
+                observed: format!("{avg:.1}% (avg over {}, min {min:.1}%)", duration_text(*for_)),
+                start_wall: wall_at(points[first].start)?,
+                end_wall: newest.end_wall,
+            })
+        }
+        Rule::MemAbove { threshold, for_ } => {
+            let first = covering_run(points, since, *for_, slack, |p| p.meets(Metric::Mem, *threshold))?;
+            let window = &points[first..];
+            let observed = match threshold {
+                Threshold::Percent(_) => {
+                    let (avg, min) = avg_min(window, Point::mem_pct);
+                    format!(
+                        "{avg:.1}% of {} (avg over {}, min {min:.1}%)",
+                        approx_size_text(newest.mem_limit),
+                        duration_text(*for_)
+                    )
+                }
+                Threshold::Bytes(_) => {
+                    let (avg, min) = avg_min(window, |p| p.mem_bytes as f64);
+                    format!(
+                        "{} (avg over {}, min {})",
+                        approx_size_text(avg as u64),
+                        duration_text(*for_),
+                        approx_size_text(min as u64)
+                    )
+                }
+            };
+            Some(Evidence { observed, start_wall: wall_at(points[first].start)?, end_wall: newest.end_wall })
+        }
+        Rule::Jump { metric, pct_over_avg, window, floor, for_ } => {
+            // The jump: the newest intervals covering `for_` (at least one).
+            let first = covering_run(points, since, *for_, slack, |_| true)?;
+            // Its baseline: the intervals covering `window` just before it.
+            let before = &points[..first];
+            let baseline_end = before.last()?.end;
+            let base_first = before.iter().rposition(|p| baseline_end.duration_since(p.start) + slack >= *window)?;
+            let (base_avg, _) = avg_min(&before[base_first..], |p| p.jump_value(*metric));
+            let bar = base_avg * (1.0 + pct_over_avg / 100.0);
+            let jumped = &points[first..];
+            if !jumped.iter().all(|p| at_least(p.jump_value(*metric), bar) && p.meets(*metric, *floor)) {
+                return None;
+            }
+            let (avg, min) = avg_min(jumped, |p| p.jump_value(*metric));
+            let show = |v: f64| match metric {
+                Metric::Cpu => format!("{v:.1}%"),
+                Metric::Mem => approx_size_text(v as u64),
+            };
+            let now = if for_.is_zero() {
+                show(avg)
+            } else {
+                format!("{} (avg over {}, min {})", show(avg), duration_text(*for_), show(min))
+            };
+            let rise = if base_avg > 0.0 { format!(" (+{:.0}%)", (avg / base_avg - 1.0) * 100.0) } else { String::new() };
+            Some(Evidence {
+                observed: format!("{now} vs {} average over the previous {}{rise}", show(base_avg), duration_text(*window)),
+                start_wall: wall_at(before[base_first].start)?,
+                end_wall: newest.end_wall,
+            })
+        }
+    }
+}
+
+/// Index of the oldest point of the shortest run of newest points that all
+/// satisfy `holds`, start at or after `since`, and cover `span` (less
+/// `slack`). A zero `span` is covered by the newest point alone.
+fn covering_run(
+    points: &[Point],
+    since: Option<Instant>,
+    span: Duration,
+    slack: Duration,
+    holds: impl Fn(&Point) -> bool,
+) -> Option<usize> {
+    let end = points.last()?.end;
+    for (i, p) in points.iter().enumerate().rev() {
+        if !holds(p) || since.is_some_and(|since| p.start < since) {
+            return None;
+        }
+        if end.duration_since(p.start) + slack >= span {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// How long the newest points have satisfied `holds`.
+fn held_for(points: &[Point], since: Option<Instant>, holds: impl Fn(&Point) -> bool) -> Duration {
+    let Some(end) = points.last().map(|p| p.end) else {
+        return Duration::ZERO;
+    };
+    let first = points.iter().rev().take_while(|p| holds(p) && since.is_none_or(|s| p.start >= s)).last();
+    first.map_or(Duration::ZERO, |p| end.duration_since(p.start))
+}
+
+/// Time-weighted average and minimum of `value` over `points`.
+fn avg_min(points: &[Point], value: impl Fn(&Point) -> f64) -> (f64, f64) {
+    let mut weighted = 0.0;
+    let mut total = 0.0;
+    let mut min = f64::INFINITY;
+    for p in points {
+        let seconds = p.end.duration_since(p.start).as_secs_f64();
+        let v = value(p);
+        weighted += v * seconds;
+        total += seconds;
+        min = min.min(v);
+    }
+    (if total > 0.0 { weighted / total } else { 0.0 }, min)
+}
+
+/// `2026-11-26T03:12:00Z–03:15:00Z`, or both dates when they differ.
+fn window_text(start: SystemTime, end: SystemTime) -> String {
+    let start = humantime::format_rfc3339_seconds(start).to_string();
+    let end = humantime::format_rfc3339_seconds(end).to_string();
+    match (start.split_once('T'), end.split_once('T')) {
+        (Some((start_date, _)), Some((end_date, end_time))) if start_date == end_date => format!("{start}–{end_time}"),
+        _ => format!("{start}–{end}"),
+    }
+}
