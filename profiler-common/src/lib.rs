@@ -35,6 +35,9 @@ pub const OFFCPU_START_MAP_ENTRIES: u32 = 8192;
 pub const OFFCPU_COUNTS_MAP_ENTRIES: u32 = 8192;
 pub const FAULT_COUNTS_MAP_ENTRIES: u32 = 8192;
 
+/// Capacity of [`MAP_ALLOC_COUNTS`]: distinct allocation sites per capture.
+pub const ALLOC_COUNTS_MAP_ENTRIES: u32 = 8192;
+
 /// Capacity of [`MAP_TARGET_PIDS`]: processes selected by `--pid`/`--name`.
 pub const TARGET_PIDS_MAP_ENTRIES: u32 = 4096;
 
@@ -46,6 +49,7 @@ pub const MAP_SCRATCH: &str = "SCRATCH";
 pub const MAP_OFFCPU_START: &str = "OFFCPU_START";
 pub const MAP_OFFCPU_COUNTS: &str = "OFFCPU_COUNTS";
 pub const MAP_FAULT_COUNTS: &str = "FAULT_COUNTS";
+pub const MAP_ALLOC_COUNTS: &str = "ALLOC_COUNTS";
 /// Name of the loader-set global holding [`Config`].
 pub const GLOBAL_CONFIG: &str = "CONFIG";
 /// Name of the CPU-clock perf_event program in the object.
@@ -54,6 +58,33 @@ pub const PROG_CPU_SAMPLE: &str = "cpu_sample";
 pub const PROG_SCHED_SWITCH: &str = "sched_switch";
 /// Name of the page-fault perf_event program (memory growth).
 pub const PROG_FAULT_SAMPLE: &str = "fault_sample";
+/// Name of the uprobe on C `malloc` (size in the first argument).
+pub const PROG_MALLOC_ENTRY: &str = "malloc_entry";
+/// Name of the uprobe on the Go runtime's allocation slow paths. The
+/// attach cookie says which: [`GO_PROBE_REFILL`] or [`GO_PROBE_ALLOC_LARGE`].
+pub const PROG_GO_ALLOC: &str = "go_alloc";
+/// `runtime.(*mcache).refill(spc spanClass)`: a goroutine's cache ran out of
+/// objects of one size class and takes a fresh span. It happens once per
+/// span's worth of allocation, so each refill stands for the span's bytes,
+/// charged to the allocation that triggered it: sampling by bytes, paid only
+/// on the slow path. `spc` (size class << 1 | noscan) is in RBX.
+pub const GO_PROBE_REFILL: u64 = 0;
+/// `runtime.(*mcache).allocLarge(size, noscan)`: an allocation over 32 KiB,
+/// counted exactly; `size` is in RBX.
+pub const GO_PROBE_ALLOC_LARGE: u64 = 1;
+
+/// Go's `class_to_size` (runtime/sizeclasses.go, unchanged since Go 1.12).
+pub const GO_CLASS_TO_SIZE: [u16; 68] = [
+    0, 8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240, 256, 288, 320, 352, 384, 416, 448,
+    480, 512, 576, 640, 704, 768, 896, 1024, 1152, 1280, 1408, 1536, 1792, 2048, 2304, 2688, 3072, 3200, 3456, 4096,
+    4864, 5376, 6144, 6528, 6784, 6912, 8192, 9472, 9728, 10240, 10880, 12288, 13568, 14336, 16384, 18432, 19072,
+    20480, 21760, 24576, 27264, 28672, 32768,
+];
+/// Go's `class_to_allocnpages`: 8 KiB pages per span of each size class.
+pub const GO_CLASS_TO_NPAGES: [u8; 68] = [
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 1, 2,
+    1, 2, 1, 3, 2, 3, 1, 3, 2, 3, 4, 5, 6, 1, 7, 6, 5, 4, 3, 5, 7, 2, 9, 7, 5, 8, 3, 10, 7, 4,
+];
 
 /// Stack id meaning "no stack": a user-mode sample has no kernel frames and a
 /// kernel thread has no user frames. Not a loss.
@@ -87,12 +118,20 @@ pub struct Config {
     pub cgroup_id: u64,
     /// Off-CPU intervals shorter than this are not recorded.
     pub offcpu_min_ns: u64,
+    /// `malloc` sampling: one sample per this many bytes allocated (per CPU).
+    pub malloc_sample_bytes: u64,
 }
-const _: () = assert!(size_of::<Config>() == 24);
+const _: () = assert!(size_of::<Config>() == 32);
 
 impl Config {
     pub const fn all() -> Self {
-        Self { filter_mode: FilterMode::All as u32, cgroup_level: 0, cgroup_id: 0, offcpu_min_ns: 1000 }
+        Self {
+            filter_mode: FilterMode::All as u32,
+            cgroup_level: 0,
+            cgroup_id: 0,
+            offcpu_min_ns: 1000,
+            malloc_sample_bytes: 512 * 1024,
+        }
     }
 }
 
@@ -156,6 +195,16 @@ impl StackRecord {
     }
 }
 
+/// Value of [`MAP_ALLOC_COUNTS`]: estimated allocations at a stack (the
+/// sampled ones scaled back up to what they stand for).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AllocValue {
+    pub objects: u64,
+    pub bytes: u64,
+}
+const _: () = assert!(size_of::<AllocValue>() == 16);
+
 /// Indices of the per-CPU counters in [`MAP_STATS`].
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -191,10 +240,14 @@ pub enum Stat {
     FaultRecorded = 13,
     /// Page-fault samples dropped: [`MAP_FAULT_COUNTS`] full.
     FaultCountsMapFull = 14,
+    /// Allocation samples aggregated.
+    AllocRecorded = 15,
+    /// Allocation samples dropped: [`MAP_ALLOC_COUNTS`] full.
+    AllocCountsMapFull = 16,
 }
 
 impl Stat {
-    pub const COUNT: u32 = 15;
+    pub const COUNT: u32 = 17;
     pub const ALL: [Stat; Self::COUNT as usize] = [
         Stat::Recorded,
         Stat::CountsMapFull,
@@ -211,11 +264,24 @@ impl Stat {
         Stat::OffCpuShort,
         Stat::FaultRecorded,
         Stat::FaultCountsMapFull,
+        Stat::AllocRecorded,
+        Stat::AllocCountsMapFull,
     ];
 }
 
 /// Capacity of [`MAP_STATS`].
 pub const STATS_MAP_ENTRIES: u32 = Stat::COUNT;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn go_size_classes_are_consistent() {
+        // Every span holds at least one object of its class.
+        for (size, pages) in super::GO_CLASS_TO_SIZE.iter().zip(super::GO_CLASS_TO_NPAGES).skip(1) {
+            assert!(u32::from(pages) * 8192 >= u32::from(*size));
+        }
+    }
+}
 
 #[cfg(feature = "user")]
 mod pod {
@@ -226,4 +292,5 @@ mod pod {
     unsafe impl aya::Pod for super::StackRecord {}
     unsafe impl aya::Pod for super::OffCpuStart {}
     unsafe impl aya::Pod for super::OffCpuValue {}
+    unsafe impl aya::Pod for super::AllocValue {}
 }

@@ -22,19 +22,23 @@ mod program {
     use aya_ebpf::{
         bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
         helpers::{
-            bpf_get_current_comm, bpf_get_current_pid_tgid,
-            generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_task, bpf_get_stack, bpf_ktime_get_ns},
+            bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_user,
+            generated::{
+                bpf_get_attach_cookie, bpf_get_current_ancestor_cgroup_id, bpf_get_current_task, bpf_get_stack,
+                bpf_ktime_get_ns,
+            },
         },
-        macros::{btf_tracepoint, map, perf_event},
+        macros::{btf_tracepoint, map, perf_event, uprobe},
         maps::{HashMap, PerCpuArray},
-        programs::{BtfTracePointContext, PerfEventContext},
+        programs::{BtfTracePointContext, PerfEventContext, ProbeContext},
         EbpfContext,
     };
     use aya_log_ebpf::warn;
     use profiler_common::{
-        Config, FilterMode, OffCpuStart, OffCpuValue, SampleKey, StackRecord, Stat, COUNTS_MAP_ENTRIES,
-        FAULT_COUNTS_MAP_ENTRIES, MAX_STACK_DEPTH, OFFCPU_COUNTS_MAP_ENTRIES, OFFCPU_START_MAP_ENTRIES,
-        STACKS_MAP_ENTRIES, STACK_ID_LOST, STACK_ID_NONE, STATS_MAP_ENTRIES, TARGET_PIDS_MAP_ENTRIES,
+        AllocValue, Config, FilterMode, OffCpuStart, OffCpuValue, SampleKey, StackRecord, Stat,
+        ALLOC_COUNTS_MAP_ENTRIES, COUNTS_MAP_ENTRIES, FAULT_COUNTS_MAP_ENTRIES, GO_CLASS_TO_NPAGES, GO_CLASS_TO_SIZE,
+        GO_PROBE_ALLOC_LARGE, MAX_STACK_DEPTH, OFFCPU_COUNTS_MAP_ENTRIES, OFFCPU_START_MAP_ENTRIES, STACKS_MAP_ENTRIES,
+        STACK_ID_LOST, STACK_ID_NONE, STATS_MAP_ENTRIES, TARGET_PIDS_MAP_ENTRIES,
     };
 
     /// Written by the loader before the program is loaded (see `Config`).
@@ -64,6 +68,13 @@ mod program {
 
     #[map]
     static FAULT_COUNTS: HashMap<SampleKey, u64> = HashMap::with_max_entries(FAULT_COUNTS_MAP_ENTRIES, 0);
+
+    #[map]
+    static ALLOC_COUNTS: HashMap<SampleKey, AllocValue> = HashMap::with_max_entries(ALLOC_COUNTS_MAP_ENTRIES, 0);
+
+    /// Per-CPU byte countdown to the next `malloc` sample.
+    #[map]
+    static MALLOC_COUNTDOWN: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
     /// Per-CPU buffer `bpf_get_stack` writes into; too large for the 512-byte
     /// BPF stack.
@@ -129,15 +140,65 @@ mod program {
             // -EFAULT: no stack of this kind for this sample.
             return STACK_ID_NONE;
         }
+        finish_stack(ctx, buf, ret, lost, truncated, 0)
+    }
+
+    /// Stores the stack of a probe at a function's first instruction. There
+    /// the return address is the word at `sp` and the frame pointer is still
+    /// the caller's, so frame-pointer unwinding would skip the caller; the
+    /// stack is read one slot in and the return address put back in slot 1.
+    #[inline(always)]
+    fn store_entry_stack(ctx: &ProbeContext, sp: u64) -> u64 {
+        let (lost, truncated) = (Stat::UserStackLost, Stat::UserStackTruncated);
+        let Some(buf) = SCRATCH.get_ptr_mut(0) else {
+            bump(lost);
+            return STACK_ID_LOST;
+        };
+        // SAFETY: the window starts at index 1 and its size is the rest of `ips`.
+        let ret = unsafe {
+            bpf_get_stack(
+                ctx.as_ptr(),
+                (*buf).ips.as_mut_ptr().add(1).cast(),
+                ((MAX_STACK_DEPTH - 1) * 8) as u32,
+                BPF_F_USER_STACK as u64,
+            )
+        };
+        if ret <= 0 {
+            return if ret == -14 || ret == 0 {
+                STACK_ID_NONE
+            } else {
+                bump(lost);
+                STACK_ID_LOST
+            };
+        }
+        // SAFETY: indices 0 and 1 are in bounds; the return address is read
+        // from user memory with the checked helper.
+        unsafe {
+            (*buf).ips[0] = (*buf).ips[1];
+            (*buf).ips[1] = bpf_probe_read_user(sp as *const u64).unwrap_or(0);
+        }
+        finish_stack(ctx, buf, ret, lost, truncated, 1)
+    }
+
+    /// Hashes the `ret / 8 + extra` frames in `buf` and stores them.
+    #[inline(always)]
+    fn finish_stack<C: EbpfContext>(
+        ctx: &C,
+        buf: *mut StackRecord,
+        ret: i64,
+        lost: Stat,
+        truncated: Stat,
+        extra: usize,
+    ) -> u64 {
         if ret < 0 {
             bump(lost);
             return STACK_ID_LOST;
         }
-        let len = (ret as usize / 8).min(MAX_STACK_DEPTH);
+        let len = (ret as usize / 8 + extra).min(MAX_STACK_DEPTH);
         if len == 0 {
             return STACK_ID_NONE;
         }
-        if len == MAX_STACK_DEPTH {
+        if len >= MAX_STACK_DEPTH - extra {
             bump(truncated);
         }
         // FNV-1a over whole words, then a final avalanche: cheap and good
@@ -247,6 +308,119 @@ mod program {
         }
         bump(recorded);
         Ok(0)
+    }
+
+    /// Aggregation key for an allocation at a function entry.
+    #[inline(always)]
+    fn entry_key(ctx: &ProbeContext) -> Option<SampleKey> {
+        let pid_tgid = bpf_get_current_pid_tgid();
+        // SAFETY: `regs` is the probe's register set.
+        let sp = unsafe { (*ctx.regs).rsp };
+        Some(SampleKey {
+            pid: (pid_tgid >> 32) as u32,
+            tid: pid_tgid as u32,
+            user_stack_id: store_entry_stack(ctx, sp),
+            kernel_stack_id: STACK_ID_NONE,
+            comm: bpf_get_current_comm().unwrap_or_default(),
+        })
+    }
+
+    #[inline(always)]
+    fn add_to(v: *mut AllocValue, objects: u64, bytes: u64) {
+        // SAFETY: `v` is a live map value; atomic adds.
+        unsafe {
+            atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*v).objects, objects);
+            atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*v).bytes, bytes);
+        }
+    }
+
+    #[inline(always)]
+    fn add_alloc(ctx: &ProbeContext, key: SampleKey, objects: u64, bytes: u64) {
+        if let Some(v) = ALLOC_COUNTS.get_ptr_mut(key) {
+            add_to(v, objects, bytes);
+        } else {
+            match ALLOC_COUNTS.insert(key, AllocValue { objects, bytes }, BPF_NOEXIST as u64) {
+                Ok(()) => {}
+                Err(-17) => {
+                    if let Some(v) = ALLOC_COUNTS.get_ptr_mut(key) {
+                        add_to(v, objects, bytes);
+                    }
+                }
+                Err(_) => {
+                    if bump(Stat::AllocCountsMapFull) == 0 {
+                        warn!(ctx, "allocation map full: later allocation samples are lost (counted)");
+                    }
+                    return;
+                }
+            }
+        }
+        bump(Stat::AllocRecorded);
+    }
+
+    /// `malloc(size)`: sampled by bytes. A per-CPU countdown of
+    /// `malloc_sample_bytes` is charged with every allocation of a target
+    /// process; each time it runs out, the allocation is sampled and stands
+    /// for the periods it crossed (and `bytes / size` objects). Unsampled
+    /// calls skip the stack walk and map update, but every call pays the
+    /// uprobe trap itself (see docs/benchmarks.md).
+    #[uprobe]
+    pub fn malloc_entry(ctx: ProbeContext) -> u32 {
+        let size: u64 = ctx.arg(0).unwrap_or(0);
+        if size == 0 || !wanted((bpf_get_current_pid_tgid() >> 32) as u32) {
+            return 0;
+        }
+        // SAFETY: CONFIG is a read-only global the loader fills before load.
+        let period = unsafe { core::ptr::read_volatile(&CONFIG) }.malloc_sample_bytes.max(1);
+        let Some(left) = MALLOC_COUNTDOWN.get_ptr_mut(0) else { return 0 };
+        // SAFETY: this CPU's slot; uprobe programs do not nest on one CPU.
+        let remaining = unsafe { *left };
+        if size < remaining {
+            // SAFETY: as above.
+            unsafe { *left = remaining - size };
+            return 0;
+        }
+        let over = size - remaining;
+        let crossed = 1 + over / period;
+        // SAFETY: as above.
+        unsafe { *left = period - over % period };
+        let bytes = crossed * period;
+        let objects = (bytes / size).max(1);
+        if let Some(key) = entry_key(&ctx) {
+            add_alloc(&ctx, key, objects, bytes);
+        }
+        0
+    }
+
+    /// The Go runtime's allocation slow paths (see `GO_PROBE_REFILL` and
+    /// `GO_PROBE_ALLOC_LARGE`): a span refill stands for the span's bytes
+    /// and objects, a large allocation for itself.
+    #[uprobe]
+    pub fn go_alloc(ctx: ProbeContext) -> u32 {
+        if !wanted((bpf_get_current_pid_tgid() >> 32) as u32) {
+            return 0;
+        }
+        // SAFETY: plain helper call; `regs` is the probe's register set.
+        let cookie = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
+        let rbx = unsafe { core::ptr::read_volatile(&(*ctx.regs).rbx) };
+        let (objects, bytes) = if cookie == GO_PROBE_ALLOC_LARGE {
+            (1, rbx)
+        } else {
+            // No indexing or division that could panic: a panic path leaves
+            // the verifier a program that does not end in `exit`.
+            let class = ((rbx & 0xff) >> 1) as usize;
+            let (Some(&size), Some(&pages)) = (GO_CLASS_TO_SIZE.get(class), GO_CLASS_TO_NPAGES.get(class)) else {
+                return 0;
+            };
+            let (size, span) = (size as u64, pages as u64 * 8192);
+            (span.checked_div(size).unwrap_or(0), span)
+        };
+        if bytes == 0 {
+            return 0;
+        }
+        if let Some(key) = entry_key(&ctx) {
+            add_alloc(&ctx, key, objects, bytes);
+        }
+        0
     }
 
     /// `TASK_DEAD`: the final switch-out of an exiting task.

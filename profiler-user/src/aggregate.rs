@@ -47,6 +47,8 @@ pub struct RawSample {
     /// What the events weigh, when they weigh something else than one
     /// period each: off-CPU nanoseconds, allocated bytes. 0 for CPU.
     pub weight: u64,
+    /// A third value (page faults in a memory profile).
+    pub extra: u64,
 }
 
 /// All samples of a capture and the addresses to symbolize.
@@ -81,7 +83,7 @@ pub fn aggregate(raw: &RawCapture) -> Aggregate {
     let mut kernel_addrs = BTreeSet::new();
     let mut samples = Vec::with_capacity(raw.counts.len());
     let mut total = 0;
-    for &crate::collect::Counted { key, count, weight } in &raw.counts {
+    for &crate::collect::Counted { key, count, weight, extra } in &raw.counts {
         let user = frames_of(key.user_stack_id);
         let kernel = frames_of(key.kernel_stack_id);
         user_addrs.entry(key.pid).or_default().extend(user.addrs().iter().copied());
@@ -95,6 +97,7 @@ pub fn aggregate(raw: &RawCapture) -> Aggregate {
             kernel,
             count,
             weight,
+            extra,
         });
     }
     // Deterministic order for writers and tests.
@@ -139,10 +142,10 @@ mod tests {
     fn resolves_stacks_and_collects_addresses() {
         let raw = RawCapture {
             counts: vec![
-                Counted { key: key(10, 11, 7, STACK_ID_NONE), count: 5, weight: 0 },
-                Counted { key: key(10, 12, 7, 9), count: 2, weight: 0 },
-                Counted { key: key(20, 20, STACK_ID_LOST, 9), count: 1, weight: 0 },
-                Counted { key: key(20, 21, 1234, STACK_ID_NONE), count: 1, weight: 0 },
+                Counted { key: key(10, 11, 7, STACK_ID_NONE), count: 5, weight: 0, extra: 0 },
+                Counted { key: key(10, 12, 7, 9), count: 2, weight: 0, extra: 0 },
+                Counted { key: key(20, 20, STACK_ID_LOST, 9), count: 1, weight: 0, extra: 0 },
+                Counted { key: key(20, 21, 1234, STACK_ID_NONE), count: 1, weight: 0, extra: 0 },
             ],
             stacks: HashMap::from([(7, vec![0x1000, 0x2005, 0x3005]), (9, vec![0xffff_0000, 0xffff_1001])]),
             stats: Default::default(),

@@ -18,6 +18,9 @@ pub struct Counted {
     pub count: u64,
     /// Their weight when not one period each (off-CPU ns, bytes); 0 for CPU.
     pub weight: u64,
+    /// A third value: page faults in a memory profile (whose `count` and
+    /// `weight` are allocated objects and bytes).
+    pub extra: u64,
 }
 
 /// What the kernel collected during one capture.
@@ -38,7 +41,7 @@ pub struct RawCapture {
 pub fn drain(loader: &Loader) -> Result<RawCapture> {
     let stats = loader.stats()?;
     let counts: Vec<Counted> =
-        loader.counts()?.into_iter().map(|(key, count)| Counted { key, count, weight: 0 }).collect();
+        loader.counts()?.into_iter().map(|(key, count)| Counted { key, count, weight: 0, extra: 0 }).collect();
     let stacks = read_stacks(loader, &counts)?;
     Ok(RawCapture { counts, stacks, stats })
 }
@@ -84,16 +87,28 @@ pub fn drain_offcpu(loader: &Loader, end_ns: u64) -> Result<RawCapture> {
         e.1 += end_ns.saturating_sub(start.ts);
     }
     let counts: Vec<Counted> =
-        merged.into_iter().map(|(key, (count, weight))| Counted { key, count, weight }).collect();
+        merged.into_iter().map(|(key, (count, weight))| Counted { key, count, weight, extra: 0 }).collect();
     let stacks = read_stacks(loader, &counts)?;
     Ok(RawCapture { counts, stacks, stats })
 }
 
-/// Page-fault samples.
-pub fn drain_faults(loader: &Loader) -> Result<RawCapture> {
+/// The memory profile's events: allocation samples (objects, bytes) and
+/// page-fault samples (`extra`), merged by key.
+pub fn drain_memory(loader: &Loader, allocs: bool) -> Result<RawCapture> {
     let stats = loader.stats()?;
+    let mut merged: HashMap<SampleKey, (u64, u64, u64)> = HashMap::new();
+    if allocs {
+        for (key, v) in loader.alloc_counts()? {
+            let e = merged.entry(key).or_default();
+            e.0 += v.objects;
+            e.1 += v.bytes;
+        }
+    }
+    for (key, faults) in loader.fault_counts()? {
+        merged.entry(key).or_default().2 += faults;
+    }
     let counts: Vec<Counted> =
-        loader.fault_counts()?.into_iter().map(|(key, count)| Counted { key, count, weight: 0 }).collect();
+        merged.into_iter().map(|(key, (count, weight, extra))| Counted { key, count, weight, extra }).collect();
     let stacks = read_stacks(loader, &counts)?;
     Ok(RawCapture { counts, stacks, stats })
 }

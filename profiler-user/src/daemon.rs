@@ -32,6 +32,7 @@
 //! removed.
 
 mod listen;
+mod write;
 
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
@@ -50,12 +51,10 @@ use crate::config::WatchConfig;
 use crate::control::{self, CaptureStatus, Command, ControlFifo, DaemonState, Reply};
 use crate::cputime::CpuMeter;
 use crate::loader::Loader;
-use crate::output::{self, Formats};
-use crate::retention::{self, CaptureKey, Policy};
-use crate::symbolize::Symbolizer;
 use crate::target::{Filter, ResolvedTarget, TargetSpec};
 
 use self::listen::{sd_notify, Request, Source};
+use self::write::{write_job, WriteJob, WriteOutcome};
 
 /// How often a running capture re-resolves `--name`, checks that its target
 /// is alive and forwards eBPF log records. Nothing ticks while idle.
@@ -70,12 +69,12 @@ const QUEUE: usize = 64;
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config: WatchConfig) -> Result<()> {
-    let signals = Signals::install()?;
+    let mut signals = Signals::install()?;
     prepare_output_dir(&config.output_dir)?;
     let mut endpoints = Endpoints::open(&config.control)?;
     let (loader, loaded_filter) = initial_load(&config.target)?;
 
-    let (tx, rx) = mpsc::channel(QUEUE);
+    let (tx, mut rx) = mpsc::channel(QUEUE);
     let fifo_fd = endpoints.fifo.try_clone_fd().context("failed to duplicate the control FIFO descriptor")?;
     let fifo_task = tokio::spawn(listen::read_fifo(fifo_fd, config.control.clone(), tx.clone()));
     let listener = endpoints.take_listener()?;
@@ -91,8 +90,6 @@ pub async fn run(config: WatchConfig) -> Result<()> {
     sd_notify("READY=1\nSTATUS=idle");
 
     let mut daemon = Daemon::new(config, loader, loaded_filter);
-    let mut signals = signals;
-    let mut rx = rx;
     let signal_name = daemon.serve(&mut rx, &mut signals).await;
     sd_notify("STOPPING=1\nSTATUS=stopping");
     // New requests are answered "shutting down" from here on.
@@ -185,20 +182,17 @@ fn prepare_output_dir(dir: &Path) -> Result<()> {
 /// cgroup). A target that does not exist yet is not an error: captures are
 /// refused until it does.
 fn initial_load(target: &TargetSpec) -> Result<(Loader, Filter)> {
+    let resolved = target.resolve();
+    if let Err(e) = &resolved {
+        warn!("the target does not exist now ({e}); captures will be refused until it does");
+    }
     let filter = match target {
         TargetSpec::Host => Filter::All,
         TargetSpec::Pids(_) | TargetSpec::Name(_) => Filter::Pids(Vec::new()),
-        TargetSpec::Cgroup(_) => match target.resolve() {
-            Ok(resolved) => resolved.filter,
-            Err(e) => {
-                warn!("{e}; captures will be refused until it exists");
-                Filter::All
-            }
-        },
+        // Without the cgroup, load for the whole host: that still verifies
+        // the program now, and the first capture reloads it for the cgroup.
+        TargetSpec::Cgroup(_) => resolved.map_or(Filter::All, |r| r.filter),
     };
-    if let Err(e) = target.resolve() {
-        warn!("the target does not exist now ({e}); captures will be refused until it does");
-    }
     let loader = Loader::load(&filter)?;
     Ok((loader, filter))
 }
@@ -255,26 +249,6 @@ struct Writing {
     /// and source) once written, or not.
     pending: Option<(Option<Duration>, Source)>,
     waiters: Vec<(Wants, oneshot::Sender<Reply>)>,
-}
-
-/// Everything the writing thread needs.
-struct WriteJob {
-    output_dir: PathBuf,
-    formats: Formats,
-    policy: Policy,
-    target: ResolvedTarget,
-    trigger: Trigger,
-    frequency_hz: u64,
-    start: SystemTime,
-    end: SystemTime,
-    cpu_seconds: Option<f64>,
-}
-
-/// What the writing thread hands back.
-struct WriteOutcome {
-    loader: Loader,
-    /// Files and samples collected, or why nothing usable was written.
-    result: Result<(Vec<PathBuf>, u64)>,
 }
 
 struct Daemon {
@@ -720,64 +694,6 @@ fn describe_spec(spec: &TargetSpec) -> String {
         TargetSpec::Name(re) => format!("name /{re}/"),
         TargetSpec::Cgroup(path) => format!("cgroup {}", path.display()),
         TargetSpec::Host => "host".to_owned(),
-    }
-}
-
-/// Runs on a blocking thread: drains, symbolizes and writes the capture,
-/// empties the maps and applies retention. Always hands the loader back.
-fn write_job(mut loader: Loader, job: WriteJob) -> WriteOutcome {
-    let result = write_files(&loader, &job);
-    // Empty the maps now rather than at the next start: idle, the kernel
-    // memory of the stacks would otherwise stay allocated.
-    if let Err(e) = loader.clear() {
-        warn!("failed to empty the kernel maps after the capture: {e:#}");
-    }
-    if let Ok((paths, _)) = &result {
-        let keep = paths.last().and_then(|p| p.file_name()?.to_str()).and_then(retention::parse_name);
-        apply_retention(&job.output_dir, &job.policy, keep.as_ref());
-    }
-    WriteOutcome { loader, result }
-}
-
-fn write_files(loader: &Loader, job: &WriteJob) -> Result<(Vec<PathBuf>, u64)> {
-    // The directory may have been removed since the start (a cleanup cron,
-    // an operator); recreate it rather than lose the capture.
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o750)
-        .create(&job.output_dir)
-        .with_context(|| format!("cannot create output directory `{}`", job.output_dir.display()))?;
-    // One symbolizer per capture: its caches would otherwise grow with every
-    // process the daemon ever saw.
-    let mut symbolizer = Symbolizer::new();
-    let (info, profile) = crate::record::finish_capture(
-        loader,
-        &mut symbolizer,
-        job.target.info.clone(),
-        job.trigger.clone(),
-        job.frequency_hz,
-        job.start,
-        job.end,
-        job.cpu_seconds,
-    )?;
-    let paths = output::write_capture(&job.output_dir, &info, std::slice::from_ref(&profile), job.formats, None)
-        .with_context(|| format!("failed to write the capture to `{}`", job.output_dir.display()))?;
-    Ok((paths, info.samples_collected))
-}
-
-fn apply_retention(dir: &Path, policy: &Policy, keep: Option<&CaptureKey>) {
-    if policy.is_unlimited() {
-        return;
-    }
-    match retention::prune(dir, policy, keep) {
-        Ok(pruned) if pruned.captures > 0 => info!(
-            captures = pruned.captures,
-            files = pruned.files.len(),
-            bytes = pruned.bytes,
-            "retention: deleted the oldest captures"
-        ),
-        Ok(_) => {}
-        Err(e) => warn!("retention failed: {e:#}"),
     }
 }
 

@@ -8,6 +8,7 @@
 //! it; `doctor` checks the host.
 
 pub mod aggregate;
+pub mod alloc;
 pub mod capture;
 pub mod cli;
 pub mod collect;
@@ -19,6 +20,8 @@ pub mod daemon;
 pub mod daemon_config;
 pub mod doctor;
 pub mod loader;
+pub mod metrics;
+pub mod monitor;
 pub mod output;
 pub mod profile;
 pub mod record;

@@ -12,14 +12,15 @@ use aya::{
     maps::{HashMap, MapData, PerCpuArray},
     programs::{
         perf_event::{PerfEventConfig, PerfEventLinkId, PerfEventScope, SamplePolicy, SoftwareEvent},
-        BtfTracePoint, PerfEvent,
+        uprobe::{UProbeAttachPoint, UProbeLinkId, UProbeScope},
+        BtfTracePoint, PerfEvent, UProbe,
     },
     Btf, Ebpf, EbpfLoader,
 };
 use profiler_common::{
-    Config, FilterMode, OffCpuStart, OffCpuValue, SampleKey, StackRecord, Stat, MAP_COUNTS, MAP_FAULT_COUNTS,
-    MAP_OFFCPU_COUNTS, MAP_OFFCPU_START, MAP_STACKS, MAP_STATS, MAP_TARGET_PIDS, PROG_CPU_SAMPLE, PROG_FAULT_SAMPLE,
-    PROG_SCHED_SWITCH, TARGET_PIDS_MAP_ENTRIES,
+    AllocValue, Config, FilterMode, OffCpuStart, OffCpuValue, SampleKey, StackRecord, Stat, MAP_ALLOC_COUNTS,
+    MAP_COUNTS, MAP_FAULT_COUNTS, MAP_OFFCPU_COUNTS, MAP_OFFCPU_START, MAP_STACKS, MAP_STATS, MAP_TARGET_PIDS,
+    PROG_CPU_SAMPLE, PROG_FAULT_SAMPLE, PROG_GO_ALLOC, PROG_MALLOC_ENTRY, PROG_SCHED_SWITCH, TARGET_PIDS_MAP_ENTRIES,
 };
 use tracing::{debug, warn};
 
@@ -57,13 +58,17 @@ pub struct Programs {
     pub offcpu: bool,
     /// The page-fault sampler.
     pub faults: bool,
+    /// The allocation uprobes (`malloc`, Go's `mProf_Malloc`).
+    pub alloc: bool,
     /// Off-CPU intervals shorter than this are not recorded.
     pub offcpu_min_ns: u64,
+    /// `malloc` sampling period in bytes.
+    pub malloc_sample_bytes: u64,
 }
 
 impl Default for Programs {
     fn default() -> Self {
-        Self { offcpu: false, faults: false, offcpu_min_ns: 1000 }
+        Self { offcpu: false, faults: false, alloc: false, offcpu_min_ns: 1000, malloc_sample_bytes: 512 * 1024 }
     }
 }
 
@@ -73,6 +78,7 @@ pub struct Loader {
     links: Vec<PerfEventLinkId>,
     fault_links: Vec<PerfEventLinkId>,
     offcpu_link: Option<aya::programs::tp_btf::BtfTracePointLinkId>,
+    alloc_links: Vec<(&'static str, UProbeLinkId)>,
     programs: Programs,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
 }
@@ -94,6 +100,7 @@ impl Loader {
             }
         };
         config.offcpu_min_ns = programs.offcpu_min_ns;
+        config.malloc_sample_bytes = programs.malloc_sample_bytes.max(1);
         let mut ebpf = EbpfLoader::new()
             .override_global(profiler_common::GLOBAL_CONFIG, &config, true)
             .load(EBPF_OBJECT)
@@ -132,7 +139,27 @@ impl Loader {
                 .context("program `fault_sample` is not a perf_event program")?;
             program.load().map_err(|e| privilege_aware(anyhow!(e), "the kernel rejected the page-fault program"))?;
         }
-        let mut loader = Self { ebpf, links: Vec::new(), fault_links: Vec::new(), offcpu_link: None, programs, logger };
+        if programs.alloc {
+            for name in [PROG_MALLOC_ENTRY, PROG_GO_ALLOC] {
+                let program: &mut UProbe = ebpf
+                    .program_mut(name)
+                    .ok_or_else(|| anyhow!("program `{name}` missing from the eBPF object"))?
+                    .try_into()
+                    .with_context(|| format!("program `{name}` is not a uprobe program"))?;
+                program
+                    .load()
+                    .map_err(|e| privilege_aware(anyhow!(e), &format!("the kernel rejected the `{name}` uprobe")))?;
+            }
+        }
+        let mut loader = Self {
+            ebpf,
+            links: Vec::new(),
+            fault_links: Vec::new(),
+            offcpu_link: None,
+            alloc_links: Vec::new(),
+            programs,
+            logger,
+        };
         if let Filter::Pids(pids) = filter {
             loader.set_target_pids(pids)?;
         }
@@ -295,6 +322,41 @@ impl Loader {
         Ok(())
     }
 
+    /// Attaches the allocation probes at `sites`. A site that cannot be
+    /// probed (no such symbol, e.g. a stripped binary) is skipped with a
+    /// warning; the sites attached are returned.
+    pub fn attach_alloc(&mut self, sites: &[crate::alloc::ProbeSite]) -> Result<Vec<crate::alloc::ProbeSite>> {
+        anyhow::ensure!(self.programs.alloc, "the allocation probes were not loaded");
+        self.prime_stack_allocator_all();
+        let mut attached = Vec::new();
+        for site in sites {
+            let name = if site.symbol == crate::alloc::MALLOC_SYMBOL { PROG_MALLOC_ENTRY } else { PROG_GO_ALLOC };
+            let program: &mut UProbe =
+                self.ebpf.program_mut(name).ok_or_else(|| anyhow!("program `{name}` missing"))?.try_into()?;
+            let Some(pid) = std::num::NonZeroU32::new(site.pid) else { continue };
+            let point = UProbeAttachPoint { location: site.symbol.into(), cookie: Some(site.cookie) };
+            match program.attach(point, &site.path, UProbeScope::OneProcess(pid)) {
+                Ok(link) => {
+                    self.alloc_links.push((name, link));
+                    attached.push(site.clone());
+                }
+                Err(e) => warn!(
+                    "cannot probe `{}` in `{}` (pid {}): {e}; its allocations are not sampled",
+                    site.symbol,
+                    site.path.display(),
+                    site.pid
+                ),
+            }
+        }
+        Ok(attached)
+    }
+
+    /// Aggregated allocation samples.
+    pub fn alloc_counts(&self) -> Result<Vec<(SampleKey, AllocValue)>> {
+        let map: HashMap<&MapData, SampleKey, AllocValue> = HashMap::try_from(self.map(MAP_ALLOC_COUNTS)?)?;
+        collect_entries(map.iter()).context("failed to read the allocation map")
+    }
+
     /// Stops all sampling; the maps keep what was collected.
     pub fn detach(&mut self) -> Result<()> {
         let links = std::mem::take(&mut self.links);
@@ -312,6 +374,11 @@ impl Loader {
                 program.detach(link).context("failed to detach a page-fault event")?;
             }
         }
+        for (name, link) in std::mem::take(&mut self.alloc_links) {
+            let program: &mut UProbe =
+                self.ebpf.program_mut(name).ok_or_else(|| anyhow!("program missing"))?.try_into()?;
+            program.detach(link).context("failed to detach an allocation probe")?;
+        }
         if let Some(link) = self.offcpu_link.take() {
             let program: &mut BtfTracePoint =
                 self.ebpf.program_mut(PROG_SCHED_SWITCH).ok_or_else(|| anyhow!("program missing"))?.try_into()?;
@@ -320,8 +387,16 @@ impl Loader {
         Ok(())
     }
 
+    /// What was loaded.
+    pub fn programs(&self) -> Programs {
+        self.programs
+    }
+
     pub fn is_attached(&self) -> bool {
-        !self.links.is_empty() || !self.fault_links.is_empty() || self.offcpu_link.is_some()
+        !self.links.is_empty()
+            || !self.fault_links.is_empty()
+            || self.offcpu_link.is_some()
+            || !self.alloc_links.is_empty()
     }
 
     /// Aggregated off-CPU intervals: (key, switches, nanoseconds).
@@ -401,6 +476,7 @@ impl Loader {
         self.clear_map::<SampleKey, OffCpuValue>(MAP_OFFCPU_COUNTS)?;
         self.clear_map::<u64, OffCpuStart>(MAP_OFFCPU_START)?;
         self.clear_map::<SampleKey, u64>(MAP_FAULT_COUNTS)?;
+        self.clear_map::<SampleKey, AllocValue>(MAP_ALLOC_COUNTS)?;
         let mut map: PerCpuArray<&mut MapData, u64> = PerCpuArray::try_from(self.map_mut(MAP_STATS)?)?;
         let ncpus = aya::util::nr_cpus().map_err(|(path, e)| anyhow!("failed to read `{path}`: {e}"))?;
         for stat in Stat::ALL {
@@ -461,13 +537,16 @@ fn collect_entries<K, V>(
     Ok(out)
 }
 
-/// Adds the privilege hint when the error chain says EPERM/EACCES.
+/// One sentence for `what` failing: with the privilege hint (and without
+/// aya's nested repetition of the same cause) when it was EPERM/EACCES.
 fn privilege_aware(err: anyhow::Error, what: &str) -> anyhow::Error {
     let text = format!("{err:#}");
-    let denied =
-        text.contains("Operation not permitted") || text.contains("Permission denied") || text.contains("EPERM");
+    // EPERM is a missing privilege. (EACCES from a program load is the
+    // verifier rejecting it, which is a bug or an unsupported kernel: keep
+    // its log.)
+    let denied = text.contains("Operation not permitted");
     if denied {
-        anyhow!("{what}: {text}; {PRIVILEGE_HINT}")
+        anyhow!("{what}: permission denied; {PRIVILEGE_HINT}")
     } else {
         anyhow!("{what}: {text}")
     }

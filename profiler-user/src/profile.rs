@@ -154,20 +154,80 @@ impl Profile {
         }
     }
 
-    /// An empty memory profile with `page_faults/count`: one sample every
-    /// `fault_period` page faults, each worth that many faults.
-    pub fn new_memory(fault_period: u64, start: SystemTime, duration: Duration) -> Self {
+    /// An empty memory profile. Sample types are named like Go heap
+    /// profiles so `go tool pprof -sample_index=alloc_space` works:
+    /// `alloc_objects/count` and `alloc_space/bytes` (sampled allocations,
+    /// scaled back up), and `page_faults/count` (sampled page faults: where
+    /// new memory was first touched).
+    pub fn new_memory(alloc_period_bytes: u64, start: SystemTime, duration: Duration) -> Self {
         Self {
             kind: ProfileKind::Memory,
-            sample_types: vec![ValueType::new("page_faults", "count")],
-            default_sample_type: Some("page_faults".to_owned()),
-            period_type: ValueType::new("page_faults", "count"),
-            period: fault_period as i64,
+            sample_types: vec![
+                ValueType::new("alloc_objects", "count"),
+                ValueType::new("alloc_space", "bytes"),
+                ValueType::new("page_faults", "count"),
+            ],
+            default_sample_type: Some("alloc_space".to_owned()),
+            period_type: ValueType::new("space", "bytes"),
+            period: alloc_period_bytes as i64,
             start,
             duration,
             mappings: Vec::new(),
             locations: Vec::new(),
             samples: Vec::new(),
+        }
+    }
+
+    /// Puts the profile in the shape readers expect: the kernel mapping (if
+    /// any) after the user ones, because `go tool pprof` takes the first
+    /// mapping for the main binary; and no outermost frames that lie in no
+    /// mapping (a frame-pointer walk that ran past the real outermost frame
+    /// into a heap or stack address).
+    pub fn normalize(&mut self) {
+        if let Some(k) = self.mappings.iter().position(|m| m.path.starts_with("[kernel")) {
+            let last = self.mappings.len() - 1;
+            if k != last {
+                let kernel = self.mappings.remove(k);
+                self.mappings.push(kernel);
+                for loc in &mut self.locations {
+                    loc.mapping = loc.mapping.map(|m| match m {
+                        m if m == k => last,
+                        m if m > k => m - 1,
+                        m => m,
+                    });
+                }
+            }
+        }
+        let stray: Vec<bool> = self
+            .locations
+            .iter()
+            .map(|l| {
+                !l.kernel
+                    && l.mapping.is_none()
+                    && l.address != 0
+                    && l.lines.iter().all(|x| x.function.starts_with('['))
+            })
+            .collect();
+        for s in &mut self.samples {
+            while s.locations.len() > 1 && s.locations.last().is_some_and(|&i| stray[i]) {
+                s.locations.pop();
+            }
+        }
+    }
+
+    /// Drops, from the leaf end of the samples `select` picks, user frames
+    /// whose function `is_internal` names (an allocator's own frames), so
+    /// the leaf is the code that asked for memory. At least one frame stays.
+    pub fn strip_leaf_frames(&mut self, select: impl Fn(&Sample) -> bool, is_internal: impl Fn(&str) -> bool) {
+        let internal: Vec<bool> = self
+            .locations
+            .iter()
+            .map(|l| !l.kernel && l.lines.last().is_some_and(|line| is_internal(&line.function)))
+            .collect();
+        for s in self.samples.iter_mut().filter(|s| select(s)) {
+            let skip =
+                s.locations.iter().take_while(|&&i| internal[i]).count().min(s.locations.len().saturating_sub(1));
+            s.locations.drain(..skip);
         }
     }
 

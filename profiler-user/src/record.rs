@@ -15,7 +15,7 @@ use std::{
 use anyhow::{Context as _, Result};
 use profiler_common::Stat;
 use tokio::signal::unix::{signal, SignalKind};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
     aggregate,
@@ -44,10 +44,11 @@ pub enum EndReason {
 pub async fn run(config: RecordConfig) -> Result<()> {
     let resolved = config.target.resolve()?;
     let out_dir = config.output_dir.clone();
-    check_output_dir(&out_dir)?;
     let owner = output::sudo_owner();
-
+    // Load first: without privileges nothing (not even the directory) is
+    // created. Still before any sampling.
     let mut loader = Loader::load_with(&resolved.filter, programs_for(&config.profiles))?;
+    check_output_dir(&out_dir)?;
     let cgroup_dir = match &config.target {
         TargetSpec::Cgroup(p) => crate::target::cgroup_dir(p).ok(),
         _ => None,
@@ -55,7 +56,12 @@ pub async fn run(config: RecordConfig) -> Result<()> {
     let mut meter = CpuMeter::start(&resolved.filter, cgroup_dir.as_deref());
     let start = SystemTime::now();
     let started = Instant::now();
-    attach_kinds(&mut loader, &config.profiles, config.frequency_hz)?;
+    attach_kinds(
+        &mut loader,
+        &config.profiles,
+        config.frequency_hz,
+        &alloc_pids(&resolved.filter, cgroup_dir.as_deref()),
+    )?;
     info!(target = %resolved.info.description, frequency_hz = config.frequency_hz, duration = %humantime::format_duration(config.duration), "recording");
 
     let end_reason = wait_for_end(&mut loader, &config, &resolved.info, &mut meter, started).await;
@@ -106,6 +112,18 @@ pub async fn run(config: RecordConfig) -> Result<()> {
         check_not_silently_empty(&info)
     } else {
         Ok(())
+    }
+}
+
+/// The processes to put allocation probes in: the target's, or the
+/// cgroup's members at capture start.
+fn alloc_pids(filter: &crate::target::Filter, cgroup_dir: Option<&Path>) -> Vec<u32> {
+    match (filter, cgroup_dir) {
+        (crate::target::Filter::Pids(pids), _) => pids.clone(),
+        (crate::target::Filter::Cgroup { .. }, Some(dir)) => std::fs::read_to_string(dir.join("cgroup.procs"))
+            .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default(),
+        _ => Vec::new(),
     }
 }
 
@@ -213,12 +231,15 @@ pub fn programs_for(kinds: &[ProfileKind]) -> Programs {
     Programs {
         offcpu: kinds.contains(&ProfileKind::OffCpu),
         faults: kinds.contains(&ProfileKind::Memory),
+        alloc: kinds.contains(&ProfileKind::Memory),
         ..Programs::default()
     }
 }
 
-/// Starts every event source `kinds` needs.
-pub fn attach_kinds(loader: &mut Loader, kinds: &[ProfileKind], frequency_hz: u64) -> Result<()> {
+/// Starts every event source `kinds` needs. Allocation probes go into
+/// `alloc_pids` (the target's processes; none for a whole-host capture,
+/// where a probe in every process's `malloc` would tax the whole machine).
+pub fn attach_kinds(loader: &mut Loader, kinds: &[ProfileKind], frequency_hz: u64, alloc_pids: &[u32]) -> Result<()> {
     if kinds.contains(&ProfileKind::Cpu) {
         loader.attach(frequency_hz)?;
     }
@@ -227,6 +248,15 @@ pub fn attach_kinds(loader: &mut Loader, kinds: &[ProfileKind], frequency_hz: u6
     }
     if kinds.contains(&ProfileKind::Memory) {
         loader.attach_faults(DEFAULT_FAULT_PERIOD)?;
+        if loader.programs().alloc {
+            let sites = crate::alloc::probe_sites(alloc_pids);
+            let attached = loader.attach_alloc(&sites)?;
+            if attached.is_empty() {
+                info!("no allocator found to probe in the target: the memory profile has page faults only");
+            } else {
+                debug!(probes = attached.len(), "allocation probes attached");
+            }
+        }
     }
     Ok(())
 }
@@ -308,15 +338,22 @@ pub fn finish_capture_kinds(
                 profiles.push(symbolizer.build_profile(&agg, template, |s| vec![s.count as i64, s.weight as i64]));
             }
             ProfileKind::Memory => {
-                let raw = collect::drain_faults(loader).context("failed to read the page faults from the kernel")?;
+                let raw = collect::drain_memory(loader, loader.programs().alloc)
+                    .context("failed to read the memory samples from the kernel")?;
                 let agg = aggregate::aggregate(&raw);
                 losses.extend(fault_losses(&raw.stats));
                 stats.get_or_insert(raw.stats);
-                let period = DEFAULT_FAULT_PERIOD;
-                let template = Profile::new_memory(period, start, duration);
-                profiles.push(symbolizer.build_profile(&agg, template, |s| vec![(s.count * period) as i64]));
+                let template = Profile::new_memory(loader.programs().malloc_sample_bytes, start, duration);
+                let mut profile = symbolizer.build_profile(&agg, template, |s| {
+                    vec![s.count as i64, s.weight as i64, (s.extra * DEFAULT_FAULT_PERIOD) as i64]
+                });
+                profile.strip_leaf_frames(|s| s.values[0] > 0, is_allocator_frame);
+                profiles.push(profile);
             }
         }
+    }
+    for p in &mut profiles {
+        p.normalize();
     }
     let info = CaptureInfo {
         target,
@@ -340,19 +377,41 @@ fn make_losses(items: &[(&str, u64, &str)]) -> Vec<Loss> {
     items
         .iter()
         .filter(|(_, n, _)| *n > 0)
-        .map(|(reason, count, detail)| Loss { reason: (*reason).to_owned(), count: *count, detail: (*detail).to_owned() })
+        .map(|(reason, count, detail)| Loss {
+            reason: (*reason).to_owned(),
+            count: *count,
+            detail: (*detail).to_owned(),
+        })
         .collect()
+}
+
+/// Frames of the allocators themselves, above the code that allocated.
+fn is_allocator_frame(name: &str) -> bool {
+    matches!(name, "malloc" | "__libc_malloc" | "__GI___libc_malloc" | "tcache_init" | "_int_malloc")
+        || name.starts_with("runtime.")
 }
 
 fn offcpu_losses(stats: &Stats) -> Vec<Loss> {
     make_losses(&[
-        ("offcpu_map_full", stats.get(Stat::OffCpuCountsMapFull), "off-CPU intervals dropped: the kernel off-CPU map was full"),
-        ("offcpu_start_map_full", stats.get(Stat::OffCpuStartMapFull), "switch-outs not tracked: too many target threads blocked at once"),
+        (
+            "offcpu_map_full",
+            stats.get(Stat::OffCpuCountsMapFull),
+            "off-CPU intervals dropped: the kernel off-CPU map was full",
+        ),
+        (
+            "offcpu_start_map_full",
+            stats.get(Stat::OffCpuStartMapFull),
+            "switch-outs not tracked: too many target threads blocked at once",
+        ),
     ])
 }
 
 fn fault_losses(stats: &Stats) -> Vec<Loss> {
-    make_losses(&[("fault_map_full", stats.get(Stat::FaultCountsMapFull), "page-fault samples dropped: the kernel map was full")])
+    make_losses(&[(
+        "fault_map_full",
+        stats.get(Stat::FaultCountsMapFull),
+        "page-fault samples dropped: the kernel map was full",
+    )])
 }
 
 /// Every counted loss, by reason. Only `counts_map_full` drops a sample; the

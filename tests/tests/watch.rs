@@ -544,3 +544,76 @@ fn an_unwritable_output_dir_is_survived() {
     assert_eq!(mode, 0o750);
     assert_eq!(daemon.stop().status.code(), Some(0));
 }
+
+/// The cgroup v2 mount point, from `/proc/self/mounts`.
+fn cgroup2_root() -> Option<PathBuf> {
+    let mounts = fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (_, mount, kind) = (fields.next()?, fields.next()?, fields.next()?);
+        (kind == "cgroup2").then(|| PathBuf::from(mount))
+    })
+}
+
+/// A cgroup v2 directory holding one workload; killed and removed on drop.
+struct CgroupWithWorkload {
+    dir: PathBuf,
+    workload: Option<Workload>,
+}
+
+impl CgroupWithWorkload {
+    fn new(dir: PathBuf) -> Self {
+        fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir `{}`: {e}", dir.display()));
+        let workload = busy_cpu_split();
+        fs::write(dir.join("cgroup.procs"), workload.pid().to_string())
+            .unwrap_or_else(|e| panic!("moving pid {} into `{}`: {e}", workload.pid(), dir.display()));
+        Self { dir, workload: Some(workload) }
+    }
+}
+
+impl Drop for CgroupWithWorkload {
+    fn drop(&mut self) {
+        drop(self.workload.take());
+        // The killed process leaves the cgroup once reaped; retry briefly.
+        for _ in 0..100 {
+            if fs::remove_dir(&self.dir).is_ok() || !self.dir.exists() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn a_cgroup_target_is_followed_when_its_cgroup_is_recreated() {
+    let Some(_guard) = e2e_guard() else { return };
+    if !require_go() {
+        return;
+    }
+    let Some(root) = cgroup2_root() else {
+        assert!(!stackwatch_tests::is_ci(), "no cgroup v2 hierarchy is mounted");
+        eprintln!("note: skipping: no cgroup v2 hierarchy is mounted");
+        return;
+    };
+    let name = format!("stackwatch-watch-test-{}", std::process::id());
+    let dir = root.join(&name);
+    let daemon = WatchDaemon::start("watch_cgroup", &["--cgroup", &name, "--capture-duration", "5m"]);
+    // Not there yet: refused, the daemon carries on.
+    let refused = daemon.ctl(&["start"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stdout(&refused));
+
+    // A unit that restarts gets a new cgroup (a new id compiled into the
+    // program): each capture must find the current one.
+    for _ in 0..2 {
+        let cgroup = CgroupWithWorkload::new(dir.clone());
+        daemon.ctl_ok(&["start"]);
+        thread::sleep(CAPTURE);
+        let paths = written_paths(&daemon.ctl_ok(&["stop"]));
+        let pprof = paths.iter().find(|p| p.to_string_lossy().ends_with(".pb.gz")).expect("pprof");
+        assert_cpu_split_profile(pprof);
+        drop(cgroup);
+    }
+    let reloads = daemon.stderr().matches("loading the eBPF program for cgroup").count();
+    assert_eq!(reloads, 2, "one load per new cgroup:\n{}", daemon.stderr());
+    assert_eq!(daemon.stop().status.code(), Some(0));
+}

@@ -12,18 +12,20 @@
 //!
 //! What each target reads:
 //!
-//! | target | CPU time | memory | limits |
-//! | --- | --- | --- | --- |
-//! | `--pid`, `--name` | `/proc/<pid>/stat` per process | `VmRSS` per process | each process's cgroup (`/proc/<pid>/cgroup`) |
-//! | `--cgroup` | `cpu.stat` `usage_usec` | `memory.current` | the cgroup and its ancestors |
-//! | host | `/proc/stat` | `MemTotal - MemAvailable` | online CPUs, `MemTotal` |
+//! - `--pid`, `--name`: `/proc/<pid>/stat` (CPU time, start time) and
+//!   `VmRSS` of each process; limits from each process's cgroups
+//!   (`/proc/<pid>/cgroup`).
+//! - `--cgroup`: `cpu.stat` (`usage_usec`) and `memory.current`, or the
+//!   processes in it where a controller's file is missing (a hybrid host
+//!   whose controllers are still on cgroup v1); limits from it and its
+//!   ancestors.
+//! - the host: `/proc/stat` and `MemTotal - MemAvailable`.
 //!
-//! A cgroup whose `memory.current` or `cpu.stat` is missing (a hybrid host
-//! where the controller is still on cgroup v1) falls back to the processes in
-//! it. Limits are the smallest `cpu.max` / `memory.max` of the cgroup and its
-//! ancestors, else the online CPUs and `MemTotal`, as the contract defines
-//! the percentages.
+//! 100 % is what the contract says: the tightest CPU quota and memory limit
+//! of the target's cgroups (see [`limits`]), else the online CPUs and
+//! `MemTotal`.
 
+mod limits;
 mod procfs;
 mod tracker;
 
@@ -31,11 +33,12 @@ use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
+use limits::{CgroupDirs, HostInfo, LimitCache, Limits, V1Mounts, LIMIT_TTL};
 pub use procfs::{
-    parse_cgroup_v2_path, parse_cpu_list, parse_cpu_max, parse_memory_max, parse_meminfo, parse_proc_stat,
-    parse_vm_rss, MemInfo, ProcStat,
+    parse_cfs_quota, parse_cgroup_v1_path, parse_cgroup_v2_path, parse_cpu_list, parse_cpu_max, parse_meminfo,
+    parse_memory_max, parse_proc_stat, parse_v1_memory_limit, parse_vm_rss, MemInfo, ProcStat,
 };
 use tracker::{NameMatcher, PidTracker};
 
@@ -86,20 +89,15 @@ impl Sample {
     }
 }
 
-/// How long cgroup limits and a process's cgroup are trusted before being
-/// read again: they change rarely (`systemctl set-property`), and reading
-/// them at every sample would multiply the sampler's cost by the depth of
-/// the hierarchy.
-const LIMIT_TTL: Duration = Duration::from_secs(10);
-
 /// Reads a target's metrics; see the module documentation.
 #[derive(Debug)]
 pub struct MetricSampler {
     source: Source,
     tracker: PidTracker,
     limits: LimitCache,
-    /// Cgroup directory of each tracked process, by pid and start time.
-    proc_cgroups: HashMap<u32, (u64, Option<PathBuf>, Instant)>,
+    v1_mounts: V1Mounts,
+    /// Cgroups of each tracked process, by pid and start time.
+    proc_cgroups: HashMap<u32, (u64, CgroupDirs, Instant)>,
 }
 
 #[derive(Debug)]
@@ -135,7 +133,19 @@ impl MetricSampler {
             TargetSpec::Cgroup(path) => Source::Cgroup(CgroupSource { spec: path.clone(), dir: None, epoch: 0 }),
             TargetSpec::Host => Source::Host,
         };
-        Self { source, tracker: PidTracker::default(), limits: LimitCache::default(), proc_cgroups: HashMap::new() }
+        // Only processes can be in a v1 hierarchy that matters: `--cgroup`
+        // is a v2 directory.
+        let v1_mounts = match target {
+            TargetSpec::Pids(_) | TargetSpec::Name(_) => V1Mounts::read(),
+            _ => V1Mounts::default(),
+        };
+        Self {
+            source,
+            tracker: PidTracker::default(),
+            limits: LimitCache::default(),
+            v1_mounts,
+            proc_cgroups: HashMap::new(),
+        }
     }
 
     /// Reads the target's metrics now. `now` is the caller's clock reading
@@ -175,51 +185,37 @@ impl MetricSampler {
         }
         let pids: Vec<u32> = stats.iter().map(|(pid, _)| *pid).collect();
         self.proc_cgroups.retain(|pid, _| pids.contains(pid));
-        let mut cgroups: Vec<PathBuf> = Vec::new();
-        let mut unknown_cgroup = false;
+        let mut cgroups: Vec<CgroupDirs> = Vec::new();
         for (pid, stat) in stats {
-            match self.process_cgroup(*pid, stat.start_ticks, now) {
-                Some(dir) if !cgroups.contains(&dir) => cgroups.push(dir),
-                Some(_) => {}
-                None => unknown_cgroup = true,
+            let dirs = self.process_cgroups(*pid, stat.start_ticks, now);
+            if !cgroups.contains(&dirs) {
+                cgroups.push(dirs);
             }
         }
-        // Processes in different cgroups can use the sum of their limits;
-        // one without a limit can use the whole machine.
-        let mut cpu_quota = Some(0.0);
-        let mut mem_quota = Some(0u64);
-        for dir in &cgroups {
-            let limits = self.limits.get(dir, now);
-            cpu_quota = cpu_quota.zip(limits.cpus).map(|(a, b)| a + b);
-            mem_quota = mem_quota.zip(limits.mem_bytes).map(|(a, b)| a.saturating_add(b));
-        }
-        if unknown_cgroup || cgroups.is_empty() {
-            (cpu_quota, mem_quota) = (None, None);
-        }
+        let limits = Limits::sum(cgroups.iter().map(|dirs| self.limits.get(dirs, now)));
         Sample {
             at: now,
             wall,
             present: true,
             cpu_seconds: ticks as f64 / clock_ticks_per_second(),
             epoch: 0,
-            cpu_capacity: host.capacity(cpu_quota),
+            cpu_capacity: host.capacity(limits.cpus),
             mem_bytes: pids.iter().filter_map(|&pid| read_vm_rss(pid)).sum(),
-            mem_limit: host.mem_limit(mem_quota),
+            mem_limit: host.mem_limit(limits.mem_bytes),
             pids,
         }
     }
 
-    /// The cgroup v2 directory of a process, cached per process instance.
-    fn process_cgroup(&mut self, pid: u32, start_ticks: u64, now: Instant) -> Option<PathBuf> {
-        if let Some((start, dir, checked)) = self.proc_cgroups.get(&pid) {
+    /// The cgroups of a process, cached per process instance.
+    fn process_cgroups(&mut self, pid: u32, start_ticks: u64, now: Instant) -> CgroupDirs {
+        if let Some((start, dirs, checked)) = self.proc_cgroups.get(&pid) {
             if *start == start_ticks && now.saturating_duration_since(*checked) < LIMIT_TTL {
-                return dir.clone();
+                return dirs.clone();
             }
         }
-        let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok();
-        let dir = text.as_deref().and_then(parse_cgroup_v2_path).and_then(|path| cgroup_dir(Path::new(path)).ok());
-        self.proc_cgroups.insert(pid, (start_ticks, dir.clone(), now));
-        dir
+        let dirs = CgroupDirs::of_process(pid, &self.v1_mounts);
+        self.proc_cgroups.insert(pid, (start_ticks, dirs.clone(), now));
+        dirs
     }
 
     /// `--cgroup`: the cgroup's own counters, or its processes' where a
@@ -251,7 +247,7 @@ impl MetricSampler {
                 pids.iter().filter_map(|&pid| read_vm_rss(pid)).sum()
             }
         };
-        let limits = self.limits.get(&dir, now);
+        let limits = self.limits.get(&CgroupDirs { v2: Some(dir), ..CgroupDirs::default() }, now);
         Sample {
             at: now,
             wall,
@@ -347,96 +343,14 @@ fn cgroup_pids(dir: &Path) -> Vec<u32> {
             pids.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
         }
         if let Ok(entries) = fs::read_dir(&dir) {
-            pending.extend(entries.filter_map(|e| e.ok()).filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
+            pending.extend(
+                entries.filter_map(|e| e.ok()).filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()),
+            );
         }
     }
     pids.sort_unstable();
     pids.dedup();
     pids
-}
-
-/// Host-wide values every target needs for its percentages.
-struct HostInfo {
-    online_cpus: f64,
-    meminfo: Option<MemInfo>,
-}
-
-impl HostInfo {
-    fn read() -> Self {
-        let online = fs::read_to_string("/sys/devices/system/cpu/online").ok().and_then(|t| parse_cpu_list(&t));
-        let online_cpus = match online {
-            Some(n) => f64::from(n),
-            None => {
-                // SAFETY: sysconf has no memory-safety preconditions.
-                let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-                if n > 0 { n as f64 } else { 1.0 }
-            }
-        };
-        let meminfo = fs::read_to_string("/proc/meminfo").ok().and_then(|t| parse_meminfo(&t));
-        if meminfo.is_none() {
-            tracing::debug!("cannot read `/proc/meminfo`; memory percentages need a cgroup limit");
-        }
-        Self { online_cpus, meminfo }
-    }
-
-    /// A quota never counts for more CPUs than are online.
-    fn capacity(&self, quota: Option<f64>) -> f64 {
-        quota.map_or(self.online_cpus, |q| q.min(self.online_cpus))
-    }
-
-    /// A limit above the machine's memory means no limit.
-    fn mem_limit(&self, limit: Option<u64>) -> u64 {
-        match (limit, self.meminfo) {
-            (Some(limit), Some(m)) => limit.min(m.total),
-            (Some(limit), None) => limit,
-            (None, Some(m)) => m.total,
-            (None, None) => 0,
-        }
-    }
-}
-
-/// Effective limits of a cgroup directory.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-struct Limits {
-    /// CPUs the quota allows, if any cgroup on the path sets one.
-    cpus: Option<f64>,
-    mem_bytes: Option<u64>,
-}
-
-#[derive(Debug, Default)]
-struct LimitCache {
-    entries: HashMap<PathBuf, (Limits, Instant)>,
-}
-
-impl LimitCache {
-    fn get(&mut self, dir: &Path, now: Instant) -> Limits {
-        if let Some((limits, read)) = self.entries.get(dir) {
-            if now.saturating_duration_since(*read) < LIMIT_TTL {
-                return *limits;
-            }
-        }
-        // Stale entries of processes long gone would otherwise accumulate.
-        self.entries.retain(|_, (_, read)| now.saturating_duration_since(*read) < LIMIT_TTL);
-        let limits = effective_limits(dir);
-        self.entries.insert(dir.to_path_buf(), (limits, now));
-        limits
-    }
-}
-
-/// The tightest `cpu.max` and `memory.max` of `dir` and its ancestors: a
-/// parent's limit binds its children. The walk stops at the hierarchy's root
-/// (the first directory without `cgroup.procs` above it).
-fn effective_limits(dir: &Path) -> Limits {
-    let mut limits = Limits::default();
-    for level in dir.ancestors().take_while(|d| d.join("cgroup.procs").is_file()) {
-        if let Some(cpus) = fs::read_to_string(level.join("cpu.max")).ok().and_then(|t| parse_cpu_max(&t)) {
-            limits.cpus = Some(limits.cpus.map_or(cpus, |c: f64| c.min(cpus)));
-        }
-        if let Some(bytes) = fs::read_to_string(level.join("memory.max")).ok().and_then(|t| parse_memory_max(&t)) {
-            limits.mem_bytes = Some(limits.mem_bytes.map_or(bytes, |b| b.min(bytes)));
-        }
-    }
-    limits
 }
 
 fn read_proc_stat(pid: u32) -> Option<ProcStat> {
@@ -456,7 +370,11 @@ fn read_u64(path: &Path) -> Option<u64> {
 fn clock_ticks_per_second() -> f64 {
     // SAFETY: sysconf has no memory-safety preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 { t as f64 } else { 100.0 }
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
 }
 
 /// Time since boot in clock ticks, the clock of a process's start time

@@ -53,9 +53,7 @@ pub struct MemInfo {
 }
 
 pub fn parse_meminfo(text: &str) -> Option<MemInfo> {
-    let value = |key: &str| {
-        text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':')).and_then(parse_kib)
-    };
+    let value = |key: &str| text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':')).and_then(parse_kib);
     let total = value("MemTotal")?;
     let available = match value("MemAvailable") {
         Some(available) => available,
@@ -116,6 +114,35 @@ pub fn parse_memory_max(text: &str) -> Option<u64> {
 /// first; on a v1-only host there is none.
 pub fn parse_cgroup_v2_path(text: &str) -> Option<&str> {
     text.lines().find_map(|l| l.strip_prefix("0::")).map(|p| p.trim_end_matches(" (deleted)")).filter(|p| !p.is_empty())
+}
+
+/// The cgroup v1 path of a process for `controller` from
+/// `/proc/<pid>/cgroup`: the `4:memory:/docker/abc` line (controllers may
+/// share a line: `3:cpu,cpuacct:/…`).
+pub fn parse_cgroup_v1_path<'a>(text: &'a str, controller: &str) -> Option<&'a str> {
+    text.lines().find_map(|line| {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        controllers.split(',').any(|c| c == controller).then_some(path)
+    })
+}
+
+/// CPUs a cgroup v1 quota allows: `cpu.cfs_quota_us` over
+/// `cpu.cfs_period_us`; a quota of `-1` means no limit.
+pub fn parse_cfs_quota(quota: &str, period: &str) -> Option<f64> {
+    let quota: i64 = quota.trim().parse().ok()?;
+    let period: u64 = period.trim().parse().ok()?;
+    if quota <= 0 || period == 0 {
+        return None;
+    }
+    Some(quota as f64 / period as f64)
+}
+
+/// A cgroup v1 `memory.limit_in_bytes`. Unlimited is reported as the
+/// largest page-aligned `i64` (`9223372036854771712` with 4 KiB pages), so
+/// anything from 2^62 up means no limit.
+pub fn parse_v1_memory_limit(text: &str) -> Option<u64> {
+    text.trim().parse::<u64>().ok().filter(|&bytes| bytes < 1 << 62)
 }
 
 #[cfg(test)]
@@ -211,5 +238,27 @@ mod tests {
         assert_eq!(parse_cgroup_v2_path("0::/gone (deleted)\n"), Some("/gone"));
         assert_eq!(parse_cgroup_v2_path("4:memory:/x\n"), None);
         assert_eq!(parse_cgroup_v2_path(""), None);
+    }
+
+    #[test]
+    fn cgroup_v1_path() {
+        let text = "12:pids:/docker/abc\n4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc/x\n\
+                    1:name=systemd:/docker/abc\n0::/\n";
+        assert_eq!(parse_cgroup_v1_path(text, "memory"), Some("/docker/abc"));
+        assert_eq!(parse_cgroup_v1_path(text, "cpu"), Some("/docker/abc/x"));
+        assert_eq!(parse_cgroup_v1_path(text, "cpuset"), None);
+        assert_eq!(parse_cgroup_v1_path("0::/user.slice\n", "memory"), None);
+    }
+
+    #[test]
+    fn cgroup_v1_limits() {
+        assert_eq!(parse_cfs_quota("-1\n", "100000\n"), None);
+        assert_eq!(parse_cfs_quota("50000\n", "100000\n"), Some(0.5));
+        assert_eq!(parse_cfs_quota("400000", "100000"), Some(4.0));
+        assert_eq!(parse_cfs_quota("50000", ""), None);
+        assert_eq!(parse_cfs_quota("50000", "0"), None);
+        assert_eq!(parse_v1_memory_limit("9223372036854771712\n"), None);
+        assert_eq!(parse_v1_memory_limit("2147483648\n"), Some(2 << 30));
+        assert_eq!(parse_v1_memory_limit("max"), None);
     }
 }

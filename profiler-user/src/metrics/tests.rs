@@ -186,7 +186,8 @@ fn host() {
 
 #[test]
 fn own_cgroup() {
-    let Some(own) = fs::read_to_string("/proc/self/cgroup").ok().as_deref().and_then(parse_cgroup_v2_path).map(PathBuf::from)
+    let Some(own) =
+        fs::read_to_string("/proc/self/cgroup").ok().as_deref().and_then(parse_cgroup_v2_path).map(PathBuf::from)
     else {
         eprintln!("no cgroup v2 hierarchy: nothing to test");
         return;
@@ -204,69 +205,21 @@ fn own_cgroup() {
 }
 
 #[test]
-fn pid_capacity_is_the_processes_cgroup_quota_else_online_cpus() {
-    let mut sampler = MetricSampler::new(&TargetSpec::Pids(vec![std::process::id()]));
-    let s = sampler.sample(Instant::now());
-    let expected = fs::read_to_string("/proc/self/cgroup")
-        .ok()
-        .as_deref()
-        .and_then(parse_cgroup_v2_path)
-        .and_then(|p| cgroup_dir(Path::new(p)).ok())
-        .and_then(|dir| effective_limits(&dir).cpus)
-        .map_or(online_cpus(), |quota| quota.min(online_cpus()));
-    assert_eq!(s.cpu_capacity, expected);
-}
-
-#[test]
-fn limits_combine() {
-    let host = HostInfo { online_cpus: 4.0, meminfo: Some(MemInfo { total: 8 << 30, available: 4 << 30 }) };
-    assert_eq!(host.capacity(None), 4.0);
-    assert_eq!(host.capacity(Some(0.5)), 0.5);
-    // A quota above the machine cannot be used.
-    assert_eq!(host.capacity(Some(16.0)), 4.0);
-    assert_eq!(host.mem_limit(None), 8 << 30);
-    assert_eq!(host.mem_limit(Some(1 << 30)), 1 << 30);
-    assert_eq!(host.mem_limit(Some(1 << 40)), 8 << 30);
-    let no_meminfo = HostInfo { online_cpus: 1.0, meminfo: None };
-    assert_eq!(no_meminfo.mem_limit(Some(1 << 30)), 1 << 30);
-    assert_eq!(no_meminfo.mem_limit(None), 0);
-}
-
-#[test]
-fn effective_limits_take_the_tightest_ancestor() {
-    // A fake hierarchy: root/parent/child, each with `cgroup.procs`.
-    let root = tempfile::tempdir().unwrap();
-    let parent = root.path().join("parent");
-    let child = parent.join("child");
-    fs::create_dir_all(&child).unwrap();
-    for dir in [root.path(), &parent, &child] {
-        fs::write(dir.join("cgroup.procs"), "").unwrap();
+fn own_process_limits() {
+    let me = std::process::id();
+    let text = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let dirs = CgroupDirs::of_process(me, &V1Mounts::read());
+    // Each hierarchy the process is listed in is found.
+    assert_eq!(dirs.v2.is_some(), parse_cgroup_v2_path(&text).is_some(), "{dirs:?}");
+    for dir in [&dirs.v2, &dirs.v1_memory, &dirs.v1_cpu].into_iter().flatten() {
+        assert!(dir.join("cgroup.procs").is_file(), "{dir:?}");
     }
-    fs::write(parent.join("cpu.max"), "150000 100000\n").unwrap();
-    fs::write(parent.join("memory.max"), "max\n").unwrap();
-    fs::write(child.join("cpu.max"), "max 100000\n").unwrap();
-    fs::write(child.join("memory.max"), "1073741824\n").unwrap();
-    assert_eq!(effective_limits(&child), Limits { cpus: Some(1.5), mem_bytes: Some(1 << 30) });
-    fs::write(root.path().join("cpu.max"), "50000 100000\n").unwrap();
-    fs::write(root.path().join("memory.max"), "536870912\n").unwrap();
-    assert_eq!(effective_limits(&child), Limits { cpus: Some(0.5), mem_bytes: Some(512 << 20) });
-    // Without limits anywhere.
-    let bare = tempfile::tempdir().unwrap();
-    fs::write(bare.path().join("cgroup.procs"), "").unwrap();
-    assert_eq!(effective_limits(bare.path()), Limits::default());
-}
-
-#[test]
-fn limit_cache_rereads_after_its_ttl() {
-    let dir = tempfile::tempdir().unwrap();
-    fs::write(dir.path().join("cgroup.procs"), "").unwrap();
-    fs::write(dir.path().join("cpu.max"), "100000 100000\n").unwrap();
-    let mut cache = LimitCache::default();
-    let t0 = Instant::now();
-    assert_eq!(cache.get(dir.path(), t0).cpus, Some(1.0));
-    fs::write(dir.path().join("cpu.max"), "200000 100000\n").unwrap();
-    assert_eq!(cache.get(dir.path(), t0 + Duration::from_secs(1)).cpus, Some(1.0));
-    assert_eq!(cache.get(dir.path(), t0 + LIMIT_TTL).cpus, Some(2.0));
+    let mut sampler = MetricSampler::new(&TargetSpec::Pids(vec![me]));
+    let s = sampler.sample(Instant::now());
+    let limits = LimitCache::default().get(&dirs, Instant::now());
+    assert_eq!(s.cpu_capacity, limits.cpus.map_or(online_cpus(), |quota| quota.min(online_cpus())));
+    let total = parse_meminfo(&fs::read_to_string("/proc/meminfo").unwrap()).unwrap().total;
+    assert_eq!(s.mem_limit, limits.mem_bytes.map_or(total, |limit| limit.min(total)));
 }
 
 #[test]
@@ -283,4 +236,52 @@ fn cgroup_processes_include_descendants() {
 fn boot_time_is_after_our_start() {
     let me = read_proc_stat(std::process::id()).unwrap();
     assert!(boot_time_ticks().unwrap() >= me.start_ticks);
+}
+
+/// A cgroup v2 child this test creates (as root; elsewhere it cannot) and
+/// removes on drop.
+struct TestCgroup(PathBuf);
+
+impl TestCgroup {
+    fn create(name: &str) -> Option<Self> {
+        let dir = cgroup_dir(Path::new("/")).ok()?.join(name);
+        fs::create_dir(&dir).ok()?;
+        Some(Self(dir))
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        // Fails while a process is still in it; the workloads are gone by now.
+        let _ = fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn cgroup_target_is_followed_when_recreated() {
+    let name = format!("stackwatch-test-{}", std::process::id());
+    let Some(cgroup) = TestCgroup::create(&name) else {
+        eprintln!("cannot create a cgroup (not root?): nothing to test");
+        return;
+    };
+    let mut sampler = MetricSampler::new(&TargetSpec::Cgroup(PathBuf::from(&name)));
+    let empty = sampler.sample(Instant::now());
+    assert!(empty.present && empty.epoch == 1, "{empty:?}");
+
+    let burner = Workload::sh("while :; do :; done");
+    fs::write(cgroup.0.join("cgroup.procs"), burner.pid().to_string()).unwrap();
+    let first = sampler.sample(Instant::now());
+    std::thread::sleep(Duration::from_millis(1500));
+    let second = sampler.sample(Instant::now());
+    assert_eq!(second.epoch, 1);
+    assert!(second.cpu_seconds - first.cpu_seconds > 0.1, "{first:?} → {second:?}");
+    assert!(second.mem_bytes > 0, "{second:?}");
+
+    // The unit stops: its cgroup goes away, then comes back.
+    drop(burner);
+    fs::remove_dir(&cgroup.0).unwrap();
+    assert!(!sampler.sample(Instant::now()).present);
+    fs::create_dir(&cgroup.0).unwrap();
+    let again = sampler.sample(Instant::now());
+    assert!(again.present && again.epoch == 2, "{again:?}");
 }

@@ -270,6 +270,20 @@ mod tests {
     }
 
     #[test]
+    fn verdicts_of_young_pids_are_not_trusted() {
+        let t0 = Instant::now();
+        let young = Verdict { matches: false, checked: t0, first_seen: t0 };
+        assert!(!young.is_fresh(1, t0 + Duration::from_secs(1)));
+        let settled = Verdict { matches: false, checked: t0 + YOUNG, first_seen: t0 };
+        assert!(settled.is_fresh(1, t0 + YOUNG + Duration::from_secs(1)));
+        assert!(!settled.is_fresh(1, t0 + YOUNG + recheck_period(1)));
+        // Spread over 5 s at most.
+        assert!((0..1000)
+            .map(recheck_period)
+            .all(|p| p >= RECHECK_AFTER && p < RECHECK_AFTER + Duration::from_secs(6)));
+    }
+
+    #[test]
     fn matcher_finds_and_forgets() {
         let tag = format!("3600.{}7", std::process::id());
         let Ok(mut child) = std::process::Command::new("sleep").arg(&tag).spawn() else {

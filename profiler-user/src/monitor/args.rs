@@ -133,7 +133,8 @@ fn help(name: FlagName) -> (&'static str, &'static str) {
         FlagName::JumpWindow => ("DURATION", "Moving-average window of the jump rule before it [default: 1m]"),
         FlagName::JumpFloor => (
             "PCT|SIZE",
-            "Value below which the jump rule before it never fires, so idle noise cannot [default: 10 (%)]",
+            "Level below which the jump rule before it never fires, so idle noise cannot: a percentage, \
+             or also a size after --mem-jump [default: 10]",
         ),
     }
 }
@@ -216,3 +217,6 @@ fn parse_sample_interval(s: &str) -> Result<Duration, String> {
     }
     Ok(d)
 }
+
+#[cfg(test)]
+mod tests;

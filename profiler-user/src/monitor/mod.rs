@@ -38,6 +38,10 @@
 //!   has passed; during any capture (triggered or manual) nothing fires, and
 //!   the evidence for the next firing must come after the capture ended, since
 //!   the eBPF program's own cost is charged to the target while it samples.
+//! - A jump rule fires on the rise: the interval just before the jump must
+//!   not already be above the bar, so a level that stays high after a jump
+//!   does not fire again once the cooldown ends (its average only catches up
+//!   after a whole window).
 //! - When several rules hold at once, the first one given fires.
 
 mod args;
@@ -49,12 +53,14 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
 
-pub use args::{parse_rules, parse_trigger_words, TriggerArgs, TriggerConfig, DEFAULT_COOLDOWN, DEFAULT_SAMPLE_INTERVAL};
+pub use args::{
+    parse_rules, parse_trigger_words, TriggerArgs, TriggerConfig, DEFAULT_COOLDOWN, DEFAULT_SAMPLE_INTERVAL,
+};
+use rules::approx_size_text;
 pub use rules::{
     parse_rule_flags, FlagName, Metric, Rule, RuleError, Threshold, TriggerFlag, DEFAULT_JUMP_FLOOR_PCT,
-    DEFAULT_JUMP_WINDOW, MAX_RULE_SPAN,
+    DEFAULT_JUMP_WINDOW, MAX_RULE_SAMPLES, MAX_RULE_SPAN,
 };
-use rules::{approx_size_text, duration_text};
 
 use crate::capture::Trigger;
 use crate::metrics::Sample;
@@ -67,7 +73,9 @@ pub struct Firing {
     pub rule_index: usize,
     /// `cpu ≥ 80% for 3m`.
     pub rule_text: String,
-    /// `93.4% (avg over 3m, min 81.0%)`.
+    /// `avg 93.4%, min 81.0%`: what the samples of `window` showed. Worded to
+    /// read on in [`Trigger::summary`]: `triggered: cpu ≥ 80% for 3m
+    /// (observed avg 93.4%, min 81.0% over 2026-11-26T03:12:00Z–03:15:00Z)`.
     pub observed: String,
     /// `2026-11-26T03:12:00Z–03:15:00Z`: the samples the decision rests on.
     pub window: String,
@@ -86,10 +94,11 @@ impl Firing {
     }
 }
 
-/// The log line: `rule cpu ≥ 80% for 3m fired: 93.4% (avg over 3m, min 81.0%) in 2026-…`.
+/// The log line: `rule cpu ≥ 80% for 3m fired: avg 93.4%, min 81.0% over
+/// 2026-11-26T03:12:00Z–03:15:00Z`.
 impl fmt::Display for Firing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "rule {} fired: {} in {}", self.rule_text, self.observed, self.window)
+        write!(f, "rule {} fired: {} over {}", self.rule_text, self.observed, self.window)
     }
 }
 
@@ -195,7 +204,8 @@ impl ThresholdMonitor {
             rules: config.rules.clone(),
             interval,
             cooldown: config.cooldown,
-            history: VecDeque::with_capacity(capacity),
+            // Grown as samples come: a day-long rule's history is megabytes.
+            history: VecDeque::new(),
             capacity,
             previous: None,
             capturing: false,
@@ -267,7 +277,9 @@ impl ThresholdMonitor {
             .map(|rule| RuleStatus {
                 rule: rule.to_string(),
                 held_for: match rule {
-                    Rule::CpuAbove { pct, .. } => Some(held_for(&points, self.evidence_since, |p| at_least(p.cpu_pct, *pct))),
+                    Rule::CpuAbove { pct, .. } => {
+                        Some(held_for(&points, self.evidence_since, |p| at_least(p.cpu_pct, *pct)))
+                    }
                     Rule::MemAbove { threshold, .. } => {
                         Some(held_for(&points, self.evidence_since, |p| p.meets(Metric::Mem, *threshold)))
                     }
@@ -332,9 +344,9 @@ impl ThresholdMonitor {
             Some("the wall clock jumped (suspend or clock change)")
         } else if sample.epoch != previous.epoch {
             Some("the target's counters restarted")
-        } else if !(sample.cpu_seconds >= previous.cpu_seconds) || !sample.cpu_seconds.is_finite() {
+        } else if !sample.cpu_seconds.is_finite() || sample.cpu_seconds < previous.cpu_seconds {
             Some("the target's CPU time went backwards")
-        } else if !(sample.cpu_capacity > 0.0) {
+        } else if !sample.cpu_capacity.is_finite() || sample.cpu_capacity <= 0.0 {
             Some("the target's CPU capacity is unknown")
         } else {
             None
@@ -385,7 +397,7 @@ fn evaluate(rule: &Rule, points: &[Point], since: Option<Instant>, slack: Durati
             let first = covering_run(points, since, *for_, slack, |p| at_least(p.cpu_pct, *pct))?;
             let (avg, min) = avg_min(&points[first..], |p| p.cpu_pct);
             Some(Evidence {
-                observed: format!("{avg:.1}% (avg over {}, min {min:.1}%)", duration_text(*for_)),
+                observed: format!("avg {avg:.1}%, min {min:.1}%"),
                 start_wall: wall_at(points[first].start)?,
                 end_wall: newest.end_wall,
             })
@@ -396,20 +408,11 @@ fn evaluate(rule: &Rule, points: &[Point], since: Option<Instant>, slack: Durati
             let observed = match threshold {
                 Threshold::Percent(_) => {
                     let (avg, min) = avg_min(window, Point::mem_pct);
-                    format!(
-                        "{avg:.1}% of {} (avg over {}, min {min:.1}%)",
-                        approx_size_text(newest.mem_limit),
-                        duration_text(*for_)
-                    )
+                    format!("avg {avg:.1}%, min {min:.1}% of {}", approx_size_text(newest.mem_limit))
                 }
                 Threshold::Bytes(_) => {
                     let (avg, min) = avg_min(window, |p| p.mem_bytes as f64);
-                    format!(
-                        "{} (avg over {}, min {})",
-                        approx_size_text(avg as u64),
-                        duration_text(*for_),
-                        approx_size_text(min as u64)
-                    )
+                    format!("avg {}, min {}", approx_size_text(avg as u64), approx_size_text(min as u64))
                 }
             };
             Some(Evidence { observed, start_wall: wall_at(points[first].start)?, end_wall: newest.end_wall })
@@ -423,8 +426,12 @@ fn evaluate(rule: &Rule, points: &[Point], since: Option<Instant>, slack: Durati
             let base_first = before.iter().rposition(|p| baseline_end.duration_since(p.start) + slack >= *window)?;
             let (base_avg, _) = avg_min(&before[base_first..], |p| p.jump_value(*metric));
             let bar = base_avg * (1.0 + pct_over_avg / 100.0);
+            let high = |p: &Point| at_least(p.jump_value(*metric), bar) && p.meets(*metric, *floor);
             let jumped = &points[first..];
-            if !jumped.iter().all(|p| at_least(p.jump_value(*metric), bar) && p.meets(*metric, *floor)) {
+            // It fires on the rise: if the interval before was already high,
+            // the jump happened earlier (and fired, or was suppressed by a
+            // capture or the cooldown) and the level merely stays.
+            if !jumped.iter().all(high) || high(&before[before.len() - 1]) {
                 return None;
             }
             let (avg, min) = avg_min(jumped, |p| p.jump_value(*metric));
@@ -432,14 +439,11 @@ fn evaluate(rule: &Rule, points: &[Point], since: Option<Instant>, slack: Durati
                 Metric::Cpu => format!("{v:.1}%"),
                 Metric::Mem => approx_size_text(v as u64),
             };
-            let now = if for_.is_zero() {
-                show(avg)
-            } else {
-                format!("{} (avg over {}, min {})", show(avg), duration_text(*for_), show(min))
-            };
-            let rise = if base_avg > 0.0 { format!(" (+{:.0}%)", (avg / base_avg - 1.0) * 100.0) } else { String::new() };
+            let now = if for_.is_zero() { show(avg) } else { format!("avg {}, min {}", show(avg), show(min)) };
+            let up =
+                if base_avg > 0.0 { format!("up {:.0}%", (avg / base_avg - 1.0) * 100.0) } else { "up".to_owned() };
             Some(Evidence {
-                observed: format!("{now} vs {} average over the previous {}{rise}", show(base_avg), duration_text(*window)),
+                observed: format!("{now}, {up} from a {} average", show(base_avg)),
                 start_wall: wall_at(before[base_first].start)?,
                 end_wall: newest.end_wall,
             })

@@ -22,6 +22,11 @@ use crate::units::{parse_duration, parse_size};
 /// the monitor keeps that much history in memory.
 pub const MAX_RULE_SPAN: Duration = Duration::from_secs(24 * 3600);
 
+/// At most this many sample intervals per rule window, which bounds the
+/// history to about 10 MiB (two 64-byte points per interval, as intervals
+/// may be half as long as asked): a day at 1 s, 2.4 h at 100 ms.
+pub const MAX_RULE_SAMPLES: u32 = 86_400;
+
 /// Moving-average window of a jump rule without `--jump-window`.
 pub const DEFAULT_JUMP_WINDOW: Duration = Duration::from_secs(60);
 
@@ -139,8 +144,8 @@ pub enum RuleError {
          use at least `{interval}` or lower `--sample-interval`"
     )]
     ShorterThanInterval { modifier: String, rule: String, interval: String },
-    #[error("`{rule}` looks at more than {max} of history, the most stackwatch keeps")]
-    TooLong { rule: String, max: String },
+    #[error("`{rule}` looks at more than {max} of history, the most stackwatch keeps at a {interval} sample interval")]
+    TooLong { rule: String, max: String, interval: String },
 }
 
 /// A trigger flag as given: which one, and its value as typed.
@@ -260,11 +265,11 @@ pub fn parse_rule_flags(flags: &[TriggerFlag], interval: Duration) -> Result<Vec
             }
         }
     }
-    pending.into_iter().map(finish).collect()
+    pending.into_iter().map(|p| finish(p, interval)).collect()
 }
 
 /// Checks a rule's value and fills in the defaults.
-fn finish(p: Pending) -> Result<Rule, RuleError> {
+fn finish(p: Pending, interval: Duration) -> Result<Rule, RuleError> {
     let missing_for = || RuleError::MissingFor { rule: p.flag.to_string() };
     let rule = match p.flag.name {
         FlagName::CpuAbove => Rule::CpuAbove {
@@ -287,8 +292,13 @@ fn finish(p: Pending) -> Result<Rule, RuleError> {
             }
         }
     };
-    if rule.span() > MAX_RULE_SPAN {
-        return Err(RuleError::TooLong { rule: p.flag.to_string(), max: duration_text(MAX_RULE_SPAN) });
+    let max = MAX_RULE_SPAN.min(interval.saturating_mul(MAX_RULE_SAMPLES));
+    if rule.span() > max {
+        return Err(RuleError::TooLong {
+            rule: p.flag.to_string(),
+            max: duration_text(max),
+            interval: duration_text(interval),
+        });
     }
     Ok(rule)
 }
@@ -324,11 +334,8 @@ fn percent(flag: &TriggerFlag, low: f64, high: f64, of_what: &str) -> Result<f64
     let in_range = if floor { (low..=high).contains(&pct) } else { pct > low && pct <= high };
     if !in_range {
         let bound = if floor { "at least" } else { "greater than" };
-        let hint = if flag.name == FlagName::CpuAbove {
-            " (100 means all the CPUs available to the target)"
-        } else {
-            ""
-        };
+        let hint =
+            if flag.name == FlagName::CpuAbove { " (100 means all the CPUs available to the target)" } else { "" };
         return Err(invalid(
             flag,
             format!("the percentage must be {bound} {} and at most {}{hint}", pct_text(low), pct_text(high)),
@@ -344,11 +351,14 @@ fn mem_level(flag: &TriggerFlag, is_floor: bool) -> Result<Threshold, RuleError>
     let numeric = !text.is_empty() && text.trim_end_matches('%').trim().parse::<f64>().is_ok();
     if numeric {
         let pct = percent(flag, 0.0, 100.0, "of the memory limit").map_err(|e| match e {
-            RuleError::InvalidValue { flag: f, value, reason } if !text.ends_with('%') => RuleError::InvalidValue {
-                flag: f,
-                reason: format!("{reason}; for a size add a unit, e.g. `{value}MiB`"),
-                value,
-            },
+            // `--mem-above 4096` probably meant a size.
+            RuleError::InvalidValue { flag: f, value, reason } if text.parse::<f64>().is_ok_and(|n| n > 100.0) => {
+                RuleError::InvalidValue {
+                    flag: f,
+                    reason: format!("{reason}; for a size add a unit, e.g. `{value}MiB`"),
+                    value,
+                }
+            }
             e => e,
         })?;
         return Ok(Threshold::Percent(pct));
@@ -384,13 +394,15 @@ fn threshold_text(t: Threshold) -> String {
 /// rounded to one decimal (`1.7GiB`).
 pub(crate) fn size_text(bytes: u64) -> String {
     const BINARY: [(u64, &str); 4] = [(1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
-    const DECIMAL: [(u64, &str); 4] = [(1_000_000_000_000, "TB"), (1_000_000_000, "GB"), (1_000_000, "MB"), (1_000, "KB")];
-    for (unit, name) in BINARY.into_iter().chain(DECIMAL) {
-        if bytes >= unit && bytes % unit == 0 {
-            return format!("{}{name}", bytes / unit);
-        }
-    }
-    approx_size_text(bytes)
+    const DECIMAL: [(u64, &str); 4] =
+        [(1_000_000_000_000, "TB"), (1_000_000_000, "GB"), (1_000_000, "MB"), (1_000, "KB")];
+    // The exact spelling with the smallest number: `2GB`, not `1953125KiB`.
+    BINARY
+        .into_iter()
+        .chain(DECIMAL)
+        .filter(|(unit, _)| bytes >= *unit && bytes.is_multiple_of(*unit))
+        .min_by_key(|(unit, _)| bytes / unit)
+        .map_or_else(|| approx_size_text(bytes), |(unit, name)| format!("{}{name}", bytes / unit))
 }
 
 /// `1.7GiB`, `812.3MiB`, `900B`: a measured size.

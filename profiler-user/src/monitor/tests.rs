@@ -91,6 +91,9 @@ fn cpu_jump(pct_over_avg: f64, window: u64, floor: f64) -> Rule {
 
 const TEN_MIN: Duration = Duration::from_secs(600);
 
+/// No firing (typed: `[]` alone is ambiguous next to `bytes`' comparisons).
+const NONE: [usize; 0] = [];
+
 /// Feeds one-second intervals at these CPU percentages; returns the indices
 /// of the samples that fired.
 fn feed_cpu(m: &mut ThresholdMonitor, feed: &mut Feed, pcts: &[f64]) -> Vec<usize> {
@@ -102,7 +105,7 @@ fn idle_then_busy_fires_once_after_the_window() {
     let mut m = monitor(vec![cpu_above(40.0, 3)], TEN_MIN);
     let mut feed = Feed::new();
     assert_eq!(m.observe(&feed.sample()), None);
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[0.0; 5]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[0.0; 5]), NONE);
     // 5 s idle, then busy: fires on the third busy interval.
     let mut fired = None;
     for i in 0..3 {
@@ -112,7 +115,7 @@ fn idle_then_busy_fires_once_after_the_window() {
     let Some(firing) = fired else { unreachable!() };
     assert_eq!(firing.rule_index, 0);
     assert_eq!(firing.rule_text, "cpu ≥ 40% for 3s");
-    assert_eq!(firing.observed, "95.0% (avg over 3s, min 95.0%)");
+    assert_eq!(firing.observed, "avg 95.0%, min 95.0%");
     assert_eq!(firing.window, "2026-11-26T03:00:05Z–03:00:08Z");
     assert_eq!(firing.window_start, three_am() + Duration::from_secs(5));
     assert_eq!(firing.kinds, [ProfileKind::Cpu, ProfileKind::OffCpu]);
@@ -120,16 +123,20 @@ fn idle_then_busy_fires_once_after_the_window() {
         firing.trigger(),
         Trigger::Rule {
             rule: "cpu ≥ 40% for 3s".into(),
-            observed: "95.0% (avg over 3s, min 95.0%)".into(),
+            observed: "avg 95.0%, min 95.0%".into(),
             window: "2026-11-26T03:00:05Z–03:00:08Z".into(),
         }
     );
     assert_eq!(
+        firing.trigger().summary(),
+        "triggered: cpu ≥ 40% for 3s (observed avg 95.0%, min 95.0% over 2026-11-26T03:00:05Z–03:00:08Z)"
+    );
+    assert_eq!(
         firing.to_string(),
-        "rule cpu ≥ 40% for 3s fired: 95.0% (avg over 3s, min 95.0%) in 2026-11-26T03:00:05Z–03:00:08Z"
+        "rule cpu ≥ 40% for 3s fired: avg 95.0%, min 95.0% over 2026-11-26T03:00:05Z–03:00:08Z"
     );
     // Still busy, still capturing: no second firing.
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[95.0; 30]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[95.0; 30]), NONE);
 }
 
 #[test]
@@ -138,7 +145,7 @@ fn every_interval_must_hold_not_just_the_average() {
     let mut feed = Feed::new();
     m.observe(&feed.sample());
     // Averages of any 3 s are ≥ 80, but one interval dips below.
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[100.0, 100.0, 79.0, 100.0, 100.0]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[100.0, 100.0, 79.0, 100.0, 100.0]), NONE);
     assert_eq!(feed_cpu(&mut m, &mut feed, &[100.0]), [0]);
 }
 
@@ -205,7 +212,7 @@ fn restart_mid_window_restarts_the_window() {
     let mut m = monitor(vec![cpu_above(80.0, 3)], TEN_MIN);
     let mut feed = Feed::new();
     m.observe(&feed.sample());
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0, 90.0]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0, 90.0]), NONE);
     // The service restarts: one sample without it.
     assert_eq!(m.observe(&feed.absent(1.0)), None);
     // The new instance is busy at once; the sampler's counter is new too.
@@ -219,13 +226,13 @@ fn counter_going_backwards_discards_the_interval() {
     let mut m = monitor(vec![cpu_above(80.0, 3), cpu_jump(50.0, 2, 10.0)], TEN_MIN);
     let mut feed = Feed::new();
     m.observe(&feed.sample());
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0, 90.0]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0, 90.0]), NONE);
     // Reset without an absent sample in between: no negative interval, no
     // firing on it, and the window restarts.
     feed.cpu_seconds = 5.0;
     assert_eq!(m.observe(&feed.cpu(1.0, 0.0)), None);
     assert_eq!(m.status(feed.t0 + feed.elapsed).cpu_pct, None);
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0, 90.0]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0, 90.0]), NONE);
     assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0]), [0]);
 }
 
@@ -234,12 +241,12 @@ fn new_epoch_restarts_the_window() {
     let mut m = monitor(vec![cpu_above(80.0, 3)], TEN_MIN);
     let mut feed = Feed::new();
     m.observe(&feed.sample());
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0, 90.0]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0, 90.0]), NONE);
     // The cgroup was recreated and its counter is, by chance, higher.
     feed.epoch += 1;
     feed.cpu_seconds += 500.0;
     assert_eq!(m.observe(&feed.cpu(1.0, 90.0)), None);
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0, 90.0]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0, 90.0]), NONE);
     assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0]), [0]);
 }
 
@@ -248,10 +255,10 @@ fn stalled_sampler_restarts_the_window() {
     let mut m = monitor(vec![cpu_above(80.0, 3)], TEN_MIN);
     let mut feed = Feed::new();
     m.observe(&feed.sample());
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0, 90.0]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0, 90.0]), NONE);
     // 10 minutes without a sample: the average says nothing about them.
     assert_eq!(m.observe(&feed.cpu(600.0, 90.0)), None);
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0, 90.0]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0, 90.0]), NONE);
     assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0]), [0]);
 }
 
@@ -260,12 +267,12 @@ fn wall_clock_jump_restarts_the_window() {
     let mut m = monitor(vec![cpu_above(80.0, 3)], TEN_MIN);
     let mut feed = Feed::new();
     m.observe(&feed.sample());
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0, 90.0]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0, 90.0]), NONE);
     // Suspended for an hour: the monotonic clock stood still, the wall
     // clock did not.
     feed.wall_offset = Duration::from_secs(3600);
     assert_eq!(m.observe(&feed.cpu(1.0, 90.0)), None);
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0, 90.0]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0, 90.0]), NONE);
     let Some(firing) = m.observe(&feed.cpu(1.0, 90.0)) else { panic!("should fire") };
     // The window is told in the new wall-clock time.
     assert_eq!(firing.window, "2026-11-26T04:00:03Z–04:00:06Z");
@@ -274,9 +281,9 @@ fn wall_clock_jump_restarts_the_window() {
     let mut feed = Feed::new();
     feed.wall_offset = Duration::from_secs(7200);
     m.observe(&feed.sample());
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0]), NONE);
     feed.wall_offset = Duration::ZERO;
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0, 90.0]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0, 90.0]), NONE);
     assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0]), [0]);
 }
 
@@ -285,7 +292,7 @@ fn samples_out_of_order_or_too_close_are_harmless() {
     let mut m = monitor(vec![cpu_above(80.0, 3)], TEN_MIN);
     let mut feed = Feed::new();
     m.observe(&feed.sample());
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0, 90.0]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0, 90.0]), NONE);
     // The same instant again, then 10 ms later: ignored, not a restart.
     assert_eq!(m.observe(&feed.sample()), None);
     assert_eq!(m.observe(&feed.cpu(0.01, 90.0)), None);
@@ -296,10 +303,10 @@ fn samples_out_of_order_or_too_close_are_harmless() {
     let mut feed = Feed::new();
     feed.elapsed = Duration::from_secs(100);
     m.observe(&feed.sample());
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0]), NONE);
     feed.elapsed -= Duration::from_secs(50);
     assert_eq!(m.observe(&feed.sample()), None);
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0]), NONE);
     assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0]), [0]);
 }
 
@@ -312,11 +319,11 @@ fn cooldown_boundary() {
     assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0; 3]), [2]);
     let fired_at = feed.t0 + feed.elapsed;
     // A 10 s capture.
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0; 10]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0; 10]), NONE);
     m.capture_finished(feed.t0 + feed.elapsed);
     assert_eq!(m.status(feed.t0 + feed.elapsed).cooldown_left, Some(Duration::from_secs(50)));
     // Busy all along: nothing until 60 s after the firing, then at once.
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0; 49]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0; 49]), NONE);
     assert_eq!(feed.t0 + feed.elapsed + Duration::from_secs(1), fired_at + cooldown);
     let Some(firing) = m.observe(&feed.cpu(1.0, 90.0)) else { panic!("should fire when the cooldown ends") };
     assert_eq!(firing.at, fired_at + cooldown);
@@ -331,7 +338,7 @@ fn no_second_firing_until_the_capture_is_reported_finished() {
     assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0]), [0]);
     assert!(m.status(feed.t0 + feed.elapsed).capturing);
     // Long past the cooldown, but the capture has not ended.
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0; 100]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0; 100]), NONE);
     m.capture_finished(feed.t0 + feed.elapsed);
     assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0]), [0]);
 }
@@ -341,10 +348,10 @@ fn long_capture_suppresses_and_the_window_restarts_after_it() {
     let mut m = monitor(vec![cpu_above(80.0, 3)], TEN_MIN);
     let mut feed = Feed::new();
     m.observe(&feed.sample());
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0, 90.0]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0, 90.0]), NONE);
     // A manual capture starts: nothing fires while it runs.
     m.capture_started(feed.t0 + feed.elapsed);
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0; 120]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0; 120]), NONE);
     m.capture_finished(feed.t0 + feed.elapsed);
     // Busy before, during and after: it takes 3 s measured after the end.
     assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0, 90.0, 90.0]), [2]);
@@ -352,10 +359,8 @@ fn long_capture_suppresses_and_the_window_restarts_after_it() {
 
 #[test]
 fn first_rule_that_holds_fires() {
-    let rules = vec![
-        Rule::MemAbove { threshold: Threshold::Bytes(GIB), for_: Duration::from_secs(2) },
-        cpu_above(80.0, 2),
-    ];
+    let rules =
+        vec![Rule::MemAbove { threshold: Threshold::Bytes(GIB), for_: Duration::from_secs(2) }, cpu_above(80.0, 2)];
     let mut m = monitor(rules, TEN_MIN);
     let mut feed = Feed::new();
     feed.mem = 2 * GIB;
@@ -382,7 +387,7 @@ fn memory_percent_is_of_the_limit() {
     assert_eq!(m.observe(&feed.mem(13 * GIB)), None);
     let Some(firing) = m.observe(&feed.mem(15 * GIB)) else { panic!("should fire") };
     assert_eq!(firing.rule_text, "memory ≥ 80% for 3s");
-    assert_eq!(firing.observed, "87.5% of 16GiB (avg over 3s, min 81.2%)");
+    assert_eq!(firing.observed, "avg 87.5%, min 81.2% of 16GiB");
 }
 
 #[test]
@@ -406,7 +411,7 @@ fn memory_size_rule_observed_text() {
     m.observe(&feed.mem(2 * GIB));
     let Some(firing) = m.observe(&feed.mem(3 * GIB)) else { panic!("should fire") };
     assert_eq!(firing.rule_text, "memory ≥ 2GiB for 2s");
-    assert_eq!(firing.observed, "2.5GiB (avg over 2s, min 2GiB)");
+    assert_eq!(firing.observed, "avg 2.5GiB, min 2GiB");
 }
 
 #[test]
@@ -414,13 +419,13 @@ fn jump_over_the_moving_average_fires() {
     let mut m = monitor(vec![cpu_jump(50.0, 10, 20.0)], TEN_MIN);
     let mut feed = Feed::new();
     m.observe(&feed.sample());
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[30.0; 20]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[30.0; 20]), NONE);
     // +33 %: not enough.
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[40.0]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[40.0]), NONE);
     let Some(firing) = m.observe(&feed.cpu(1.0, 70.0)) else { panic!("should fire") };
     assert_eq!(firing.rule_text, "cpu ≥ +50% over its 10s average (floor 20%)");
     // The average of the 10 s before: nine at 30 %, one at 40 %.
-    assert_eq!(firing.observed, "70.0% vs 31.0% average over the previous 10s (+126%)");
+    assert_eq!(firing.observed, "70.0%, up 126% from a 31.0% average");
     assert_eq!(firing.window, "2026-11-26T03:00:11Z–03:00:22Z");
 }
 
@@ -430,14 +435,14 @@ fn jump_floor_keeps_idle_noise_out() {
     let mut feed = Feed::new();
     m.observe(&feed.sample());
     // 1 % → 15 % is +1400 %, but below the floor.
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[1.0; 20]), []);
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[15.0, 1.0, 19.9, 1.0]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[1.0; 20]), NONE);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[15.0, 1.0, 19.9, 1.0]), NONE);
     // From idle (0 %) to the floor: fires.
     let mut m = monitor(vec![cpu_jump(50.0, 10, 20.0)], TEN_MIN);
     m.observe(&feed.sample());
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[0.0; 20]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[0.0; 20]), NONE);
     let Some(firing) = m.observe(&feed.cpu(1.0, 20.0)) else { panic!("should fire") };
-    assert_eq!(firing.observed, "20.0% vs 0.0% average over the previous 10s");
+    assert_eq!(firing.observed, "20.0%, up from a 0.0% average");
 }
 
 #[test]
@@ -445,14 +450,14 @@ fn jump_does_not_fire_on_a_steady_high_value() {
     let mut m = monitor(vec![cpu_jump(20.0, 10, 10.0)], Duration::from_secs(5));
     let mut feed = Feed::new();
     m.observe(&feed.sample());
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[95.0; 300]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[95.0; 300]), NONE);
     // Once it has jumped and the level stays, the average catches up.
     let mut m = monitor(vec![cpu_jump(20.0, 10, 10.0)], Duration::from_secs(5));
     m.observe(&feed.sample());
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[40.0; 20]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[40.0; 20]), NONE);
     assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0]), [0]);
     m.capture_finished(feed.t0 + feed.elapsed);
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0; 100]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0; 100]), NONE);
 }
 
 #[test]
@@ -460,15 +465,15 @@ fn jump_needs_a_full_window_of_history() {
     let mut m = monitor(vec![cpu_jump(50.0, 10, 20.0)], TEN_MIN);
     let mut feed = Feed::new();
     m.observe(&feed.sample());
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[10.0; 9]), []);
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[10.0; 9]), NONE);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0]), NONE);
     // After a restart the baseline is gone too.
     let mut m = monitor(vec![cpu_jump(50.0, 10, 20.0)], TEN_MIN);
     m.observe(&feed.sample());
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[10.0; 20]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[10.0; 20]), NONE);
     m.observe(&feed.absent(1.0));
     m.observe(&feed.sample());
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[90.0]), NONE);
 }
 
 #[test]
@@ -483,12 +488,12 @@ fn sustained_jump() {
     let mut m = monitor(vec![rule], TEN_MIN);
     let mut feed = Feed::new();
     m.observe(&feed.sample());
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[20.0; 15]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[20.0; 15]), NONE);
     // A one-second spike is not a sustained jump.
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[80.0, 20.0, 20.0, 20.0]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[80.0, 20.0, 20.0, 20.0]), NONE);
     let Some(firing) = (0..3).find_map(|_| m.observe(&feed.cpu(1.0, 60.0))) else { panic!("should fire") };
     assert_eq!(firing.rule_text, "cpu ≥ +100% over its 10s average (floor 10%) for 3s");
-    assert_eq!(firing.observed, "60.0% (avg over 3s, min 60.0%) vs 26.0% average over the previous 10s (+131%)");
+    assert_eq!(firing.observed, "avg 60.0%, min 60.0%, up 131% from a 26.0% average");
 }
 
 #[test]
@@ -500,20 +505,23 @@ fn memory_jump_with_a_size_floor() {
         floor: Threshold::Bytes(GIB),
         for_: Duration::ZERO,
     };
-    let mut m = monitor(vec![rule], TEN_MIN);
+    // 100 MiB → 200 MiB: +100 %, under the 1 GiB floor.
+    let mut m = monitor(vec![rule.clone()], TEN_MIN);
     let mut feed = Feed::new();
     m.observe(&feed.sample());
-    // 100 MiB → 200 MiB: +100 %, under the 1 GiB floor.
     for _ in 0..10 {
         assert_eq!(m.observe(&feed.mem(100 << 20)), None);
     }
     assert_eq!(m.observe(&feed.mem(200 << 20)), None);
+    // 1 GiB → 1.5 GiB: +50 %, above it.
+    let mut m = monitor(vec![rule], TEN_MIN);
+    m.observe(&feed.sample());
     for _ in 0..10 {
         assert_eq!(m.observe(&feed.mem(GIB)), None);
     }
     let Some(firing) = m.observe(&feed.mem(1536 << 20)) else { panic!("should fire") };
     assert_eq!(firing.rule_text, "memory ≥ +30% over its 5s average (floor 1GiB)");
-    assert_eq!(firing.observed, "1.5GiB vs 1GiB average over the previous 5s (+50%)");
+    assert_eq!(firing.observed, "1.5GiB, up 50% from a 1GiB average");
     assert_eq!(firing.kinds, [ProfileKind::Memory, ProfileKind::Cpu]);
 }
 
@@ -538,19 +546,16 @@ fn status_tells_how_long_a_rule_has_held() {
     m.observe(&feed.sample());
     feed_cpu(&mut m, &mut feed, &[10.0, 90.0, 90.0, 95.0]);
     let status = m.status(feed.t0 + feed.elapsed);
+    assert!(!status.capturing);
+    assert_eq!(status.cooldown_left, None);
+    assert!((status.cpu_pct.unwrap_or_default() - 95.0).abs() < 1e-6, "{status:?}");
+    assert_eq!((status.mem_bytes, status.mem_limit), (Some(GIB), Some(4 * GIB)));
     assert_eq!(
-        status,
-        MonitorStatus {
-            capturing: false,
-            cooldown_left: None,
-            cpu_pct: Some(95.0),
-            mem_bytes: Some(GIB),
-            mem_limit: Some(4 * GIB),
-            rules: vec![
-                RuleStatus { rule: "cpu ≥ 80% for 3m".into(), held_for: Some(Duration::from_secs(3)) },
-                RuleStatus { rule: "cpu ≥ +50% over its 1m average (floor 10%)".into(), held_for: None },
-            ],
-        }
+        status.rules,
+        [
+            RuleStatus { rule: "cpu ≥ 80% for 3m".into(), held_for: Some(Duration::from_secs(3)) },
+            RuleStatus { rule: "cpu ≥ +50% over its 1m average (floor 10%)".into(), held_for: None },
+        ]
     );
 }
 
@@ -559,7 +564,7 @@ fn no_rules_never_fire() {
     let mut m = monitor(Vec::new(), TEN_MIN);
     let mut feed = Feed::new();
     m.observe(&feed.sample());
-    assert_eq!(feed_cpu(&mut m, &mut feed, &[100.0; 10]), []);
+    assert_eq!(feed_cpu(&mut m, &mut feed, &[100.0; 10]), NONE);
     assert!(m.rules().is_empty());
 }
 

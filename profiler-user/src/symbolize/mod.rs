@@ -22,6 +22,9 @@ use blazesym::{
 };
 use tracing::debug;
 
+mod elf;
+mod gopclntab;
+
 use crate::{
     aggregate::{Aggregate, Frames, RawSample},
     profile::{Line, Location, Mapping, Profile, Sample},
@@ -163,7 +166,9 @@ impl Symbolizer {
                     // the BPF machinery that called it: not the workload's.
                     let skip = frames
                         .iter()
-                        .take_while(|&&i| tables.profile.locations[i].lines.last().is_some_and(|l| is_bpf_frame(&l.function)))
+                        .take_while(|&&i| {
+                            tables.profile.locations[i].lines.last().is_some_and(|l| is_bpf_frame(&l.function))
+                        })
                         .count();
                     locations.extend_from_slice(&frames[skip..]);
                 }
@@ -290,7 +295,9 @@ impl Symbolizer {
 /// Kernel functions that run a BPF program (and so sit at the top of any
 /// kernel stack it reads).
 fn is_bpf_frame(name: &str) -> bool {
-    ["bpf_prog_", "bpf_trace_run", "__bpf_trace_", "__traceiter_", "bpf_trampoline_"].iter().any(|p| name.starts_with(p))
+    ["bpf_prog_", "bpf_trace_run", "__bpf_trace_", "__traceiter_", "bpf_trampoline_"]
+        .iter()
+        .any(|p| name.starts_with(p))
 }
 
 /// Lines of a symbol, innermost first: the deepest inlined call, …, then
@@ -421,6 +428,7 @@ mod tests {
             kernel: Frames::None,
             count: 3,
             weight: 0,
+            extra: 0,
         });
         agg.total = 3;
         let mut s = Symbolizer::new();

@@ -1,0 +1,133 @@
+//! Where to put the allocation probes for a target: the C library's `malloc`
+//! each process maps, and the Go runtime's allocation slow paths in Go
+//! executables (span refills and large allocations).
+
+use std::path::{Path, PathBuf};
+
+use profiler_common::{GO_PROBE_ALLOC_LARGE, GO_PROBE_REFILL};
+
+/// One uprobe to attach.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeSite {
+    /// File to probe, as reachable from here (through `/proc/<pid>/root` so
+    /// binaries in containers resolve).
+    pub path: PathBuf,
+    /// Symbol to attach to.
+    pub symbol: &'static str,
+    /// Process the probe is limited to.
+    pub pid: u32,
+    /// Attach cookie (which Go slow path).
+    pub cookie: u64,
+}
+
+pub const MALLOC_SYMBOL: &str = "malloc";
+pub const GO_REFILL: &str = "runtime.(*mcache).refill";
+pub const GO_ALLOC_LARGE: &str = "runtime.(*mcache).allocLarge";
+
+/// The probe sites of `pids`: `malloc` in each process's libc, and
+/// the Go runtime's slow paths in each Go executable.
+pub fn probe_sites(pids: &[u32]) -> Vec<ProbeSite> {
+    let mut sites = Vec::new();
+    for &pid in pids {
+        let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else { continue };
+        if let Some(libc) = find_libc(&maps) {
+            sites.push(ProbeSite { path: in_root(pid, &libc), symbol: MALLOC_SYMBOL, pid, cookie: 0 });
+        }
+        let exe = PathBuf::from(format!("/proc/{pid}/exe"));
+        if go_version(&exe).is_some() {
+            sites.push(ProbeSite { path: exe.clone(), symbol: GO_REFILL, pid, cookie: GO_PROBE_REFILL });
+            sites.push(ProbeSite { path: exe, symbol: GO_ALLOC_LARGE, pid, cookie: GO_PROBE_ALLOC_LARGE });
+        }
+    }
+    sites
+}
+
+/// The path of the C library in a `/proc/<pid>/maps` text.
+pub fn find_libc(maps: &str) -> Option<String> {
+    maps.lines().filter_map(|line| line.split_whitespace().nth(5)).find_map(|path| {
+        let name = Path::new(path).file_name()?.to_str()?;
+        (name == "libc.so.6" || (name.starts_with("libc-") && name.ends_with(".so"))).then(|| path.to_owned())
+    })
+}
+
+fn in_root(pid: u32, path: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/root{path}"))
+}
+
+/// The Go version (`go1.19.8`) recorded in a binary's `.go.buildinfo`, or
+/// `None` if it is not a Go binary.
+pub fn go_version(path: &Path) -> Option<String> {
+    use object::{Object as _, ObjectSection as _};
+    let data = std::fs::read(path).ok()?;
+    let file = object::File::parse(&*data).ok()?;
+    let section = file.section_by_name(".go.buildinfo")?;
+    parse_buildinfo(section.data().ok()?)
+}
+
+/// Parses the version out of a `.go.buildinfo` section (Go 1.18+ inline
+/// format: a 32-byte header whose flags byte has bit 1 set, then
+/// varint-length-prefixed strings, the version first).
+pub fn parse_buildinfo(data: &[u8]) -> Option<String> {
+    const MAGIC: &[u8] = b"\xff Go buildinf:";
+    if data.len() < 33 || !data.starts_with(MAGIC) {
+        return None;
+    }
+    let flags = data[15];
+    if flags & 2 == 0 {
+        // Go ≤ 1.17 stores pointers instead; those releases predate the
+        // register ABI change we key on, so call it an old version.
+        return Some("go1.17".to_owned());
+    }
+    let mut rest = &data[32..];
+    let mut len: usize = 0;
+    let mut shift = 0;
+    loop {
+        let (&b, tail) = rest.split_first()?;
+        rest = tail;
+        len |= usize::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+        if shift > 28 {
+            return None;
+        }
+    }
+    let version = rest.get(..len)?;
+    Some(String::from_utf8_lossy(version).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_libc_in_maps() {
+        let maps = "\
+7f00-7f01 r--p 00000000 fd:01 1 /usr/lib/x86_64-linux-gnu/libm.so.6
+7f02-7f03 r-xp 00028000 fd:01 2 /usr/lib/x86_64-linux-gnu/libc.so.6
+";
+        assert_eq!(find_libc(maps).as_deref(), Some("/usr/lib/x86_64-linux-gnu/libc.so.6"));
+        assert_eq!(find_libc("7f00-7f01 r-xp 0 fd:01 1 /bin/busybox\n"), None);
+    }
+
+    #[test]
+    fn parses_inline_buildinfo() {
+        let mut data = b"\xff Go buildinf:".to_vec();
+        data.push(8);
+        data.push(2);
+        data.resize(32, 0);
+        data.push(8);
+        data.extend_from_slice(b"go1.19.8");
+        data.push(0);
+        assert_eq!(parse_buildinfo(&data).as_deref(), Some("go1.19.8"));
+        assert_eq!(parse_buildinfo(b"nope"), None);
+    }
+
+    #[test]
+    fn own_process_has_libc_and_is_not_go() {
+        let sites = probe_sites(&[std::process::id()]);
+        assert!(sites.iter().any(|s| s.symbol == MALLOC_SYMBOL), "{sites:?}");
+        assert!(!sites.iter().any(|s| s.symbol == GO_REFILL));
+    }
+}

@@ -1,0 +1,107 @@
+//! The capture writer: runs on a blocking thread with the loader moved in,
+//! so the daemon keeps answering commands while a capture is symbolized and
+//! written, and always hands the loader back, whatever happened.
+
+use std::os::unix::fs::DirBuilderExt as _;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{Context as _, Result};
+use tracing::{info, warn};
+
+use crate::capture::Trigger;
+use crate::loader::Loader;
+use crate::output::{self, Formats};
+use crate::retention::{self, CaptureKey, Policy};
+use crate::symbolize::Symbolizer;
+use crate::target::ResolvedTarget;
+
+/// Everything the writing thread needs.
+pub struct WriteJob {
+    pub output_dir: PathBuf,
+    pub formats: Formats,
+    pub policy: Policy,
+    pub target: ResolvedTarget,
+    pub trigger: Trigger,
+    pub frequency_hz: u64,
+    pub start: SystemTime,
+    pub end: SystemTime,
+    pub cpu_seconds: Option<f64>,
+}
+
+/// What the writing thread hands back.
+pub struct WriteOutcome {
+    pub loader: Loader,
+    /// Files and samples collected, or why nothing usable was written.
+    pub result: Result<(Vec<PathBuf>, u64)>,
+}
+
+/// Runs on a blocking thread: drains, symbolizes and writes the capture,
+/// empties the maps and applies retention. Always hands the loader back.
+pub fn write_job(mut loader: Loader, job: WriteJob) -> WriteOutcome {
+    let result = write_files(&loader, &job);
+    // Empty the maps now rather than at the next start: idle, the kernel
+    // memory of the stacks would otherwise stay allocated.
+    if let Err(e) = loader.clear() {
+        warn!("failed to empty the kernel maps after the capture: {e:#}");
+    }
+    if let Ok((paths, _)) = &result {
+        let keep = paths.last().and_then(|p| p.file_name()?.to_str()).and_then(retention::parse_name);
+        apply_retention(&job.output_dir, &job.policy, keep.as_ref());
+    }
+    release_freed_memory();
+    WriteOutcome { loader, result }
+}
+
+/// Returns the capture's freed memory (symbolizer caches, the profile, the
+/// encoded files) to the kernel: glibc keeps freed heap in its arenas, which
+/// would leave an idle daemon with the RSS of its largest capture.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+fn write_files(loader: &Loader, job: &WriteJob) -> Result<(Vec<PathBuf>, u64)> {
+    // The directory may have been removed since the start (a cleanup cron,
+    // an operator); recreate it rather than lose the capture.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(&job.output_dir)
+        .with_context(|| format!("cannot create output directory `{}`", job.output_dir.display()))?;
+    // One symbolizer per capture: its caches would otherwise grow with every
+    // process the daemon ever saw.
+    let mut symbolizer = Symbolizer::new();
+    let (info, profile) = crate::record::finish_capture(
+        loader,
+        &mut symbolizer,
+        job.target.info.clone(),
+        job.trigger.clone(),
+        job.frequency_hz,
+        job.start,
+        job.end,
+        job.cpu_seconds,
+    )?;
+    let paths = output::write_capture(&job.output_dir, &info, std::slice::from_ref(&profile), job.formats, None)
+        .with_context(|| format!("failed to write the capture to `{}`", job.output_dir.display()))?;
+    Ok((paths, info.samples_collected))
+}
+
+fn apply_retention(dir: &Path, policy: &Policy, keep: Option<&CaptureKey>) {
+    if policy.is_unlimited() {
+        return;
+    }
+    match retention::prune(dir, policy, keep) {
+        Ok(pruned) if pruned.captures > 0 => info!(
+            captures = pruned.captures,
+            files = pruned.files.len(),
+            bytes = pruned.bytes,
+            "retention: deleted the oldest captures"
+        ),
+        Ok(_) => {}
+        Err(e) => warn!("retention failed: {e:#}"),
+    }
+}

@@ -1,0 +1,290 @@
+//! The bounded cache of object files (executables and shared libraries)
+//! that the long-lived [`Symbolizer`](super::Symbolizer) keeps between
+//! captures, and the choice of how each one is symbolized.
+//!
+//! An object is identified by its build ID (so one binary shared by many
+//! processes, or shipped in several container images, is parsed once) and
+//! else by the file's device, inode, size and mtime. Each keeps an open
+//! descriptor, handed to blazesym as `/proc/self/fd/N`: the file stays
+//! readable after its process exits or it is deleted, from any mount
+//! namespace. The cache is bounded by count and by the bytes of the files
+//! it holds; past either, the least recently used objects are dropped,
+//! from blazesym's caches too.
+//!
+//! How an object is symbolized:
+//! - DWARF in the file: blazesym, with lines and inlined frames;
+//! - a separate debug file found ([`super::debuginfo`]): blazesym on that file;
+//! - a Go binary without DWARF: its `.gopclntab` ([`super::gopclntab`]);
+//! - otherwise its ELF symbols (`.symtab`/`.dynsym`).
+//!
+//! The last also backs up the others for addresses they do not cover.
+
+use std::{collections::HashMap, path::Path, sync::Arc};
+
+use blazesym::symbolize::{
+    evict::{self, Evict},
+    source::{Elf, Source},
+    Input, Symbolizer as BlazeSymbolizer,
+};
+use memmap2::Mmap;
+use tracing::debug;
+
+use super::{
+    debuginfo::DebugSearch,
+    elf::ElfInfo,
+    gopclntab::{scan_for_table, GoTable},
+    procmaps::{FileKey, PinnedFile},
+    sym_lines,
+};
+use crate::profile::Line;
+
+/// Limits of the object cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheBudget {
+    /// Objects kept at most.
+    pub max_objects: usize,
+    /// Total size of the files (and separate debug files) kept: what the
+    /// parsers may map and index.
+    pub max_bytes: u64,
+}
+
+impl Default for CacheBudget {
+    /// Room for the hot binaries of a busy host; a few hundred MiB of
+    /// parsed debug info at worst.
+    fn default() -> Self {
+        Self { max_objects: 256, max_bytes: 2 << 30 }
+    }
+}
+
+/// Counters of the object cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub objects: usize,
+    pub bytes: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub evictions: u64,
+}
+
+/// blazesym's symbolizer, movable to another thread.
+pub struct Blaze(pub BlazeSymbolizer);
+
+// SAFETY: blazesym's `Symbolizer` is `!Send` only because its caches use
+// `Rc`/`RefCell`/`Cell` internally. None of those are shared outside the
+// instance (no resolver is registered from outside, no dispatcher is set,
+// and symbolization results are converted to owned values before a call
+// returns), so moving the whole instance to another thread moves every
+// reference with it.
+unsafe impl Send for Blaze {}
+
+/// How an object's addresses are named.
+enum Backend {
+    Dwarf,
+    DebugFile(PinnedFile),
+    Go(Box<GoTable<Mmap>>),
+    Symbols,
+    NotElf,
+}
+
+struct Object {
+    pin: Arc<PinnedFile>,
+    build_id: Option<String>,
+    info: Option<ElfInfo>,
+    backend: Backend,
+    cost: u64,
+    last_used: u64,
+}
+
+pub type ObjectId = u64;
+
+/// See the module docs.
+#[derive(Default)]
+pub struct ObjectCache {
+    objects: HashMap<ObjectId, Object>,
+    by_key: HashMap<FileKey, ObjectId>,
+    by_build_id: HashMap<String, ObjectId>,
+    next_id: ObjectId,
+    /// Bumped once per profile, for least-recently-used eviction.
+    generation: u64,
+    bytes: u64,
+    budget: CacheBudget,
+    hits: u64,
+    misses: u64,
+    evictions: u64,
+}
+
+impl ObjectCache {
+    pub fn new(budget: CacheBudget) -> Self {
+        Self { budget, ..Default::default() }
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            objects: self.objects.len(),
+            bytes: self.bytes,
+            hits: self.hits,
+            misses: self.misses,
+            evictions: self.evictions,
+        }
+    }
+
+    pub fn next_generation(&mut self) {
+        self.generation += 1;
+    }
+
+    /// The cached object for this version of a file.
+    pub fn lookup(&mut self, key: &FileKey) -> Option<ObjectId> {
+        let id = *self.by_key.get(key)?;
+        let object = self.objects.get_mut(&id)?;
+        object.last_used = self.generation;
+        self.hits += 1;
+        Some(id)
+    }
+
+    /// Parses the file behind `pin` (unless an object with its build ID is
+    /// cached) and caches it.
+    pub fn insert(&mut self, pin: Arc<PinnedFile>, search: &DebugSearch<'_>) -> ObjectId {
+        self.misses += 1;
+        // SAFETY: read-only private mapping of a file we hold open; a
+        // concurrent truncation could fault, the risk every ELF reader
+        // (blazesym too) takes.
+        let map = unsafe { Mmap::map(pin.file()) };
+        let info = map.as_ref().ok().and_then(|m| ElfInfo::parse(m));
+        let build_id = info.as_ref().and_then(ElfInfo::build_id_hex);
+        if let Some(&id) = build_id.as_ref().and_then(|b| self.by_build_id.get(b)) {
+            if let Some(object) = self.objects.get_mut(&id) {
+                object.last_used = self.generation;
+                self.by_key.insert(pin.key, id);
+                return id;
+            }
+        }
+        let mut cost = pin.key.size;
+        let backend = match (&info, map) {
+            (None, _) => Backend::NotElf,
+            (Some(info), _) if info.has_dwarf => Backend::Dwarf,
+            (Some(info), map) => match search.find(info) {
+                Some(debug) => {
+                    cost += debug.key.size;
+                    Backend::DebugFile(debug)
+                }
+                None => match map.ok().and_then(|m| go_table(m, info)) {
+                    Some(table) => Backend::Go(Box::new(table)),
+                    None => Backend::Symbols,
+                },
+            },
+        };
+        debug!(
+            path = search.binary_path,
+            build_id = build_id.as_deref().unwrap_or("-"),
+            backend = backend.name(),
+            "new object"
+        );
+        let id = self.next_id;
+        self.next_id += 1;
+        if let Some(b) = &build_id {
+            self.by_build_id.insert(b.clone(), id);
+        }
+        self.by_key.insert(pin.key, id);
+        self.bytes += cost;
+        self.objects.insert(id, Object { pin, build_id, info, backend, cost, last_used: self.generation });
+        id
+    }
+
+    pub fn build_id(&self, id: ObjectId) -> Option<String> {
+        self.objects.get(&id)?.build_id.clone()
+    }
+
+    /// Names the file offsets `offsets` of object `id`: innermost-first
+    /// lines per offset, `None` where nothing is known.
+    pub fn symbolize(&self, blaze: &Blaze, id: ObjectId, offsets: &[u64]) -> Vec<Option<Vec<Line>>> {
+        let Some(object) = self.objects.get(&id) else { return vec![None; offsets.len()] };
+        let main = object.pin.proc_path();
+        let mut out = match (&object.backend, &object.info) {
+            (Backend::NotElf, _) | (_, None) => return vec![None; offsets.len()],
+            (Backend::Dwarf, _) => elf_lines(blaze, &main, true, Input::FileOffset(offsets)),
+            (Backend::Symbols, _) => return elf_lines(blaze, &main, false, Input::FileOffset(offsets)),
+            (Backend::DebugFile(debug), Some(info)) => {
+                let vaddrs: Vec<Option<u64>> = offsets.iter().map(|&o| info.file_offset_to_vaddr(o)).collect();
+                let known: Vec<u64> = vaddrs.iter().flatten().copied().collect();
+                let mut named = elf_lines(blaze, &debug.proc_path(), true, Input::VirtOffset(&known)).into_iter();
+                vaddrs.iter().map(|v| v.and_then(|_| named.next().flatten())).collect()
+            }
+            (Backend::Go(table), Some(info)) => offsets
+                .iter()
+                .map(|&o| {
+                    let frames = table.find(info.file_offset_to_vaddr(o)?)?;
+                    Some(frames.into_iter().map(|f| Line { function: f.function, file: f.file, line: f.line }).collect())
+                })
+                .collect(),
+        };
+        // Whatever the richer source missed, the symbol table may name.
+        let missing: Vec<u64> = offsets.iter().zip(&out).filter(|(_, l)| l.is_none()).map(|(&o, _)| o).collect();
+        if !missing.is_empty() {
+            let mut named = elf_lines(blaze, &main, false, Input::FileOffset(&missing)).into_iter();
+            for slot in out.iter_mut().filter(|l| l.is_none()) {
+                *slot = named.next().flatten();
+            }
+        }
+        out
+    }
+
+    /// Drops least recently used objects until the cache is within budget.
+    pub fn evict_over_budget(&mut self, blaze: &mut Blaze) {
+        while self.objects.len() > self.budget.max_objects || self.bytes > self.budget.max_bytes {
+            let Some((&id, _)) = self.objects.iter().min_by_key(|(id, o)| (o.last_used, **id)) else { break };
+            let Some(object) = self.objects.remove(&id) else { break };
+            self.by_key.retain(|_, v| *v != id);
+            self.by_build_id.retain(|_, v| *v != id);
+            self.bytes = self.bytes.saturating_sub(object.cost);
+            self.evictions += 1;
+            let mut paths = vec![object.pin.proc_path()];
+            if let Backend::DebugFile(debug) = &object.backend {
+                paths.push(debug.proc_path());
+            }
+            for path in paths {
+                if let Err(e) = blaze.0.evict(&Evict::Elf(evict::Elf::new(path))) {
+                    debug!("failed to evict an object from blazesym's cache: {e}");
+                }
+            }
+        }
+    }
+}
+
+impl Backend {
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::Dwarf => "dwarf",
+            Backend::DebugFile(_) => "separate debug file",
+            Backend::Go(_) => "gopclntab",
+            Backend::Symbols => "elf symbols",
+            Backend::NotElf => "not elf",
+        }
+    }
+}
+
+/// The Go function table of a Go binary, if it is one.
+fn go_table(map: Mmap, info: &ElfInfo) -> Option<GoTable<Mmap>> {
+    let loc = match info.gopclntab {
+        Some(loc) => loc,
+        None if info.maybe_go => scan_for_table(&map, &info.segments)?,
+        None => return None,
+    };
+    GoTable::new(map, loc, info.segments.clone())
+}
+
+/// blazesym on one ELF file; `None` per address it cannot name.
+fn elf_lines(blaze: &Blaze, path: &Path, debug_syms: bool, input: Input<&[u64]>) -> Vec<Option<Vec<Line>>> {
+    let n = input.as_inner_ref().len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let mut elf = Elf::new(path);
+    elf.debug_syms = debug_syms;
+    match blaze.0.symbolize(&Source::Elf(elf), input) {
+        Ok(results) => results.iter().map(|s| s.as_sym().map(sym_lines)).collect(),
+        Err(e) => {
+            debug!(path = %path.display(), "symbolization failed: {e}");
+            vec![None; n]
+        }
+    }
+}
