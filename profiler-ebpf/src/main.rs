@@ -24,8 +24,8 @@ mod program {
         helpers::{
             bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_user,
             generated::{
-                bpf_get_attach_cookie, bpf_get_current_ancestor_cgroup_id, bpf_get_current_task, bpf_get_stack,
-                bpf_ktime_get_ns,
+                bpf_get_attach_cookie, bpf_get_current_ancestor_cgroup_id, bpf_get_current_task, bpf_get_prandom_u32,
+                bpf_get_stack, bpf_ktime_get_ns,
             },
         },
         macros::{btf_tracepoint, map, perf_event, uprobe},
@@ -357,12 +357,33 @@ mod program {
         bump(Stat::AllocRecorded);
     }
 
-    /// `malloc(size)`: sampled by bytes. A per-CPU countdown of
-    /// `malloc_sample_bytes` is charged with every allocation of a target
-    /// process; each time it runs out, the allocation is sampled and stands
-    /// for the periods it crossed (and `bytes / size` objects). Unsampled
-    /// calls skip the stack walk and map update, but every call pays the
-    /// uprobe trap itself (see docs/benchmarks.md).
+    /// Sample points inside one allocation counted one by one; past this
+    /// many (an allocation of over ~16 periods) the rest are counted at the
+    /// mean spacing.
+    const MAX_POINTS_COUNTED: u32 = 16;
+
+    /// Bytes from one sampled byte to the next: uniform in `[1, 2 * period]`,
+    /// so the mean is `period` (each sample stands for `period` bytes) but
+    /// there is no fixed stride. With a fixed stride a regular allocation
+    /// pattern falls into step with the sampler: a loop allocating 64 KiB
+    /// through call sites A, A, A, B with a 512 KiB period puts every sample
+    /// on the same site, and the other site vanishes from the profile.
+    #[inline(always)]
+    fn next_gap(period: u64) -> u64 {
+        let span = period.saturating_mul(2).min(1 << 32);
+        // SAFETY: plain helper call.
+        let r = u64::from(unsafe { bpf_get_prandom_u32() });
+        1 + ((r * span) >> 32)
+    }
+
+    /// `malloc(size)`: sampled by bytes. Sample points are laid on the
+    /// stream of bytes a CPU's target processes allocate, a random gap of
+    /// mean `malloc_sample_bytes` apart (see `next_gap`); a per-CPU
+    /// countdown holds the distance to the next one. An allocation holding
+    /// sample points is sampled and stands for `period` bytes per point (and
+    /// `bytes / size` objects). Unsampled calls skip the stack walk and map
+    /// update, but every call pays the uprobe trap itself (see
+    /// docs/benchmarks.md).
     #[uprobe]
     pub fn malloc_entry(ctx: ProbeContext) -> u32 {
         let size: u64 = ctx.arg(0).unwrap_or(0);
@@ -373,16 +394,34 @@ mod program {
         let period = unsafe { core::ptr::read_volatile(&CONFIG) }.malloc_sample_bytes.max(1);
         let Some(left) = MALLOC_COUNTDOWN.get_ptr_mut(0) else { return 0 };
         // SAFETY: this CPU's slot; uprobe programs do not nest on one CPU.
-        let remaining = unsafe { *left };
+        let mut remaining = unsafe { *left };
+        if remaining == 0 {
+            // This CPU's first allocation: start anywhere in a gap.
+            remaining = next_gap(period);
+        }
         if size < remaining {
             // SAFETY: as above.
             unsafe { *left = remaining - size };
             return 0;
         }
-        let over = size - remaining;
-        let crossed = 1 + over / period;
+        // The first point is `remaining` bytes in; count the further ones.
+        let mut at = remaining;
+        let mut crossed: u64 = 1;
+        let mut gap = next_gap(period);
+        let mut i = 0;
+        while i < MAX_POINTS_COUNTED && at + gap <= size {
+            at += gap;
+            crossed += 1;
+            gap = next_gap(period);
+            i += 1;
+        }
+        if at + gap <= size {
+            crossed += (size - at) / period;
+            at = size;
+            gap = next_gap(period);
+        }
         // SAFETY: as above.
-        unsafe { *left = period - over % period };
+        unsafe { *left = at + gap - size };
         let bytes = crossed * period;
         let objects = (bytes / size).max(1);
         if let Some(key) = entry_key(&ctx) {

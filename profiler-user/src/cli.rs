@@ -11,6 +11,8 @@ use std::time::Duration;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use regex::Regex;
 
+use crate::kinds::ProfileSet;
+use crate::monitor::TriggerArgs;
 use crate::profile::ProfileKind;
 use crate::units::parse_duration;
 
@@ -54,15 +56,18 @@ pub enum Command {
                       perf_event_open() system calls and the sysctls that restrict them. Exits \
                       with 0 when everything `record` needs is there, 1 otherwise.")]
     Doctor(DoctorArgs),
-    /// Run as a daemon that captures on demand (control FIFO, SIGUSR2 or `stackwatch ctl`)
+    /// Run as a daemon that captures on command (FIFO, SIGUSR2, `ctl`) or when a trigger fires
     #[command(
-        long_about = "Run as a daemon that captures on demand.\n\n\
-                      The eBPF program is loaded and verified once at start; while idle nothing \
+        long_about = "Run as a daemon that captures on demand or when a trigger rule fires.\n\n\
+                      The eBPF programs are loaded and verified once at start; while idle nothing \
                       is sampled. A capture starts and stops with a command written to the control \
                       FIFO (`echo toggle > /run/stackwatch/control`), with SIGUSR2 (toggle) or with \
-                      `stackwatch ctl`, and ends by itself after --capture-duration. Every capture \
-                      writes pprof and flamegraph files to --output-dir. SIGTERM or SIGINT writes \
-                      the running capture and exits.",
+                      `stackwatch ctl`, and ends by itself after --capture-duration. With trigger \
+                      rules (--cpu-above, --mem-above, --cpu-jump, --mem-jump), the target's CPU \
+                      and memory are read every --sample-interval and a rule that holds starts a \
+                      capture by itself, at most once per --cooldown. Every capture writes pprof \
+                      and flamegraph files, and a manifest saying why it ran, to --output-dir. \
+                      SIGTERM or SIGINT writes the running capture and exits.",
         after_long_help = WATCH_EXAMPLES
     )]
     Watch(WatchArgs),
@@ -85,6 +90,8 @@ const WATCH_EXAMPLES: &str = "\
 Examples:
   sudo stackwatch watch --pid 1234                 # then: echo toggle > /run/stackwatch/control
   sudo stackwatch watch --name '^order-service' --max-captures 50 --retain 2GiB
+  sudo stackwatch watch --name '^order-service' --cpu-above 80 --for 3m --mem-above 2GiB --for 1m
+  sudo stackwatch watch --cgroup system.slice/foo.service --cpu-jump 50 --cooldown 30m
   sudo stackwatch watch --config /etc/stackwatch/watch.toml
   sudo kill -USR2 $(pidof stackwatch)              # toggle a capture";
 
@@ -179,6 +186,11 @@ pub struct WatchArgs {
     #[arg(long, value_name = "HZ", value_parser = parse_frequency, allow_hyphen_values = true)]
     pub frequency: Option<u64>,
 
+    /// Profiles a manual capture takes, comma-separated: cpu, offcpu, memory [default: cpu].
+    /// Triggered captures take what their rule asks for (see Triggers)
+    #[arg(long, value_name = "KINDS", value_delimiter = ',', value_parser = parse_profile_kind)]
+    pub profiles: Option<Vec<ProfileKind>>,
+
     /// File formats to write, comma-separated: pprof, svg, folded [default: pprof,svg]
     #[arg(long, value_name = "FORMATS")]
     pub formats: Option<String>,
@@ -194,6 +206,9 @@ pub struct WatchArgs {
     /// TOML file with the same settings as these flags; flags override it
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub triggers: TriggerArgs,
 }
 
 /// `ctl`.
@@ -228,6 +243,11 @@ pub enum CtlCommand {
     Start {
         #[arg(value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
         duration: Option<Duration>,
+
+        /// Profiles to take, comma-separated (cpu, offcpu, memory); each must be loaded by the
+        /// daemon [default: the daemon's --profiles]
+        #[arg(long, value_name = "KINDS", value_parser = ProfileSet::parse)]
+        profiles: Option<ProfileSet>,
     },
     /// End the running capture now, write it and print the files
     Stop,
@@ -274,12 +294,7 @@ pub(crate) fn parse_frequency(s: &str) -> Result<u64, String> {
 }
 
 fn parse_profile_kind(s: &str) -> Result<ProfileKind, String> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "cpu" => Ok(ProfileKind::Cpu),
-        "offcpu" | "off-cpu" => Ok(ProfileKind::OffCpu),
-        "memory" | "mem" => Ok(ProfileKind::Memory),
-        other => Err(format!("unknown profile kind `{other}` (expected cpu, offcpu or memory)")),
-    }
+    crate::kinds::parse_kind(s)
 }
 
 #[cfg(test)]
@@ -504,8 +519,17 @@ mod tests {
         assert_eq!(c.control, PathBuf::from("/run/stackwatch/control"));
         assert_eq!(c.timeout, Duration::from_secs(30));
         let c = ctl(&["ctl", "--control", "/tmp/c", "start", "90s"]);
-        assert_eq!(c.command, CtlCommand::Start { duration: Some(Duration::from_secs(90)) });
-        assert_eq!(ctl(&["ctl", "start"]).command, CtlCommand::Start { duration: None });
+        assert_eq!(c.command, CtlCommand::Start { duration: Some(Duration::from_secs(90)), profiles: None });
+        assert_eq!(ctl(&["ctl", "start"]).command, CtlCommand::Start { duration: None, profiles: None });
+        assert_eq!(
+            ctl(&["ctl", "start", "30s", "--profiles", "offcpu,cpu"]).command,
+            CtlCommand::Start {
+                duration: Some(Duration::from_secs(30)),
+                profiles: Some(ProfileSet::of(&[ProfileKind::Cpu, ProfileKind::OffCpu]))
+            }
+        );
+        let (kind, _) = error(&["ctl", "start", "--profiles", "gpu"]);
+        assert_eq!(kind, ErrorKind::ValueValidation);
         assert_eq!(ctl(&["ctl", "toggle", "--json"]).command, CtlCommand::Toggle);
         let (kind, _) = error(&["ctl", "start", "-3s"]);
         assert_eq!(kind, ErrorKind::ValueValidation);

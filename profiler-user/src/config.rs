@@ -9,7 +9,11 @@ use std::time::Duration;
 
 use crate::cli::{RecordArgs, TargetArgs, WatchArgs};
 use crate::control::{DEFAULT_CONTROL_PATH, MAX_CAPTURE_DURATION};
-use crate::daemon_config::{OneOrSize, WatchFile};
+use crate::daemon_config::{OneOrMany, OneOrSize, WatchFile};
+use crate::kinds::ProfileSet;
+use crate::monitor::{
+    parse_rule_flags, parse_sample_interval, parse_trigger_words, TriggerArgs, TriggerConfig, DEFAULT_SAMPLE_INTERVAL,
+};
 use crate::output::Formats;
 use crate::profile::ProfileKind;
 use crate::retention;
@@ -81,6 +85,10 @@ pub struct WatchConfig {
     pub frequency_hz: u64,
     pub formats: Formats,
     pub retention: retention::Policy,
+    /// What a manual capture takes: distinct, in the order given.
+    pub profiles: Vec<ProfileKind>,
+    /// Trigger rules (none: no sampler runs), cooldown and sample interval.
+    pub triggers: TriggerConfig,
 }
 
 impl WatchConfig {
@@ -139,6 +147,21 @@ impl WatchConfig {
         if max_bytes == Some(0) {
             return Err(bad("retain", "the size must be greater than zero, e.g. `2GiB`".to_owned()));
         }
+        let profiles = match (&args.profiles, &file.profiles) {
+            (Some(kinds), _) => kinds.clone(),
+            (None, Some(list)) => {
+                let text = list.to_vec().join(",");
+                ProfileSet::parse(&text).map_err(|e| bad("profiles", e))?.to_vec()
+            }
+            (None, None) => vec![ProfileKind::Cpu],
+        };
+        let mut distinct: Vec<ProfileKind> = Vec::with_capacity(profiles.len());
+        for kind in profiles {
+            if !distinct.contains(&kind) {
+                distinct.push(kind);
+            }
+        }
+        let triggers = trigger_config(args, file, &bad)?;
         Ok(Self {
             target,
             control: args
@@ -155,8 +178,45 @@ impl WatchConfig {
             frequency_hz,
             formats,
             retention: retention::Policy { max_captures, max_bytes },
+            profiles: distinct,
+            triggers,
         })
     }
+}
+
+/// The trigger rules: the flags' if any were given, else the file's
+/// `triggers`; `--cooldown` and `--sample-interval` each over the file's.
+/// A bad rule is a usage error, as for every other flag.
+fn trigger_config(
+    args: &WatchArgs,
+    file: &WatchFile,
+    bad: &dyn Fn(&str, String) -> UsageError,
+) -> Result<TriggerConfig, UsageError> {
+    let cooldown = match (args.triggers.cooldown, &file.cooldown) {
+        (Some(d), _) => Some(d),
+        (None, Some(text)) => Some(crate::units::parse_duration(text).map_err(|e| bad("cooldown", e))?),
+        (None, None) => None,
+    };
+    let sample_interval = match (args.triggers.sample_interval, &file.sample_interval) {
+        (Some(d), _) => Some(d),
+        (None, Some(text)) => Some(parse_sample_interval(text).map_err(|e| bad("sample-interval", e))?),
+        (None, None) => None,
+    };
+    if !args.triggers.flags.is_empty() || file.triggers.is_none() {
+        let args = TriggerArgs { flags: args.triggers.flags.clone(), cooldown, sample_interval };
+        return TriggerConfig::from_args(&args).map_err(|e| UsageError(e.to_string()));
+    }
+    // Each string of the file is one rule with its modifiers: checked on its
+    // own, so a stray `for 3m` cannot attach to the rule of the string before.
+    let interval = sample_interval.unwrap_or(DEFAULT_SAMPLE_INTERVAL);
+    let mut flags = Vec::new();
+    for text in file.triggers.as_ref().map(OneOrMany::to_vec).unwrap_or_default() {
+        let words = parse_trigger_words(&text).map_err(|e| bad("triggers", e.to_string()))?;
+        parse_rule_flags(&words, interval).map_err(|e| bad("triggers", format!("`{text}`: {e}")))?;
+        flags.extend(words);
+    }
+    TriggerConfig::from_args(&TriggerArgs { flags, cooldown, sample_interval })
+        .map_err(|e| bad("triggers", e.to_string()))
 }
 
 /// The target the config file names (at most one of `pid`, `name`, `cgroup`).
@@ -315,6 +375,67 @@ mod tests {
         assert!(msg("pid = 0").starts_with("invalid `pid`"));
         assert!(msg("name = \"(\"").contains("not a valid regular expression"));
         assert!(watch(&["--capture-duration", "25h"], "").unwrap_err().0.contains("limited to 1day"));
+    }
+
+    #[test]
+    fn watch_triggers_and_profiles_from_flags_and_file() {
+        let c = watch(&[], "").unwrap();
+        assert!(c.triggers.rules.is_empty());
+        assert_eq!(c.triggers.cooldown, Duration::from_secs(600));
+        assert_eq!(c.triggers.sample_interval, Duration::from_secs(1));
+        assert_eq!(c.profiles, [ProfileKind::Cpu]);
+        let rules = |c: &WatchConfig| c.triggers.rules.iter().map(ToString::to_string).collect::<Vec<_>>();
+
+        let file = r#"
+            triggers = ["cpu-above 80 for 3m", "--mem-above 2GiB --for 1m"]
+            cooldown = "30m"
+            sample-interval = "500ms"
+            profiles = ["cpu", "offcpu,cpu"]
+        "#;
+        let c = watch(&[], file).unwrap();
+        assert_eq!(rules(&c), ["cpu ≥ 80% for 3m", "memory ≥ 2GiB for 1m"]);
+        assert_eq!(c.triggers.cooldown, Duration::from_secs(1800));
+        assert_eq!(c.triggers.sample_interval, Duration::from_millis(500));
+        assert_eq!(c.profiles, [ProfileKind::Cpu, ProfileKind::OffCpu]);
+
+        // Rule flags replace the file's rules as a whole; other settings one by one.
+        let c =
+            watch(&["--cpu-above", "50", "--for", "10s", "--cooldown", "1m", "--profiles", "memory,cpu,memory"], file)
+                .unwrap();
+        assert_eq!(rules(&c), ["cpu ≥ 50% for 10s"]);
+        assert_eq!(c.triggers.cooldown, Duration::from_secs(60));
+        assert_eq!(c.triggers.sample_interval, Duration::from_millis(500));
+        assert_eq!(c.profiles, [ProfileKind::Memory, ProfileKind::Cpu]);
+    }
+
+    #[test]
+    fn the_packaged_config_file_is_valid_with_and_without_its_rules() {
+        let text = include_str!("../../packaging/watch.toml");
+        let c = watch(&[], text).unwrap();
+        assert_eq!(c.profiles, [ProfileKind::Cpu]);
+        assert!(c.triggers.rules.is_empty());
+        let c = watch(&[], &text.replace("#triggers = ", "triggers = ").replace("#cooldown", "cooldown")).unwrap();
+        assert_eq!(c.triggers.rules.len(), 2);
+    }
+
+    #[test]
+    fn bad_rules_are_usage_errors() {
+        let msg = |args: &[&str], file: &str| watch(args, file).unwrap_err().0;
+        let text = msg(&["--cpu-above", "140", "--for", "3s"], "");
+        assert!(text.starts_with("invalid value `140` for `--cpu-above`: "), "{text}");
+        let text = msg(&["--cpu-above", "80", "--for", "-3s"], "");
+        assert!(text.starts_with("invalid value `-3s` for `--for`: a duration cannot be negative"), "{text}");
+        assert!(msg(&["--for", "3m"], "").contains("must follow the rule it applies to"));
+        // Each string of the file is a rule of its own.
+        let text = msg(&[], r#"triggers = ["cpu-above 80", "for 3m"]"#);
+        assert!(
+            text.starts_with("invalid `triggers` in config file `/etc/stackwatch/watch.toml`: `cpu-above 80`: "),
+            "{text}"
+        );
+        assert!(msg(&[], r#"triggers = "gpu-above 3""#).contains("unknown trigger flag `gpu-above`"));
+        assert!(msg(&[], "cooldown = \"soon\"").starts_with("invalid `cooldown`"));
+        assert!(msg(&[], "sample-interval = \"10ms\"").contains("between 100ms and 1m"));
+        assert!(msg(&[], "profiles = \"gpu\"").contains("unknown profile kind `gpu`"));
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The control channel of `stackwatch watch`: the command language, the
 //! FIFO and the reply socket.
 //!
-//! Commands are lines of text (`start [DURATION]`, `stop`, `toggle`,
-//! `status`), written by anyone who can open the FIFO — typically
+//! Commands are lines of text (`start [DURATION] [KINDS]`, `stop`,
+//! `toggle`, `status`), written by anyone who can open the FIFO — typically
 //! `echo toggle > /run/stackwatch/control` — or sent by `stackwatch ctl`.
 //! The FIFO is one-way, so `ctl` talks to a unix socket next to it
 //! (`<control>.sock`) that takes the same one-line command and answers with
@@ -32,6 +32,8 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
+use crate::kinds::ProfileSet;
+
 /// Default control FIFO; `/run/stackwatch` is the systemd `RuntimeDirectory`.
 pub const DEFAULT_CONTROL_PATH: &str = "/run/stackwatch/control";
 
@@ -46,8 +48,9 @@ pub const MAX_CAPTURE_DURATION: Duration = Duration::from_secs(24 * 3600);
 /// A control command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command {
-    /// Start a capture, for this long or the daemon's `--capture-duration`.
-    Start(Option<Duration>),
+    /// Start a capture, for this long or the daemon's `--capture-duration`,
+    /// of these profiles or the daemon's `--profiles`.
+    Start { duration: Option<Duration>, profiles: Option<ProfileSet> },
     /// End the running capture now and write it.
     Stop,
     /// Start if idle, else stop.
@@ -60,8 +63,16 @@ impl Command {
     /// The command as one protocol line (without the newline).
     pub fn to_line(self) -> String {
         match self {
-            Command::Start(None) => "start".to_owned(),
-            Command::Start(Some(d)) => format!("start {}", humantime::format_duration(d)),
+            Command::Start { duration, profiles } => {
+                let mut line = "start".to_owned();
+                if let Some(d) = duration {
+                    line.push_str(&format!(" {}", humantime::format_duration(d)));
+                }
+                if let Some(profiles) = profiles {
+                    line.push_str(&format!(" {profiles}"));
+                }
+                line
+            }
             Command::Stop => "stop".to_owned(),
             Command::Toggle => "toggle".to_owned(),
             Command::Status => "status".to_owned(),
@@ -85,6 +96,8 @@ pub enum ParseError {
     UnexpectedArgument { command: &'static str, argument: String },
     #[error("invalid duration `{value}` for `start`: {reason}")]
     BadDuration { value: String, reason: String },
+    #[error("invalid profile list `{value}` for `start`: {reason}")]
+    BadProfiles { value: String, reason: String },
 }
 
 /// Parses one line (with or without its `\n`/`\r\n`). Words are
@@ -114,23 +127,50 @@ pub fn parse_command(line: &[u8]) -> Result<Command, ParseError> {
         }
     };
     match word.to_ascii_lowercase().as_str() {
-        "start" if rest.is_empty() => Ok(Command::Start(None)),
         "start" => {
-            let d = crate::units::parse_duration(rest)
-                .map_err(|reason| ParseError::BadDuration { value: shorten(rest), reason })?;
-            if d > MAX_CAPTURE_DURATION {
-                return Err(ParseError::BadDuration {
-                    value: shorten(rest),
-                    reason: format!("captures are limited to {}", humantime::format_duration(MAX_CAPTURE_DURATION)),
-                });
-            }
-            Ok(Command::Start(Some(d)))
+            let (duration, profiles) = parse_start(rest)?;
+            Ok(Command::Start { duration, profiles })
         }
         "stop" => no_argument("stop", Command::Stop),
         "toggle" => no_argument("toggle", Command::Toggle),
         "status" => no_argument("status", Command::Status),
         _ => Err(ParseError::Unknown(shorten(word))),
     }
+}
+
+/// The arguments of `start`: `[DURATION] [KINDS]`, e.g. `30s`, `1m 30s`,
+/// `30s cpu,offcpu` or `memory`. The last word is a profile list when it
+/// starts with a letter and what precedes it is a duration (or nothing), so
+/// a mistyped duration (`5 parsecs`) is still reported as one.
+fn parse_start(rest: &str) -> Result<(Option<Duration>, Option<ProfileSet>), ParseError> {
+    let duration = |text: &str| {
+        let bad = |reason| ParseError::BadDuration { value: shorten(text), reason };
+        let d = crate::units::parse_duration(text).map_err(bad)?;
+        if d > MAX_CAPTURE_DURATION {
+            return Err(bad(format!("captures are limited to {}", humantime::format_duration(MAX_CAPTURE_DURATION))));
+        }
+        Ok(d)
+    };
+    if rest.is_empty() {
+        return Ok((None, None));
+    }
+    let whole = duration(rest);
+    if let Ok(d) = whole {
+        return Ok((Some(d), None));
+    }
+    let (head, last) = match rest.rsplit_once([' ', '\t']) {
+        Some((head, last)) => (head.trim_matches([' ', '\t']), last),
+        None => ("", rest),
+    };
+    let kinds_like = last.starts_with(|c: char| c.is_ascii_alphabetic())
+        && if head.is_empty() { last.contains(',') || ProfileSet::parse(last).is_ok() } else { duration(head).is_ok() };
+    if !kinds_like {
+        return whole.map(|d| (Some(d), None));
+    }
+    let profiles =
+        ProfileSet::parse(last).map_err(|reason| ParseError::BadProfiles { value: shorten(last), reason })?;
+    let d = if head.is_empty() { None } else { Some(duration(head)?) };
+    Ok((d, Some(profiles)))
 }
 
 /// Cuts user text to a loggable length.
@@ -223,7 +263,7 @@ impl std::fmt::Display for DaemonState {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaptureStatus {
     pub target: String,
-    /// Who started it: `fifo`, `ctl` or `SIGUSR2`.
+    /// Who started it: `fifo`, `ctl`, `SIGUSR2` or `rule` (a trigger).
     pub source: String,
     /// RFC 3339 start time.
     pub started: String,
@@ -232,6 +272,13 @@ pub struct CaptureStatus {
     pub remaining_ms: u64,
     /// Samples recorded in the kernel so far.
     pub samples: u64,
+    /// Why a triggered capture runs (`Trigger::summary`); absent for a
+    /// manual one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
+    /// The profiles it records, e.g. `cpu,offcpu`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub profiles: String,
 }
 
 /// The daemon's answer to one socket request: one JSON object on one line.
@@ -488,17 +535,25 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     use super::*;
+    use crate::profile::ProfileKind;
 
     #[test]
     fn parses_commands() {
-        assert_eq!(parse_command(b"start"), Ok(Command::Start(None)));
-        assert_eq!(parse_command(b"start 30s\n"), Ok(Command::Start(Some(Duration::from_secs(30)))));
-        assert_eq!(parse_command(b"  START\t1m 30s \r\n"), Ok(Command::Start(Some(Duration::from_secs(90)))));
+        let start = |duration, profiles| Command::Start { duration, profiles };
+        let secs = |n| Some(Duration::from_secs(n));
+        let cpu_offcpu = ProfileSet::of(&[ProfileKind::Cpu, ProfileKind::OffCpu]);
+        assert_eq!(parse_command(b"start"), Ok(start(None, None)));
+        assert_eq!(parse_command(b"start 30s\n"), Ok(start(secs(30), None)));
+        assert_eq!(parse_command(b"  START\t1m 30s \r\n"), Ok(start(secs(90), None)));
+        assert_eq!(parse_command(b"start 30s cpu,offcpu"), Ok(start(secs(30), Some(cpu_offcpu))));
+        assert_eq!(parse_command(b"start 1m 30s\tOFFCPU,cpu"), Ok(start(secs(90), Some(cpu_offcpu))));
+        assert_eq!(parse_command(b"start memory"), Ok(start(None, Some(ProfileSet::of(&[ProfileKind::Memory])))));
         assert_eq!(parse_command(b"stop\r\n"), Ok(Command::Stop));
         assert_eq!(parse_command(b"Toggle"), Ok(Command::Toggle));
         assert_eq!(parse_command(b"status  "), Ok(Command::Status));
-        for c in
-            [Command::Start(None), Command::Start(Some(Duration::from_millis(1500))), Command::Stop, Command::Status]
+        for c in [start(None, None), start(Some(Duration::from_millis(1500)), None), start(None, Some(cpu_offcpu))]
+            .into_iter()
+            .chain([start(secs(2), Some(cpu_offcpu)), Command::Stop, Command::Status])
         {
             assert_eq!(parse_command(c.to_line().as_bytes()), Ok(c));
         }
@@ -516,6 +571,13 @@ mod tests {
         assert!(matches!(parse_command(b"start 5 parsecs"), Err(ParseError::BadDuration { .. })));
         assert!(matches!(parse_command(b"start -3s"), Err(ParseError::BadDuration { .. })));
         assert!(matches!(parse_command(b"start 30"), Err(ParseError::BadDuration { .. })));
+        assert!(matches!(parse_command(b"start cpu"), Ok(Command::Start { duration: None, .. })));
+        assert!(matches!(parse_command(b"start gpu"), Err(ParseError::BadDuration { .. })));
+        assert_eq!(
+            parse_command(b"start 30s gpu").unwrap_err().to_string(),
+            "invalid profile list `gpu` for `start`: unknown profile kind `gpu` (expected cpu, offcpu or memory)"
+        );
+        assert!(matches!(parse_command(b"start 30s cpu,,x"), Err(ParseError::BadProfiles { .. })));
         let err = parse_command(b"start 2d").unwrap_err();
         assert_eq!(err.to_string(), "invalid duration `2d` for `start`: captures are limited to 1day");
         assert_eq!(parse_command(b"st\0op"), Err(ParseError::NotText));

@@ -29,7 +29,7 @@ const MAX_REPLY: u64 = 1 << 20;
 /// refused it (already reported on stderr); `Err`: no usable answer.
 pub fn run(args: &CtlArgs) -> anyhow::Result<bool> {
     let command = match args.command {
-        CtlCommand::Start { duration } => Command::Start(duration),
+        CtlCommand::Start { duration, profiles } => Command::Start { duration, profiles },
         CtlCommand::Stop => Command::Stop,
         CtlCommand::Toggle => Command::Toggle,
         CtlCommand::Status => Command::Status,
@@ -164,8 +164,12 @@ mod tests {
             conn.write_all(br#"{"ok":true,"state":"capturing","message":"capture started","pid":7}"#).unwrap();
             conn.write_all(b"\n").unwrap();
         });
-        let (_, reply) =
-            request(&control, Command::Start(Some(Duration::from_secs(60))), Duration::from_secs(5)).unwrap();
+        let (_, reply) = request(
+            &control,
+            Command::Start { duration: Some(Duration::from_secs(60)), profiles: None },
+            Duration::from_secs(5),
+        )
+        .unwrap();
         server.join().unwrap();
         assert!(reply.ok);
         assert_eq!(reply.message, "capture started");

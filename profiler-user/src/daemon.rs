@@ -1,19 +1,25 @@
-//! `stackwatch watch`: a resident daemon that captures on command.
+//! `stackwatch watch`: a resident daemon that captures on command, or when
+//! a trigger rule fires.
 //!
 //! At start it installs its signal handlers (SIGUSR2's default action would
 //! kill it), prepares the output directory, claims the control FIFO and the
-//! reply socket ([`crate::control`]), and loads the eBPF program once, so a
-//! host that cannot run it is reported at start, not at 3 a.m. Idle, nothing
-//! is attached: no perf event fires and no timer runs.
+//! reply socket ([`crate::control`]), and loads the eBPF programs once (for
+//! `--profiles` and the kinds its rules ask for, see [`setup`]), so a host
+//! that cannot run them is reported at start, not at 3 a.m. Idle, nothing is
+//! attached: no perf event fires, and without trigger rules no timer runs.
 //!
 //! One task owns all state and handles one event at a time — a command
-//! (FIFO, socket or SIGUSR2), the capture's deadline, a one-second tick while
-//! capturing, the end of a write, SIGTERM/SIGINT — so captures cannot
-//! overlap. A capture moves through three phases:
+//! (FIFO, socket or SIGUSR2), a trigger sample every `--sample-interval`
+//! (only with rules, see [`triggers`]), the capture's deadline, a one-second
+//! tick while capturing, the end of a write, SIGTERM/SIGINT — so captures
+//! cannot overlap. A rule that fires while the daemon is idle starts a
+//! capture of `--capture-duration` with the profiles the rule asks for and
+//! the reason recorded as its trigger; while a capture runs or is written no
+//! rule fires. A capture moves through three phases:
 //!
 //! - **idle** → **capturing**: the target is resolved afresh (`--name` finds
 //!   restarted processes; a missing target refuses the capture and the daemon
-//!   carries on), the maps are emptied and the perf events attached;
+//!   carries on), the maps are emptied and the events attached;
 //! - **capturing** → **writing**: on `stop`/`toggle`, the deadline, the exit
 //!   of every target process, or a signal, the events are detached and the
 //!   loader moves to a blocking thread that drains, symbolizes, writes (atomic
@@ -32,15 +38,15 @@
 //! removed.
 
 mod listen;
+mod setup;
+mod triggers;
 mod write;
 
-use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, Context as _, Result};
 use profiler_common::Stat;
-use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
@@ -48,12 +54,19 @@ use tracing::{debug, error, info, warn};
 
 use crate::capture::Trigger;
 use crate::config::WatchConfig;
-use crate::control::{self, CaptureStatus, Command, ControlFifo, DaemonState, Reply};
+use crate::control::{CaptureStatus, Command, DaemonState, Reply};
 use crate::cputime::CpuMeter;
+use crate::kinds::ProfileSet;
 use crate::loader::Loader;
+use crate::symbolize::Symbolizer;
+use crate::monitor::Rule;
+use crate::profile::ProfileKind;
+use crate::record::{alloc_pids, attach_kinds, programs_for};
 use crate::target::{Filter, ResolvedTarget, TargetSpec};
 
 use self::listen::{sd_notify, Request, Source};
+use self::setup::{compatible, initial_load, prepare_output_dir, Endpoints, Loaded, Signals};
+use self::triggers::Triggers;
 use self::write::{write_job, WriteJob, WriteOutcome};
 
 /// How often a running capture re-resolves `--name`, checks that its target
@@ -72,7 +85,9 @@ pub async fn run(config: WatchConfig) -> Result<()> {
     let mut signals = Signals::install()?;
     prepare_output_dir(&config.output_dir)?;
     let mut endpoints = Endpoints::open(&config.control)?;
-    let (loader, loaded_filter) = initial_load(&config.target)?;
+    let rule_kinds: Vec<ProfileKind> = config.triggers.rules.iter().flat_map(Rule::kinds).collect();
+    let loaded = initial_load(&config.target, ProfileSet::of(&config.profiles), ProfileSet::of(&rule_kinds))?;
+    let triggers = Triggers::new(&config.triggers, &config.target);
 
     let (tx, mut rx) = mpsc::channel(QUEUE);
     let fifo_fd = endpoints.fifo.try_clone_fd().context("failed to duplicate the control FIFO descriptor")?;
@@ -85,11 +100,21 @@ pub async fn run(config: WatchConfig) -> Result<()> {
         socket = %endpoints.socket.display(),
         output_dir = %config.output_dir.display(),
         target = %describe_spec(&config.target),
+        profiles = %loaded.kinds,
         "ready: idle until `start`/`toggle` on the control FIFO, SIGUSR2 or `stackwatch ctl`"
     );
+    if let Some(triggers) = &triggers {
+        info!(
+            cooldown = %humantime::format_duration(config.triggers.cooldown),
+            sample_interval = %humantime::format_duration(config.triggers.sample_interval),
+            "watching the target: a capture of {} starts when a rule holds: {}",
+            humantime::format_duration(config.capture_duration),
+            triggers.rules_text()
+        );
+    }
     sd_notify("READY=1\nSTATUS=idle");
 
-    let mut daemon = Daemon::new(config, loader, loaded_filter);
+    let mut daemon = Daemon::new(config, loaded, triggers);
     let signal_name = daemon.serve(&mut rx, &mut signals).await;
     sd_notify("STOPPING=1\nSTATUS=stopping");
     // New requests are answered "shutting down" from here on.
@@ -101,105 +126,6 @@ pub async fn run(config: WatchConfig) -> Result<()> {
     endpoints.remove();
     info!("stopped");
     result
-}
-
-/// The signal streams the daemon reacts to.
-struct Signals {
-    usr2: Signal,
-    term: Signal,
-    int: Signal,
-}
-
-impl Signals {
-    fn install() -> Result<Self> {
-        let install = |kind: SignalKind, name: &str| {
-            signal(kind).with_context(|| format!("failed to install the {name} handler"))
-        };
-        Ok(Self {
-            usr2: install(SignalKind::user_defined2(), "SIGUSR2")?,
-            term: install(SignalKind::terminate(), "SIGTERM")?,
-            int: install(SignalKind::interrupt(), "SIGINT")?,
-        })
-    }
-}
-
-/// The control FIFO and reply socket; removed by [`Endpoints::remove`] or,
-/// on an early error, on drop.
-struct Endpoints {
-    fifo: ControlFifo,
-    socket: PathBuf,
-    socket_id: Option<(u64, u64)>,
-    listener: Option<std::os::unix::net::UnixListener>,
-}
-
-impl Endpoints {
-    fn open(control: &Path) -> Result<Self> {
-        let fifo = ControlFifo::open(control)?;
-        let socket = control::socket_path(control);
-        let mut endpoints = Self { fifo, socket, socket_id: None, listener: None };
-        control::prepare_socket_path(&endpoints.socket)?;
-        let listener = std::os::unix::net::UnixListener::bind(&endpoints.socket)
-            .with_context(|| format!("cannot create the control socket `{}`", endpoints.socket.display()))?;
-        endpoints.socket_id = control::path_id(&endpoints.socket);
-        std::fs::set_permissions(&endpoints.socket, std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("cannot set the mode of `{}`", endpoints.socket.display()))?;
-        listener.set_nonblocking(true).context("failed to make the control socket nonblocking")?;
-        endpoints.listener = Some(listener);
-        Ok(endpoints)
-    }
-
-    fn take_listener(&mut self) -> Result<tokio::net::UnixListener> {
-        let listener = self.listener.take().ok_or_else(|| anyhow!("control socket already taken"))?;
-        tokio::net::UnixListener::from_std(listener).context("failed to register the control socket")
-    }
-
-    fn remove(&mut self) {
-        self.fifo.remove();
-        if let Some(id) = self.socket_id.take() {
-            control::remove_if_same(&self.socket, id);
-        }
-    }
-}
-
-impl Drop for Endpoints {
-    fn drop(&mut self) {
-        self.remove();
-    }
-}
-
-/// Creates the output directory (0750) if missing and checks it takes files.
-fn prepare_output_dir(dir: &Path) -> Result<()> {
-    std::fs::DirBuilder::new().recursive(true).mode(0o750).create(dir).with_context(|| {
-        format!("cannot create output directory `{}`; choose another with --output-dir", dir.display())
-    })?;
-    crate::record::check_output_dir(dir)
-}
-
-/// Loads and verifies the program once. Pid and name targets share one
-/// program (the pid set is a map, filled per capture); a cgroup's id is
-/// compiled in, so it is loaded for the cgroup as it is now and reloaded if
-/// a later capture finds a different one (a restarted unit gets a new
-/// cgroup). A target that does not exist yet is not an error: captures are
-/// refused until it does.
-fn initial_load(target: &TargetSpec) -> Result<(Loader, Filter)> {
-    let resolved = target.resolve();
-    if let Err(e) = &resolved {
-        warn!("the target does not exist now ({e}); captures will be refused until it does");
-    }
-    let filter = match target {
-        TargetSpec::Host => Filter::All,
-        TargetSpec::Pids(_) | TargetSpec::Name(_) => Filter::Pids(Vec::new()),
-        // Without the cgroup, load for the whole host: that still verifies
-        // the program now, and the first capture reloads it for the cgroup.
-        TargetSpec::Cgroup(_) => resolved.map_or(Filter::All, |r| r.filter),
-    };
-    let loader = Loader::load(&filter)?;
-    Ok((loader, filter))
-}
-
-/// Whether a program loaded for `loaded` can capture `wanted`.
-fn compatible(loaded: &Filter, wanted: &Filter) -> bool {
-    matches!((loaded, wanted), (Filter::Pids(_), Filter::Pids(_))) || loaded == wanted
 }
 
 /// Why a capture ended.
@@ -222,10 +148,28 @@ impl std::fmt::Display for EndReason {
     }
 }
 
+/// A manual start, possibly folded while a write runs.
+#[derive(Clone, Copy, Debug)]
+struct StartRequest {
+    duration: Option<Duration>,
+    profiles: Option<ProfileSet>,
+    source: Source,
+}
+
+/// A capture about to start, manual or triggered.
+struct CaptureRequest {
+    duration: Duration,
+    kinds: Vec<ProfileKind>,
+    source: Source,
+    trigger: Trigger,
+}
+
 /// The running capture.
 struct Capture {
     target: ResolvedTarget,
     source: Source,
+    trigger: Trigger,
+    kinds: Vec<ProfileKind>,
     start: SystemTime,
     started: Instant,
     duration: Duration,
@@ -245,9 +189,9 @@ struct Writing {
     handle: JoinHandle<WriteOutcome>,
     target: String,
     reason: EndReason,
-    /// Folded commands that arrived meanwhile: start one (with this duration
-    /// and source) once written, or not.
-    pending: Option<(Option<Duration>, Source)>,
+    /// Folded commands that arrived meanwhile: start this one once
+    /// written, or none.
+    pending: Option<StartRequest>,
     waiters: Vec<(Wants, oneshot::Sender<Reply>)>,
 }
 
@@ -256,19 +200,38 @@ struct Daemon {
     /// `None` only while a write holds it, or after a writer panicked (the
     /// next capture loads a fresh one).
     loader: Option<Loader>,
+    /// Long-lived, so its build-ID-keyed cache (bounded) serves every
+    /// capture; moves to the writer with the loader. `None` while a write
+    /// holds it (or after a writer panicked: a fresh one is made).
+    symbolizer: Option<Symbolizer>,
     loaded_filter: Filter,
+    /// The profile kinds the programs were loaded for (cpu always).
+    loaded_kinds: ProfileSet,
     capture: Option<Capture>,
     writing: Option<Writing>,
     ticker: Interval,
+    /// `None` without trigger rules.
+    triggers: Option<Triggers>,
     /// One line about the last capture, for `status`.
     last: Option<String>,
 }
 
 impl Daemon {
-    fn new(config: WatchConfig, loader: Loader, loaded_filter: Filter) -> Self {
+    fn new(config: WatchConfig, loaded: Loaded, triggers: Option<Triggers>) -> Self {
         let mut ticker = tokio::time::interval(TICK);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        Self { config, loader: Some(loader), loaded_filter, capture: None, writing: None, ticker, last: None }
+        Self {
+            config,
+            loader: Some(loaded.loader),
+            symbolizer: Some(Symbolizer::new()),
+            loaded_filter: loaded.filter,
+            loaded_kinds: loaded.kinds,
+            capture: None,
+            writing: None,
+            ticker,
+            triggers,
+            last: None,
+        }
     }
 
     fn state(&self) -> DaemonState {
@@ -287,6 +250,7 @@ impl Daemon {
             let deadline = self.capture.as_ref().map(|c| c.started + c.duration);
             let capturing = deadline.is_some();
             let writing = self.writing.as_mut().map(|w| &mut w.handle);
+            let sample = self.triggers.as_mut().map(|t| t.interval.tick());
             tokio::select! {
                 biased;
                 _ = signals.term.recv() => return "SIGTERM",
@@ -294,13 +258,56 @@ impl Daemon {
                 outcome = maybe(writing) => self.finish_write(outcome),
                 _ = maybe(deadline.map(tokio::time::sleep_until)) => self.stop_capture(EndReason::Duration, None),
                 _ = self.ticker.tick(), if capturing => self.tick(),
+                _ = maybe(sample) => self.sample_triggers(),
                 _ = signals.usr2.recv() => {
                     info!("SIGUSR2: toggle");
                     self.handle(Request { command: Ok(Command::Toggle), source: Source::Signal, reply: None });
                 }
                 Some(request) = rx.recv() => self.handle(request),
             }
+            // Whatever the event was, the monitor must know whether a
+            // capture now runs: no rule fires while one does.
+            let busy = self.state() != DaemonState::Idle;
+            if let Some(triggers) = self.triggers.as_mut() {
+                triggers.sync(busy);
+            }
         }
+    }
+
+    /// A trigger sample: a rule that fires starts a capture, unless one is
+    /// already running.
+    fn sample_triggers(&mut self) {
+        let Some(firing) = self.triggers.as_mut().and_then(Triggers::sample) else { return };
+        info!("{firing}");
+        let state = self.state();
+        if state != DaemonState::Idle {
+            // Not reachable while `sync` keeps the monitor quiet during
+            // captures; kept so a firing can never overlap a capture.
+            info!("the triggered capture is suppressed: a capture is already {state}");
+            if let Some(triggers) = self.triggers.as_mut() {
+                triggers.dismiss();
+            }
+            return;
+        }
+        let (kinds, left_out): (Vec<ProfileKind>, Vec<ProfileKind>) =
+            firing.kinds.iter().partition(|&&k| self.loaded_kinds.contains(k));
+        if !left_out.is_empty() {
+            debug!("profiles left out of the triggered capture (not loaded): {}", ProfileSet::of(&left_out));
+        }
+        let request = CaptureRequest {
+            duration: self.config.capture_duration,
+            kinds,
+            source: Source::Rule,
+            trigger: firing.trigger(),
+        };
+        let answer = self.start_capture(request);
+        if answer.ok {
+            let latency = firing.at.elapsed();
+            debug!(latency_us = latency.as_micros() as u64, "triggered capture attached after the rule fired");
+        }
+        // On failure (the target vanished since the sample) the daemon is
+        // still idle, and `sync` releases the monitor: rules need fresh
+        // evidence, and the cooldown stands, so a failing start does not repeat.
     }
 
     fn handle(&mut self, request: Request) {
@@ -322,12 +329,15 @@ impl Daemon {
                     None => listen::log_status(&status),
                 }
             }
-            (Command::Start(_) | Command::Toggle, DaemonState::Idle) => {
-                let duration = if let Command::Start(d) = command { d } else { None };
-                let answer = self.start_capture(duration, source);
+            (Command::Start { .. } | Command::Toggle, DaemonState::Idle) => {
+                let (duration, profiles) = match command {
+                    Command::Start { duration, profiles } => (duration, profiles),
+                    _ => (None, None),
+                };
+                let answer = self.start_manual(StartRequest { duration, profiles, source });
                 respond(reply, answer);
             }
-            (Command::Start(_), _) if self.capture.is_some() => {
+            (Command::Start { .. }, _) if self.capture.is_some() => {
                 let message = format!("already capturing; the running capture continues\n{}", self.status_message());
                 info!("`start` from {} ignored: a capture is already running", source.as_str());
                 respond(reply, self.reply(true, message));
@@ -348,8 +358,8 @@ impl Daemon {
     fn fold(&mut self, command: Command, source: Source, reply: Option<oneshot::Sender<Reply>>) {
         let Some(writing) = self.writing.as_mut() else { return };
         writing.pending = match (command, writing.pending) {
-            (Command::Start(d), _) => Some((d, source)),
-            (Command::Toggle, None) => Some((None, source)),
+            (Command::Start { duration, profiles }, _) => Some(StartRequest { duration, profiles, source }),
+            (Command::Toggle, None) => Some(StartRequest { duration: None, profiles: None, source }),
             (Command::Toggle, Some(_)) | (Command::Stop, _) => None,
             (Command::Status, pending) => pending,
         };
@@ -364,16 +374,52 @@ impl Daemon {
         }
     }
 
-    fn start_capture(&mut self, duration: Option<Duration>, source: Source) -> Reply {
-        match self.try_start(duration, source) {
+    /// A `start` or `toggle`: the daemon's `--profiles` unless the command
+    /// names others, which must have been loaded at start.
+    fn start_manual(&mut self, request: StartRequest) -> Reply {
+        let kinds = request.profiles.map_or_else(|| self.config.profiles.clone(), ProfileSet::to_vec);
+        let missing = ProfileSet::of(&kinds).minus(self.loaded_kinds);
+        if !missing.is_empty() {
+            let message = format!(
+                "no capture started: this daemon did not load the programs of the {missing} profile; \
+                 restart it with `--profiles {}`",
+                self.loaded_kinds.union(missing)
+            );
+            warn!("`start` from {}: {message}", request.source.as_str());
+            return self.reply(false, message);
+        }
+        self.start_capture(CaptureRequest {
+            duration: request.duration.unwrap_or(self.config.capture_duration),
+            kinds,
+            source: request.source,
+            trigger: Trigger::Manual { source: request.source.as_str().to_owned() },
+        })
+    }
+
+    fn start_capture(&mut self, request: CaptureRequest) -> Reply {
+        let source = request.source;
+        match self.try_start(request) {
             Ok(()) => {
-                let capture = self.capture.as_ref().map_or_else(String::new, |c| c.target.info.description.clone());
-                let duration = self.capture.as_ref().map_or(Duration::ZERO, |c| c.duration);
-                info!(target = %capture, duration = %humantime::format_duration(duration), source = source.as_str(), "capture started");
-                sd_notify(&format!("STATUS=capturing {capture}"));
+                let Some(capture) = self.capture.as_ref() else {
+                    return self.reply(false, "internal error: the capture vanished".to_owned());
+                };
+                let target = capture.target.info.description.clone();
+                let duration = humantime::format_duration(capture.duration);
+                let profiles = ProfileSet::of(&capture.kinds);
+                let why = match &capture.trigger {
+                    Trigger::Rule { .. } => format!("; {}", capture.trigger.summary()),
+                    Trigger::Manual { .. } => String::new(),
+                };
+                info!(
+                    target = %target,
+                    duration = %duration,
+                    source = source.as_str(),
+                    profiles = %profiles,
+                    "capture started{why}"
+                );
+                sd_notify(&format!("STATUS=capturing {target}"));
                 let message = format!(
-                    "capture started: {capture} for {}; `stop` or `toggle` ends it earlier",
-                    humantime::format_duration(duration)
+                    "capture started: {target} for {duration} ({profiles}); `stop` or `toggle` ends it earlier"
                 );
                 self.reply(true, message)
             }
@@ -385,7 +431,7 @@ impl Daemon {
         }
     }
 
-    fn try_start(&mut self, duration: Option<Duration>, source: Source) -> Result<()> {
+    fn try_start(&mut self, request: CaptureRequest) -> Result<()> {
         let target = self.config.target.resolve()?;
         let loader = match self.loader.take() {
             Some(loader) if compatible(&self.loaded_filter, &target.filter) => loader,
@@ -393,7 +439,7 @@ impl Daemon {
                 drop(previous);
                 info!("loading the eBPF program for {}", target.info.description);
                 self.loaded_filter = Filter::All;
-                let loader = Loader::load(&target.filter)?;
+                let loader = Loader::load_with(&target.filter, programs_for(&self.loaded_kinds.to_vec()))?;
                 self.loaded_filter = target.filter.clone();
                 loader
             }
@@ -411,14 +457,23 @@ impl Daemon {
         };
         let meter = CpuMeter::start(&target.filter, cgroup_dir.as_deref());
         let start = SystemTime::now();
-        loader.attach(self.config.frequency_hz)?;
+        let probed = alloc_pids(&target.filter, cgroup_dir.as_deref());
+        if let Err(e) = attach_kinds(loader, &request.kinds, self.config.frequency_hz, &probed) {
+            // Whatever did attach must not keep sampling an idle daemon.
+            if let Err(detach) = loader.detach() {
+                warn!("{detach:#}");
+            }
+            return Err(e);
+        }
         self.ticker.reset();
         self.capture = Some(Capture {
             target,
-            source,
+            source: request.source,
+            trigger: request.trigger,
+            kinds: request.kinds,
             start,
             started: Instant::now(),
-            duration: duration.unwrap_or(self.config.capture_duration),
+            duration: request.duration,
             meter,
         });
         Ok(())
@@ -437,6 +492,8 @@ impl Daemon {
         if let Err(e) = loader.detach() {
             warn!("{e:#}");
         }
+        // Threads still off-CPU are charged up to this moment.
+        let end_monotonic_ns = crate::collect::monotonic_ns();
         loader.flush_logs();
         let description = capture.target.info.description.clone();
         info!(target = %description, "capture ended ({reason}); writing its files");
@@ -445,14 +502,17 @@ impl Daemon {
             output_dir: self.config.output_dir.clone(),
             formats: self.config.formats,
             policy: self.config.retention,
-            trigger: Trigger::Manual { source: capture.source.as_str().to_owned() },
+            trigger: capture.trigger,
+            kinds: capture.kinds,
             frequency_hz: self.config.frequency_hz,
             start: capture.start,
             end,
+            end_monotonic_ns,
             cpu_seconds: capture.meter.elapsed(),
             target: capture.target,
         };
-        let handle = tokio::task::spawn_blocking(move || write_job(loader, job));
+        let symbolizer = self.symbolizer.take().unwrap_or_default();
+        let handle = tokio::task::spawn_blocking(move || write_job(loader, symbolizer, job));
         let waiters = reply.into_iter().map(|r| (Wants::Files, r)).collect();
         self.writing = Some(Writing { handle, target: description, reason, pending: None, waiters });
     }
@@ -461,6 +521,11 @@ impl Daemon {
         let Some(loader) = self.loader.as_mut() else { return };
         loader.flush_logs();
         let Some(capture) = self.capture.as_mut() else { return };
+        // Pin the mappings of processes seen so far, so one that exits
+        // before the capture ends still gets names.
+        if let (Some(symbolizer), Ok(pids)) = (self.symbolizer.as_mut(), loader.pids_seen()) {
+            symbolizer.observe_pids(&pids);
+        }
         match &self.config.target {
             TargetSpec::Name(re) => {
                 let pids = crate::target::find_pids_by_name(re);
@@ -486,8 +551,9 @@ impl Daemon {
     fn finish_write(&mut self, outcome: Result<WriteOutcome, tokio::task::JoinError>) {
         let Some(writing) = self.writing.take() else { return };
         let written = match outcome {
-            Ok(WriteOutcome { loader, result }) => {
+            Ok(WriteOutcome { loader, symbolizer, result }) => {
                 self.loader = Some(loader);
+                self.symbolizer = Some(symbolizer);
                 result
             }
             Err(e) => Err(anyhow!("the writing thread failed: {e}")),
@@ -506,7 +572,7 @@ impl Daemon {
             let _ = reply.send(answer);
         }
         let after = match writing.pending {
-            Some((duration, source)) => self.start_capture(duration, source),
+            Some(request) => self.start_manual(request),
             None => {
                 sd_notify("STATUS=idle");
                 self.reply(true, format!("idle; {}", self.last.as_deref().unwrap_or("no capture yet")))
@@ -580,8 +646,9 @@ impl Daemon {
                 _ = signals.int.recv() => Err(anyhow!("a second signal arrived; gave up writing")),
             };
             let written = match outcome {
-                Ok(WriteOutcome { loader, result }) => {
+                Ok(WriteOutcome { loader, symbolizer, result }) => {
                     self.loader = Some(loader);
+                    self.symbolizer = Some(symbolizer);
                     result
                 }
                 Err(e) => Err(e),
@@ -635,20 +702,25 @@ impl Daemon {
             elapsed_ms: elapsed.as_millis() as u64,
             remaining_ms: capture.duration.saturating_sub(elapsed).as_millis() as u64,
             samples,
+            trigger: matches!(capture.trigger, Trigger::Rule { .. }).then(|| capture.trigger.summary()),
+            profiles: ProfileSet::of(&capture.kinds).to_string(),
         })
     }
 
     /// The human status: first word is the state (scripts may match it).
     fn status_message(&self) -> String {
         let last = self.last.as_deref().map(|l| format!("\n{l}")).unwrap_or_default();
-        match (&self.capture, &self.writing, self.capture_status()) {
+        let triggers = self.triggers.as_ref().map(|t| format!("\n{}", t.status())).unwrap_or_default();
+        let state = match (&self.capture, &self.writing, self.capture_status()) {
             (Some(capture), _, Some(status)) => format!(
-                "capturing: {} for {} of {}, {} samples so far (started by {})",
+                "capturing: {} for {} of {}, {} samples so far ({}; started by {}{})",
                 status.target,
                 humantime::format_duration(Duration::from_secs(status.elapsed_ms / 1000)),
                 humantime::format_duration(capture.duration),
                 status.samples,
-                status.source
+                status.profiles,
+                status.source,
+                status.trigger.as_deref().map(|t| format!(", {t}")).unwrap_or_default()
             ),
             (_, Some(writing), _) => format!(
                 "writing: the capture of {} ended ({}); its files are being written{}",
@@ -657,13 +729,15 @@ impl Daemon {
                 if writing.pending.is_some() { "; a new capture starts after that" } else { "" }
             ),
             _ => format!(
-                "idle: target {}, output `{}`, captures of {} at {} Hz{last}",
+                "idle: target {}, output `{}`, captures of {} at {} Hz ({}){last}",
                 describe_spec(&self.config.target),
                 self.config.output_dir.display(),
                 humantime::format_duration(self.config.capture_duration),
                 self.config.frequency_hz,
+                ProfileSet::of(&self.config.profiles),
             ),
-        }
+        };
+        state + &triggers
     }
 }
 
@@ -700,15 +774,6 @@ fn describe_spec(spec: &TargetSpec) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn compatible_filters() {
-        assert!(compatible(&Filter::Pids(vec![]), &Filter::Pids(vec![4])));
-        assert!(compatible(&Filter::All, &Filter::All));
-        assert!(compatible(&Filter::Cgroup { id: 1, level: 2 }, &Filter::Cgroup { id: 1, level: 2 }));
-        assert!(!compatible(&Filter::Cgroup { id: 1, level: 2 }, &Filter::Cgroup { id: 9, level: 2 }));
-        assert!(!compatible(&Filter::All, &Filter::Pids(vec![1])));
-    }
 
     #[test]
     fn end_reasons_read_well() {

@@ -10,7 +10,17 @@
 //! formats = "pprof,svg"          # or ["pprof", "svg"]
 //! max-captures = 50
 //! retain = "2GiB"
+//! profiles = "cpu"               # or ["cpu", "offcpu"]: what a manual capture takes
+//!
+//! # Trigger rules, one per string, written as on the command line (the
+//! # dashes may be left out); a rule's modifiers stay in its string.
+//! triggers = ["cpu-above 80 for 3m", "mem-above 2GiB for 1m"]
+//! cooldown = "10m"
+//! sample-interval = "1s"
 //! ```
+//!
+//! Trigger flags on the command line replace the file's `triggers` as a
+//! whole (a rule cannot be half from each).
 //!
 //! Only the file's syntax and types are checked here; values are validated
 //! with the same rules as the flags in [`crate::config::WatchConfig`], which
@@ -54,6 +64,10 @@ pub struct WatchFile {
     pub formats: Option<OneOrMany<String>>,
     pub max_captures: Option<u64>,
     pub retain: Option<OneOrSize>,
+    pub profiles: Option<OneOrMany<String>>,
+    pub triggers: Option<OneOrMany<String>>,
+    pub cooldown: Option<String>,
+    pub sample_interval: Option<String>,
 }
 
 /// `retain = "2GiB"` or `retain = 1073741824`.
@@ -104,6 +118,10 @@ mod tests {
             formats = ["pprof", "folded"]
             max-captures = 10
             retain = "1GiB"
+            profiles = "cpu,offcpu"
+            triggers = ["cpu-above 80 for 3m", "--mem-above 2GiB --for 1m"]
+            cooldown = "30m"
+            sample-interval = "500ms"
             "#,
         )
         .unwrap();
@@ -115,6 +133,10 @@ mod tests {
         assert_eq!(file.formats.unwrap().to_vec(), ["pprof", "folded"]);
         assert_eq!(file.max_captures, Some(10));
         assert_eq!(file.retain, Some(OneOrSize::Text("1GiB".into())));
+        assert_eq!(file.profiles.unwrap().to_vec(), ["cpu,offcpu"]);
+        assert_eq!(file.triggers.unwrap().to_vec(), ["cpu-above 80 for 3m", "--mem-above 2GiB --for 1m"]);
+        assert_eq!(file.cooldown.as_deref(), Some("30m"));
+        assert_eq!(file.sample_interval.as_deref(), Some("500ms"));
 
         let file = WatchFile::parse("pid = 7\nformats = \"svg\"\nretain = 4096\n").unwrap();
         assert_eq!(file.pid.unwrap().to_vec(), [7]);

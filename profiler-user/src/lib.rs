@@ -19,6 +19,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod daemon_config;
 pub mod doctor;
+pub mod kinds;
 pub mod loader;
 pub mod metrics;
 pub mod monitor;

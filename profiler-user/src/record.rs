@@ -64,7 +64,10 @@ pub async fn run(config: RecordConfig) -> Result<()> {
     )?;
     info!(target = %resolved.info.description, frequency_hz = config.frequency_hz, duration = %humantime::format_duration(config.duration), "recording");
 
-    let end_reason = wait_for_end(&mut loader, &config, &resolved.info, &mut meter, started).await;
+    // Created before sampling: it snapshots processes as they show up, so
+    // one that exits before the end still gets names.
+    let mut symbolizer = Symbolizer::new();
+    let end_reason = wait_for_end(&mut loader, &mut symbolizer, &config, &resolved.info, &mut meter, started).await;
     loader.detach()?;
     let window = CaptureWindow { start, end: SystemTime::now(), end_monotonic_ns: collect::monotonic_ns() };
     let end = window.end;
@@ -75,7 +78,6 @@ pub async fn run(config: RecordConfig) -> Result<()> {
     }
 
     let trigger = Trigger::Manual { source: "record".to_owned() };
-    let mut symbolizer = Symbolizer::new();
     let (info, profiles) = finish_capture_kinds(
         &loader,
         &mut symbolizer,
@@ -117,7 +119,7 @@ pub async fn run(config: RecordConfig) -> Result<()> {
 
 /// The processes to put allocation probes in: the target's, or the
 /// cgroup's members at capture start.
-fn alloc_pids(filter: &crate::target::Filter, cgroup_dir: Option<&Path>) -> Vec<u32> {
+pub fn alloc_pids(filter: &crate::target::Filter, cgroup_dir: Option<&Path>) -> Vec<u32> {
     match (filter, cgroup_dir) {
         (crate::target::Filter::Pids(pids), _) => pids.clone(),
         (crate::target::Filter::Cgroup { .. }, Some(dir)) => std::fs::read_to_string(dir.join("cgroup.procs"))
@@ -154,6 +156,7 @@ fn round_ms(d: Duration) -> Duration {
 /// process is gone, refreshing progress and `--name` matches each tick.
 async fn wait_for_end(
     loader: &mut Loader,
+    symbolizer: &mut Symbolizer,
     config: &RecordConfig,
     target: &TargetInfo,
     meter: &mut CpuMeter,
@@ -179,6 +182,9 @@ async fn wait_for_end(
             _ = ticker.tick() => {
                 ticks += 1;
                 loader.flush_logs();
+                if let Ok(pids) = loader.pids_seen() {
+                    symbolizer.observe_pids(&pids);
+                }
                 if let TargetSpec::Name(re) = &config.target {
                     let pids = crate::target::find_pids_by_name(re);
                     if !pids.is_empty() {
@@ -208,7 +214,7 @@ async fn wait_for_end(
                         target.description,
                     );
                     let _ = std::io::stderr().flush();
-                } else if ticks % 10 == 0 {
+                } else if ticks.is_multiple_of(10) {
                     info!(elapsed_s = elapsed.as_secs(), samples, "recording");
                 }
             }

@@ -27,6 +27,9 @@ pub mod capture;
 pub mod daemon;
 mod pprof;
 mod process;
+pub mod profwork;
+pub mod symwork;
+pub mod triggers;
 mod workload;
 
 use std::env;

@@ -35,6 +35,10 @@ pub enum WorkloadKind {
     /// Args: `[SECONDS [GOROUTINES]]`; env `GOSPLIT_CPUPROFILE=PATH` also
     /// writes Go's own CPU profile.
     GoSplit,
+    /// `phases.c`: idle then busy (`cpu IDLE [THREADS [BUSY]]`, hot function
+    /// `phase_hot`), or resident memory growing steadily
+    /// (`grow STEP_KIB PERIOD_MS MAX_MIB`, faults in `touch_pages`).
+    Phases,
 }
 
 impl WorkloadKind {
@@ -44,6 +48,7 @@ impl WorkloadKind {
             Self::CpuSplit => "cpu_split",
             Self::Syscalls => "syscalls",
             Self::GoSplit => "gosplit",
+            Self::Phases => "phases",
         }
     }
 
@@ -58,6 +63,7 @@ impl WorkloadKind {
             Self::CpuSplit => vec![dir.join("cpu_split.c")],
             Self::Syscalls => vec![dir.join("syscalls.c")],
             Self::GoSplit => vec![dir.join("gosplit/go.mod"), dir.join("gosplit/main.go")],
+            Self::Phases => vec![dir.join("phases.c")],
         }
     }
 
@@ -115,7 +121,7 @@ impl WorkloadKind {
             hash = fnv1a(hash, &text);
         }
         let (compiler, flags): (&str, &[&str]) = match self {
-            Self::CpuSplit | Self::Syscalls => ("gcc", C_FLAGS),
+            Self::CpuSplit | Self::Syscalls | Self::Phases => ("gcc", C_FLAGS),
             Self::GoSplit => ("go", &[]),
         };
         for flag in flags {
@@ -130,7 +136,7 @@ impl WorkloadKind {
 
     fn compile(self, out: &Path, cache: &Path) -> io::Result<()> {
         let mut cmd = match self {
-            Self::CpuSplit | Self::Syscalls => {
+            Self::CpuSplit | Self::Syscalls | Self::Phases => {
                 let mut cmd = Command::new("gcc");
                 cmd.args(C_FLAGS).arg("-Wall").arg("-Wextra").arg("-o").arg(out).args(self.sources());
                 cmd

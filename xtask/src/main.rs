@@ -1,9 +1,11 @@
 //! `cargo xtask`: stackwatch's build orchestration (aya-template style).
 //! It installs the toolchain, builds the eBPF object and the binary, runs the
-//! whole test suite with the lints, and profiles this host as a demo. It
-//! only shells out to cargo, rustup, apt and the built binary; nothing here
-//! is part of the shipped profiler.
+//! whole test suite with the lints, profiles this host as a demo, and
+//! benchmarks stackwatch against `perf record`. It only shells out to cargo,
+//! rustup, apt, the built binary and (for `bench`) perf, bpftool and
+//! inferno; nothing here is part of the shipped profiler.
 
+mod bench;
 mod cmd;
 mod setup;
 
@@ -68,6 +70,26 @@ enum Task {
         #[arg(last = true)]
         record_args: Vec<String>,
     },
+    /// Measure stackwatch side by side with `perf record` + inferno (as
+    /// root): profiler CPU and peak RSS, BPF time per sample and map memory,
+    /// throughput loss, start and stop latency, fidelity, the idle daemon.
+    /// Writes target/bench/results-<time>.{json,md}; a full run also
+    /// updates docs/benchmarks.{md,json}. Takes about 12 minutes.
+    Bench {
+        /// Shorter whole-host capture and idle window (10 s instead of 60 s),
+        /// for development; not published to docs/.
+        #[arg(long)]
+        quick: bool,
+        /// Runs of each profiler per comparison (alternating).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Only these parts, comma-separated; not published to docs/.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        only: Vec<bench::Part>,
+        /// Measure this stackwatch binary instead of building one.
+        #[arg(long, value_name = "PATH")]
+        stackwatch: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -80,6 +102,7 @@ fn main() -> ExitCode {
         }),
         Task::Test { no_lint, test_args } => test(no_lint, &test_args),
         Task::Run { duration, output_dir, record_args } => run(&duration, output_dir, &record_args),
+        Task::Bench { quick, runs, only, stackwatch } => bench::bench(bench::Options { quick, runs, only, stackwatch }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

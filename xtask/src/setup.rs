@@ -19,6 +19,8 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("bpftool", "inspecting loaded programs in tests"),
     ("libcap2-bin", "setpriv/capsh for privilege tests"),
     ("linux-perf", "perf, for benchmarks"),
+    ("nodejs", "the JIT perf-map symbolization test (`node --perf-basic-prof`)"),
+    ("binutils", "objcopy/readelf for the separate-debug-file symbolization test"),
 ];
 
 /// Where Debian's llvm-22-dev lives; bpf-linker's build finds LLVM there.

@@ -42,6 +42,8 @@ pub enum Source {
     Fifo,
     Ctl,
     Signal,
+    /// A trigger rule fired.
+    Rule,
 }
 
 impl Source {
@@ -50,6 +52,7 @@ impl Source {
             Source::Fifo => "fifo",
             Source::Ctl => "ctl",
             Source::Signal => "SIGUSR2",
+            Source::Rule => "rule",
         }
     }
 }

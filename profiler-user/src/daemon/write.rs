@@ -12,6 +12,8 @@ use tracing::{info, warn};
 use crate::capture::Trigger;
 use crate::loader::Loader;
 use crate::output::{self, Formats};
+use crate::profile::ProfileKind;
+use crate::record::CaptureWindow;
 use crate::retention::{self, CaptureKey, Policy};
 use crate::symbolize::Symbolizer;
 use crate::target::ResolvedTarget;
@@ -23,23 +25,30 @@ pub struct WriteJob {
     pub policy: Policy,
     pub target: ResolvedTarget,
     pub trigger: Trigger,
+    /// The profiles to write, as attached.
+    pub kinds: Vec<ProfileKind>,
     pub frequency_hz: u64,
     pub start: SystemTime,
     pub end: SystemTime,
+    /// `CLOCK_MONOTONIC` when sampling stopped (for off-CPU intervals).
+    pub end_monotonic_ns: u64,
     pub cpu_seconds: Option<f64>,
 }
 
 /// What the writing thread hands back.
 pub struct WriteOutcome {
     pub loader: Loader,
+    pub symbolizer: Symbolizer,
     /// Files and samples collected, or why nothing usable was written.
     pub result: Result<(Vec<PathBuf>, u64)>,
 }
 
 /// Runs on a blocking thread: drains, symbolizes and writes the capture,
 /// empties the maps and applies retention. Always hands the loader back.
-pub fn write_job(mut loader: Loader, job: WriteJob) -> WriteOutcome {
-    let result = write_files(&loader, &job);
+pub fn write_job(mut loader: Loader, mut symbolizer: Symbolizer, job: WriteJob) -> WriteOutcome {
+    let result = write_files(&loader, &mut symbolizer, &job);
+    // Pinned files of processes that are gone are of no further use.
+    symbolizer.forget_exited();
     // Empty the maps now rather than at the next start: idle, the kernel
     // memory of the stacks would otherwise stay allocated.
     if let Err(e) = loader.clear() {
@@ -50,7 +59,7 @@ pub fn write_job(mut loader: Loader, job: WriteJob) -> WriteOutcome {
         apply_retention(&job.output_dir, &job.policy, keep.as_ref());
     }
     release_freed_memory();
-    WriteOutcome { loader, result }
+    WriteOutcome { loader, symbolizer, result }
 }
 
 /// Returns the capture's freed memory (symbolizer caches, the profile, the
@@ -64,7 +73,7 @@ fn release_freed_memory() {
     }
 }
 
-fn write_files(loader: &Loader, job: &WriteJob) -> Result<(Vec<PathBuf>, u64)> {
+fn write_files(loader: &Loader, symbolizer: &mut Symbolizer, job: &WriteJob) -> Result<(Vec<PathBuf>, u64)> {
     // The directory may have been removed since the start (a cleanup cron,
     // an operator); recreate it rather than lose the capture.
     std::fs::DirBuilder::new()
@@ -72,20 +81,18 @@ fn write_files(loader: &Loader, job: &WriteJob) -> Result<(Vec<PathBuf>, u64)> {
         .mode(0o750)
         .create(&job.output_dir)
         .with_context(|| format!("cannot create output directory `{}`", job.output_dir.display()))?;
-    // One symbolizer per capture: its caches would otherwise grow with every
-    // process the daemon ever saw.
-    let mut symbolizer = Symbolizer::new();
-    let (info, profile) = crate::record::finish_capture(
+    let window = CaptureWindow { start: job.start, end: job.end, end_monotonic_ns: job.end_monotonic_ns };
+    let (info, profiles) = crate::record::finish_capture_kinds(
         loader,
-        &mut symbolizer,
+        symbolizer,
         job.target.info.clone(),
         job.trigger.clone(),
         job.frequency_hz,
-        job.start,
-        job.end,
+        &job.kinds,
+        window,
         job.cpu_seconds,
     )?;
-    let paths = output::write_capture(&job.output_dir, &info, std::slice::from_ref(&profile), job.formats, None)
+    let paths = output::write_capture(&job.output_dir, &info, &profiles, job.formats, None)
         .with_context(|| format!("failed to write the capture to `{}`", job.output_dir.display()))?;
     Ok((paths, info.samples_collected))
 }

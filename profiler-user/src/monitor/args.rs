@@ -210,7 +210,9 @@ impl FromArgMatches for TriggerArgs {
     }
 }
 
-fn parse_sample_interval(s: &str) -> Result<Duration, String> {
+/// `--sample-interval` (and `sample-interval` in a config file): a duration
+/// between 100ms and 1m.
+pub fn parse_sample_interval(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if !(MIN_SAMPLE_INTERVAL..=MAX_SAMPLE_INTERVAL).contains(&d) {
         return Err("the sample interval must be between 100ms and 1m".to_owned());

@@ -54,7 +54,8 @@ use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
 
 pub use args::{
-    parse_rules, parse_trigger_words, TriggerArgs, TriggerConfig, DEFAULT_COOLDOWN, DEFAULT_SAMPLE_INTERVAL,
+    parse_rules, parse_sample_interval, parse_trigger_words, TriggerArgs, TriggerConfig, DEFAULT_COOLDOWN,
+    DEFAULT_SAMPLE_INTERVAL,
 };
 use rules::approx_size_text;
 pub use rules::{

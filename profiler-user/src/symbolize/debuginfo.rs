@@ -41,7 +41,8 @@ impl DebugSearch<'_> {
         roots.push(PathBuf::from("/"));
         let defaults: Vec<PathBuf> = DEFAULT_DEBUG_DIRS.iter().map(PathBuf::from).collect();
         // (root, debug dir) pairs: configured dirs are host paths.
-        let mut dirs: Vec<(PathBuf, &Path)> = self.extra_dirs.iter().map(|d| (PathBuf::from("/"), d.as_path())).collect();
+        let mut dirs: Vec<(PathBuf, &Path)> =
+            self.extra_dirs.iter().map(|d| (PathBuf::from("/"), d.as_path())).collect();
         for root in &roots {
             dirs.extend(defaults.iter().map(|d| (root.clone(), d.as_path())));
         }

@@ -109,6 +109,7 @@ impl ElfInfo {
     }
 
     /// The file offset holding link-time virtual address `vaddr`.
+    #[cfg(test)]
     pub fn vaddr_to_file_offset(&self, vaddr: u64) -> Option<u64> {
         vaddr_to_file_offset(&self.segments, vaddr)
     }

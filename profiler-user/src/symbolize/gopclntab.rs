@@ -142,6 +142,7 @@ impl<D: AsRef<[u8]>> GoTable<D> {
     }
 
     /// Entry address and name of function `i` (in address order).
+    #[cfg(test)]
     pub fn function(&self, i: usize) -> Option<(u64, String)> {
         let f = self.func(i)?;
         Some((f.entry, self.func_name(&f)?.to_owned()))
@@ -353,7 +354,7 @@ impl<D: AsRef<[u8]>> GoTable<D> {
             FuncDataBase::Absolute => {
                 // Pointer-aligned from the record's start (records are).
                 let ptr = self.hdr.ptr;
-                let slots = if (slots - f.off) % ptr != 0 { slots + (ptr - (slots - f.off) % ptr) } else { slots };
+                let slots = f.off + (slots - f.off).next_multiple_of(ptr);
                 read_uint(table, slots + FUNCDATA_INL_TREE * ptr, ptr).filter(|&a| a != 0)?
             }
             FuncDataBase::Unavailable => return None,
@@ -570,4 +571,4 @@ fn read_cstr(b: &[u8], off: usize) -> Option<&str> {
 
 #[cfg(test)]
 #[path = "gopclntab_tests.rs"]
-mod tests;
+pub(crate) mod tests;

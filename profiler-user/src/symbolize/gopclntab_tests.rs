@@ -354,6 +354,11 @@ func main() {
 /// Builds a Go program from `source` into a fresh temp dir with extra
 /// `go build` args; `None` (with a note) when Go is not installed.
 pub(crate) fn build_go(source: &str, args: &[&str]) -> Option<(tempfile::TempDir, PathBuf)> {
+    build_go_with(source, args, false)
+}
+
+/// [`build_go`], optionally with cgo (and so able to link externally).
+pub(crate) fn build_go_with(source: &str, args: &[&str], cgo: bool) -> Option<(tempfile::TempDir, PathBuf)> {
     if Command::new("go").arg("version").output().map(|o| !o.status.success()).unwrap_or(true) {
         eprintln!("note: `go` is not installed; skipping (cargo xtask setup installs it)");
         return None;
@@ -373,7 +378,7 @@ pub(crate) fn build_go(source: &str, args: &[&str]) -> Option<(tempfile::TempDir
         .env("GOPATH", dir.path().join("gopath"))
         .env("GOFLAGS", "-buildvcs=false")
         .env("GOPROXY", "off")
-        .env("CGO_ENABLED", "0")
+        .env("CGO_ENABLED", if cgo { "1" } else { "0" })
         .status()
         .expect("run go build");
     assert!(status.success(), "go build failed");
@@ -432,6 +437,25 @@ fn runtime_spelling(name: &str) -> String {
         }
     }
     out
+}
+
+/// An externally linked PIE (cgo's usual build) has no `.gopclntab`
+/// section: the linker merges the table into `.data.rel.ro`, where it is
+/// found by its header.
+#[test]
+fn finds_the_table_of_an_externally_linked_pie_by_magic() {
+    let args = ["-buildmode=pie", "-ldflags=-s -w -linkmode=external"];
+    let Some((_dir, prog)) = build_go_with(INLINE_GO, &args, true) else { return };
+    let data = std::fs::read(&prog).expect("read");
+    let info = ElfInfo::parse(&data).expect("ELF");
+    assert!(info.gopclntab.is_none() && info.maybe_go, "no table section, Go note: {info:?}");
+    let (table, _) = table_of(&prog);
+    assert!(matches!(table.funcdata_base(), FuncDataBase::GoFunc(_)), "moduledata found");
+    let hot = (0..table.func_count()).find_map(|i| table.function(i).filter(|(_, n)| n == "main.hot"));
+    let (entry, _) = hot.expect("main.hot");
+    let inlined =
+        (entry..entry + 0x100).filter_map(|pc| table.find(pc)).any(|f| f.len() == 2 && f[0].function == "main.step");
+    assert!(inlined, "main.step inlined into main.hot");
 }
 
 /// Every function of a real table agrees with the unstripped build's

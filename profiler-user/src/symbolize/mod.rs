@@ -1,11 +1,18 @@
 //! Names the addresses of an [`Aggregate`] and builds the [`Profile`].
 //!
-//! One long-lived blazesym `Symbolizer` does the work: user frames through
-//! `/proc/<pid>` (maps, `map_files`, so containers and deleted binaries
-//! resolve; ELF symbols, DWARF lines and inlined functions; perf maps for JIT
-//! code), kernel frames through `/proc/kallsyms`. An address that cannot be
-//! named keeps its module and file offset (`libfoo.so+0x1a2b`) instead of
-//! disappearing.
+//! One long-lived [`Symbolizer`] (one per `watch` daemon, shared by its
+//! captures) does the work:
+//! - user frames: each address's mapping is read from `/proc/<pid>/maps`
+//!   (or, for a process that has exited, from the snapshot taken by
+//!   [`Symbolizer::observe_pids`] while it ran), its file opened through
+//!   `/proc/<pid>/map_files` (containers, deleted binaries) and symbolized
+//!   by the object cache ([`objects`]): DWARF with inlined frames, separate
+//!   debug files, Go's `.gopclntab`, ELF symbols; code outside any file
+//!   (JIT) through the process's perf map;
+//! - kernel frames through `/proc/kallsyms`.
+//!
+//! An address nothing names keeps its module and file offset
+//! (`libfoo.so+0x1a2b`) instead of disappearing.
 
 use std::{
     collections::HashMap,
@@ -13,70 +20,72 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use blazesym::{
-    symbolize::{
-        source::{Kernel, Process, Source},
-        CodeInfo, Input, Symbolized, Symbolizer as BlazeSymbolizer,
-    },
-    Pid,
+use blazesym::symbolize::{
+    source::{Kernel, Source},
+    CodeInfo, Input, Symbolized, Symbolizer as BlazeSymbolizer,
 };
 use tracing::debug;
 
+mod debuginfo;
 mod elf;
 mod gopclntab;
+mod objects;
+mod perfmap;
+mod procmaps;
+mod user;
+
+pub use objects::{CacheBudget, CacheStats};
+pub use procmaps::{parse_maps, MapsEntry};
 
 use crate::{
     aggregate::{Aggregate, Frames, RawSample},
     profile::{Line, Location, Mapping, Profile, Sample},
 };
+use objects::{Blaze, ObjectCache};
+use user::{Context, Processes, Resolved};
 
 /// Path recorded for the kernel's mapping, as perf names it.
 pub const KERNEL_MAPPING: &str = "[kernel.kallsyms]";
 
-/// One executable mapping of a process, from `/proc/<pid>/maps`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MapsEntry {
-    pub start: u64,
-    pub end: u64,
-    pub offset: u64,
-    /// Device and inode, to cache per-file data across processes.
-    pub dev_inode: (String, u64),
-    pub path: String,
+/// Colon-separated directories searched for separate debug files (before
+/// `/usr/lib/debug`), e.g. a symbol store or an unpacked `-dbgsym` package.
+pub const DEBUG_DIRS_ENV: &str = "STACKWATCH_DEBUG_DIRS";
+
+/// How a [`Symbolizer`] searches and caches.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SymbolizerConfig {
+    /// Searched first for separate debug files (`.build-id/xx/….debug` and
+    /// debuglink names), then the process's and the host's `/usr/lib/debug`.
+    pub debug_dirs: Vec<PathBuf>,
+    pub budget: CacheBudget,
 }
 
-/// Parses the executable, file-backed (or named pseudo-file) lines of a
-/// `/proc/<pid>/maps` text.
-pub fn parse_maps(text: &str) -> Vec<MapsEntry> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let mut fields = line.splitn(6, ' ');
-        let (Some(range), Some(perms), Some(offset), Some(dev), Some(inode)) =
-            (fields.next(), fields.next(), fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        let path = fields.next().unwrap_or("").trim_start();
-        if !perms.contains('x') || path.is_empty() {
-            continue;
-        }
-        let Some((start, end)) = range.split_once('-') else { continue };
-        let (Ok(start), Ok(end), Ok(offset), Ok(inode)) = (
-            u64::from_str_radix(start, 16),
-            u64::from_str_radix(end, 16),
-            u64::from_str_radix(offset, 16),
-            inode.parse::<u64>(),
-        ) else {
-            continue;
-        };
-        out.push(MapsEntry { start, end, offset, dev_inode: (dev.to_owned(), inode), path: path.to_owned() });
+impl SymbolizerConfig {
+    /// Defaults, with debug directories from [`DEBUG_DIRS_ENV`].
+    pub fn from_env() -> Self {
+        let debug_dirs = std::env::var_os(DEBUG_DIRS_ENV)
+            .map(|v| std::env::split_paths(&v).filter(|p| p.is_absolute()).collect())
+            .unwrap_or_default();
+        Self { debug_dirs, ..Default::default() }
     }
-    out
 }
 
-/// The long-lived symbolizer (one per daemon; caches parsed files).
+/// Counters for benchmarks and logs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SymbolizerStats {
+    pub cache: CacheStats,
+    /// Processes with a snapshot, and the files their snapshots hold open.
+    pub snapshots: usize,
+    pub pinned_files: usize,
+}
+
+/// The long-lived symbolizer (see the module docs). `Send`, so a daemon
+/// can move it into the blocking task that writes a capture and back.
 pub struct Symbolizer {
-    inner: BlazeSymbolizer,
-    build_ids: HashMap<(String, u64), Option<String>>,
+    blaze: Blaze,
+    objects: ObjectCache,
+    processes: Processes,
+    debug_dirs: Vec<PathBuf>,
     kernel_build_id: Option<Option<String>>,
 }
 
@@ -115,10 +124,53 @@ impl Tables {
 }
 
 impl Symbolizer {
+    /// A symbolizer configured from the environment ([`DEBUG_DIRS_ENV`]).
     pub fn new() -> Self {
-        let inner =
-            BlazeSymbolizer::builder().enable_code_info(true).enable_inlined_fns(true).enable_demangling(true).build();
-        Self { inner, build_ids: HashMap::new(), kernel_build_id: None }
+        Self::with_config(SymbolizerConfig::from_env())
+    }
+
+    pub fn with_config(config: SymbolizerConfig) -> Self {
+        raise_open_files_limit();
+        let inner = BlazeSymbolizer::builder()
+            .enable_code_info(true)
+            .enable_inlined_fns(true)
+            .enable_demangling(true)
+            // Separate debug files are found by `debuginfo`, which can see
+            // inside containers; blazesym's own search (debuglinks only,
+            // relative to paths it cannot resolve here) stays off.
+            .set_debug_dirs(Some(Vec::<PathBuf>::new()))
+            .build();
+        Self {
+            blaze: Blaze(inner),
+            objects: ObjectCache::new(config.budget),
+            processes: Processes::default(),
+            debug_dirs: config.debug_dirs,
+            kernel_build_id: None,
+        }
+    }
+
+    /// Snapshots the processes in `pids` not seen before, so they can be
+    /// symbolized even if they exit before the capture ends. Call it while
+    /// sampling, about every second, with the pids seen in the sample map
+    /// so far. Cheap for pids already observed.
+    pub fn observe_pids(&mut self, pids: &[u32]) {
+        for &pid in pids.iter().filter(|&&p| p != 0) {
+            self.processes.observe(pid);
+        }
+    }
+
+    /// Forgets the snapshots of processes that have exited. Call it once a
+    /// capture's profiles are all built (a daemon, between captures).
+    pub fn forget_exited(&mut self) {
+        self.processes.forget_exited();
+    }
+
+    pub fn stats(&self) -> SymbolizerStats {
+        SymbolizerStats {
+            cache: self.objects.stats(),
+            snapshots: self.processes.len(),
+            pinned_files: self.processes.pinned_files(),
+        }
     }
 
     /// Symbolizes every address of `agg` and returns a CPU profile
@@ -147,6 +199,7 @@ impl Symbolizer {
         template: Profile,
         values: impl Fn(&RawSample) -> Vec<i64>,
     ) -> Profile {
+        self.objects.next_generation();
         let mut tables = Tables {
             profile: template,
             locations: HashMap::new(),
@@ -193,6 +246,9 @@ impl Symbolizer {
                 values: values(s),
             });
         }
+        // Within budget again for the next capture; objects still needed
+        // are reopened from their pins or `/proc`.
+        self.objects.evict_over_budget(&mut self.blaze);
         tables.profile
     }
 
@@ -217,7 +273,7 @@ impl Symbolizer {
             debug_syms: false,
             ..Default::default()
         });
-        let results = match self.inner.symbolize(&src, Input::AbsAddr(addrs)) {
+        let results = match self.blaze.0.symbolize(&src, Input::AbsAddr(addrs)) {
             Ok(r) => r,
             Err(e) => {
                 debug!("kernel symbolization failed: {e}");
@@ -239,57 +295,43 @@ impl Symbolizer {
         if addrs.is_empty() {
             return;
         }
-        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).map(|t| parse_maps(&t)).unwrap_or_default();
-        let src = Source::Process(Process::new(Pid::from(pid)));
-        let results: Vec<Option<Vec<Line>>> = if maps.is_empty() {
-            Vec::new()
-        } else {
-            match self.inner.symbolize(&src, Input::AbsAddr(addrs)) {
-                Ok(r) => r.iter().map(|s| s.as_sym().map(sym_lines)).collect(),
-                Err(e) => {
-                    debug!(pid, "user symbolization failed: {e}");
-                    Vec::new()
-                }
-            }
+        let mut context = Context {
+            blaze: &self.blaze,
+            objects: &mut self.objects,
+            processes: &mut self.processes,
+            debug_dirs: &self.debug_dirs,
         };
-        for (i, &addr) in addrs.iter().enumerate() {
-            let entry = maps.iter().find(|m| m.start <= addr && addr < m.end);
-            let mapping = entry.map(|m| self.mapping_index(tables, pid, m));
-            let lines = match results.get(i) {
-                Some(Some(lines)) => lines.clone(),
-                _ => vec![Line { function: unknown_name(entry, addr, maps.is_empty()), file: None, line: None }],
-            };
+        let resolved = context.resolve(pid, addrs);
+        let gone = !Path::new(&format!("/proc/{pid}")).exists();
+        for (&addr, Resolved { mapping: entry, build_id, lines }) in addrs.iter().zip(resolved) {
+            let mapping = entry.as_ref().map(|m| mapping_index(tables, pid, m, build_id));
+            let lines = lines.unwrap_or_else(|| {
+                vec![Line { function: unknown_name(entry.as_ref(), addr, gone), file: None, line: None }]
+            });
             let idx = tables.profile.locations.len();
             tables.profile.locations.push(Location { address: addr, mapping, lines, kernel: false });
             tables.locations.insert((pid, addr), idx);
         }
     }
+}
 
-    fn mapping_index(&mut self, tables: &mut Tables, pid: u32, m: &MapsEntry) -> usize {
-        if let Some(&i) = tables.mappings.get(&(pid, m.start)) {
-            return i;
+fn mapping_index(tables: &mut Tables, pid: u32, m: &MapsEntry, build_id: Option<String>) -> usize {
+    if let Some(&i) = tables.mappings.get(&(pid, m.start)) {
+        if build_id.is_some() && tables.profile.mappings[i].build_id.is_none() {
+            tables.profile.mappings[i].build_id = build_id;
         }
-        let build_id = self
-            .build_ids
-            .entry(m.dev_inode.clone())
-            .or_insert_with(|| {
-                // map_files works for files in other mount namespaces and for
-                // deleted ones; fall back to the path as the process sees it.
-                let via_proc = PathBuf::from(format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end));
-                read_build_id(&via_proc).or_else(|| read_build_id(Path::new(&m.path)))
-            })
-            .clone();
-        let i = tables.profile.mappings.len();
-        tables.profile.mappings.push(Mapping {
-            start: m.start,
-            limit: m.end,
-            offset: m.offset,
-            path: m.path.clone(),
-            build_id,
-        });
-        tables.mappings.insert((pid, m.start), i);
-        i
+        return i;
     }
+    let i = tables.profile.mappings.len();
+    tables.profile.mappings.push(Mapping {
+        start: m.start,
+        limit: m.end,
+        offset: m.offset,
+        path: m.path.clone(),
+        build_id,
+    });
+    tables.mappings.insert((pid, m.start), i);
+    i
 }
 
 /// Kernel functions that run a BPF program (and so sit at the top of any
@@ -302,6 +344,11 @@ fn is_bpf_frame(name: &str) -> bool {
 
 /// Lines of a symbol, innermost first: the deepest inlined call, …, then
 /// the function that contains the address.
+///
+/// blazesym lists inlined calls outermost first and gives each the source
+/// position inside it (`sym.code_info` is the position in the outermost
+/// function, at the call of the first inlined one), so walking them
+/// backwards pairs every function with its own line.
 fn sym_lines(sym: &blazesym::symbolize::Sym<'_>) -> Vec<Line> {
     let mut lines = Vec::with_capacity(1 + sym.inlined.len());
     for f in sym.inlined.iter().rev() {
@@ -323,9 +370,11 @@ fn code_location(info: Option<&CodeInfo<'_>>) -> (Option<String>, Option<u32>) {
 /// Placeholder name for an address no symbol covers.
 fn unknown_name(entry: Option<&MapsEntry>, addr: u64, process_gone: bool) -> String {
     match entry {
+        Some(m) if m.path.is_empty() => format!("[anon]+{addr:#x}"),
         Some(m) => {
+            let path = m.clean_path();
             let base =
-                Path::new(&m.path).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or(m.path.clone());
+                Path::new(path).file_name().map_or_else(|| path.to_owned(), |f| f.to_string_lossy().into_owned());
             format!("{base}+{:#x}", addr - m.start + m.offset)
         }
         None if process_gone => format!("[exited process]+{addr:#x}"),
@@ -333,15 +382,18 @@ fn unknown_name(entry: Option<&MapsEntry>, addr: u64, process_gone: bool) -> Str
     }
 }
 
-fn read_build_id(path: &Path) -> Option<String> {
-    match blazesym::helper::read_elf_build_id(&path) {
-        Ok(Some(id)) => Some(hex(&id)),
-        _ => None,
+/// Lets the symbolizer hold a descriptor per cached object and pinned file:
+/// the soft limit (often 1024) is raised toward the hard one.
+fn raise_open_files_limit() {
+    const WANTED: libc::rlim_t = 65_536;
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `limit` is a valid, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 || limit.rlim_cur >= WANTED {
+        return;
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    limit.rlim_cur = WANTED.min(limit.rlim_max);
+    // SAFETY: as above; failure leaves the limit unchanged, which is fine.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
 }
 
 /// The running kernel's GNU build ID, from the ELF notes in `/sys/kernel/notes`.
@@ -363,7 +415,7 @@ pub fn parse_build_id_note(mut data: &[u8]) -> Option<String> {
             return None;
         }
         if kind == NT_GNU_BUILD_ID && namesz == 4 && data[12..16] == *b"GNU\0" {
-            return Some(hex(&data[name_end..name_end + descsz]));
+            return Some(elf::hex(&data[name_end..name_end + descsz]));
         }
         data = &data[desc_end..];
     }
@@ -371,74 +423,5 @@ pub fn parse_build_id_note(mut data: &[u8]) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_executable_maps_only() {
-        let text = "\
-55d0c0a00000-55d0c0a01000 r--p 00000000 fd:01 1234 /usr/bin/cat
-55d0c0a01000-55d0c0a05000 r-xp 00001000 fd:01 1234 /usr/bin/cat
-7f0000000000-7f0000001000 rw-p 00000000 00:00 0
-7f0000100000-7f0000200000 r-xp 00028000 fd:01 99 /usr/lib/x86_64-linux-gnu/libc.so.6
-7ffd0000000-7ffd0002000 r-xp 00000000 00:00 0 [vdso]
-7f0000300000-7f0000301000 r-xp 00000000 fd:01 77 /tmp/my prog (deleted)
-";
-        let maps = parse_maps(text);
-        assert_eq!(maps.len(), 4);
-        assert_eq!(maps[0].start, 0x55d0c0a01000);
-        assert_eq!(maps[0].offset, 0x1000);
-        assert_eq!(maps[1].path, "/usr/lib/x86_64-linux-gnu/libc.so.6");
-        assert_eq!(maps[2].path, "[vdso]");
-        assert_eq!(maps[3].path, "/tmp/my prog (deleted)");
-        assert_eq!(unknown_name(Some(&maps[1]), 0x7f0000100010, false), "libc.so.6+0x28010");
-        assert_eq!(unknown_name(None, 0x10, true), "[exited process]+0x10");
-    }
-
-    #[test]
-    fn finds_gnu_build_id_note() {
-        let mut note = Vec::new();
-        // An unrelated note first.
-        note.extend_from_slice(&4u32.to_ne_bytes());
-        note.extend_from_slice(&4u32.to_ne_bytes());
-        note.extend_from_slice(&1u32.to_ne_bytes());
-        note.extend_from_slice(b"Xen\0");
-        note.extend_from_slice(&[1, 2, 3, 4]);
-        note.extend_from_slice(&4u32.to_ne_bytes());
-        note.extend_from_slice(&3u32.to_ne_bytes());
-        note.extend_from_slice(&3u32.to_ne_bytes());
-        note.extend_from_slice(b"GNU\0");
-        note.extend_from_slice(&[0xab, 0xcd, 0xef, 0]);
-        assert_eq!(parse_build_id_note(&note).as_deref(), Some("abcdef"));
-        assert_eq!(parse_build_id_note(&note[..10]), None);
-    }
-
-    #[test]
-    fn symbolizes_own_process() {
-        // Our own code, through the same path as any target process.
-        let addr = symbolizes_own_process as *const () as u64;
-        let mut agg = Aggregate::default();
-        let pid = std::process::id();
-        agg.user_addrs.insert(pid, vec![addr]);
-        agg.samples.push(crate::aggregate::RawSample {
-            pid,
-            tid: pid,
-            comm: "test".into(),
-            user: Frames::Addrs(vec![addr].into()),
-            kernel: Frames::None,
-            count: 3,
-            weight: 0,
-            extra: 0,
-        });
-        agg.total = 3;
-        let mut s = Symbolizer::new();
-        let p = s.cpu_profile(&agg, 99, SystemTime::now(), Duration::from_secs(1));
-        assert_eq!(p.samples.len(), 1);
-        assert_eq!(p.samples[0].values, vec![3, 3 * 10_101_010]);
-        let loc = &p.locations[p.samples[0].locations[0]];
-        let name = &loc.lines.last().unwrap().function;
-        assert!(name.contains("symbolizes_own_process"), "got {name}");
-        let mapping = &p.mappings[loc.mapping.expect("mapping")];
-        assert!(mapping.build_id.is_some(), "test binary has a build id");
-    }
-}
+#[path = "tests.rs"]
+mod tests;

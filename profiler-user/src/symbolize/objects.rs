@@ -173,12 +173,21 @@ impl ObjectCache {
                 },
             },
         };
-        debug!(
-            path = search.binary_path,
-            build_id = build_id.as_deref().unwrap_or("-"),
-            backend = backend.name(),
-            "new object"
-        );
+        match &backend {
+            Backend::Go(table) => debug!(
+                path = search.binary_path,
+                format = ?table.version(),
+                functions = table.func_count(),
+                inline_trees = ?table.funcdata_base(),
+                "new object: Go function table"
+            ),
+            _ => debug!(
+                path = search.binary_path,
+                build_id = build_id.as_deref().unwrap_or("-"),
+                backend = backend.name(),
+                "new object"
+            ),
+        }
         let id = self.next_id;
         self.next_id += 1;
         if let Some(b) = &build_id {
@@ -213,7 +222,9 @@ impl ObjectCache {
                 .iter()
                 .map(|&o| {
                     let frames = table.find(info.file_offset_to_vaddr(o)?)?;
-                    Some(frames.into_iter().map(|f| Line { function: f.function, file: f.file, line: f.line }).collect())
+                    Some(
+                        frames.into_iter().map(|f| Line { function: f.function, file: f.file, line: f.line }).collect(),
+                    )
                 })
                 .collect(),
         };

@@ -168,10 +168,16 @@ pub fn open_mapped_file(pid: u32, entry: &MapsEntry) -> Option<PinnedFile> {
     }
     let path = Path::new(entry.clean_path());
     let in_root = Path::new(&format!("/proc/{pid}/root")).join(path.strip_prefix("/").unwrap_or(path));
-    [in_root.as_path(), path]
+    let found = [in_root.as_path(), path]
         .into_iter()
         .filter_map(|p| File::open(p).ok().and_then(|f| PinnedFile::from_file(f).ok()))
-        .find(|pinned| pinned.key.id == entry.file_id())
+        .find(|pinned| pinned.key.id == entry.file_id());
+    found
+}
+
+/// The identity of a process's executable (`/proc/<pid>/exe`).
+pub fn exe_key(pid: u32) -> Option<FileKey> {
+    std::fs::metadata(format!("/proc/{pid}/exe")).ok().map(|m| FileKey::of(&m))
 }
 
 /// The pid a process has in its own (innermost) pid namespace: the last

@@ -16,6 +16,7 @@ use std::{
     fs::File,
     path::{Path, PathBuf},
     sync::{Arc, Weak},
+    time::{Duration, Instant},
 };
 
 use blazesym::{
@@ -40,10 +41,17 @@ use crate::profile::Line;
 pub const MAX_SNAPSHOTS: usize = 4096;
 /// Distinct files pinned by snapshots at most (each costs a descriptor).
 pub const MAX_PINNED_FILES: usize = 2048;
+/// A live process's snapshot is retaken after this long, to catch libraries
+/// loaded (and code generated) since: one `maps` read per process.
+const REFRESH: Duration = Duration::from_secs(10);
 
 /// What a process looked like when it was observed.
 struct Snapshot {
     start_time: Option<u64>,
+    /// The executable's identity: an `execve` keeps the pid and start
+    /// time but replaces every mapping.
+    exe: Option<procmaps::FileKey>,
+    taken: Instant,
     maps: Vec<MapsEntry>,
     /// Pinned files by mapping start.
     pins: HashMap<u64, Arc<PinnedFile>>,
@@ -75,23 +83,26 @@ impl Processes {
         self.pinned.values().filter(|w| w.strong_count() > 0).count()
     }
 
-    /// Snapshots `pid` unless it is known already (same start time); for a
-    /// known JIT process, opens its perf map once it exists.
+    /// Snapshots `pid` unless it is known already (same start time and
+    /// executable, snapshot not stale); for a known JIT process, opens its
+    /// perf map once it exists.
     pub fn observe(&mut self, pid: u32) {
         let start_time = procmaps::start_time(pid);
+        let exe = procmaps::exe_key(pid);
         if let Some(snapshot) = self.snapshots.get_mut(&pid) {
-            if snapshot.start_time == start_time {
+            if snapshot.start_time == start_time && snapshot.exe == exe && snapshot.taken.elapsed() < REFRESH {
                 if snapshot.perf_map.is_none() && snapshot.has_anonymous_code() {
                     snapshot.perf_map = open_perf_map(pid);
                 }
                 return;
             }
         }
-        if self.snapshots.len() >= MAX_SNAPSHOTS && !self.make_room() {
+        if !self.snapshots.contains_key(&pid) && self.snapshots.len() >= MAX_SNAPSHOTS && !self.make_room() {
             self.note_cap("processes");
             return;
         }
-        let Some(maps) = procmaps::read_maps(pid) else { return };
+        // Kernel threads have no mappings: nothing to keep.
+        let Some(maps) = procmaps::read_maps(pid).filter(|m| !m.is_empty()) else { return };
         let mut pins = HashMap::new();
         for entry in maps.iter().filter(|m| m.is_file()) {
             if let Some(pin) = self.pin(pid, entry) {
@@ -99,7 +110,7 @@ impl Processes {
             }
         }
         let perf_map = if maps.iter().any(|m| m.path.is_empty()) { open_perf_map(pid) } else { None };
-        self.snapshots.insert(pid, Snapshot { start_time, maps, pins, perf_map });
+        self.snapshots.insert(pid, Snapshot { start_time, exe, taken: Instant::now(), maps, pins, perf_map });
     }
 
     fn pin(&mut self, pid: u32, entry: &MapsEntry) -> Option<Arc<PinnedFile>> {
@@ -201,7 +212,9 @@ impl Context<'_> {
             if !entry.is_file() {
                 continue;
             }
-            let pin = if from_live { None } else { snap_pins.get(&entry.start).cloned() };
+            // The file pinned when the process was observed, if it is still
+            // the one mapped there (saves reopening it).
+            let pin = snap_pins.get(&entry.start).filter(|p| p.key.id == entry.file_id()).cloned();
             let Some(object) = self.object(pid, &entry, alive && from_live, pin) else { continue };
             let offsets: Vec<u64> = indices.iter().map(|&i| addrs[i] - entry.start + entry.offset).collect();
             let lines = self.objects.symbolize(self.blaze, object, &offsets);
@@ -218,17 +231,20 @@ impl Context<'_> {
 
     /// The cached object of a mapping, opening and parsing it if needed.
     fn object(&mut self, pid: u32, entry: &MapsEntry, live: bool, pin: Option<Arc<PinnedFile>>) -> Option<ObjectId> {
+        // A live process's mapping is checked afresh (one `stat`): the
+        // pinned file may have been replaced since.
         let key = match &pin {
+            _ if live => procmaps::mapped_file_key(pid, entry).or(pin.as_ref().map(|p| p.key)),
             Some(pin) => Some(pin.key),
-            None if live => procmaps::mapped_file_key(pid, entry),
             None => return None,
         };
         if let Some(id) = key.and_then(|k| self.objects.lookup(&k)) {
             return Some(id);
         }
-        let pin = match pin {
+        let pin = match pin.filter(|p| Some(p.key) == key) {
             Some(pin) => pin,
-            None => Arc::new(procmaps::open_mapped_file(pid, entry)?),
+            None if live => Arc::new(procmaps::open_mapped_file(pid, entry)?),
+            None => return None,
         };
         if let Some(id) = self.objects.lookup(&pin.key) {
             return Some(id);
@@ -246,10 +262,8 @@ impl Context<'_> {
     /// works even after the target has exited.
     fn resolve_vdso(&mut self, pid: u32, addrs: &[u64], indices: &[usize], out: &mut [Resolved]) {
         let Some(own) = indices.first().and_then(|_| own_vdso_start()) else { return };
-        let own_addrs: Vec<u64> = indices
-            .iter()
-            .filter_map(|&i| Some(own + (addrs[i] - out[i].mapping.as_ref()?.start)))
-            .collect();
+        let own_addrs: Vec<u64> =
+            indices.iter().filter_map(|&i| Some(own + (addrs[i] - out[i].mapping.as_ref()?.start))).collect();
         let mut process = Process::new(Pid::Slf);
         process.perf_map = false;
         process.debug_syms = false;
@@ -283,6 +297,7 @@ impl Context<'_> {
                 return;
             }
         };
+        debug!(pid, entries = map.len(), "perf map");
         for (r, &addr) in out.iter_mut().zip(addrs) {
             if wanted(r) {
                 if let Some(name) = map.find(addr) {

@@ -1,0 +1,122 @@
+//! Sets of profile kinds as operators write them (`cpu,offcpu`): on the
+//! command line, in the `watch` config file and after `start` on the control
+//! channel.
+//!
+//! [`ProfileSet`] is a bit set so that it can travel inside the `Copy`
+//! control [`crate::control::Command`]; [`ProfileSet::to_vec`] gives the
+//! kinds in one fixed order, so the files of a capture do not depend on how
+//! the list was spelled.
+
+use std::fmt;
+
+use crate::profile::ProfileKind;
+
+/// Every kind, in the order captures list them.
+const ALL: [ProfileKind; 3] = [ProfileKind::Cpu, ProfileKind::OffCpu, ProfileKind::Memory];
+
+/// Parses one kind word: `cpu`, `offcpu` (`off-cpu`) or `memory` (`mem`),
+/// in any case.
+pub fn parse_kind(word: &str) -> Result<ProfileKind, String> {
+    match word.trim().to_ascii_lowercase().as_str() {
+        "cpu" => Ok(ProfileKind::Cpu),
+        "offcpu" | "off-cpu" => Ok(ProfileKind::OffCpu),
+        "memory" | "mem" => Ok(ProfileKind::Memory),
+        other => Err(format!("unknown profile kind `{other}` (expected cpu, offcpu or memory)")),
+    }
+}
+
+/// A set of profile kinds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProfileSet(u8);
+
+impl ProfileSet {
+    pub fn of(kinds: &[ProfileKind]) -> Self {
+        let mut set = Self::default();
+        for &kind in kinds {
+            set.insert(kind);
+        }
+        set
+    }
+
+    /// Parses a comma-separated list (`cpu,offcpu`); repeats are harmless,
+    /// an empty list or item is refused.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut set = Self::default();
+        for word in text.split(',') {
+            if word.trim().is_empty() {
+                return Err("expected profile kinds separated by commas, e.g. `cpu,offcpu`".to_owned());
+            }
+            set.insert(parse_kind(word)?);
+        }
+        Ok(set)
+    }
+
+    fn bit(kind: ProfileKind) -> u8 {
+        match kind {
+            ProfileKind::Cpu => 1,
+            ProfileKind::OffCpu => 2,
+            ProfileKind::Memory => 4,
+        }
+    }
+
+    pub fn insert(&mut self, kind: ProfileKind) {
+        self.0 |= Self::bit(kind);
+    }
+
+    pub fn contains(self, kind: ProfileKind) -> bool {
+        self.0 & Self::bit(kind) != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The kinds in `self` and not in `other`.
+    pub fn minus(self, other: Self) -> Self {
+        Self(self.0 & !other.0)
+    }
+
+    pub fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// The kinds, cpu first, then offcpu, then memory.
+    pub fn to_vec(self) -> Vec<ProfileKind> {
+        ALL.into_iter().filter(|&k| self.contains(k)).collect()
+    }
+}
+
+/// `cpu,offcpu`: what [`ProfileSet::parse`] reads back.
+impl fmt::Display for ProfileSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let words: Vec<&str> = self.to_vec().into_iter().map(ProfileKind::as_str).collect();
+        f.write_str(&words.join(","))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints_lists() {
+        let set = ProfileSet::parse("memory, CPU,cpu").unwrap();
+        assert_eq!(set.to_vec(), [ProfileKind::Cpu, ProfileKind::Memory]);
+        assert_eq!(set.to_string(), "cpu,memory");
+        assert_eq!(ProfileSet::parse(&set.to_string()), Ok(set));
+        assert_eq!(ProfileSet::parse("off-cpu").unwrap().to_vec(), [ProfileKind::OffCpu]);
+        assert!(ProfileSet::parse("cpu,gpu").unwrap_err().contains("unknown profile kind `gpu`"));
+        assert!(ProfileSet::parse("cpu,").unwrap_err().contains("separated by commas"));
+        assert!(ProfileSet::parse("").is_err());
+    }
+
+    #[test]
+    fn set_operations() {
+        let cpu = ProfileSet::of(&[ProfileKind::Cpu]);
+        let both = ProfileSet::of(&[ProfileKind::OffCpu, ProfileKind::Cpu]);
+        assert!(both.contains(ProfileKind::OffCpu) && !both.contains(ProfileKind::Memory));
+        assert_eq!(both.minus(cpu).to_vec(), [ProfileKind::OffCpu]);
+        assert!(cpu.minus(both).is_empty());
+        assert_eq!(cpu.union(ProfileSet::of(&[ProfileKind::Memory])).to_string(), "cpu,memory");
+    }
+}

@@ -1,0 +1,333 @@
+//! Tests of the symbolizer as a whole, on programs compiled by the tests:
+//! inlined frames and their lines, separate debug files, processes that
+//! exit or whose binary is deleted, and our own process.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::Arc,
+    time::Duration,
+};
+
+use object::{Object as _, ObjectSymbol as _};
+
+use super::*;
+use crate::symbolize::{debuginfo::DebugSearch, procmaps::PinnedFile};
+
+/// A hot function with an `always_inline` helper, itself calling another.
+const INLINE_C: &str = r#"#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+static volatile unsigned long sink;
+static inline __attribute__((always_inline)) unsigned long mix(unsigned long x)
+{
+	return x * 6364136223846793005UL + 1442695040888963407UL; /* MIX */
+}
+static inline __attribute__((always_inline)) unsigned long step(unsigned long x)
+{
+	return mix(x) ^ (x >> 7); /* STEP */
+}
+__attribute__((noinline)) void hot(unsigned long n)
+{
+	unsigned long x = sink;
+	for (unsigned long i = 0; i < n; i++)
+		x = step(x); /* CALL */
+	sink = x;
+}
+int main(int argc, char **argv)
+{
+	hot(argc > 1 ? strtoul(argv[1], 0, 10) : 1000);
+	if (argc > 2)
+		usleep(atoi(argv[2]) * 1000);
+	return 0;
+}
+"#;
+
+fn line_of(marker: &str) -> u32 {
+    INLINE_C.lines().position(|l| l.contains(marker)).expect("marker") as u32 + 1
+}
+
+fn run(cmd: &mut Command) -> bool {
+    match cmd.status() {
+        Ok(s) if s.success() => true,
+        other => {
+            eprintln!("note: {cmd:?} did not succeed ({other:?}); skipping");
+            false
+        }
+    }
+}
+
+/// Compiles [`INLINE_C`] at `-O2 -g` into `dir/name`.
+fn compile(dir: &Path, name: &str) -> Option<PathBuf> {
+    let src = dir.join("inline.c");
+    std::fs::write(&src, INLINE_C).ok()?;
+    let out = dir.join(name);
+    run(Command::new("gcc").args(["-O2", "-g", "-fno-omit-frame-pointer", "-Wl,--build-id", "-o"]).arg(&out).arg(&src))
+        .then_some(out)
+}
+
+/// File offsets of the code of function `name` (from `.symtab`).
+fn function_offsets(path: &Path, name: &str) -> Vec<u64> {
+    let data = std::fs::read(path).expect("read binary");
+    let file = object::File::parse(data.as_slice()).expect("ELF");
+    let sym = file.symbols().find(|s| s.name() == Ok(name)).expect("symbol");
+    let info = elf::ElfInfo::parse(&data).expect("ELF");
+    let start = info.vaddr_to_file_offset(sym.address()).expect("in a segment");
+    (start..start + sym.size()).collect()
+}
+
+/// Symbolizes file offsets of `binary` through a fresh object cache.
+fn symbolize_file(binary: &Path, offsets: &[u64], extra_dirs: &[PathBuf]) -> Vec<Option<Vec<Line>>> {
+    let file = std::fs::File::open(binary).expect("open");
+    let pin = Arc::new(PinnedFile::from_file(file).expect("stat"));
+    let mut cache = ObjectCache::new(CacheBudget::default());
+    let path = binary.to_str().expect("utf-8 path");
+    let search = DebugSearch { process_root: None, binary_path: path, extra_dirs };
+    let id = cache.insert(pin, &search);
+    let blaze = Blaze(BlazeSymbolizer::builder().set_debug_dirs(Some(Vec::<PathBuf>::new())).build());
+    cache.symbolize(&blaze, id, offsets)
+}
+
+/// The lines the inlined code of `hot` should get: each function with the
+/// line inside it, innermost first.
+fn expected_inline_chain() -> Vec<(String, u32)> {
+    vec![
+        ("mix".into(), line_of("/* MIX */")),
+        ("step".into(), line_of("/* STEP */")),
+        ("hot".into(), line_of("/* CALL */")),
+    ]
+}
+
+fn find_chain(results: &[Option<Vec<Line>>]) -> Option<Vec<Line>> {
+    let want = expected_inline_chain();
+    results
+        .iter()
+        .flatten()
+        .find(|lines| {
+            lines.len() == want.len()
+                && lines.iter().zip(&want).all(|(l, (f, n))| l.function == *f && l.line == Some(*n))
+        })
+        .cloned()
+}
+
+#[test]
+fn inlined_frames_come_innermost_first_with_their_own_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(binary) = compile(dir.path(), "inline") else { return };
+    let offsets = function_offsets(&binary, "hot");
+    let results = symbolize_file(&binary, &offsets, &[]);
+    let chain = find_chain(&results).unwrap_or_else(|| panic!("no mix←step←hot chain in {results:#?}"));
+    assert!(chain.iter().all(|l| l.file.as_deref().is_some_and(|f| f.ends_with("inline.c"))), "{chain:?}");
+    // Outside the inlined calls, `hot` alone.
+    assert!(results.iter().flatten().any(|l| l.len() == 1 && l[0].function == "hot"));
+}
+
+#[test]
+fn separate_debug_files_are_found_by_debuglink_and_build_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(binary) = compile(dir.path(), "app") else { return };
+    let offsets = function_offsets(&binary, "hot");
+    let debug = dir.path().join("app.debug");
+    if !run(Command::new("objcopy").arg("--only-keep-debug").arg(&binary).arg(&debug))
+        || !run(Command::new("objcopy").arg("--strip-debug").arg("--strip-unneeded").arg(&binary))
+        || !run(Command::new("objcopy").arg(format!("--add-gnu-debuglink={}", debug.display())).arg(&binary))
+    {
+        return;
+    }
+    let info = elf::ElfInfo::parse(&std::fs::read(&binary).expect("read")).expect("ELF");
+    assert!(!info.has_dwarf && !info.has_symtab && info.debuglink.is_some(), "stripped: {info:?}");
+    // Next to the binary, by debuglink.
+    assert!(find_chain(&symbolize_file(&binary, &offsets, &[])).is_some(), "debuglink next to the binary");
+    // Elsewhere, by build ID, under a configured directory.
+    let store = dir.path().join("store");
+    let id = info.build_id_hex().expect("build id");
+    let by_id = store.join(".build-id").join(&id[..2]).join(format!("{}.debug", &id[2..]));
+    std::fs::create_dir_all(by_id.parent().expect("parent")).expect("mkdir");
+    std::fs::rename(&debug, &by_id).expect("move debug file");
+    assert!(find_chain(&symbolize_file(&binary, &offsets, &[store])).is_some(), "build-id directory");
+    // Without it, only what `.dynsym` knows (nothing for a static function).
+    assert!(find_chain(&symbolize_file(&binary, &offsets, &[])).is_none());
+}
+
+#[test]
+fn stripped_go_binaries_resolve_through_gopclntab() {
+    let Some((_dir, prog)) = gopclntab::tests::build_go(gopclntab::tests::INLINE_GO, &["-ldflags=-s -w"]) else {
+        return;
+    };
+    let data = std::fs::read(&prog).expect("read");
+    let info = elf::ElfInfo::parse(&data).expect("ELF");
+    let text = info.segments.iter().find(|s| s.exec).expect("text");
+    let offsets: Vec<u64> = (text.offset..text.offset + text.filesz).step_by(64).collect();
+    let results = symbolize_file(&prog, &offsets, &[]);
+    let names: std::collections::HashSet<String> =
+        results.iter().flatten().filter_map(|l| l.last()).map(|l| l.function.clone()).collect();
+    for want in ["main.hot", "main.main", "runtime.main", "runtime.mallocgc"] {
+        assert!(names.contains(want), "{want} missing from {} names", names.len());
+    }
+}
+
+fn spawn(binary: &Path, args: &[&str]) -> std::process::Child {
+    Command::new(binary).args(args).stdout(Stdio::null()).spawn().expect("spawn")
+}
+
+/// The absolute address of `hot` in process `pid`.
+fn hot_address(pid: u32, binary_offsets: &[u64]) -> u64 {
+    let maps = procmaps::read_maps(pid).expect("maps");
+    let off = binary_offsets[0];
+    let m =
+        maps.iter().find(|m| m.is_file() && m.offset <= off && off < m.offset + (m.end - m.start)).expect("mapping");
+    m.start + (off - m.offset)
+}
+
+fn hot_profile(symbolizer: &mut Symbolizer, pid: u32, addr: u64) -> Profile {
+    let mut agg = Aggregate::default();
+    agg.user_addrs.insert(pid, vec![addr]);
+    agg.samples.push(RawSample {
+        pid,
+        tid: pid,
+        comm: "inline".into(),
+        user: Frames::Addrs(vec![addr].into()),
+        kernel: Frames::None,
+        count: 1,
+        weight: 0,
+        extra: 0,
+    });
+    agg.total = 1;
+    symbolizer.cpu_profile(&agg, 99, SystemTime::now(), Duration::from_secs(1))
+}
+
+fn outer_function(p: &Profile) -> &str {
+    &p.locations[p.samples[0].locations[0]].lines.last().expect("lines").function
+}
+
+#[test]
+fn exited_and_deleted_processes_keep_their_names() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("note: /proc/<pid>/map_files needs root; skipping");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(binary) = compile(dir.path(), "shortlived") else { return };
+    let offsets = function_offsets(&binary, "hot");
+    let mut symbolizer = Symbolizer::new();
+
+    // Exits before symbolization: named from the snapshot.
+    let mut child = spawn(&binary, &["1", "300"]);
+    let pid = child.id();
+    std::thread::sleep(Duration::from_millis(100));
+    let addr = hot_address(pid, &offsets);
+    symbolizer.observe_pids(&[pid]);
+    assert_eq!(symbolizer.stats().snapshots, 1);
+    child.wait().expect("wait");
+    std::fs::remove_file(&binary).expect("delete the binary as well");
+    let p = hot_profile(&mut symbolizer, pid, addr);
+    assert_eq!(outer_function(&p), "hot");
+    symbolizer.forget_exited();
+    assert_eq!(symbolizer.stats().snapshots, 0);
+
+    // Not observed: only the address remains.
+    let p = hot_profile(&mut Symbolizer::new(), pid, addr);
+    assert_eq!(outer_function(&p), format!("[exited process]+{addr:#x}"));
+
+    // Deleted while running: named through map_files.
+    let Some(binary) = compile(dir.path(), "deleted") else { return };
+    let offsets = function_offsets(&binary, "hot");
+    let mut child = spawn(&binary, &["1", "2000"]);
+    std::thread::sleep(Duration::from_millis(100));
+    std::fs::remove_file(&binary).expect("delete");
+    let addr = hot_address(child.id(), &offsets);
+    let p = hot_profile(&mut symbolizer, child.id(), addr);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(outer_function(&p), "hot");
+    let mapping = &p.mappings[p.locations[p.samples[0].locations[0]].mapping.expect("mapping")];
+    assert!(mapping.path.ends_with("deleted (deleted)"), "{}", mapping.path);
+    assert!(mapping.build_id.is_some());
+}
+
+#[test]
+fn cache_is_bounded_and_shared_by_build_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(first) = compile(dir.path(), "one") else { return };
+    let second = dir.path().join("two");
+    std::fs::copy(&first, &second).expect("copy");
+    let offsets = function_offsets(&first, "hot");
+    let mut blaze = Blaze(BlazeSymbolizer::new());
+    let mut cache = ObjectCache::new(CacheBudget { max_objects: 1, max_bytes: u64::MAX });
+    let insert = |cache: &mut ObjectCache, path: &Path| {
+        let pin = Arc::new(PinnedFile::from_file(std::fs::File::open(path).expect("open")).expect("stat"));
+        let search = DebugSearch { process_root: None, binary_path: "x", extra_dirs: &[] };
+        cache.lookup(&pin.key).unwrap_or_else(|| cache.insert(pin, &search))
+    };
+    let a = insert(&mut cache, &first);
+    let b = insert(&mut cache, &second);
+    assert_eq!(a, b, "same build ID, one object");
+    assert_eq!(cache.stats().objects, 1);
+    assert!(cache.symbolize(&blaze, a, &offsets[..1])[0].is_some());
+    // A different binary pushes the first one out.
+    let Some(other) = compile(dir.path(), "three") else { return };
+    if !run(Command::new("objcopy").arg("--remove-section=.note.gnu.build-id").arg(&other)) {
+        return;
+    }
+    cache.next_generation();
+    let c = insert(&mut cache, &other);
+    assert_ne!(c, a);
+    cache.evict_over_budget(&mut blaze);
+    let stats = cache.stats();
+    assert_eq!((stats.objects, stats.evictions), (1, 1));
+    assert!(cache.symbolize(&blaze, a, &offsets[..1])[0].is_none(), "evicted");
+}
+
+#[test]
+fn names_unknown_addresses_by_module_and_offset() {
+    let maps = parse_maps(
+        "7f0000100000-7f0000200000 r-xp 00028000 fd:01 99 /usr/lib/libc.so.6\n\
+         7f0000300000-7f0000400000 r-xp 00000000 fd:01 77 /tmp/prog (deleted)\n\
+         7f0000500000-7f0000600000 rwxp 00000000 00:00 0\n",
+    );
+    assert_eq!(unknown_name(Some(&maps[0]), 0x7f0000100010, false), "libc.so.6+0x28010");
+    assert_eq!(unknown_name(Some(&maps[1]), 0x7f0000300010, false), "prog+0x10");
+    assert_eq!(unknown_name(Some(&maps[2]), 0x7f0000500010, false), "[anon]+0x7f0000500010");
+    assert_eq!(unknown_name(None, 0x10, true), "[exited process]+0x10");
+    assert_eq!(unknown_name(None, 0x10, false), "[unknown]+0x10");
+}
+
+#[test]
+fn finds_gnu_build_id_note() {
+    let mut note = Vec::new();
+    // An unrelated note first.
+    note.extend_from_slice(&4u32.to_ne_bytes());
+    note.extend_from_slice(&4u32.to_ne_bytes());
+    note.extend_from_slice(&1u32.to_ne_bytes());
+    note.extend_from_slice(b"Xen\0");
+    note.extend_from_slice(&[1, 2, 3, 4]);
+    note.extend_from_slice(&4u32.to_ne_bytes());
+    note.extend_from_slice(&3u32.to_ne_bytes());
+    note.extend_from_slice(&3u32.to_ne_bytes());
+    note.extend_from_slice(b"GNU\0");
+    note.extend_from_slice(&[0xab, 0xcd, 0xef, 0]);
+    assert_eq!(parse_build_id_note(&note).as_deref(), Some("abcdef"));
+    assert_eq!(parse_build_id_note(&note[..10]), None);
+}
+
+#[test]
+fn symbolizes_own_process() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Symbolizer>();
+    // Our own code, through the same path as any target process.
+    let addr = symbolizes_own_process as *const () as u64;
+    let pid = std::process::id();
+    let mut s = Symbolizer::new();
+    let p = hot_profile(&mut s, pid, addr);
+    assert_eq!(p.samples.len(), 1);
+    assert_eq!(p.samples[0].values, vec![1, 10_101_010]);
+    assert!(outer_function(&p).contains("symbolizes_own_process"), "got {}", outer_function(&p));
+    let loc = &p.locations[p.samples[0].locations[0]];
+    let mapping = &p.mappings[loc.mapping.expect("mapping")];
+    assert!(mapping.build_id.is_some(), "test binary has a build id");
+    // Second capture: served from the cache.
+    let hits = s.stats().cache.hits;
+    let _ = hot_profile(&mut s, pid, addr);
+    assert!(s.stats().cache.hits > hits);
+}

@@ -1,0 +1,163 @@
+//! Sections of the benchmark that other issues fill: their figures go in
+//! the same JSON and the same `docs/benchmarks.md`, next to the CPU ones.
+//!
+//! A section is a function `fn(&Context) -> Result<Section>`. It can use the
+//! bench's building blocks: [`super::runs`] (launch a profiler, stop it with
+//! SIGINT, read its CPU, RSS and BPF figures), [`super::runs::Burner`] and
+//! [`super::measure`] (`/proc` and fdinfo readers). Until a section is
+//! written it reports itself as a TODO naming who fills it, and the docs say so.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use serde::Serialize;
+
+/// What every section gets.
+pub struct Context {
+    /// The stackwatch binary under test (a copy, so concurrent builds
+    /// cannot swap it mid-run).
+    pub stackwatch: PathBuf,
+    /// `bench/workloads/burn.c`, built.
+    pub burn: PathBuf,
+    /// This run's scratch directory (under `target/bench/`).
+    pub work: PathBuf,
+    #[expect(dead_code, reason = "for the sections of issues 5 and 6, which are still TODO")]
+    pub quick: bool,
+    pub runs: usize,
+    pub nproc: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Not written yet.
+    Todo,
+    Measured,
+    /// The measurement ran and failed (the error is in `notes`).
+    Failed,
+}
+
+/// One figure.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    pub name: String,
+    /// As it should read in the table, unit included (`1.2 µs`, `3 %`).
+    pub value: String,
+    /// The issue's target, in words, when it has one.
+    pub target: Option<String>,
+    pub pass: Option<bool>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Section {
+    pub id: &'static str,
+    pub title: &'static str,
+    /// Who fills it: the issue and what it measures.
+    pub owner: &'static str,
+    pub status: Status,
+    pub rows: Vec<Row>,
+    pub notes: Vec<String>,
+    /// Exact commands, for the docs.
+    pub commands: Vec<String>,
+}
+
+impl Section {
+    fn todo(id: &'static str, title: &'static str, owner: &'static str, what: &[&str]) -> Section {
+        Section {
+            id,
+            title,
+            owner,
+            status: Status::Todo,
+            rows: Vec::new(),
+            notes: what.iter().map(|s| (*s).to_owned()).collect(),
+            commands: Vec::new(),
+        }
+    }
+}
+
+/// Issue 5, item 4: the cost of `--profiles offcpu` and `--profiles memory`.
+pub fn offcpu_memory(_ctx: &Context) -> Result<Section> {
+    Ok(Section::todo(
+        "offcpu-memory",
+        "Off-CPU and memory profiles",
+        "issue 5 (off-CPU and memory profiles), acceptance item 4",
+        &[
+            "offcpu: a context-switch-heavy workload (e.g. tests/workloads/syscalls.c or two threads ping-ponging on a pipe) alone vs under `stackwatch record --pid P --profiles cpu,offcpu`: throughput loss with its noise band, `sched_switch` ns per run, map memory",
+            "memory: an allocation-heavy C workload and a Go one alone vs under `--profiles memory`: throughput loss, `malloc_entry`/`go_alloc`/`fault_sample` ns per run",
+            "state the defaults' cost (offcpu minimum 1 µs, malloc sampled every 512 KiB, every page fault)",
+        ],
+    ))
+}
+
+/// Issue 6, item 7: symbolization throughput and its memory, measured by
+/// the `symbolize_bench` example of profiler-user (which prints one JSON
+/// line last) over every process on the host.
+pub fn symbolize(_ctx: &Context) -> Result<Section> {
+    const ID: &str = "symbolize";
+    const TITLE: &str = "Symbolization throughput";
+    const OWNER: &str = "issue 6 (symbolization), acceptance item 7";
+    let example = crate::workspace_root().join("profiler-user/examples/symbolize_bench.rs");
+    if !example.is_file() {
+        return Ok(Section::todo(
+            ID,
+            TITLE,
+            OWNER,
+            &[
+                "addresses per second, cold cache (first capture) and warm cache (second capture in one `watch`, same build IDs)",
+                "the resident memory symbolization costs (peak RSS during a whole-host capture's symbolization, minus the RSS before it)",
+            ],
+        ));
+    }
+    let mut cmd = crate::cargo();
+    cmd.args(["run", "--quiet", "--release", "-p", "profiler-user", "--example", "symbolize_bench"]);
+    let line = crate::cmd::display(&cmd);
+    eprintln!("\nbench: {TITLE}\n$ {line}");
+    let mut section = Section {
+        id: ID,
+        title: TITLE,
+        owner: OWNER,
+        status: Status::Measured,
+        rows: Vec::new(),
+        notes: Vec::new(),
+        commands: vec![
+            "cargo run --release -p profiler-user --example symbolize_bench   # every process on the host".to_owned()
+        ],
+    };
+    let out = match crate::cmd::stdout(&mut cmd) {
+        Ok(out) => out,
+        Err(e) => {
+            section.status = Status::Failed;
+            section.notes.push(format!("{e:#}"));
+            return Ok(section);
+        }
+    };
+    let json = out
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l.trim()).ok().filter(serde_json::Value::is_object));
+    let Some(v) = json else {
+        section.status = Status::Failed;
+        section.notes.push(format!("`{line}` printed no JSON line:\n{out}"));
+        return Ok(section);
+    };
+    let num = |k: &str| v.get(k).and_then(serde_json::Value::as_f64);
+    let mib = |k: &str| num(k).map(|kib| format!("{:.1} MiB", kib / 1024.0));
+    let mut row = |name: &str, value: Option<String>| {
+        if let Some(value) = value {
+            section.rows.push(Row { name: name.to_owned(), value, target: None, pass: None });
+        }
+    };
+    row("addresses (processes)", num("addresses").map(|a| format!("{a:.0} ({:.0})", num("processes").unwrap_or(0.0))));
+    row("cold cache", num("cold_addrs_per_sec").map(|r| format!("{r:.0} addresses/s")));
+    row("warm cache", num("warm_addrs_per_sec").map(|r| format!("{r:.0} addresses/s")));
+    row("named", num("named_pct").map(|p| format!("{p:.1} %")));
+    row("RSS before", mib("rss_before_kib"));
+    row("RSS added by the cold pass", mib("rss_cold_delta_kib"));
+    row("RSS added after the warm pass", mib("rss_warm_delta_kib"));
+    row("peak RSS added", mib("peak_delta_kib"));
+    row("objects cached", num("cached_objects").map(|n| format!("{n:.0}")));
+    for l in out.lines().filter(|l| !l.trim_start().starts_with('{')) {
+        section.notes.push(format!("`{}`", l.trim()));
+    }
+    Ok(section)
+}
