@@ -113,8 +113,12 @@ pub fn aggregate(raw: &RawCapture) -> Aggregate {
 /// Return addresses point after the call; step back into it so lookups land
 /// on the caller's line (and in the right function when the call is the
 /// last instruction). The innermost frame is the sampled IP itself.
+///
+/// A zero address ends the stack: it is where a frame-pointer walk ran off
+/// a broken chain, not a frame.
 fn adjust_return_addresses(ips: &[u64]) -> Vec<u64> {
-    ips.iter().enumerate().map(|(i, &ip)| if i == 0 { ip } else { ip.saturating_sub(1) }).collect()
+    let end = ips.iter().skip(1).position(|&ip| ip == 0).map_or(ips.len(), |p| p + 1);
+    ips[..end].iter().enumerate().map(|(i, &ip)| if i == 0 { ip } else { ip.saturating_sub(1) }).collect()
 }
 
 /// `comm` bytes up to the first NUL, lossily decoded.
@@ -147,7 +151,7 @@ mod tests {
                 Counted { key: key(20, 20, STACK_ID_LOST, 9), count: 1, weight: 0, extra: 0 },
                 Counted { key: key(20, 21, 1234, STACK_ID_NONE), count: 1, weight: 0, extra: 0 },
             ],
-            stacks: HashMap::from([(7, vec![0x1000, 0x2005, 0x3005]), (9, vec![0xffff_0000, 0xffff_1001])]),
+            stacks: HashMap::from([(7, vec![0x1000, 0x2005, 0x3005, 0]), (9, vec![0xffff_0000, 0xffff_1001])]),
             stats: Default::default(),
         };
         let agg = aggregate(&raw);

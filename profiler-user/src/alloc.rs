@@ -21,6 +21,9 @@ pub struct ProbeSite {
 }
 
 pub const MALLOC_SYMBOL: &str = "malloc";
+/// What [`parse_buildinfo`] reports for the pre-1.18 (pointer) format.
+pub const OLD_GO: &str = "go1.17-or-older";
+
 pub const GO_REFILL: &str = "runtime.(*mcache).refill";
 pub const GO_ALLOC_LARGE: &str = "runtime.(*mcache).allocLarge";
 
@@ -34,7 +37,10 @@ pub fn probe_sites(pids: &[u32]) -> Vec<ProbeSite> {
             sites.push(ProbeSite { path: in_root(pid, &libc), symbol: MALLOC_SYMBOL, pid, cookie: 0 });
         }
         let exe = PathBuf::from(format!("/proc/{pid}/exe"));
-        if go_version(&exe).is_some() {
+        // The probes read the register ABI (Go 1.17+ on amd64); binaries
+        // older than the 1.18 build-info format are left alone rather than
+        // read garbage from a stack-ABI call.
+        if go_version(&exe).is_some_and(|v| v != OLD_GO) {
             sites.push(ProbeSite { path: exe.clone(), symbol: GO_REFILL, pid, cookie: GO_PROBE_REFILL });
             sites.push(ProbeSite { path: exe, symbol: GO_ALLOC_LARGE, pid, cookie: GO_PROBE_ALLOC_LARGE });
         }
@@ -76,7 +82,7 @@ pub fn parse_buildinfo(data: &[u8]) -> Option<String> {
     if flags & 2 == 0 {
         // Go ≤ 1.17 stores pointers instead; those releases predate the
         // register ABI change we key on, so call it an old version.
-        return Some("go1.17".to_owned());
+        return Some(OLD_GO.to_owned());
     }
     let mut rest = &data[32..];
     let mut len: usize = 0;

@@ -115,9 +115,8 @@ impl Loader {
         for (map, _) in unused.iter().filter(|(_, used)| !used) {
             ebpf_loader.map_max_entries(map, 1);
         }
-        let mut ebpf = ebpf_loader
-            .load(EBPF_OBJECT)
-            .map_err(|e| privilege_aware(anyhow!(e), "failed to load the eBPF object"))?;
+        let mut ebpf =
+            ebpf_loader.load(EBPF_OBJECT).map_err(|e| privilege_aware(anyhow!(e), "failed to load the eBPF object"))?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(logger) => Some(logger),
             Err(e) => {

@@ -68,8 +68,10 @@ pub async fn run(config: RecordConfig) -> Result<()> {
     // one that exits before the end still gets names.
     let mut symbolizer = Symbolizer::new();
     let end_reason = wait_for_end(&mut loader, &mut symbolizer, &config, &resolved.info, &mut meter, started).await;
-    loader.detach()?;
+    // The window ends now: detaching uprobes takes ~0.1 s each and must not
+    // stretch it (rates per second would come out low).
     let window = CaptureWindow { start, end: SystemTime::now(), end_monotonic_ns: collect::monotonic_ns() };
+    loader.detach()?;
     let end = window.end;
     if let EndReason::Signal(sig) = end_reason {
         info!("{sig} received: writing what was collected");

@@ -134,7 +134,10 @@ impl Symbolizer {
         let inner = BlazeSymbolizer::builder()
             .enable_code_info(true)
             .enable_inlined_fns(true)
-            .enable_demangling(true)
+            // Demangled here instead, only for names that are mangled:
+            // blazesym's C++ demangler turns plain C names such as `f` or
+            // `g` into `float`/`__float128`.
+            .enable_demangling(false)
             // Separate debug files are found by `debuginfo`, which can see
             // inside containers; blazesym's own search (debuglinks only,
             // relative to paths it cannot resolve here) stays off.
@@ -353,11 +356,29 @@ fn sym_lines(sym: &blazesym::symbolize::Sym<'_>) -> Vec<Line> {
     let mut lines = Vec::with_capacity(1 + sym.inlined.len());
     for f in sym.inlined.iter().rev() {
         let (file, line) = code_location(f.code_info.as_ref());
-        lines.push(Line { function: f.name.to_string(), file, line });
+        lines.push(Line { function: demangle(&f.name), file, line });
     }
     let (file, line) = code_location(sym.code_info.as_deref());
-    lines.push(Line { function: sym.name.to_string(), file, line });
+    lines.push(Line { function: demangle(&sym.name), file, line });
     lines
+}
+
+/// Demangles Rust (v0 and legacy) and Itanium C++ names; anything else
+/// (C, Go, kernel) is returned as is.
+pub fn demangle(name: &str) -> String {
+    if name.starts_with("_R") || name.starts_with("_ZN") {
+        if let Ok(d) = rustc_demangle::try_demangle(name) {
+            return format!("{d:#}");
+        }
+    }
+    if name.starts_with("_Z") {
+        if let Ok(sym) = cpp_demangle::Symbol::new(name) {
+            if let Ok(d) = sym.demangle() {
+                return d;
+            }
+        }
+    }
+    name.to_owned()
 }
 
 fn code_location(info: Option<&CodeInfo<'_>>) -> (Option<String>, Option<u32>) {
@@ -425,3 +446,19 @@ pub fn parse_build_id_note(mut data: &[u8]) -> Option<String> {
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;
+
+#[cfg(test)]
+mod demangle_tests {
+    use super::demangle;
+
+    #[test]
+    fn only_mangled_names_are_demangled() {
+        assert_eq!(demangle("f"), "f");
+        assert_eq!(demangle("g"), "g");
+        assert_eq!(demangle("main.leak"), "main.leak");
+        assert_eq!(demangle("_ZN3foo3barE"), "foo::bar");
+        assert_eq!(demangle("_ZN3std2rt10lang_start17h0123456789abcdefE"), "std::rt::lang_start");
+        assert_eq!(demangle("_Z3addii"), "add(int, int)");
+        assert_eq!(demangle("_Zgarbage"), "_Zgarbage");
+    }
+}
