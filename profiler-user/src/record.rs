@@ -427,7 +427,7 @@ fn fault_losses(stats: &Stats) -> Vec<Loss> {
 fn cpu_losses(stats: &Stats, agg: &aggregate::Aggregate) -> Vec<Loss> {
     let missing_user = agg.samples.iter().filter(|s| s.user == aggregate::Frames::Missing).map(|s| s.count).sum();
     let missing_kernel = agg.samples.iter().filter(|s| s.kernel == aggregate::Frames::Missing).map(|s| s.count).sum();
-    let items = [
+    let items: [(&str, u64, &str); 8] = [
         ("counts_map_full", stats.get(Stat::CountsMapFull), "samples dropped: the kernel sample map was full"),
         (
             "user_stack_unreadable",
@@ -453,11 +453,7 @@ fn cpu_losses(stats: &Stats, agg: &aggregate::Aggregate) -> Vec<Loss> {
         ("user_stack_missing", missing_user, "user stacks referenced by samples but absent from the stack map"),
         ("kernel_stack_missing", missing_kernel, "kernel stacks referenced by samples but absent from the stack map"),
     ];
-    items
-        .into_iter()
-        .filter(|(_, n, _)| *n > 0)
-        .map(|(reason, count, detail)| Loss { reason: reason.to_owned(), count, detail: detail.to_owned() })
-        .collect()
+    make_losses(&items)
 }
 
 /// Fails early, before anything is loaded, when `dir` cannot take files.

@@ -382,7 +382,11 @@ fn containerized_node_jit_function_is_named() {
         "sh",
         "-c",
     ])
-    .arg(r#"mount -t tmpfs stackwatch-test /tmp && exec node --perf-basic-prof "$1""#)
+    // The script is read before the private tmpfs hides `/tmp`, where the
+    // checkout (and so the script) may live.
+    .arg(
+        r#"s=$(cat "$1") && mount -t tmpfs stackwatch-test /tmp && printf '%s\n' "$s" >/tmp/jit_hot.js && cd / && exec node --perf-basic-prof /tmp/jit_hot.js"#,
+    )
     .arg("sh")
     .arg(&script);
     let mut outer = Spawned::start(cmd);

@@ -133,6 +133,7 @@ pub fn bench(options: Options) -> Result<()> {
     let stamp = cmd::stdout(Command::new("date").args(["-u", "+%Y%m%dT%H%M%SZ"]))?.trim().to_owned();
     let bench_dir = crate::target_dir().join("bench");
     let work = bench_dir.join(format!("run-{stamp}"));
+    prune_old_runs(&bench_dir);
     fs::create_dir_all(&work).with_context(|| format!("failed to create `{}`", work.display()))?;
 
     let built = match &options.stackwatch {
@@ -296,6 +297,29 @@ fn compare(ctx: &Context, id: &str, spec: Spec) -> Result<Comparison> {
         runs: all,
         summary,
     })
+}
+
+/// Run directories kept under `target/bench/` (each holds a copy of the
+/// binary and the perf.data files: 70 MiB or more); results files are kept.
+const KEEP_RUNS: usize = 2;
+
+/// Deletes all but the newest [`KEEP_RUNS`] `run-*` directories, so that
+/// with this run there are at most `KEEP_RUNS + 1`.
+fn prune_old_runs(bench_dir: &Path) {
+    let Ok(entries) = fs::read_dir(bench_dir) else { return };
+    let mut runs: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("run-")))
+        .collect();
+    // `run-<UTC time>` names sort by time.
+    runs.sort();
+    for old in runs.iter().rev().skip(KEEP_RUNS) {
+        eprintln!("$ rm -r {}", old.display());
+        if let Err(e) = fs::remove_dir_all(old) {
+            eprintln!("bench: failed to remove `{}`: {e}", old.display());
+        }
+    }
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {
