@@ -5,8 +5,8 @@ use std::path::Path;
 
 use crate::target::Filter;
 
-/// Clock ticks per second for `/proc/<pid>/stat` times.
-fn ticks_per_second() -> f64 {
+/// Clock ticks per second, the unit of `/proc/<pid>/stat` times.
+pub(crate) fn ticks_per_second() -> f64 {
     // SAFETY: sysconf has no memory-safety preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if t > 0 {

@@ -124,40 +124,24 @@ impl Loader {
                 None
             }
         };
-        let program: &mut PerfEvent = ebpf
-            .program_mut(PROG_CPU_SAMPLE)
-            .ok_or_else(|| anyhow!("program `{PROG_CPU_SAMPLE}` missing from the eBPF object"))?
-            .try_into()
-            .context("program `cpu_sample` is not a perf_event program")?;
+        let program: &mut PerfEvent = typed_program(&mut ebpf, PROG_CPU_SAMPLE)?;
         program.load().map_err(|e| privilege_aware(anyhow!(e), "the kernel rejected the perf_event program"))?;
         if programs.offcpu {
             let btf = Btf::from_sys_fs().context(
                 "off-CPU profiling needs kernel BTF (`/sys/kernel/btf/vmlinux`), which this kernel does not provide",
             )?;
-            let program: &mut BtfTracePoint = ebpf
-                .program_mut(PROG_SCHED_SWITCH)
-                .ok_or_else(|| anyhow!("program `{PROG_SCHED_SWITCH}` missing from the eBPF object"))?
-                .try_into()
-                .context("program `sched_switch` is not a BTF tracepoint program")?;
+            let program: &mut BtfTracePoint = typed_program(&mut ebpf, PROG_SCHED_SWITCH)?;
             program
                 .load("sched_switch", &btf)
                 .map_err(|e| privilege_aware(anyhow!(e), "the kernel rejected the sched_switch (off-CPU) program"))?;
         }
         if programs.faults {
-            let program: &mut PerfEvent = ebpf
-                .program_mut(PROG_FAULT_SAMPLE)
-                .ok_or_else(|| anyhow!("program `{PROG_FAULT_SAMPLE}` missing from the eBPF object"))?
-                .try_into()
-                .context("program `fault_sample` is not a perf_event program")?;
+            let program: &mut PerfEvent = typed_program(&mut ebpf, PROG_FAULT_SAMPLE)?;
             program.load().map_err(|e| privilege_aware(anyhow!(e), "the kernel rejected the page-fault program"))?;
         }
         if programs.alloc {
             for name in [PROG_MALLOC_ENTRY, PROG_GO_ALLOC] {
-                let program: &mut UProbe = ebpf
-                    .program_mut(name)
-                    .ok_or_else(|| anyhow!("program `{name}` missing from the eBPF object"))?
-                    .try_into()
-                    .with_context(|| format!("program `{name}` is not a uprobe program"))?;
+                let program: &mut UProbe = typed_program(&mut ebpf, name)?;
                 program
                     .load()
                     .map_err(|e| privilege_aware(anyhow!(e), &format!("the kernel rejected the `{name}` uprobe")))?;
@@ -283,11 +267,7 @@ impl Loader {
         }
         anyhow::ensure!(self.programs.offcpu, "the off-CPU program was not loaded");
         self.prime_stack_allocator_all();
-        let program: &mut BtfTracePoint = self
-            .ebpf
-            .program_mut(PROG_SCHED_SWITCH)
-            .ok_or_else(|| anyhow!("program `{PROG_SCHED_SWITCH}` missing"))?
-            .try_into()?;
+        let program: &mut BtfTracePoint = typed_program(&mut self.ebpf, PROG_SCHED_SWITCH)?;
         let link = program
             .attach()
             .map_err(|e| privilege_aware(anyhow!(e), "failed to attach to the sched_switch tracepoint"))?;
@@ -305,11 +285,7 @@ impl Loader {
         let cpus =
             aya::util::online_cpus().map_err(|(path, e)| anyhow!("failed to read online CPUs from `{path}`: {e}"))?;
         self.prime_stack_allocator(&cpus);
-        let program: &mut PerfEvent = self
-            .ebpf
-            .program_mut(PROG_FAULT_SAMPLE)
-            .ok_or_else(|| anyhow!("program `{PROG_FAULT_SAMPLE}` missing"))?
-            .try_into()?;
+        let program: &mut PerfEvent = typed_program(&mut self.ebpf, PROG_FAULT_SAMPLE)?;
         let mut links = Vec::with_capacity(cpus.len());
         for cpu in cpus {
             match program.attach(
@@ -343,8 +319,7 @@ impl Loader {
         let mut attached = Vec::new();
         for site in sites {
             let name = if site.symbol == crate::alloc::MALLOC_SYMBOL { PROG_MALLOC_ENTRY } else { PROG_GO_ALLOC };
-            let program: &mut UProbe =
-                self.ebpf.program_mut(name).ok_or_else(|| anyhow!("program `{name}` missing"))?.try_into()?;
+            let program: &mut UProbe = typed_program(&mut self.ebpf, name)?;
             let Some(pid) = std::num::NonZeroU32::new(site.pid) else { continue };
             let point = UProbeAttachPoint { location: site.symbol.into(), cookie: Some(site.cookie) };
             match program.attach(point, &site.path, UProbeScope::OneProcess(pid)) {
@@ -380,20 +355,17 @@ impl Loader {
         }
         let fault_links = std::mem::take(&mut self.fault_links);
         if !fault_links.is_empty() {
-            let program: &mut PerfEvent =
-                self.ebpf.program_mut(PROG_FAULT_SAMPLE).ok_or_else(|| anyhow!("program missing"))?.try_into()?;
+            let program: &mut PerfEvent = typed_program(&mut self.ebpf, PROG_FAULT_SAMPLE)?;
             for link in fault_links {
                 program.detach(link).context("failed to detach a page-fault event")?;
             }
         }
         for (name, link) in std::mem::take(&mut self.alloc_links) {
-            let program: &mut UProbe =
-                self.ebpf.program_mut(name).ok_or_else(|| anyhow!("program missing"))?.try_into()?;
+            let program: &mut UProbe = typed_program(&mut self.ebpf, name)?;
             program.detach(link).context("failed to detach an allocation probe")?;
         }
         if let Some(link) = self.offcpu_link.take() {
-            let program: &mut BtfTracePoint =
-                self.ebpf.program_mut(PROG_SCHED_SWITCH).ok_or_else(|| anyhow!("program missing"))?.try_into()?;
+            let program: &mut BtfTracePoint = typed_program(&mut self.ebpf, PROG_SCHED_SWITCH)?;
             program.detach(link).context("failed to detach the sched_switch program")?;
         }
         Ok(())
@@ -515,11 +487,7 @@ impl Loader {
     }
 
     fn program_mut(&mut self) -> Result<&mut PerfEvent> {
-        self.ebpf
-            .program_mut(PROG_CPU_SAMPLE)
-            .ok_or_else(|| anyhow!("program `{PROG_CPU_SAMPLE}` missing"))?
-            .try_into()
-            .context("program `cpu_sample` is not a perf_event program")
+        typed_program(&mut self.ebpf, PROG_CPU_SAMPLE)
     }
 
     fn map(&self, name: &str) -> Result<&aya::maps::Map> {
@@ -537,6 +505,15 @@ impl Drop for Loader {
         // samples while the maps are torn down.
         let _ = self.detach();
     }
+}
+
+/// The program `name` of `ebpf`, as its concrete type.
+fn typed_program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let program = ebpf.program_mut(name).ok_or_else(|| anyhow!("program `{name}` missing from the eBPF object"))?;
+    <&mut T>::try_from(program).with_context(|| format!("program `{name}` has an unexpected type"))
 }
 
 /// Collects map entries, skipping ones deleted between `get_next_key` and

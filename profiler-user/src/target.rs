@@ -212,7 +212,7 @@ pub fn sanitize_name(s: &str) -> String {
 }
 
 /// `/proc/<pid>/cmdline` with its arguments joined by spaces.
-fn command_line(pid: u32) -> Option<String> {
+pub(crate) fn command_line(pid: u32) -> Option<String> {
     let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let args: Vec<_> = raw.split(|&b| b == 0).filter(|a| !a.is_empty()).map(String::from_utf8_lossy).collect();
     Some(args.join(" "))
@@ -230,7 +230,7 @@ fn stat(pid: u32) -> Option<(char, u32)> {
 
 /// Ancestors of `pid` whose command line contains our own arguments: the
 /// `sudo`, `strace` or `sh -c` that started us.
-fn wrapper_ancestors(pid: u32) -> Vec<u32> {
+pub(crate) fn wrapper_ancestors(pid: u32) -> Vec<u32> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.is_empty() {
         return Vec::new();

@@ -197,7 +197,7 @@ impl MetricSampler {
             at: now,
             wall,
             present: true,
-            cpu_seconds: ticks as f64 / clock_ticks_per_second(),
+            cpu_seconds: ticks as f64 / crate::cputime::ticks_per_second(),
             epoch: 0,
             cpu_capacity: host.capacity(limits.cpus),
             mem_bytes: pids.iter().filter_map(|&pid| read_vm_rss(pid)).sum(),
@@ -235,7 +235,7 @@ impl MetricSampler {
                 let boot_ticks = boot_time_ticks();
                 pids = cgroup_pids(&dir);
                 let stats: Vec<_> = pids.iter().filter_map(|&pid| Some((pid, read_proc_stat(pid)?))).collect();
-                self.tracker.update(boot_ticks, &stats) as f64 / clock_ticks_per_second()
+                self.tracker.update(boot_ticks, &stats) as f64 / crate::cputime::ticks_per_second()
             }
         };
         let mem_bytes = match read_u64(&dir.join("memory.current")) {
@@ -366,17 +366,6 @@ fn read_u64(path: &Path) -> Option<u64> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-/// Clock ticks per second, the unit of `/proc/<pid>/stat` times.
-fn clock_ticks_per_second() -> f64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as f64
-    } else {
-        100.0
-    }
-}
-
 /// Time since boot in clock ticks, the clock of a process's start time
 /// (field 22 of `/proc/<pid>/stat`), to tell processes started since the
 /// last sample from ones that only now match.
@@ -386,7 +375,7 @@ fn boot_time_ticks() -> Option<u64> {
     if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
         return None;
     }
-    let ticks = clock_ticks_per_second() as u64;
+    let ticks = crate::cputime::ticks_per_second() as u64;
     Some(u64::try_from(ts.tv_sec).ok()? * ticks + u64::try_from(ts.tv_nsec).ok()? * ticks / 1_000_000_000)
 }
 

@@ -98,7 +98,9 @@ struct Verdict {
 impl NameMatcher {
     pub(super) fn new(re: Regex) -> Self {
         let me = std::process::id();
-        let mut excluded = wrapper_ancestors(me);
+        // Our own `sudo`/`sh -c` wrappers match only because they run us: the
+        // same exclusion as `target`, computed once (our ancestors do not change).
+        let mut excluded = crate::target::wrapper_ancestors(me);
         excluded.push(me);
         Self { re, excluded, verdicts: HashMap::new() }
     }
@@ -137,7 +139,7 @@ impl NameMatcher {
             self.verdicts.remove(&pid);
             return false;
         };
-        let matches = self.re.is_match(&comm) || read_cmdline(pid).is_some_and(|c| self.re.is_match(&c));
+        let matches = self.re.is_match(&comm) || crate::target::command_line(pid).is_some_and(|c| self.re.is_match(&c));
         let first_seen = self.verdicts.get(&pid).map_or(now, |v| v.first_seen);
         self.verdicts.insert(pid, Verdict { matches, checked: now, first_seen });
         matches
@@ -160,43 +162,6 @@ fn recheck_period(pid: u32) -> Duration {
 fn read_comm(pid: u32) -> Option<String> {
     let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
     Some(comm.trim_end_matches('\n').to_owned())
-}
-
-/// `/proc/<pid>/cmdline` with its arguments joined by spaces.
-fn read_cmdline(pid: u32) -> Option<String> {
-    let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let args: Vec<_> = raw.split(|&b| b == 0).filter(|a| !a.is_empty()).map(String::from_utf8_lossy).collect();
-    Some(args.join(" "))
-}
-
-/// Ancestors of `pid` whose command line contains our own arguments (the
-/// `sudo` or `sh -c` that started us): they match `--name order-service`
-/// only because they run `stackwatch watch --name order-service`. The same
-/// rule as in `target`, computed once since our ancestors do not change.
-fn wrapper_ancestors(pid: u32) -> Vec<u32> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.is_empty() {
-        return Vec::new();
-    }
-    let args = args.join(" ");
-    let mut wrappers = Vec::new();
-    let mut current = pid;
-    // Bounded: don't trust /proc to end the chain.
-    for _ in 0..64 {
-        let Some(ppid) = parent(current).filter(|&p| p > 1) else {
-            break;
-        };
-        if read_cmdline(ppid).is_some_and(|cmdline| cmdline.contains(&args)) {
-            wrappers.push(ppid);
-        }
-        current = ppid;
-    }
-    wrappers
-}
-
-fn parent(pid: u32) -> Option<u32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.get(stat.rfind(')')? + 1..)?.split_whitespace().nth(1)?.parse().ok()
 }
 
 #[cfg(test)]
