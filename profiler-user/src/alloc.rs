@@ -18,6 +18,10 @@ pub struct ProbeSite {
     pub pid: u32,
     /// Attach cookie (which Go slow path).
     pub cookie: u64,
+    /// Where in the file to attach: `None` for the symbol's entry (found by
+    /// the kernel's loader from the dynamic symbols), or a file offset
+    /// computed here.
+    pub offset: Option<u64>,
 }
 
 pub const MALLOC_SYMBOL: &str = "malloc";
@@ -34,18 +38,40 @@ pub fn probe_sites(pids: &[u32]) -> Vec<ProbeSite> {
     for &pid in pids {
         let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else { continue };
         if let Some(libc) = find_libc(&maps) {
-            sites.push(ProbeSite { path: in_root(pid, &libc), symbol: MALLOC_SYMBOL, pid, cookie: 0 });
+            sites.push(ProbeSite { path: in_root(pid, &libc), symbol: MALLOC_SYMBOL, pid, cookie: 0, offset: None });
         }
         let exe = PathBuf::from(format!("/proc/{pid}/exe"));
+        let Ok(data) = std::fs::read(&exe) else { continue };
         // The probes read the register ABI (Go 1.17+ on amd64); binaries
         // older than the 1.18 build-info format are left alone rather than
         // read garbage from a stack-ABI call.
-        if go_version(&exe).is_some_and(|v| v != OLD_GO) {
-            sites.push(ProbeSite { path: exe.clone(), symbol: GO_REFILL, pid, cookie: GO_PROBE_REFILL });
-            sites.push(ProbeSite { path: exe, symbol: GO_ALLOC_LARGE, pid, cookie: GO_PROBE_ALLOC_LARGE });
+        if go_version_of(&data).is_some_and(|v| v != OLD_GO) {
+            let offsets = crate::symbolize::function_file_offsets(&data, &[GO_REFILL, GO_ALLOC_LARGE]);
+            for ((symbol, cookie), offset) in
+                [(GO_REFILL, GO_PROBE_REFILL), (GO_ALLOC_LARGE, GO_PROBE_ALLOC_LARGE)].into_iter().zip(offsets)
+            {
+                // Not found (a runtime that renamed them): the attach by
+                // symbol fails with a warning naming the function.
+                let offset = offset.map(|off| off + past_stack_check(data.get(off as usize..).unwrap_or_default()));
+                sites.push(ProbeSite { path: exe.clone(), symbol, pid, cookie, offset });
+            }
         }
     }
     sites
+}
+
+/// How far into a Go function its probe goes: past the stack-bound check
+/// `CMPQ 0x10(R14), SP` (`49 3b 66 10`) when a `JBE` to `morestack` follows
+/// it. The kernel cannot emulate that compare, so a probe on it single-steps
+/// it out of line on every hit (a second trap, about 13 µs per hit on this
+/// kind of VM); it emulates the conditional jump. Registers, the stack
+/// pointer and the return address at `[SP]` are still those of the entry,
+/// which is what the probe reads. Any other prologue: the entry itself.
+pub fn past_stack_check(code: &[u8]) -> u64 {
+    match code {
+        [0x49, 0x3b, 0x66, 0x10, 0x0f, 0x86, ..] | [0x49, 0x3b, 0x66, 0x10, 0x76, ..] => 4,
+        _ => 0,
+    }
 }
 
 /// The path of the C library in a `/proc/<pid>/maps` text.
@@ -63,9 +89,13 @@ fn in_root(pid: u32, path: &str) -> PathBuf {
 /// The Go version (`go1.19.8`) recorded in a binary's `.go.buildinfo`, or
 /// `None` if it is not a Go binary.
 pub fn go_version(path: &Path) -> Option<String> {
+    go_version_of(&std::fs::read(path).ok()?)
+}
+
+/// [`go_version`] of an ELF image.
+pub fn go_version_of(data: &[u8]) -> Option<String> {
     use object::{Object as _, ObjectSection as _};
-    let data = std::fs::read(path).ok()?;
-    let file = object::File::parse(&*data).ok()?;
+    let file = object::File::parse(data).ok()?;
     let section = file.section_by_name(".go.buildinfo")?;
     parse_buildinfo(section.data().ok()?)
 }
@@ -128,6 +158,17 @@ mod tests {
         data.push(0);
         assert_eq!(parse_buildinfo(&data).as_deref(), Some("go1.19.8"));
         assert_eq!(parse_buildinfo(b"nope"), None);
+    }
+
+    #[test]
+    fn probes_go_functions_past_the_stack_check() {
+        // CMPQ 0x10(R14), SP; JBE rel32 / JBE rel8.
+        assert_eq!(past_stack_check(&[0x49, 0x3b, 0x66, 0x10, 0x0f, 0x86, 0x10, 0, 0, 0]), 4);
+        assert_eq!(past_stack_check(&[0x49, 0x3b, 0x66, 0x10, 0x76, 0x20]), 4);
+        // Large frames compare R12 (LEAQ -x(SP), R12 first); other code; too short.
+        assert_eq!(past_stack_check(&[0x4c, 0x8d, 0x64, 0x24, 0xf8, 0x4d, 0x3b, 0x66, 0x10]), 0);
+        assert_eq!(past_stack_check(&[0x49, 0x3b, 0x66, 0x10, 0x90]), 0);
+        assert_eq!(past_stack_check(&[0x49, 0x3b]), 0);
     }
 
     #[test]

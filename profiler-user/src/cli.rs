@@ -145,7 +145,7 @@ pub struct RecordArgs {
     pub output_dir: PathBuf,
 
     /// Profiles to take, comma-separated: cpu (on-CPU samples), offcpu (time blocked, by stack), memory
-    /// (page faults, by stack)
+    /// (sampled malloc and Go allocations with bytes, and page faults, by stack)
     #[arg(
         long,
         value_name = "KINDS",

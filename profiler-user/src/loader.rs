@@ -12,7 +12,7 @@ use aya::{
     maps::{HashMap, MapData, PerCpuArray},
     programs::{
         perf_event::{PerfEventConfig, PerfEventLinkId, PerfEventScope, SamplePolicy, SoftwareEvent},
-        uprobe::{UProbeAttachPoint, UProbeLinkId, UProbeScope},
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope},
         BtfTracePoint, PerfEvent, UProbe,
     },
     Btf, Ebpf, EbpfLoader,
@@ -321,7 +321,11 @@ impl Loader {
             let name = if site.symbol == crate::alloc::MALLOC_SYMBOL { PROG_MALLOC_ENTRY } else { PROG_GO_ALLOC };
             let program: &mut UProbe = typed_program(&mut self.ebpf, name)?;
             let Some(pid) = std::num::NonZeroU32::new(site.pid) else { continue };
-            let point = UProbeAttachPoint { location: site.symbol.into(), cookie: Some(site.cookie) };
+            let location = match site.offset {
+                Some(offset) => UProbeAttachLocation::AbsoluteOffset(offset),
+                None => UProbeAttachLocation::Symbol(site.symbol),
+            };
+            let point = UProbeAttachPoint { location, cookie: Some(site.cookie) };
             match program.attach(point, &site.path, UProbeScope::OneProcess(pid)) {
                 Ok(link) => {
                     self.alloc_links.push((name, link));

@@ -9,7 +9,19 @@
 //! build ID and a debuglink candidate the recorded CRC-32, so a stale or
 //! foreign file is never used. Each location is tried inside the process's
 //! own root first (a container ships its own debug packages) and then on
-//! the host. blazesym only follows debuglinks and only relative to a path
+//! the host.
+//!
+//! What is read from the file depends on where it was found. From the
+//! system's debug directories (`/usr/lib/debug`, `/lib/debug`: distribution
+//! `-dbg`/`-dbgsym` packages, the host's or a container's) only the symbol
+//! table is used: it names the static functions the stripped library hides,
+//! which is what a profile needs, at the cost of reading a few hundred KiB.
+//! Their DWARF is compressed and large (libc's inflates to 8.5 MiB for two
+//! frames of a typical profile, 20 MiB of RSS and 50–100 ms), so its lines
+//! and inlined frames are read only from directories the operator names in
+//! `STACKWATCH_DEBUG_DIRS` (which may well be `/usr/lib/debug`) and from
+//! debug files next to the binary (`.gnu_debuglink`), which belong to the
+//! program being profiled. blazesym only follows debuglinks and only relative to a path
 //! it can see, which a binary opened through `/proc` does not have; hence
 //! this module.
 
@@ -34,47 +46,62 @@ pub struct DebugSearch<'a> {
     pub extra_dirs: &'a [PathBuf],
 }
 
+/// What a separate debug file is read for (see the module's docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DebugUse {
+    /// DWARF: lines and inlined frames, with the symbol table.
+    Full,
+    /// The symbol table only.
+    Symbols,
+}
+
 impl DebugSearch<'_> {
-    /// Candidate paths, in order, each with what it must match.
-    fn candidates(&self, info: &ElfInfo) -> Vec<(PathBuf, Check)> {
+    /// Candidate paths, in order, each with what it must match and what it
+    /// would be used for.
+    fn candidates(&self, info: &ElfInfo) -> Vec<(PathBuf, Check, DebugUse)> {
         let mut roots: Vec<PathBuf> = self.process_root.iter().cloned().collect();
         roots.push(PathBuf::from("/"));
         let defaults: Vec<PathBuf> = DEFAULT_DEBUG_DIRS.iter().map(PathBuf::from).collect();
-        // (root, debug dir) pairs: configured dirs are host paths.
-        let mut dirs: Vec<(PathBuf, &Path)> =
-            self.extra_dirs.iter().map(|d| (PathBuf::from("/"), d.as_path())).collect();
+        // (root, debug dir, use) triples: configured dirs are host paths.
+        let mut dirs: Vec<(PathBuf, &Path, DebugUse)> =
+            self.extra_dirs.iter().map(|d| (PathBuf::from("/"), d.as_path(), DebugUse::Full)).collect();
         for root in &roots {
-            dirs.extend(defaults.iter().map(|d| (root.clone(), d.as_path())));
+            dirs.extend(defaults.iter().map(|d| (root.clone(), d.as_path(), DebugUse::Symbols)));
         }
         let mut out = Vec::new();
         if let Some(id) = info.build_id.as_deref().filter(|id| id.len() >= 2) {
             let (first, rest) = (super::elf::hex(&id[..1]), super::elf::hex(&id[1..]));
-            for (root, dir) in &dirs {
+            for (root, dir, use_) in &dirs {
                 let path = under(root, &dir.join(".build-id").join(&first).join(format!("{rest}.debug")));
-                out.push((path, Check::BuildId(id.to_vec())));
+                out.push((path, Check::BuildId(id.to_vec()), *use_));
             }
         }
         if let Some((name, crc)) = &info.debuglink {
             let binary_dir = Path::new(self.binary_path).parent().unwrap_or(Path::new("/"));
             for root in &roots {
-                out.push((under(root, &binary_dir.join(name)), Check::Crc(*crc)));
-                out.push((under(root, &binary_dir.join(".debug").join(name)), Check::Crc(*crc)));
+                out.push((under(root, &binary_dir.join(name)), Check::Crc(*crc), DebugUse::Full));
+                out.push((under(root, &binary_dir.join(".debug").join(name)), Check::Crc(*crc), DebugUse::Full));
             }
-            for (root, dir) in &dirs {
+            for (root, dir, use_) in &dirs {
                 let nested = dir.join(binary_dir.strip_prefix("/").unwrap_or(binary_dir)).join(name);
-                out.push((under(root, &nested), Check::Crc(*crc)));
+                out.push((under(root, &nested), Check::Crc(*crc), *use_));
             }
         }
         out
     }
 
     /// Opens the first candidate that exists and matches.
-    pub fn find(&self, info: &ElfInfo) -> Option<PinnedFile> {
-        for (path, check) in self.candidates(info) {
+    pub fn find(&self, info: &ElfInfo) -> Option<(PinnedFile, DebugUse)> {
+        for (path, check, use_) in self.candidates(info) {
             let Ok(mut file) = File::open(&path) else { continue };
             if check.matches(&mut file) {
-                tracing::debug!(binary = self.binary_path, debug_file = %path.display(), "separate debug file found");
-                return PinnedFile::from_file(file).ok();
+                tracing::debug!(
+                    binary = self.binary_path,
+                    debug_file = %path.display(),
+                    read = ?use_,
+                    "separate debug file found"
+                );
+                return PinnedFile::from_file(file).ok().map(|pin| (pin, use_));
             }
             tracing::debug!(binary = self.binary_path, candidate = %path.display(), "debug file does not match");
         }
@@ -140,7 +167,7 @@ mod tests {
         let paths: Vec<String> = search
             .candidates(&info(Some(&[0xab, 0xcd, 0xef]), Some(("app.debug", 7))))
             .into_iter()
-            .map(|(p, _)| p.display().to_string())
+            .map(|(p, _, _)| p.display().to_string())
             .collect();
         assert_eq!(
             paths[..6],
@@ -157,6 +184,20 @@ mod tests {
         assert!(paths.contains(&"/srv/debug/opt/app/bin/app.debug".to_owned()));
         assert!(paths.contains(&"/proc/42/root/usr/lib/debug/opt/app/bin/app.debug".to_owned()));
         assert!(search.candidates(&info(None, None)).is_empty());
+        // Lines only from the operator's directories and the program's own
+        // debuglink files; the system's debug packages give symbols.
+        let uses: Vec<(String, DebugUse)> = search
+            .candidates(&info(Some(&[0xab, 0xcd, 0xef]), Some(("app.debug", 7))))
+            .into_iter()
+            .map(|(p, _, u)| (p.display().to_string(), u))
+            .collect();
+        let use_of = |path: &str| uses.iter().find(|(p, _)| p == path).map(|(_, u)| *u);
+        assert_eq!(use_of("/srv/debug/.build-id/ab/cdef.debug"), Some(DebugUse::Full));
+        assert_eq!(use_of("/srv/debug/opt/app/bin/app.debug"), Some(DebugUse::Full));
+        assert_eq!(use_of("/opt/app/bin/.debug/app.debug"), Some(DebugUse::Full));
+        assert_eq!(use_of("/proc/42/root/usr/lib/debug/.build-id/ab/cdef.debug"), Some(DebugUse::Symbols));
+        assert_eq!(use_of("/usr/lib/debug/.build-id/ab/cdef.debug"), Some(DebugUse::Symbols));
+        assert_eq!(use_of("/lib/debug/opt/app/bin/app.debug"), Some(DebugUse::Symbols));
     }
 
     #[test]

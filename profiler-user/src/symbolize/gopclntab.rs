@@ -141,6 +141,15 @@ impl<D: AsRef<[u8]>> GoTable<D> {
         self.hdr.nfunc
     }
 
+    /// Entry address of the function named `name` (a linear scan: for
+    /// the few lookups of probe placement, not for symbolization).
+    pub fn entry_of(&self, name: &str) -> Option<u64> {
+        (0..self.hdr.nfunc).find_map(|i| {
+            let f = self.func(i)?;
+            (self.func_name(&f)? == name).then_some(f.entry)
+        })
+    }
+
     /// Entry address and name of function `i` (in address order).
     #[cfg(test)]
     pub fn function(&self, i: usize) -> Option<(u64, String)> {

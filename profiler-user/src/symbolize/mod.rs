@@ -443,6 +443,38 @@ pub fn parse_build_id_note(mut data: &[u8]) -> Option<String> {
     None
 }
 
+/// The file offsets of the entries of the functions `names` in the ELF
+/// image `data` (`None` for a name not found): from the symbol table when
+/// the file has one, otherwise from the Go function table, which stripped
+/// Go binaries keep. For placing uprobes.
+pub fn function_file_offsets(data: &[u8], names: &[&str]) -> Vec<Option<u64>> {
+    use object::{Object as _, ObjectSymbol as _};
+    let Some(info) = elf::ElfInfo::parse(data) else { return vec![None; names.len()] };
+    let mut vaddrs: Vec<Option<u64>> = vec![None; names.len()];
+    if let Ok(file) = object::File::parse(data) {
+        for sym in file.symbols().filter(|s| s.is_definition()) {
+            if let Some(i) = sym.name().ok().and_then(|n| names.iter().position(|want| *want == n)) {
+                vaddrs[i].get_or_insert(sym.address());
+            }
+        }
+    }
+    if vaddrs.iter().any(Option::is_none) {
+        let loc = match info.gopclntab {
+            Some(loc) => Some(loc),
+            None if info.maybe_go => gopclntab::scan_for_table(data, &info.segments),
+            None => None,
+        };
+        if let Some(table) = loc.and_then(|loc| gopclntab::GoTable::new(data, loc, info.segments.clone())) {
+            for (vaddr, name) in vaddrs.iter_mut().zip(names) {
+                if vaddr.is_none() {
+                    *vaddr = table.entry_of(name);
+                }
+            }
+        }
+    }
+    vaddrs.into_iter().map(|v| v.and_then(|v| elf::vaddr_to_file_offset(&info.segments, v))).collect()
+}
+
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;

@@ -30,7 +30,7 @@ use memmap2::Mmap;
 use tracing::debug;
 
 use super::{
-    debuginfo::DebugSearch,
+    debuginfo::{DebugSearch, DebugUse},
     elf::ElfInfo,
     gopclntab::{scan_for_table, GoTable},
     procmaps::{FileKey, PinnedFile},
@@ -80,7 +80,7 @@ unsafe impl Send for Blaze {}
 /// How an object's addresses are named.
 enum Backend {
     Dwarf,
-    DebugFile(PinnedFile),
+    DebugFile(PinnedFile, DebugUse),
     Go(Box<GoTable<Mmap>>),
     Symbols,
     NotElf,
@@ -163,9 +163,9 @@ impl ObjectCache {
             (None, _) => Backend::NotElf,
             (Some(info), _) if info.has_dwarf => Backend::Dwarf,
             (Some(info), map) => match search.find(info) {
-                Some(debug) => {
+                Some((debug, use_)) => {
                     cost += debug.key.size;
-                    Backend::DebugFile(debug)
+                    Backend::DebugFile(debug, use_)
                 }
                 None => match map.ok().and_then(|m| go_table(m, info)) {
                     Some(table) => Backend::Go(Box::new(table)),
@@ -212,10 +212,11 @@ impl ObjectCache {
             (Backend::NotElf, _) | (_, None) => return vec![None; offsets.len()],
             (Backend::Dwarf, _) => elf_lines(blaze, &main, true, Input::FileOffset(offsets)),
             (Backend::Symbols, _) => return elf_lines(blaze, &main, false, Input::FileOffset(offsets)),
-            (Backend::DebugFile(debug), Some(info)) => {
+            (Backend::DebugFile(debug, use_), Some(info)) => {
                 let vaddrs: Vec<Option<u64>> = offsets.iter().map(|&o| info.file_offset_to_vaddr(o)).collect();
                 let known: Vec<u64> = vaddrs.iter().flatten().copied().collect();
-                let mut named = elf_lines(blaze, &debug.proc_path(), true, Input::VirtOffset(&known)).into_iter();
+                let dwarf = *use_ == DebugUse::Full;
+                let mut named = elf_lines(blaze, &debug.proc_path(), dwarf, Input::VirtOffset(&known)).into_iter();
                 vaddrs.iter().map(|v| v.and_then(|_| named.next().flatten())).collect()
             }
             (Backend::Go(table), Some(info)) => offsets
@@ -249,7 +250,7 @@ impl ObjectCache {
             self.bytes = self.bytes.saturating_sub(object.cost);
             self.evictions += 1;
             let mut paths = vec![object.pin.proc_path()];
-            if let Backend::DebugFile(debug) = &object.backend {
+            if let Backend::DebugFile(debug, _) = &object.backend {
                 paths.push(debug.proc_path());
             }
             for path in paths {
@@ -265,7 +266,8 @@ impl Backend {
     fn name(&self) -> &'static str {
         match self {
             Backend::Dwarf => "dwarf",
-            Backend::DebugFile(_) => "separate debug file",
+            Backend::DebugFile(_, DebugUse::Full) => "separate debug file",
+            Backend::DebugFile(_, DebugUse::Symbols) => "separate debug file, symbols",
             Backend::Go(_) => "gopclntab",
             Backend::Symbols => "elf symbols",
             Backend::NotElf => "not elf",

@@ -21,7 +21,6 @@ pub struct Context {
     pub burn: PathBuf,
     /// This run's scratch directory (under `target/bench/`).
     pub work: PathBuf,
-    #[expect(dead_code, reason = "for the sections of issues 5 and 6, which are still TODO")]
     pub quick: bool,
     pub runs: usize,
     pub nproc: usize,
@@ -75,20 +74,10 @@ impl Section {
     }
 }
 
-/// Issue 5, item 4: the cost of `--profiles offcpu` and `--profiles memory`.
-/// Measured by hand so far (its own section of docs/benchmarks.md, with the
-/// commands); wiring those commands in here makes the figures repeatable.
-pub fn offcpu_memory(_ctx: &Context) -> Result<Section> {
-    Ok(Section::todo(
-        "offcpu-memory",
-        "Off-CPU and memory overhead (issue 5)",
-        "issue 5 (off-CPU and memory profiles), acceptance item 4",
-        &[
-            "measured by hand for now: see [Off-CPU and memory profiles](#off-cpu-and-memory-profiles) below, with its commands",
-            "offcpu: a context-switch-heavy workload (tests/workloads/pingpong.c) alone vs under `stackwatch record --pid P --profiles offcpu`: throughput loss with its noise band, `sched_switch` ns per run, map memory",
-            "memory: allocation-heavy C (tests/workloads/malloc_loop.c) and Go (tests/workloads/goleak) workloads alone vs under `--profiles memory`: throughput loss, `malloc_entry`/`go_alloc`/`fault_sample` ns per run",
-        ],
-    ))
+/// Issue 5, item 4: the cost of `--profiles offcpu` and `--profiles memory`
+/// on workloads that do little but make the events they pay for.
+pub fn offcpu_memory(ctx: &Context) -> Result<Section> {
+    super::events::run(ctx)
 }
 
 /// Issue 6, item 7: symbolization throughput and its memory, measured by

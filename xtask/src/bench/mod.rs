@@ -14,6 +14,7 @@
 //! time and peak RSS from `wait4`, their BPF time from fdinfo) and the
 //! workload's throughput loss is reported with the spread of its alone runs.
 
+mod events;
 mod ext;
 mod measure;
 mod report;
