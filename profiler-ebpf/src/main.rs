@@ -242,22 +242,36 @@ mod program {
     }
 
     fn try_cpu_sample(ctx: &PerfEventContext) -> Result<u32, u32> {
-        count_sample(ctx, &COUNTS, Stat::Recorded, Stat::CountsMapFull)
+        count_sample(ctx, in_kernel(ctx), &COUNTS, Stat::Recorded, Stat::CountsMapFull)
+    }
+
+    /// Whether the event interrupted kernel code. When it interrupted user
+    /// code there is no kernel stack to read (the kernel's callchain code
+    /// would return none), so the helper call is skipped: for a CPU-bound
+    /// program that is most samples.
+    #[inline(always)]
+    fn in_kernel(ctx: &PerfEventContext) -> bool {
+        // SAFETY: the context of a perf_event program is a
+        // `bpf_perf_event_data` whose `regs` the kernel filled; reading a
+        // field of it is a plain context access.
+        let cs = unsafe { (*ctx.ctx).regs.cs };
+        cs & 3 != 3
     }
 
     /// A page fault of a target task (the event is sampled every N faults by
     /// its period): the stack that touched new memory.
     #[perf_event]
     pub fn fault_sample(ctx: PerfEventContext) -> u32 {
-        match count_sample(&ctx, &FAULT_COUNTS, Stat::FaultRecorded, Stat::FaultCountsMapFull) {
+        match count_sample(&ctx, in_kernel(&ctx), &FAULT_COUNTS, Stat::FaultRecorded, Stat::FaultCountsMapFull) {
             Ok(ret) | Err(ret) => ret,
         }
     }
 
     /// Builds the aggregation key of the current task: ids, comm and both
-    /// stacks. `None` for the idle task and tasks outside the target.
+    /// stacks (the kernel one only if `kernel`). `None` for the idle task
+    /// and tasks outside the target.
     #[inline(always)]
-    fn current_key<C: EbpfContext>(ctx: &C) -> Option<SampleKey> {
+    fn current_key<C: EbpfContext>(ctx: &C, kernel: bool) -> Option<SampleKey> {
         let pid_tgid = bpf_get_current_pid_tgid();
         let tgid = (pid_tgid >> 32) as u32;
         let tid = pid_tgid as u32;
@@ -273,7 +287,7 @@ mod program {
             pid: tgid,
             tid,
             user_stack_id: store_stack(ctx, true),
-            kernel_stack_id: store_stack(ctx, false),
+            kernel_stack_id: if kernel { store_stack(ctx, false) } else { STACK_ID_NONE },
             comm: bpf_get_current_comm().unwrap_or_default(),
         })
     }
@@ -281,11 +295,12 @@ mod program {
     #[inline(always)]
     fn count_sample<C: EbpfContext>(
         ctx: &C,
+        kernel: bool,
         counts: &HashMap<SampleKey, u64>,
         recorded: Stat,
         full: Stat,
     ) -> Result<u32, u32> {
-        let Some(key) = current_key(ctx) else { return Ok(0) };
+        let Some(key) = current_key(ctx, kernel) else { return Ok(0) };
         if let Some(count) = counts.get_ptr_mut(key) {
             // SAFETY: the pointer is to a live map value; the add is atomic.
             unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(count, 1) };
@@ -488,7 +503,8 @@ mod program {
 
     #[inline(always)]
     fn switch_out(ctx: &BtfTracePointContext, task: u64, now: u64) {
-        let Some(key) = current_key(ctx) else { return };
+        // A task switching out is always in the kernel (in `schedule`).
+        let Some(key) = current_key(ctx, true) else { return };
         let start = OffCpuStart { ts: now, key };
         if OFFCPU_START.insert(task, start, 0).is_err() && bump(Stat::OffCpuStartMapFull) == 0 {
             warn!(ctx, "off-cpu start map full: some blocked intervals are not tracked (counted)");

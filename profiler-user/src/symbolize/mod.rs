@@ -20,15 +20,13 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use blazesym::symbolize::{
-    source::{Kernel, Source},
-    CodeInfo, Input, Symbolized, Symbolizer as BlazeSymbolizer,
-};
-use tracing::debug;
+use blazesym::symbolize::{CodeInfo, Symbolizer as BlazeSymbolizer};
+use tracing::warn;
 
 mod debuginfo;
 mod elf;
 mod gopclntab;
+mod kallsyms;
 mod objects;
 mod perfmap;
 mod procmaps;
@@ -87,7 +85,13 @@ pub struct Symbolizer {
     processes: Processes,
     debug_dirs: Vec<PathBuf>,
     kernel_build_id: Option<Option<String>>,
+    /// Whether the "cannot read kallsyms" warning was given (once per
+    /// symbolizer: the daemon's lives for many captures).
+    kallsyms_warned: bool,
 }
+
+/// Where kernel frames are named from.
+const KALLSYMS: &str = "/proc/kallsyms";
 
 impl Default for Symbolizer {
     fn default() -> Self {
@@ -149,6 +153,7 @@ impl Symbolizer {
             processes: Processes::default(),
             debug_dirs: config.debug_dirs,
             kernel_build_id: None,
+            kallsyms_warned: false,
         }
     }
 
@@ -269,25 +274,26 @@ impl Symbolizer {
             build_id,
         });
         tables.mappings.insert((0, 0), mapping);
-        let src = Source::Kernel(Kernel {
-            // No vmlinux: it needs the KASLR offset from /proc/kcore, which
-            // hosts often lack; kallsyms holds runtime addresses already.
-            vmlinux: blazesym::MaybeDefault::None,
-            debug_syms: false,
-            ..Default::default()
-        });
-        let results = match self.blaze.0.symbolize(&src, Input::AbsAddr(addrs)) {
+        // No vmlinux (it needs the KASLR offset from /proc/kcore, which hosts
+        // often lack); kallsyms holds runtime addresses already.
+        let results = match std::fs::File::open(KALLSYMS)
+            .and_then(|f| kallsyms::resolve(std::io::BufReader::with_capacity(1 << 16, f), addrs))
+        {
             Ok(r) => r,
             Err(e) => {
-                debug!("kernel symbolization failed: {e}");
+                if !self.kallsyms_warned {
+                    warn!("cannot name kernel frames from {KALLSYMS}: {e}; they read [kernel]+0x…");
+                    self.kallsyms_warned = true;
+                }
                 Vec::new()
             }
         };
         for (i, &addr) in addrs.iter().enumerate() {
-            let lines = match results.get(i) {
-                Some(Symbolized::Sym(sym)) => sym_lines(sym),
-                _ => vec![Line { function: format!("[kernel]+{addr:#x}"), file: None, line: None }],
+            let function = match results.get(i) {
+                Some(Some(sym)) => sym.name.clone(),
+                _ => format!("[kernel]+{addr:#x}"),
             };
+            let lines = vec![Line { function, file: None, line: None }];
             let idx = tables.profile.locations.len();
             tables.profile.locations.push(Location { address: addr, mapping: Some(mapping), lines, kernel: true });
             tables.locations.insert((0, addr), idx);
