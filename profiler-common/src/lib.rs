@@ -22,8 +22,9 @@ pub const MAX_STACK_DEPTH: usize = 127;
 pub const STACKS_MAP_ENTRIES: u32 = 8192;
 
 /// Capacity of [`MAP_COUNTS`]: distinct (pid, tid, comm, user stack, kernel
-/// stack) tuples per capture. Entries are 48 bytes of key and value, so the
-/// preallocated map costs about 1.5 MiB with hash-table overhead.
+/// stack) tuples per capture. Not preallocated: an entry (48 bytes of key and
+/// value, about 100 with the hash table's overhead) costs memory once seen,
+/// at most about 1.6 MiB when full.
 pub const COUNTS_MAP_ENTRIES: u32 = 16384;
 
 /// Capacity of [`MAP_OFFCPU_START`]: target threads switched out at once.

@@ -45,14 +45,15 @@ mod program {
     #[unsafe(no_mangle)]
     static CONFIG: Config = Config::all();
 
-    /// `BPF_F_NO_PREALLOC`: stacks only cost memory once seen.
+    /// `BPF_F_NO_PREALLOC`: stacks and sample counts only cost memory once
+    /// seen (the loader primes the per-CPU element caches before attaching).
     const BPF_F_NO_PREALLOC: u32 = 1;
 
     #[map]
     static STACKS: HashMap<u64, StackRecord> = HashMap::with_max_entries(STACKS_MAP_ENTRIES, BPF_F_NO_PREALLOC);
 
     #[map]
-    static COUNTS: HashMap<SampleKey, u64> = HashMap::with_max_entries(COUNTS_MAP_ENTRIES, 0);
+    static COUNTS: HashMap<SampleKey, u64> = HashMap::with_max_entries(COUNTS_MAP_ENTRIES, BPF_F_NO_PREALLOC);
 
     #[map]
     static TARGET_PIDS: HashMap<u32, u8> = HashMap::with_max_entries(TARGET_PIDS_MAP_ENTRIES, 0);

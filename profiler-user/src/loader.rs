@@ -103,10 +103,14 @@ impl Loader {
         config.malloc_sample_bytes = programs.malloc_sample_bytes.max(1);
         let mut ebpf_loader = EbpfLoader::new();
         ebpf_loader.override_global(profiler_common::GLOBAL_CONFIG, &config, true);
-        // The maps of programs not loaded are never written: one entry each
-        // instead of thousands keeps ~3.7 MiB of preallocated kernel memory
-        // free (measured by `cargo xtask bench`).
+        // The maps of programs not loaded, and the pid filter outside pid-set
+        // mode, are never written: one entry each instead of thousands keeps
+        // ~4 MiB of preallocated kernel memory free (measured by `cargo xtask
+        // bench`).
         let unused = [
+            // Read only in pid-set mode, where the filter mode (a load-time
+            // constant) says so.
+            (MAP_TARGET_PIDS, matches!(filter, Filter::Pids(_))),
             (MAP_OFFCPU_START, programs.offcpu),
             (MAP_OFFCPU_COUNTS, programs.offcpu),
             (MAP_FAULT_COUNTS, programs.faults),
@@ -192,6 +196,7 @@ impl Loader {
             aya::util::online_cpus().map_err(|(path, e)| anyhow!("failed to read online CPUs from `{path}`: {e}"))?;
         let period_ns = 1_000_000_000 / frequency_hz.max(1);
         self.prime_stack_allocator(&cpus);
+        self.prime_counts_allocator(&cpus);
         let program = self.program_mut()?;
         let mut links = Vec::with_capacity(cpus.len());
         for cpu in cpus {
@@ -230,9 +235,38 @@ impl Loader {
     /// lost stack). Inserting and deleting a few elements from each CPU
     /// leaves freed elements in every CPU's cache before the first sample.
     fn prime_stack_allocator(&mut self, cpus: &[u32]) {
+        let record = StackRecord { len: 0, ips: [0; profiler_common::MAX_STACK_DEPTH] };
+        // Keys the program never produces (hashes are remapped away from 0
+        // and u64::MAX, but these are just improbable values).
+        self.prime_allocator(MAP_STACKS, cpus, |cpu, i| 0x5354_4143_4b00_0000 | (u64::from(cpu) << 8) | i, record);
+    }
+
+    /// [`Self::prime_stack_allocator`] for `COUNTS`, which is not
+    /// preallocated either. Only before the CPU sampler is attached: a
+    /// drain never sees the short-lived priming entries.
+    fn prime_counts_allocator(&mut self, cpus: &[u32]) {
+        // pids above the kernel's PID_MAX_LIMIT (2^22): never sampled.
+        let key = |cpu: u32, i: u64| SampleKey {
+            pid: u32::MAX - cpu,
+            tid: u32::MAX - i as u32,
+            comm: [0; 16],
+            user_stack_id: profiler_common::STACK_ID_NONE,
+            kernel_stack_id: profiler_common::STACK_ID_NONE,
+        };
+        self.prime_allocator(MAP_COUNTS, cpus, key, 0u64);
+    }
+
+    /// Inserts and deletes a few elements of map `name` from each of `cpus`.
+    fn prime_allocator<K: aya::Pod, V: aya::Pod>(
+        &mut self,
+        name: &str,
+        cpus: &[u32],
+        key: impl Fn(u32, u64) -> K,
+        value: V,
+    ) {
         const PER_CPU: u64 = 16;
-        let Ok(map) = self.map_mut(MAP_STACKS) else { return };
-        let Ok(mut map) = HashMap::<&mut MapData, u64, StackRecord>::try_from(map) else { return };
+        let Ok(map) = self.map_mut(name) else { return };
+        let Ok(mut map) = HashMap::<&mut MapData, K, V>::try_from(map) else { return };
         // SAFETY: sched_getaffinity/sched_setaffinity on the calling thread
         // with a properly sized, zero-initialised cpu_set_t.
         let mut original: libc::cpu_set_t = unsafe { std::mem::zeroed() };
@@ -240,18 +274,15 @@ impl Loader {
         if unsafe { libc::sched_getaffinity(0, size, &mut original) } != 0 {
             return;
         }
-        let record = StackRecord { len: 0, ips: [0; profiler_common::MAX_STACK_DEPTH] };
         for &cpu in cpus {
             let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
             unsafe { libc::CPU_SET(cpu as usize, &mut set) };
             if unsafe { libc::sched_setaffinity(0, size, &set) } != 0 {
                 continue;
             }
-            // Keys the program never produces (hashes are remapped away
-            // from 0 and u64::MAX, but these are just improbable values).
-            let keys: Vec<u64> = (0..PER_CPU).map(|i| 0x5354_4143_4b00_0000 | (u64::from(cpu) << 8) | i).collect();
+            let keys: Vec<K> = (0..PER_CPU).map(|i| key(cpu, i)).collect();
             for k in &keys {
-                let _ = map.insert(k, record, 0);
+                let _ = map.insert(k, value, 0);
             }
             for k in &keys {
                 let _ = map.remove(k);
