@@ -331,3 +331,26 @@ fn symbolizes_own_process() {
     let _ = hot_profile(&mut s, pid, addr);
     assert!(s.stats().cache.hits > hits);
 }
+
+#[test]
+fn go_allocation_probe_sites_are_found_with_and_without_symbols() {
+    let want = [crate::alloc::GO_REFILL, crate::alloc::GO_ALLOC_LARGE];
+    let mut found = Vec::new();
+    for flags in [&[][..], &["-ldflags=-s -w"][..]] {
+        let Some((_dir, prog)) = gopclntab::tests::build_go(gopclntab::tests::INLINE_GO, flags) else {
+            return;
+        };
+        let data = std::fs::read(&prog).expect("read");
+        let offsets = super::function_file_offsets(&data, &want);
+        for (name, off) in want.iter().zip(&offsets) {
+            let off = off.unwrap_or_else(|| panic!("{name} not found ({flags:?})")) as usize;
+            // Go 1.17+ on amd64: the stack check, then its JBE: the probe goes past it.
+            assert_eq!(&data[off..off + 4], [0x49, 0x3b, 0x66, 0x10], "{name} prologue ({flags:?})");
+            assert_eq!(crate::alloc::past_stack_check(&data[off..]), 4, "{name} ({flags:?})");
+        }
+        found.push(offsets);
+    }
+    // The symbol table and the Go function table agree.
+    assert_eq!(found[0], found[1]);
+    assert_eq!(super::function_file_offsets(b"not an ELF file", &want), vec![None, None]);
+}
