@@ -23,6 +23,7 @@
 //! That is why `cargo xtask test` can leave libtest's default thread count
 //! alone.
 
+mod build;
 pub mod capture;
 pub mod daemon;
 mod pprof;

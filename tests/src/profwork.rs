@@ -22,14 +22,14 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io;
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::build::{cached_build, die_with_parent, go_build, run_ok, tool_version};
 use crate::{fnv1a, work_dir, WorkloadKind, C_FLAGS, FNV_OFFSET};
 
 /// One of the issue-5 workloads.
@@ -97,22 +97,8 @@ impl ProfWorkload {
     }
 
     fn build(self) -> io::Result<PathBuf> {
-        let cache = work_dir().join("profwork");
-        let final_bin = cache.join(format!("{}-{:016x}", self.name(), self.cache_key()?)).join(self.name());
-        if final_bin.is_file() {
-            return Ok(final_bin);
-        }
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        let tmp =
-            cache.join(format!(".tmp-{}-{}-{}", self.name(), std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
-        fs::create_dir_all(&tmp)?;
-        let tmp_bin = tmp.join(self.name());
-        let result = self
-            .compile(&tmp_bin)
-            .and_then(|()| fs::create_dir_all(final_bin.parent().unwrap_or(&cache)))
-            .and_then(|()| fs::rename(&tmp_bin, &final_bin));
-        let _ = fs::remove_dir_all(&tmp);
-        result.map(|()| final_bin)
+        let key = self.cache_key()?;
+        cached_build(&work_dir().join("profwork"), self.name(), key, |out| self.compile(out))
     }
 
     fn cache_key(self) -> io::Result<u64> {
@@ -122,52 +108,18 @@ impl ProfWorkload {
                 .map_err(|err| io::Error::new(err.kind(), format!("failed to read `{}`: {err}", source.display())))?;
             hash = fnv1a(fnv1a(hash, source.to_string_lossy().as_bytes()), &text);
         }
-        let (compiler, arg) = if self.is_go() { ("go", "version") } else { ("gcc", "--version") };
         if !self.is_go() {
             hash = C_FLAGS.iter().fold(hash, |h, f| fnv1a(h, f.as_bytes()));
         }
-        let version = Command::new(compiler).arg(arg).output().map_err(|err| {
-            io::Error::new(err.kind(), format!("cannot run `{compiler}` ({err}); run `cargo xtask setup`"))
-        })?;
-        Ok(fnv1a(hash, &version.stdout))
+        Ok(fnv1a(hash, &tool_version(if self.is_go() { "go" } else { "gcc" })?))
     }
 
     fn compile(self, out: &Path) -> io::Result<()> {
-        let mut cmd = if self.is_go() {
-            // The Go build cache is shared with the other Go workloads.
-            let go = work_dir().join("workloads").join("go");
-            let mut cmd = Command::new("go");
-            cmd.args(["build", "-o"])
-                .arg(out)
-                .arg(".")
-                .current_dir(WorkloadKind::source_dir().join("goleak"))
-                .env("GOCACHE", go.join("cache"))
-                .env("GOPATH", go.join("path"))
-                .env("GOFLAGS", "-buildvcs=false")
-                .env("GOENV", "off")
-                .env("GOPROXY", "off")
-                .env("GOTOOLCHAIN", "local")
-                .env("GO111MODULE", "on")
-                .env("CGO_ENABLED", "0");
-            cmd
+        if self.is_go() {
+            run_ok(&mut go_build(&WorkloadKind::source_dir().join("goleak"), &[], out))
         } else {
-            let mut cmd = Command::new("gcc");
-            cmd.args(C_FLAGS).args(["-Wall", "-Wextra", "-o"]).arg(out).args(self.sources());
-            cmd
-        };
-        let output = cmd
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|err| io::Error::new(err.kind(), format!("failed to run {cmd:?}: {err}")))?;
-        if output.status.success() {
-            return Ok(());
+            run_ok(Command::new("gcc").args(C_FLAGS).args(["-Wall", "-Wextra", "-o"]).arg(out).args(self.sources()))
         }
-        Err(io::Error::other(format!(
-            "{cmd:?} failed ({}):\n{}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )))
     }
 
     /// A command running the built binary with `args`.
@@ -205,15 +157,7 @@ impl Running {
     pub fn spawn(kind: ProfWorkload, args: &[&str]) -> Self {
         let mut cmd = kind.command(args);
         cmd.stdin(Stdio::null()).stdout(Stdio::null());
-        // SAFETY: prctl is async-signal-safe and touches no memory of ours.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        die_with_parent(&mut cmd);
         match cmd.spawn() {
             Ok(child) => Self { kind, child },
             Err(err) => panic!("failed to start workload {cmd:?}: {err}"),

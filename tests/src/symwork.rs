@@ -13,13 +13,12 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::build::{die_with_parent, go_build, run_ok, tool_version};
 use crate::capture::proc_cpu_time;
 use crate::{fnv1a, is_ci, work_dir, WorkloadKind, FNV_OFFSET};
 
@@ -28,40 +27,13 @@ pub fn source(name: &str) -> PathBuf {
     WorkloadKind::source_dir().join(name)
 }
 
-fn run_ok(cmd: &mut Command) -> io::Result<()> {
-    let output = cmd
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|err| io::Error::new(err.kind(), format!("failed to run {cmd:?}: {err}")))?;
-    if output.status.success() {
-        return Ok(());
-    }
-    Err(io::Error::other(format!(
-        "{cmd:?} failed ({}):\n{}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )))
-}
-
 /// Builds `name` with `build(out)` unless a build of the same inputs is
-/// cached; `inputs` are hashed (file contents, flags, compiler version).
+/// cached under `<target>/stackwatch-tests/symwork/`; `inputs` are hashed
+/// (file contents, flags, compiler version).
 fn cached_build(name: &str, inputs: &[&[u8]], build: impl FnOnce(&Path) -> io::Result<()>) -> PathBuf {
     let key = inputs.iter().fold(fnv1a(FNV_OFFSET, name.as_bytes()), |h, i| fnv1a(h, i));
-    let cache = work_dir().join("symwork");
-    let final_bin = cache.join(format!("{name}-{key:016x}")).join(name);
-    if final_bin.is_file() {
-        return final_bin;
-    }
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let tmp = cache.join(format!(".tmp-{name}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
-    let result = fs::create_dir_all(&tmp)
-        .and_then(|()| build(&tmp.join(name)))
-        .and_then(|()| fs::create_dir_all(final_bin.parent().unwrap_or(&cache)))
-        .and_then(|()| fs::rename(tmp.join(name), &final_bin));
-    let _ = fs::remove_dir_all(&tmp);
-    match result {
-        Ok(()) => final_bin,
+    match crate::build::cached_build(&work_dir().join("symwork"), name, key, build) {
+        Ok(path) => path,
         Err(err) => panic!("failed to build {name}: {err}"),
     }
 }
@@ -73,8 +45,8 @@ fn read_source(path: &Path) -> Vec<u8> {
     }
 }
 
-fn version_of(tool: &str, arg: &str) -> Vec<u8> {
-    Command::new(tool).arg(arg).output().map(|o| o.stdout).unwrap_or_default()
+fn version_of(tool: &str) -> Vec<u8> {
+    tool_version(tool).unwrap_or_default()
 }
 
 /// `gosplit` built the way production Go services often are, with
@@ -82,23 +54,8 @@ fn version_of(tool: &str, arg: &str) -> Vec<u8> {
 pub fn go_split_stripped() -> PathBuf {
     let dir = source("gosplit");
     let (main, module) = (read_source(&dir.join("main.go")), read_source(&dir.join("go.mod")));
-    cached_build("gosplit-stripped", &[&main, &module, b"-s -w", &version_of("go", "version")], |out| {
-        let go = work_dir().join("symwork").join("go");
-        run_ok(
-            Command::new("go")
-                .args(["build", "-ldflags=-s -w", "-o"])
-                .arg(out)
-                .arg(".")
-                .current_dir(&dir)
-                .env("GOCACHE", go.join("cache"))
-                .env("GOPATH", go.join("path"))
-                .env("GOFLAGS", "-buildvcs=false")
-                .env("GOENV", "off")
-                .env("GOPROXY", "off")
-                .env("GOTOOLCHAIN", "local")
-                .env("GO111MODULE", "on")
-                .env("CGO_ENABLED", "0"),
-        )
+    cached_build("gosplit-stripped", &[&main, &module, b"-s -w", &version_of("go")], |out| {
+        run_ok(&mut go_build(&dir, &["-ldflags=-s -w"], out))
     })
 }
 
@@ -113,7 +70,7 @@ pub const INLINE_FLAGS: &[&str] =
 pub fn inline_hot() -> PathBuf {
     let src = source("inline_hot.c");
     let flags = INLINE_FLAGS.join(" ");
-    cached_build("inline_hot", &[&read_source(&src), flags.as_bytes(), &version_of("gcc", "--version")], |out| {
+    cached_build("inline_hot", &[&read_source(&src), flags.as_bytes(), &version_of("gcc")], |out| {
         run_ok(Command::new("gcc").args(INLINE_FLAGS).arg("-o").arg(out).arg(&src))
     })
 }
@@ -183,15 +140,7 @@ impl Spawned {
     pub fn start(mut cmd: Command) -> Self {
         let what = format!("{cmd:?}");
         cmd.stdin(Stdio::null()).stdout(Stdio::null());
-        // SAFETY: prctl is async-signal-safe and touches no memory of ours.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        die_with_parent(&mut cmd);
         match cmd.spawn() {
             Ok(child) => Self { child, what },
             Err(err) => panic!("failed to start {what}: {err}"),

@@ -5,14 +5,13 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io;
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::build::{cached_build, die_with_parent, go_build, run_ok, tool_version};
 use crate::{fnv1a, work_dir, workspace_root, FNV_OFFSET};
 
 /// gcc flags for the C workloads. Frame pointers everywhere, no inlining,
@@ -89,27 +88,11 @@ impl WorkloadKind {
     }
 
     /// Builds into (or finds in) the cache directory `cache`, returning the
-    /// binary's path. Safe to call concurrently from several processes: each
-    /// builds in a private directory and renames the result into place
-    /// (rename is atomic, and the rivals' outputs are identical).
+    /// binary's path. Safe to call concurrently from several processes (see
+    /// [`crate::build::cached_build`]).
     pub fn build_in(self, cache: &Path) -> io::Result<PathBuf> {
         let key = self.cache_key()?;
-        let final_dir = cache.join(format!("{}-{key:016x}", self.name()));
-        let final_bin = final_dir.join(self.name());
-        if final_bin.is_file() {
-            return Ok(final_bin);
-        }
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        let tmp =
-            cache.join(format!(".tmp-{}-{}-{}", self.name(), std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
-        fs::create_dir_all(&tmp)?;
-        let tmp_bin = tmp.join(self.name());
-        let result = self
-            .compile(&tmp_bin, cache)
-            .and_then(|()| fs::create_dir_all(&final_dir))
-            .and_then(|()| fs::rename(&tmp_bin, &final_bin));
-        let _ = fs::remove_dir_all(&tmp);
-        result.map(|()| final_bin)
+        cached_build(cache, self.name(), key, |out| self.compile(out))
     }
 
     fn cache_key(self) -> io::Result<u64> {
@@ -127,54 +110,15 @@ impl WorkloadKind {
         for flag in flags {
             hash = fnv1a(hash, flag.as_bytes());
         }
-        let version =
-            Command::new(compiler).arg(if compiler == "go" { "version" } else { "--version" }).output().map_err(
-                |err| io::Error::new(err.kind(), format!("cannot run `{compiler}` ({err}); run `cargo xtask setup`")),
-            )?;
-        Ok(fnv1a(hash, &version.stdout))
+        Ok(fnv1a(hash, &tool_version(compiler)?))
     }
 
-    fn compile(self, out: &Path, cache: &Path) -> io::Result<()> {
-        let mut cmd = match self {
+    fn compile(self, out: &Path) -> io::Result<()> {
+        match self {
             Self::CpuSplit | Self::Syscalls | Self::Phases => {
-                let mut cmd = Command::new("gcc");
-                cmd.args(C_FLAGS).arg("-Wall").arg("-Wextra").arg("-o").arg(out).args(self.sources());
-                cmd
+                run_ok(Command::new("gcc").args(C_FLAGS).args(["-Wall", "-Wextra", "-o"]).arg(out).args(self.sources()))
             }
-            Self::GoSplit => {
-                let go = cache.join("go");
-                let mut cmd = Command::new("go");
-                cmd.args(["build", "-o"])
-                    .arg(out)
-                    .arg(".")
-                    .current_dir(Self::source_dir().join("gosplit"))
-                    // Caches inside the target dir, so neither root's HOME
-                    // nor a user's go env file matters; nothing is fetched.
-                    .env("GOCACHE", go.join("cache"))
-                    .env("GOPATH", go.join("path"))
-                    .env("GOFLAGS", "-buildvcs=false")
-                    .env("GOENV", "off")
-                    .env("GOPROXY", "off")
-                    .env("GOTOOLCHAIN", "local")
-                    .env("GO111MODULE", "on")
-                    // A static binary: no dependence on the host's libc.
-                    .env("CGO_ENABLED", "0");
-                cmd
-            }
-        };
-        let output = cmd
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|err| io::Error::new(err.kind(), format!("failed to run {cmd:?}: {err}")))?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(io::Error::other(format!(
-                "{cmd:?} failed ({}):\n{}{}",
-                output.status,
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            )))
+            Self::GoSplit => run_ok(&mut go_build(&Self::source_dir().join("gosplit"), &[], out)),
         }
     }
 
@@ -208,15 +152,7 @@ impl Workload {
     pub fn spawn_command(kind: WorkloadKind, mut cmd: Command) -> Self {
         let exe = PathBuf::from(cmd.get_program());
         cmd.stdin(Stdio::null()).stdout(Stdio::null());
-        // SAFETY: prctl is async-signal-safe and touches no memory of ours.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        die_with_parent(&mut cmd);
         let child = match cmd.spawn() {
             Ok(child) => child,
             Err(err) => panic!("failed to start workload {cmd:?}: {err}"),
