@@ -28,9 +28,29 @@ use crate::cmd;
 enum Rate {
     /// A `<name> N` line on stdout at exit (the C workloads).
     Stdout(&'static str),
-    /// goleak's log of `CLOCK_REALTIME-ns total-bytes` lines, divided by the
-    /// object size: objects per second between `delay` and `delay + secs`.
-    GoLog { object_bytes: u64 },
+    /// A log of `CLOCK_REALTIME-ns total-bytes` lines (goleak, leak),
+    /// divided by `unit_bytes`: units per second over a window of the run.
+    Log { unit_bytes: u64, window: Window },
+}
+
+/// Which part of a logging workload's run is measured.
+#[derive(Clone, Copy)]
+enum Window {
+    /// From the profiler's attach delay to `delay + secs` (a workload that
+    /// runs until killed).
+    AfterDelay,
+    /// A fixed window, seconds after the first log line (a workload that
+    /// stops on its own limit soon after).
+    Fixed { from: f64, secs: f64 },
+}
+
+impl Window {
+    fn bounds(self, delay: f64, secs: f64) -> (f64, f64) {
+        match self {
+            Window::AfterDelay => (delay, secs),
+            Window::Fixed { from, secs } => (from, secs),
+        }
+    }
 }
 
 struct Workload {
@@ -179,6 +199,7 @@ fn workloads(dir: &Path) -> Result<Vec<Workload>> {
     };
     let pingpong = c("pingpong")?;
     let malloc_loop = c("malloc_loop")?;
+    let leak = c("leak")?;
     let goleak = dir.join("goleak");
     let gocache = crate::target_dir().join("bench/go");
     let mut go = Command::new("go");
@@ -229,7 +250,7 @@ fn workloads(dir: &Path) -> Result<Vec<Workload>> {
             profiles: "memory",
             bin: goleak.clone(),
             args: go_args(GO_SMALL),
-            rate: Rate::GoLog { object_bytes: GO_SMALL },
+            rate: Rate::Log { unit_bytes: GO_SMALL, window: Window::AfterDelay },
             unit: "objects/s",
             events_per_op: 1.0 / 8.0,
             event: "span refill",
@@ -241,11 +262,25 @@ fn workloads(dir: &Path) -> Result<Vec<Workload>> {
             profiles: "memory",
             bin: goleak,
             args: go_args(GO_LARGE),
-            rate: Rate::GoLog { object_bytes: GO_LARGE },
+            rate: Rate::Log { unit_bytes: GO_LARGE, window: Window::AfterDelay },
             unit: "objects/s",
             events_per_op: 1.0,
             event: "large allocation",
             program: "go_alloc",
+        },
+        Workload {
+            id: "memory-page-faults",
+            what: "leak faulting in 64 KiB blocks as fast as it can (stops at 3 GiB)",
+            profiles: "memory",
+            bin: leak,
+            // LOG SIZE RATE (8 GiB/s: more than it can) LIMIT.
+            args: ["{log}", "65536", "8589934592", "3221225472"].iter().map(|s| (*s).to_owned()).collect(),
+            // Measured before it reaches the limit (~1.6 s alone).
+            rate: Rate::Log { unit_bytes: 4096, window: Window::Fixed { from: 0.4, secs: 1.0 } },
+            unit: "pages/s",
+            events_per_op: 1.0,
+            event: "page fault",
+            program: "fault_sample",
         },
     ])
 }
@@ -294,8 +329,9 @@ fn measure_once(
                 bail!("`{}` failed: {status}", w.bin.display());
             }
         }
-        Rate::GoLog { .. } => {
-            thread::sleep(Duration::from_secs_f64(delay + secs + 0.3));
+        Rate::Log { window, .. } => {
+            let (from, len) = window.bounds(delay, secs);
+            thread::sleep(Duration::from_secs_f64(from + len + 0.3));
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -345,7 +381,10 @@ fn measure_once(
                 .find_map(|l| l.strip_prefix(key).and_then(|v| v.trim().parse::<f64>().ok()))
                 .with_context(|| format!("`{}` printed no `{key}` line: {text:?}", w.bin.display()))?
         }
-        Rate::GoLog { object_bytes } => go_rate(&fs::read_to_string(&log)?, delay, secs)? / object_bytes as f64,
+        Rate::Log { unit_bytes, window } => {
+            let (from, len) = window.bounds(delay, secs);
+            log_rate(&fs::read_to_string(&log)?, from, len)? / unit_bytes as f64
+        }
     };
     Ok(outcome)
 }
@@ -357,9 +396,9 @@ fn substitute(args: &[String], secs: f64, delay: f64, log: &str) -> Vec<String> 
         .collect()
 }
 
-/// Bytes per second in goleak's log between `from` and `from + secs`
+/// Bytes per second in a workload's log between `from` and `from + secs`
 /// seconds after its first line.
-fn go_rate(log: &str, from: f64, secs: f64) -> Result<f64> {
+fn log_rate(log: &str, from: f64, secs: f64) -> Result<f64> {
     let points: Vec<(u64, u64)> = log
         .lines()
         .filter_map(|l| {
@@ -367,11 +406,11 @@ fn go_rate(log: &str, from: f64, secs: f64) -> Result<f64> {
             Some((w.next()?.ok()?, w.next()?.ok()?))
         })
         .collect();
-    let Some(&(t0, _)) = points.first() else { bail!("goleak logged nothing") };
+    let Some(&(t0, _)) = points.first() else { bail!("the workload logged nothing") };
     let at = |s: f64| points.iter().find(|(t, _)| *t >= t0 + (s * 1e9) as u64).copied();
     match (at(from), at(from + secs)) {
         (Some((ta, ba)), Some((tb, bb))) if tb > ta => Ok((bb - ba) as f64 / ((tb - ta) as f64 / 1e9)),
-        _ => bail!("goleak's log is shorter than {} s", from + secs),
+        _ => bail!("the workload's log is shorter than {} s", from + secs),
     }
 }
 
@@ -412,14 +451,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn go_rate_takes_the_window_after_the_delay() {
+    fn log_rate_takes_the_window_after_the_delay() {
         // 1 MB every 10 ms for 3 s.
         let log: String =
             (0..=300u64).map(|i| format!("{} {}\n", 1_000_000_000_000 + i * 10_000_000, i * 1_000_000)).collect();
-        let rate = go_rate(&log, 1.0, 1.5).unwrap();
+        let rate = log_rate(&log, 1.0, 1.5).unwrap();
         assert!((rate - 100e6).abs() < 1.0, "{rate}");
-        assert!(go_rate(&log, 1.0, 5.0).is_err());
-        assert!(go_rate("", 1.0, 1.0).is_err());
+        assert!(log_rate(&log, 1.0, 5.0).is_err());
+        assert!(log_rate("", 1.0, 1.0).is_err());
     }
 
     #[test]
