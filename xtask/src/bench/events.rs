@@ -279,7 +279,7 @@ fn workloads(dir: &Path) -> Result<Vec<Workload>> {
             rate: Rate::Log { unit_bytes: 4096, window: Window::Fixed { from: 0.4, secs: 1.0 } },
             unit: "pages/s",
             events_per_op: 1.0,
-            event: "page fault",
+            event: "new 4 KiB page",
             program: "fault_sample",
         },
     ])
