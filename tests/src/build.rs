@@ -6,9 +6,12 @@ use std::fs;
 use std::io;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
 
+use crate::capture::proc_cpu_time;
 use crate::work_dir;
 
 /// Runs `cmd` (stdin closed); an error with its output if it fails.
@@ -99,5 +102,80 @@ pub(crate) fn die_with_parent(cmd: &mut Command) {
             }
             Ok(())
         });
+    }
+}
+
+/// A process started by a test (every workload module's guard); killed
+/// (SIGKILL) and reaped on drop.
+#[derive(Debug)]
+pub struct Spawned {
+    child: Child,
+    what: String,
+}
+
+impl Spawned {
+    /// Starts `cmd` (stdin and stdout closed) so that it dies with the
+    /// thread that started it.
+    pub fn start(mut cmd: Command) -> Self {
+        let what = format!("{cmd:?}");
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
+        die_with_parent(&mut cmd);
+        match cmd.spawn() {
+            Ok(child) => Self { child, what },
+            Err(err) => panic!("failed to start {what}: {err}"),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `Some(status)` once it has exited (it is then reaped).
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        match self.child.try_wait() {
+            Ok(status) => status,
+            Err(err) => panic!("failed to poll {}: {err}", self.what),
+        }
+    }
+
+    /// Waits until it has used `min` of CPU; panics if it exits first or
+    /// `timeout` passes (profiling should not start during start-up).
+    pub fn wait_for_cpu(&mut self, min: Duration, timeout: Duration) {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.try_status() {
+                panic!("{} exited early: {status}", self.what);
+            }
+            let used = proc_cpu_time(self.pid()).unwrap_or_default();
+            if used >= min {
+                return;
+            }
+            assert!(start.elapsed() < timeout, "{} used only {used:?} of CPU in {timeout:?}", self.what);
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for it to exit, at most `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.try_status() {
+                return status;
+            }
+            assert!(start.elapsed() < timeout, "{} did not exit within {timeout:?}", self.what);
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        // The child is not reaped yet, so its pid cannot have been reused.
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGKILL) };
+        let _ = self.child.wait();
     }
 }

@@ -68,15 +68,7 @@ impl Capture {
 
     /// The manifest (`*-capture-*.json`), parsed.
     pub fn manifest(&self) -> serde_json::Value {
-        let path = self.one(".json");
-        let text = match fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(err) => panic!("failed to read `{}`: {err}", path.display()),
-        };
-        match serde_json::from_str(&text) {
-            Ok(value) => value,
-            Err(err) => panic!("`{}` is not JSON ({err}):\n{text}", path.display()),
-        }
+        crate::triggers::read_manifest(self.one(".json"))
     }
 }
 

@@ -23,13 +23,13 @@ use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, ExitStatus, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::build::{cached_build, die_with_parent, go_build, run_ok, tool_version};
+use crate::build::{cached_build, go_build, run_ok, tool_version, Spawned};
 use crate::{fnv1a, work_dir, WorkloadKind, C_FLAGS, FNV_OFFSET};
 
 /// One of the issue-5 workloads.
@@ -149,31 +149,22 @@ impl ProfWorkload {
 #[derive(Debug)]
 pub struct Running {
     kind: ProfWorkload,
-    child: Child,
+    child: Spawned,
 }
 
 impl Running {
     /// Builds (if needed) and starts `kind` with `args`, stdin and stdout closed.
     pub fn spawn(kind: ProfWorkload, args: &[&str]) -> Self {
-        let mut cmd = kind.command(args);
-        cmd.stdin(Stdio::null()).stdout(Stdio::null());
-        die_with_parent(&mut cmd);
-        match cmd.spawn() {
-            Ok(child) => Self { kind, child },
-            Err(err) => panic!("failed to start workload {cmd:?}: {err}"),
-        }
+        Self { kind, child: Spawned::start(kind.command(args)) }
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.pid()
     }
 
     /// `Some(status)` once the process has exited (it is then reaped).
     pub fn try_status(&mut self) -> Option<ExitStatus> {
-        match self.child.try_wait() {
-            Ok(status) => status,
-            Err(err) => panic!("failed to poll workload {}: {err}", self.pid()),
-        }
+        self.child.try_status()
     }
 
     /// Panics if the workload has exited.
@@ -205,18 +196,6 @@ impl Running {
             assert!(Instant::now() < deadline, "{} (pid {}) has only threads {tids:?}", self.kind.name(), self.pid());
             thread::sleep(Duration::from_millis(10));
         }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        // Not reaped yet, so the pid is still ours.
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGKILL) };
-        let _ = self.child.wait();
     }
 }
 

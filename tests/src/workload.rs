@@ -6,12 +6,12 @@ use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::build::{cached_build, die_with_parent, go_build, run_ok, tool_version};
+use crate::build::{cached_build, go_build, run_ok, tool_version, Spawned};
 use crate::{fnv1a, work_dir, workspace_root, FNV_OFFSET};
 
 /// gcc flags for the C workloads. Frame pointers everywhere, no inlining,
@@ -136,7 +136,7 @@ impl WorkloadKind {
 #[derive(Debug)]
 pub struct Workload {
     kind: WorkloadKind,
-    child: Child,
+    child: Spawned,
     exe: PathBuf,
 }
 
@@ -149,15 +149,9 @@ impl Workload {
     }
 
     /// Starts a command made by [`WorkloadKind::command`] (for extra env).
-    pub fn spawn_command(kind: WorkloadKind, mut cmd: Command) -> Self {
+    pub fn spawn_command(kind: WorkloadKind, cmd: Command) -> Self {
         let exe = PathBuf::from(cmd.get_program());
-        cmd.stdin(Stdio::null()).stdout(Stdio::null());
-        die_with_parent(&mut cmd);
-        let child = match cmd.spawn() {
-            Ok(child) => child,
-            Err(err) => panic!("failed to start workload {cmd:?}: {err}"),
-        };
-        Self { kind, child, exe }
+        Self { kind, child: Spawned::start(cmd), exe }
     }
 
     /// `cpu_split` running until killed, single-threaded.
@@ -180,7 +174,7 @@ impl Workload {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.pid()
     }
 
     /// Path of the executable (as mapped in the process, for mapping checks).
@@ -202,10 +196,7 @@ impl Workload {
 
     /// `Some(status)` once the process has exited (it is then reaped).
     pub fn try_status(&mut self) -> Option<ExitStatus> {
-        match self.child.try_wait() {
-            Ok(status) => status,
-            Err(err) => panic!("failed to poll workload {}: {err}", self.pid()),
-        }
+        self.child.try_status()
     }
 
     /// Panics if the workload has exited.
@@ -258,18 +249,6 @@ impl Workload {
     /// [`wait_for_cpu`](Self::wait_for_cpu) with 200 ms of CPU within 30 s.
     pub fn wait_busy(&mut self) {
         self.wait_for_cpu(Duration::from_millis(200), Duration::from_secs(30));
-    }
-}
-
-impl Drop for Workload {
-    fn drop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        // The child is not reaped yet, so its pid cannot have been reused.
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGKILL) };
-        let _ = self.child.wait();
     }
 }
 
