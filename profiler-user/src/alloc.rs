@@ -45,7 +45,7 @@ pub fn probe_sites(pids: &[u32]) -> Vec<ProbeSite> {
         // The probes read the register ABI (Go 1.17+ on amd64); binaries
         // older than the 1.18 build-info format are left alone rather than
         // read garbage from a stack-ABI call.
-        if go_version_of(&data).is_some_and(|v| v != OLD_GO) {
+        if go_version(&data).is_some_and(|v| v != OLD_GO) {
             let offsets = crate::symbolize::function_file_offsets(&data, &[GO_REFILL, GO_ALLOC_LARGE]);
             for ((symbol, cookie), offset) in
                 [(GO_REFILL, GO_PROBE_REFILL), (GO_ALLOC_LARGE, GO_PROBE_ALLOC_LARGE)].into_iter().zip(offsets)
@@ -86,14 +86,9 @@ fn in_root(pid: u32, path: &str) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/root{path}"))
 }
 
-/// The Go version (`go1.19.8`) recorded in a binary's `.go.buildinfo`, or
+/// The Go version (`go1.19.8`) recorded in the `.go.buildinfo` of the ELF image `data`, or
 /// `None` if it is not a Go binary.
-pub fn go_version(path: &Path) -> Option<String> {
-    go_version_of(&std::fs::read(path).ok()?)
-}
-
-/// [`go_version`] of an ELF image.
-pub fn go_version_of(data: &[u8]) -> Option<String> {
+pub fn go_version(data: &[u8]) -> Option<String> {
     use object::{Object as _, ObjectSection as _};
     let file = object::File::parse(data).ok()?;
     let section = file.section_by_name(".go.buildinfo")?;

@@ -465,12 +465,7 @@ pub fn function_file_offsets(data: &[u8], names: &[&str]) -> Vec<Option<u64>> {
         }
     }
     if vaddrs.iter().any(Option::is_none) {
-        let loc = match info.gopclntab {
-            Some(loc) => Some(loc),
-            None if info.maybe_go => gopclntab::scan_for_table(data, &info.segments),
-            None => None,
-        };
-        if let Some(table) = loc.and_then(|loc| gopclntab::GoTable::new(data, loc, info.segments.clone())) {
+        if let Some(table) = objects::go_table(data, &info) {
             for (vaddr, name) in vaddrs.iter_mut().zip(names) {
                 if vaddr.is_none() {
                     *vaddr = table.entry_of(name);

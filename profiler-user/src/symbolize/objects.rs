@@ -276,10 +276,10 @@ impl Backend {
 }
 
 /// The Go function table of a Go binary, if it is one.
-fn go_table(map: Mmap, info: &ElfInfo) -> Option<GoTable<Mmap>> {
+pub(super) fn go_table<D: AsRef<[u8]>>(map: D, info: &ElfInfo) -> Option<GoTable<D>> {
     let loc = match info.gopclntab {
         Some(loc) => loc,
-        None if info.maybe_go => scan_for_table(&map, &info.segments)?,
+        None if info.maybe_go => scan_for_table(map.as_ref(), &info.segments)?,
         None => return None,
     };
     GoTable::new(map, loc, info.segments.clone())

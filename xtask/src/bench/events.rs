@@ -21,6 +21,7 @@ use anyhow::{bail, Context as _, Result};
 
 use super::ext::{Context, Row, Section, Status};
 use super::measure::{self, BpfWatcher};
+use super::report::Summary;
 use crate::cmd;
 
 /// How a workload reports its rate.
@@ -415,20 +416,12 @@ fn log_rate(log: &str, from: f64, secs: f64) -> Result<f64> {
 }
 
 fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    match s.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => s[n / 2],
-        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
-    }
+    Summary::of(v.iter().copied()).map_or(f64::NAN, |s| s.median)
 }
 
 /// `median (min–max)` with thousands in `k`/`M` for rates.
 fn spread(v: &[f64], decimals: usize) -> String {
-    if v.is_empty() {
-        return "–".to_owned();
-    }
+    let Some(s) = Summary::of(v.iter().copied()) else { return "–".to_owned() };
     let fmt = |x: f64| {
         if decimals == 0 && x >= 1e6 {
             format!("{:.2} M", x / 1e6)
@@ -438,11 +431,10 @@ fn spread(v: &[f64], decimals: usize) -> String {
             format!("{x:.decimals$}")
         }
     };
-    let (lo, hi) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)));
-    if v.len() == 1 || fmt(lo) == fmt(hi) {
-        fmt(median(v))
+    if s.n == 1 || fmt(s.min) == fmt(s.max) {
+        fmt(s.median)
     } else {
-        format!("{} ({}–{})", fmt(median(v)), fmt(lo), fmt(hi))
+        format!("{} ({}–{})", fmt(s.median), fmt(s.min), fmt(s.max))
     }
 }
 
