@@ -37,6 +37,7 @@ use std::env;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -202,13 +203,41 @@ pub struct ExclusiveGuard {
     _file: File,
 }
 
+/// Where the machine-wide lock lives: `/run` (writable by root only), so
+/// checkouts with different target directories (git worktrees, a CI clone
+/// beside a developer's tree) still never profile at the same time. Falls
+/// back to the target directory when `/run` is not writable (not root: the
+/// end-to-end tests skip then anyway).
+fn lock_path() -> PathBuf {
+    let run = Path::new("/run");
+    if run.is_dir() && dir_writable(run) {
+        run.join("stackwatch-e2e.lock")
+    } else {
+        work_dir().join("e2e.lock")
+    }
+}
+
+fn dir_writable(dir: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else { return false };
+    // SAFETY: NUL-terminated path, plain syscall.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+}
+
 /// Takes the machine-wide end-to-end test lock (`flock` on
-/// `<target>/stackwatch-tests/e2e.lock`), waiting for the holder if needed.
-/// flock locks belong to the open file description, so this also serializes
-/// threads of one test binary.
+/// `/run/stackwatch-e2e.lock`, see [`lock_path`]), waiting for the holder if
+/// needed. flock locks belong to the open file description, so this also
+/// serializes threads of one test binary.
 pub fn exclusive() -> ExclusiveGuard {
-    let path = work_dir().join("e2e.lock");
-    let file = match OpenOptions::new().create(true).truncate(false).write(true).open(&path) {
+    let path = lock_path();
+    // O_NOFOLLOW: never follow a planted symlink, even in a root-only dir.
+    let file = match OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&path)
+    {
         Ok(file) => file,
         Err(err) => panic!("failed to open lock file `{}`: {err}", path.display()),
     };
