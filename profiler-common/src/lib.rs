@@ -51,6 +51,8 @@ pub const MAP_OFFCPU_START: &str = "OFFCPU_START";
 pub const MAP_OFFCPU_COUNTS: &str = "OFFCPU_COUNTS";
 pub const MAP_FAULT_COUNTS: &str = "FAULT_COUNTS";
 pub const MAP_ALLOC_COUNTS: &str = "ALLOC_COUNTS";
+/// Name of the one-entry array map holding the capture [`Window`].
+pub const MAP_WINDOW: &str = "WINDOW";
 /// Name of the loader-set global holding [`Config`].
 pub const GLOBAL_CONFIG: &str = "CONFIG";
 /// Name of the CPU-clock perf_event program in the object.
@@ -133,6 +135,50 @@ impl Config {
             offcpu_min_ns: 1000,
             malloc_sample_bytes: 512 * 1024,
         }
+    }
+}
+
+/// When events count, in `bpf_ktime_get_ns` time (`CLOCK_MONOTONIC`): in
+/// `[start_ns, end_ns)`. The only entry of [`MAP_WINDOW`].
+///
+/// User space opens the window once every program is attached and closes it
+/// early on a stop; the deadline itself is enforced here, in the kernel, so
+/// neither a late wake-up of the profiler nor the time detaching takes adds
+/// events to a capture. Off-CPU intervals are clipped to the window. Between
+/// captures the window is [`Window::CLOSED`] (all zeros, the map's initial
+/// value): every program returns at once.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+const _: () = assert!(size_of::<Window>() == 16);
+
+impl Window {
+    /// Nothing counts and nothing is recorded.
+    pub const CLOSED: Self = Self { start_ns: 0, end_ns: 0 };
+    /// Not open yet, but about to be: nothing counts, and the off-CPU
+    /// program already records switch-outs, so a thread asleep when the
+    /// window opens is charged from the start of the window.
+    pub const ARMED: Self = Self { start_ns: u64::MAX, end_ns: u64::MAX };
+
+    /// Whether an event at `now_ns` counts.
+    pub const fn contains(&self, now_ns: u64) -> bool {
+        self.start_ns <= now_ns && now_ns < self.end_ns
+    }
+
+    /// Whether the window has ended (or is closed) at `now_ns`: from then
+    /// on the kernel changes nothing, so the maps can be read at leisure.
+    pub const fn is_over(&self, now_ns: u64) -> bool {
+        now_ns >= self.end_ns
+    }
+
+    /// The part of `[from_ns, to_ns)` inside the window, in nanoseconds.
+    pub fn overlap_ns(&self, from_ns: u64, to_ns: u64) -> u64 {
+        let from = if from_ns > self.start_ns { from_ns } else { self.start_ns };
+        let to = if to_ns < self.end_ns { to_ns } else { self.end_ns };
+        to.saturating_sub(from)
     }
 }
 
@@ -275,6 +321,25 @@ pub const STATS_MAP_ENTRIES: u32 = Stat::COUNT;
 
 #[cfg(test)]
 mod tests {
+    use super::Window;
+
+    #[test]
+    fn window_bounds() {
+        let w = Window { start_ns: 100, end_ns: 200 };
+        assert!(!w.contains(99) && w.contains(100) && w.contains(199) && !w.contains(200));
+        assert!(!w.is_over(199) && w.is_over(200));
+        assert_eq!(w.overlap_ns(50, 150), 50, "clipped at the start");
+        assert_eq!(w.overlap_ns(150, 250), 50, "clipped at the end");
+        assert_eq!(w.overlap_ns(0, u64::MAX), 100, "spans the whole window");
+        assert_eq!(w.overlap_ns(10, 90), 0, "before the window");
+        assert_eq!(w.overlap_ns(210, 300), 0, "after the window");
+        for closed in [Window::CLOSED, Window::ARMED] {
+            assert!(!closed.contains(0) && !closed.contains(12345) && !closed.contains(u64::MAX - 1));
+            assert_eq!(closed.overlap_ns(0, u64::MAX), 0);
+        }
+        assert!(Window::CLOSED.is_over(0) && !Window::ARMED.is_over(u64::MAX - 1));
+    }
+
     #[test]
     fn go_size_classes_are_consistent() {
         // Every span holds at least one object of its class.
@@ -294,4 +359,5 @@ mod pod {
     unsafe impl aya::Pod for super::OffCpuStart {}
     unsafe impl aya::Pod for super::OffCpuValue {}
     unsafe impl aya::Pod for super::AllocValue {}
+    unsafe impl aya::Pod for super::Window {}
 }

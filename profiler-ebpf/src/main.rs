@@ -8,6 +8,11 @@
 //! (pid, tid, comm, user stack, kernel stack). Filtering by pid set or cgroup
 //! happens here, before any stack is walked. Every sample that cannot be kept
 //! whole is counted in the per-CPU `STATS` map; nothing is dropped silently.
+//!
+//! Every program first checks the capture window (`WINDOW`, see
+//! `profiler_common::Window`): outside it, an event costs one clock read and
+//! one array lookup and changes nothing, so the end of a capture is exact
+//! however long user space takes to notice it and to detach.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 // The BPF target has no `AtomicU64::fetch_add`; the intrinsic lowers to the
@@ -29,13 +34,13 @@ mod program {
             },
         },
         macros::{btf_tracepoint, map, perf_event, uprobe},
-        maps::{HashMap, PerCpuArray},
+        maps::{Array, HashMap, PerCpuArray},
         programs::{BtfTracePointContext, PerfEventContext, ProbeContext},
         EbpfContext,
     };
     use aya_log_ebpf::warn;
     use profiler_common::{
-        AllocValue, Config, FilterMode, OffCpuStart, OffCpuValue, SampleKey, StackRecord, Stat,
+        AllocValue, Config, FilterMode, OffCpuStart, OffCpuValue, SampleKey, StackRecord, Stat, Window,
         ALLOC_COUNTS_MAP_ENTRIES, COUNTS_MAP_ENTRIES, FAULT_COUNTS_MAP_ENTRIES, GO_CLASS_TO_NPAGES, GO_CLASS_TO_SIZE,
         GO_PROBE_ALLOC_LARGE, MAX_STACK_DEPTH, OFFCPU_COUNTS_MAP_ENTRIES, OFFCPU_START_MAP_ENTRIES, STACKS_MAP_ENTRIES,
         STACK_ID_LOST, STACK_ID_NONE, STATS_MAP_ENTRIES, TARGET_PIDS_MAP_ENTRIES,
@@ -72,6 +77,28 @@ mod program {
 
     #[map]
     static ALLOC_COUNTS: HashMap<SampleKey, AllocValue> = HashMap::with_max_entries(ALLOC_COUNTS_MAP_ENTRIES, 0);
+
+    /// The capture window; all zeros (closed) until user space opens it.
+    #[map]
+    static WINDOW: Array<Window> = Array::with_max_entries(1, 0);
+
+    /// The capture window as it is now.
+    #[inline(always)]
+    fn window() -> Window {
+        match WINDOW.get_ptr(0) {
+            // SAFETY: pointer to the map's only value; user space rewrites
+            // it as a whole, and each field is read once.
+            Some(w) => unsafe { core::ptr::read_volatile(w) },
+            None => Window::CLOSED,
+        }
+    }
+
+    /// Whether an event happening now counts.
+    #[inline(always)]
+    fn in_window() -> bool {
+        // SAFETY: plain helper call.
+        window().contains(unsafe { bpf_ktime_get_ns() })
+    }
 
     /// Per-CPU byte countdown to the next `malloc` sample.
     #[map]
@@ -243,6 +270,9 @@ mod program {
     }
 
     fn try_cpu_sample(ctx: &PerfEventContext) -> Result<u32, u32> {
+        if !in_window() {
+            return Ok(0);
+        }
         count_sample(ctx, in_kernel(ctx), &COUNTS, Stat::Recorded, Stat::CountsMapFull)
     }
 
@@ -263,6 +293,9 @@ mod program {
     /// its period): the stack that touched new memory.
     #[perf_event]
     pub fn fault_sample(ctx: PerfEventContext) -> u32 {
+        if !in_window() {
+            return 0;
+        }
         match count_sample(&ctx, in_kernel(&ctx), &FAULT_COUNTS, Stat::FaultRecorded, Stat::FaultCountsMapFull) {
             Ok(ret) | Err(ret) => ret,
         }
@@ -403,7 +436,7 @@ mod program {
     #[uprobe]
     pub fn malloc_entry(ctx: ProbeContext) -> u32 {
         let size: u64 = ctx.arg(0).unwrap_or(0);
-        if size == 0 || !wanted((bpf_get_current_pid_tgid() >> 32) as u32) {
+        if size == 0 || !in_window() || !wanted((bpf_get_current_pid_tgid() >> 32) as u32) {
             return 0;
         }
         // SAFETY: CONFIG is a read-only global the loader fills before load.
@@ -451,7 +484,7 @@ mod program {
     /// and objects, a large allocation for itself.
     #[uprobe]
     pub fn go_alloc(ctx: ProbeContext) -> u32 {
-        if !wanted((bpf_get_current_pid_tgid() >> 32) as u32) {
+        if !in_window() || !wanted((bpf_get_current_pid_tgid() >> 32) as u32) {
             return 0;
         }
         // SAFETY: plain helper call; `regs` is the probe's register set.
@@ -485,6 +518,12 @@ mod program {
     /// where (its stacks); when it is switched in again, add the interval to
     /// that stack. Threads are keyed by `task_struct` address, which needs no
     /// kernel-version-specific field offsets.
+    ///
+    /// Intervals are clipped to the window: switch-outs are recorded from the
+    /// moment it is armed (before it opens, so a thread asleep at the start
+    /// is charged from the start), an interval that ends before the window
+    /// opens is dropped, and once the window is over nothing changes: the
+    /// threads still switched out are charged up to its end by user space.
     #[btf_tracepoint(function = "sched_switch")]
     pub fn sched_switch(ctx: BtfTracePointContext) -> u32 {
         // sched_switch(bool preempt, struct task_struct *prev,
@@ -493,7 +532,11 @@ mod program {
         let prev_state: u64 = ctx.arg(3);
         // SAFETY: plain helper calls.
         let now = unsafe { bpf_ktime_get_ns() };
-        switch_in(&ctx, next, now);
+        let window = window();
+        if window.is_over(now) {
+            return 0;
+        }
+        switch_in(&ctx, next, now, &window);
         if prev_state & TASK_DEAD == 0 {
             // SAFETY: plain helper call; `current` is still `prev` here.
             let prev = unsafe { bpf_get_current_task() };
@@ -513,12 +556,17 @@ mod program {
     }
 
     #[inline(always)]
-    fn switch_in(ctx: &BtfTracePointContext, task: u64, now: u64) {
+    fn switch_in(ctx: &BtfTracePointContext, task: u64, now: u64, window: &Window) {
         let Some(start) = OFFCPU_START.get_ptr(task) else { return };
         // SAFETY: pointer to a live map value; copied out before removal.
         let start = unsafe { *start };
         let _ = OFFCPU_START.remove(task);
-        let delta = now.saturating_sub(start.ts);
+        // `now` is before the window's end (checked by the caller); an
+        // interval over before the window opened counts nothing.
+        let delta = window.overlap_ns(start.ts, now);
+        if delta == 0 {
+            return;
+        }
         // SAFETY: CONFIG is a read-only global the loader fills before load.
         let config = unsafe { core::ptr::read_volatile(&CONFIG) };
         if delta < config.offcpu_min_ns {

@@ -3,9 +3,65 @@
 //! Filled by `record` (and later `watch`), read by the manifest writer, the
 //! flamegraph title and the file namer.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
+use profiler_common::Window;
 use serde::Serialize;
+
+/// When a capture counted: the kernel programs count events in
+/// `[start_ns, end_ns)` of `CLOCK_MONOTONIC` (the clock of
+/// `bpf_ktime_get_ns`); `start` and `end` are the same moments on the wall
+/// clock, for the manifest and the file names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CaptureWindow {
+    pub start: SystemTime,
+    pub end: SystemTime,
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+
+impl CaptureWindow {
+    /// A window opening now and lasting `duration`.
+    pub fn starting_now(duration: Duration) -> Self {
+        Self::starting_at(SystemTime::now(), monotonic_ns(), duration)
+    }
+
+    /// A window opening at `start` (wall clock), which is `start_ns` on
+    /// `CLOCK_MONOTONIC`, and lasting `duration`.
+    pub fn starting_at(start: SystemTime, start_ns: u64, duration: Duration) -> Self {
+        let ns = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        let end_ns = start_ns.saturating_add(ns);
+        Self { start, end: start + Duration::from_nanos(end_ns - start_ns), start_ns, end_ns }
+    }
+
+    /// The window ending at `now_ns` if it would otherwise end later (not
+    /// before it opened).
+    pub fn closed_at(self, now_ns: u64) -> Self {
+        if now_ns >= self.end_ns {
+            return self;
+        }
+        let end_ns = now_ns.max(self.start_ns);
+        Self { end_ns, end: self.start + Duration::from_nanos(end_ns - self.start_ns), ..self }
+    }
+
+    /// How long it lasted (or will).
+    pub fn duration(&self) -> Duration {
+        Duration::from_nanos(self.end_ns - self.start_ns)
+    }
+
+    /// The window as the kernel programs read it.
+    pub fn kernel(&self) -> Window {
+        Window { start_ns: self.start_ns, end_ns: self.end_ns }
+    }
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid pointer to a local timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
+}
 
 /// What was profiled, resolved to concrete processes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -111,5 +167,33 @@ mod humantime_serde_rfc3339 {
 
     pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&humantime::format_rfc3339_millis(*t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_closed_early_keeps_its_start_and_wall_clock() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let w = CaptureWindow::starting_at(t0, 5_000, Duration::from_secs(3));
+        assert_eq!((w.start_ns, w.end_ns, w.end), (5_000, 3_000_005_000, t0 + Duration::from_secs(3)));
+        assert_eq!(w.kernel(), Window { start_ns: 5_000, end_ns: 3_000_005_000 });
+
+        let early = w.closed_at(1_000_005_000);
+        assert_eq!(early.duration(), Duration::from_secs(1));
+        assert_eq!((early.start, early.end), (t0, t0 + Duration::from_secs(1)));
+        // Noticed late: the kernel stopped at the planned end.
+        assert_eq!(w.closed_at(9_000_000_000), w);
+        // Closed before it opened: empty, never negative.
+        assert_eq!(w.closed_at(10).duration(), Duration::ZERO);
+    }
+
+    #[test]
+    fn window_end_saturates() {
+        let w = CaptureWindow::starting_at(SystemTime::UNIX_EPOCH, u64::MAX - 10, Duration::from_secs(1));
+        assert_eq!(w.end_ns, u64::MAX);
+        assert_eq!(w.duration(), Duration::from_nanos(10));
     }
 }

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use anyhow::Result;
 use profiler_common::{SampleKey, STACK_ID_LOST, STACK_ID_NONE};
 
+use crate::capture::CaptureWindow;
 use crate::loader::{Loader, Stats};
 
 /// One aggregated entry of a kernel map.
@@ -37,7 +38,8 @@ pub struct RawCapture {
 
 /// Reads the sample map, the stacks it references and the counters.
 ///
-/// Call after detaching, so the maps no longer change underneath.
+/// Call once the capture window is over (or after detaching), so the maps
+/// no longer change underneath.
 pub fn drain(loader: &Loader) -> Result<RawCapture> {
     let stats = loader.stats()?;
     let counts: Vec<Counted> =
@@ -62,18 +64,11 @@ pub fn read_stacks(loader: &Loader, counts: &[Counted]) -> Result<HashMap<u64, V
     Ok(stacks)
 }
 
-/// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: valid pointer to a local timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
-}
-
-/// Off-CPU intervals: completed ones from the kernel map, plus threads still
-/// switched out when sampling stopped at `end_ns` (`CLOCK_MONOTONIC`), whose
-/// blocked time so far is real off-CPU time of the capture window.
-pub fn drain_offcpu(loader: &Loader, end_ns: u64) -> Result<RawCapture> {
+/// Off-CPU intervals: completed ones from the kernel map (already clipped to
+/// the window), plus threads still switched out when the window ended,
+/// charged from when they blocked (or the window's start) to its end: their
+/// blocked time is real off-CPU time of the capture.
+pub fn drain_offcpu(loader: &Loader, window: &CaptureWindow) -> Result<RawCapture> {
     let stats = loader.stats()?;
     let mut merged: HashMap<SampleKey, (u64, u64)> = HashMap::new();
     for (key, v) in loader.offcpu_counts()? {
@@ -81,10 +76,15 @@ pub fn drain_offcpu(loader: &Loader, end_ns: u64) -> Result<RawCapture> {
         e.0 += v.count;
         e.1 += v.ns;
     }
+    let window = window.kernel();
     for start in loader.offcpu_in_flight()? {
+        let ns = window.overlap_ns(start.ts, window.end_ns);
+        if ns == 0 {
+            continue;
+        }
         let e = merged.entry(start.key).or_default();
         e.0 += 1;
-        e.1 += end_ns.saturating_sub(start.ts);
+        e.1 += ns;
     }
     let counts: Vec<Counted> =
         merged.into_iter().map(|(key, (count, weight))| Counted { key, count, weight, extra: 0 }).collect();

@@ -1,9 +1,8 @@
-//! CPU time used by a target, read from procfs and cgroupfs, so a capture can
-//! report how many samples a lossless run would have collected.
+//! CPU time counters of the host and of cgroups, read from procfs and
+//! cgroupfs. Per-process times come from [`crate::metrics::parse_proc_stat`];
+//! [`crate::metrics::CpuMeter`] turns these into a capture's CPU time.
 
 use std::path::Path;
-
-use crate::target::Filter;
 
 /// Clock ticks per second, the unit of `/proc/<pid>/stat` times.
 pub(crate) fn ticks_per_second() -> f64 {
@@ -14,23 +13,6 @@ pub(crate) fn ticks_per_second() -> f64 {
     } else {
         100.0
     }
-}
-
-/// utime + stime of a process (all its threads), in seconds.
-pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat_cpu_ticks(&stat).map(|t| t as f64 / ticks_per_second())
-}
-
-/// utime + stime in ticks from a `/proc/<pid>/stat` line. The comm field may
-/// contain spaces and parentheses, so fields are counted after the last `)`.
-pub fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the comm: state is field 3 (index 0 here); utime 14, stime 15.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
 }
 
 /// Busy (non-idle, non-iowait) CPU seconds of the whole host since boot.
@@ -55,59 +37,9 @@ pub fn cgroup_cpu_seconds(dir: &Path) -> Option<f64> {
     Some(usec as f64 / 1e6)
 }
 
-/// A running total of the CPU time of a target, sampled at start and end.
-pub struct CpuMeter {
-    filter: Filter,
-    cgroup_dir: Option<std::path::PathBuf>,
-    start: Option<f64>,
-}
-
-impl CpuMeter {
-    pub fn start(filter: &Filter, cgroup_dir: Option<&Path>) -> Self {
-        let mut m = Self { filter: filter.clone(), cgroup_dir: cgroup_dir.map(Path::to_path_buf), start: None };
-        m.start = m.read();
-        m
-    }
-
-    /// Pids currently tracked (for `Filter::Pids` they change with `--name`).
-    pub fn set_pids(&mut self, pids: &[u32]) {
-        if let Filter::Pids(p) = &mut self.filter {
-            // A new process's CPU time before it was added counts too; the
-            // small error is acceptable for a fidelity figure.
-            for pid in pids {
-                if !p.contains(pid) {
-                    p.push(*pid);
-                    self.start = self.start.map(|s| s + process_cpu_seconds(*pid).unwrap_or(0.0));
-                }
-            }
-        }
-    }
-
-    fn read(&self) -> Option<f64> {
-        match &self.filter {
-            Filter::All => host_cpu_seconds(),
-            Filter::Pids(pids) => Some(pids.iter().filter_map(|&p| process_cpu_seconds(p)).sum()),
-            Filter::Cgroup { .. } => cgroup_cpu_seconds(self.cgroup_dir.as_deref()?),
-        }
-    }
-
-    /// CPU seconds used since `start`, when both readings exist. For pids,
-    /// a process that exited in between makes the figure an underestimate.
-    pub fn elapsed(&self) -> Option<f64> {
-        Some((self.read()? - self.start?).max(0.0))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_with_spaces_in_comm() {
-        let line = "1234 (my (weird) prog) R 1 1234 1234 0 -1 4194304 100 0 0 0 250 50 0 0 20 0 3 0 100 0 0";
-        assert_eq!(parse_stat_cpu_ticks(line), Some(300));
-        assert_eq!(parse_stat_cpu_ticks("garbage"), None);
-    }
 
     #[test]
     fn host_busy_excludes_idle_and_iowait() {
@@ -116,9 +48,7 @@ mod tests {
     }
 
     #[test]
-    fn own_process_has_cpu_time() {
-        let t = process_cpu_seconds(std::process::id()).unwrap();
-        assert!(t >= 0.0);
+    fn host_has_cpu_time() {
         assert!(host_cpu_seconds().unwrap() > 0.0);
     }
 }

@@ -19,11 +19,16 @@
 //!
 //! - **idle** → **capturing**: the target is resolved afresh (`--name` finds
 //!   restarted processes; a missing target refuses the capture and the daemon
-//!   carries on), the maps are emptied and the events attached;
+//!   carries on), the maps are emptied, the events attached and the capture
+//!   window opened (the kernel counts only inside it, see
+//!   [`Loader::open_window`]);
 //! - **capturing** → **writing**: on `stop`/`toggle`, the deadline, the exit
-//!   of every target process, or a signal, the events are detached and the
-//!   loader moves to a blocking thread that drains, symbolizes, writes (atomic
-//!   files, see `output::files`), empties the maps and applies retention;
+//!   of every target process, or a signal, the window is closed (the kernel
+//!   had closed it by itself at the deadline) and the loader moves to a
+//!   blocking thread that detaches the events (which can take seconds on a
+//!   crowded host, and no longer changes what was counted), drains,
+//!   symbolizes, writes (atomic files, see `output::files`), empties the maps
+//!   and applies retention;
 //! - **writing** → **idle**: the loader comes back. Commands that arrived
 //!   meanwhile were folded into one pending action (a `toggle` flips it,
 //!   `start` sets it, `stop` clears it), applied now; their `ctl` callers get
@@ -52,12 +57,12 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tracing::{debug, error, info, warn};
 
-use crate::capture::Trigger;
+use crate::capture::{monotonic_ns, CaptureWindow, Trigger};
 use crate::config::WatchConfig;
 use crate::control::{CaptureStatus, Command, DaemonState, Reply};
-use crate::cputime::CpuMeter;
 use crate::kinds::ProfileSet;
 use crate::loader::Loader;
+use crate::metrics::CpuMeter;
 use crate::monitor::Rule;
 use crate::profile::ProfileKind;
 use crate::record::{alloc_pids, attach_kinds, programs_for};
@@ -170,7 +175,8 @@ struct Capture {
     source: Source,
     trigger: Trigger,
     kinds: Vec<ProfileKind>,
-    start: SystemTime,
+    /// As opened: its planned end is the deadline.
+    window: CaptureWindow,
     started: Instant,
     duration: Duration,
     meter: CpuMeter,
@@ -455,23 +461,26 @@ impl Daemon {
             TargetSpec::Cgroup(path) => crate::target::cgroup_dir(path).ok(),
             _ => None,
         };
-        let meter = CpuMeter::start(&target.filter, cgroup_dir.as_deref());
-        let start = SystemTime::now();
         let probed = alloc_pids(&target.filter, cgroup_dir.as_deref());
-        if let Err(e) = attach_kinds(loader, &request.kinds, self.config.frequency_hz, &probed) {
-            // Whatever did attach must not keep sampling an idle daemon.
-            if let Err(detach) = loader.detach() {
-                warn!("{detach:#}");
+        let attached = attach_kinds(loader, &request.kinds, self.config.frequency_hz, &probed);
+        let meter = CpuMeter::start(&target.filter, cgroup_dir.as_deref());
+        let window = match attached.and_then(|()| loader.open_window(request.duration)) {
+            Ok(window) => window,
+            Err(e) => {
+                // Whatever did attach must not keep sampling an idle daemon.
+                if let Err(detach) = loader.detach() {
+                    warn!("{detach:#}");
+                }
+                return Err(e);
             }
-            return Err(e);
-        }
+        };
         self.ticker.reset();
         self.capture = Some(Capture {
             target,
             source: request.source,
             trigger: request.trigger,
             kinds: request.kinds,
-            start,
+            window,
             started: Instant::now(),
             duration: request.duration,
             meter,
@@ -483,18 +492,26 @@ impl Daemon {
     /// (a `ctl stop`) is answered with the files once written.
     fn stop_capture(&mut self, reason: EndReason, reply: Option<oneshot::Sender<Reply>>) {
         let Some(capture) = self.capture.take() else { return };
-        let end = SystemTime::now();
         let Some(mut loader) = self.loader.take() else {
             error!("internal error: a capture ran without a loaded program; it is lost");
             respond(reply, self.reply(false, "internal error: the capture was lost".to_owned()));
             return;
         };
-        // Threads still off-CPU are charged up to this moment (taken before
-        // detaching, which takes ~0.1 s per uprobe).
-        let end_monotonic_ns = crate::collect::monotonic_ns();
-        if let Err(e) = loader.detach() {
-            warn!("{e:#}");
-        }
+        // The kernel stops counting now (at the deadline it already had);
+        // the writing thread detaches, however long that takes.
+        let window = match loader.close_window() {
+            Ok(Some(window)) => window,
+            failed => {
+                if let Err(e) = failed {
+                    warn!("{e:#}; detaching at once instead");
+                }
+                if let Err(e) = loader.detach() {
+                    warn!("{e:#}");
+                }
+                capture.window.closed_at(monotonic_ns())
+            }
+        };
+        let cpu_seconds = capture.meter.finish(&window);
         loader.flush_logs();
         let description = capture.target.info.description.clone();
         info!(target = %description, "capture ended ({reason}); writing its files");
@@ -506,10 +523,8 @@ impl Daemon {
             trigger: capture.trigger,
             kinds: capture.kinds,
             frequency_hz: self.config.frequency_hz,
-            start: capture.start,
-            end,
-            end_monotonic_ns,
-            cpu_seconds: capture.meter.elapsed(),
+            window,
+            cpu_seconds,
             target: capture.target,
         };
         let symbolizer = self.symbolizer.take().unwrap_or_default();
@@ -699,7 +714,7 @@ impl Daemon {
         Some(CaptureStatus {
             target: capture.target.info.description.clone(),
             source: capture.source.as_str().to_owned(),
-            started: humantime::format_rfc3339_seconds(capture.start).to_string(),
+            started: humantime::format_rfc3339_seconds(capture.window.start).to_string(),
             elapsed_ms: elapsed.as_millis() as u64,
             remaining_ms: capture.duration.saturating_sub(elapsed).as_millis() as u64,
             samples,

@@ -4,12 +4,22 @@
 //!
 //! Loading is separate from attaching so a daemon can load (and so verify the
 //! program against this kernel) once at start and sample only while capturing.
+//!
+//! Attaching is separate from counting: the programs count only inside the
+//! capture window (see [`profiler_common::Window`]), opened once everything
+//! is attached and enforced by the kernel, so neither attaching nor
+//! detaching (a uprobe takes from 0.1 s to minutes to detach on a crowded
+//! host) nor a late wake-up of this process stretches what a capture counts.
 
-use std::{collections::HashSet, os::fd::AsRawFd as _};
+use std::{
+    collections::HashSet,
+    os::fd::AsRawFd as _,
+    time::{Duration, Instant},
+};
 
 use anyhow::{anyhow, Context as _, Result};
 use aya::{
-    maps::{HashMap, MapData, PerCpuArray},
+    maps::{Array, HashMap, MapData, PerCpuArray},
     programs::{
         perf_event::{PerfEventConfig, PerfEventLinkId, PerfEventScope, SamplePolicy, SoftwareEvent},
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope},
@@ -18,12 +28,14 @@ use aya::{
     Btf, Ebpf, EbpfLoader,
 };
 use profiler_common::{
-    AllocValue, Config, FilterMode, OffCpuStart, OffCpuValue, SampleKey, StackRecord, Stat, MAP_ALLOC_COUNTS,
+    AllocValue, Config, FilterMode, OffCpuStart, OffCpuValue, SampleKey, StackRecord, Stat, Window, MAP_ALLOC_COUNTS,
     MAP_COUNTS, MAP_FAULT_COUNTS, MAP_OFFCPU_COUNTS, MAP_OFFCPU_START, MAP_STACKS, MAP_STATS, MAP_TARGET_PIDS,
-    PROG_CPU_SAMPLE, PROG_FAULT_SAMPLE, PROG_GO_ALLOC, PROG_MALLOC_ENTRY, PROG_SCHED_SWITCH, TARGET_PIDS_MAP_ENTRIES,
+    MAP_WINDOW, PROG_CPU_SAMPLE, PROG_FAULT_SAMPLE, PROG_GO_ALLOC, PROG_MALLOC_ENTRY, PROG_SCHED_SWITCH,
+    TARGET_PIDS_MAP_ENTRIES,
 };
 use tracing::{debug, warn};
 
+use crate::capture::{monotonic_ns, CaptureWindow};
 use crate::target::Filter;
 
 /// The eBPF object built from `profiler-ebpf` by `build.rs`.
@@ -79,6 +91,8 @@ pub struct Loader {
     fault_links: Vec<PerfEventLinkId>,
     offcpu_link: Option<aya::programs::tp_btf::BtfTracePointLinkId>,
     alloc_links: Vec<(&'static str, UProbeLinkId)>,
+    /// The open (or last) capture window; `None` while it is closed.
+    window: Option<CaptureWindow>,
     programs: Programs,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
 }
@@ -157,6 +171,7 @@ impl Loader {
             fault_links: Vec::new(),
             offcpu_link: None,
             alloc_links: Vec::new(),
+            window: None,
             programs,
             logger,
         };
@@ -298,6 +313,11 @@ impl Loader {
         }
         anyhow::ensure!(self.programs.offcpu, "the off-CPU program was not loaded");
         self.prime_stack_allocator_all();
+        if self.window.is_none() {
+            // Switch-outs from now on are tracked, so threads already
+            // asleep when the window opens are charged from its start.
+            self.write_window(Window::ARMED)?;
+        }
         let program: &mut BtfTracePoint = typed_program(&mut self.ebpf, PROG_SCHED_SWITCH)?;
         let link = program
             .attach()
@@ -379,8 +399,57 @@ impl Loader {
         collect_entries(map.iter()).context("failed to read the allocation map")
     }
 
+    /// Starts counting, for `duration` (the kernel stops at the end by
+    /// itself). Call once every event source is attached.
+    pub fn open_window(&mut self, duration: Duration) -> Result<CaptureWindow> {
+        let window = CaptureWindow::starting_now(duration);
+        self.write_window(window.kernel())?;
+        self.window = Some(window);
+        Ok(window)
+    }
+
+    /// Stops counting now, unless the window already ended, and returns it
+    /// as it was counted. `None` if no window was opened.
+    pub fn close_window(&mut self) -> Result<Option<CaptureWindow>> {
+        let Some(window) = self.window else { return Ok(None) };
+        let closed = window.closed_at(monotonic_ns());
+        if closed != window {
+            self.write_window(closed.kernel())?;
+            self.window = Some(closed);
+        }
+        Ok(Some(closed))
+    }
+
+    /// The window of the capture, as opened or closed last.
+    pub fn window(&self) -> Option<CaptureWindow> {
+        self.window
+    }
+
+    fn write_window(&mut self, window: Window) -> Result<()> {
+        let mut map: Array<&mut MapData, Window> = Array::try_from(self.map_mut(MAP_WINDOW)?)?;
+        map.set(0, window, 0).context("failed to set the capture window")
+    }
+
     /// Stops all sampling; the maps keep what was collected.
     pub fn detach(&mut self) -> Result<()> {
+        self.detach_in_background()?.wait()
+    }
+
+    /// Stops all sampling, leaving the allocation uprobes to detach on a
+    /// thread of their own: each waits for an RCU grace period, from 0.1 s
+    /// on an idle host to seconds on a crowded one, which the caller can
+    /// spend draining and writing. Close the window first, so the probes
+    /// still attached count nothing; wait on the result before exiting.
+    ///
+    /// The programs that run on every context switch, page fault and sample
+    /// go first: each detaches in milliseconds, and until then they cost
+    /// their target something even with the window closed.
+    pub fn detach_in_background(&mut self) -> Result<Detaching> {
+        let started = Instant::now();
+        if let Some(link) = self.offcpu_link.take() {
+            let program: &mut BtfTracePoint = typed_program(&mut self.ebpf, PROG_SCHED_SWITCH)?;
+            program.detach(link).context("failed to detach the sched_switch program")?;
+        }
         let links = std::mem::take(&mut self.links);
         if !links.is_empty() {
             let program = self.program_mut()?;
@@ -395,15 +464,25 @@ impl Loader {
                 program.detach(link).context("failed to detach a page-fault event")?;
             }
         }
-        for (name, link) in std::mem::take(&mut self.alloc_links) {
+        if self.alloc_links.is_empty() {
+            return Ok(Detaching { thread: None });
+        }
+        debug!(elapsed_ms = started.elapsed().as_millis() as u64, "events detached");
+        let mut probes = Vec::with_capacity(self.alloc_links.len());
+        for (name, id) in std::mem::take(&mut self.alloc_links) {
             let program: &mut UProbe = typed_program(&mut self.ebpf, name)?;
-            program.detach(link).context("failed to detach an allocation probe")?;
+            probes.push(program.take_link(id).context("failed to detach an allocation probe")?);
         }
-        if let Some(link) = self.offcpu_link.take() {
-            let program: &mut BtfTracePoint = typed_program(&mut self.ebpf, PROG_SCHED_SWITCH)?;
-            program.detach(link).context("failed to detach the sched_switch program")?;
-        }
-        Ok(())
+        let spawned = std::thread::Builder::new().name("detach-probes".to_owned()).spawn(move || {
+            let started = Instant::now();
+            let count = probes.len();
+            let result = detach_all(probes);
+            debug!(probes = count, elapsed_ms = started.elapsed().as_millis() as u64, "allocation probes detached");
+            result
+        });
+        // Without a thread the probes were dropped with the closure, which
+        // detached them here.
+        Ok(Detaching { thread: spawned.ok() })
     }
 
     /// What was loaded.
@@ -496,6 +575,8 @@ impl Loader {
     /// Empties the sample and stack maps and zeroes the counters, so the
     /// next capture starts clean.
     pub fn clear(&mut self) -> Result<()> {
+        self.write_window(Window::CLOSED)?;
+        self.window = None;
         self.clear_map::<SampleKey, u64>(MAP_COUNTS)?;
         self.clear_map::<u64, StackRecord>(MAP_STACKS)?;
         self.clear_map::<SampleKey, OffCpuValue>(MAP_OFFCPU_COUNTS)?;
@@ -540,6 +621,72 @@ impl Drop for Loader {
         // samples while the maps are torn down.
         let _ = self.detach();
     }
+}
+
+/// Allocation probes being detached; see [`Loader::detach_in_background`].
+#[must_use = "wait until the probes are detached"]
+pub struct Detaching {
+    thread: Option<std::thread::JoinHandle<Result<()>>>,
+}
+
+impl Detaching {
+    /// Waits until every probe is detached.
+    pub fn wait(mut self) -> Result<()> {
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            None => Ok(()),
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(anyhow!("the thread detaching the allocation probes panicked")),
+        }
+    }
+}
+
+impl Drop for Detaching {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Detaches uprobe links in parallel: each waits for its own grace period,
+/// and the waits overlap. A few threads are enough for that; more would only
+/// contend on the same locks.
+fn detach_all(links: Vec<aya::programs::uprobe::UProbeLink>) -> Result<()> {
+    use aya::programs::links::Link as _;
+    const THREADS: usize = 8;
+    if links.len() <= 1 {
+        for link in links {
+            link.detach().context("failed to detach an allocation probe")?;
+        }
+        return Ok(());
+    }
+    let per_thread = links.len().div_ceil(THREADS);
+    let mut chunks: Vec<Vec<_>> = Vec::new();
+    let mut links = links.into_iter().peekable();
+    while links.peek().is_some() {
+        chunks.push(links.by_ref().take(per_thread).collect());
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                scope.spawn(move || -> Result<()> {
+                    for link in chunk {
+                        link.detach().context("failed to detach an allocation probe")?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        let mut result = Ok(());
+        for handle in handles {
+            let outcome = handle.join().unwrap_or_else(|_| Err(anyhow!("a detaching thread panicked")));
+            if result.is_ok() {
+                result = outcome;
+            }
+        }
+        result
+    })
 }
 
 /// The program `name` of `ebpf`, as its concrete type.

@@ -1,15 +1,18 @@
 //! `stackwatch record`: one capture from start to files.
 //!
 //! Resolve the target and check the output directory (so bad input fails
-//! before anything is loaded), load and attach the eBPF program, wait for the
-//! duration or a signal while showing progress, then drain, symbolize and
-//! write. The pieces after sampling are shared with `watch` through
-//! [`finish_capture`].
+//! before anything is loaded), load and attach the eBPF programs, open the
+//! capture window, wait for the duration or a signal while showing progress,
+//! then close the window, detach, drain, symbolize and write. The window is
+//! enforced by the kernel (see [`Loader::open_window`]): what is counted
+//! spans exactly the window whatever attaching, detaching or a late wake-up
+//! of this process costs. The pieces after sampling are shared with `watch`
+//! through [`finish_capture_kinds`].
 
 use std::{
     io::{IsTerminal as _, Write as _},
     path::Path,
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result};
@@ -19,11 +22,11 @@ use tracing::{debug, info, warn};
 
 use crate::{
     aggregate,
-    capture::{CaptureInfo, Loss, TargetInfo, Trigger},
+    capture::{CaptureInfo, CaptureWindow, Loss, TargetInfo, Trigger},
     collect,
     config::RecordConfig,
-    cputime::CpuMeter,
     loader::{Loader, Programs, Stats},
+    metrics::CpuMeter,
     output,
     profile::{Profile, ProfileKind},
     symbolize::Symbolizer,
@@ -47,32 +50,39 @@ pub async fn run(config: RecordConfig) -> Result<()> {
     let owner = output::sudo_owner();
     // Load first: without privileges nothing (not even the directory) is
     // created. Still before any sampling.
+    let loading = Instant::now();
     let mut loader = Loader::load_with(&resolved.filter, programs_for(&config.profiles))?;
+    debug!(elapsed_ms = loading.elapsed().as_millis() as u64, "loaded");
     check_output_dir(&out_dir)?;
     let cgroup_dir = match &config.target {
         TargetSpec::Cgroup(p) => crate::target::cgroup_dir(p).ok(),
         _ => None,
     };
-    let mut meter = CpuMeter::start(&resolved.filter, cgroup_dir.as_deref());
-    let start = SystemTime::now();
-    let started = Instant::now();
+    let attaching = Instant::now();
     attach_kinds(
         &mut loader,
         &config.profiles,
         config.frequency_hz,
         &alloc_pids(&resolved.filter, cgroup_dir.as_deref()),
     )?;
-    info!(target = %resolved.info.description, frequency_hz = config.frequency_hz, duration = %humantime::format_duration(config.duration), "recording");
+    debug!(elapsed_ms = attaching.elapsed().as_millis() as u64, "attached");
 
     // Created before sampling: it snapshots processes as they show up, so
     // one that exits before the end still gets names.
     let mut symbolizer = Symbolizer::new();
-    let end_reason = wait_for_end(&mut loader, &mut symbolizer, &config, &resolved.info, &mut meter, started).await;
-    // The window ends now: detaching uprobes takes ~0.1 s each and must not
-    // stretch it (rates per second would come out low).
-    let window = CaptureWindow { start, end: SystemTime::now(), end_monotonic_ns: collect::monotonic_ns() };
-    loader.detach()?;
-    let end = window.end;
+    let meter = CpuMeter::start(&resolved.filter, cgroup_dir.as_deref());
+    let window = loader.open_window(config.duration)?;
+    let started = Instant::now();
+    info!(target = %resolved.info.description, frequency_hz = config.frequency_hz, duration = %humantime::format_duration(config.duration), "recording");
+    let end_reason = wait_for_end(&mut loader, &mut symbolizer, &config, &resolved.info, &meter, started).await;
+    // The kernel stopped counting at the deadline by itself; for a signal or
+    // an exited target it stops now. Whatever detaching costs from here on
+    // is outside the window.
+    let window = loader.close_window()?.unwrap_or(window);
+    let cpu_seconds = meter.finish(&window);
+    let late = Duration::from_nanos(crate::capture::monotonic_ns().saturating_sub(window.end_ns));
+    debug!(late_ms = late.as_millis() as u64, "window closed");
+    let detaching = loader.detach_in_background()?;
     if let EndReason::Signal(sig) = end_reason {
         info!("{sig} received: writing what was collected");
     } else if end_reason == EndReason::TargetExited {
@@ -88,17 +98,19 @@ pub async fn run(config: RecordConfig) -> Result<()> {
         config.frequency_hz,
         &config.profiles,
         window,
-        meter.elapsed(),
+        cpu_seconds,
     )?;
+    let writing = Instant::now();
     let paths = output::write_capture(&out_dir, &info, &profiles, config.formats, owner)
         .with_context(|| format!("failed to write the capture to `{}`", out_dir.display()))?;
+    debug!(elapsed_ms = writing.elapsed().as_millis() as u64, "written");
 
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "wrote:")?;
     for p in &paths {
         writeln!(stdout, "  {}", p.display())?;
     }
-    let span = humantime::format_duration(round_ms(end.duration_since(start).unwrap_or_default()));
+    let span = humantime::format_duration(round_ms(window.duration()));
     if config.profiles.contains(&ProfileKind::Cpu) {
         writeln!(stdout, "{} samples collected, {} lost, over {span}", info.samples_collected, info.samples_lost)?;
     } else {
@@ -112,6 +124,11 @@ pub async fn run(config: RecordConfig) -> Result<()> {
         write!(stdout, "{}", output::report::format_top_table(profile, 10))?;
     }
     drop(stdout);
+    // The probes count nothing any more; this only keeps the process
+    // around until the kernel has let go of them.
+    if let Err(e) = detaching.wait() {
+        warn!("{e:#}");
+    }
     if config.profiles.contains(&ProfileKind::Cpu) {
         check_not_silently_empty(&info)
     } else {
@@ -161,7 +178,7 @@ async fn wait_for_end(
     symbolizer: &mut Symbolizer,
     config: &RecordConfig,
     target: &TargetInfo,
-    meter: &mut CpuMeter,
+    meter: &CpuMeter,
     started: Instant,
 ) -> EndReason {
     let deadline = tokio::time::Instant::from_std(started + config.duration);
@@ -248,62 +265,38 @@ pub fn programs_for(kinds: &[ProfileKind]) -> Programs {
 /// `alloc_pids` (the target's processes; none for a whole-host capture,
 /// where a probe in every process's `malloc` would tax the whole machine).
 pub fn attach_kinds(loader: &mut Loader, kinds: &[ProfileKind], frequency_hz: u64, alloc_pids: &[u32]) -> Result<()> {
+    let timed =
+        |what: &str, started: Instant| debug!(elapsed_ms = started.elapsed().as_millis() as u64, "{what} attached");
     if kinds.contains(&ProfileKind::Cpu) {
+        let started = Instant::now();
         loader.attach(frequency_hz)?;
+        timed("cpu sampler", started);
     }
     if kinds.contains(&ProfileKind::OffCpu) {
+        let started = Instant::now();
         loader.attach_offcpu()?;
+        timed("sched_switch program", started);
     }
     if kinds.contains(&ProfileKind::Memory) {
+        let started = Instant::now();
         loader.attach_faults(DEFAULT_FAULT_PERIOD)?;
+        timed("page-fault sampler", started);
         if loader.programs().alloc {
+            let started = Instant::now();
             let sites = crate::alloc::probe_sites(alloc_pids);
             let attached = loader.attach_alloc(&sites)?;
             if attached.is_empty() {
                 info!("no allocator found to probe in the target: the memory profile has page faults only");
             } else {
-                debug!(probes = attached.len(), "allocation probes attached");
+                debug!(
+                    probes = attached.len(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "allocation probes attached"
+                );
             }
         }
     }
     Ok(())
-}
-
-/// Drains the maps, symbolizes and describes a CPU-only capture. Shared by
-/// `record` and `watch`.
-#[allow(clippy::too_many_arguments)]
-pub fn finish_capture(
-    loader: &Loader,
-    symbolizer: &mut Symbolizer,
-    target: TargetInfo,
-    trigger: Trigger,
-    frequency_hz: u64,
-    start: SystemTime,
-    end: SystemTime,
-    target_cpu_seconds: Option<f64>,
-) -> Result<(CaptureInfo, Profile)> {
-    let window = CaptureWindow { start, end, end_monotonic_ns: collect::monotonic_ns() };
-    let (info, mut profiles) = finish_capture_kinds(
-        loader,
-        symbolizer,
-        target,
-        trigger,
-        frequency_hz,
-        &[ProfileKind::Cpu],
-        window,
-        target_cpu_seconds,
-    )?;
-    let profile = profiles.pop().context("no cpu profile was built")?;
-    Ok((info, profile))
-}
-
-/// When a capture ran; `end_monotonic_ns` is `CLOCK_MONOTONIC` when sampling
-/// stopped (threads still blocked then are charged up to it).
-#[derive(Clone, Copy, Debug)]
-pub struct CaptureWindow {
-    pub start: SystemTime,
-    pub end: SystemTime,
-    pub end_monotonic_ns: u64,
 }
 
 /// Drains, symbolizes and describes a capture of several profile kinds,
@@ -320,8 +313,9 @@ pub fn finish_capture_kinds(
     window: CaptureWindow,
     target_cpu_seconds: Option<f64>,
 ) -> Result<(CaptureInfo, Vec<Profile>)> {
-    let CaptureWindow { start, end, end_monotonic_ns } = window;
-    let duration = end.duration_since(start).unwrap_or_default();
+    let building = Instant::now();
+    let CaptureWindow { start, end, .. } = window;
+    let duration = window.duration();
     let mut profiles = Vec::with_capacity(kinds.len());
     let mut losses = Vec::new();
     let mut samples_collected = 0;
@@ -329,7 +323,9 @@ pub fn finish_capture_kinds(
     for &kind in kinds {
         match kind {
             ProfileKind::Cpu => {
+                let started = Instant::now();
                 let raw = collect::drain(loader).context("failed to read the samples from the kernel")?;
+                debug!(elapsed_ms = started.elapsed().as_millis() as u64, "cpu samples drained");
                 let agg = aggregate::aggregate(&raw);
                 samples_collected = agg.total;
                 losses.extend(cpu_losses(&raw.stats, &agg));
@@ -337,8 +333,10 @@ pub fn finish_capture_kinds(
                 profiles.push(symbolizer.cpu_profile(&agg, frequency_hz, start, duration));
             }
             ProfileKind::OffCpu => {
-                let raw = collect::drain_offcpu(loader, end_monotonic_ns)
+                let started = Instant::now();
+                let raw = collect::drain_offcpu(loader, &window)
                     .context("failed to read the off-CPU intervals from the kernel")?;
+                debug!(elapsed_ms = started.elapsed().as_millis() as u64, "off-cpu intervals drained");
                 let agg = aggregate::aggregate(&raw);
                 losses.extend(offcpu_losses(&raw.stats));
                 stats.get_or_insert(raw.stats);
@@ -346,8 +344,10 @@ pub fn finish_capture_kinds(
                 profiles.push(symbolizer.build_profile(&agg, template, |s| vec![s.count as i64, s.weight as i64]));
             }
             ProfileKind::Memory => {
+                let started = Instant::now();
                 let raw = collect::drain_memory(loader, loader.programs().alloc)
                     .context("failed to read the memory samples from the kernel")?;
+                debug!(elapsed_ms = started.elapsed().as_millis() as u64, "memory samples drained");
                 let agg = aggregate::aggregate(&raw);
                 losses.extend(fault_losses(&raw.stats));
                 stats.get_or_insert(raw.stats);
@@ -363,6 +363,7 @@ pub fn finish_capture_kinds(
     for p in &mut profiles {
         p.normalize();
     }
+    debug!(elapsed_ms = building.elapsed().as_millis() as u64, "drained and symbolized");
     let info = CaptureInfo {
         target,
         trigger,

@@ -4,16 +4,14 @@
 
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use anyhow::{Context as _, Result};
 use tracing::{info, warn};
 
-use crate::capture::Trigger;
+use crate::capture::{CaptureWindow, Trigger};
 use crate::loader::Loader;
 use crate::output::{self, Formats};
 use crate::profile::ProfileKind;
-use crate::record::CaptureWindow;
 use crate::retention::{self, CaptureKey, Policy};
 use crate::symbolize::Symbolizer;
 use crate::target::ResolvedTarget;
@@ -28,10 +26,8 @@ pub struct WriteJob {
     /// The profiles to write, as attached.
     pub kinds: Vec<ProfileKind>,
     pub frequency_hz: u64,
-    pub start: SystemTime,
-    pub end: SystemTime,
-    /// `CLOCK_MONOTONIC` when sampling stopped (for off-CPU intervals).
-    pub end_monotonic_ns: u64,
+    /// As counted: closed, the kernel changes nothing in the maps any more.
+    pub window: CaptureWindow,
     pub cpu_seconds: Option<f64>,
 }
 
@@ -43,10 +39,19 @@ pub struct WriteOutcome {
     pub result: Result<(Vec<PathBuf>, u64)>,
 }
 
-/// Runs on a blocking thread: drains, symbolizes and writes the capture,
-/// empties the maps and applies retention. Always hands the loader back.
+/// Runs on a blocking thread: detaches, drains, symbolizes and writes the
+/// capture, empties the maps and applies retention. Always hands the loader
+/// back.
 pub fn write_job(mut loader: Loader, mut symbolizer: Symbolizer, job: WriteJob) -> WriteOutcome {
+    // Here rather than on the daemon's task: a uprobe takes seconds to
+    // detach on a crowded host, and commands must still be answered. The
+    // window is closed, so the probes count nothing while they go.
+    let detaching = loader.detach_in_background();
     let result = write_files(&loader, &mut symbolizer, &job);
+    match detaching.map(crate::loader::Detaching::wait) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) | Err(e) => warn!("{e:#}"),
+    }
     // Pinned files of processes that are gone are of no further use.
     symbolizer.forget_exited();
     // Empty the maps now rather than at the next start: idle, the kernel
@@ -81,7 +86,6 @@ fn write_files(loader: &Loader, symbolizer: &mut Symbolizer, job: &WriteJob) -> 
         .mode(0o750)
         .create(&job.output_dir)
         .with_context(|| format!("cannot create output directory `{}`", job.output_dir.display()))?;
-    let window = CaptureWindow { start: job.start, end: job.end, end_monotonic_ns: job.end_monotonic_ns };
     let (info, profiles) = crate::record::finish_capture_kinds(
         loader,
         symbolizer,
@@ -89,7 +93,7 @@ fn write_files(loader: &Loader, symbolizer: &mut Symbolizer, job: &WriteJob) -> 
         job.trigger.clone(),
         job.frequency_hz,
         &job.kinds,
-        window,
+        job.window,
         job.cpu_seconds,
     )?;
     let paths = output::write_capture(&job.output_dir, &info, &profiles, job.formats, None)

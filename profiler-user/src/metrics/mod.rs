@@ -24,8 +24,12 @@
 //! 100 % is what the contract says: the tightest CPU quota and memory limit
 //! of the target's cgroups (see [`limits`]), else the online CPUs and
 //! `MemTotal`.
+//!
+//! The same readers measure the CPU time a capture's target used
+//! ([`CpuMeter`]) for the manifest.
 
 mod limits;
+mod meter;
 mod procfs;
 mod tracker;
 
@@ -36,6 +40,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
 use limits::{CgroupDirs, HostInfo, LimitCache, Limits, V1Mounts, LIMIT_TTL};
+pub use meter::{CpuMeter, METER_INTERVAL};
 pub use procfs::{
     parse_cfs_quota, parse_cgroup_v1_path, parse_cgroup_v2_path, parse_cpu_list, parse_cpu_max, parse_meminfo,
     parse_memory_max, parse_proc_stat, parse_v1_memory_limit, parse_vm_rss, MemInfo, ProcStat,
