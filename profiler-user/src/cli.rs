@@ -14,7 +14,7 @@ use regex::Regex;
 use crate::kinds::ProfileSet;
 use crate::monitor::TriggerArgs;
 use crate::profile::ProfileKind;
-use crate::units::parse_duration;
+use crate::units::{parse_capture_duration, parse_ctl_timeout};
 
 /// Sampling frequencies above this cost more than they tell: each sample runs
 /// the BPF program and walks two stacks on every CPU, so at 10 kHz the
@@ -119,12 +119,13 @@ pub struct RecordArgs {
     #[command(flatten)]
     pub target: TargetArgs,
 
-    /// How long to record (e.g. 500ms, 30s, 3m); Ctrl-C ends it early and still writes the files
+    /// How long to record, 10ms to 24h (e.g. 500ms, 30s, 3m); Ctrl-C ends it early and still
+    /// writes the files
     #[arg(
         long,
         value_name = "DURATION",
         default_value = "30s",
-        value_parser = parse_duration,
+        value_parser = parse_capture_duration,
         allow_hyphen_values = true
     )]
     pub duration: Duration,
@@ -178,8 +179,9 @@ pub struct WatchArgs {
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
 
-    /// How long a capture runs unless stopped earlier or given by `start DURATION` [default: 60s]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    /// How long a capture runs unless stopped earlier or given by `start DURATION`, 10ms to 24h
+    /// [default: 60s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_capture_duration, allow_hyphen_values = true)]
     pub capture_duration: Option<Duration>,
 
     /// Samples per second per CPU while capturing, 1 to 10000 [default: 99]
@@ -196,11 +198,11 @@ pub struct WatchArgs {
     pub formats: Option<String>,
 
     /// Keep at most N captures in the output directory, deleting the oldest
-    #[arg(long, value_name = "N", value_parser = parse_max_captures)]
+    #[arg(long, value_name = "N", value_parser = parse_max_captures, allow_hyphen_values = true)]
     pub max_captures: Option<usize>,
 
     /// Keep the captures in the output directory under SIZE (e.g. 2GiB), deleting the oldest
-    #[arg(long, value_name = "SIZE", value_parser = crate::units::parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = crate::units::parse_size, allow_hyphen_values = true)]
     pub retain: Option<u64>,
 
     /// TOML file with the same settings as these flags; flags override it
@@ -218,12 +220,12 @@ pub struct CtlArgs {
     #[arg(long, value_name = "PATH", default_value = crate::control::DEFAULT_CONTROL_PATH, global = true)]
     pub control: PathBuf,
 
-    /// How long to wait for the answer (a `stop` waits for the files to be written)
+    /// How long to wait for the answer (a `stop` waits for the files to be written), 100ms to 1h
     #[arg(
         long,
         value_name = "DURATION",
         default_value = "30s",
-        value_parser = parse_duration,
+        value_parser = parse_ctl_timeout,
         allow_hyphen_values = true,
         global = true
     )]
@@ -239,9 +241,9 @@ pub struct CtlArgs {
 
 #[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CtlCommand {
-    /// Start a capture (for DURATION, else the daemon's --capture-duration)
+    /// Start a capture (for DURATION, 10ms to 24h, else the daemon's --capture-duration)
     Start {
-        #[arg(value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+        #[arg(value_name = "DURATION", value_parser = parse_capture_duration, allow_hyphen_values = true)]
         duration: Option<Duration>,
 
         /// Profiles to take, comma-separated (cpu, offcpu, memory); each must be loaded by the

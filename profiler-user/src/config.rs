@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::{RecordArgs, TargetArgs, WatchArgs};
-use crate::control::{DEFAULT_CONTROL_PATH, MAX_CAPTURE_DURATION};
+use crate::control::DEFAULT_CONTROL_PATH;
 use crate::daemon_config::{OneOrMany, OneOrSize, WatchFile};
 use crate::kinds::ProfileSet;
 use crate::monitor::{
@@ -112,15 +112,9 @@ impl WatchConfig {
 
         let capture_duration = match (args.capture_duration, &file.capture_duration) {
             (Some(d), _) => d,
-            (None, Some(text)) => crate::units::parse_duration(text).map_err(|e| bad("capture-duration", e))?,
+            (None, Some(text)) => crate::units::parse_capture_duration(text).map_err(|e| bad("capture-duration", e))?,
             (None, None) => DEFAULT_CAPTURE_DURATION,
         };
-        if capture_duration > MAX_CAPTURE_DURATION {
-            return Err(bad(
-                "capture-duration",
-                format!("captures are limited to {}", humantime::format_duration(MAX_CAPTURE_DURATION)),
-            ));
-        }
         let frequency_hz = match (args.frequency, file.frequency) {
             (Some(hz), _) => hz,
             (None, Some(hz)) => crate::cli::parse_frequency(&hz.to_string()).map_err(|e| bad("frequency", e))?,
@@ -194,7 +188,7 @@ fn trigger_config(
 ) -> Result<TriggerConfig, UsageError> {
     let cooldown = match (args.triggers.cooldown, &file.cooldown) {
         (Some(d), _) => Some(d),
-        (None, Some(text)) => Some(crate::units::parse_duration(text).map_err(|e| bad("cooldown", e))?),
+        (None, Some(text)) => Some(crate::units::parse_cooldown(text).map_err(|e| bad("cooldown", e))?),
         (None, None) => None,
     };
     let sample_interval = match (args.triggers.sample_interval, &file.sample_interval) {
@@ -374,7 +368,16 @@ mod tests {
         assert!(msg("pid = 1\nname = \"x\"").contains("more than one target"));
         assert!(msg("pid = 0").starts_with("invalid `pid`"));
         assert!(msg("name = \"(\"").contains("not a valid regular expression"));
-        assert!(watch(&["--capture-duration", "25h"], "").unwrap_err().0.contains("limited to 1day"));
+        let flag = Cli::try_parse_from(["stackwatch", "watch", "--capture-duration", "25h"]).unwrap_err();
+        assert!(flag.to_string().contains("captures are limited to 1day"), "{flag}");
+        assert!(msg("capture-duration = \"18446744073709551615s\"").contains("captures are limited to 1day"));
+        assert!(msg("capture-duration = \"1ms\"").contains("captures last at least 10ms"));
+        assert!(msg("cooldown = \"18446744073709551615s\"").contains("the cooldown must be between 1s and 7days"));
+        assert!(msg("cooldown = \"0s\"").contains("greater than zero"));
+        assert!(msg("sample-interval = \"18446744073709551615s\"").contains("between 100ms and 1m"));
+        assert!(msg("frequency = 18446744073709551615").contains("between 1 and 10000 Hz"));
+        let text = msg("triggers = \"cpu-jump 50 jump-window 18446744073709551615s for 18446744073709551615s\"");
+        assert!(text.contains("looks at more than 1day of history"), "{text}");
     }
 
     #[test]

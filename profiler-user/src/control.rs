@@ -41,9 +41,7 @@ pub const DEFAULT_CONTROL_PATH: &str = "/run/stackwatch/control";
 /// bounds what a broken or hostile writer can make the daemon buffer.
 pub const MAX_LINE: usize = 4096;
 
-/// Longest capture a `start DURATION` may ask for. Longer windows blur a
-/// profile into an average and let a typo (`start 30d`) pin sampling on for weeks.
-pub const MAX_CAPTURE_DURATION: Duration = Duration::from_secs(24 * 3600);
+pub use crate::units::MAX_CAPTURE_DURATION;
 
 /// A control command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,11 +143,7 @@ pub fn parse_command(line: &[u8]) -> Result<Command, ParseError> {
 fn parse_start(rest: &str) -> Result<(Option<Duration>, Option<ProfileSet>), ParseError> {
     let duration = |text: &str| {
         let bad = |reason| ParseError::BadDuration { value: shorten(text), reason };
-        let d = crate::units::parse_duration(text).map_err(bad)?;
-        if d > MAX_CAPTURE_DURATION {
-            return Err(bad(format!("captures are limited to {}", humantime::format_duration(MAX_CAPTURE_DURATION))));
-        }
-        Ok(d)
+        crate::units::parse_capture_duration(text).map_err(bad)
     };
     if rest.is_empty() {
         return Ok((None, None));

@@ -5,6 +5,7 @@
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
+use clap::error::ErrorKind;
 use clap::Parser as _;
 use stackwatch::cli::{Cli, Command};
 use stackwatch::config::{RecordConfig, UsageError, WatchConfig};
@@ -16,8 +17,10 @@ const EXIT_FAILURE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
-    // clap prints its own usage errors and exits with 2 (0 for --help).
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_error(&e),
+    };
     init_logging(cli.verbose);
     match cli.command {
         Command::Record(args) => {
@@ -51,6 +54,25 @@ fn main() -> ExitCode {
             Err(e) => fail(&e),
         },
     }
+}
+
+/// A command line clap refused, as one `error:` line (its message, then
+/// any `tip:`), exit code 2, like every other usage error; clap's usage
+/// block and "for more information" lines are left out. `--help`,
+/// `--version` and a missing subcommand print as clap prints them.
+fn clap_error(e: &clap::Error) -> ExitCode {
+    if !e.use_stderr() || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        e.exit()
+    }
+    let text = e.render().to_string();
+    let mut paragraphs = text.split("\n\n");
+    let mut line = paragraphs.next().unwrap_or_default().lines().map(str::trim).collect::<Vec<_>>().join(" ");
+    for tip in paragraphs.flat_map(str::lines).map(str::trim).filter(|l| l.starts_with("tip:")) {
+        line.push_str("; ");
+        line.push_str(tip);
+    }
+    eprintln!("{line}");
+    ExitCode::from(EXIT_USAGE)
 }
 
 /// Prints `error: <cause>: <cause>…` on one line and picks the exit code:

@@ -3,8 +3,38 @@
 //! Both parsers return a one-sentence error meant to follow clap's
 //! "invalid value 'X' for '--flag':" prefix, so they are used directly as
 //! `value_parser`s and bad values become usage errors (exit code 2).
+//!
+//! Every duration option has bounds, checked by the parser of that option
+//! ([`parse_capture_duration`], [`parse_cooldown`], [`parse_ctl_timeout`];
+//! `--sample-interval`, `--for` and `--jump-window` in [`crate::monitor`]),
+//! and used for the same setting wherever it comes from (flag, config file,
+//! control command): a typo such as `--duration 18446744073709551615s` is a
+//! usage error before anything is created, never an overflow later.
 
 use std::time::Duration;
+
+/// Longest capture (`record --duration`, `watch --capture-duration`,
+/// `start DURATION`). Longer windows blur a profile into an average and let a
+/// typo (`start 30d`) pin sampling on for weeks.
+pub const MAX_CAPTURE_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// Shortest capture: one sample period at the default 99 Hz. A shorter one
+/// holds nothing, which is surely not what was meant.
+pub const MIN_CAPTURE_DURATION: Duration = Duration::from_millis(10);
+
+/// Longest `--cooldown`: one triggered capture a week is as rare as a rule
+/// that should fire at all can usefully be.
+pub const MAX_COOLDOWN: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Shortest `--cooldown`: trigger samples are at least 100 ms apart, so less
+/// than a second is no cooldown at all.
+pub const MIN_COOLDOWN: Duration = Duration::from_secs(1);
+
+/// Bounds of `ctl --timeout`: a daemon answers in milliseconds, and the
+/// slowest answer, a `stop` waiting for a large capture to be written,
+/// takes seconds to minutes.
+pub const MIN_CTL_TIMEOUT: Duration = Duration::from_millis(100);
+pub const MAX_CTL_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Parses a positive human duration: `500ms`, `30s`, `3m`, `1h`, `1h 30m`.
 ///
@@ -32,6 +62,43 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     })?;
     if d.is_zero() {
         return Err("a duration must be greater than zero".to_owned());
+    }
+    Ok(d)
+}
+
+/// A capture's length: [`parse_duration`] within [`MIN_CAPTURE_DURATION`]
+/// and [`MAX_CAPTURE_DURATION`].
+pub fn parse_capture_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d > MAX_CAPTURE_DURATION {
+        return Err(format!("captures are limited to {}", humantime::format_duration(MAX_CAPTURE_DURATION)));
+    }
+    if d < MIN_CAPTURE_DURATION {
+        return Err(format!("captures last at least {}", humantime::format_duration(MIN_CAPTURE_DURATION)));
+    }
+    Ok(d)
+}
+
+/// `--cooldown`: [`parse_duration`] within [`MIN_COOLDOWN`] and [`MAX_COOLDOWN`].
+pub fn parse_cooldown(s: &str) -> Result<Duration, String> {
+    parse_duration_within(s, MIN_COOLDOWN, MAX_COOLDOWN, "the cooldown")
+}
+
+/// `ctl --timeout`: [`parse_duration`] within [`MIN_CTL_TIMEOUT`] and
+/// [`MAX_CTL_TIMEOUT`].
+pub fn parse_ctl_timeout(s: &str) -> Result<Duration, String> {
+    parse_duration_within(s, MIN_CTL_TIMEOUT, MAX_CTL_TIMEOUT, "the timeout")
+}
+
+/// [`parse_duration`] within `[min, max]`; `what` names the value in the error.
+pub fn parse_duration_within(s: &str, min: Duration, max: Duration, what: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if !(min..=max).contains(&d) {
+        return Err(format!(
+            "{what} must be between {} and {}",
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ));
     }
     Ok(d)
 }
@@ -118,6 +185,33 @@ mod tests {
             ("99999999999999999999s", "the duration is too large"),
         ] {
             assert_eq!(parse_duration(input).unwrap_err(), expected, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn bounded_durations() {
+        assert_eq!(parse_capture_duration("10ms"), Ok(Duration::from_millis(10)));
+        assert_eq!(parse_capture_duration("24h"), Ok(MAX_CAPTURE_DURATION));
+        assert_eq!(parse_cooldown("1s"), Ok(MIN_COOLDOWN));
+        assert_eq!(parse_cooldown("7d"), Ok(MAX_COOLDOWN));
+        assert_eq!(parse_ctl_timeout("100ms"), Ok(MIN_CTL_TIMEOUT));
+        assert_eq!(parse_ctl_timeout("1h"), Ok(MAX_CTL_TIMEOUT));
+        for (input, expected) in [
+            ("18446744073709551615s", "captures are limited to 1day"),
+            ("24h 1s", "captures are limited to 1day"),
+            ("9ms", "captures last at least 10ms"),
+            ("1ns", "captures last at least 10ms"),
+            ("0s", "a duration must be greater than zero"),
+            ("-1s", "a duration cannot be negative"),
+            ("99999999999999999999999h", "the duration is too large"),
+        ] {
+            assert_eq!(parse_capture_duration(input).unwrap_err(), expected, "input {input:?}");
+        }
+        for input in ["18446744073709551615s", "8d", "999ms"] {
+            assert_eq!(parse_cooldown(input).unwrap_err(), "the cooldown must be between 1s and 7days", "{input}");
+        }
+        for input in ["18446744073709551615s", "61m", "99ms"] {
+            assert_eq!(parse_ctl_timeout(input).unwrap_err(), "the timeout must be between 100ms and 1h", "{input}");
         }
     }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 
 use super::rules::{parse_rule_flags, FlagName, Rule, RuleError, TriggerFlag};
-use crate::units::parse_duration;
+use crate::units::{parse_cooldown, parse_duration};
 
 /// `--cooldown` when not given: a triggered capture every 10 minutes at
 /// most, so a target that stays hot fills the disk slowly.
@@ -160,9 +160,9 @@ impl Args for TriggerArgs {
             Arg::new("cooldown")
                 .long("cooldown")
                 .value_name("DURATION")
-                .help("No new triggered capture before this long after the last one [default: 10m]")
+                .help("No new triggered capture before this long after the last one, 1s to 7d [default: 10m]")
                 .help_heading(HEADING)
-                .value_parser(parse_duration)
+                .value_parser(parse_cooldown)
                 .allow_hyphen_values(true),
         )
         .arg(

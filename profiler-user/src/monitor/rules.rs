@@ -90,7 +90,9 @@ impl Rule {
     pub fn span(&self) -> Duration {
         match self {
             Rule::CpuAbove { for_, .. } | Rule::MemAbove { for_, .. } => *for_,
-            Rule::Jump { window, for_, .. } => *window + *for_,
+            // Saturating: `--jump-window` and `--for` are each any duration
+            // until this sum is checked against `MAX_RULE_SPAN`.
+            Rule::Jump { window, for_, .. } => window.saturating_add(*for_),
         }
     }
 }
@@ -307,7 +309,8 @@ fn invalid(flag: &TriggerFlag, reason: impl Into<String>) -> RuleError {
     RuleError::InvalidValue { flag: flag.name.long(), value: flag.value.clone(), reason: reason.into() }
 }
 
-/// `--for` and `--jump-window`: a duration no shorter than a sample interval.
+/// `--for` and `--jump-window`: a duration no shorter than a sample
+/// interval. The longest is checked on the whole rule ([`MAX_RULE_SPAN`]).
 fn window_value(flag: &TriggerFlag, rule: &TriggerFlag, interval: Duration) -> Result<Duration, RuleError> {
     let d = parse_duration(&flag.value).map_err(|e| invalid(flag, e))?;
     if d < interval {

@@ -256,6 +256,15 @@ fn rule_errors() {
             &["--cpu-jump", "50", "--jump-window", "20h", "--for", "5h"],
             "`--cpu-jump 50` looks at more than 1day of history, the most stackwatch keeps at a 1s sample interval",
         ),
+        // Each alone fits a `Duration`; their sum used to overflow (a panic).
+        (
+            &["--cpu-jump", "50", "--jump-window", "18446744073709551615s", "--for", "18446744073709551615s"],
+            "`--cpu-jump 50` looks at more than 1day of history, the most stackwatch keeps at a 1s sample interval",
+        ),
+        (
+            &["--mem-above", "80", "--for", "18446744073709551615s"],
+            "`--mem-above 80` looks at more than 1day of history, the most stackwatch keeps at a 1s sample interval",
+        ),
         (
             &["--sample-interval", "100ms", "--mem-above", "1GiB", "--for", "3h"],
             "`--mem-above 1GiB` looks at more than 2h 24m of history, the most stackwatch keeps at a 100ms sample \
