@@ -38,6 +38,11 @@ pub enum WorkloadKind {
     /// `phase_hot`), or resident memory growing steadily
     /// (`grow STEP_KIB PERIOD_MS MAX_MIB`, faults in `touch_pages`).
     Phases,
+    /// `many_threads.c`: a crowd of threads (default 2000) each looping
+    /// `churn` (malloc + free), a 5 ms `nap`, and for every 50th a 1 ms
+    /// `spin`: the hardening issue's target that kept probes counting long
+    /// after a capture. Args: `[THREADS [SPIN_EVERY [SECONDS]]]`.
+    ManyThreads,
 }
 
 impl WorkloadKind {
@@ -48,6 +53,7 @@ impl WorkloadKind {
             Self::Syscalls => "syscalls",
             Self::GoSplit => "gosplit",
             Self::Phases => "phases",
+            Self::ManyThreads => "many_threads",
         }
     }
 
@@ -63,6 +69,7 @@ impl WorkloadKind {
             Self::Syscalls => vec![dir.join("syscalls.c")],
             Self::GoSplit => vec![dir.join("gosplit/go.mod"), dir.join("gosplit/main.go")],
             Self::Phases => vec![dir.join("phases.c")],
+            Self::ManyThreads => vec![dir.join("many_threads.c")],
         }
     }
 
@@ -104,7 +111,7 @@ impl WorkloadKind {
             hash = fnv1a(hash, &text);
         }
         let (compiler, flags): (&str, &[&str]) = match self {
-            Self::CpuSplit | Self::Syscalls | Self::Phases => ("gcc", C_FLAGS),
+            Self::CpuSplit | Self::Syscalls | Self::Phases | Self::ManyThreads => ("gcc", C_FLAGS),
             Self::GoSplit => ("go", &[]),
         };
         for flag in flags {
@@ -115,7 +122,7 @@ impl WorkloadKind {
 
     fn compile(self, out: &Path) -> io::Result<()> {
         match self {
-            Self::CpuSplit | Self::Syscalls | Self::Phases => {
+            Self::CpuSplit | Self::Syscalls | Self::Phases | Self::ManyThreads => {
                 run_ok(Command::new("gcc").args(C_FLAGS).args(["-Wall", "-Wextra", "-o"]).arg(out).args(self.sources()))
             }
             Self::GoSplit => run_ok(&mut go_build(&Self::source_dir().join("gosplit"), &[], out)),
@@ -180,6 +187,26 @@ impl Workload {
     /// Path of the executable (as mapped in the process, for mapping checks).
     pub fn exe(&self) -> &Path {
         &self.exe
+    }
+
+    /// Waits until the process has at least `threads` threads (its main
+    /// thread included); panics if it exits or `timeout` passes first.
+    pub fn wait_for_threads(&mut self, threads: usize, timeout: Duration) {
+        let start = Instant::now();
+        loop {
+            self.assert_running();
+            let count = fs::read_dir(format!("/proc/{}/task", self.pid())).map_or(0, Iterator::count);
+            if count >= threads {
+                return;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "workload {} (pid {}) has {count} threads after {timeout:?}, wanted {threads}",
+                self.kind.name(),
+                self.pid()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The process's thread ids, from `/proc/<pid>/task`.
