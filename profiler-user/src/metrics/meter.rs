@@ -33,6 +33,11 @@ use crate::target::Filter;
 /// takes with it to a tenth of a second of its CPU time.
 pub const METER_INTERVAL: Duration = Duration::from_millis(100);
 
+/// A read that takes longer than this was preempted: its moment is unsure.
+/// Reading `/proc/<pid>/stat` of a process with thousands of threads takes
+/// well under a millisecond.
+const PROMPT_READ: Duration = Duration::from_millis(2);
+
 /// The latest readings kept (besides the first two, around the start):
 /// [`METER_INTERVAL`] apart, enough to find the two around a window end this
 /// process noticed up to several seconds late.
@@ -124,14 +129,28 @@ struct Meter {
 
 impl Meter {
     /// Reads the counter and keeps the reading, timed at the middle of the
-    /// read: on a crowded host this thread can be preempted for a good part
-    /// of a second right before or after it, and a reading timed late at
-    /// the window's start inflates the figure.
+    /// read. On a crowded host this thread can be preempted for a good part
+    /// of a second during a read, which leaves the moment the value stands
+    /// for that uncertain (and a reading timed late at the window's start
+    /// inflates the figure): such a read is tried again, and the one that
+    /// took least is kept.
     fn read(&mut self) {
-        let before = monotonic_ns();
-        if let Some(seconds) = self.counter.read() {
+        const ATTEMPTS: usize = 3;
+        let mut best: Option<(u64, u64, f64)> = None;
+        for _ in 0..ATTEMPTS {
+            let before = monotonic_ns();
+            let Some(seconds) = self.counter.read() else { break };
             let after = monotonic_ns();
-            self.readings.push(before + (after - before) / 2, seconds);
+            let took = after.saturating_sub(before);
+            if best.is_none_or(|(best_took, _, _)| took < best_took) {
+                best = Some((took, before + took / 2, seconds));
+            }
+            if Duration::from_nanos(took) <= PROMPT_READ {
+                break;
+            }
+        }
+        if let Some((_, at, seconds)) = best {
+            self.readings.push(at, seconds);
         }
     }
 }
