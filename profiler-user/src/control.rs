@@ -15,23 +15,29 @@
 //!
 //! The FIFO and socket are only used when they are provably ours: the
 //! directory holding them is ours (or root's) and writable by no one else;
-//! an existing path that is a symlink, not a FIFO, or someone else's FIFO is
-//! refused; and the FIFO is opened `O_NOFOLLOW` and checked again through the
-//! descriptor. The open FIFO carries an exclusive `flock`, so a second daemon
-//! on the same path is refused instead of silently splitting the commands.
+//! an existing path that is a symlink, not a FIFO, someone else's FIFO or a
+//! FIFO other users could open is refused. An existing FIFO is never
+//! adopted, not even our own leftover: a descriptor opened on it earlier
+//! survives any `chmod` and would reach the daemon, so the leftover is
+//! removed and a new inode made, opened `O_NOFOLLOW` and checked through
+//! the descriptor. The open FIFO carries an exclusive `flock`, so a second
+//! daemon on the same path is refused instead of silently splitting the
+//! commands. [`ControlFifo::check`] runs the same checks without creating
+//! anything, so `watch` can refuse a start before it has made anything.
 
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
-use std::os::unix::fs::{DirBuilderExt as _, FileTypeExt as _, MetadataExt as _, PermissionsExt as _};
+use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
+use crate::dirs::CreatedDirs;
 use crate::kinds::ProfileSet;
 
 /// Default control FIFO; `/run/stackwatch` is the systemd `RuntimeDirectory`.
@@ -299,6 +305,10 @@ pub struct Reply {
     /// Process id of the daemon.
     #[serde(default)]
     pub pid: u32,
+    /// The daemon was serving too many `ctl` requests to take this one; it
+    /// was not run, so sending it again is safe.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub busy: bool,
 }
 
 /// The socket `ctl` talks to: the FIFO's path with `.sock` appended.
@@ -308,7 +318,7 @@ pub fn socket_path(control: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The control FIFO, created or validated, opened `O_RDWR|O_NONBLOCK` and
+/// The control FIFO, always created afresh, opened `O_RDWR|O_NONBLOCK` and
 /// locked. Holding it open for writing too means the daemon never sees
 /// end-of-file when a writer such as `echo` closes its end.
 #[derive(Debug)]
@@ -317,45 +327,81 @@ pub struct ControlFifo {
     fd: OwnedFd,
     /// (device, inode), to remove only our own FIFO at exit.
     id: (u64, u64),
+    /// The directories made for it, removed with it when empty.
+    _dirs: CreatedDirs,
 }
 
 impl ControlFifo {
-    /// Creates (mode 0600, in a 0700 directory created if missing) or reuses
-    /// the FIFO at `path`, refusing anything that is not provably ours.
+    /// Checks, without creating or changing anything, that [`ControlFifo::open`]
+    /// would accept `path` and its socket now: what it would refuse is
+    /// refused here with the same message, so a refused start leaves
+    /// nothing behind.
+    pub fn check(path: &Path) -> anyhow::Result<()> {
+        let (dir, _) = split_path(path)?;
+        if std::fs::symlink_metadata(dir).is_ok() {
+            check_private_dir(dir)?;
+        } else if let Err(reason) = crate::dirs::check_creatable(dir) {
+            bail!("cannot create control directory `{}`: {reason}; choose another --control path", dir.display());
+        }
+        let uid = euid();
+        if let Some(meta) = lstat(path, "control path")? {
+            check_existing(path, &meta, uid, Kind::Fifo)?;
+            ensure_not_busy(path, &meta)?;
+        }
+        let socket = socket_path(path);
+        if let Some(meta) = lstat(&socket, "socket path")? {
+            check_existing(&socket, &meta, uid, Kind::Socket)?;
+        }
+        Ok(())
+    }
+
+    /// Creates the FIFO at `path` (mode 0600, in a 0700 directory created
+    /// if missing), refusing anything that is not provably ours.
+    ///
+    /// An existing FIFO is never reused, even our own: a process that opened
+    /// it earlier (while its mode was wider, or as root) keeps that
+    /// descriptor through any `chmod` and could send commands through it or
+    /// read ours. A leftover of ours that no daemon holds is removed and a
+    /// new inode made; the descriptor is then checked to be that new inode.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         let (dir, _) = split_path(path)?;
-        ensure_private_dir(dir)?;
+        let dirs = ensure_private_dir(dir)?;
         let uid = euid();
-        match std::fs::symlink_metadata(path) {
-            Ok(meta) => check_existing(path, &meta, uid, "a FIFO")?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => make_fifo(path)?,
-            Err(e) => return Err(e).with_context(|| format!("cannot inspect control path `{}`", path.display())),
+        if let Some(meta) = lstat(path, "control path")? {
+            check_existing(path, &meta, uid, Kind::Fifo)?;
+            ensure_not_busy(path, &meta)?;
+            remove_stale(path, (meta.dev(), meta.ino()))?;
         }
+        make_fifo(path)?;
         let fd = open_fifo(path)?;
-        // The path may have been swapped between the check and the open; the
-        // descriptor is what will be used, so check that.
+        lock(&fd, path)?;
         let file = File::from(fd);
         let meta = file.metadata().with_context(|| format!("cannot inspect control FIFO `{}`", path.display()))?;
-        check_existing(path, &meta, uid, "a FIFO")?;
-        let fd = OwnedFd::from(file);
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                bail!(
-                    "another `stackwatch watch` is already using the control FIFO `{}`; stop it first or choose another --control path",
-                    path.display()
-                );
-            }
-            return Err(err).with_context(|| format!("cannot lock control FIFO `{}`", path.display()));
+        let id = (meta.dev(), meta.ino());
+        // Only this user and root can add entries to the private directory,
+        // so this is the FIFO just made; checked anyway before it is trusted:
+        // the name must still lead to this descriptor's inode, and nobody
+        // but its owner can ever have opened it.
+        let fresh = meta.file_type().is_fifo()
+            && meta.uid() == uid
+            && meta.mode() & 0o077 == 0
+            && meta.nlink() == 1
+            && path_id(path) == Some(id);
+        if !fresh {
+            bail!(
+                "control path `{}` was replaced while it was being created; is another program using it? \
+                 choose another --control path",
+                path.display()
+            );
         }
-        // A reused FIFO may have a wider mode; umask may have narrowed a new one.
+        let fd = OwnedFd::from(file);
+        // The umask may have narrowed the mode given to mkfifo.
         // SAFETY: fchmod on a descriptor we own.
         if unsafe { libc::fchmod(fd.as_raw_fd(), 0o600) } != 0 {
             return Err(io::Error::last_os_error())
                 .with_context(|| format!("cannot set the mode of control FIFO `{}`", path.display()));
         }
-        Ok(Self { path: path.to_owned(), fd, id: (meta.dev(), meta.ino()) })
+        Ok(Self { path: path.to_owned(), fd, id, _dirs: dirs })
     }
 
     pub fn path(&self) -> &Path {
@@ -373,16 +419,71 @@ impl ControlFifo {
     }
 }
 
+/// `lstat`, with "not there" as `None`.
+fn lstat(path: &Path, what: &str) -> anyhow::Result<Option<std::fs::Metadata>> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => Ok(Some(meta)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot inspect {what} `{}`", path.display())),
+    }
+}
+
+/// Refuses a FIFO of ours that a running daemon holds (its `flock`).
+fn ensure_not_busy(path: &Path, meta: &std::fs::Metadata) -> anyhow::Result<()> {
+    let fd = open_fifo(path)?;
+    let file = File::from(fd);
+    let now = file.metadata().with_context(|| format!("cannot inspect control FIFO `{}`", path.display()))?;
+    if (now.dev(), now.ino()) != (meta.dev(), meta.ino()) {
+        bail!(
+            "control path `{}` changed while it was being checked; is another program using it? \
+             choose another --control path",
+            path.display()
+        );
+    }
+    lock(&OwnedFd::from(file), path)
+}
+
+/// Takes the exclusive lock that marks a control FIFO as in use.
+fn lock(fd: &OwnedFd, path: &Path) -> anyhow::Result<()> {
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        bail!(
+            "another `stackwatch watch` is already using the control FIFO `{}`; stop it first or choose another --control path",
+            path.display()
+        );
+    }
+    Err(err).with_context(|| format!("cannot lock control FIFO `{}`", path.display()))
+}
+
+/// Removes a leftover FIFO of ours, if the path still names it.
+fn remove_stale(path: &Path, id: (u64, u64)) -> anyhow::Result<()> {
+    if path_id(path) != Some(id) {
+        bail!(
+            "control path `{}` changed while it was being checked; is another program using it? \
+             choose another --control path",
+            path.display()
+        );
+    }
+    std::fs::remove_file(path)
+        .with_context(|| format!("cannot remove the leftover control FIFO `{}`", path.display()))?;
+    tracing::debug!("removed the leftover control FIFO `{}`; making a new one", path.display());
+    Ok(())
+}
+
 /// Prepares `path` for binding the reply socket: its directory must be
 /// private (see [`ControlFifo::open`]), and a leftover socket of ours is
 /// removed (the FIFO lock proves no live daemon owns it). Anything else at
 /// the path is refused.
 pub fn prepare_socket_path(path: &Path) -> anyhow::Result<()> {
     let (dir, _) = split_path(path)?;
-    ensure_private_dir(dir)?;
+    check_private_dir(dir)?;
     match std::fs::symlink_metadata(path) {
         Ok(meta) => {
-            check_existing(path, &meta, euid(), "a socket")?;
+            check_existing(path, &meta, euid(), Kind::Socket)?;
             std::fs::remove_file(path).with_context(|| format!("cannot remove stale socket `{}`", path.display()))
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -416,15 +517,16 @@ fn split_path(path: &Path) -> anyhow::Result<(&Path, &std::ffi::OsStr)> {
 
 /// The directory must be ours or root's and writable by nobody else, or
 /// another user could replace the FIFO between our checks and a writer's
-/// open. Created 0700 when missing; an existing one keeps its mode.
-fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
-    if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("cannot create control directory `{}`", dir.display()))?;
-    }
+/// open. Created 0700 when missing (and removed again with the FIFO); an
+/// existing one keeps its mode.
+fn ensure_private_dir(dir: &Path) -> anyhow::Result<CreatedDirs> {
+    let created = crate::dirs::create_dir_all(dir, 0o700)
+        .with_context(|| format!("cannot create control directory `{}`", dir.display()))?;
+    check_private_dir(dir)?;
+    Ok(created)
+}
+
+fn check_private_dir(dir: &Path) -> anyhow::Result<()> {
     let meta =
         std::fs::metadata(dir).with_context(|| format!("cannot inspect control directory `{}`", dir.display()))?;
     if !meta.is_dir() {
@@ -449,10 +551,31 @@ fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Accepts an existing path only when it is a `kind` owned by `uid`.
-fn check_existing(path: &Path, meta: &std::fs::Metadata, uid: u32, kind: &str) -> anyhow::Result<()> {
+/// What a control path should be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Fifo,
+    Socket,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Fifo => "a FIFO",
+            Kind::Socket => "a socket",
+        }
+    }
+}
+
+/// Accepts an existing path only when it is a `kind` owned by `uid`, and a
+/// FIFO only when nobody else can ever have opened it.
+fn check_existing(path: &Path, meta: &std::fs::Metadata, uid: u32, kind: Kind) -> anyhow::Result<()> {
     let ft = meta.file_type();
-    let is_kind = if kind == "a FIFO" { ft.is_fifo() } else { ft.is_socket() };
+    let is_kind = match kind {
+        Kind::Fifo => ft.is_fifo(),
+        Kind::Socket => ft.is_socket(),
+    };
+    let name = kind.name();
     if ft.is_symlink() {
         bail!(
             "control path `{}` is a symbolic link; refusing to follow it: remove it or choose another --control path",
@@ -461,7 +584,7 @@ fn check_existing(path: &Path, meta: &std::fs::Metadata, uid: u32, kind: &str) -
     }
     if !is_kind {
         bail!(
-            "control path `{}` exists and is {}, not {kind}; refusing to replace it: remove it (if `echo … >` created it \
+            "control path `{}` exists and is {}, not {name}; refusing to replace it: remove it (if `echo … >` created it \
              while no daemon ran) or choose another --control path",
             path.display(),
             describe(&ft)
@@ -469,9 +592,18 @@ fn check_existing(path: &Path, meta: &std::fs::Metadata, uid: u32, kind: &str) -
     }
     if meta.uid() != uid {
         bail!(
-            "control path `{}` is {kind} owned by uid {}, not by this daemon's user (uid {uid}); refusing it: remove it or choose another --control path",
+            "control path `{}` is {name} owned by uid {}, not by this daemon's user (uid {uid}); refusing it: remove it or choose another --control path",
             path.display(),
             meta.uid()
+        );
+    }
+    // A descriptor opened while the mode allowed it outlives any chmod.
+    if kind == Kind::Fifo && meta.mode() & 0o077 != 0 {
+        bail!(
+            "control path `{}` is a FIFO with mode {:o}, so other users may hold it open and send commands through it; \
+             refusing it: remove it and let `stackwatch watch` create its own, or choose another --control path",
+            path.display(),
+            meta.mode() & 0o7777
         );
     }
     Ok(())
@@ -501,8 +633,15 @@ fn make_fifo(path: &Path) -> anyhow::Result<()> {
     let c = c_path(path)?;
     // SAFETY: valid NUL-terminated path.
     if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
-        return Err(io::Error::last_os_error())
-            .with_context(|| format!("cannot create control FIFO `{}`", path.display()));
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EEXIST) {
+            bail!(
+                "control path `{}` appeared while the daemon was creating it; is another `stackwatch watch` \
+                 starting on it? choose another --control path",
+                path.display()
+            );
+        }
+        return Err(err).with_context(|| format!("cannot create control FIFO `{}`", path.display()));
     }
     Ok(())
 }
@@ -688,6 +827,7 @@ mod tests {
             files: vec![PathBuf::from("/var/lib/stackwatch/a.pb.gz")],
             capture: None,
             pid: 42,
+            busy: false,
         };
         let line = serde_json::to_string(&reply).unwrap();
         assert!(!line.contains('\n'));
@@ -721,16 +861,75 @@ mod tests {
     }
 
     #[test]
-    fn reuses_its_own_leftover_fifo_and_fixes_its_mode() {
+    fn replaces_its_own_leftover_fifo_so_an_old_descriptor_reaches_nothing() {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+
         let tmp = private_dir();
         let path = tmp.path().join("control");
         make_fifo(&path).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        // Someone opened the leftover before the daemon started.
+        let old =
+            std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK).open(&path).unwrap();
+        let old_meta = old.metadata().unwrap();
+        ControlFifo::check(&path).unwrap();
         let fifo = ControlFifo::open(&path).unwrap();
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777, 0o600);
+        assert_ne!(fifo.id, (old_meta.dev(), old_meta.ino()), "the leftover inode was adopted");
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert_eq!((meta.dev(), meta.ino()), fifo.id);
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+
+        (&old).write_all(b"start\n").unwrap();
+        let mut buf = [0u8; 16];
+        // SAFETY: reading into a buffer of the given length from a descriptor we own.
+        let n = unsafe { libc::read(fifo.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        let err = io::Error::last_os_error();
+        assert!(n < 0 && err.raw_os_error() == Some(libc::EAGAIN), "the daemon read {n} bytes ({err})");
         drop(fifo);
         // The lock went with the descriptor.
         ControlFifo::open(&path).unwrap();
+    }
+
+    #[test]
+    fn refuses_a_fifo_other_users_may_hold_open() {
+        let tmp = private_dir();
+        let path = tmp.path().join("control");
+        make_fifo(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o622)).unwrap();
+        let before = std::fs::symlink_metadata(&path).unwrap().ino();
+        for err in [ControlFifo::check(&path).unwrap_err(), ControlFifo::open(&path).unwrap_err()] {
+            let err = format!("{err:#}");
+            assert!(err.contains("is a FIFO with mode 622") && err.contains("--control"), "{err}");
+        }
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert_eq!((meta.ino(), meta.permissions().mode() & 0o7777), (before, 0o622), "left alone");
+    }
+
+    #[test]
+    fn check_refuses_what_open_refuses_and_creates_nothing() {
+        let tmp = private_dir();
+        let path = tmp.path().join("run/sub/control");
+        ControlFifo::check(&path).unwrap();
+        assert!(!tmp.path().join("run").exists(), "check must not create the directory");
+        let fifo = ControlFifo::open(&path).unwrap();
+        let err = format!("{:#}", ControlFifo::check(&path).unwrap_err());
+        assert!(err.contains("already using the control FIFO"), "{err}");
+        // A stray file at the socket's path is refused up front too.
+        std::fs::write(socket_path(&path), b"x").unwrap();
+        drop(fifo);
+        let err = format!("{:#}", ControlFifo::check(&path).unwrap_err());
+        assert!(err.contains("control.sock` exists and is a regular file, not a socket"), "{err}");
+    }
+
+    #[test]
+    fn removes_the_directories_it_made_with_the_fifo() {
+        let tmp = private_dir();
+        let path = tmp.path().join("run/sub/control");
+        let fifo = ControlFifo::open(&path).unwrap();
+        assert!(tmp.path().join("run/sub").is_dir());
+        fifo.remove();
+        drop(fifo);
+        assert!(!tmp.path().join("run").exists());
     }
 
     #[test]

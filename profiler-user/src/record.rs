@@ -49,6 +49,7 @@ pub async fn run(config: RecordConfig) -> Result<()> {
     // created. Still before any sampling.
     let mut loader = Loader::load_with(&resolved.filter, programs_for(&config.profiles))?;
     check_output_dir(&out_dir)?;
+    output::files::sweep_and_log(&out_dir);
     let cgroup_dir = match &config.target {
         TargetSpec::Cgroup(p) => crate::target::cgroup_dir(p).ok(),
         _ => None,
@@ -90,13 +91,26 @@ pub async fn run(config: RecordConfig) -> Result<()> {
         window,
         meter.elapsed(),
     )?;
-    let paths = output::write_capture(&out_dir, &info, &profiles, config.formats, owner)
-        .with_context(|| format!("failed to write the capture to `{}`", out_dir.display()))?;
+    // A failed write still gets the summary: the top functions are all
+    // that is left of the capture then.
+    let written =
+        output::write_capture(&out_dir, &info, &profiles, config.formats, owner).unwrap_or_else(|e| output::Written {
+            paths: Vec::new(),
+            failed: vec![output::FailedFile { path: out_dir.clone(), reason: format!("{e:#}") }],
+        });
 
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "wrote:")?;
-    for p in &paths {
+    if !written.paths.is_empty() {
+        writeln!(stdout, "wrote:")?;
+    }
+    for p in &written.paths {
         writeln!(stdout, "  {}", p.display())?;
+    }
+    if !written.failed.is_empty() {
+        writeln!(stdout, "could not write:")?;
+    }
+    for failed in &written.failed {
+        writeln!(stdout, "  {}", failed.reason)?;
     }
     let span = humantime::format_duration(round_ms(end.duration_since(start).unwrap_or_default()));
     if config.profiles.contains(&ProfileKind::Cpu) {
@@ -112,6 +126,9 @@ pub async fn run(config: RecordConfig) -> Result<()> {
         write!(stdout, "{}", output::report::format_top_table(profile, 10))?;
     }
     drop(stdout);
+    if let Some(e) = written.error() {
+        return Err(e.context(format!("failed to write the capture to `{}`", out_dir.display())));
+    }
     if config.profiles.contains(&ProfileKind::Cpu) {
         check_not_silently_empty(&info)
     } else {
