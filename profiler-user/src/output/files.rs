@@ -268,12 +268,16 @@ fn link_unnamed(file: &File, dir: &OwnedFd, name: &CString) -> io::Result<()> {
     }
     let err = io::Error::last_os_error();
     match err.raw_os_error() {
-        Some(libc::EEXIST) => return Err(already_exists()),
+        Some(libc::EEXIST) => Err(already_exists()),
         // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH (before Linux 6.10); the
         // descriptor's /proc link does not.
-        Some(libc::ENOENT | libc::EPERM | libc::EINVAL) => {}
-        _ => return Err(err),
+        Some(libc::ENOENT | libc::EPERM | libc::EINVAL) => link_via_proc(file, dir, name),
+        _ => Err(err),
     }
+}
+
+/// [`link_unnamed`] through `/proc/self/fd/N`, which needs no capability.
+fn link_via_proc(file: &File, dir: &OwnedFd, name: &CString) -> io::Result<()> {
     let proc_path = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).map_err(io::Error::other)?;
     // SAFETY: NUL-terminated paths and a valid directory descriptor.
     let rc = unsafe {
@@ -499,6 +503,22 @@ mod tests {
         assert!(format!("{:#}", refused.unwrap_err()).contains("already exists"));
         assert_eq!(std::fs::read(tmp.path().join("taken.svg")).unwrap(), b"precious");
         assert_eq!(entries(tmp.path()), ["a.svg", "taken.svg"], "no temporary file may remain");
+    }
+
+    #[test]
+    fn an_unnamed_file_is_linked_through_proc_without_clobbering() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = OutputDir::open(tmp.path()).unwrap();
+        std::fs::write(tmp.path().join("taken.svg"), b"precious").unwrap();
+        let file = dir.create_unnamed().unwrap();
+        fill(&file, b"data", None, &tmp.path().join("new.svg")).unwrap();
+        let taken = link_via_proc(&file, &dir.fd, &file_name_cstring("taken.svg").unwrap()).unwrap_err();
+        assert_eq!(taken.kind(), io::ErrorKind::AlreadyExists);
+        link_via_proc(&file, &dir.fd, &file_name_cstring("new.svg").unwrap()).unwrap();
+        drop(file);
+        assert_eq!(std::fs::read(tmp.path().join("new.svg")).unwrap(), b"data");
+        assert_eq!(std::fs::read(tmp.path().join("taken.svg")).unwrap(), b"precious");
+        assert_eq!(entries(tmp.path()), ["new.svg", "taken.svg"]);
     }
 
     #[test]
