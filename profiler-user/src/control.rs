@@ -13,26 +13,19 @@
 //! bounded whatever is written), and the parser turns any byte sequence into
 //! either a [`Command`] or a [`ParseError`] that says why, never a panic.
 //!
-//! The FIFO and socket are only used when they are provably ours: the
-//! directory holding them is ours (or root's) and writable by no one else;
-//! an existing path that is a symlink, not a FIFO, or someone else's FIFO is
-//! refused; and the FIFO is opened `O_NOFOLLOW` and checked again through the
-//! descriptor. The open FIFO carries an exclusive `flock`, so a second daemon
-//! on the same path is refused instead of silently splitting the commands.
+//! The FIFO and socket on disk — created only when provably ours, never
+//! adopting an inode someone else may hold open — are [`fifo`]'s job.
 
-use std::ffi::CString;
-use std::fs::File;
-use std::io;
-use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
-use std::os::unix::ffi::OsStrExt as _;
-use std::os::unix::fs::{DirBuilderExt as _, FileTypeExt as _, MetadataExt as _, PermissionsExt as _};
+mod fifo;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
 use crate::kinds::ProfileSet;
+
+pub use self::fifo::{path_id, prepare_socket_path, remove_if_same, ControlFifo};
 
 /// Default control FIFO; `/run/stackwatch` is the systemd `RuntimeDirectory`.
 pub const DEFAULT_CONTROL_PATH: &str = "/run/stackwatch/control";
@@ -293,6 +286,10 @@ pub struct Reply {
     /// Process id of the daemon.
     #[serde(default)]
     pub pid: u32,
+    /// The daemon was serving too many `ctl` requests to take this one; it
+    /// was not run, so sending it again is safe.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub busy: bool,
 }
 
 /// The socket `ctl` talks to: the FIFO's path with `.sock` appended.
@@ -302,232 +299,8 @@ pub fn socket_path(control: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The control FIFO, created or validated, opened `O_RDWR|O_NONBLOCK` and
-/// locked. Holding it open for writing too means the daemon never sees
-/// end-of-file when a writer such as `echo` closes its end.
-#[derive(Debug)]
-pub struct ControlFifo {
-    path: PathBuf,
-    fd: OwnedFd,
-    /// (device, inode), to remove only our own FIFO at exit.
-    id: (u64, u64),
-}
-
-impl ControlFifo {
-    /// Creates (mode 0600, in a 0700 directory created if missing) or reuses
-    /// the FIFO at `path`, refusing anything that is not provably ours.
-    pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let (dir, _) = split_path(path)?;
-        ensure_private_dir(dir)?;
-        let uid = euid();
-        match std::fs::symlink_metadata(path) {
-            Ok(meta) => check_existing(path, &meta, uid, "a FIFO")?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => make_fifo(path)?,
-            Err(e) => return Err(e).with_context(|| format!("cannot inspect control path `{}`", path.display())),
-        }
-        let fd = open_fifo(path)?;
-        // The path may have been swapped between the check and the open; the
-        // descriptor is what will be used, so check that.
-        let file = File::from(fd);
-        let meta = file.metadata().with_context(|| format!("cannot inspect control FIFO `{}`", path.display()))?;
-        check_existing(path, &meta, uid, "a FIFO")?;
-        let fd = OwnedFd::from(file);
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                bail!(
-                    "another `stackwatch watch` is already using the control FIFO `{}`; stop it first or choose another --control path",
-                    path.display()
-                );
-            }
-            return Err(err).with_context(|| format!("cannot lock control FIFO `{}`", path.display()));
-        }
-        // A reused FIFO may have a wider mode; umask may have narrowed a new one.
-        // SAFETY: fchmod on a descriptor we own.
-        if unsafe { libc::fchmod(fd.as_raw_fd(), 0o600) } != 0 {
-            return Err(io::Error::last_os_error())
-                .with_context(|| format!("cannot set the mode of control FIFO `{}`", path.display()));
-        }
-        Ok(Self { path: path.to_owned(), fd, id: (meta.dev(), meta.ino()) })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// A duplicate of the (nonblocking, locked) descriptor, for the reader task.
-    pub fn try_clone_fd(&self) -> io::Result<OwnedFd> {
-        self.fd.try_clone()
-    }
-
-    /// Removes the FIFO if the path still names it.
-    pub fn remove(&self) {
-        remove_if_same(&self.path, self.id);
-    }
-}
-
-/// Prepares `path` for binding the reply socket: its directory must be
-/// private (see [`ControlFifo::open`]), and a leftover socket of ours is
-/// removed (the FIFO lock proves no live daemon owns it). Anything else at
-/// the path is refused.
-pub fn prepare_socket_path(path: &Path) -> anyhow::Result<()> {
-    let (dir, _) = split_path(path)?;
-    ensure_private_dir(dir)?;
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) => {
-            check_existing(path, &meta, euid(), "a socket")?;
-            std::fs::remove_file(path).with_context(|| format!("cannot remove stale socket `{}`", path.display()))
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("cannot inspect socket path `{}`", path.display())),
-    }
-}
-
-/// Identity of a path, for [`remove_if_same`].
-pub fn path_id(path: &Path) -> Option<(u64, u64)> {
-    std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
-}
-
-/// Removes `path` only when it is still the file `id` names, so a daemon
-/// never deletes a successor's FIFO or socket.
-pub fn remove_if_same(path: &Path, id: (u64, u64)) {
-    if path_id(path) == Some(id) {
-        if let Err(e) = std::fs::remove_file(path) {
-            tracing::warn!("failed to remove `{}`: {e}", path.display());
-        }
-    }
-}
-
-fn split_path(path: &Path) -> anyhow::Result<(&Path, &std::ffi::OsStr)> {
-    let name = path.file_name().with_context(|| format!("control path `{}` does not name a file", path.display()))?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    Ok((dir, name))
-}
-
-/// The directory must be ours or root's and writable by nobody else, or
-/// another user could replace the FIFO between our checks and a writer's
-/// open. Created 0700 when missing; an existing one keeps its mode.
-fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
-    if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("cannot create control directory `{}`", dir.display()))?;
-    }
-    let meta =
-        std::fs::metadata(dir).with_context(|| format!("cannot inspect control directory `{}`", dir.display()))?;
-    if !meta.is_dir() {
-        bail!("`{}` is not a directory; choose another --control path", dir.display());
-    }
-    let uid = euid();
-    if meta.uid() != uid && meta.uid() != 0 {
-        bail!(
-            "control directory `{}` belongs to uid {}, not to this daemon's user (uid {uid}) or root; choose another --control path",
-            dir.display(),
-            meta.uid()
-        );
-    }
-    if meta.permissions().mode() & 0o022 != 0 {
-        bail!(
-            "control directory `{}` is writable by other users (mode {:o}), who could replace the FIFO; \
-             run `chmod go-w` on it or choose another --control path (e.g. under `/run/stackwatch`)",
-            dir.display(),
-            meta.permissions().mode() & 0o7777
-        );
-    }
-    Ok(())
-}
-
-/// Accepts an existing path only when it is a `kind` owned by `uid`.
-fn check_existing(path: &Path, meta: &std::fs::Metadata, uid: u32, kind: &str) -> anyhow::Result<()> {
-    let ft = meta.file_type();
-    let is_kind = if kind == "a FIFO" { ft.is_fifo() } else { ft.is_socket() };
-    if ft.is_symlink() {
-        bail!(
-            "control path `{}` is a symbolic link; refusing to follow it: remove it or choose another --control path",
-            path.display()
-        );
-    }
-    if !is_kind {
-        bail!(
-            "control path `{}` exists and is {}, not {kind}; refusing to replace it: remove it (if `echo … >` created it \
-             while no daemon ran) or choose another --control path",
-            path.display(),
-            describe(&ft)
-        );
-    }
-    if meta.uid() != uid {
-        bail!(
-            "control path `{}` is {kind} owned by uid {}, not by this daemon's user (uid {uid}); refusing it: remove it or choose another --control path",
-            path.display(),
-            meta.uid()
-        );
-    }
-    Ok(())
-}
-
-fn describe(ft: &std::fs::FileType) -> &'static str {
-    if ft.is_file() {
-        "a regular file"
-    } else if ft.is_dir() {
-        "a directory"
-    } else if ft.is_fifo() {
-        "a FIFO"
-    } else if ft.is_socket() {
-        "a socket"
-    } else if ft.is_symlink() {
-        "a symbolic link"
-    } else {
-        "a device"
-    }
-}
-
-fn c_path(path: &Path) -> anyhow::Result<CString> {
-    CString::new(path.as_os_str().as_bytes()).with_context(|| format!("path `{}` contains a NUL byte", path.display()))
-}
-
-fn make_fifo(path: &Path) -> anyhow::Result<()> {
-    let c = c_path(path)?;
-    // SAFETY: valid NUL-terminated path.
-    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
-        return Err(io::Error::last_os_error())
-            .with_context(|| format!("cannot create control FIFO `{}`", path.display()));
-    }
-    Ok(())
-}
-
-fn open_fifo(path: &Path) -> anyhow::Result<OwnedFd> {
-    let c = c_path(path)?;
-    // O_NONBLOCK also keeps open() from hanging on something that is not a
-    // FIFO after all (a device swapped in between checks).
-    let flags = libc::O_RDWR | libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-    // SAFETY: valid NUL-terminated path; no mode needed without O_CREAT.
-    let fd = unsafe { libc::open(c.as_ptr(), flags) };
-    if fd < 0 {
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::ELOOP) {
-            bail!("control path `{}` is a symbolic link; refusing to follow it", path.display());
-        }
-        return Err(err).with_context(|| format!("cannot open control FIFO `{}`", path.display()));
-    }
-    // SAFETY: `fd` was just returned by open and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::symlink;
-
     use super::*;
     use crate::profile::ProfileKind;
 
@@ -682,97 +455,12 @@ mod tests {
             files: vec![PathBuf::from("/var/lib/stackwatch/a.pb.gz")],
             capture: None,
             pid: 42,
+            busy: false,
         };
         let line = serde_json::to_string(&reply).unwrap();
         assert!(!line.contains('\n'));
         assert!(line.contains(r#""state":"idle""#), "{line}");
         assert_eq!(serde_json::from_str::<Reply>(&line).unwrap(), reply);
         assert_eq!(socket_path(Path::new("/run/stackwatch/control")), Path::new("/run/stackwatch/control.sock"));
-    }
-
-    fn private_dir() -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-        dir
-    }
-
-    #[test]
-    fn creates_a_private_fifo_and_directory() {
-        let tmp = private_dir();
-        let path = tmp.path().join("run/control");
-        let fifo = ControlFifo::open(&path).unwrap();
-        let meta = std::fs::symlink_metadata(&path).unwrap();
-        assert!(meta.file_type().is_fifo());
-        assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
-        assert_eq!(std::fs::metadata(tmp.path().join("run")).unwrap().permissions().mode() & 0o7777, 0o700);
-
-        // A second daemon on the same path is refused while the first holds it.
-        let err = ControlFifo::open(&path).unwrap_err();
-        assert!(format!("{err:#}").contains("already using the control FIFO"), "{err:#}");
-
-        fifo.remove();
-        assert!(!path.exists());
-    }
-
-    #[test]
-    fn reuses_its_own_leftover_fifo_and_fixes_its_mode() {
-        let tmp = private_dir();
-        let path = tmp.path().join("control");
-        make_fifo(&path).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
-        let fifo = ControlFifo::open(&path).unwrap();
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777, 0o600);
-        drop(fifo);
-        // The lock went with the descriptor.
-        ControlFifo::open(&path).unwrap();
-    }
-
-    #[test]
-    fn refuses_symlinks_files_and_shared_directories() {
-        let tmp = private_dir();
-        let victim = tmp.path().join("victim");
-        std::fs::write(&victim, b"keep").unwrap();
-        let link = tmp.path().join("link");
-        symlink(&victim, &link).unwrap();
-        let err = format!("{:#}", ControlFifo::open(&link).unwrap_err());
-        assert!(err.contains("is a symbolic link"), "{err}");
-        let err = format!("{:#}", ControlFifo::open(&victim).unwrap_err());
-        assert!(err.contains("is a regular file, not a FIFO"), "{err}");
-        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
-
-        let shared = tmp.path().join("shared");
-        std::fs::create_dir(&shared).unwrap();
-        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let err = format!("{:#}", ControlFifo::open(&shared.join("control")).unwrap_err());
-        assert!(err.contains("writable by other users"), "{err}");
-        assert!(!shared.join("control").exists());
-    }
-
-    #[test]
-    fn refuses_someone_elses_fifo() {
-        if euid() != 0 {
-            return; // chown needs root; the e2e tests cover it as root.
-        }
-        let tmp = private_dir();
-        let path = tmp.path().join("control");
-        make_fifo(&path).unwrap();
-        std::os::unix::fs::lchown(&path, Some(65534), Some(65534)).unwrap();
-        let err = format!("{:#}", ControlFifo::open(&path).unwrap_err());
-        assert!(err.contains("owned by uid 65534"), "{err}");
-    }
-
-    #[test]
-    fn socket_path_is_prepared_safely() {
-        let tmp = private_dir();
-        let sock = tmp.path().join("control.sock");
-        prepare_socket_path(&sock).unwrap();
-        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-        drop(listener);
-        // A stale socket of ours is removed…
-        prepare_socket_path(&sock).unwrap();
-        assert!(!sock.exists());
-        // …anything else is refused.
-        std::fs::write(&sock, b"x").unwrap();
-        assert!(format!("{:#}", prepare_socket_path(&sock).unwrap_err()).contains("not a socket"));
     }
 }

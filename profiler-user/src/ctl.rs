@@ -25,6 +25,18 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest answer read; real ones are a few hundred bytes.
 const MAX_REPLY: u64 = 1 << 20;
 
+/// Waits between attempts while the daemon answers "busy": short, since a
+/// busy daemon is one serving many quick requests, and growing, so many
+/// `ctl`s retrying at once spread out. About 3 s in all.
+const BUSY_BACKOFF: [Duration; 6] = [
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+    Duration::from_millis(200),
+    Duration::from_millis(400),
+    Duration::from_millis(800),
+    Duration::from_millis(1600),
+];
+
 /// Runs the command. `Ok(true)`: the daemon did it; `Ok(false)`: the daemon
 /// refused it (already reported on stderr); `Err`: no usable answer.
 pub fn run(args: &CtlArgs) -> anyhow::Result<bool> {
@@ -55,8 +67,43 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<bool> {
 }
 
 /// Sends `command` to the daemon behind the control FIFO `control` and
-/// returns its answer, raw and parsed.
+/// returns its answer, raw and parsed. A "busy" answer (the daemon did not
+/// run the command) is retried with a growing pause; if the daemon stays
+/// busy that is the error.
 pub fn request(control: &Path, command: Command, timeout: Duration) -> anyhow::Result<(String, Reply)> {
+    request_with_backoff(control, command, timeout, &BUSY_BACKOFF)
+}
+
+fn request_with_backoff(
+    control: &Path,
+    command: Command,
+    timeout: Duration,
+    backoff: &[Duration],
+) -> anyhow::Result<(String, Reply)> {
+    let mut pauses = backoff.iter();
+    loop {
+        let (raw, reply) = request_once(control, command, timeout)?;
+        if !reply.busy {
+            return Ok((raw, reply));
+        }
+        match pauses.next() {
+            Some(pause) => std::thread::sleep(*pause),
+            None => {
+                let waited: Duration = backoff.iter().sum();
+                return Err(anyhow!(
+                    "the daemon at `{}` is busy: it kept answering that it serves too many ctl requests at once \
+                     (retried for {}); `{}` was not run: try again in a moment",
+                    socket_path(control).display(),
+                    humantime::format_duration(waited),
+                    command.to_line()
+                ));
+            }
+        }
+    }
+}
+
+/// One connection: send the line, read the one-line answer.
+fn request_once(control: &Path, command: Command, timeout: Duration) -> anyhow::Result<(String, Reply)> {
     let socket = socket_path(control);
     let mut stream = UnixStream::connect(&socket).map_err(|e| connect_error(control, &socket, e))?;
     stream.set_write_timeout(Some(SEND_TIMEOUT)).context("failed to set a socket timeout")?;
@@ -149,6 +196,47 @@ mod tests {
         let err = request(&control, Command::Stop, Duration::from_millis(200)).unwrap_err().to_string();
         assert!(err.starts_with("no reply from the daemon at `"), "{err}");
         assert!(err.contains("within 200ms"), "{err}");
+    }
+
+    /// Answers `busy` to the first `busy` connections, then `ok`; returns
+    /// how many connections it served.
+    fn busy_server(listener: UnixListener, busy: usize, total: usize) -> std::thread::JoinHandle<usize> {
+        std::thread::spawn(move || {
+            for i in 0..total {
+                let (mut conn, _) = listener.accept().unwrap();
+                let mut line = [0u8; 16];
+                let n = conn.read(&mut line).unwrap();
+                assert_eq!(&line[..n], b"status\n");
+                let reply: &[u8] = if i < busy {
+                    br#"{"ok":false,"state":"idle","message":"the daemon is busy","busy":true,"pid":7}"#
+                } else {
+                    br#"{"ok":true,"state":"idle","message":"idle: fine","pid":7}"#
+                };
+                conn.write_all(reply).unwrap();
+                conn.write_all(b"\n").unwrap();
+            }
+            total
+        })
+    }
+
+    #[test]
+    fn a_busy_daemon_is_retried_then_reported_clearly() {
+        let tmp = tempfile::tempdir().unwrap();
+        let control = tmp.path().join("control");
+        let backoff = [Duration::from_millis(1); 3];
+
+        let server = busy_server(UnixListener::bind(socket_path(&control)).unwrap(), 2, 3);
+        let (_, reply) = request_with_backoff(&control, Command::Status, Duration::from_secs(5), &backoff).unwrap();
+        assert!(reply.ok && !reply.busy && reply.message == "idle: fine", "{reply:?}");
+        assert_eq!(server.join().unwrap(), 3);
+        std::fs::remove_file(socket_path(&control)).unwrap();
+
+        let server = busy_server(UnixListener::bind(socket_path(&control)).unwrap(), 4, 4);
+        let err = request_with_backoff(&control, Command::Status, Duration::from_secs(5), &backoff).unwrap_err();
+        let err = format!("{err:#}");
+        assert!(err.starts_with("the daemon at `") && err.contains("is busy"), "{err}");
+        assert!(err.contains("`status` was not run: try again in a moment"), "{err}");
+        assert_eq!(server.join().unwrap(), 4, "one attempt plus one per pause");
     }
 
     #[test]

@@ -2,11 +2,13 @@
 //! a trigger rule fires.
 //!
 //! At start it installs its signal handlers (SIGUSR2's default action would
-//! kill it), prepares the output directory, claims the control FIFO and the
-//! reply socket ([`crate::control`]), and loads the eBPF programs once (for
-//! `--profiles` and the kinds its rules ask for, see [`setup`]), so a host
-//! that cannot run them is reported at start, not at 3 a.m. Idle, nothing is
-//! attached: no perf event fires, and without trigger rules no timer runs.
+//! kill it), checks the output directory and the control path, loads the
+//! eBPF programs once (for `--profiles` and the kinds its rules ask for, see
+//! [`setup`]), so a host that cannot run them is reported at start, not at
+//! 3 a.m., and only then creates the output directory and claims the
+//! control FIFO and the reply socket ([`crate::control`]): a refused start
+//! creates nothing. Idle, nothing is attached: no perf event fires, and
+//! without trigger rules no timer runs.
 //!
 //! One task owns all state and handles one event at a time — a command
 //! (FIFO, socket or SIGUSR2), a trigger sample every `--sample-interval`
@@ -36,18 +38,19 @@
 //!   keeps 200 toggles in a burst from becoming 100 empty captures.
 //!
 //! A write that fails (full disk, directory gone or read-only) is logged and
-//! answered; the daemon stays up and the next capture tries again, creating
-//! the output directory if it vanished. On SIGTERM/SIGINT the running capture
-//! is written (up to [`SHUTDOWN_WRITE_TIMEOUT`]; a second signal gives up at
-//! once), the program is detached and unloaded, and the FIFO and socket are
-//! removed.
+//! answered, with the files that could be written; the daemon stays up and
+//! the next capture tries again, creating the output directory if it
+//! vanished. On SIGTERM/SIGINT the running capture is written (up to
+//! [`SHUTDOWN_WRITE_TIMEOUT`]; a second signal gives up at once, and the log
+//! says the capture was not written and the daemon is stopping), the
+//! program is detached and unloaded, and the FIFO and socket are removed.
 
 mod listen;
 mod setup;
 mod triggers;
 mod write;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, Context as _, Result};
@@ -70,9 +73,9 @@ use crate::symbolize::Symbolizer;
 use crate::target::{Filter, ResolvedTarget, TargetSpec};
 
 use self::listen::{sd_notify, Request, Source};
-use self::setup::{compatible, initial_load, prepare_output_dir, Endpoints, Loaded, Signals};
+use self::setup::{check_output_dir, compatible, create_output_dir, initial_load, Endpoints, Loaded, Signals};
 use self::triggers::Triggers;
-use self::write::{write_job, WriteJob, WriteOutcome};
+use self::write::{write_job, Captured, WriteJob, WriteOutcome};
 
 /// How often a running capture re-resolves `--name`, checks that its target
 /// is alive and forwards eBPF log records. Nothing ticks while idle.
@@ -88,10 +91,16 @@ const QUEUE: usize = 64;
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config: WatchConfig) -> Result<()> {
     let mut signals = Signals::install()?;
-    prepare_output_dir(&config.output_dir)?;
-    let mut endpoints = Endpoints::open(&config.control)?;
+    // Refusals first, then the load (which creates no file), then what is
+    // made: a refused start leaves nothing behind.
+    check_output_dir(&config.output_dir)?;
+    Endpoints::check(&config.control)?;
     let rule_kinds: Vec<ProfileKind> = config.triggers.rules.iter().flat_map(Rule::kinds).collect();
     let loaded = initial_load(&config.target, ProfileSet::of(&config.profiles), ProfileSet::of(&rule_kinds))?;
+    let created_output = create_output_dir(&config.output_dir)?;
+    let mut endpoints = Endpoints::open(&config.control)?;
+    created_output.keep();
+    crate::output::files::sweep_and_log(&config.output_dir);
     let triggers = Triggers::new(&config.triggers, &config.target);
 
     let (tx, mut rx) = mpsc::channel(QUEUE);
@@ -149,6 +158,24 @@ impl std::fmt::Display for EndReason {
             EndReason::Duration => f.write_str("its duration ran out"),
             EndReason::TargetExited => f.write_str("every target process exited"),
             EndReason::Signal(name) => write!(f, "{name}"),
+        }
+    }
+}
+
+/// What the daemon does once a write has ended, for the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AfterWrite {
+    /// Back to serving commands.
+    Continue,
+    /// Shutting down (SIGTERM/SIGINT).
+    Exit,
+}
+
+impl AfterWrite {
+    fn describe(self) -> &'static str {
+        match self {
+            AfterWrite::Continue => "the daemon keeps running and the next capture will try again",
+            AfterWrite::Exit => "the daemon is stopping",
         }
     }
 }
@@ -462,10 +489,12 @@ impl Daemon {
             _ => None,
         };
         let probed = alloc_pids(&target.filter, cgroup_dir.as_deref());
-        let attached = attach_kinds(loader, &request.kinds, self.config.frequency_hz, &probed);
-        let meter = CpuMeter::start(&target.filter, cgroup_dir.as_deref());
-        let window = match attached.and_then(|()| loader.open_window(request.duration)) {
-            Ok(window) => window,
+        let opened = attach_kinds(loader, &request.kinds, self.config.frequency_hz, &probed).and_then(|()| {
+            let meter = CpuMeter::start(&target.filter, cgroup_dir.as_deref());
+            Ok((meter, loader.open_window(request.duration)?))
+        });
+        let (meter, window) = match opened {
+            Ok(opened) => opened,
             Err(e) => {
                 // Whatever did attach must not keep sampling an idle daemon.
                 if let Err(detach) = loader.detach() {
@@ -574,7 +603,7 @@ impl Daemon {
             }
             Err(e) => Err(anyhow!("the writing thread failed: {e}")),
         };
-        let files_reply = self.record_write(&writing, written);
+        let files_reply = self.record_write(&writing, written, AfterWrite::Continue);
         let mut outcome_reply = None;
         for (wants, reply) in writing.waiters {
             let answer = match wants {
@@ -603,37 +632,46 @@ impl Daemon {
     }
 
     /// Logs a finished write, remembers it for `status`, and builds the
-    /// reply for whoever stopped it.
-    fn record_write(&mut self, writing: &Writing, written: Result<(Vec<PathBuf>, u64)>) -> Reply {
+    /// reply for whoever stopped it. `then` says what the daemon does next,
+    /// so the log never says it keeps running while it is stopping.
+    fn record_write(&mut self, writing: &Writing, written: Result<Captured>, then: AfterWrite) -> Reply {
         let when = humantime::format_rfc3339_seconds(SystemTime::now());
-        match written {
-            Ok((paths, samples)) => {
-                info!(
-                    target = %writing.target,
-                    samples,
-                    files = %paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "),
-                    "capture written"
-                );
-                self.last = Some(format!(
-                    "last capture: {} ended at {when} ({}), {samples} samples, {} files",
-                    writing.target,
-                    writing.reason,
-                    paths.len()
-                ));
-                let mut reply = self.reply(
-                    true,
-                    format!("capture of {} stopped ({}): {samples} samples", writing.target, writing.reason),
-                );
-                reply.files = paths;
-                reply
+        let (paths, samples, failure) = match written {
+            Ok(Captured { written, samples }) => {
+                let failure = written.error();
+                (written.paths, samples, failure)
             }
-            Err(e) => {
-                let message = format!("the capture of {} could not be written: {e:#}", writing.target);
-                error!("{message}; the daemon keeps running and the next capture will try again");
-                self.last = Some(format!("last capture: {} at {when} FAILED: {e:#}", writing.target));
-                self.reply(false, message)
-            }
-        }
+            Err(e) => (Vec::new(), 0, Some(e)),
+        };
+        let Some(e) = failure else {
+            info!(
+                target = %writing.target,
+                samples,
+                files = %paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "),
+                "capture written"
+            );
+            self.last = Some(format!(
+                "last capture: {} ended at {when} ({}), {samples} samples, {} files",
+                writing.target,
+                writing.reason,
+                paths.len()
+            ));
+            let mut reply = self
+                .reply(true, format!("capture of {} stopped ({}): {samples} samples", writing.target, writing.reason));
+            reply.files = paths;
+            return reply;
+        };
+        let (what, short) = if paths.is_empty() {
+            ("could not be written", "FAILED")
+        } else {
+            ("was only partly written", "PARTLY WRITTEN")
+        };
+        let message = format!("the capture of {} {what}: {e:#}", writing.target);
+        error!("{message}; {}", then.describe());
+        self.last = Some(format!("last capture: {} at {when} {short}: {e:#}", writing.target));
+        let mut reply = self.reply(false, message);
+        reply.files = paths;
+        reply
     }
 
     /// Finishes the running or in-flight capture within
@@ -669,11 +707,8 @@ impl Daemon {
                 }
                 Err(e) => Err(e),
             };
-            let failure = written
-                .as_ref()
-                .err()
-                .map(|e| anyhow!("the last capture of {} was not written: {e:#}", writing.target));
-            let files_reply = self.record_write(&writing, written);
+            let files_reply = self.record_write(&writing, written, AfterWrite::Exit);
+            let failure = (!files_reply.ok).then(|| anyhow!("{}", files_reply.message));
             for (wants, reply) in writing.waiters.drain(..) {
                 let mut answer = files_reply.clone();
                 answer.state = DaemonState::Stopping;
@@ -704,6 +739,7 @@ impl Daemon {
             files: Vec::new(),
             capture: self.capture_status(),
             pid: std::process::id(),
+            busy: false,
         }
     }
 

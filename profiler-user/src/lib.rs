@@ -18,6 +18,7 @@ pub mod cputime;
 pub mod ctl;
 pub mod daemon;
 pub mod daemon_config;
+pub mod dirs;
 pub mod doctor;
 pub mod kinds;
 pub mod loader;

@@ -54,6 +54,7 @@ pub async fn run(config: RecordConfig) -> Result<()> {
     let mut loader = Loader::load_with(&resolved.filter, programs_for(&config.profiles))?;
     debug!(elapsed_ms = loading.elapsed().as_millis() as u64, "loaded");
     check_output_dir(&out_dir)?;
+    output::files::sweep_and_log(&out_dir);
     let cgroup_dir = match &config.target {
         TargetSpec::Cgroup(p) => crate::target::cgroup_dir(p).ok(),
         _ => None,
@@ -100,15 +101,28 @@ pub async fn run(config: RecordConfig) -> Result<()> {
         window,
         cpu_seconds,
     )?;
+    // A failed write still gets the summary: the top functions are all
+    // that is left of the capture then.
     let writing = Instant::now();
-    let paths = output::write_capture(&out_dir, &info, &profiles, config.formats, owner)
-        .with_context(|| format!("failed to write the capture to `{}`", out_dir.display()))?;
+    let written =
+        output::write_capture(&out_dir, &info, &profiles, config.formats, owner).unwrap_or_else(|e| output::Written {
+            paths: Vec::new(),
+            failed: vec![output::FailedFile { path: out_dir.clone(), reason: format!("{e:#}") }],
+        });
     debug!(elapsed_ms = writing.elapsed().as_millis() as u64, "written");
 
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "wrote:")?;
-    for p in &paths {
+    if !written.paths.is_empty() {
+        writeln!(stdout, "wrote:")?;
+    }
+    for p in &written.paths {
         writeln!(stdout, "  {}", p.display())?;
+    }
+    if !written.failed.is_empty() {
+        writeln!(stdout, "could not write:")?;
+    }
+    for failed in &written.failed {
+        writeln!(stdout, "  {}", failed.reason)?;
     }
     let span = humantime::format_duration(round_ms(window.duration()));
     if config.profiles.contains(&ProfileKind::Cpu) {
@@ -128,6 +142,9 @@ pub async fn run(config: RecordConfig) -> Result<()> {
     // around until the kernel has let go of them.
     if let Err(e) = detaching.wait() {
         warn!("{e:#}");
+    }
+    if let Some(e) = written.error() {
+        return Err(e.context(format!("failed to write the capture to `{}`", out_dir.display())));
     }
     if config.profiles.contains(&ProfileKind::Cpu) {
         check_not_silently_empty(&info)

@@ -8,8 +8,8 @@
 //! the tests see is what an operator's pprof sees.
 //!
 //! The fixtures are guards that undo themselves on drop: an independent CPU
-//! clock for a process ([`CpuWatch`]), a cgroup v2 child ([`TestCgroup`]) and
-//! a read-only bind mount ([`ReadOnlyBind`]).
+//! clock for a process ([`CpuWatch`]), a cgroup v2 child ([`TestCgroup`]), a
+//! read-only bind mount ([`ReadOnlyBind`]) and a small tmpfs to fill ([`Tmpfs`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CString;
@@ -779,6 +779,38 @@ impl ReadOnlyBind {
 }
 
 impl Drop for ReadOnlyBind {
+    fn drop(&mut self) {
+        if let Ok(c) = CString::new(self.path.as_os_str().as_encoded_bytes()) {
+            // SAFETY: valid NUL-terminated string.
+            if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+                eprintln!("warning: failed to unmount `{}`: {}", self.path.display(), io::Error::last_os_error());
+            }
+        }
+    }
+}
+
+/// A small tmpfs mounted over a directory, to fill a disk on purpose;
+/// unmounted (lazily, so a straggling open file cannot keep it) on drop.
+#[derive(Debug)]
+pub struct Tmpfs {
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (e.g. `16k`) on the existing directory `dir`.
+    pub fn mount(dir: &Path, size: &str) -> io::Result<Self> {
+        let target = CString::new(dir.as_os_str().as_encoded_bytes()).map_err(io::Error::other)?;
+        let data = CString::new(format!("size={size},mode=0755")).map_err(io::Error::other)?;
+        // SAFETY: valid NUL-terminated strings; tmpfs takes its options as text data.
+        let rc = unsafe { libc::mount(c"tmpfs".as_ptr(), target.as_ptr(), c"tmpfs".as_ptr(), 0, data.as_ptr().cast()) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self { path: dir.to_owned() })
+    }
+}
+
+impl Drop for Tmpfs {
     fn drop(&mut self) {
         if let Ok(c) = CString::new(self.path.as_os_str().as_encoded_bytes()) {
             // SAFETY: valid NUL-terminated string.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use stackwatch_tests::capture::{
     assert_exit, c_function_lines, elf_build_id, entries_under, file_name, parse_utc, pprof_raw, pprof_tags,
-    read_folded, svg_frames, svg_title, Capture, CpuWatch, RawProfile, RawSample, ReadOnlyBind, TestCgroup,
+    read_folded, svg_frames, svg_title, Capture, CpuWatch, RawProfile, RawSample, ReadOnlyBind, TestCgroup, Tmpfs,
 };
 use stackwatch_tests::{
     e2e_guard, go_pprof_top, parse_pprof_top, require_go, run_stackwatch, run_with_timeout, scratch_dir,
@@ -595,6 +595,64 @@ fn whole_host_capture_has_several_processes() {
     for f in ["cpu_split", "syscalls", "hot_a", "syscall_loop"] {
         assert!(frames.iter().any(|frame| frame.function == f), "the flamegraph has no `{f}` frame");
     }
+}
+
+// ---------------------------------------------------------------------------
+// A disk that fills up mid-capture
+
+#[test]
+fn a_full_disk_keeps_what_fits_writes_the_manifest_and_says_what_failed() {
+    let Some(_guard) = e2e_guard() else { return };
+    if !require_go() {
+        return;
+    }
+    let out = scratch_dir("record-disk-full").join("small");
+    fs::create_dir(&out).expect("mkdir");
+    // 16 KiB: the pprof (a few KiB) and the manifest (~2 KiB) fit, the
+    // flamegraph (its script alone is over 16 KiB) does not.
+    let mount = Tmpfs::mount(&out, "16k").unwrap_or_else(|e| panic!("mount a tmpfs on `{}`: {e}", out.display()));
+    let mut workload = Workload::cpu_split();
+    workload.wait_busy();
+    let pid = workload.pid().to_string();
+    let out_text = out.to_str().expect("scratch paths are UTF-8");
+    let output = run_stackwatch(&["record", "--pid", &pid, "--duration", "2s", "--output-dir", out_text]);
+    assert_exit(&output, 1, "record onto a full disk");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+
+    let capture = Capture::read(&out);
+    let names: Vec<String> = capture.files.iter().map(|p| file_name(p)).collect();
+    assert_eq!(names.len(), 2, "the pprof and the manifest, nothing else (no temporary file): {names:?}");
+    let pprof = capture.one(".pb.gz").to_owned();
+    let manifest_path = capture.one(".json").to_owned();
+    let svg_name = file_name(&pprof).replace(".pb.gz", ".svg");
+
+    // The summary is printed as usual, with what was and was not written.
+    for name in &names {
+        assert!(stdout.contains(name.as_str()), "stdout does not list `{name}`:\n{stdout}");
+    }
+    assert!(stdout.contains("samples collected") && stdout.contains("top functions (cpu):"), "{stdout}");
+    assert!(stdout.contains(&svg_name) && stdout.contains("No space left on device"), "{stdout}");
+    let error =
+        stderr.lines().rfind(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("no error line:\n{stderr}"));
+    assert!(error.contains(&svg_name) && error.contains("No space left on device"), "{error}");
+
+    // The manifest lists both sides.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(&manifest_path).expect("read manifest")).expect("manifest is JSON");
+    let listed: Vec<&str> =
+        manifest["files"].as_array().expect("files").iter().filter_map(|f| f["path"].as_str()).collect();
+    assert_eq!(listed, [file_name(&pprof).as_str()], "{manifest}");
+    let failed = manifest["failed"].as_array().expect("failed files are listed");
+    assert_eq!(failed.len(), 1, "{manifest}");
+    assert_eq!(failed[0]["path"], svg_name.as_str());
+    assert_eq!(failed[0]["format"], "svg");
+    assert!(failed[0]["error"].as_str().unwrap_or_default().contains("No space left on device"), "{manifest}");
+
+    // What was kept is whole.
+    let top = parse_pprof_top(&go_pprof_top(&pprof));
+    assert!(top.flat("hot_a") > 0.0, "the kept pprof must hold the capture");
+    drop(mount);
 }
 
 // ---------------------------------------------------------------------------

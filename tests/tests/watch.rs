@@ -8,7 +8,7 @@
 //! BPF program counts are this test's alone.
 
 use std::fs;
-use std::os::unix::fs::{symlink, PermissionsExt as _};
+use std::os::unix::fs::{symlink, MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use stackwatch_tests::daemon::{
     assert_cpu_split_profile, bpf_programs_named, ctl, manifests, pprof_of, socket_of, WatchDaemon,
 };
-use stackwatch_tests::{e2e_guard, require_go, require_root, run_stackwatch_timeout, scratch_dir, Workload};
+use stackwatch_tests::{e2e_guard, require_go, run_stackwatch_timeout, scratch_dir, Workload};
 
 /// How long each capture samples: ~200 samples of a busy thread at 99 Hz.
 const CAPTURE: Duration = Duration::from_secs(2);
@@ -269,35 +269,47 @@ fn mkfifo(path: &Path) {
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo {}", path.display());
 }
 
-/// `watch --control PATH` must exit 1 with `expected` in its message, before
-/// sampling anything, and leave PATH as it was.
-fn assert_refused(control: &Path, output: &Path, expected: &str) {
-    let before = fs::symlink_metadata(control).ok().map(|m| (m.file_type(), m.len()));
+/// `watch --control CONTROL --output-dir OUTPUT` must exit 1 with one
+/// `error:` line holding `expected` and the option that fixes it, before
+/// sampling anything; leave CONTROL (and its socket) as they were; and
+/// create nothing: OUTPUT (which does not exist) stays absent.
+fn assert_refused_with(control: &Path, output: &Path, expected: &str, fix: &str) {
+    let state = |path: &Path| fs::symlink_metadata(path).ok().map(|m| (m.file_type(), m.len(), m.ino()));
+    let before = (state(control), state(&socket_of(control)));
+    assert!(!output.exists(), "the test needs a missing output directory");
     let control_arg = control.to_string_lossy().into_owned();
     let output_arg = output.to_string_lossy().into_owned();
     let out = run_stackwatch_timeout(
         &["watch", "--control", &control_arg, "--output-dir", &output_arg],
         Duration::from_secs(30),
     );
-    assert_eq!(out.status.code(), Some(1), "`{}` must be refused:\n{}", control.display(), stderr(&out));
     let message = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "`{}` must be refused:\n{message}", control.display());
+    let lines: Vec<&str> = message.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() == 1 && lines[0].starts_with("error: "), "one `error:` line, got:\n{message}");
     assert!(message.contains(expected), "expected `{expected}` in:\n{message}");
-    assert!(message.contains("--control"), "the message must say how to fix it:\n{message}");
-    let after = fs::symlink_metadata(control).ok().map(|m| (m.file_type(), m.len()));
-    assert_eq!(before, after, "`{}` must be left alone", control.display());
+    assert!(message.contains(fix), "the message must say how to fix it ({fix}):\n{message}");
+    assert_eq!(before, (state(control), state(&socket_of(control))), "`{}` must be left alone", control.display());
+    let mut top = output;
+    while let Some(parent) = top.parent().filter(|p| !p.exists()) {
+        top = parent;
+    }
+    assert!(!output.exists() && !top.exists(), "a refused start created `{}`", top.display());
+}
+
+fn assert_refused(control: &Path, output: &Path, expected: &str) {
+    assert_refused_with(control, output, expected, "--control");
 }
 
 #[test]
-fn unsafe_control_paths_are_refused() {
-    if !require_root() {
-        return;
-    }
-    let _guard = stackwatch_tests::exclusive();
+fn unsafe_control_paths_are_refused_and_nothing_is_created() {
+    let Some(_guard) = e2e_guard() else { return };
     let dir = scratch_dir("watch_refused_paths");
     let run = dir.join("run");
     fs::create_dir(&run).expect("mkdir");
     fs::set_permissions(&run, fs::Permissions::from_mode(0o700)).expect("chmod");
-    let output = dir.join("out");
+    // Two levels that do not exist: neither may be created.
+    let output = dir.join("out").join("captures");
     let victim = dir.join("victim");
     fs::write(&victim, b"precious").expect("write victim");
 
@@ -321,13 +333,32 @@ fn unsafe_control_paths_are_refused() {
     std::os::unix::fs::lchown(&foreign, Some(65534), Some(65534)).expect("chown");
     assert_refused(&foreign, &output, "owned by uid 65534");
 
+    // Ours, but other users may have opened it (their descriptor would outlive a chmod).
+    let open_to_all = run.join("open-to-all");
+    mkfifo(&open_to_all);
+    fs::set_permissions(&open_to_all, fs::Permissions::from_mode(0o666)).expect("chmod");
+    assert_refused(&open_to_all, &output, "mode 666");
+
     let shared = dir.join("shared");
     fs::create_dir(&shared).expect("mkdir");
     fs::set_permissions(&shared, fs::Permissions::from_mode(0o777)).expect("chmod");
     assert_refused(&shared.join("control"), &output, "writable by other users");
     assert!(!shared.join("control").exists());
 
+    // A control path another daemon is using.
+    let busy = WatchDaemon::start_in(dir.clone(), run.join("busy"), dir.join("busy-out"), &[]);
+    assert_refused(&busy.control, &output, "already using the control FIFO");
+    assert_eq!(busy.state(), "idle", "the running daemon must not notice");
+
+    // An output directory that cannot be made: the control directory is not created either.
+    let not_a_dir = dir.join("not-a-dir");
+    fs::write(&not_a_dir, b"in the way").expect("write");
+    let fresh_run = dir.join("fresh-run");
+    assert_refused_with(&fresh_run.join("control"), &not_a_dir.join("out"), "not-a-dir", "--output-dir");
+    assert!(!fresh_run.exists(), "a refused start created `{}`", fresh_run.display());
+
     assert_eq!(fs::read(&victim).expect("read victim"), b"precious");
+    assert_eq!(busy.stop().status.code(), Some(0));
 }
 
 /// `YYYYMMDDTHHMMSSZ` of `t`, as stackwatch names files.
@@ -429,6 +460,76 @@ fn sigterm_during_a_capture_writes_it_and_leaves_nothing_behind() {
     assert_eq!(bpf_programs_named("cpu_sample"), baseline, "no BPF program of ours may survive the daemon");
 }
 
+/// One try at signalling a daemon twice while it writes. `None` when the
+/// write finished before the second signal could land (then there is
+/// nothing to test in this run); else the exit code and the log.
+fn second_signal_while_writing(attempt: usize) -> Option<(Option<i32>, String, PathBuf)> {
+    let _workload = busy_cpu_split();
+    // A whole-host capture with off-CPU stacks and every format: a write
+    // long enough to be caught.
+    let mut daemon = WatchDaemon::start(
+        &format!("watch_second_signal_{attempt}"),
+        &[
+            "--profiles",
+            "cpu,offcpu",
+            "--formats",
+            "pprof,svg,folded",
+            "--frequency",
+            "499",
+            "--capture-duration",
+            "5m",
+        ],
+    );
+    daemon.ctl_ok(&["start"]);
+    thread::sleep(CAPTURE);
+    daemon.signal(libc::SIGTERM);
+    let deadline = Instant::now() + SETTLE;
+    while !daemon.stderr().contains("finishing the capture") {
+        assert!(Instant::now() < deadline, "no sign of the last write:\n{}", daemon.stderr());
+        thread::sleep(Duration::from_millis(1));
+    }
+    if daemon.try_status().is_some() || daemon.stderr().contains("capture written") {
+        return None;
+    }
+    // SIGINT, not a second SIGTERM: two identical signals may merge into one.
+    // Not reaped (try_status said it runs), so the pid is still the daemon's
+    // even if it exits this instant.
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(daemon.pid() as libc::pid_t, libc::SIGINT) };
+    let output = daemon.output.clone();
+    let out = daemon.stop();
+    let log = stderr(&out);
+    if log.contains("capture written") {
+        return None;
+    }
+    Some((out.status.code(), log, output))
+}
+
+#[test]
+fn a_second_signal_while_writing_exits_at_once_says_so_and_leaves_no_temporary_file() {
+    let Some(_guard) = e2e_guard() else { return };
+    for attempt in 0..5 {
+        let Some((code, log, output)) = second_signal_while_writing(attempt) else {
+            eprintln!("attempt {attempt}: the write finished before the second signal; again");
+            continue;
+        };
+        assert_eq!(code, Some(1), "a capture given up is a failed exit:\n{log}");
+        assert!(log.contains("could not be written: a second signal arrived; gave up writing"), "{log}");
+        assert!(log.contains("the daemon is stopping"), "{log}");
+        assert!(!log.contains("keeps running"), "the log must not claim the daemon keeps running:\n{log}");
+        // Whatever the abandoned writer got done is whole; nothing half-made remains.
+        thread::sleep(Duration::from_secs(1));
+        for entry in fs::read_dir(&output).expect("list the output directory") {
+            let entry = entry.expect("entry");
+            let name = entry.file_name().to_string_lossy().into_owned();
+            assert!(!name.starts_with('.'), "a temporary file was left behind: {name}");
+            assert!(entry.file_type().expect("type").is_file(), "{name}");
+        }
+        return;
+    }
+    panic!("in 5 attempts the daemon always finished writing before a second signal could arrive");
+}
+
 #[test]
 fn retention_keeps_at_most_n_captures() {
     let Some(_guard) = e2e_guard() else { return };
@@ -442,6 +543,15 @@ fn retention_keeps_at_most_n_captures() {
     fs::write(&old_pprof, b"").expect("write");
     let notes = daemon.output.join("notes.txt");
     fs::write(&notes, b"keep me").expect("write");
+    // A temporary file of ours left by a writer killed an hour ago (named
+    // temporaries are the fallback where O_TMPFILE is missing), and one of
+    // another tool's: only ours goes.
+    let stale = daemon.output.join(".other-1-cpu-20200101T000000Z.pb.gz.4242.1f2e3d.tmp");
+    let foreign_tmp = daemon.output.join(".editor-swap.tmp");
+    for path in [&stale, &foreign_tmp] {
+        let file = fs::File::create(path).expect("create");
+        file.set_modified(SystemTime::now() - Duration::from_secs(3600)).expect("set mtime");
+    }
 
     let mut written = Vec::new();
     for _ in 0..4 {
@@ -462,6 +572,8 @@ fn retention_keeps_at_most_n_captures() {
         assert!(path.is_file(), "`{}` should remain", path.display());
     }
     assert_eq!(fs::read(&notes).expect("notes"), b"keep me");
+    assert!(!stale.exists(), "a stale temporary file of ours must be swept");
+    assert!(foreign_tmp.exists(), "another tool's temporary file must stay");
     assert_eq!(daemon.stop().status.code(), Some(0));
 }
 

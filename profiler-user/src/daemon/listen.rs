@@ -5,9 +5,13 @@
 //!
 //! Both are built for hostile input: lines are bounded ([`LineSplitter`]),
 //! warnings about bad lines are rate-limited so a flood cannot fill the
-//! journal, socket clients are capped at [`MAX_CLIENTS`] and must send their
-//! line within [`CLIENT_READ_TIMEOUT`], and only the daemon's own user (or
-//! root) may connect.
+//! journal, socket clients must send their line within
+//! [`CLIENT_READ_TIMEOUT`], and only the daemon's own user (or root) may
+//! connect. At most [`MAX_CLIENTS`] requests are served at once; the next
+//! [`MAX_BUSY_CLIENTS`] get a "busy, retry" answer (their command is not
+//! run, so `ctl` retries it), and beyond those, connections wait in the
+//! listen backlog until a slot frees. No client is ever cut off without an
+//! answer: closing a socket with its request unread would reset it.
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -22,9 +26,14 @@ use tracing::{debug, error, info, warn};
 
 use crate::control::{parse_command, Command, DaemonState, LineSplitter, ParseError, Reply, MAX_LINE};
 
-/// Simultaneous `ctl` connections; more are closed at once. Each holds a
-/// task and, while it waits, a reply slot: the cap bounds both.
+/// Simultaneous `ctl` requests served. Each holds a task and, while it
+/// waits, a reply slot: the cap bounds both.
 pub const MAX_CLIENTS: usize = 16;
+
+/// Simultaneous clients told "busy" beyond [`MAX_CLIENTS`]; each holds a
+/// small task until its line is read and answered. Past this, the accept
+/// loop waits, and new connections queue in the kernel.
+pub const MAX_BUSY_CLIENTS: usize = 64;
 
 /// Time a socket client gets to send its command line.
 pub const CLIENT_READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -121,6 +130,8 @@ pub async fn read_fifo(fd: OwnedFd, path: PathBuf, tx: mpsc::Sender<Request>) {
 /// Accepts `ctl` connections until the task is aborted.
 pub async fn serve_socket(listener: UnixListener, tx: mpsc::Sender<Request>) {
     let permits = Arc::new(Semaphore::new(MAX_CLIENTS));
+    let busy_permits = Arc::new(Semaphore::new(MAX_BUSY_CLIENTS));
+    let mut busy_warned = false;
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
     loop {
@@ -149,21 +160,54 @@ pub async fn serve_socket(listener: UnixListener, tx: mpsc::Sender<Request>) {
                 continue;
             }
         }
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            warn!("more than {MAX_CLIENTS} ctl connections at once; closing a new one");
+        if let Ok(permit) = permits.clone().try_acquire_owned() {
+            busy_warned = false;
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                serve_client(stream, tx).await;
+                drop(permit);
+            });
             continue;
-        };
-        let tx = tx.clone();
+        }
+        if !busy_warned {
+            // Once per burst: a flood must not flood the journal too.
+            warn!("more than {MAX_CLIENTS} ctl requests at once; answering the extra ones `busy, retry`");
+            busy_warned = true;
+        }
+        // When even the busy slots are taken, wait: the kernel queues new
+        // connections meanwhile.
+        let Ok(busy) = busy_permits.clone().acquire_owned().await else { return };
         tokio::spawn(async move {
-            serve_client(stream, tx).await;
-            drop(permit);
+            answer_busy(stream).await;
+            drop(busy);
         });
+    }
+}
+
+/// Tells a client the daemon is busy, without running its command. Its line
+/// is read first: closing a socket with unread data resets the connection,
+/// and the client would see `Connection reset by peer` instead of the answer.
+async fn answer_busy(stream: UnixStream) {
+    let (read, write) = stream.into_split();
+    if tokio::time::timeout(CLIENT_READ_TIMEOUT, read_line(read)).await.is_err() {
+        debug!("a ctl client told `busy` sent no command");
+    }
+    send_reply(write, &busy()).await;
+}
+
+/// The answer to a request over [`MAX_CLIENTS`].
+fn busy() -> Reply {
+    Reply {
+        busy: true,
+        ..refusal(format!(
+            "the daemon is busy: {MAX_CLIENTS} ctl requests are being served; the command was not run, retry"
+        ))
     }
 }
 
 /// One request, one reply line, then the connection closes.
 async fn serve_client(stream: UnixStream, tx: mpsc::Sender<Request>) {
-    let (read, mut write) = stream.into_split();
+    let (read, write) = stream.into_split();
     let reply = match tokio::time::timeout(CLIENT_READ_TIMEOUT, read_line(read)).await {
         Err(_) => refusal(format!("no command received within {}", humantime::format_duration(CLIENT_READ_TIMEOUT))),
         Ok(Err(e)) => refusal(format!("failed to read the command: {e}")),
@@ -178,7 +222,12 @@ async fn serve_client(stream: UnixStream, tx: mpsc::Sender<Request>) {
             }
         }
     };
-    let mut json = match serde_json::to_string(&reply) {
+    send_reply(write, &reply).await;
+}
+
+/// Writes `reply` as one JSON line, giving up on a client that does not read.
+async fn send_reply(mut write: tokio::net::unix::OwnedWriteHalf, reply: &Reply) {
+    let mut json = match serde_json::to_string(reply) {
         Ok(json) => json,
         Err(e) => {
             error!("failed to encode a ctl reply: {e}");
@@ -202,7 +251,15 @@ async fn read_line(read: tokio::net::unix::OwnedReadHalf) -> std::io::Result<Vec
 
 /// A reply for a request the state machine never saw.
 fn refusal(message: String) -> Reply {
-    Reply { ok: false, state: DaemonState::Idle, message, files: Vec::new(), capture: None, pid: std::process::id() }
+    Reply {
+        ok: false,
+        state: DaemonState::Idle,
+        message,
+        files: Vec::new(),
+        capture: None,
+        pid: std::process::id(),
+        busy: false,
+    }
 }
 
 fn shutting_down() -> Reply {
@@ -316,6 +373,66 @@ mod tests {
         stream.read_to_string(&mut out).await.unwrap();
         // The request was dropped without an answer: the client still gets one.
         assert!(out.contains("shutting down"), "{out}");
+        daemon.await.unwrap();
+        server.abort();
+    }
+
+    /// `status` on a fresh connection; the raw answer, or the I/O error.
+    async fn status(path: PathBuf) -> std::io::Result<String> {
+        let mut stream = UnixStream::connect(&path).await?;
+        stream.write_all(b"status\n").await?;
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await?;
+        Ok(out)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_of_clients_gets_answers_or_busy_never_a_reset() {
+        const CLIENTS: usize = 40;
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("s.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let (tx, mut rx) = mpsc::channel(CLIENTS);
+        let server = tokio::spawn(serve_socket(listener, tx));
+        // The state machine holds every request it gets until told to go,
+        // so the first MAX_CLIENTS keep their slots while the rest arrive.
+        let (go_tx, go_rx) = oneshot::channel::<()>();
+        let daemon = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while held.len() < MAX_CLIENTS {
+                held.push(rx.recv().await.unwrap());
+            }
+            go_rx.await.unwrap();
+            for request in held {
+                let reply = Reply { message: "idle".into(), ok: true, ..refusal(String::new()) };
+                request.reply.unwrap().send(reply).unwrap();
+            }
+            // Nothing beyond the cap ever reached the state machine.
+            assert!(rx.try_recv().is_err());
+        });
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+        for _ in 0..CLIENTS {
+            let (path, done_tx) = (path.clone(), done_tx.clone());
+            tokio::spawn(async move { done_tx.send(status(path).await).unwrap() });
+        }
+        let parse = |raw: std::io::Result<String>| -> Reply {
+            let raw = raw.unwrap_or_else(|e| panic!("a client got no answer: {e}"));
+            assert_eq!(raw.matches('\n').count(), 1, "{raw:?}");
+            serde_json::from_str(&raw).unwrap()
+        };
+        // Everyone beyond the cap is answered while the first ones wait.
+        for _ in MAX_CLIENTS..CLIENTS {
+            let reply = parse(done_rx.recv().await.unwrap());
+            assert!(reply.busy && !reply.ok, "{reply:?}");
+            assert!(
+                reply.message.starts_with("the daemon is busy: 16 ctl requests") && reply.message.ends_with("retry")
+            );
+        }
+        go_tx.send(()).unwrap();
+        for _ in 0..MAX_CLIENTS {
+            let reply = parse(done_rx.recv().await.unwrap());
+            assert!(reply.ok && !reply.busy && reply.message == "idle", "{reply:?}");
+        }
         daemon.await.unwrap();
         server.abort();
     }

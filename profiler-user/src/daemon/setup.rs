@@ -1,6 +1,11 @@
 //! What `watch` sets up before it serves: signal handlers, the output
 //! directory, the control FIFO and socket, and the eBPF programs.
 //!
+//! Everything that can refuse a start is checked before anything is made
+//! ([`check_output_dir`], [`Endpoints::check`]), and what is made when a
+//! later step still fails is taken back (`crate::dirs`): a refused `watch`
+//! leaves the file system as it found it.
+//!
 //! The programs are loaded once, at start, for every profile kind the
 //! daemon may be asked for: the `--profiles` of manual captures (which must
 //! load, or the daemon does not start) and the kinds its trigger rules want
@@ -9,14 +14,15 @@
 //! reported at start and left out of triggered captures, rather than
 //! discovered at 3 a.m.
 
-use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Context as _, Result};
+use anyhow::{anyhow, bail, Context as _, Result};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::{debug, warn};
 
 use crate::control::{self, ControlFifo};
+use crate::dirs::CreatedDirs;
 use crate::kinds::ProfileSet;
 use crate::loader::Loader;
 use crate::profile::ProfileKind;
@@ -53,6 +59,11 @@ pub(super) struct Endpoints {
 }
 
 impl Endpoints {
+    /// Checks that [`Endpoints::open`] would accept `control` now, creating nothing.
+    pub fn check(control: &Path) -> Result<()> {
+        ControlFifo::check(control)
+    }
+
     pub fn open(control: &Path) -> Result<Self> {
         let fifo = ControlFifo::open(control)?;
         let socket = control::socket_path(control);
@@ -87,12 +98,35 @@ impl Drop for Endpoints {
     }
 }
 
-/// Creates the output directory (0750) if missing and checks it takes files.
-pub(super) fn prepare_output_dir(dir: &Path) -> Result<()> {
-    std::fs::DirBuilder::new().recursive(true).mode(0o750).create(dir).with_context(|| {
+/// Checks that the output directory takes files, or could be created:
+/// creates nothing, so a start refused later leaves nothing behind.
+pub(super) fn check_output_dir(dir: &Path) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if !meta.is_dir() => {
+            bail!("output directory `{}` is not a directory; choose another with --output-dir", dir.display())
+        }
+        Ok(_) => crate::record::check_output_dir(dir),
+        // ENOTDIR: an ancestor is a file, which `check_creatable` names.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => {
+            crate::dirs::check_creatable(dir).map_err(|reason| {
+                anyhow!(
+                    "cannot create output directory `{}`: {reason}; choose another with --output-dir",
+                    dir.display()
+                )
+            })
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot use output directory `{}`", dir.display())),
+    }
+}
+
+/// Creates the output directory (0750) if missing and checks it takes
+/// files. The directories made are removed again unless the caller keeps them.
+pub(super) fn create_output_dir(dir: &Path) -> Result<CreatedDirs> {
+    let created = crate::dirs::create_dir_all(dir, 0o750).with_context(|| {
         format!("cannot create output directory `{}`; choose another with --output-dir", dir.display())
     })?;
-    crate::record::check_output_dir(dir)
+    crate::record::check_output_dir(dir)?;
+    Ok(created)
 }
 
 /// The programs as loaded: the loader, the filter compiled into it and the

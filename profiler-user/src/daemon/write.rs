@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use crate::capture::{CaptureWindow, Trigger};
 use crate::loader::Loader;
-use crate::output::{self, Formats};
+use crate::output::{self, Formats, Written};
 use crate::profile::ProfileKind;
 use crate::retention::{self, CaptureKey, Policy};
 use crate::symbolize::Symbolizer;
@@ -31,17 +31,25 @@ pub struct WriteJob {
     pub cpu_seconds: Option<f64>,
 }
 
+/// A capture that reached the output stage.
+pub struct Captured {
+    /// What was written, and what could not be.
+    pub written: Written,
+    /// Samples collected.
+    pub samples: u64,
+}
+
 /// What the writing thread hands back.
 pub struct WriteOutcome {
     pub loader: Loader,
     pub symbolizer: Symbolizer,
-    /// Files and samples collected, or why nothing usable was written.
-    pub result: Result<(Vec<PathBuf>, u64)>,
+    /// The files, or why the capture never reached the files.
+    pub result: Result<Captured>,
 }
 
 /// Runs on a blocking thread: detaches, drains, symbolizes and writes the
-/// capture, empties the maps and applies retention. Always hands the loader
-/// back.
+/// capture, empties the maps, applies retention and sweeps stale temporary
+/// files. Always hands the loader back.
 pub fn write_job(mut loader: Loader, mut symbolizer: Symbolizer, job: WriteJob) -> WriteOutcome {
     // Here rather than on the daemon's task: a uprobe takes seconds to
     // detach on a crowded host, and commands must still be answered. The
@@ -59,10 +67,15 @@ pub fn write_job(mut loader: Loader, mut symbolizer: Symbolizer, job: WriteJob) 
     if let Err(e) = loader.clear() {
         warn!("failed to empty the kernel maps after the capture: {e:#}");
     }
-    if let Ok((paths, _)) = &result {
-        let keep = paths.last().and_then(|p| p.file_name()?.to_str()).and_then(retention::parse_name);
-        apply_retention(&job.output_dir, &job.policy, keep.as_ref());
+    if let Ok(captured) = &result {
+        // Even when some files failed: on a full disk, pruning old captures
+        // is what makes room for the next one.
+        let keep = captured.written.paths.last().and_then(|p| p.file_name()?.to_str()).and_then(retention::parse_name);
+        if keep.is_some() {
+            apply_retention(&job.output_dir, &job.policy, keep.as_ref());
+        }
     }
+    output::files::sweep_and_log(&job.output_dir);
     release_freed_memory();
     WriteOutcome { loader, symbolizer, result }
 }
@@ -78,7 +91,7 @@ fn release_freed_memory() {
     }
 }
 
-fn write_files(loader: &Loader, symbolizer: &mut Symbolizer, job: &WriteJob) -> Result<(Vec<PathBuf>, u64)> {
+fn write_files(loader: &Loader, symbolizer: &mut Symbolizer, job: &WriteJob) -> Result<Captured> {
     // The directory may have been removed since the start (a cleanup cron,
     // an operator); recreate it rather than lose the capture.
     std::fs::DirBuilder::new()
@@ -96,9 +109,9 @@ fn write_files(loader: &Loader, symbolizer: &mut Symbolizer, job: &WriteJob) -> 
         job.window,
         job.cpu_seconds,
     )?;
-    let paths = output::write_capture(&job.output_dir, &info, &profiles, job.formats, None)
+    let written = output::write_capture(&job.output_dir, &info, &profiles, job.formats, None)
         .with_context(|| format!("failed to write the capture to `{}`", job.output_dir.display()))?;
-    Ok((paths, info.samples_collected))
+    Ok(Captured { written, samples: info.samples_collected })
 }
 
 fn apply_retention(dir: &Path, policy: &Policy, keep: Option<&CaptureKey>) {

@@ -3,8 +3,9 @@
 //! Scripts and people use it to find out what a capture was without opening
 //! the profiles: the target, why it ran (`trigger`), the time window, the
 //! sampling frequency, how many samples were collected and lost (and why),
-//! host, kernel and stackwatch versions, one summary per profile and the
-//! list of files written (names relative to the manifest's directory). The
+//! host, kernel and stackwatch versions, one summary per profile, the list
+//! of files written (names relative to the manifest's directory) and, when
+//! some could not be written (a full disk), `failed`: those files and why. The
 //! capture fields are `CaptureInfo`'s serialization, flattened at the top
 //! level; `schema` is bumped on any incompatible change.
 
@@ -29,6 +30,18 @@ pub struct FileEntry {
     pub format: FileFormat,
 }
 
+/// A file of the capture that could not be written, as listed in the manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FailedEntry {
+    /// The name it would have had, relative to the manifest's directory.
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ProfileKind>,
+    pub format: FileFormat,
+    /// Why it was not written.
+    pub error: String,
+}
+
 #[derive(Serialize)]
 struct Manifest<'a> {
     schema: u32,
@@ -36,6 +49,9 @@ struct Manifest<'a> {
     capture: &'a CaptureInfo,
     profiles: Vec<ProfileSummary<'a>>,
     files: &'a [FileEntry],
+    /// Only present when some file could not be written.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    failed: &'a [FailedEntry],
 }
 
 #[derive(Serialize)]
@@ -63,10 +79,21 @@ struct TypedTotal<'a> {
     total: Option<i64>,
 }
 
-/// Pretty JSON (with a final newline) for `info`, `profiles` and `files`.
-pub fn render(info: &CaptureInfo, profiles: &[Profile], files: &[FileEntry]) -> anyhow::Result<Vec<u8>> {
-    let manifest =
-        Manifest { schema: SCHEMA_VERSION, capture: info, profiles: profiles.iter().map(summary).collect(), files };
+/// Pretty JSON (with a final newline) for `info`, `profiles`, the `files`
+/// written and those that `failed`.
+pub fn render(
+    info: &CaptureInfo,
+    profiles: &[Profile],
+    files: &[FileEntry],
+    failed: &[FailedEntry],
+) -> anyhow::Result<Vec<u8>> {
+    let manifest = Manifest {
+        schema: SCHEMA_VERSION,
+        capture: info,
+        profiles: profiles.iter().map(summary).collect(),
+        files,
+        failed,
+    };
     let mut json = serde_json::to_vec_pretty(&manifest)
         .map_err(anyhow::Error::new)
         .map_err(|e| e.context("failed to serialize the capture manifest"))?;
@@ -116,7 +143,7 @@ mod tests {
                 format: FileFormat::Svg,
             },
         ];
-        let bytes = render(&host_info(), &[sample_profile()], &files).unwrap();
+        let bytes = render(&host_info(), &[sample_profile()], &files, &[]).unwrap();
         assert!(bytes.ends_with(b"}\n"));
         let v: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(v["schema"], 1);
@@ -147,13 +174,35 @@ mod tests {
         assert_eq!(p["unit"], "nanoseconds");
         assert_eq!(p["values"][0], json!({"type": "samples", "unit": "count", "total": 17}));
         assert_eq!(p["period_type"], json!({"type": "cpu", "unit": "nanoseconds"}));
+        assert!(v.get("failed").is_none(), "no `failed` list when every file was written");
+    }
+
+    #[test]
+    fn files_that_failed_are_listed_with_the_reason() {
+        let failed = [FailedEntry {
+            path: "host-cpu-20261126T123000Z.svg".into(),
+            kind: Some(ProfileKind::Cpu),
+            format: FileFormat::Svg,
+            error: "No space left on device (os error 28)".into(),
+        }];
+        let v: Value =
+            serde_json::from_slice(&render(&host_info(), &[empty_profile()], &[], &failed).unwrap()).unwrap();
+        assert_eq!(
+            v["failed"],
+            json!([{
+                "path": "host-cpu-20261126T123000Z.svg",
+                "kind": "cpu",
+                "format": "svg",
+                "error": "No space left on device (os error 28)",
+            }])
+        );
     }
 
     #[test]
     fn empty_capture_says_zero() {
         let mut info = host_info();
         info.samples_collected = 0;
-        let v: Value = serde_json::from_slice(&render(&info, &[empty_profile()], &[]).unwrap()).unwrap();
+        let v: Value = serde_json::from_slice(&render(&info, &[empty_profile()], &[], &[]).unwrap()).unwrap();
         assert_eq!(v["samples_collected"], 0);
         assert_eq!(v["profiles"][0]["samples"], 0);
         assert_eq!(v["profiles"][0]["total_value"], 0);

@@ -3,9 +3,11 @@
 //! For each profile kind a capture writes a gzipped pprof (`pprof`), an
 //! inferno flamegraph (`flamegraph`) and optionally the folded stacks behind
 //! it (`folded`), then a JSON manifest (`manifest`) describing the capture and
-//! listing the files. Every file goes through `files`, which creates it under
-//! a temporary name with `O_EXCL|O_NOFOLLOW`, mode 0640, and renames it into
-//! place without ever replacing an existing file. `report` renders the short
+//! listing the files. Every file goes through `files`, which writes it as an
+//! unnamed file (or under a hidden temporary name), mode 0640, and links it
+//! into place without ever replacing an existing file. A file that cannot be
+//! written (a full disk) does not stop the others, and the manifest, written
+//! last, says which files are missing and why. `report` renders the short
 //! top-functions table `record` prints.
 //!
 //! File names follow the contract: `<name>-<pid>-<kind>-<YYYYMMDDTHHMMSSZ>.pb.gz`
@@ -26,7 +28,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context as _};
+use anyhow::{anyhow, bail, Context as _};
 
 use crate::capture::{CaptureInfo, TargetInfo};
 use crate::profile::Profile;
@@ -104,19 +106,64 @@ impl Planned {
     }
 }
 
-/// Writes every file of one capture into `dir` and returns their paths (manifest last).
+/// A file of a capture that could not be written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailedFile {
+    /// Where it would have been.
+    pub path: PathBuf,
+    /// Why not: the error with its causes.
+    pub reason: String,
+}
+
+/// What [`write_capture`] wrote and what it could not.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Files written, in order; the manifest last when it was written.
+    pub paths: Vec<PathBuf>,
+    /// Files that could not be written, with the reason.
+    pub failed: Vec<FailedFile>,
+}
+
+impl Written {
+    /// Why the capture is incomplete, naming every file that failed and
+    /// what was kept; `None` when every file was written.
+    pub fn error(&self) -> Option<anyhow::Error> {
+        let first = self.failed.first()?;
+        if self.paths.is_empty() {
+            // Usually one cause for all (a read-only or vanished directory).
+            return Some(anyhow!("{}", first.reason));
+        }
+        let failed: Vec<&str> = self.failed.iter().map(|f| f.reason.as_str()).collect();
+        let kept: Vec<String> = self.paths.iter().map(|p| format!("`{}`", p.display())).collect();
+        Some(anyhow!("{}; kept {}", failed.join("; "), kept.join(", ")))
+    }
+
+    /// The paths when every file was written, else [`Written::error`].
+    pub fn into_result(self) -> anyhow::Result<Vec<PathBuf>> {
+        match self.error() {
+            Some(err) => Err(err),
+            None => Ok(self.paths),
+        }
+    }
+}
+
+/// Writes every file of one capture into `dir`.
 /// `owner`: Some((uid, gid)) → fchown each file to it (used for SUDO_UID/SUDO_GID).
 ///
 /// Files are written one by one, most valuable first (pprof, then the
-/// flamegraph). If one fails, the files already written stay — nothing
-/// collected is thrown away — and the error names them.
+/// flamegraph), and each is attempted even when an earlier one failed (a
+/// flamegraph too big for a full disk does not stop a small `.folded`). The
+/// manifest comes last and is always attempted: it lists the files written
+/// and those that were not, with the reason. Nothing written is removed.
+/// `Err` only when nothing could be attempted (the directory cannot be
+/// opened, no free name); otherwise [`Written`] says what happened.
 pub fn write_capture(
     dir: &Path,
     info: &CaptureInfo,
     profiles: &[Profile],
     formats: Formats,
     owner: Option<(u32, u32)>,
-) -> anyhow::Result<Vec<PathBuf>> {
+) -> anyhow::Result<Written> {
     let mut kinds = BTreeSet::new();
     for profile in profiles {
         if !kinds.insert(profile.kind) {
@@ -142,16 +189,7 @@ pub fn write_capture(
     }
     plan.push(Planned { stem: format!("{base}-capture-{timestamp}"), format: FileFormat::Manifest, profile: None });
     let suffix = free_suffix(&out, &plan)?;
-
-    let mut written = Vec::with_capacity(plan.len());
-    match write_planned(&out, info, profiles, &plan, &suffix, owner, &mut written) {
-        Ok(()) => Ok(written),
-        Err(err) if written.is_empty() => Err(err),
-        Err(err) => {
-            let kept: Vec<String> = written.iter().map(|p| format!("`{}`", p.display())).collect();
-            Err(err.context(format!("capture only partly written (kept {})", kept.join(", "))))
-        }
-    }
+    Ok(write_planned(&out, info, profiles, &plan, &suffix, owner))
 }
 
 fn write_planned(
@@ -161,42 +199,63 @@ fn write_planned(
     plan: &[Planned],
     suffix: &str,
     owner: Option<(u32, u32)>,
-    written: &mut Vec<PathBuf>,
-) -> anyhow::Result<()> {
+) -> Written {
     // Folded stacks feed both the flamegraph and the `.folded` file.
     let mut folded_cache: Vec<Option<Vec<String>>> = vec![None; profiles.len()];
+    let mut written = Written::default();
     let mut entries = Vec::with_capacity(plan.len());
+    let mut failed_entries = Vec::new();
     for planned in plan {
         let name = planned.file_name(suffix);
-        #[cfg(test)]
-        tests::injected_failure(&name)?;
-        let bytes = match (planned.format, planned.profile.and_then(|i| profiles.get(i).map(|p| (i, p)))) {
-            (FileFormat::Manifest, _) => manifest::render(info, profiles, &entries)?,
-            (FileFormat::Pprof, Some((_, profile))) => pprof::encode_gzip(profile, &pprof_comments(info))
-                .with_context(|| format!("failed to encode the {} pprof", profile.kind))?,
-            (FileFormat::Svg | FileFormat::Folded, Some((index, profile))) => {
-                let lines = folded_cache[index].get_or_insert_with(|| {
-                    folded::folded_lines(profile, folded::flame_value_index(profile), info.target.multi_process())
-                });
-                if planned.format == FileFormat::Svg {
-                    flamegraph::render(info, profile, lines)
-                        .with_context(|| format!("failed to render the {} flamegraph", profile.kind))?
-                } else {
-                    folded::render(lines)
+        let profile = planned.profile.and_then(|i| profiles.get(i).map(|p| (i, p)));
+        let result = (|| {
+            #[cfg(test)]
+            tests::injected_failure(&name)?;
+            let bytes = match (planned.format, profile) {
+                (FileFormat::Manifest, _) => manifest::render(info, profiles, &entries, &failed_entries)?,
+                (FileFormat::Pprof, Some((_, profile))) => pprof::encode_gzip(profile, &pprof_comments(info))
+                    .with_context(|| format!("failed to encode the {} pprof", profile.kind))?,
+                (FileFormat::Svg | FileFormat::Folded, Some((index, profile))) => {
+                    let lines = folded_cache[index].get_or_insert_with(|| {
+                        folded::folded_lines(profile, folded::flame_value_index(profile), info.target.multi_process())
+                    });
+                    if planned.format == FileFormat::Svg {
+                        flamegraph::render(info, profile, lines)
+                            .with_context(|| format!("failed to render the {} flamegraph", profile.kind))?
+                    } else {
+                        folded::render(lines)
+                    }
+                }
+                (_, None) => bail!("internal error: no profile for `{name}`"),
+            };
+            out.write_file(&name, &bytes, owner)
+        })();
+        let kind = profile.map(|(_, p)| p.kind);
+        match result {
+            Ok(path) => {
+                written.paths.push(path);
+                if planned.format != FileFormat::Manifest {
+                    entries.push(manifest::FileEntry { path: name, kind, format: planned.format });
                 }
             }
-            (_, None) => bail!("internal error: no profile for `{name}`"),
-        };
-        written.push(out.write_file(&name, &bytes, owner)?);
-        if planned.format != FileFormat::Manifest {
-            entries.push(manifest::FileEntry {
-                path: name,
-                kind: planned.profile.and_then(|i| profiles.get(i)).map(|p| p.kind),
-                format: planned.format,
-            });
+            Err(err) => {
+                let reason = format!("{err:#}");
+                failed_entries.push(manifest::FailedEntry {
+                    path: name.clone(),
+                    kind,
+                    format: planned.format,
+                    error: reason.clone(),
+                });
+                written.failed.push(FailedFile { path: out.path().join(&name), reason });
+            }
         }
     }
-    out.sync()
+    if !written.paths.is_empty() {
+        if let Err(err) = out.sync() {
+            written.failed.push(FailedFile { path: out.path().to_owned(), reason: format!("{err:#}") });
+        }
+    }
+    written
 }
 
 /// The first suffix (`""`, `-1`, `-2`, …) under which none of the capture's
@@ -565,7 +624,8 @@ mod tests {
     fn writes_a_host_capture() {
         let tmp = tempfile::tempdir().unwrap();
         let formats = Formats { folded: true, ..Formats::default() };
-        let paths = write_capture(tmp.path(), &host_info(), &[sample_profile()], formats, None).unwrap();
+        let paths =
+            write_capture(tmp.path(), &host_info(), &[sample_profile()], formats, None).unwrap().into_result().unwrap();
         assert_eq!(
             names(&paths),
             [
@@ -601,7 +661,8 @@ mod tests {
     fn pid_capture_names_and_several_kinds() {
         let tmp = tempfile::tempdir().unwrap();
         let profiles = [sample_profile(), offcpu_profile()];
-        let paths = write_capture(tmp.path(), &pid_info(), &profiles, Formats::default(), None).unwrap();
+        let paths =
+            write_capture(tmp.path(), &pid_info(), &profiles, Formats::default(), None).unwrap().into_result().unwrap();
         assert_eq!(
             names(&paths),
             [
@@ -619,11 +680,17 @@ mod tests {
     #[test]
     fn second_capture_in_the_same_second_gets_a_suffix() {
         let tmp = tempfile::tempdir().unwrap();
-        let first = write_capture(tmp.path(), &host_info(), &[sample_profile()], Formats::default(), None).unwrap();
+        let first = write_capture(tmp.path(), &host_info(), &[sample_profile()], Formats::default(), None)
+            .unwrap()
+            .into_result()
+            .unwrap();
         let before: Vec<Vec<u8>> = first.iter().map(|p| std::fs::read(p).unwrap()).collect();
         let mut other = host_info();
         other.samples_collected = 1;
-        let second = write_capture(tmp.path(), &other, &[empty_profile()], Formats::default(), None).unwrap();
+        let second = write_capture(tmp.path(), &other, &[empty_profile()], Formats::default(), None)
+            .unwrap()
+            .into_result()
+            .unwrap();
         assert_eq!(
             names(&second),
             [
@@ -637,7 +704,10 @@ mod tests {
 
         // A stray file taking just one of the names moves the whole capture.
         std::fs::write(tmp.path().join("host-capture-20261126T123000Z-2.json"), b"stray").unwrap();
-        let third = write_capture(tmp.path(), &host_info(), &[empty_profile()], Formats::default(), None).unwrap();
+        let third = write_capture(tmp.path(), &host_info(), &[empty_profile()], Formats::default(), None)
+            .unwrap()
+            .into_result()
+            .unwrap();
         assert!(names(&third).iter().all(|n| n.contains("T123000Z-3.")), "{third:?}");
     }
 
@@ -647,7 +717,7 @@ mod tests {
         let mut info = host_info();
         info.samples_collected = 0;
         let formats = Formats { folded: true, ..Formats::default() };
-        let paths = write_capture(tmp.path(), &info, &[empty_profile()], formats, None).unwrap();
+        let paths = write_capture(tmp.path(), &info, &[empty_profile()], formats, None).unwrap().into_result().unwrap();
         assert_eq!(paths.len(), 4);
         assert!(pprof::decode(&std::fs::read(&paths[0]).unwrap()).unwrap().sample.is_empty());
         assert!(std::fs::read_to_string(&paths[1]).unwrap().contains("no samples were collected"));
@@ -663,8 +733,10 @@ mod tests {
         // SAFETY: geteuid/getuid/getgid have no preconditions.
         let owner =
             if unsafe { libc::geteuid() } == 0 { (65534, 65534) } else { unsafe { (libc::getuid(), libc::getgid()) } };
-        let paths =
-            write_capture(tmp.path(), &host_info(), &[sample_profile()], Formats::default(), Some(owner)).unwrap();
+        let paths = write_capture(tmp.path(), &host_info(), &[sample_profile()], Formats::default(), Some(owner))
+            .unwrap()
+            .into_result()
+            .unwrap();
         for path in &paths {
             let meta = std::fs::metadata(path).unwrap();
             assert_eq!((meta.uid(), meta.gid()), owner, "{}", path.display());
@@ -673,15 +745,70 @@ mod tests {
     }
 
     #[test]
-    fn a_failing_file_keeps_the_earlier_ones() {
+    fn a_failing_file_keeps_the_others_and_the_manifest_says_why() {
         let tmp = tempfile::tempdir().unwrap();
         FAIL_ON.with(|f| f.set(Some(".svg")));
+        let formats = Formats { folded: true, ..Formats::default() };
+        let result = write_capture(tmp.path(), &host_info(), &[sample_profile()], formats, None);
+        FAIL_ON.with(|f| f.set(None));
+        let written = result.unwrap();
+        assert_eq!(
+            names(&written.paths),
+            [
+                "host-cpu-20261126T123000Z.pb.gz",
+                "host-cpu-20261126T123000Z.folded",
+                "host-capture-20261126T123000Z.json"
+            ]
+        );
+        assert_eq!(
+            written.failed,
+            [FailedFile {
+                path: tmp.path().join("host-cpu-20261126T123000Z.svg"),
+                reason: "injected failure writing `host-cpu-20261126T123000Z.svg`".into(),
+            }]
+        );
+        let msg = format!("{:#}", written.error().unwrap());
+        assert!(msg.starts_with("injected failure writing `host-cpu-20261126T123000Z.svg`; kept `"), "{msg}");
+        assert!(msg.contains("; kept `") && msg.contains("host-cpu-20261126T123000Z.pb.gz`"), "{msg}");
+        let mut on_disk = names(&written.paths);
+        on_disk.sort();
+        assert_eq!(dir_entries(tmp.path()), on_disk, "nothing else, no temporary file");
+
+        let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&written.paths[2]).unwrap()).unwrap();
+        let listed: Vec<&str> =
+            manifest["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+        assert_eq!(listed, ["host-cpu-20261126T123000Z.pb.gz", "host-cpu-20261126T123000Z.folded"]);
+        assert_eq!(manifest["failed"][0]["path"], "host-cpu-20261126T123000Z.svg");
+        assert_eq!(manifest["failed"][0]["format"], "svg");
+        assert_eq!(manifest["failed"][0]["error"], "injected failure writing `host-cpu-20261126T123000Z.svg`");
+    }
+
+    #[test]
+    fn a_failing_manifest_is_reported_and_the_profiles_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        FAIL_ON.with(|f| f.set(Some(".json")));
         let result = write_capture(tmp.path(), &host_info(), &[sample_profile()], Formats::default(), None);
         FAIL_ON.with(|f| f.set(None));
-        let msg = format!("{:#}", result.unwrap_err());
-        assert!(msg.starts_with("capture only partly written (kept `"), "{msg}");
-        assert!(msg.contains("host-cpu-20261126T123000Z.pb.gz`)") && msg.contains("injected failure"), "{msg}");
-        assert_eq!(dir_entries(tmp.path()), ["host-cpu-20261126T123000Z.pb.gz"]);
+        let written = result.unwrap();
+        assert_eq!(names(&written.paths), ["host-cpu-20261126T123000Z.pb.gz", "host-cpu-20261126T123000Z.svg"]);
+        assert_eq!(written.failed.len(), 1);
+        assert!(written.failed[0].path.ends_with("host-capture-20261126T123000Z.json"));
+        assert!(written.into_result().is_err());
+    }
+
+    #[test]
+    fn nothing_written_gives_the_cause() {
+        let tmp = tempfile::tempdir().unwrap();
+        FAIL_ON.with(|f| f.set(Some("")));
+        let result = write_capture(tmp.path(), &host_info(), &[empty_profile()], Formats::default(), None);
+        FAIL_ON.with(|f| f.set(None));
+        let written = result.unwrap();
+        assert!(written.paths.is_empty() && written.failed.len() == 3);
+        assert_eq!(
+            format!("{:#}", written.error().unwrap()),
+            "injected failure writing `host-cpu-20261126T123000Z.pb.gz`"
+        );
+        assert!(dir_entries(tmp.path()).is_empty());
     }
 
     #[test]
