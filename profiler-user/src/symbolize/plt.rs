@@ -17,7 +17,7 @@
 //! (the resolver trampoline `PLT0`), an address in a PLT section stays
 //! unnamed (`libfoo.so+0x…`), never the neighbouring symbol's.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use object::elf;
 use object::read::elf::{ElfFile, FileHeader, Rel as _, Rela as _, SectionHeader as _, Sym as _};
@@ -139,7 +139,14 @@ fn parse_elf<Elf: FileHeader<Endian = Endianness>>(file: &ElfFile<'_, Elf>) -> P
     if found.is_empty() {
         return out;
     }
-    let relocs = Relocations::read(file, machine);
+    let wanted: HashSet<u64> = found
+        .iter()
+        .filter_map(|&(_, _, t)| match t {
+            Target::Slot(slot) => Some(slot),
+            Target::JmpRel(_) => None,
+        })
+        .collect();
+    let relocs = Relocations::read(file, machine, &wanted);
     for (start, end, target) in found {
         let slot = match target {
             Target::Slot(slot) => Some(slot),
@@ -216,7 +223,13 @@ struct Relocations {
 }
 
 impl Relocations {
-    fn read<Elf: FileHeader<Endian = Endianness>>(file: &ElfFile<'_, Elf>, machine: u16) -> Self {
+    /// Reads the relocations of the GOT slots in `wanted` and of `.rela.plt`
+    /// (a big binary has hundreds of thousands of others, all skipped).
+    fn read<Elf: FileHeader<Endian = Endianness>>(
+        file: &ElfFile<'_, Elf>,
+        machine: u16,
+        wanted: &HashSet<u64>,
+    ) -> Self {
         let endian = file.endian();
         let data = file.data();
         let table = file.elf_section_table();
@@ -236,32 +249,16 @@ impl Relocations {
                 continue;
             }
             let is_jmprel = table.section_name(endian, header).is_ok_and(|n| n == b".rela.plt" || n == b".rel.plt");
-            // (slot, type, symbol index, addend) of each entry.
-            let entries: Vec<(u64, u32, u32, i64)> = if let Ok(Some((relas, _))) = header.rela(endian, data) {
-                relas
-                    .iter()
-                    .map(|r| {
-                        (
-                            r.r_offset(endian).into(),
-                            r.r_type(endian, is_mips64el),
-                            r.r_sym(endian, is_mips64el),
-                            r.r_addend(endian).into(),
-                        )
-                    })
-                    .collect()
-            } else if let Ok(Some((rels, _))) = header.rel(endian, data) {
-                rels.iter().map(|r| (r.r_offset(endian).into(), r.r_type(endian), r.r_sym(endian), 0)).collect()
-            } else {
-                continue;
-            };
-            if is_jmprel {
-                jmprel.extend(entries.iter().map(|e| e.0));
-            }
             let symbols = match header.link(endian) {
                 link if link.0 == 0 => None,
                 link => table.symbol_table_by_index(endian, data, link).ok(),
             };
-            for (slot, r_type, sym, addend) in entries {
+            let mut entry = |slot: u64, r_type: u32, sym: u32, addend: i64| {
+                if is_jmprel {
+                    jmprel.push(slot);
+                } else if !wanted.contains(&slot) {
+                    return;
+                }
                 if sym != 0 {
                     let name = symbols.as_ref().and_then(|s| {
                         let symbol = s.symbol(object::SymbolIndex(sym as usize)).ok()?;
@@ -274,6 +271,16 @@ impl Relocations {
                     if let Ok(resolver) = u64::try_from(addend) {
                         resolvers.entry(resolver).or_default().push(slot);
                     }
+                }
+            };
+            if let Ok(Some((relas, _))) = header.rela(endian, data) {
+                for r in relas {
+                    let (offset, addend) = (r.r_offset(endian).into(), r.r_addend(endian).into());
+                    entry(offset, r.r_type(endian, is_mips64el), r.r_sym(endian, is_mips64el), addend);
+                }
+            } else if let Ok(Some((rels, _))) = header.rel(endian, data) {
+                for r in rels {
+                    entry(r.r_offset(endian).into(), r.r_type(endian), r.r_sym(endian), 0);
                 }
             }
         }
