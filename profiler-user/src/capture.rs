@@ -73,9 +73,13 @@ pub struct TargetInfo {
     pub description: String,
     /// Processes selected when the capture started (empty for host/cgroup).
     pub pids: Vec<u32>,
-    /// `<name>` part of file names: the (sanitized) process name, or `host`.
+    /// `<name>` part of file names (sanitized): the process name for one
+    /// process; for several, the `--name` pattern's words, the `--pid`s'
+    /// process names joined by `+`, the cgroup's last component, or `host`.
     pub file_name: String,
-    /// `<pid>` part of file names; `None` for a whole-host capture.
+    /// `<pid>` part of file names: only for a capture of one process (one
+    /// `--pid`, or a `--name` matching one), so a file never names one pid
+    /// of several.
     pub file_pid: Option<u32>,
 }
 
@@ -90,7 +94,8 @@ pub enum TargetKind {
 
 impl TargetInfo {
     /// Whether samples may come from several processes, so flamegraphs get
-    /// one root frame per process name.
+    /// one root frame per process (`comm (pid N)`). True for every `--name`
+    /// target: its matches are looked up again while it runs.
     pub fn multi_process(&self) -> bool {
         !matches!(self.kind, TargetKind::Pid) || self.pids.len() > 1
     }

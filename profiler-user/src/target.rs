@@ -77,13 +77,17 @@ impl TargetSpec {
             TargetSpec::Pids(pids) => resolve_pids(pids),
             TargetSpec::Name(re) => {
                 let pids = find_pids_by_name(re);
-                let first = *pids.first().ok_or_else(|| TargetError::NoMatch(re.to_string()))?;
+                let (file_name, file_pid) = match pids.as_slice() {
+                    [] => return Err(TargetError::NoMatch(re.to_string())),
+                    &[only] => (sanitize_name(&process_name(only).unwrap_or_default()), Some(only)),
+                    _ => (name_from_pattern(re.as_str()), None),
+                };
                 Ok(ResolvedTarget {
                     info: TargetInfo {
                         kind: TargetKind::Name,
                         description: format!("name /{re}/"),
-                        file_name: sanitize_name(&process_name(first).unwrap_or_default()),
-                        file_pid: Some(first),
+                        file_name,
+                        file_pid,
                         pids: pids.clone(),
                     },
                     filter: Filter::Pids(pids),
@@ -141,20 +145,15 @@ fn resolve_pids(pids: &[u32]) -> Result<ResolvedTarget, TargetError> {
         return TargetSpec::Host.resolve();
     };
     let comm = process_name(first).unwrap_or_default();
-    let description = if unique.len() == 1 {
-        format!("pid {first} ({comm})")
+    let (description, file_name, file_pid) = if unique.len() == 1 {
+        (format!("pid {first} ({comm})"), sanitize_name(&comm), Some(first))
     } else {
         let list: Vec<String> = unique.iter().map(u32::to_string).collect();
-        format!("pids {}", list.join(","))
+        let names: Vec<String> = unique.iter().map(|&pid| process_name(pid).unwrap_or_default()).collect();
+        (format!("pids {}", list.join(",")), joined_names(&names), None)
     };
     Ok(ResolvedTarget {
-        info: TargetInfo {
-            kind: TargetKind::Pid,
-            description,
-            pids: unique.clone(),
-            file_name: sanitize_name(&comm),
-            file_pid: Some(first),
-        },
+        info: TargetInfo { kind: TargetKind::Pid, description, pids: unique.clone(), file_name, file_pid },
         filter: Filter::Pids(unique),
     })
 }
@@ -209,6 +208,74 @@ pub fn sanitize_name(s: &str) -> String {
         out.push_str("unknown");
     }
     out
+}
+
+/// The `<name>` of a capture of several processes matched by `--name
+/// PATTERN`: the pattern's literal words, joined by `_` (`^(redis|memcached)`
+/// → `redis_memcached`, `python.*app\.py` → `python_app.py`), sanitized as
+/// [`sanitize_name`] does; `name` when the pattern has no word.
+pub fn name_from_pattern(pattern: &str) -> String {
+    /// Appends a literal character, or (`None`) notes a gap between words.
+    fn push(out: &mut String, c: Option<char>, gap: &mut bool) {
+        match c {
+            Some(c) if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') => {
+                if *gap && !out.is_empty() {
+                    out.push('_');
+                }
+                *gap = false;
+                out.push(c);
+            }
+            _ => *gap = true,
+        }
+    }
+    let mut out = String::new();
+    let mut gap = false;
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            // `\.` is a literal dot; `\d`, `\w`, `\b`… are classes.
+            '\\' => match chars.next() {
+                Some(e) if e.is_ascii_alphanumeric() => push(&mut out, None, &mut gap),
+                e => push(&mut out, e, &mut gap),
+            },
+            // `.*`, `.+`, `.?`: anything, a separator.
+            '.' if matches!(chars.peek(), Some('*' | '+' | '?')) => {
+                chars.next();
+                push(&mut out, None, &mut gap);
+            }
+            // Classes `[…]`, repetitions `{…}` and group flags `(?i)`,
+            // `(?P<n>`: no literal word in them.
+            '[' | '{' => {
+                let close = if c == '[' { ']' } else { '}' };
+                chars.by_ref().find(|&x| x == close);
+                push(&mut out, None, &mut gap);
+            }
+            '(' if chars.peek() == Some(&'?') => {
+                chars.by_ref().find(|&x| matches!(x, ')' | ':' | '>'));
+                push(&mut out, None, &mut gap);
+            }
+            c => push(&mut out, Some(c), &mut gap),
+        }
+    }
+    // Words of dots and dashes alone (`..`) say nothing.
+    let words: Vec<&str> = out.split('_').filter(|w| !w.trim_matches(['.', '-']).is_empty()).collect();
+    let joined = words.join("_");
+    let trimmed = joined.trim_matches(['.', '-']);
+    sanitize_name(if trimmed.is_empty() { "name" } else { trimmed })
+}
+
+/// The `<name>` of a capture of several `--pid`s: their process names,
+/// sanitized, each once, in pid order, joined by `+` (`nginx+redis-server`).
+fn joined_names(names: &[String]) -> String {
+    let mut seen: Vec<String> = Vec::new();
+    for name in names {
+        let name = sanitize_name(name);
+        if !seen.contains(&name) {
+            seen.push(name);
+        }
+    }
+    let joined = seen.join("+");
+    joined.chars().take(64).collect()
 }
 
 /// `/proc/<pid>/cmdline` with its arguments joined by spaces.
@@ -459,8 +526,61 @@ mod tests {
         let other = child.0.id();
         let resolved = TargetSpec::Pids(vec![me, other]).resolve().expect("resolve pids");
         assert_eq!(resolved.info.description, format!("pids {me},{other}"));
-        assert_eq!(resolved.info.file_pid, Some(me));
+        // Named after every process, without a pid: not after the first one.
+        let comm = sanitize_name(&process_name(me).expect("own comm"));
+        assert_eq!(resolved.info.file_name, format!("{comm}+sleep"));
+        assert_eq!(resolved.info.file_pid, None);
+        assert!(resolved.info.multi_process());
         assert_eq!(resolved.filter, Filter::Pids(vec![me, other]));
+        // Several processes of one name: that name once.
+        let twin = Sleeper::spawn(2);
+        let resolved = TargetSpec::Pids(vec![other, twin.0.id()]).resolve().expect("resolve pids");
+        assert_eq!((resolved.info.file_name.as_str(), resolved.info.file_pid), ("sleep", None));
+    }
+
+    #[test]
+    fn name_matching_several_processes_is_named_by_the_pattern() {
+        // Not the tag of `name_matches_command_line_and_comm`, which runs alongside.
+        let tag = std::process::id() * 10 + 3;
+        let (a, b) = (Sleeper::spawn(tag), Sleeper::spawn(tag));
+        let re = Regex::new(&format!(r"^sleep 3600\.{tag}$")).unwrap();
+        let resolved = TargetSpec::Name(re.clone()).resolve().expect("resolve");
+        let mut pids = vec![a.0.id(), b.0.id()];
+        pids.sort_unstable();
+        assert_eq!(resolved.filter, Filter::Pids(pids.clone()));
+        assert_eq!(
+            resolved.info,
+            TargetInfo {
+                kind: TargetKind::Name,
+                description: format!("name /{re}/"),
+                pids,
+                file_name: format!("sleep_3600.{tag}"),
+                file_pid: None,
+            }
+        );
+    }
+
+    #[test]
+    fn names_from_patterns() {
+        for (pattern, expected) in [
+            ("^cpu_split$", "cpu_split"),
+            ("nginx", "nginx"),
+            ("^(redis|memcached)", "redis_memcached"),
+            ("nginx: worker", "nginx_worker"),
+            (r"python.*app\.py", "python_app.py"),
+            (r"^java\s+-jar\s+orders", "java_-jar_orders"),
+            ("(?i)^order-service", "order-service"),
+            ("(?P<svc>api|web)-[0-9]+", "api_web"),
+            ("worker-[0-9]{2,3}$", "worker"),
+            (".*", "name"),
+            ("^$", "name"),
+            ("-rf", "rf"),
+            ("..hidden", "hidden"),
+            ("bad/../../path", "bad_path"),
+        ] {
+            assert_eq!(name_from_pattern(pattern), expected, "pattern {pattern:?}");
+        }
+        assert_eq!(name_from_pattern(&"x".repeat(100)).len(), 64);
     }
 
     #[test]

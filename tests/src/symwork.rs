@@ -1,7 +1,8 @@
 //! Workloads and fixtures of the symbolization tests (issue 6): builds that
 //! look like production ones (Go stripped with `-ldflags="-s -w"`, C with
 //! its DWARF moved to a separate debug file), a C program whose hot code is
-//! inlined, a Node.js program whose hot code is JIT-compiled, and processes
+//! inlined, one whose time goes into calls through the PLT, a Node.js
+//! program whose hot code is JIT-compiled, and processes
 //! whose binary the host cannot see (a private mount namespace) or that was
 //! deleted after start.
 //!
@@ -70,6 +71,19 @@ pub fn inline_hot() -> PathBuf {
     let flags = INLINE_FLAGS.join(" ");
     cached_build("inline_hot", &[&read_source(&src), flags.as_bytes(), &version_of("gcc")], |out| {
         run_ok(Command::new("gcc").args(INLINE_FLAGS).arg("-o").arg(out).arg(&src))
+    })
+}
+
+/// gcc flags of `plt_hot`: optimized, with frame pointers and DWARF, and
+/// `-fno-builtin` so `labs` stays a call through the PLT.
+pub const PLT_FLAGS: &[&str] = &["-O2", "-g", "-fno-omit-frame-pointer", "-fno-builtin"];
+
+/// `plt_hot.c`: `main -> plt_loop -> labs@plt -> labs`.
+pub fn plt_hot() -> PathBuf {
+    let src = source("plt_hot.c");
+    let flags = PLT_FLAGS.join(" ");
+    cached_build("plt_hot", &[&read_source(&src), flags.as_bytes(), &version_of("gcc")], |out| {
+        run_ok(Command::new("gcc").args(PLT_FLAGS).arg("-o").arg(out).arg(&src))
     })
 }
 

@@ -513,6 +513,49 @@ fn name_target_follows_matching_processes_only() {
     assert!(raw.count_where(|s| s.has_function("syscall_loop")) == 0, "the outside workload's frames are in");
 }
 
+/// Issue 11, item 9: a `--name` pattern matching several processes names
+/// the files after the pattern, without a pid (not after the first match),
+/// and the flamegraph gives each process its own root, `comm (pid N)`.
+#[test]
+fn name_target_matching_two_processes_is_named_by_the_pattern() {
+    let Some(_guard) = e2e_guard() else { return };
+    let dir = scratch_dir("record-name-two");
+    let out = dir.join("out");
+    let mut first = Workload::cpu_split();
+    let mut second = Workload::cpu_split();
+    first.wait_busy();
+    second.wait_busy();
+
+    let (capture, _) =
+        record_ok(&["record", "--name", "^cpu_split$", "--duration", "3s", "--formats", "pprof,svg,folded"], &out);
+    first.assert_running();
+    second.assert_running();
+    for file in &capture.files {
+        let name = file_name(file);
+        let rest = name.strip_prefix("cpu_split-").unwrap_or_else(|| panic!("`{name}` is not named by the pattern"));
+        assert!(
+            ["cpu-", "capture-"].iter().any(|kind| rest.starts_with(kind)),
+            "`{name}` carries a pid or another name after the pattern"
+        );
+    }
+    let pids: Vec<String> = [first.pid(), second.pid()].iter().map(u32::to_string).collect();
+    let raw = pprof_raw(capture.pprof());
+    let (sampled, _) = who(&raw);
+    eprintln!("measured: --name ^cpu_split$ sampled pids {sampled:?} in {} samples", raw.total());
+    assert_eq!(sampled, pids.iter().cloned().collect::<BTreeSet<_>>(), "both matches, nothing else");
+    let roots: BTreeSet<String> =
+        read_folded(capture.folded()).into_iter().filter_map(|s| s.frames.into_iter().next()).collect();
+    let expected: BTreeSet<String> = pids.iter().map(|p| format!("cpu_split (pid {p})")).collect();
+    assert_eq!(roots, expected, "one root per process");
+    let svg = fs::read_to_string(capture.svg()).expect("read svg");
+    let frames = svg_frames(&svg);
+    for root in &expected {
+        assert!(frames.iter().any(|f| &f.function == root), "the flamegraph has no `{root}` root");
+    }
+    let manifest = capture.manifest();
+    assert_eq!(manifest["target"]["file_pid"], serde_json::Value::Null, "{manifest:#}");
+}
+
 #[test]
 fn cgroup_target_samples_only_the_cgroup() {
     let Some(_guard) = e2e_guard() else { return };
@@ -585,14 +628,19 @@ fn whole_host_capture_has_several_processes() {
         assert!(pids.contains(&w.pid().to_string()), "pid {} ({comm}) missing: {pids:?}", w.pid());
         assert!(comms.contains(comm), "{comm} missing: {comms:?}");
     }
-    // One tower per process name: every folded stack starts with its comm.
+    // One tower per process: every folded stack starts with `comm (pid N)`.
     let folded = read_folded(capture.folded());
-    for comm in ["cpu_split", "syscalls"] {
-        assert!(folded.iter().any(|s| s.frames.first().map(String::as_str) == Some(comm)), "no `{comm}` root");
+    let roots = [format!("cpu_split (pid {})", a.pid()), format!("syscalls (pid {})", b.pid())];
+    for root in &roots {
+        assert!(folded.iter().any(|s| s.frames.first() == Some(root)), "no `{root}` root");
     }
+    assert!(
+        folded.iter().all(|s| s.frames.first().is_some_and(|f| f.ends_with(')') && f.contains(" (pid "))),
+        "a stack without its process root"
+    );
     let svg = fs::read_to_string(capture.svg()).expect("read svg");
     let frames = svg_frames(&svg);
-    for f in ["cpu_split", "syscalls", "hot_a", "syscall_loop"] {
+    for f in [roots[0].as_str(), roots[1].as_str(), "hot_a", "syscall_loop"] {
         assert!(frames.iter().any(|frame| frame.function == f), "the flamegraph has no `{f}` frame");
     }
 }

@@ -19,7 +19,8 @@ use stackwatch_tests::capture::{
     assert_exit, c_function_lines, elf_build_id, pprof_raw, read_folded, Capture, RawFrame, RawProfile, RawSample,
 };
 use stackwatch_tests::symwork::{
-    cpu_split_split_debug, go_split_stripped, inline_hot, require_node, source, spawn_in_private_mount, Spawned,
+    cpu_split_split_debug, go_split_stripped, inline_hot, plt_hot, require_node, source, spawn_in_private_mount,
+    Spawned,
 };
 use stackwatch_tests::{
     e2e_guard, go_pprof_top, parse_pprof_top, require_go, run_with_timeout, scratch_dir, stackwatch_command,
@@ -190,6 +191,41 @@ fn inlined_function_appears_as_its_own_frame() {
     let under_hot: u64 =
         folded.iter().filter(|s| s.frames.windows(3).any(|w| w == ["main", "hot", "mix_[i]"])).map(|s| s.count).sum();
     assert!(under_hot * 10 >= total * 8, "folded: {under_hot} of {total} samples in main;hot;mix_[i]:\n{folded:#?}");
+}
+
+/// Issue 11, item 9: time spent in a PLT stub is named after the callee
+/// (`labs@plt`), never after the symbol before the PLT (`_init` in
+/// `.init`, which is what a nearest-symbol lookup picks).
+#[test]
+fn plt_stub_time_is_named_after_the_callee() {
+    let Some(_guard) = e2e_guard() else { return };
+    let binary = plt_hot();
+    let mut workload = Spawned::start(Command::new(&binary));
+    workload.wait_for_cpu(Duration::from_millis(200), Duration::from_secs(30));
+    let out = scratch_dir("symbolize_plt");
+    let pid = workload.pid().to_string();
+    let (capture, output) = record(&["--pid", &pid, "--duration", "4s", "--formats", "pprof,folded"], &out, &[]);
+    drop(workload);
+
+    let raw = pprof_raw(capture.pprof());
+    let in_stub = raw.count_where(|s| s.user_leaf() == Some("labs@plt"));
+    let in_labs = raw.count_where(|s| s.user_leaf() == Some("labs"));
+    eprintln!(
+        "measured: {} samples, {in_stub} in labs@plt, {in_labs} in labs, {} in plt_loop",
+        raw.total(),
+        raw.count_where(|s| s.user_leaf() == Some("plt_loop"))
+    );
+    assert!(in_stub >= 5, "only {in_stub} of {} samples name the stub labs@plt", raw.total());
+    // The stub lies in the workload's own mapping.
+    let stub = raw.samples.iter().flat_map(|s| &s.stack).find(|f| f.function == "labs@plt").expect("stub frame");
+    let mapping = raw.mapping(stub.mapping).expect("the stub's mapping");
+    assert!(mapping.file.ends_with("/plt_hot"), "stub in `{}`", mapping.file);
+    let init = raw.count_where(|s| s.has_function("_init"));
+    assert_eq!(init, 0, "{init} samples name a frame `_init`");
+    assert!(read_folded(capture.folded()).iter().all(|s| !s.frames.iter().any(|f| f == "_init")));
+    // The top table `record` prints says the same.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("labs@plt") && !stdout.contains("_init"), "{stdout}");
 }
 
 /// Issue 6, item 3: a binary stripped of everything but `.dynsym`, whose

@@ -182,9 +182,9 @@ mod tests {
         let text = String::from_utf8(svg.clone()).unwrap();
         assert!(text.contains("stackwatch cpu — host — 2026-11-26 12:30:00Z → 12:30:30Z (30s) — 17 samples"));
         assert!(text.contains("manual (record)"));
-        // One root per process name in a whole-host capture.
-        assert!(text.contains("<title>myservice (10 samples, 58.82%)</title>"), "{text}");
-        assert!(text.contains("<title>worker ü (7 samples, 41.18%)</title>"));
+        // One root per process in a whole-host capture.
+        assert!(text.contains("<title>myservice (pid 100) (10 samples, 58.82%)</title>"), "{text}");
+        assert!(text.contains("<title>worker ü (pid 200) (7 samples, 41.18%)</title>"));
         golden("flamegraph-host.svg", &svg);
         golden("flamegraph-host.folded", &folded);
     }
@@ -203,7 +203,7 @@ mod tests {
         let text = String::from_utf8(svg.clone()).unwrap();
         assert!(text.contains("stackwatch cpu — pid 100 (myservice) — "));
         assert!(text.contains("triggered: cpu-above 80% for 30s (observed 93.5% over 30s)"));
-        assert!(!text.contains("<title>myservice ("), "no process root for a single pid");
+        assert!(!text.contains("(pid 100)"), "no process root for a single pid");
         golden("flamegraph-pid.svg", &svg);
         golden("flamegraph-pid.folded", &folded);
     }

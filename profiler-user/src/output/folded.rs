@@ -5,8 +5,10 @@
 //! the two can never disagree. Frames run root → leaf. A location with inlined
 //! calls becomes several frames, the inlined ones suffixed `_[i]`; kernel
 //! frames are suffixed `_[k]` (the annotations inferno's palettes color by).
-//! When the capture may span several processes, each stack starts with the
-//! process name, so a whole-host flamegraph has one tower per program.
+//! When the capture may span several processes (whole host, cgroup, several
+//! `--pid`s, `--name`), each stack starts with its process, `comm (pid N)`,
+//! so the flamegraph has one tower per process: two workers of one program
+//! are told apart rather than merged, and the pid says which to look at.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -18,7 +20,7 @@ use crate::profile::{Profile, ProfileKind};
 const UNKNOWN: &str = "[unknown]";
 
 /// Builds the folded lines of `profile`, weighted by value `value_index`,
-/// with a process-name root frame per stack when `root_per_process`.
+/// with a `comm (pid N)` root frame per stack when `root_per_process`.
 ///
 /// Identical stacks (e.g. two threads of one program) are merged; lines are
 /// sorted bytewise as inferno's `from_lines` requires; stacks whose value is
@@ -34,7 +36,7 @@ pub fn folded_lines(profile: &Profile, value_index: usize, root_per_process: boo
         }
         stack.clear();
         if root_per_process {
-            push_frame(&mut stack, &sanitize_frame(&sample.comm), "");
+            push_frame(&mut stack, &sanitize_frame(&process_frame(&sample.comm, sample.pid)), "");
         }
         let mut any = false;
         // Samples are leaf-first; folded stacks are root-first.
@@ -61,6 +63,11 @@ pub fn folded_lines(profile: &Profile, value_index: usize, root_per_process: boo
         *total = total.saturating_add(value);
     }
     stacks.into_iter().map(|(stack, count)| format!("{stack} {count}")).collect()
+}
+
+/// The root frame of a process's stacks: `comm (pid N)`.
+pub(crate) fn process_frame(comm: &str, pid: u32) -> String {
+    format!("{} (pid {pid})", comm.trim())
 }
 
 /// The value flamegraphs are drawn with: sample counts for cpu (what
@@ -154,12 +161,12 @@ mod tests {
         let lines = folded_lines(&profile, 0, true);
         // Two threads of `myservice` with the same stack are merged.
         assert!(
-            lines.contains(&"myservice;__libc_start_main;main;hot_loop;inline_helper_[i] 7".to_owned()),
+            lines.contains(&"myservice (pid 100);__libc_start_main;main;hot_loop;inline_helper_[i] 7".to_owned()),
             "{lines:#?}"
         );
         assert!(lines
             .iter()
-            .any(|l| l.starts_with("worker ü;") && l.contains("entry_SYSCALL_64_[k];do_syscall_64_[k]")));
+            .any(|l| l.starts_with("worker ü (pid 200);") && l.contains("entry_SYSCALL_64_[k];do_syscall_64_[k]")));
         assert!(lines.iter().all(|l| l.matches(' ').count() >= 1 && !l.contains('\n')));
         assert!(lines.iter().any(|l| l.contains("operator:weird<ü>")), "`;` must be sanitized: {lines:#?}");
         let mut sorted = lines.clone();
@@ -170,8 +177,26 @@ mod tests {
     #[test]
     fn single_process_has_no_comm_root() {
         let lines = folded_lines(&single_process_profile(), 0, false);
-        assert!(lines.iter().all(|l| !l.starts_with("myservice;")), "{lines:#?}");
+        assert!(lines.iter().all(|l| !l.starts_with("myservice")), "{lines:#?}");
         assert!(lines.contains(&"[unknown] 1".to_owned()), "a sample without a stack shows as [unknown]: {lines:#?}");
+    }
+
+    #[test]
+    fn processes_of_one_name_get_a_root_each() {
+        let mut profile = sample_profile();
+        // A second `myservice`, as a `--name` pattern or a host capture sees it.
+        let mut twin = profile.samples[0].clone();
+        twin.pid = 300;
+        twin.tid = 300;
+        profile.samples.push(twin);
+        let lines = folded_lines(&profile, 0, true);
+        let roots: std::collections::BTreeSet<&str> = lines.iter().filter_map(|l| l.split(';').next()).collect();
+        assert_eq!(
+            roots.into_iter().collect::<Vec<_>>(),
+            ["myservice (pid 100)", "myservice (pid 300)", "worker ü (pid 200)"],
+            "{lines:#?}"
+        );
+        assert!(lines.contains(&"myservice (pid 300);__libc_start_main;main;hot_loop;inline_helper_[i] 4".to_owned()));
     }
 
     #[test]

@@ -646,7 +646,7 @@ mod tests {
         assert!(profile.string_table.iter().any(|s| s == "trigger: manual (record)"));
         assert!(std::fs::read_to_string(&paths[1]).unwrap().starts_with("<?xml"));
         let folded = std::fs::read_to_string(&paths[2]).unwrap();
-        assert!(folded.starts_with("myservice;"), "host captures get a process root: {folded}");
+        assert!(folded.starts_with("myservice (pid 100);"), "host captures get a root per process: {folded}");
 
         let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&paths[3]).unwrap()).unwrap();
         assert_eq!(manifest["schema"], 1);
@@ -674,7 +674,7 @@ mod tests {
             ]
         );
         let svg = std::fs::read_to_string(&paths[1]).unwrap();
-        assert!(!svg.contains("<title>myservice ("), "a single pid gets no process root");
+        assert!(!svg.contains("(pid 100)"), "a single pid gets no process root");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! Parsing goes through the `object` crate on a memory map, so even a
 //! multi-hundred-megabyte binary costs only the pages its headers touch.
 
-use object::{Object as _, ObjectSection as _, ObjectSegment as _, SegmentFlags};
+use object::{Object as _, ObjectSection as _, ObjectSegment as _, SectionFlags, SegmentFlags};
 
 /// A loadable (`PT_LOAD`) segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +56,9 @@ pub struct ElfInfo {
     /// ID note but no table section, or no section headers at all.
     pub maybe_go: bool,
     pub segments: Vec<Segment>,
+    /// `[start, end)` link-time addresses of the sections holding code
+    /// (`SHF_EXECINSTR`), sorted; empty without section headers.
+    pub code_sections: Vec<(u64, u64)>,
 }
 
 impl ElfInfo {
@@ -84,6 +87,15 @@ impl ElfInfo {
                 vaddr: section.address(),
             })
         });
+        let mut code_sections: Vec<(u64, u64)> = file
+            .sections()
+            .filter(|s| {
+                matches!(s.flags(), SectionFlags::Elf { sh_flags } if sh_flags & u64::from(object::elf::SHF_EXECINSTR) != 0)
+            })
+            .filter(|s| s.size() > 0)
+            .map(|s| (s.address(), s.address().saturating_add(s.size())))
+            .collect();
+        code_sections.sort_unstable();
         let section_count = file.sections().count();
         let go_note = file.section_by_name(".note.go.buildid").is_some();
         Some(Self {
@@ -98,6 +110,7 @@ impl ElfInfo {
             maybe_go: gopclntab.is_none() && (go_note || section_count <= 1),
             gopclntab,
             segments,
+            code_sections,
         })
     }
 
@@ -106,6 +119,12 @@ impl ElfInfo {
     pub fn file_offset_to_vaddr(&self, offset: u64) -> Option<u64> {
         let seg = self.segments.iter().find(|s| s.contains_offset(offset))?;
         Some(seg.vaddr + (offset - seg.offset))
+    }
+
+    /// Index of the code section holding link-time address `vaddr`.
+    pub fn code_section_of(&self, vaddr: u64) -> Option<usize> {
+        let i = self.code_sections.partition_point(|&(start, _)| start <= vaddr).checked_sub(1)?;
+        (vaddr < self.code_sections[i].1).then_some(i)
     }
 
     /// The file offset holding link-time virtual address `vaddr`.

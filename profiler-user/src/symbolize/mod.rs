@@ -29,6 +29,7 @@ mod gopclntab;
 mod kallsyms;
 mod objects;
 mod perfmap;
+mod plt;
 mod procmaps;
 mod user;
 
@@ -495,3 +496,7 @@ mod demangle_tests {
         assert_eq!(demangle("_Zgarbage"), "_Zgarbage");
     }
 }
+
+#[cfg(test)]
+#[path = "plt_tests.rs"]
+mod plt_tests;

@@ -18,13 +18,20 @@
 //! - otherwise its ELF symbols (`.symtab`/`.dynsym`).
 //!
 //! The last also backs up the others for addresses they do not cover.
+//!
+//! Before any of them, addresses in a PLT section are named from the
+//! file's relocations (`strlen@plt`, [`super::plt`]) or left unnamed: a
+//! symbol table would name them after the nearest symbol before the PLT.
+//! And a name from a symbol without a size (the symbol tables' "up to the
+//! next symbol") is only taken for an address in the same section as the
+//! symbol.
 
 use std::{collections::HashMap, path::Path, sync::Arc};
 
 use blazesym::symbolize::{
     evict::{self, Evict},
     source::{Elf, Source},
-    Input, Symbolizer as BlazeSymbolizer,
+    Input, Sym, Symbolizer as BlazeSymbolizer,
 };
 use memmap2::Mmap;
 use tracing::debug;
@@ -33,6 +40,7 @@ use super::{
     debuginfo::{DebugSearch, DebugUse},
     elf::ElfInfo,
     gopclntab::{scan_for_table, GoTable},
+    plt::{PltLookup, PltStubs},
     procmaps::{FileKey, PinnedFile},
     sym_lines,
 };
@@ -90,6 +98,7 @@ struct Object {
     pin: Arc<PinnedFile>,
     build_id: Option<String>,
     info: Option<ElfInfo>,
+    plt: Option<PltStubs>,
     backend: Backend,
     cost: u64,
     last_used: u64,
@@ -158,6 +167,10 @@ impl ObjectCache {
                 return id;
             }
         }
+        let plt = match (&info, &map) {
+            (Some(_), Ok(map)) => PltStubs::parse(map),
+            _ => None,
+        };
         let mut cost = pin.key.size;
         let backend = match (&info, map) {
             (None, _) => Backend::NotElf,
@@ -185,6 +198,7 @@ impl ObjectCache {
                 path = search.binary_path,
                 build_id = build_id.as_deref().unwrap_or("-"),
                 backend = backend.name(),
+                plt_stubs = plt.as_ref().map_or(0, PltStubs::len),
                 "new object"
             ),
         }
@@ -195,7 +209,7 @@ impl ObjectCache {
         }
         self.by_key.insert(pin.key, id);
         self.bytes += cost;
-        self.objects.insert(id, Object { pin, build_id, info, backend, cost, last_used: self.generation });
+        self.objects.insert(id, Object { pin, build_id, info, plt, backend, cost, last_used: self.generation });
         id
     }
 
@@ -207,19 +221,52 @@ impl ObjectCache {
     /// lines per offset, `None` where nothing is known.
     pub fn symbolize(&self, blaze: &Blaze, id: ObjectId, offsets: &[u64]) -> Vec<Option<Vec<Line>>> {
         let Some(object) = self.objects.get(&id) else { return vec![None; offsets.len()] };
+        let Some(info) = &object.info else { return vec![None; offsets.len()] };
+        let mut out: Vec<Option<Vec<Line>>> = vec![None; offsets.len()];
+        // PLT stubs are named here and nowhere else (see the module docs).
+        let mut rest: Vec<usize> = Vec::with_capacity(offsets.len());
+        for (i, &offset) in offsets.iter().enumerate() {
+            let vaddr = info.file_offset_to_vaddr(offset);
+            match (vaddr, &object.plt) {
+                (Some(vaddr), Some(plt)) => match plt.lookup(vaddr) {
+                    PltLookup::NotPlt => rest.push(i),
+                    PltLookup::Stub(name) => {
+                        out[i] = Some(vec![Line { function: name.to_owned(), file: None, line: None }])
+                    }
+                    PltLookup::Unnamed => {}
+                },
+                _ => rest.push(i),
+            }
+        }
+        let offsets: Vec<u64> = rest.iter().map(|&i| offsets[i]).collect();
+        for (i, lines) in rest.into_iter().zip(self.symbolize_code(blaze, object, info, &offsets)) {
+            out[i] = lines;
+        }
+        out
+    }
+
+    /// [`Self::symbolize`] for offsets outside any PLT.
+    fn symbolize_code(
+        &self,
+        blaze: &Blaze,
+        object: &Object,
+        info: &ElfInfo,
+        offsets: &[u64],
+    ) -> Vec<Option<Vec<Line>>> {
         let main = object.pin.proc_path();
-        let mut out = match (&object.backend, &object.info) {
-            (Backend::NotElf, _) | (_, None) => return vec![None; offsets.len()],
-            (Backend::Dwarf, _) => elf_lines(blaze, &main, true, Input::FileOffset(offsets)),
-            (Backend::Symbols, _) => return elf_lines(blaze, &main, false, Input::FileOffset(offsets)),
-            (Backend::DebugFile(debug, use_), Some(info)) => {
+        let mut out = match &object.backend {
+            Backend::NotElf => return vec![None; offsets.len()],
+            Backend::Dwarf => elf_lines(blaze, &main, true, info, Input::FileOffset(offsets)),
+            Backend::Symbols => return elf_lines(blaze, &main, false, info, Input::FileOffset(offsets)),
+            Backend::DebugFile(debug, use_) => {
                 let vaddrs: Vec<Option<u64>> = offsets.iter().map(|&o| info.file_offset_to_vaddr(o)).collect();
                 let known: Vec<u64> = vaddrs.iter().flatten().copied().collect();
                 let dwarf = *use_ == DebugUse::Full;
-                let mut named = elf_lines(blaze, &debug.proc_path(), dwarf, Input::VirtOffset(&known)).into_iter();
+                let mut named =
+                    elf_lines(blaze, &debug.proc_path(), dwarf, info, Input::VirtOffset(&known)).into_iter();
                 vaddrs.iter().map(|v| v.and_then(|_| named.next().flatten())).collect()
             }
-            (Backend::Go(table), Some(info)) => offsets
+            Backend::Go(table) => offsets
                 .iter()
                 .map(|&o| {
                     let frames = table.find(info.file_offset_to_vaddr(o)?)?;
@@ -232,7 +279,7 @@ impl ObjectCache {
         // Whatever the richer source missed, the symbol table may name.
         let missing: Vec<u64> = offsets.iter().zip(&out).filter(|(_, l)| l.is_none()).map(|(&o, _)| o).collect();
         if !missing.is_empty() {
-            let mut named = elf_lines(blaze, &main, false, Input::FileOffset(&missing)).into_iter();
+            let mut named = elf_lines(blaze, &main, false, info, Input::FileOffset(&missing)).into_iter();
             for slot in out.iter_mut().filter(|l| l.is_none()) {
                 *slot = named.next().flatten();
             }
@@ -275,6 +322,26 @@ impl Backend {
     }
 }
 
+/// Whether `sym` may name the address it was found for. blazesym only
+/// reports a symbol with a size for addresses inside it (and only the
+/// symbols at the nearest address at or below, never an earlier, bigger
+/// one); a symbol without a size it stretches to any later address, across
+/// section ends: `_init`, the last symbol of `.init`, would name all of
+/// `.plt` after it. Such a name is taken only inside the symbol's section.
+/// (DWARF functions always have a size: blazesym reports one of their
+/// ranges, so a size check here would wrongly drop the other ranges.)
+fn covers(info: &ElfInfo, sym: &Sym<'_>) -> bool {
+    if sym.size.is_some() {
+        return true;
+    }
+    let addr = sym.addr.saturating_add(sym.offset as u64);
+    match info.code_section_of(addr) {
+        Some(section) => info.code_section_of(sym.addr) == Some(section),
+        // No section headers (or not code): nothing to check against.
+        None => true,
+    }
+}
+
 /// The Go function table of a Go binary, if it is one.
 pub(super) fn go_table<D: AsRef<[u8]>>(map: D, info: &ElfInfo) -> Option<GoTable<D>> {
     let loc = match info.gopclntab {
@@ -285,8 +352,15 @@ pub(super) fn go_table<D: AsRef<[u8]>>(map: D, info: &ElfInfo) -> Option<GoTable
     GoTable::new(map, loc, info.segments.clone())
 }
 
-/// blazesym on one ELF file; `None` per address it cannot name.
-fn elf_lines(blaze: &Blaze, path: &Path, debug_syms: bool, input: Input<&[u64]>) -> Vec<Option<Vec<Line>>> {
+/// blazesym on one ELF file (whose sections `info` describes); `None` per
+/// address it cannot name.
+fn elf_lines(
+    blaze: &Blaze,
+    path: &Path,
+    debug_syms: bool,
+    info: &ElfInfo,
+    input: Input<&[u64]>,
+) -> Vec<Option<Vec<Line>>> {
     let n = input.as_inner_ref().len();
     if n == 0 {
         return Vec::new();
@@ -294,7 +368,7 @@ fn elf_lines(blaze: &Blaze, path: &Path, debug_syms: bool, input: Input<&[u64]>)
     let mut elf = Elf::new(path);
     elf.debug_syms = debug_syms;
     match blaze.0.symbolize(&Source::Elf(elf), input) {
-        Ok(results) => results.iter().map(|s| s.as_sym().map(sym_lines)).collect(),
+        Ok(results) => results.iter().map(|s| s.as_sym().filter(|sym| covers(info, sym)).map(sym_lines)).collect(),
         Err(e) => {
             debug!(path = %path.display(), "symbolization failed: {e}");
             vec![None; n]
