@@ -1,26 +1,17 @@
-//! `cargo xtask`: stackwatch's build orchestration (aya-template style).
-//! It installs the toolchain, builds the eBPF object and the binary, runs the
-//! whole test suite with the lints, profiles this host as a demo, and
-//! benchmarks stackwatch against `perf record`. It only shells out to cargo,
-//! rustup, apt, the built binary and (for `bench`) perf, bpftool and
-//! inferno; nothing here is part of the shipped profiler.
+//! `cargo xtask`: stackwatch's task runner (aya-template style). It
+//! installs the toolchain, builds the eBPF object and the binary, runs the
+//! whole test suite with the lints, profiles this host as a demo, and hands
+//! `bench` to the benchmark harness (the `stackwatch-bench` crate). It only
+//! shells out to cargo, rustup, apt and the built binary; nothing here is
+//! part of the shipped profiler.
 
-mod bench;
-mod cmd;
-mod setup;
-
-use std::env;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand};
-
-/// The eBPF crate and its one binary (`[[bin]] name` in profiler-ebpf/Cargo.toml).
-const EBPF_PACKAGE: &str = "profiler-ebpf";
-const EBPF_BIN: &str = "profiler";
-const EBPF_TARGET: &str = if cfg!(target_endian = "big") { "bpfeb-unknown-none" } else { "bpfel-unknown-none" };
+use xtask::{build, build_ebpf, cargo, cmd, ebpf_cargo, setup, workspace_root};
 
 #[derive(Parser)]
 #[command(name = "xtask", bin_name = "cargo xtask", about = "Build, test and try out stackwatch")]
@@ -71,24 +62,14 @@ enum Task {
         record_args: Vec<String>,
     },
     /// Measure stackwatch side by side with `perf record` + inferno (as
-    /// root): profiler CPU and peak RSS, BPF time per sample and map memory,
-    /// throughput loss, start and stop latency, fidelity, the idle daemon.
-    /// Writes target/bench/results-<time>.{json,md}; a full run also
-    /// updates docs/benchmarks.{md,json}. Takes about 12 minutes.
+    /// root): runs the `stackwatch-bench` harness with these arguments
+    /// (`cargo xtask bench -- --help` lists them). A full run takes about 12
+    /// minutes and updates docs/benchmarks.{md,json}.
+    #[command(disable_help_flag = true)]
     Bench {
-        /// Shorter whole-host capture and idle window (10 s instead of 60 s),
-        /// for development; not published to docs/.
-        #[arg(long)]
-        quick: bool,
-        /// Runs of each profiler per comparison (alternating).
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
-        /// Only these parts, comma-separated; not published to docs/.
-        #[arg(long, value_enum, value_delimiter = ',')]
-        only: Vec<bench::Part>,
-        /// Measure this stackwatch binary instead of building one.
-        #[arg(long, value_name = "PATH")]
-        stackwatch: Option<PathBuf>,
+        /// Arguments for `stackwatch-bench` (`--quick`, `--only cpu,host`, …).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
 }
 
@@ -102,7 +83,7 @@ fn main() -> ExitCode {
         }),
         Task::Test { no_lint, test_args } => test(no_lint, &test_args),
         Task::Run { duration, output_dir, record_args } => run(&duration, output_dir, &record_args),
-        Task::Bench { quick, runs, only, stackwatch } => bench::bench(bench::Options { quick, runs, only, stackwatch }),
+        Task::Bench { args } => bench(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -111,74 +92,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The workspace root, where every cargo command runs.
-fn workspace_root() -> PathBuf {
-    let xtask_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    xtask_dir.parent().map_or_else(|| xtask_dir.join(".."), Path::to_path_buf)
-}
-
-/// Cargo's target directory (`CARGO_TARGET_DIR` if set).
-fn target_dir() -> PathBuf {
-    match env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir),
-        Some(dir) => workspace_root().join(dir),
-        None => workspace_root().join("target"),
-    }
-}
-
-/// `cargo` run in the workspace root.
-fn cargo() -> Command {
-    let mut cmd = Command::new("cargo");
-    cmd.current_dir(workspace_root());
-    cmd
-}
-
-/// `cargo +nightly <sub>` for the eBPF target, set up as aya-build 0.2.0
-/// does in `aya_build::build_ebpf`, so the result matches the object that
-/// profiler-user's build.rs embeds.
-fn ebpf_cargo(subcommand: &str) -> Command {
-    let mut cmd = cargo();
-    cmd.args(["+nightly", subcommand, "--package", EBPF_PACKAGE, "--bins", "--release"]).args([
-        "--target",
-        EBPF_TARGET,
-        "-Z",
-        "build-std=core",
-    ]);
-    // aya-build passes its flags 0x1f-separated in CARGO_ENCODED_RUSTFLAGS
-    // (which takes precedence over RUSTFLAGS).
-    let arch = env::consts::ARCH;
-    let flags =
-        [format!("--cfg=bpf_target_arch=\"{arch}\""), "-Cdebuginfo=2".to_owned(), "-Clink-arg=--btf".to_owned()];
-    cmd.env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"));
-    // As aya-build does: make sure the nightly toolchain's rustc is used.
-    cmd.env_remove("RUSTC").env_remove("RUSTC_WORKSPACE_WRAPPER");
-    cmd
-}
-
-fn build_ebpf() -> Result<PathBuf> {
-    setup::ensure()?;
-    cmd::run(&mut ebpf_cargo("build"))?;
-    let object = target_dir().join(EBPF_TARGET).join("release").join(EBPF_BIN);
-    if !object.is_file() {
-        bail!(
-            "the eBPF build succeeded but `{}` is missing (has the [[bin]] in {EBPF_PACKAGE}/Cargo.toml been renamed?)",
-            object.display()
-        );
-    }
-    Ok(object)
-}
-
-/// `cargo build --release --workspace`; returns the path of `stackwatch`.
-/// The eBPF object is built and embedded by profiler-user's build.rs.
-fn build() -> Result<PathBuf> {
-    cmd::run(cargo().args(["build", "--release", "--workspace"]))?;
-    let bin = target_dir().join("release").join("stackwatch");
-    if !bin.is_file() {
-        bail!("the build succeeded but `{}` is missing", bin.display());
-    }
-    Ok(bin)
 }
 
 /// Runs every step even after a failure, so one CI run shows all of them.
@@ -251,4 +164,13 @@ fn run(duration: &str, output_dir: Option<PathBuf>, record_args: &[String]) -> R
     };
     record.args(["record", "--duration", duration, "--output-dir"]).arg(&dir).args(record_args);
     cmd::run(&mut record)
+}
+
+/// Runs the benchmark harness, a crate of its own so this runner stays
+/// small; it builds the binary it measures unless given `--stackwatch`.
+fn bench(args: &[String]) -> Result<()> {
+    setup::ensure()?;
+    let mut run = cargo();
+    run.args(["run", "--quiet", "--release", "-p", "stackwatch-bench", "--bin", "stackwatch-bench", "--"]).args(args);
+    cmd::run(&mut run)
 }

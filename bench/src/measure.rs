@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use serde::Serialize;
 
-use crate::cmd;
+use xtask::cmd;
 
 /// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`, of
 /// `perf record -k CLOCK_MONOTONIC` and of the workload's readings.

@@ -1,5 +1,5 @@
-//! Issue 5, acceptance item 4: what `--profiles offcpu` and `--profiles
-//! memory` cost the profiled process, against the same workload alone.
+//! What `--profiles offcpu` and `--profiles memory` cost the profiled
+//! process, against the same workload alone.
 //!
 //! Unlike the CPU sampler, whose cost is bounded by its frequency, these
 //! programs run on events the workload makes (a context switch, a `malloc`
@@ -22,7 +22,7 @@ use anyhow::{bail, Context as _, Result};
 use super::ext::{Context, Row, Section, Status};
 use super::measure::{self, BpfWatcher};
 use super::report::Summary;
-use crate::cmd;
+use xtask::cmd;
 
 /// How a workload reports its rate.
 #[derive(Clone, Copy)]
@@ -97,8 +97,7 @@ pub fn run(ctx: &Context) -> Result<Section> {
     let workloads = workloads(&dir)?;
     let mut section = Section {
         id: "offcpu-memory",
-        title: "Off-CPU and memory overhead (issue 5)",
-        owner: "issue 5 (off-CPU and memory profiles), acceptance item 4",
+        title: "Off-CPU and memory overhead",
         status: Status::Measured,
         rows: Vec::new(),
         notes: vec![format!(
@@ -190,7 +189,7 @@ pub fn run(ctx: &Context) -> Result<Section> {
 }
 
 fn workloads(dir: &Path) -> Result<Vec<Workload>> {
-    let src = crate::workspace_root().join("tests/workloads");
+    let src = xtask::workspace_root().join("tests/workloads");
     let c = |name: &str| -> Result<PathBuf> {
         let out = dir.join(name);
         let mut gcc = Command::new("gcc");
@@ -202,7 +201,7 @@ fn workloads(dir: &Path) -> Result<Vec<Workload>> {
     let malloc_loop = c("malloc_loop")?;
     let leak = c("leak")?;
     let goleak = dir.join("goleak");
-    let gocache = crate::target_dir().join("bench/go");
+    let gocache = xtask::target_dir().join("bench/go");
     let mut go = Command::new("go");
     go.args(["build", "-o"])
         .arg(&goleak)

@@ -1,10 +1,10 @@
-//! `cargo xtask bench`: stackwatch side by side with `perf record` (+
+//! `stackwatch-bench` (run by `cargo xtask bench`): stackwatch side by side with `perf record` (+
 //! `perf script | inferno-collapse-perf | inferno-flamegraph` for the same
 //! SVG), on the same workload, in the same run, alternating profilers.
 //!
 //! Sections: a CPU-bound workload on every CPU captured for 8 s at 99 and
 //! 999 Hz; a whole-host capture (60 s, 10 s with `--quick`); the idle `watch`
-//! daemon; and the sections other issues fill ([`ext`]). Start and stop
+//! daemon; and the sections of other features ([`ext`]). Start and stop
 //! latency and sample fidelity come from the CPU runs. Every figure is
 //! measured, never asserted: results go to `target/bench/results-<time>.json`
 //! and `.md`, and a full run also to `docs/benchmarks.{json,md}`.
@@ -26,13 +26,14 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
+use clap::Parser;
 use serde::Serialize;
+use xtask::cmd;
 
-use crate::cmd;
-pub use ext::Context;
+use ext::Context;
 use runs::{Burner, Run, Spec, Target};
 
-/// The capture length the issue's targets are stated for.
+/// The capture length the targets are stated for.
 const CAPTURE: Duration = Duration::from_secs(8);
 const HOST_CAPTURE: Duration = Duration::from_secs(60);
 const HOST_CAPTURE_QUICK: Duration = Duration::from_secs(10);
@@ -53,18 +54,43 @@ pub enum Part {
     Host,
     /// The idle `watch` daemon.
     Idle,
-    /// Off-CPU and memory profile overhead (issue 5).
+    /// Off-CPU and memory profile overhead.
     OffcpuMemory,
-    /// Symbolization throughput (issue 6).
+    /// Symbolization throughput.
     Symbolize,
 }
 
-pub struct Options {
-    pub quick: bool,
-    pub runs: usize,
-    pub only: Vec<Part>,
-    /// A binary to measure instead of building one.
-    pub stackwatch: Option<PathBuf>,
+/// Measure stackwatch side by side with `perf record` + inferno (as root):
+/// profiler CPU and peak RSS, BPF time per sample and map memory,
+/// throughput loss, start and stop latency, fidelity, the idle daemon.
+/// Writes target/bench/results-<time>.{json,md}; a full run also updates
+/// docs/benchmarks.{md,json}. Takes about 12 minutes.
+#[derive(Parser)]
+#[command(name = "stackwatch-bench", bin_name = "cargo xtask bench")]
+struct Options {
+    /// Shorter whole-host capture and idle window (10 s instead of 60 s),
+    /// for development; not published to docs/.
+    #[arg(long)]
+    quick: bool,
+    /// Runs of each profiler per comparison (alternating).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Only these parts, comma-separated; not published to docs/.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Part>,
+    /// Measure this stackwatch binary instead of building one.
+    #[arg(long, value_name = "PATH")]
+    stackwatch: Option<PathBuf>,
+}
+
+fn main() -> std::process::ExitCode {
+    match bench(Options::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("bench: error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 /// Everything one bench run produced: `docs/benchmarks.json`.
@@ -114,8 +140,8 @@ pub struct Comparison {
     pub summary: report::ComparisonSummary,
 }
 
-pub fn bench(options: Options) -> Result<()> {
-    if !crate::setup::is_root() {
+fn bench(options: Options) -> Result<()> {
+    if !xtask::setup::is_root() {
         bail!(
             "the benchmark loads eBPF programs and runs `perf record -a`: run it as root (`sudo -E cargo xtask bench`)"
         );
@@ -132,7 +158,7 @@ pub fn bench(options: Options) -> Result<()> {
     let publish = !quick && options.only.is_empty() && runs_each >= 3;
 
     let stamp = cmd::stdout(Command::new("date").args(["-u", "+%Y%m%dT%H%M%SZ"]))?.trim().to_owned();
-    let bench_dir = crate::target_dir().join("bench");
+    let bench_dir = xtask::target_dir().join("bench");
     let work = bench_dir.join(format!("run-{stamp}"));
     prune_old_runs(&bench_dir);
     fs::create_dir_all(&work).with_context(|| format!("failed to create `{}`", work.display()))?;
@@ -140,8 +166,8 @@ pub fn bench(options: Options) -> Result<()> {
     let built = match &options.stackwatch {
         Some(path) => path.clone(),
         None => {
-            crate::setup::ensure()?;
-            crate::build()?
+            xtask::setup::ensure()?;
+            xtask::build()?
         }
     };
     // A private copy: other builds in this tree may replace the binary mid-run.
@@ -199,7 +225,7 @@ pub fn bench(options: Options) -> Result<()> {
     };
     results.targets = report::targets(&results);
 
-    let docs = crate::workspace_root().join("docs");
+    let docs = xtask::workspace_root().join("docs");
     let previous = fs::read_to_string(docs.join("benchmarks.json")).ok();
     let markdown = report::markdown(&results, previous.as_deref());
     let json = serde_json::to_string_pretty(&results).context("failed to serialize the results")?;
@@ -331,12 +357,12 @@ fn write(path: &Path, text: &str) -> Result<()> {
 }
 
 fn check_tools() -> Result<()> {
-    let missing = crate::setup::missing(true, false)?;
+    let missing = xtask::setup::missing(true, false)?;
     let needed: Vec<String> = missing
         .iter()
         .filter(|item| {
-            matches!(item, crate::setup::Item::InfernoCli)
-                || matches!(item, crate::setup::Item::Apt(p) if ["linux-perf", "bpftool", "gcc"].contains(p))
+            matches!(item, xtask::setup::Item::InfernoCli)
+                || matches!(item, xtask::setup::Item::Apt(p) if ["linux-perf", "bpftool", "gcc"].contains(p))
         })
         .map(ToString::to_string)
         .collect();
@@ -352,7 +378,7 @@ const WORKLOAD_CFLAGS: &[&str] =
 
 /// Builds `bench/workloads/burn.c` into `work`.
 fn build_workload(work: &Path) -> Result<PathBuf> {
-    let source = crate::workspace_root().join("bench/workloads/burn.c");
+    let source = xtask::workspace_root().join("bench/workloads/burn.c");
     let out = work.join("burn");
     let mut gcc = Command::new("gcc");
     gcc.args(WORKLOAD_CFLAGS).args(["-Wall", "-Wextra", "-o"]).arg(&out).arg(&source);
@@ -427,7 +453,7 @@ fn machine(stackwatch: &Path) -> Result<Machine> {
 
 /// HEAD and whether the tree differs from it (read-only git commands).
 fn git_state() -> (String, bool) {
-    let root = crate::workspace_root();
+    let root = xtask::workspace_root();
     let commit = cmd::stdout(Command::new("git").arg("-C").arg(&root).args(["rev-parse", "--short=12", "HEAD"]))
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "unknown".to_owned());

@@ -1,11 +1,11 @@
-//! Sections of the benchmark that other issues fill: their figures go in
-//! the same JSON and the same `docs/benchmarks.md`, next to the CPU ones.
+//! Sections of the benchmark beyond the CPU comparisons, one per feature
+//! with a cost of its own: their figures go in the same JSON and the same
+//! `docs/benchmarks.md`, next to the CPU ones.
 //!
 //! A section is a function `fn(&Context) -> Result<Section>`. It can use the
 //! bench's building blocks: [`super::runs`] (launch a profiler, stop it with
 //! SIGINT, read its CPU, RSS and BPF figures), [`super::runs::Burner`] and
-//! [`super::measure`] (`/proc` and fdinfo readers). Until a section is
-//! written it reports itself as a TODO naming who fills it, and the docs say so.
+//! [`super::measure`] (`/proc` and fdinfo readers).
 
 use std::path::PathBuf;
 
@@ -29,8 +29,6 @@ pub struct Context {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
-    /// Not written yet.
-    Todo,
     Measured,
     /// The measurement ran and failed (the error is in `notes`).
     Failed,
@@ -42,7 +40,7 @@ pub struct Row {
     pub name: String,
     /// As it should read in the table, unit included (`1.2 µs`, `3 %`).
     pub value: String,
-    /// The issue's target, in words, when it has one.
+    /// The target it is held to, in words, when it has one.
     pub target: Option<String>,
     pub pass: Option<bool>,
 }
@@ -51,8 +49,6 @@ pub struct Row {
 pub struct Section {
     pub id: &'static str,
     pub title: &'static str,
-    /// Who fills it: the issue and what it measures.
-    pub owner: &'static str,
     pub status: Status,
     pub rows: Vec<Row>,
     pub notes: Vec<String>,
@@ -60,61 +56,33 @@ pub struct Section {
     pub commands: Vec<String>,
 }
 
-impl Section {
-    fn todo(id: &'static str, title: &'static str, owner: &'static str, what: &[&str]) -> Section {
-        Section {
-            id,
-            title,
-            owner,
-            status: Status::Todo,
-            rows: Vec::new(),
-            notes: what.iter().map(|s| (*s).to_owned()).collect(),
-            commands: Vec::new(),
-        }
-    }
-}
-
-/// Issue 5, item 4: the cost of `--profiles offcpu` and `--profiles memory`
+/// The cost of `--profiles offcpu` and `--profiles memory`
 /// on workloads that do little but make the events they pay for.
 pub fn offcpu_memory(ctx: &Context) -> Result<Section> {
     super::events::run(ctx)
 }
 
-/// Issue 6, item 7: symbolization throughput and its memory, measured by
-/// the `symbolize_bench` example of profiler-user (which prints one JSON
-/// line last) over every process on the host.
+/// Symbolization throughput and its memory, measured by this crate's
+/// `symbolize_bench` (which prints one JSON line last) over every process on
+/// the host.
 pub fn symbolize(_ctx: &Context) -> Result<Section> {
     const ID: &str = "symbolize";
     const TITLE: &str = "Symbolization throughput";
-    const OWNER: &str = "issue 6 (symbolization), acceptance item 7";
-    let example = crate::workspace_root().join("profiler-user/examples/symbolize_bench.rs");
-    if !example.is_file() {
-        return Ok(Section::todo(
-            ID,
-            TITLE,
-            OWNER,
-            &[
-                "addresses per second, cold cache (first capture) and warm cache (second capture in one `watch`, same build IDs)",
-                "the resident memory symbolization costs (peak RSS during a whole-host capture's symbolization, minus the RSS before it)",
-            ],
-        ));
-    }
-    let mut cmd = crate::cargo();
-    cmd.args(["run", "--quiet", "--release", "-p", "profiler-user", "--example", "symbolize_bench"]);
-    let line = crate::cmd::display(&cmd);
+    let mut cmd = xtask::cargo();
+    cmd.args(["run", "--quiet", "--release", "-p", "stackwatch-bench", "--bin", "symbolize_bench"]);
+    let line = xtask::cmd::display(&cmd);
     eprintln!("\nbench: {TITLE}\n$ {line}");
     let mut section = Section {
         id: ID,
         title: TITLE,
-        owner: OWNER,
         status: Status::Measured,
         rows: Vec::new(),
         notes: Vec::new(),
         commands: vec![
-            "cargo run --release -p profiler-user --example symbolize_bench   # every process on the host".to_owned()
+            "cargo run --release -p stackwatch-bench --bin symbolize_bench   # every process on the host".to_owned()
         ],
     };
-    let out = match crate::cmd::stdout(&mut cmd) {
+    let out = match xtask::cmd::stdout(&mut cmd) {
         Ok(out) => out,
         Err(e) => {
             section.status = Status::Failed;

@@ -332,7 +332,7 @@ fn launch_and_stop(
     err_path: &Path,
 ) -> Result<Stopped> {
     let watch_bpf = profiler == Profiler::Stackwatch;
-    let line = crate::cmd::display(cmd);
+    let line = xtask::cmd::display(cmd);
     let start = window_start(burner)?;
     let launch_ns = measure::monotonic_ns();
     let child = measure::spawn(cmd)?;
@@ -437,7 +437,7 @@ pub fn perf(burner: &mut Burner, spec: Spec, round: usize, dir: &Path) -> Result
     if !measure::exited_ok(status) {
         bail!(
             "`{}` failed ({}); its last words:\n{}",
-            crate::cmd::display(&post),
+            xtask::cmd::display(&post),
             measure::describe_status(status),
             tail(&post_err_path)
         );
@@ -521,7 +521,7 @@ fn perf_lost(log: &str) -> u64 {
 fn perf_first_sample_ns(data: &Path) -> Option<u64> {
     let mut cmd = Command::new("perf");
     cmd.args(["script", "-F", "time", "-i"]).arg(data);
-    let out = crate::cmd::stdout(&mut cmd).ok()?;
+    let out = xtask::cmd::stdout(&mut cmd).ok()?;
     let first = out.lines().map(str::trim).find(|l| !l.is_empty())?;
     let secs: f64 = first.trim_end_matches(':').parse().ok()?;
     Some((secs * 1e9) as u64)

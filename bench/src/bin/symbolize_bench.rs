@@ -1,4 +1,4 @@
-//! Symbolization throughput and memory (issue 6, acceptance item 7).
+//! Symbolization throughput and memory.
 //!
 //! Builds what a whole-host capture hands the symbolizer: for every process
 //! (or the `--pid`s given), addresses spread over each executable mapping.
@@ -9,7 +9,7 @@
 //! `cargo xtask bench`.
 //!
 //! ```text
-//! cargo run --release -p profiler-user --example symbolize_bench -- [--pid PID]... [--per-mapping N]
+//! cargo run --release -p stackwatch-bench --bin symbolize_bench -- [--pid PID]... [--per-mapping N]
 //! ```
 //! Run as root: other processes' `map_files` need it.
 

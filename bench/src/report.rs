@@ -1,4 +1,4 @@
-//! Medians and spreads, the issue's targets with PASS/FAIL, and the
+//! Medians and spreads, the targets with PASS/FAIL, and the
 //! Markdown that goes between the markers of `docs/benchmarks.md`.
 
 use std::fmt::Write as _;
@@ -110,7 +110,7 @@ impl ComparisonSummary {
     }
 }
 
-/// One of the issue's targets against what was measured.
+/// One of the targets against what was measured.
 #[derive(Clone, Debug, Serialize)]
 pub struct TargetCheck {
     pub target: String,
@@ -124,7 +124,7 @@ fn find<'a>(results: &'a Results, id: &str) -> Option<&'a Comparison> {
     results.comparisons.iter().find(|c| c.id == id)
 }
 
-/// The issue's targets, checked against the 8 s 99 Hz capture (and the
+/// The targets, checked against the 8 s 99 Hz capture (and the
 /// other captures where the target covers them).
 pub fn targets(results: &Results) -> Vec<TargetCheck> {
     let cpu = find(results, "cpu-99hz");
@@ -329,7 +329,7 @@ pub fn markdown(results: &Results, previous_json: Option<&str>) -> String {
     );
     md.push_str("Cells are the median, with the (min–max) spread when the runs differ.\n\n");
 
-    md.push_str("### Targets (issue 7)\n\n| Target | Measured | Result | How |\n|---|---|---|---|\n");
+    md.push_str("### Targets\n\n| Target | Measured | Result | How |\n|---|---|---|---|\n");
     for t in &results.targets {
         let _ = writeln!(md, "| {} | {} | **{}** | {} |", t.target, t.measured, verdict(t.pass), t.basis);
     }
@@ -461,42 +461,32 @@ fn comparison_table(c: &Comparison) -> String {
 fn section(s: &ext::Section) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "### {}\n", s.title);
-    match s.status {
-        Status::Todo => {
-            let _ = writeln!(md, "**TODO** — to be filled by {} (`xtask/src/bench/ext.rs`, `{}`):\n", s.owner, s.id);
-            for n in &s.notes {
-                let _ = writeln!(md, "- {n}");
-            }
+    if s.status == Status::Failed {
+        md.push_str("**The measurement failed.**\n\n");
+    }
+    if !s.rows.is_empty() {
+        md.push_str("| Figure | Value | Target | Result |\n|---|---|---|---|\n");
+        for r in &s.rows {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} |",
+                r.name,
+                r.value,
+                r.target.as_deref().unwrap_or("–"),
+                verdict(r.pass)
+            );
         }
-        Status::Measured | Status::Failed => {
-            if s.status == Status::Failed {
-                md.push_str("**The measurement failed.**\n\n");
-            }
-            if !s.rows.is_empty() {
-                md.push_str("| Figure | Value | Target | Result |\n|---|---|---|---|\n");
-                for r in &s.rows {
-                    let _ = writeln!(
-                        md,
-                        "| {} | {} | {} | {} |",
-                        r.name,
-                        r.value,
-                        r.target.as_deref().unwrap_or("–"),
-                        verdict(r.pass)
-                    );
-                }
-                md.push('\n');
-            }
-            for n in &s.notes {
-                let _ = writeln!(md, "{n}\n");
-            }
-            if !s.commands.is_empty() {
-                md.push_str("```sh\n");
-                for c in &s.commands {
-                    let _ = writeln!(md, "{c}");
-                }
-                md.push_str("```\n");
-            }
+        md.push('\n');
+    }
+    for n in &s.notes {
+        let _ = writeln!(md, "{n}\n");
+    }
+    if !s.commands.is_empty() {
+        md.push_str("```sh\n");
+        for c in &s.commands {
+            let _ = writeln!(md, "{c}");
         }
+        md.push_str("```\n");
     }
     md.push('\n');
     md

@@ -1,0 +1,86 @@
+//! What `cargo xtask` and the benchmark harness (`stackwatch-bench`) share:
+//! where the workspace and its target directory are, how cargo is run for
+//! the host and for the eBPF target, echoed command execution ([`cmd`]) and
+//! the toolchain check and install ([`setup`]).
+
+pub mod cmd;
+pub mod setup;
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Result};
+
+/// The eBPF crate and its one binary (`[[bin]] name` in profiler-ebpf/Cargo.toml).
+const EBPF_PACKAGE: &str = "profiler-ebpf";
+const EBPF_BIN: &str = "profiler";
+const EBPF_TARGET: &str = if cfg!(target_endian = "big") { "bpfeb-unknown-none" } else { "bpfel-unknown-none" };
+
+/// The workspace root, where every cargo command runs.
+pub fn workspace_root() -> PathBuf {
+    let xtask_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    xtask_dir.parent().map_or_else(|| xtask_dir.join(".."), Path::to_path_buf)
+}
+
+/// Cargo's target directory (`CARGO_TARGET_DIR` if set).
+pub fn target_dir() -> PathBuf {
+    match env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir),
+        Some(dir) => workspace_root().join(dir),
+        None => workspace_root().join("target"),
+    }
+}
+
+/// `cargo` run in the workspace root.
+pub fn cargo() -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+/// `cargo +nightly <sub>` for the eBPF target, set up as aya-build 0.2.0
+/// does in `aya_build::build_ebpf`, so the result matches the object that
+/// profiler-user's build.rs embeds.
+pub fn ebpf_cargo(subcommand: &str) -> Command {
+    let mut cmd = cargo();
+    cmd.args(["+nightly", subcommand, "--package", EBPF_PACKAGE, "--bins", "--release"]).args([
+        "--target",
+        EBPF_TARGET,
+        "-Z",
+        "build-std=core",
+    ]);
+    // aya-build passes its flags 0x1f-separated in CARGO_ENCODED_RUSTFLAGS
+    // (which takes precedence over RUSTFLAGS).
+    let arch = env::consts::ARCH;
+    let flags =
+        [format!("--cfg=bpf_target_arch=\"{arch}\""), "-Cdebuginfo=2".to_owned(), "-Clink-arg=--btf".to_owned()];
+    cmd.env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"));
+    // As aya-build does: make sure the nightly toolchain's rustc is used.
+    cmd.env_remove("RUSTC").env_remove("RUSTC_WORKSPACE_WRAPPER");
+    cmd
+}
+
+pub fn build_ebpf() -> Result<PathBuf> {
+    setup::ensure()?;
+    cmd::run(&mut ebpf_cargo("build"))?;
+    let object = target_dir().join(EBPF_TARGET).join("release").join(EBPF_BIN);
+    if !object.is_file() {
+        bail!(
+            "the eBPF build succeeded but `{}` is missing (has the [[bin]] in {EBPF_PACKAGE}/Cargo.toml been renamed?)",
+            object.display()
+        );
+    }
+    Ok(object)
+}
+
+/// `cargo build --release --workspace`; returns the path of `stackwatch`.
+/// The eBPF object is built and embedded by profiler-user's build.rs.
+pub fn build() -> Result<PathBuf> {
+    cmd::run(cargo().args(["build", "--release", "--workspace"]))?;
+    let bin = target_dir().join("release").join("stackwatch");
+    if !bin.is_file() {
+        bail!("the build succeeded but `{}` is missing", bin.display());
+    }
+    Ok(bin)
+}
