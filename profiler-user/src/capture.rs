@@ -8,6 +8,8 @@ use std::time::{Duration, SystemTime};
 use profiler_common::Window;
 use serde::Serialize;
 
+use crate::sys::monotonic_ns;
+
 /// When a capture counted: the kernel programs count events in
 /// `[start_ns, end_ns)` of `CLOCK_MONOTONIC` (the clock of
 /// `bpf_ktime_get_ns`); `start` and `end` are the same moments on the wall
@@ -53,14 +55,6 @@ impl CaptureWindow {
     pub fn kernel(&self) -> Window {
         Window { start_ns: self.start_ns, end_ns: self.end_ns }
     }
-}
-
-/// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: valid pointer to a local timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
 }
 
 /// What was profiled, resolved to concrete processes.

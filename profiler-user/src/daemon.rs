@@ -50,7 +50,6 @@ mod setup;
 mod triggers;
 mod write;
 
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, Context as _, Result};
@@ -60,7 +59,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tracing::{debug, error, info, warn};
 
-use crate::capture::{monotonic_ns, CaptureWindow, Trigger};
+use crate::capture::{CaptureWindow, Trigger};
 use crate::config::WatchConfig;
 use crate::control::{CaptureStatus, Command, DaemonState, Reply};
 use crate::kinds::ProfileSet;
@@ -537,7 +536,7 @@ impl Daemon {
                 if let Err(e) = loader.detach() {
                     warn!("{e:#}");
                 }
-                capture.window.closed_at(monotonic_ns())
+                capture.window.closed_at(crate::sys::monotonic_ns())
             }
         };
         let cpu_seconds = capture.meter.finish(&window);
@@ -582,7 +581,7 @@ impl Daemon {
                 }
             }
             TargetSpec::Pids(_) => {
-                let alive = capture.target.info.pids.iter().any(|p| Path::new(&format!("/proc/{p}")).exists());
+                let alive = capture.target.info.pids.iter().any(|&p| crate::procfs::process::exists(p));
                 if !alive {
                     self.stop_capture(EndReason::TargetExited, None);
                 }

@@ -14,6 +14,7 @@ use std::os::fd::{FromRawFd as _, OwnedFd};
 use anyhow::Context as _;
 
 use crate::cli::MAX_FREQUENCY_HZ;
+use crate::procfs::{mountinfo, status};
 
 /// Oldest kernel with everything stackwatch uses: the BPF ring buffer that
 /// carries the program's log messages, and CAP_BPF/CAP_PERFMON (both 5.8);
@@ -115,13 +116,8 @@ struct Privileges {
 
 impl Privileges {
     fn read() -> Self {
-        let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-        let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
-        Self {
-            // Uid: real, effective, saved, filesystem.
-            euid: field("Uid:").and_then(|v| v.split_whitespace().nth(1)?.parse().ok()),
-            effective: field("CapEff:").and_then(|v| u64::from_str_radix(v, 16).ok()),
-        }
+        let text = status::read(std::process::id()).unwrap_or_default();
+        Self { euid: status::euid(&text), effective: status::cap_eff(&text) }
     }
 
     fn has(&self, bit: u32) -> bool {
@@ -136,7 +132,7 @@ impl Privileges {
 
 fn checks() -> Vec<Check> {
     let privs = Privileges::read();
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mountinfo = mountinfo::read().unwrap_or_default();
     vec![
         kernel_check(kernel_release().as_deref()),
         user_check(privs.euid),
@@ -415,12 +411,12 @@ fn unprivileged_bpf_check(value: Option<i64>, privs: Privileges) -> Check {
 }
 
 fn cgroup2_check(mountinfo: &str) -> Check {
-    let mounts = crate::target::mounts_of_type(mountinfo, "cgroup2");
+    let mounts = mountinfo::mounts_of_type(mountinfo, "cgroup2");
     let Some((_, first)) = mounts.first() else {
         return Check::new("cgroup v2", Status::Warn, "not mounted: `--cgroup` targets will not work")
             .fix("`sudo mount -t cgroup2 none /sys/fs/cgroup`, or boot with `systemd.unified_cgroup_hierarchy=1`");
     };
-    let hybrid = if crate::target::mounts_of_type(mountinfo, "cgroup").is_empty() {
+    let hybrid = if mountinfo::mounts_of_type(mountinfo, "cgroup").is_empty() {
         ""
     } else {
         " (hybrid: controllers on cgroup v1, which `--cgroup` does not use)"
@@ -429,7 +425,7 @@ fn cgroup2_check(mountinfo: &str) -> Check {
 }
 
 fn tracefs_check(mountinfo: &str) -> Check {
-    match crate::target::mounts_of_type(mountinfo, "tracefs").first() {
+    match mountinfo::mounts_of_type(mountinfo, "tracefs").first() {
         Some((_, path)) => Check::new("tracefs", Status::Info, format!("mounted at `{}`", path.display())),
         None => Check::new(
             "tracefs",

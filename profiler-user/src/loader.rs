@@ -35,7 +35,8 @@ use profiler_common::{
 };
 use tracing::{debug, warn};
 
-use crate::capture::{monotonic_ns, CaptureWindow};
+use crate::capture::CaptureWindow;
+use crate::sys::{monotonic_ns, raise_memlock_limit};
 use crate::target::Filter;
 
 /// The eBPF object built from `profiler-ebpf` by `build.rs`.
@@ -726,16 +727,5 @@ fn privilege_aware(err: anyhow::Error, what: &str) -> anyhow::Error {
         anyhow!("{what}: permission denied; {PRIVILEGE_HINT}")
     } else {
         anyhow!("{what}: {text}")
-    }
-}
-
-/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; raise it so such
-/// hosts do not fail with a confusing EPERM. Harmless elsewhere.
-fn raise_memlock_limit() {
-    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
-    // SAFETY: plain syscall with a valid pointer to a local.
-    let ret = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
-    if ret != 0 {
-        debug!("failed to raise RLIMIT_MEMLOCK: {}", std::io::Error::last_os_error());
     }
 }

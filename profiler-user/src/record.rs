@@ -81,7 +81,7 @@ pub async fn run(config: RecordConfig) -> Result<()> {
     // is outside the window.
     let window = loader.close_window()?.unwrap_or(window);
     let cpu_seconds = meter.finish(&window);
-    let late = Duration::from_nanos(crate::capture::monotonic_ns().saturating_sub(window.end_ns));
+    let late = Duration::from_nanos(crate::sys::monotonic_ns().saturating_sub(window.end_ns));
     debug!(late_ms = late.as_millis() as u64, "window closed");
     let detaching = loader.detach_in_background()?;
     if let EndReason::Signal(sig) = end_reason {
@@ -158,9 +158,7 @@ pub async fn run(config: RecordConfig) -> Result<()> {
 pub fn alloc_pids(filter: &crate::target::Filter, cgroup_dir: Option<&Path>) -> Vec<u32> {
     match (filter, cgroup_dir) {
         (crate::target::Filter::Pids(pids), _) => pids.clone(),
-        (crate::target::Filter::Cgroup { .. }, Some(dir)) => std::fs::read_to_string(dir.join("cgroup.procs"))
-            .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
-            .unwrap_or_default(),
+        (crate::target::Filter::Cgroup { .. }, Some(dir)) => crate::procfs::cgroup::procs(dir),
         _ => Vec::new(),
     }
 }
@@ -231,7 +229,7 @@ async fn wait_for_end(
                     }
                 }
                 if let TargetSpec::Pids(pids) = &config.target {
-                    if pids.iter().all(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+                    if pids.iter().all(|&p| !crate::procfs::process::exists(p)) {
                         break EndReason::TargetExited;
                     }
                 }
@@ -392,8 +390,8 @@ pub fn finish_capture_kinds(
         losses,
         target_cpu_seconds,
         expected_samples: target_cpu_seconds.map(|s| (s * frequency_hz as f64).round() as u64),
-        host: host_name(),
-        kernel: kernel_release(),
+        host: crate::procfs::host::host_name(),
+        kernel: crate::procfs::host::kernel_release(),
         stackwatch_version: env!("CARGO_PKG_VERSION").to_owned(),
     };
     Ok((info, profiles))
@@ -490,16 +488,4 @@ pub fn check_output_dir(dir: &Path) -> Result<()> {
         anyhow::bail!("cannot write to output directory `{}`: {e}; choose another with --output-dir", dir.display());
     }
     Ok(())
-}
-
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-pub fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".into())
 }

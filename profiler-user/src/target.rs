@@ -13,6 +13,8 @@ use std::path::{Component, Path, PathBuf};
 use regex::Regex;
 
 use crate::capture::{TargetInfo, TargetKind};
+use crate::procfs::process::{self, command_line};
+use crate::procfs::{mountinfo, stat, status};
 
 /// A target as the user gave it.
 #[derive(Clone, Debug)]
@@ -79,7 +81,7 @@ impl TargetSpec {
                 let pids = find_pids_by_name(re);
                 let (file_name, file_pid) = match pids.as_slice() {
                     [] => return Err(TargetError::NoMatch(re.to_string())),
-                    &[only] => (sanitize_name(&process_name(only).unwrap_or_default()), Some(only)),
+                    &[only] => (sanitize_name(&process::comm(only).unwrap_or_default()), Some(only)),
                     _ => (name_from_pattern(re.as_str()), None),
                 };
                 Ok(ResolvedTarget {
@@ -129,13 +131,12 @@ fn resolve_pids(pids: &[u32]) -> Result<ResolvedTarget, TargetError> {
         }
         // /proc/<tid> exists for threads too, though `ls /proc` hides them;
         // the kernel filter matches tgids, so a thread id would never match.
-        let status = match fs::read_to_string(format!("/proc/{pid}/status")) {
-            Ok(status) => status,
-            Err(_) if !Path::new(&format!("/proc/{pid}")).exists() => return Err(TargetError::NoSuchPid(pid)),
+        let text = match status::read(pid) {
+            Ok(text) => text,
+            Err(_) if !process::exists(pid) => return Err(TargetError::NoSuchPid(pid)),
             Err(source) => return Err(TargetError::Io { path: format!("/proc/{pid}/status").into(), source }),
         };
-        let tgid = status.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|v| v.trim().parse::<u32>().ok());
-        if let Some(tgid) = tgid.filter(|&tgid| tgid != pid) {
+        if let Some(tgid) = status::tgid(&text).filter(|&tgid| tgid != pid) {
             return Err(TargetError::NotAProcess { tid: pid, tgid });
         }
         unique.push(pid);
@@ -144,12 +145,12 @@ fn resolve_pids(pids: &[u32]) -> Result<ResolvedTarget, TargetError> {
         // clap never produces an empty `--pid` list; treat it as the host.
         return TargetSpec::Host.resolve();
     };
-    let comm = process_name(first).unwrap_or_default();
+    let comm = process::comm(first).unwrap_or_default();
     let (description, file_name, file_pid) = if unique.len() == 1 {
         (format!("pid {first} ({comm})"), sanitize_name(&comm), Some(first))
     } else {
         let list: Vec<String> = unique.iter().map(u32::to_string).collect();
-        let names: Vec<String> = unique.iter().map(|&pid| process_name(pid).unwrap_or_default()).collect();
+        let names: Vec<String> = unique.iter().map(|&pid| process::comm(pid).unwrap_or_default()).collect();
         (format!("pids {}", list.join(",")), joined_names(&names), None)
     };
     Ok(ResolvedTarget {
@@ -168,27 +169,21 @@ fn resolve_pids(pids: &[u32]) -> Result<ResolvedTarget, TargetError> {
 pub fn find_pids_by_name(re: &Regex) -> Vec<u32> {
     let me = std::process::id();
     let wrappers = wrapper_ancestors(me);
-    let Ok(entries) = fs::read_dir("/proc") else {
+    let Some(all) = process::all_pids() else {
         return Vec::new();
     };
-    let mut pids: Vec<u32> = entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+    let mut pids: Vec<u32> = all
+        .into_iter()
         .filter(|&pid| pid != me && !wrappers.contains(&pid))
         .filter(|&pid| {
             // A process that exits while we look is simply not a match.
-            let comm_matches = process_name(pid).is_some_and(|comm| re.is_match(&comm));
+            let comm_matches = process::comm(pid).is_some_and(|comm| re.is_match(&comm));
             (comm_matches || command_line(pid).is_some_and(|cmdline| re.is_match(&cmdline)))
-                && stat(pid).is_some_and(|(state, _)| state != 'Z')
+                && stat::read(pid).is_some_and(|s| s.state != 'Z')
         })
         .collect();
     pids.sort_unstable();
     pids
-}
-
-/// The process name: `/proc/<pid>/comm` without its newline.
-pub fn process_name(pid: u32) -> Option<String> {
-    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    Some(comm.trim_end_matches('\n').to_owned())
 }
 
 /// Makes `s` safe as part of a file name: characters other than
@@ -278,23 +273,6 @@ fn joined_names(names: &[String]) -> String {
     joined.chars().take(64).collect()
 }
 
-/// `/proc/<pid>/cmdline` with its arguments joined by spaces.
-pub(crate) fn command_line(pid: u32) -> Option<String> {
-    let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let args: Vec<_> = raw.split(|&b| b == 0).filter(|a| !a.is_empty()).map(String::from_utf8_lossy).collect();
-    Some(args.join(" "))
-}
-
-/// State and parent pid from `/proc/<pid>/stat`.
-fn stat(pid: u32) -> Option<(char, u32)> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // `comm` may contain spaces and parentheses; the fields after it don't.
-    let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    Some((state, ppid))
-}
-
 /// Ancestors of `pid` whose command line contains our own arguments: the
 /// `sudo`, `strace` or `sh -c` that started us.
 pub(crate) fn wrapper_ancestors(pid: u32) -> Vec<u32> {
@@ -307,8 +285,8 @@ pub(crate) fn wrapper_ancestors(pid: u32) -> Vec<u32> {
     let mut current = pid;
     // Bounded: a pid namespace's init has ppid 0, but don't trust /proc blindly.
     for _ in 0..64 {
-        match stat(current) {
-            Some((_, ppid)) if ppid > 1 => {
+        match stat::read(current).map(|s| s.ppid) {
+            Some(ppid) if ppid > 1 => {
                 if command_line(ppid).is_some_and(|cmdline| cmdline.contains(&args)) {
                     wrappers.push(ppid);
                 }
@@ -356,9 +334,7 @@ struct Cgroup {
 /// In a cgroup namespace the hierarchy's root is the namespace's, so `level`
 /// would be too small; stackwatch runs in the host's cgroup namespace.
 fn resolve_cgroup(path: &Path) -> Result<Cgroup, TargetError> {
-    let mountinfo = Path::new("/proc/self/mountinfo");
-    let text =
-        fs::read_to_string(mountinfo).map_err(|source| TargetError::Io { path: mountinfo.to_owned(), source })?;
+    let text = mountinfo::read().map_err(|source| TargetError::Io { path: mountinfo::PATH.into(), source })?;
     let mounts = cgroup2_mounts(&text);
     let Some(primary) = mounts.first() else {
         return Err(TargetError::NoCgroup2);
@@ -420,53 +396,13 @@ fn cgroup_at(given: &Path, canonical: PathBuf, mount: &Cgroup2Mount) -> Result<C
 
 /// cgroup2 mounts listed in `mountinfo`, in mount order.
 fn cgroup2_mounts(mountinfo: &str) -> Vec<Cgroup2Mount> {
-    mounts_of_type(mountinfo, "cgroup2")
+    mountinfo::mounts_of_type(mountinfo, "cgroup2")
         .into_iter()
         .map(|(root, mount_point)| {
             let root_level = Path::new(&root).components().filter(|c| matches!(c, Component::Normal(_))).count();
             Cgroup2Mount { mount_point, root_level: root_level as u32 }
         })
         .collect()
-}
-
-/// `(root, mount point)` of each mount of file system type `fstype` in
-/// `mountinfo` (proc(5) format), in mount order.
-pub(crate) fn mounts_of_type(mountinfo: &str, fstype: &str) -> Vec<(String, PathBuf)> {
-    mountinfo
-        .lines()
-        .filter_map(|line| {
-            // Optional fields end at " - ", then: type, source, super options.
-            let (mount, fs) = line.split_once(" - ")?;
-            if fs.split(' ').next()? != fstype {
-                return None;
-            }
-            let mut fields = mount.split(' ');
-            let root = unescape_mountinfo(fields.nth(3)?);
-            let mount_point = unescape_mountinfo(fields.next()?);
-            Some((root, PathBuf::from(mount_point)))
-        })
-        .collect()
-}
-
-/// Undoes mountinfo's octal escapes (`\040` for a space, …).
-fn unescape_mountinfo(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).and_then(|d| u8::from_str_radix(std::str::from_utf8(d).ok()?, 8).ok());
-        match (bytes[i], octal) {
-            (b'\\', Some(b)) => {
-                out.push(b);
-                i += 4;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -485,7 +421,7 @@ mod tests {
             // Until it has exec'd, the child is a copy of this test binary.
             let pid = child.0.id();
             for _ in 0..500 {
-                if process_name(pid).as_deref() == Some("sleep") {
+                if process::comm(pid).as_deref() == Some("sleep") {
                     return child;
                 }
                 std::thread::sleep(std::time::Duration::from_millis(10));
@@ -504,7 +440,7 @@ mod tests {
     #[test]
     fn own_pid_resolves() {
         let me = std::process::id();
-        let comm = process_name(me).expect("own comm");
+        let comm = process::comm(me).expect("own comm");
         let resolved = TargetSpec::Pids(vec![me, me]).resolve().expect("resolve own pid");
         assert_eq!(resolved.filter, Filter::Pids(vec![me]));
         assert_eq!(
@@ -527,7 +463,7 @@ mod tests {
         let resolved = TargetSpec::Pids(vec![me, other]).resolve().expect("resolve pids");
         assert_eq!(resolved.info.description, format!("pids {me},{other}"));
         // Named after every process, without a pid: not after the first one.
-        let comm = sanitize_name(&process_name(me).expect("own comm"));
+        let comm = sanitize_name(&process::comm(me).expect("own comm"));
         assert_eq!(resolved.info.file_name, format!("{comm}+sleep"));
         assert_eq!(resolved.info.file_pid, None);
         assert!(resolved.info.multi_process());
@@ -635,7 +571,7 @@ mod tests {
     #[test]
     fn name_never_matches_ourselves() {
         let me = std::process::id();
-        let comm = process_name(me).expect("own comm");
+        let comm = process::comm(me).expect("own comm");
         let re = Regex::new(&format!("^{}$", regex::escape(&comm))).unwrap();
         assert!(!find_pids_by_name(&re).contains(&me));
         let cmdline = command_line(me).expect("own cmdline");
@@ -671,7 +607,7 @@ mod tests {
     }
 
     fn primary_mount() -> PathBuf {
-        let text = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let text = mountinfo::read().unwrap();
         cgroup2_mounts(&text).into_iter().next().expect("a cgroup2 mount").mount_point
     }
 

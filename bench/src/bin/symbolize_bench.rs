@@ -18,7 +18,8 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{bail, Context as _, Result};
 use stackwatch::{
     aggregate::{Aggregate, Frames, RawSample},
-    symbolize::{parse_maps, Symbolizer},
+    procfs::maps::parse_maps,
+    symbolize::Symbolizer,
 };
 
 fn main() -> Result<()> {

@@ -23,7 +23,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 
 use super::socket_path;
-use crate::dirs::CreatedDirs;
+use crate::sys::dirs::{self, CreatedDirs};
+use crate::sys::euid;
 
 /// The control FIFO, always created afresh, opened `O_RDWR|O_NONBLOCK` and
 /// locked. Holding it open for writing too means the daemon never sees
@@ -47,7 +48,7 @@ impl ControlFifo {
         let (dir, _) = split_path(path)?;
         if std::fs::symlink_metadata(dir).is_ok() {
             check_private_dir(dir)?;
-        } else if let Err(reason) = crate::dirs::check_creatable(dir) {
+        } else if let Err(reason) = dirs::check_creatable(dir) {
             bail!("cannot create control directory `{}`: {reason}; choose another --control path", dir.display());
         }
         let uid = euid();
@@ -227,7 +228,7 @@ fn split_path(path: &Path) -> anyhow::Result<(&Path, &std::ffi::OsStr)> {
 /// open. Created 0700 when missing (and removed again with the FIFO); an
 /// existing one keeps its mode.
 fn ensure_private_dir(dir: &Path) -> anyhow::Result<CreatedDirs> {
-    let created = crate::dirs::create_dir_all(dir, 0o700)
+    let created = dirs::create_dir_all(dir, 0o700)
         .with_context(|| format!("cannot create control directory `{}`", dir.display()))?;
     check_private_dir(dir)?;
     Ok(created)
@@ -369,11 +370,6 @@ fn open_fifo(path: &Path) -> anyhow::Result<OwnedFd> {
     }
     // SAFETY: `fd` was just returned by open and is owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() }
 }
 
 #[cfg(test)]

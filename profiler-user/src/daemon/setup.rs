@@ -3,7 +3,7 @@
 //!
 //! Everything that can refuse a start is checked before anything is made
 //! ([`check_output_dir`], [`Endpoints::check`]), and what is made when a
-//! later step still fails is taken back (`crate::dirs`): a refused `watch`
+//! later step still fails is taken back (`crate::sys::dirs`): a refused `watch`
 //! leaves the file system as it found it.
 //!
 //! The programs are loaded once, at start, for every profile kind the
@@ -22,11 +22,11 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::{debug, warn};
 
 use crate::control::{self, ControlFifo};
-use crate::dirs::CreatedDirs;
 use crate::kinds::ProfileSet;
 use crate::loader::Loader;
 use crate::profile::ProfileKind;
 use crate::record::programs_for;
+use crate::sys::dirs::{self, CreatedDirs};
 use crate::target::{Filter, TargetSpec};
 
 /// The signal streams the daemon reacts to.
@@ -108,7 +108,7 @@ pub(super) fn check_output_dir(dir: &Path) -> Result<()> {
         Ok(_) => crate::record::check_output_dir(dir),
         // ENOTDIR: an ancestor is a file, which `check_creatable` names.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => {
-            crate::dirs::check_creatable(dir).map_err(|reason| {
+            dirs::check_creatable(dir).map_err(|reason| {
                 anyhow!(
                     "cannot create output directory `{}`: {reason}; choose another with --output-dir",
                     dir.display()
@@ -122,7 +122,7 @@ pub(super) fn check_output_dir(dir: &Path) -> Result<()> {
 /// Creates the output directory (0750) if missing and checks it takes
 /// files. The directories made are removed again unless the caller keeps them.
 pub(super) fn create_output_dir(dir: &Path) -> Result<CreatedDirs> {
-    let created = crate::dirs::create_dir_all(dir, 0o750).with_context(|| {
+    let created = dirs::create_dir_all(dir, 0o750).with_context(|| {
         format!("cannot create output directory `{}`; choose another with --output-dir", dir.display())
     })?;
     crate::record::check_output_dir(dir)?;

@@ -18,6 +18,7 @@ use tokio::time::{Interval, MissedTickBehavior};
 
 use crate::metrics::MetricSampler;
 use crate::monitor::{Firing, ThresholdMonitor, TriggerConfig};
+use crate::sys::thread_cpu_time;
 use crate::target::TargetSpec;
 
 /// The sampler, the decision and the timer that drives them.
@@ -135,17 +136,6 @@ fn size(bytes: u64) -> String {
     } else {
         format!("{mib:.1}MiB")
     }
-}
-
-/// CPU time of the calling thread: the sampler runs on it, so the
-/// difference around a sample is that sample's cost.
-fn thread_cpu_time() -> Option<Duration> {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes one timespec through a valid pointer.
-    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
-        return None;
-    }
-    Some(Duration::new(u64::try_from(ts.tv_sec).ok()?, u32::try_from(ts.tv_nsec).ok()?))
 }
 
 #[cfg(test)]

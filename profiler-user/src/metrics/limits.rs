@@ -12,11 +12,13 @@ use std::fs;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::procfs::{
-    parse_cfs_quota, parse_cgroup_v1_path, parse_cgroup_v2_path, parse_cpu_list, parse_cpu_max, parse_meminfo,
-    parse_memory_max, parse_v1_memory_limit, MemInfo,
+use crate::procfs::cgroup::{
+    self, parse_cfs_quota, parse_cgroup_v1_path, parse_cgroup_v2_path, parse_cpu_max, parse_memory_max,
+    parse_v1_memory_limit,
 };
-use crate::target::{cgroup_dir, mounts_of_type};
+use crate::procfs::host::{self, MemInfo};
+use crate::procfs::mountinfo;
+use crate::target::cgroup_dir;
 
 /// How long cgroup limits and a process's cgroups are trusted before being
 /// read again: they change rarely (`systemctl set-property`), and reading
@@ -33,8 +35,7 @@ pub(super) struct HostInfo {
 
 impl HostInfo {
     pub(super) fn read() -> Self {
-        let online = fs::read_to_string("/sys/devices/system/cpu/online").ok().and_then(|t| parse_cpu_list(&t));
-        let online_cpus = match online {
+        let online_cpus = match host::online_cpus() {
             Some(n) => f64::from(n),
             None => {
                 // SAFETY: sysconf has no memory-safety preconditions.
@@ -42,7 +43,7 @@ impl HostInfo {
                 (n as f64).max(1.0)
             }
         };
-        let meminfo = fs::read_to_string("/proc/meminfo").ok().and_then(|t| parse_meminfo(&t));
+        let meminfo = host::meminfo();
         if meminfo.is_none() {
             tracing::debug!("cannot read `/proc/meminfo`; memory percentages need a cgroup limit");
         }
@@ -117,7 +118,7 @@ pub(super) struct CgroupDirs {
 impl CgroupDirs {
     /// Where `pid`'s limits are, from `/proc/<pid>/cgroup`.
     pub(super) fn of_process(pid: u32, v1: &V1Mounts) -> Self {
-        let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        let text = cgroup::read(pid);
         Self {
             v2: parse_cgroup_v2_path(&text).and_then(|path| cgroup_dir(Path::new(path)).ok()),
             v1_memory: parse_cgroup_v1_path(&text, "memory").and_then(|path| v1.memory.as_ref()?.dir(path)),
@@ -143,8 +144,8 @@ struct V1Mount {
 
 impl V1Mounts {
     pub(super) fn read() -> Self {
-        let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        Self::from_mounts(&mounts_of_type(&text, "cgroup"), |path| path.is_file())
+        let text = mountinfo::read().unwrap_or_default();
+        Self::from_mounts(&mountinfo::mounts_of_type(&text, "cgroup"), |path| path.is_file())
     }
 
     fn from_mounts(mounts: &[(String, PathBuf)], exists: impl Fn(&Path) -> bool) -> Self {

@@ -22,9 +22,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::tracker::PidTracker;
-use super::{boot_time_ticks, read_proc_stat};
-use crate::capture::{monotonic_ns, CaptureWindow};
+use crate::capture::CaptureWindow;
+use crate::procfs::cputime::{cgroup_cpu_seconds, host_cpu_seconds, PidTracker};
+use crate::procfs::stat;
+use crate::sys::{boot_time_ticks, monotonic_ns, ticks_per_second};
 use crate::target::Filter;
 
 /// How often the counter is read while a capture runs. Reading costs one
@@ -168,14 +169,14 @@ enum Counter {
 impl Counter {
     fn read(&mut self) -> Option<f64> {
         match self {
-            Counter::Host => crate::cputime::host_cpu_seconds(),
-            Counter::Cgroup(dir) => crate::cputime::cgroup_cpu_seconds(dir.as_deref()?),
+            Counter::Host => host_cpu_seconds(),
+            Counter::Cgroup(dir) => cgroup_cpu_seconds(dir.as_deref()?),
             Counter::Processes { pids, tracker } => {
                 let boot_ticks = boot_time_ticks();
                 // Zombies too: their times are final, and the leader of a
                 // process whose other threads still run shows as one.
-                let stats: Vec<_> = pids.iter().filter_map(|&pid| Some((pid, read_proc_stat(pid)?))).collect();
-                Some(tracker.update(boot_ticks, &stats) as f64 / crate::cputime::ticks_per_second())
+                let stats: Vec<_> = pids.iter().filter_map(|&pid| Some((pid, stat::read(pid)?))).collect();
+                Some(tracker.update(boot_ticks, &stats) as f64 / ticks_per_second())
             }
         }
     }
@@ -300,7 +301,7 @@ mod tests {
         // All but its last interval before exiting (three, for a busy test
         // machine that runs the meter's thread late), and never more than it
         // used (give or take a clock tick, the unit of `/proc/<pid>/stat`).
-        let tick = 1.0 / crate::cputime::ticks_per_second();
+        let tick = 1.0 / ticks_per_second();
         let lost = (used - seconds) / used;
         assert!(seconds >= used - 3.0 * METER_INTERVAL.as_secs_f64(), "lost {:.0} % of it", 100.0 * lost);
         assert!(seconds <= used + 2.0 * tick, "{seconds} s > {used} s");

@@ -30,23 +30,23 @@
 
 mod limits;
 mod meter;
-mod procfs;
 mod tracker;
 
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
 use limits::{CgroupDirs, HostInfo, LimitCache, Limits, V1Mounts, LIMIT_TTL};
 pub use meter::{CpuMeter, METER_INTERVAL};
-pub use procfs::{
-    parse_cfs_quota, parse_cgroup_v1_path, parse_cgroup_v2_path, parse_cpu_list, parse_cpu_max, parse_meminfo,
-    parse_memory_max, parse_proc_stat, parse_v1_memory_limit, parse_vm_rss, MemInfo, ProcStat,
-};
-use tracker::{NameMatcher, PidTracker};
+use tracker::NameMatcher;
 
+use crate::procfs::cgroup;
+use crate::procfs::cputime::{cgroup_cpu_seconds, host_cpu_seconds, PidTracker};
+use crate::procfs::stat::{self, ProcStat};
+use crate::procfs::status::read_vm_rss;
+use crate::sys::{boot_time_ticks, ticks_per_second};
 use crate::target::{cgroup_dir, TargetSpec};
 
 /// One reading of a target's metrics.
@@ -131,9 +131,7 @@ impl MetricSampler {
     /// until it appears.
     pub fn new(target: &TargetSpec) -> Self {
         let source = match target {
-            TargetSpec::Pids(pids) => {
-                Source::Pids(pids.iter().map(|&pid| (pid, read_proc_stat(pid).map(|s| s.start_ticks))).collect())
-            }
+            TargetSpec::Pids(pids) => Source::Pids(pids.iter().map(|&pid| (pid, stat::start_time(pid))).collect()),
             TargetSpec::Name(re) => Source::Name(NameMatcher::new(re.clone())),
             TargetSpec::Cgroup(path) => Source::Cgroup(CgroupSource { spec: path.clone(), dir: None, epoch: 0 }),
             TargetSpec::Host => Source::Host,
@@ -202,7 +200,7 @@ impl MetricSampler {
             at: now,
             wall,
             present: true,
-            cpu_seconds: ticks as f64 / crate::cputime::ticks_per_second(),
+            cpu_seconds: ticks as f64 / ticks_per_second(),
             epoch: 0,
             cpu_capacity: host.capacity(limits.cpus),
             mem_bytes: pids.iter().filter_map(|&pid| read_vm_rss(pid)).sum(),
@@ -234,20 +232,20 @@ impl MetricSampler {
         };
         let epoch = source.epoch;
         let mut pids = Vec::new();
-        let cpu_seconds = match crate::cputime::cgroup_cpu_seconds(&dir) {
+        let cpu_seconds = match cgroup_cpu_seconds(&dir) {
             Some(seconds) => seconds,
             None => {
                 let boot_ticks = boot_time_ticks();
-                pids = cgroup_pids(&dir);
-                let stats: Vec<_> = pids.iter().filter_map(|&pid| Some((pid, read_proc_stat(pid)?))).collect();
-                self.tracker.update(boot_ticks, &stats) as f64 / crate::cputime::ticks_per_second()
+                pids = cgroup::tree_procs(&dir);
+                let stats: Vec<_> = pids.iter().filter_map(|&pid| Some((pid, stat::read(pid)?))).collect();
+                self.tracker.update(boot_ticks, &stats) as f64 / ticks_per_second()
             }
         };
-        let mem_bytes = match read_u64(&dir.join("memory.current")) {
+        let mem_bytes = match cgroup::memory_current(&dir) {
             Some(bytes) => bytes,
             None => {
                 if pids.is_empty() {
-                    pids = cgroup_pids(&dir);
+                    pids = cgroup::tree_procs(&dir);
                 }
                 pids.iter().filter_map(|&pid| read_vm_rss(pid)).sum()
             }
@@ -288,7 +286,7 @@ impl CgroupSource {
 
 /// The host: `/proc/stat` and `/proc/meminfo`.
 fn sample_host(now: Instant, wall: SystemTime, host: &HostInfo) -> Sample {
-    let Some(cpu_seconds) = crate::cputime::host_cpu_seconds() else {
+    let Some(cpu_seconds) = host_cpu_seconds() else {
         tracing::debug!("cannot read the host's CPU time from `/proc/stat`");
         return Sample::absent(now, wall);
     };
@@ -309,7 +307,7 @@ fn sample_host(now: Instant, wall: SystemTime, host: &HostInfo) -> Sample {
 fn pid_stats(ids: &[(u32, Option<u64>)]) -> Vec<(u32, ProcStat)> {
     ids.iter()
         .filter_map(|&(pid, start)| {
-            let stat = read_proc_stat(pid)?;
+            let stat = stat::read(pid)?;
             (Some(stat.start_ticks) == start && stat.state != 'Z').then_some((pid, stat))
         })
         .collect()
@@ -322,66 +320,13 @@ fn name_stats(matcher: &mut NameMatcher, tracker: &PidTracker, now: Instant) -> 
         .scan(now)
         .into_iter()
         .filter_map(|pid| {
-            let stat = read_proc_stat(pid)?;
+            let stat = stat::read(pid)?;
             if tracker.start_ticks(pid).is_some_and(|start| start != stat.start_ticks) && !matcher.recheck(pid, now) {
                 return None;
             }
             (stat.state != 'Z').then_some((pid, stat))
         })
         .collect()
-}
-
-/// Every process in a cgroup and its descendants. Bounded, since a
-/// hierarchy is not guaranteed to be small or stable while we walk it.
-fn cgroup_pids(dir: &Path) -> Vec<u32> {
-    const MAX_CGROUPS: usize = 4096;
-    let mut pids = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    let mut visited = 0;
-    while let Some(dir) = pending.pop() {
-        visited += 1;
-        if visited > MAX_CGROUPS {
-            tracing::debug!("stopped listing the processes of `{}` after {MAX_CGROUPS} cgroups", dir.display());
-            break;
-        }
-        if let Ok(text) = fs::read_to_string(dir.join("cgroup.procs")) {
-            pids.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
-        }
-        if let Ok(entries) = fs::read_dir(&dir) {
-            pending.extend(
-                entries.filter_map(|e| e.ok()).filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()),
-            );
-        }
-    }
-    pids.sort_unstable();
-    pids.dedup();
-    pids
-}
-
-fn read_proc_stat(pid: u32) -> Option<ProcStat> {
-    parse_proc_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
-}
-
-/// Resident memory of a process in bytes; kernel threads have none.
-fn read_vm_rss(pid: u32) -> Option<u64> {
-    parse_vm_rss(&fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
-}
-
-fn read_u64(path: &Path) -> Option<u64> {
-    fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-/// Time since boot in clock ticks, the clock of a process's start time
-/// (field 22 of `/proc/<pid>/stat`), to tell processes started since the
-/// last sample from ones that only now match.
-fn boot_time_ticks() -> Option<u64> {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec.
-    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
-        return None;
-    }
-    let ticks = crate::cputime::ticks_per_second() as u64;
-    Some(u64::try_from(ts.tv_sec).ok()? * ticks + u64::try_from(ts.tv_nsec).ok()? * ticks / 1_000_000_000)
 }
 
 #[cfg(test)]

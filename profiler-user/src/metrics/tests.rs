@@ -1,11 +1,14 @@
 //! The sampler against real processes this test starts (no root needed).
 
+use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use regex::Regex;
 
 use super::*;
+use crate::procfs::cgroup::parse_cgroup_v2_path;
+use crate::procfs::host::parse_meminfo;
 
 /// A child process, killed and reaped on drop so a failing test leaves
 /// nothing running.
@@ -220,22 +223,6 @@ fn own_process_limits() {
     assert_eq!(s.cpu_capacity, limits.cpus.map_or(online_cpus(), |quota| quota.min(online_cpus())));
     let total = parse_meminfo(&fs::read_to_string("/proc/meminfo").unwrap()).unwrap().total;
     assert_eq!(s.mem_limit, limits.mem_bytes.map_or(total, |limit| limit.min(total)));
-}
-
-#[test]
-fn cgroup_processes_include_descendants() {
-    let root = tempfile::tempdir().unwrap();
-    let child = root.path().join("a/b");
-    fs::create_dir_all(&child).unwrap();
-    fs::write(root.path().join("cgroup.procs"), "30\n10\n").unwrap();
-    fs::write(child.join("cgroup.procs"), "20\n10\n").unwrap();
-    assert_eq!(cgroup_pids(root.path()), [10, 20, 30]);
-}
-
-#[test]
-fn boot_time_is_after_our_start() {
-    let me = read_proc_stat(std::process::id()).unwrap();
-    assert!(boot_time_ticks().unwrap() >= me.start_ticks);
 }
 
 /// A cgroup v2 child this test creates (as root; elsewhere it cannot) and

@@ -23,21 +23,18 @@ use std::{
 use blazesym::symbolize::{CodeInfo, Symbolizer as BlazeSymbolizer};
 use tracing::warn;
 
-mod debuginfo;
-mod elf;
-mod gopclntab;
 mod kallsyms;
 mod objects;
 mod perfmap;
-mod plt;
-mod procmaps;
+mod pins;
 mod user;
 
 pub use objects::{CacheBudget, CacheStats};
-pub use procmaps::{parse_maps, MapsEntry};
 
 use crate::{
     aggregate::{Aggregate, Frames, RawSample},
+    objfile::buildid::kernel_build_id,
+    procfs::maps::MapsEntry,
     profile::{Line, Location, Mapping, Profile, Sample},
 };
 use objects::{Blaze, ObjectCache};
@@ -135,7 +132,9 @@ impl Symbolizer {
     }
 
     pub fn with_config(config: SymbolizerConfig) -> Self {
-        raise_open_files_limit();
+        // A descriptor per cached object and pinned file: the soft limit
+        // (often 1024) is raised toward the hard one.
+        crate::sys::raise_open_files_limit(65_536);
         let inner = BlazeSymbolizer::builder()
             .enable_code_info(true)
             .enable_inlined_fns(true)
@@ -312,7 +311,7 @@ impl Symbolizer {
             debug_dirs: &self.debug_dirs,
         };
         let resolved = context.resolve(pid, addrs);
-        let gone = !Path::new(&format!("/proc/{pid}")).exists();
+        let gone = !crate::procfs::process::exists(pid);
         for (&addr, Resolved { mapping: entry, build_id, lines }) in addrs.iter().zip(resolved) {
             let mapping = entry.as_ref().map(|m| mapping_index(tables, pid, m, build_id));
             let lines = lines.unwrap_or_else(|| {
@@ -408,73 +407,6 @@ fn unknown_name(entry: Option<&MapsEntry>, addr: u64, process_gone: bool) -> Str
         None if process_gone => format!("[exited process]+{addr:#x}"),
         None => format!("[unknown]+{addr:#x}"),
     }
-}
-
-/// Lets the symbolizer hold a descriptor per cached object and pinned file:
-/// the soft limit (often 1024) is raised toward the hard one.
-fn raise_open_files_limit() {
-    const WANTED: libc::rlim_t = 65_536;
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: `limit` is a valid, writable rlimit.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 || limit.rlim_cur >= WANTED {
-        return;
-    }
-    limit.rlim_cur = WANTED.min(limit.rlim_max);
-    // SAFETY: as above; failure leaves the limit unchanged, which is fine.
-    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
-}
-
-/// The running kernel's GNU build ID, from the ELF notes in `/sys/kernel/notes`.
-fn kernel_build_id() -> Option<String> {
-    let notes = std::fs::read("/sys/kernel/notes").ok()?;
-    parse_build_id_note(&notes)
-}
-
-/// Finds an `NT_GNU_BUILD_ID` note (name "GNU") in a raw ELF note section.
-pub fn parse_build_id_note(mut data: &[u8]) -> Option<String> {
-    const NT_GNU_BUILD_ID: u32 = 3;
-    let word = |b: &[u8]| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
-    let align4 = |n: usize| n.div_ceil(4) * 4;
-    while data.len() >= 12 {
-        let (namesz, descsz, kind) = (word(&data[0..]) as usize, word(&data[4..]) as usize, word(&data[8..]));
-        let name_end = 12 + align4(namesz);
-        let desc_end = name_end + align4(descsz);
-        if desc_end > data.len() {
-            return None;
-        }
-        if kind == NT_GNU_BUILD_ID && namesz == 4 && data[12..16] == *b"GNU\0" {
-            return Some(elf::hex(&data[name_end..name_end + descsz]));
-        }
-        data = &data[desc_end..];
-    }
-    None
-}
-
-/// The file offsets of the entries of the functions `names` in the ELF
-/// image `data` (`None` for a name not found): from the symbol table when
-/// the file has one, otherwise from the Go function table, which stripped
-/// Go binaries keep. For placing uprobes.
-pub fn function_file_offsets(data: &[u8], names: &[&str]) -> Vec<Option<u64>> {
-    use object::{Object as _, ObjectSymbol as _};
-    let Some(info) = elf::ElfInfo::parse(data) else { return vec![None; names.len()] };
-    let mut vaddrs: Vec<Option<u64>> = vec![None; names.len()];
-    if let Ok(file) = object::File::parse(data) {
-        for sym in file.symbols().filter(|s| s.is_definition()) {
-            if let Some(i) = sym.name().ok().and_then(|n| names.iter().position(|want| *want == n)) {
-                vaddrs[i].get_or_insert(sym.address());
-            }
-        }
-    }
-    if vaddrs.iter().any(Option::is_none) {
-        if let Some(table) = objects::go_table(data, &info) {
-            for (vaddr, name) in vaddrs.iter_mut().zip(names) {
-                if vaddr.is_none() {
-                    *vaddr = table.entry_of(name);
-                }
-            }
-        }
-    }
-    vaddrs.into_iter().map(|v| v.and_then(|v| elf::vaddr_to_file_offset(&info.segments, v))).collect()
 }
 
 #[cfg(test)]

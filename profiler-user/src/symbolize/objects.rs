@@ -13,8 +13,8 @@
 //!
 //! How an object is symbolized:
 //! - DWARF in the file: blazesym, with lines and inlined frames;
-//! - a separate debug file found ([`super::debuginfo`]): blazesym on that file;
-//! - a Go binary without DWARF: its `.gopclntab` ([`super::gopclntab`]);
+//! - a separate debug file found ([`crate::objfile::debuginfo`]): blazesym on that file;
+//! - a Go binary without DWARF: its `.gopclntab` ([`crate::objfile::gopclntab`]);
 //! - otherwise its ELF symbols (`.symtab`/`.dynsym`).
 //!
 //! The last also backs up the others for addresses they do not cover.
@@ -36,15 +36,15 @@ use blazesym::symbolize::{
 use memmap2::Mmap;
 use tracing::debug;
 
-use super::{
+use super::sym_lines;
+use crate::objfile::{
     debuginfo::{DebugSearch, DebugUse},
     elf::ElfInfo,
-    gopclntab::{scan_for_table, GoTable},
+    gopclntab::{go_table, GoTable},
     plt::{PltLookup, PltStubs},
-    procmaps::{FileKey, PinnedFile},
-    sym_lines,
 };
 use crate::profile::Line;
+use crate::sys::file::{FileKey, PinnedFile};
 
 /// Limits of the object cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -340,16 +340,6 @@ fn covers(info: &ElfInfo, sym: &Sym<'_>) -> bool {
         // No section headers (or not code): nothing to check against.
         None => true,
     }
-}
-
-/// The Go function table of a Go binary, if it is one.
-pub(super) fn go_table<D: AsRef<[u8]>>(map: D, info: &ElfInfo) -> Option<GoTable<D>> {
-    let loc = match info.gopclntab {
-        Some(loc) => loc,
-        None if info.maybe_go => scan_for_table(map.as_ref(), &info.segments)?,
-        None => return None,
-    };
-    GoTable::new(map, loc, info.segments.clone())
 }
 
 /// blazesym on one ELF file (whose sections `info` describes); `None` per

@@ -9,7 +9,9 @@ use std::process::Command;
 use std::sync::Arc;
 
 use super::*;
-use crate::symbolize::{debuginfo::DebugSearch, plt::PltStubs, procmaps::PinnedFile};
+use crate::objfile::{debuginfo::DebugSearch, elf, plt::PltStubs};
+use crate::procfs::maps::read_maps;
+use crate::sys::file::PinnedFile;
 
 /// Calls `strlen` and `write` through the PLT.
 const PLT_C: &str = r#"#include <string.h>
@@ -174,7 +176,7 @@ fn plt_sec_stubs_under_ibt_follow_their_relocations() {
 /// Shared libraries mapped by this test process, and the system libpython
 /// when installed: what a profile of a Python service holds.
 fn system_libraries() -> Vec<PathBuf> {
-    let maps = procmaps::read_maps(std::process::id()).expect("own maps");
+    let maps = read_maps(std::process::id()).expect("own maps");
     let mut libs: Vec<PathBuf> =
         maps.iter().filter(|m| m.is_file() && m.path.contains("/libc.so")).map(|m| PathBuf::from(&m.path)).collect();
     libs.dedup();

@@ -12,7 +12,9 @@ use std::{
 use object::{Object as _, ObjectSymbol as _};
 
 use super::*;
-use crate::symbolize::{debuginfo::DebugSearch, procmaps::PinnedFile};
+use crate::objfile::{debuginfo::DebugSearch, elf, gopclntab};
+use crate::procfs::maps::{parse_maps, read_maps};
+use crate::sys::file::PinnedFile;
 
 /// A hot function with an `always_inline` helper, itself calling another.
 const INLINE_C: &str = r#"#include <stdio.h>
@@ -172,7 +174,7 @@ fn spawn(binary: &Path, args: &[&str]) -> std::process::Child {
 
 /// The absolute address of `hot` in process `pid`.
 fn hot_address(pid: u32, binary_offsets: &[u64]) -> u64 {
-    let maps = procmaps::read_maps(pid).expect("maps");
+    let maps = read_maps(pid).expect("maps");
     let off = binary_offsets[0];
     let m =
         maps.iter().find(|m| m.is_file() && m.offset <= off && off < m.offset + (m.end - m.start)).expect("mapping");
@@ -294,24 +296,6 @@ fn names_unknown_addresses_by_module_and_offset() {
 }
 
 #[test]
-fn finds_gnu_build_id_note() {
-    let mut note = Vec::new();
-    // An unrelated note first.
-    note.extend_from_slice(&4u32.to_ne_bytes());
-    note.extend_from_slice(&4u32.to_ne_bytes());
-    note.extend_from_slice(&1u32.to_ne_bytes());
-    note.extend_from_slice(b"Xen\0");
-    note.extend_from_slice(&[1, 2, 3, 4]);
-    note.extend_from_slice(&4u32.to_ne_bytes());
-    note.extend_from_slice(&3u32.to_ne_bytes());
-    note.extend_from_slice(&3u32.to_ne_bytes());
-    note.extend_from_slice(b"GNU\0");
-    note.extend_from_slice(&[0xab, 0xcd, 0xef, 0]);
-    assert_eq!(parse_build_id_note(&note).as_deref(), Some("abcdef"));
-    assert_eq!(parse_build_id_note(&note[..10]), None);
-}
-
-#[test]
 fn symbolizes_own_process() {
     fn assert_send<T: Send>() {}
     assert_send::<Symbolizer>();
@@ -330,27 +314,4 @@ fn symbolizes_own_process() {
     let hits = s.stats().cache.hits;
     let _ = hot_profile(&mut s, pid, addr);
     assert!(s.stats().cache.hits > hits);
-}
-
-#[test]
-fn go_allocation_probe_sites_are_found_with_and_without_symbols() {
-    let want = [crate::alloc::GO_REFILL, crate::alloc::GO_ALLOC_LARGE];
-    let mut found = Vec::new();
-    for flags in [&[][..], &["-ldflags=-s -w"][..]] {
-        let Some((_dir, prog)) = gopclntab::tests::build_go(gopclntab::tests::INLINE_GO, flags) else {
-            return;
-        };
-        let data = std::fs::read(&prog).expect("read");
-        let offsets = super::function_file_offsets(&data, &want);
-        for (name, off) in want.iter().zip(&offsets) {
-            let off = off.unwrap_or_else(|| panic!("{name} not found ({flags:?})")) as usize;
-            // Go 1.17+ on amd64: the stack check, then its JBE: the probe goes past it.
-            assert_eq!(&data[off..off + 4], [0x49, 0x3b, 0x66, 0x10], "{name} prologue ({flags:?})");
-            assert_eq!(crate::alloc::past_stack_check(&data[off..]), 4, "{name} ({flags:?})");
-        }
-        found.push(offsets);
-    }
-    // The symbol table and the Go function table agree.
-    assert_eq!(found[0], found[1]);
-    assert_eq!(super::function_file_offsets(b"not an ELF file", &want), vec![None, None]);
 }

@@ -14,7 +14,7 @@
 use std::{
     collections::HashMap,
     fs::File,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{Arc, Weak},
     time::{Duration, Instant},
 };
@@ -29,13 +29,18 @@ use blazesym::{
 use tracing::debug;
 
 use super::{
-    debuginfo::DebugSearch,
     objects::{Blaze, ObjectCache, ObjectId},
     perfmap::{perf_map_path, PerfMap},
-    procmaps::{self, find_mapping, FileId, MapsEntry, PinnedFile},
+    pins::{exe_key, mapped_file_key, open_mapped_file},
     sym_lines,
 };
+use crate::objfile::debuginfo::DebugSearch;
+use crate::procfs::{
+    maps::{find_mapping, read_maps, MapsEntry},
+    process, stat, status,
+};
 use crate::profile::Line;
+use crate::sys::file::{FileId, FileKey, PinnedFile};
 
 /// Processes with a snapshot at most.
 pub const MAX_SNAPSHOTS: usize = 4096;
@@ -50,7 +55,7 @@ struct Snapshot {
     start_time: Option<u64>,
     /// The executable's identity: an `execve` keeps the pid and start
     /// time but replaces every mapping.
-    exe: Option<procmaps::FileKey>,
+    exe: Option<FileKey>,
     taken: Instant,
     maps: Vec<MapsEntry>,
     /// Pinned files by mapping start.
@@ -87,8 +92,8 @@ impl Processes {
     /// executable, snapshot not stale); for a known JIT process, opens its
     /// perf map once it exists.
     pub fn observe(&mut self, pid: u32) {
-        let start_time = procmaps::start_time(pid);
-        let exe = procmaps::exe_key(pid);
+        let start_time = stat::start_time(pid);
+        let exe = exe_key(pid);
         if let Some(snapshot) = self.snapshots.get_mut(&pid) {
             if snapshot.start_time == start_time && snapshot.exe == exe && snapshot.taken.elapsed() < REFRESH {
                 if snapshot.perf_map.is_none() && snapshot.has_anonymous_code() {
@@ -102,7 +107,7 @@ impl Processes {
             return;
         }
         // Kernel threads have no mappings: nothing to keep.
-        let Some(maps) = procmaps::read_maps(pid).filter(|m| !m.is_empty()) else { return };
+        let Some(maps) = read_maps(pid).filter(|m| !m.is_empty()) else { return };
         let mut pins = HashMap::new();
         for entry in maps.iter().filter(|m| m.is_file()) {
             if let Some(pin) = self.pin(pid, entry) {
@@ -116,7 +121,7 @@ impl Processes {
     fn pin(&mut self, pid: u32, entry: &MapsEntry) -> Option<Arc<PinnedFile>> {
         if let Some(pin) = self.pinned.get(&entry.file_id()).and_then(Weak::upgrade) {
             // The same inode number may have been recycled for a new file.
-            if procmaps::mapped_file_key(pid, entry).is_none_or(|key| key == pin.key) {
+            if mapped_file_key(pid, entry).is_none_or(|key| key == pin.key) {
                 return Some(pin);
             }
         }
@@ -127,7 +132,7 @@ impl Processes {
                 return None;
             }
         }
-        let pin = Arc::new(procmaps::open_mapped_file(pid, entry)?);
+        let pin = Arc::new(open_mapped_file(pid, entry)?);
         self.pinned.insert(entry.file_id(), Arc::downgrade(&pin));
         Some(pin)
     }
@@ -135,7 +140,7 @@ impl Processes {
     /// Frees a slot by dropping the snapshot of a live process (which
     /// `/proc` still describes); false if every snapshot is of a dead one.
     fn make_room(&mut self) -> bool {
-        let live = self.snapshots.keys().copied().find(|&pid| Path::new(&format!("/proc/{pid}")).exists());
+        let live = self.snapshots.keys().copied().find(|&pid| process::exists(pid));
         live.is_some_and(|pid| self.snapshots.remove(&pid).is_some())
     }
 
@@ -149,15 +154,15 @@ impl Processes {
     /// Drops the snapshots of processes that have exited (or whose pid was
     /// reused), and the files only they kept open.
     pub fn forget_exited(&mut self) {
-        self.snapshots.retain(|&pid, s| s.start_time.is_some() && procmaps::start_time(pid) == s.start_time);
+        self.snapshots.retain(|&pid, s| s.start_time.is_some() && stat::start_time(pid) == s.start_time);
         self.pinned.retain(|_, w| w.strong_count() > 0);
         self.capped = false;
     }
 }
 
 fn open_perf_map(pid: u32) -> Option<File> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    File::open(perf_map_path(pid, procmaps::ns_pid(&status)?)).ok()
+    let status = status::read(pid).ok()?;
+    File::open(perf_map_path(pid, status::ns_pid(&status)?)).ok()
 }
 
 /// What one address resolved to.
@@ -181,7 +186,7 @@ impl Context<'_> {
     /// Resolves `addrs` (sorted) of process `pid`.
     pub fn resolve(&mut self, pid: u32, addrs: &[u64]) -> Vec<Resolved> {
         let mut out = vec![Resolved::default(); addrs.len()];
-        let live = procmaps::read_maps(pid).unwrap_or_default();
+        let live = read_maps(pid).unwrap_or_default();
         let alive = !live.is_empty();
         // The snapshot's mappings and pins (clones of `Arc`s: `self` is
         // borrowed mutably below).
@@ -234,7 +239,7 @@ impl Context<'_> {
         // A live process's mapping is checked afresh (one `stat`): the
         // pinned file may have been replaced since.
         let key = match &pin {
-            _ if live => procmaps::mapped_file_key(pid, entry).or(pin.as_ref().map(|p| p.key)),
+            _ if live => mapped_file_key(pid, entry).or(pin.as_ref().map(|p| p.key)),
             Some(pin) => Some(pin.key),
             None => return None,
         };
@@ -243,14 +248,14 @@ impl Context<'_> {
         }
         let pin = match pin.filter(|p| Some(p.key) == key) {
             Some(pin) => pin,
-            None if live => Arc::new(procmaps::open_mapped_file(pid, entry)?),
+            None if live => Arc::new(open_mapped_file(pid, entry)?),
             None => return None,
         };
         if let Some(id) = self.objects.lookup(&pin.key) {
             return Some(id);
         }
         let search = DebugSearch {
-            process_root: live.then(|| PathBuf::from(format!("/proc/{pid}/root"))),
+            process_root: live.then(|| process::root(pid)),
             binary_path: entry.clean_path(),
             extra_dirs: self.debug_dirs,
         };
@@ -309,6 +314,6 @@ impl Context<'_> {
 }
 
 fn own_vdso_start() -> Option<u64> {
-    let maps = procmaps::read_maps(std::process::id())?;
+    let maps = read_maps(std::process::id())?;
     maps.iter().find(|m| m.path == "[vdso]").map(|m| m.start)
 }

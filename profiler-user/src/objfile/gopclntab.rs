@@ -20,7 +20,7 @@
 //! stored nowhere but in the runtime's `moduledata`, which
 //! [`find_gofunc`] locates by scanning for its pointer to the table.
 
-use super::elf::{vaddr_to_file_offset, Segment, TableLocation};
+use super::elf::{vaddr_to_file_offset, ElfInfo, Segment, TableLocation};
 
 /// `FUNCDATA_InlTree` (Go 1.16 and later).
 const FUNCDATA_INL_TREE: usize = 3;
@@ -418,6 +418,16 @@ impl<D: AsRef<[u8]>> GoTable<D> {
     }
 }
 
+/// The Go function table of a Go binary, if it is one.
+pub fn go_table<D: AsRef<[u8]>>(map: D, info: &ElfInfo) -> Option<GoTable<D>> {
+    let loc = match info.gopclntab {
+        Some(loc) => loc,
+        None if info.maybe_go => scan_for_table(map.as_ref(), &info.segments)?,
+        None => return None,
+    };
+    GoTable::new(map, loc, info.segments.clone())
+}
+
 fn looks_like_go_name(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| !c.is_control() && c != '\u{fffd}')
 }
@@ -579,5 +589,4 @@ fn read_cstr(b: &[u8], off: usize) -> Option<&str> {
 }
 
 #[cfg(test)]
-#[path = "gopclntab_tests.rs"]
 pub(crate) mod tests;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::*;
-use crate::symbolize::elf::ElfInfo;
+use crate::objfile::elf::ElfInfo;
 
 // ---------------------------------------------------------------------------
 // Hand-built tables

@@ -31,7 +31,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::{elf::ElfInfo, procmaps::PinnedFile};
+use super::elf::ElfInfo;
+use crate::sys::file::PinnedFile;
 
 /// Debug directories searched after the configured ones.
 pub const DEFAULT_DEBUG_DIRS: &[&str] = &["/usr/lib/debug", "/lib/debug"];

@@ -1,0 +1,93 @@
+//! Small facts and knobs of the operating system that several layers need:
+//! the clocks a capture is timed with, the process's own limits and
+//! identity, directories made so they can be taken back ([`dirs`]), and
+//! open files held by identity ([`file`]).
+
+pub mod dirs;
+pub mod file;
+
+use std::time::Duration;
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid pointer to a local timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
+}
+
+/// Clock ticks per second, the unit of `/proc/<pid>/stat` times.
+pub fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// Time since boot in clock ticks, the clock of a process's start time
+/// (field 22 of `/proc/<pid>/stat`), to tell processes started since a
+/// reading from ones that only now match.
+pub fn boot_time_ticks() -> Option<u64> {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        return None;
+    }
+    let ticks = ticks_per_second() as u64;
+    Some(u64::try_from(ts.tv_sec).ok()? * ticks + u64::try_from(ts.tv_nsec).ok()? * ticks / 1_000_000_000)
+}
+
+/// CPU time of the calling thread: the difference around a piece of work
+/// done on it is that work's cost.
+pub fn thread_cpu_time() -> Option<Duration> {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return None;
+    }
+    Some(Duration::new(u64::try_from(ts.tv_sec).ok()?, u32::try_from(ts.tv_nsec).ok()?))
+}
+
+/// The effective uid of this process.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; raise it so such
+/// hosts do not fail with a confusing EPERM. Harmless elsewhere.
+pub fn raise_memlock_limit() {
+    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: plain syscall with a valid pointer to a local.
+    let ret = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
+    if ret != 0 {
+        tracing::debug!("failed to raise RLIMIT_MEMLOCK: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// Raises the soft limit of open files toward `wanted` (at most the hard
+/// limit): the symbolizer holds a descriptor per cached object and pinned file.
+pub fn raise_open_files_limit(wanted: libc::rlim_t) {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `limit` is a valid, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 || limit.rlim_cur >= wanted {
+        return;
+    }
+    limit.rlim_cur = wanted.min(limit.rlim_max);
+    // SAFETY: as above; failure leaves the limit unchanged, which is fine.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boot_time_is_after_our_start() {
+        let me = crate::procfs::stat::read(std::process::id()).unwrap();
+        assert!(boot_time_ticks().unwrap() >= me.start_ticks);
+    }
+}
