@@ -11,9 +11,9 @@ use std::time::Duration;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use regex::Regex;
 
-use crate::kinds::ProfileSet;
 use crate::monitor::TriggerArgs;
 use crate::profile::ProfileKind;
+use crate::profile::ProfileSet;
 use crate::units::{parse_capture_duration, parse_ctl_timeout};
 
 /// Sampling frequencies above this cost more than they tell: each sample runs
@@ -296,7 +296,7 @@ pub(crate) fn parse_frequency(s: &str) -> Result<u64, String> {
 }
 
 fn parse_profile_kind(s: &str) -> Result<ProfileKind, String> {
-    crate::kinds::parse_kind(s)
+    crate::profile::kind::parse_kind(s)
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use anyhow::Result;
 use profiler_common::{SampleKey, STACK_ID_LOST, STACK_ID_NONE};
 
-use crate::capture::CaptureWindow;
 use crate::loader::{Loader, Stats};
+use crate::profile::capture::CaptureWindow;
 
 /// One aggregated entry of a kernel map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

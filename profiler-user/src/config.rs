@@ -10,12 +10,12 @@ use std::time::Duration;
 use crate::cli::{RecordArgs, TargetArgs, WatchArgs};
 use crate::control::DEFAULT_CONTROL_PATH;
 use crate::daemon_config::{OneOrMany, OneOrSize, WatchFile};
-use crate::kinds::ProfileSet;
 use crate::monitor::{
     parse_rule_flags, parse_sample_interval, parse_trigger_words, TriggerArgs, TriggerConfig, DEFAULT_SAMPLE_INTERVAL,
 };
-use crate::output::Formats;
+use crate::profile::format::Formats;
 use crate::profile::ProfileKind;
+use crate::profile::ProfileSet;
 use crate::retention;
 use crate::target::TargetSpec;
 

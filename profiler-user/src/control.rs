@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::kinds::ProfileSet;
+use crate::profile::ProfileSet;
 
 pub use self::fifo::{path_id, prepare_socket_path, remove_if_same, ControlFifo};
 

@@ -59,14 +59,14 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tracing::{debug, error, info, warn};
 
-use crate::capture::{CaptureWindow, Trigger};
 use crate::config::WatchConfig;
 use crate::control::{CaptureStatus, Command, DaemonState, Reply};
-use crate::kinds::ProfileSet;
 use crate::loader::Loader;
 use crate::metrics::CpuMeter;
 use crate::monitor::Rule;
+use crate::profile::capture::{CaptureWindow, Trigger};
 use crate::profile::ProfileKind;
+use crate::profile::ProfileSet;
 use crate::record::{alloc_pids, attach_kinds, programs_for};
 use crate::symbolize::Symbolizer;
 use crate::target::{Filter, ResolvedTarget, TargetSpec};

@@ -9,7 +9,6 @@
 
 pub mod aggregate;
 pub mod alloc;
-pub mod capture;
 pub mod cli;
 pub mod collect;
 pub mod config;
@@ -18,7 +17,6 @@ pub mod ctl;
 pub mod daemon;
 pub mod daemon_config;
 pub mod doctor;
-pub mod kinds;
 pub mod loader;
 pub mod metrics;
 pub mod monitor;

@@ -35,7 +35,7 @@ use profiler_common::{
 };
 use tracing::{debug, warn};
 
-use crate::capture::CaptureWindow;
+use crate::profile::capture::CaptureWindow;
 use crate::sys::{monotonic_ns, raise_memlock_limit};
 use crate::target::Filter;
 

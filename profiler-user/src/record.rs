@@ -21,13 +21,12 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::{debug, info, warn};
 
 use crate::{
-    aggregate,
-    capture::{CaptureInfo, CaptureWindow, Loss, TargetInfo, Trigger},
-    collect,
+    aggregate, collect,
     config::RecordConfig,
     loader::{Loader, Programs, Stats},
     metrics::CpuMeter,
     output,
+    profile::capture::{CaptureInfo, CaptureWindow, Loss, TargetInfo, Trigger},
     profile::{Profile, ProfileKind},
     symbolize::Symbolizer,
     target::TargetSpec,
@@ -135,7 +134,7 @@ pub async fn run(config: RecordConfig) -> Result<()> {
             continue;
         }
         writeln!(stdout, "\ntop functions ({}):", profile.kind)?;
-        write!(stdout, "{}", output::report::format_top_table(profile, 10))?;
+        write!(stdout, "{}", crate::profile::report::format_top_table(profile, 10))?;
     }
     drop(stdout);
     // The probes count nothing any more; this only keeps the process

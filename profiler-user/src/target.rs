@@ -12,9 +12,9 @@ use std::path::{Component, Path, PathBuf};
 
 use regex::Regex;
 
-use crate::capture::{TargetInfo, TargetKind};
 use crate::procfs::process::{self, command_line};
 use crate::procfs::{mountinfo, stat, status};
+use crate::profile::capture::{TargetInfo, TargetKind};
 
 /// A target as the user gave it.
 #[derive(Clone, Debug)]

@@ -22,9 +22,9 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::{debug, warn};
 
 use crate::control::{self, ControlFifo};
-use crate::kinds::ProfileSet;
 use crate::loader::Loader;
 use crate::profile::ProfileKind;
+use crate::profile::ProfileSet;
 use crate::record::programs_for;
 use crate::sys::dirs::{self, CreatedDirs};
 use crate::target::{Filter, TargetSpec};

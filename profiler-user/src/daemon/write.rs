@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use tracing::{info, warn};
 
-use crate::capture::{CaptureWindow, Trigger};
 use crate::loader::Loader;
-use crate::output::{self, Formats, Written};
+use crate::output::{self, Written};
+use crate::profile::capture::{CaptureWindow, Trigger};
+use crate::profile::format::Formats;
 use crate::profile::ProfileKind;
 use crate::retention::{self, CaptureKey, Policy};
 use crate::symbolize::Symbolizer;

@@ -22,9 +22,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::capture::CaptureWindow;
 use crate::procfs::cputime::{cgroup_cpu_seconds, host_cpu_seconds, PidTracker};
 use crate::procfs::stat;
+use crate::profile::capture::CaptureWindow;
 use crate::sys::{boot_time_ticks, monotonic_ns, ticks_per_second};
 use crate::target::Filter;
 

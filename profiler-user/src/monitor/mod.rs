@@ -63,8 +63,8 @@ pub use rules::{
     DEFAULT_JUMP_WINDOW, MAX_RULE_SAMPLES, MAX_RULE_SPAN,
 };
 
-use crate::capture::Trigger;
 use crate::metrics::Sample;
+use crate::profile::capture::Trigger;
 use crate::profile::ProfileKind;
 
 /// A rule that fired: why a capture should start now.

@@ -18,78 +18,18 @@
 //! matching names and nothing is overwritten.
 
 pub mod files;
-pub mod flamegraph;
-pub mod folded;
-pub mod manifest;
-pub mod pprof;
-pub mod report;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context as _};
 
-use crate::capture::{CaptureInfo, TargetInfo};
-use crate::profile::Profile;
+use crate::profile::capture::{CaptureInfo, TargetInfo};
+use crate::profile::format::{FileFormat, Formats};
+use crate::profile::time::UtcTime;
+use crate::profile::{flamegraph, folded, manifest, pprof, Profile};
 
 use self::files::OutputDir;
-
-/// Which file formats to write for each profile.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Formats {
-    pub pprof: bool,
-    pub svg: bool,
-    pub folded: bool,
-}
-
-impl Default for Formats {
-    fn default() -> Self {
-        Self { pprof: true, svg: true, folded: false }
-    }
-}
-
-impl Formats {
-    /// Parses a comma-separated list such as `pprof,svg,folded`. The list
-    /// replaces the default rather than adding to it; `flamegraph` is accepted
-    /// for `svg`.
-    pub fn parse(list: &str) -> Result<Formats, String> {
-        let mut formats = Formats { pprof: false, svg: false, folded: false };
-        for word in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
-            match word.to_ascii_lowercase().as_str() {
-                "pprof" => formats.pprof = true,
-                "svg" | "flamegraph" => formats.svg = true,
-                "folded" => formats.folded = true,
-                _ => return Err(format!("unknown output format `{word}` (expected pprof, svg or folded)")),
-            }
-        }
-        if formats == (Formats { pprof: false, svg: false, folded: false }) {
-            return Err("no output format given (expected pprof, svg or folded)".to_owned());
-        }
-        Ok(formats)
-    }
-}
-
-/// What a written file holds, as listed in the manifest.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FileFormat {
-    Pprof,
-    Svg,
-    Folded,
-    Manifest,
-}
-
-impl FileFormat {
-    fn extension(self) -> &'static str {
-        match self {
-            FileFormat::Pprof => "pb.gz",
-            FileFormat::Svg => "svg",
-            FileFormat::Folded => "folded",
-            FileFormat::Manifest => "json",
-        }
-    }
-}
 
 /// A file of the capture before it is written.
 struct Planned {
@@ -343,259 +283,13 @@ fn parse_sudo_owner(uid: Option<&str>, gid: Option<&str>) -> Option<(u32, u32)> 
     (uid != 0).then_some((uid, gid))
 }
 
-/// A wall-clock time broken down in UTC, without pulling in a date crate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct UtcTime {
-    pub year: i64,
-    pub month: u32,
-    pub day: u32,
-    pub hour: u32,
-    pub minute: u32,
-    pub second: u32,
-}
-
-impl UtcTime {
-    /// Times before 1970 (a badly set clock) clamp to the epoch and times
-    /// past year 9999 to its end, instead of panicking.
-    pub fn from_system(time: SystemTime) -> Self {
-        const MAX_SECS: u64 = 253_402_300_799; // 9999-12-31T23:59:59Z
-        let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()).min(MAX_SECS) as i64;
-        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-        // Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-        let year = yoe + era * 400 + i64::from(month <= 2);
-        Self {
-            year,
-            month,
-            day,
-            hour: (rem / 3600) as u32,
-            minute: (rem % 3600 / 60) as u32,
-            second: (rem % 60) as u32,
-        }
-    }
-
-    /// `20261126T123000Z`, as in file names.
-    pub fn compact(&self) -> String {
-        format!(
-            "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-            self.year, self.month, self.day, self.hour, self.minute, self.second
-        )
-    }
-
-    /// `2026-11-26`.
-    pub fn date(&self) -> String {
-        format!("{:04}-{:02}-{:02}", self.year, self.month, self.day)
-    }
-
-    /// `12:30:00`.
-    pub fn time(&self) -> String {
-        format!("{:02}:{:02}:{:02}", self.hour, self.minute, self.second)
-    }
-}
-
-/// Synthetic captures shared by the writers' tests: two processes, inlined
-/// lines, kernel frames, a location without mapping, an unsymbolized
-/// mapping, recursion, and unicode and `;` in names.
-#[cfg(test)]
-pub(crate) mod tests_support {
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-    use crate::capture::{CaptureInfo, Loss, TargetInfo, TargetKind, Trigger};
-    use crate::profile::{Line, Location, Mapping, Profile, ProfileKind, Sample, ValueType};
-
-    /// 2026-11-26T12:30:00Z.
-    pub fn start() -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(1_795_696_200)
-    }
-
-    /// Sampling period at 99 Hz.
-    pub const PERIOD_NS: i64 = 10_101_010;
-
-    fn info(target: TargetInfo, trigger: Trigger) -> CaptureInfo {
-        CaptureInfo {
-            target,
-            trigger,
-            start: start(),
-            end: start() + Duration::from_secs(30),
-            frequency_hz: 99,
-            samples_collected: 17,
-            samples_lost: 3,
-            losses: vec![Loss {
-                reason: "counts_map_full".into(),
-                count: 3,
-                detail: "the in-kernel stack map was full; raise --map-size".into(),
-            }],
-            target_cpu_seconds: Some(0.18),
-            expected_samples: Some(18),
-            host: "testhost".into(),
-            kernel: "6.8.0-test".into(),
-            stackwatch_version: "0.1.0-test".into(),
-        }
-    }
-
-    pub fn host_info() -> CaptureInfo {
-        let target = TargetInfo {
-            kind: TargetKind::Host,
-            description: "host".into(),
-            pids: vec![],
-            file_name: "host".into(),
-            file_pid: None,
-        };
-        info(target, Trigger::Manual { source: "record".into() })
-    }
-
-    pub fn pid_info() -> CaptureInfo {
-        let target = TargetInfo {
-            kind: TargetKind::Pid,
-            description: "pid 100 (myservice)".into(),
-            pids: vec![100],
-            file_name: "myservice".into(),
-            file_pid: Some(100),
-        };
-        let trigger =
-            Trigger::Rule { rule: "cpu-above 80% for 30s".into(), observed: "93.5%".into(), window: "30s".into() };
-        info(target, trigger)
-    }
-
-    fn line(function: &str, file: Option<&str>, line: Option<u32>) -> Line {
-        Line { function: function.into(), file: file.map(Into::into), line }
-    }
-
-    fn loc(address: u64, mapping: Option<usize>, lines: Vec<Line>, kernel: bool) -> Location {
-        Location { address, mapping, lines, kernel }
-    }
-
-    fn sample(pid: u32, tid: u32, comm: &str, locations: &[usize], count: i64) -> Sample {
-        Sample { pid, tid, comm: comm.into(), locations: locations.to_vec(), values: vec![count, count * PERIOD_NS] }
-    }
-
-    pub fn empty_profile() -> Profile {
-        Profile::new_cpu(99, start(), Duration::from_secs(30))
-    }
-
-    /// 17 samples in 6 stacks from `myservice` (pid 100) and `worker ü` (pid 200).
-    pub fn sample_profile() -> Profile {
-        let mut p = empty_profile();
-        p.mappings = vec![
-            Mapping {
-                start: 0x40_0000,
-                limit: 0x50_0000,
-                offset: 0,
-                path: "/usr/bin/myservice".into(),
-                build_id: Some("8f3c0ab1d2e4f5a6b7c8d9e0f1a2b3c4d5e6f708".into()),
-            },
-            Mapping {
-                start: 0x7f00_0000_0000,
-                limit: 0x7f00_0020_0000,
-                offset: 0x2_8000,
-                path: "/usr/lib/x86_64-linux-gnu/libc.so.6".into(),
-                build_id: Some("b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7081920".into()),
-            },
-            Mapping {
-                start: 0xffff_ffff_8100_0000,
-                limit: 0xffff_ffff_8300_0000,
-                offset: 0,
-                path: "[kernel.kallsyms]".into(),
-                build_id: None,
-            },
-            Mapping {
-                start: 0x60_0000,
-                limit: 0x70_0000,
-                offset: 0,
-                path: "/opt/stripped/bin/blob".into(),
-                build_id: None,
-            },
-        ];
-        p.locations = vec![
-            /* 0 */
-            loc(
-                0xffff_ffff_8100_1000,
-                Some(2),
-                vec![line("do_syscall_64", Some("arch/x86/entry/common.c"), Some(83))],
-                true,
-            ),
-            /* 1 */ loc(0xffff_ffff_8100_2000, Some(2), vec![line("entry_SYSCALL_64", None, None)], true),
-            /* 2 */
-            loc(
-                0x40_1100,
-                Some(0),
-                vec![line("inline_helper", Some("src/hot.c"), Some(10)), line("hot_loop", Some("src/hot.c"), Some(42))],
-                false,
-            ),
-            /* 3 */ loc(0x40_1200, Some(0), vec![line("main", Some("src/main.c"), Some(7))], false),
-            /* 4 */ loc(0x7f00_0002_9d90, Some(1), vec![line("__libc_start_main", None, None)], false),
-            /* 5 */ loc(0x7f00_000e_1234, Some(1), vec![line("write", None, None)], false),
-            /* 6 */ loc(0x1_2345, None, vec![line("[unknown]", None, None)], false),
-            /* 7 */
-            loc(0x40_1300, Some(0), vec![line("operator;weird<ü>", Some("src/wéird.cc"), Some(5))], false),
-            /* 8 */ loc(0x60_1400, Some(3), vec![line("blob+0x1400", None, None)], false),
-            /* 9 */ loc(0x40_1210, Some(0), vec![line("main", Some("src/main.c"), Some(9))], false),
-        ];
-        p.samples = vec![
-            sample(100, 100, "myservice", &[2, 3, 4], 4),
-            sample(100, 101, "myservice", &[2, 3, 4], 3),
-            sample(100, 100, "myservice", &[0, 1, 5, 3, 4], 2),
-            sample(200, 200, "worker ü", &[0, 1, 5, 7, 6], 6),
-            sample(200, 201, "worker ü", &[8, 7, 6], 1),
-            // `main` calling itself.
-            sample(100, 100, "myservice", &[3, 9, 4], 1),
-        ];
-        p
-    }
-
-    /// The `myservice` part of [`sample_profile`] plus a sample without a stack.
-    pub fn single_process_profile() -> Profile {
-        let mut p = sample_profile();
-        p.samples.retain(|s| s.pid == 100);
-        p.samples.push(sample(100, 102, "myservice", &[], 1));
-        p
-    }
-
-    /// Off-cpu time of `myservice`: blocked in `write` and in a futex.
-    pub fn offcpu_profile() -> Profile {
-        let mut p = sample_profile();
-        p.kind = ProfileKind::OffCpu;
-        p.sample_types = vec![ValueType::new("samples", "count"), ValueType::new("offcpu", "nanoseconds")];
-        p.default_sample_type = Some("offcpu".into());
-        p.period_type = ValueType::new("offcpu", "nanoseconds");
-        p.period = 1;
-        p.locations.push(loc(0xffff_ffff_8100_3000, Some(2), vec![line("futex_wait", None, None)], true));
-        let futex = p.locations.len() - 1;
-        p.samples = vec![
-            Sample {
-                pid: 100,
-                tid: 100,
-                comm: "myservice".into(),
-                locations: vec![0, 1, 5, 3, 4],
-                values: vec![2, 3_000_000],
-            },
-            Sample {
-                pid: 100,
-                tid: 101,
-                comm: "myservice".into(),
-                locations: vec![futex, 1, 3, 4],
-                values: vec![1, 1_500_000],
-            },
-        ];
-        p
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::cell::Cell;
     use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
-    use std::time::Duration;
 
-    use super::tests_support::{empty_profile, host_info, offcpu_profile, pid_info, sample_profile};
     use super::*;
+    use crate::profile::testdata::{empty_profile, host_info, offcpu_profile, pid_info, sample_profile};
 
     thread_local! {
         /// Makes `write_planned` fail before writing a file whose name ends so.
@@ -830,31 +524,6 @@ mod tests {
             format!("{err:#}"),
             format!("cannot write to output directory `{}`: No such file or directory (os error 2)", dir.display())
         );
-    }
-
-    #[test]
-    fn formats_parse() {
-        assert_eq!(Formats::default(), Formats { pprof: true, svg: true, folded: false });
-        assert_eq!(Formats::parse("pprof,svg,folded"), Ok(Formats { pprof: true, svg: true, folded: true }));
-        assert_eq!(Formats::parse(" folded "), Ok(Formats { pprof: false, svg: false, folded: true }));
-        assert_eq!(Formats::parse("PPROF,flamegraph"), Ok(Formats { pprof: true, svg: true, folded: false }));
-        let err = Formats::parse("pprof,png").unwrap_err();
-        assert!(err.contains("`png`"), "{err}");
-        assert!(Formats::parse("").is_err());
-        assert!(Formats::parse(",").is_err());
-    }
-
-    #[test]
-    fn utc_matches_humantime() {
-        for secs in [0u64, 59, 951_782_400 /* 2000-02-29 */, 1_795_696_200, 4_102_444_799, 253_402_300_799] {
-            let t = UNIX_EPOCH + Duration::from_secs(secs);
-            let utc = UtcTime::from_system(t);
-            let expected = humantime::format_rfc3339_seconds(t).to_string();
-            assert_eq!(format!("{}T{}Z", utc.date(), utc.time()), expected);
-        }
-        let t = UNIX_EPOCH + Duration::from_secs(1_795_696_200);
-        assert_eq!(UtcTime::from_system(t).compact(), "20261126T123000Z");
-        assert_eq!(UtcTime::from_system(UNIX_EPOCH - Duration::from_secs(5)).compact(), "19700101T000000Z");
     }
 
     #[test]

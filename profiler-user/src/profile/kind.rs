@@ -1,6 +1,6 @@
-//! Sets of profile kinds as operators write them (`cpu,offcpu`): on the
-//! command line, in the `watch` config file and after `start` on the control
-//! channel.
+//! Profile kinds, and sets of them as operators write them (`cpu,offcpu`):
+//! on the command line, in the `watch` config file and after `start` on the
+//! control channel.
 //!
 //! [`ProfileSet`] is a bit set so that it can travel inside the `Copy`
 //! control [`crate::control::Command`]; [`ProfileSet::to_vec`] gives the
@@ -9,7 +9,31 @@
 
 use std::fmt;
 
-use crate::profile::ProfileKind;
+/// The kind of a profile, as it appears in file names (`<name>-<pid>-<kind>-…`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProfileKind {
+    Cpu,
+    #[serde(rename = "offcpu")]
+    OffCpu,
+    Memory,
+}
+
+impl ProfileKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProfileKind::Cpu => "cpu",
+            ProfileKind::OffCpu => "offcpu",
+            ProfileKind::Memory => "memory",
+        }
+    }
+}
+
+impl fmt::Display for ProfileKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Every kind, in the order captures list them.
 const ALL: [ProfileKind; 3] = [ProfileKind::Cpu, ProfileKind::OffCpu, ProfileKind::Memory];

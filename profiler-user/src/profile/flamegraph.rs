@@ -16,14 +16,14 @@ use anyhow::Context as _;
 use inferno::flamegraph::color::{BasicPalette, MultiPalette, Palette};
 use inferno::flamegraph::{self, Options};
 
-use crate::capture::CaptureInfo;
-use crate::output::folded::flame_value_index;
-use crate::output::report::{format_value, group_thousands, sample_count};
-use crate::output::UtcTime;
+use crate::profile::capture::CaptureInfo;
+use crate::profile::folded::flame_value_index;
+use crate::profile::report::{format_value, group_thousands, sample_count};
+use crate::profile::time::UtcTime;
 use crate::profile::{Profile, ProfileKind};
 
 /// Renders the SVG for `profile` from its folded `lines` (as built by
-/// [`crate::output::folded::folded_lines`]). An empty profile still gives a
+/// [`crate::profile::folded::folded_lines`]). An empty profile still gives a
 /// valid SVG carrying the title and a "no samples" notice.
 pub fn render(info: &CaptureInfo, profile: &Profile, lines: &[String]) -> anyhow::Result<Vec<u8>> {
     let title = title(info, profile);
@@ -138,8 +138,8 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::output::folded::{self, folded_lines};
-    use crate::output::tests_support::{
+    use crate::profile::folded::{self, folded_lines};
+    use crate::profile::testdata::{
         empty_profile, host_info, offcpu_profile, pid_info, sample_profile, single_process_profile,
     };
 

@@ -1,7 +1,7 @@
 //! What a capture was: its target, why it ran, when, and what it lost.
 //!
-//! Filled by `record` (and later `watch`), read by the manifest writer, the
-//! flamegraph title and the file namer.
+//! Filled by the capture pipeline (for `record` and `watch` alike), read by
+//! the manifest encoder, the flamegraph title and the file namer.
 
 use std::time::{Duration, SystemTime};
 

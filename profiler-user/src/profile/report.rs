@@ -373,7 +373,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::output::tests_support::{empty_profile, sample_profile, single_process_profile, start, PERIOD_NS};
+    use crate::profile::testdata::{empty_profile, sample_profile, single_process_profile, start, PERIOD_NS};
     use crate::profile::{Line, Location};
 
     fn row(rows: &[TopEntry], name: &str) -> TopEntry {

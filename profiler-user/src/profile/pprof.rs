@@ -336,7 +336,7 @@ mod tests {
     use std::process::Command;
 
     use super::*;
-    use crate::output::tests_support::{empty_profile, sample_profile};
+    use crate::profile::testdata::{empty_profile, sample_profile};
 
     fn string(p: &proto::Profile, i: i64) -> &str {
         &p.string_table[usize::try_from(i).unwrap()]

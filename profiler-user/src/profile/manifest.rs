@@ -11,9 +11,9 @@
 
 use serde::Serialize;
 
-use crate::capture::CaptureInfo;
-use crate::output::report::{default_value_index, sample_count};
-use crate::output::FileFormat;
+use crate::profile::capture::CaptureInfo;
+use crate::profile::format::FileFormat;
+use crate::profile::report::{default_value_index, sample_count};
 use crate::profile::{Profile, ProfileKind};
 
 /// Version of the manifest layout.
@@ -127,7 +127,7 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::*;
-    use crate::output::tests_support::{empty_profile, host_info, sample_profile, PERIOD_NS};
+    use crate::profile::testdata::{empty_profile, host_info, sample_profile, PERIOD_NS};
 
     #[test]
     fn manifest_fields() {

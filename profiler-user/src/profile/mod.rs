@@ -1,38 +1,29 @@
-//! The symbolized profile of one capture, as the output writers see it.
+//! The symbolized profile of one capture, what the capture was, and the
+//! encoders that turn them into bytes.
 //!
-//! `symbolize` builds these from aggregated kernel samples; `output::*` turn
-//! them into pprof, flamegraphs, folded stacks and the top-functions table.
-//! The model mirrors pprof's (mappings, locations with inlined lines,
-//! samples with several values) so the pprof writer is a direct translation
-//! and the other writers lose nothing they need.
+//! `symbolize` builds a [`Profile`] from aggregated kernel samples; the
+//! encoders here — [`pprof`], [`flamegraph`], [`folded`], [`manifest`] and
+//! the top-functions [`report`] — turn one into a file's contents, without
+//! any I/O: where the bytes go is a sink's business (`crate::sink`). The
+//! model mirrors pprof's (mappings, locations with inlined lines, samples
+//! with several values) so the pprof encoder is a direct translation and
+//! the others lose nothing they need.
+
+pub mod capture;
+pub mod flamegraph;
+pub mod folded;
+pub mod format;
+pub mod kind;
+pub mod manifest;
+pub mod pprof;
+pub mod report;
+#[cfg(test)]
+pub(crate) mod testdata;
+pub mod time;
 
 use std::time::{Duration, SystemTime};
 
-/// The kind of a profile, as it appears in file names (`<name>-<pid>-<kind>-…`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProfileKind {
-    Cpu,
-    #[serde(rename = "offcpu")]
-    OffCpu,
-    Memory,
-}
-
-impl ProfileKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProfileKind::Cpu => "cpu",
-            ProfileKind::OffCpu => "offcpu",
-            ProfileKind::Memory => "memory",
-        }
-    }
-}
-
-impl std::fmt::Display for ProfileKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use kind::{ProfileKind, ProfileSet};
 
 /// A pprof `ValueType`: what one value of a sample measures.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -13,7 +13,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use crate::output::report::default_value_index;
+use crate::profile::report::default_value_index;
 use crate::profile::{Profile, ProfileKind};
 
 /// Frame shown when a sample has no stack or a frame has no name.
@@ -142,7 +142,7 @@ pub fn sanitize_frame(name: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::tests_support::{sample_profile, single_process_profile};
+    use crate::profile::testdata::{sample_profile, single_process_profile};
 
     #[test]
     fn sanitizes_frames() {
