@@ -8,7 +8,7 @@ use std::{
 
 use profiler_common::{STACK_ID_LOST, STACK_ID_NONE};
 
-use crate::collect::RawCapture;
+use crate::bpf::RawCapture;
 
 /// One side (user or kernel) of a sample's stack.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,7 +83,7 @@ pub fn aggregate(raw: &RawCapture) -> Aggregate {
     let mut kernel_addrs = BTreeSet::new();
     let mut samples = Vec::with_capacity(raw.counts.len());
     let mut total = 0;
-    for &crate::collect::Counted { key, count, weight, extra } in &raw.counts {
+    for &crate::bpf::Counted { key, count, weight, extra } in &raw.counts {
         let user = frames_of(key.user_stack_id);
         let kernel = frames_of(key.kernel_stack_id);
         user_addrs.entry(key.pid).or_default().extend(user.addrs().iter().copied());
@@ -134,7 +134,7 @@ mod tests {
     use profiler_common::SampleKey;
 
     use super::*;
-    use crate::collect::Counted;
+    use crate::bpf::Counted;
 
     fn key(pid: u32, tid: u32, user: u64, kernel: u64) -> SampleKey {
         let mut comm = [0u8; 16];

@@ -59,15 +59,15 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tracing::{debug, error, info, warn};
 
+use crate::bpf::Loader;
 use crate::config::WatchConfig;
 use crate::control::{CaptureStatus, Command, DaemonState, Reply};
-use crate::loader::Loader;
+use crate::kinds::{self, AttachTarget};
 use crate::metrics::CpuMeter;
 use crate::monitor::Rule;
 use crate::profile::capture::{CaptureWindow, Trigger};
 use crate::profile::ProfileKind;
 use crate::profile::ProfileSet;
-use crate::record::{alloc_pids, attach_kinds, programs_for};
 use crate::symbolize::Symbolizer;
 use crate::target::{Filter, ResolvedTarget, TargetSpec};
 
@@ -471,7 +471,7 @@ impl Daemon {
                 drop(previous);
                 info!("loading the eBPF program for {}", target.info.description);
                 self.loaded_filter = Filter::All;
-                let loader = Loader::load_with(&target.filter, programs_for(&self.loaded_kinds.to_vec()))?;
+                let loader = Loader::load_with(&target.filter, kinds::programs_for(&self.loaded_kinds.to_vec()))?;
                 self.loaded_filter = target.filter.clone();
                 loader
             }
@@ -487,8 +487,12 @@ impl Daemon {
             TargetSpec::Cgroup(path) => crate::target::cgroup_dir(path).ok(),
             _ => None,
         };
-        let probed = alloc_pids(&target.filter, cgroup_dir.as_deref());
-        let opened = attach_kinds(loader, &request.kinds, self.config.frequency_hz, &probed).and_then(|()| {
+        let attach = AttachTarget {
+            frequency_hz: self.config.frequency_hz,
+            filter: &target.filter,
+            cgroup_dir: cgroup_dir.as_deref(),
+        };
+        let opened = kinds::attach(loader, &request.kinds, &attach).and_then(|()| {
             let meter = CpuMeter::start(&target.filter, cgroup_dir.as_deref());
             Ok((meter, loader.open_window(request.duration)?))
         });

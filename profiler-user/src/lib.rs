@@ -8,16 +8,15 @@
 //! it; `doctor` checks the host.
 
 pub mod aggregate;
-pub mod alloc;
+pub mod bpf;
 pub mod cli;
-pub mod collect;
 pub mod config;
 pub mod control;
 pub mod ctl;
 pub mod daemon;
 pub mod daemon_config;
 pub mod doctor;
-pub mod loader;
+pub mod kinds;
 pub mod metrics;
 pub mod monitor;
 pub mod objfile;

@@ -21,12 +21,13 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::{debug, info, warn};
 
 use crate::{
-    aggregate, collect,
+    aggregate,
+    bpf::Loader,
     config::RecordConfig,
-    loader::{Loader, Programs, Stats},
+    kinds::{self, AttachTarget, Shape},
     metrics::CpuMeter,
     output,
-    profile::capture::{CaptureInfo, CaptureWindow, Loss, TargetInfo, Trigger},
+    profile::capture::{CaptureInfo, CaptureWindow, TargetInfo, Trigger},
     profile::{Profile, ProfileKind},
     symbolize::Symbolizer,
     target::TargetSpec,
@@ -50,7 +51,7 @@ pub async fn run(config: RecordConfig) -> Result<()> {
     // Load first: without privileges nothing (not even the directory) is
     // created. Still before any sampling.
     let loading = Instant::now();
-    let mut loader = Loader::load_with(&resolved.filter, programs_for(&config.profiles))?;
+    let mut loader = Loader::load_with(&resolved.filter, kinds::programs_for(&config.profiles))?;
     debug!(elapsed_ms = loading.elapsed().as_millis() as u64, "loaded");
     check_output_dir(&out_dir)?;
     output::files::sweep_and_log(&out_dir);
@@ -59,12 +60,9 @@ pub async fn run(config: RecordConfig) -> Result<()> {
         _ => None,
     };
     let attaching = Instant::now();
-    attach_kinds(
-        &mut loader,
-        &config.profiles,
-        config.frequency_hz,
-        &alloc_pids(&resolved.filter, cgroup_dir.as_deref()),
-    )?;
+    let target =
+        AttachTarget { frequency_hz: config.frequency_hz, filter: &resolved.filter, cgroup_dir: cgroup_dir.as_deref() };
+    kinds::attach(&mut loader, &config.profiles, &target)?;
     debug!(elapsed_ms = attaching.elapsed().as_millis() as u64, "attached");
 
     // Created before sampling: it snapshots processes as they show up, so
@@ -149,16 +147,6 @@ pub async fn run(config: RecordConfig) -> Result<()> {
         check_not_silently_empty(&info)
     } else {
         Ok(())
-    }
-}
-
-/// The processes to put allocation probes in: the target's, or the
-/// cgroup's members at capture start.
-pub fn alloc_pids(filter: &crate::target::Filter, cgroup_dir: Option<&Path>) -> Vec<u32> {
-    match (filter, cgroup_dir) {
-        (crate::target::Filter::Pids(pids), _) => pids.clone(),
-        (crate::target::Filter::Cgroup { .. }, Some(dir)) => crate::procfs::cgroup::procs(dir),
-        _ => Vec::new(),
     }
 }
 
@@ -260,59 +248,6 @@ async fn wait_for_end(
     reason
 }
 
-/// Page faults per memory-profile sample. Every fault is cheap to count
-/// relative to the fault itself, and first-touch faults are what resident
-/// growth is made of, so none are skipped by default.
-pub const DEFAULT_FAULT_PERIOD: u64 = 1;
-
-/// The kernel programs a set of profile kinds needs.
-pub fn programs_for(kinds: &[ProfileKind]) -> Programs {
-    Programs {
-        offcpu: kinds.contains(&ProfileKind::OffCpu),
-        faults: kinds.contains(&ProfileKind::Memory),
-        alloc: kinds.contains(&ProfileKind::Memory),
-        ..Programs::default()
-    }
-}
-
-/// Starts every event source `kinds` needs. Allocation probes go into
-/// `alloc_pids` (the target's processes; none for a whole-host capture,
-/// where a probe in every process's `malloc` would tax the whole machine).
-pub fn attach_kinds(loader: &mut Loader, kinds: &[ProfileKind], frequency_hz: u64, alloc_pids: &[u32]) -> Result<()> {
-    let timed =
-        |what: &str, started: Instant| debug!(elapsed_ms = started.elapsed().as_millis() as u64, "{what} attached");
-    if kinds.contains(&ProfileKind::Cpu) {
-        let started = Instant::now();
-        loader.attach(frequency_hz)?;
-        timed("cpu sampler", started);
-    }
-    if kinds.contains(&ProfileKind::OffCpu) {
-        let started = Instant::now();
-        loader.attach_offcpu()?;
-        timed("sched_switch program", started);
-    }
-    if kinds.contains(&ProfileKind::Memory) {
-        let started = Instant::now();
-        loader.attach_faults(DEFAULT_FAULT_PERIOD)?;
-        timed("page-fault sampler", started);
-        if loader.programs().alloc {
-            let started = Instant::now();
-            let sites = crate::alloc::probe_sites(alloc_pids);
-            let attached = loader.attach_alloc(&sites)?;
-            if attached.is_empty() {
-                info!("no allocator found to probe in the target: the memory profile has page faults only");
-            } else {
-                debug!(
-                    probes = attached.len(),
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "allocation probes attached"
-                );
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Drains, symbolizes and describes a capture of several profile kinds,
 /// returned in the order of `kinds`. One symbolizer pass per kind shares
 /// its caches.
@@ -333,46 +268,24 @@ pub fn finish_capture_kinds(
     let mut profiles = Vec::with_capacity(kinds.len());
     let mut losses = Vec::new();
     let mut samples_collected = 0;
-    let mut stats = None;
+    let shape = Shape { frequency_hz, programs: loader.programs(), start, duration };
     for &kind in kinds {
-        match kind {
-            ProfileKind::Cpu => {
-                let started = Instant::now();
-                let raw = collect::drain(loader).context("failed to read the samples from the kernel")?;
-                debug!(elapsed_ms = started.elapsed().as_millis() as u64, "cpu samples drained");
-                let agg = aggregate::aggregate(&raw);
-                samples_collected = agg.total;
-                losses.extend(cpu_losses(&raw.stats, &agg));
-                stats = Some(raw.stats);
-                profiles.push(symbolizer.cpu_profile(&agg, frequency_hz, start, duration));
-            }
-            ProfileKind::OffCpu => {
-                let started = Instant::now();
-                let raw = collect::drain_offcpu(loader, &window)
-                    .context("failed to read the off-CPU intervals from the kernel")?;
-                debug!(elapsed_ms = started.elapsed().as_millis() as u64, "off-cpu intervals drained");
-                let agg = aggregate::aggregate(&raw);
-                losses.extend(offcpu_losses(&raw.stats));
-                stats.get_or_insert(raw.stats);
-                let template = Profile::new_offcpu(start, duration);
-                profiles.push(symbolizer.build_profile(&agg, template, |s| vec![s.count as i64, s.weight as i64]));
-            }
-            ProfileKind::Memory => {
-                let started = Instant::now();
-                let raw = collect::drain_memory(loader, loader.programs().alloc)
-                    .context("failed to read the memory samples from the kernel")?;
-                debug!(elapsed_ms = started.elapsed().as_millis() as u64, "memory samples drained");
-                let agg = aggregate::aggregate(&raw);
-                losses.extend(fault_losses(&raw.stats));
-                stats.get_or_insert(raw.stats);
-                let template = Profile::new_memory(loader.programs().malloc_sample_bytes, start, duration);
-                let mut profile = symbolizer.build_profile(&agg, template, |s| {
-                    vec![s.count as i64, s.weight as i64, (s.extra * DEFAULT_FAULT_PERIOD) as i64]
-                });
-                profile.strip_leaf_frames(|s| s.values[0] > 0, is_allocator_frame);
-                profiles.push(profile);
-            }
+        let plugin = kinds::of(kind);
+        let started = Instant::now();
+        let raw = plugin
+            .drain(loader, &window)
+            .with_context(|| format!("failed to read the {kind} samples from the kernel"))?;
+        debug!(elapsed_ms = started.elapsed().as_millis() as u64, "{kind} samples drained");
+        let agg = aggregate::aggregate(&raw);
+        if let Some(n) = plugin.samples_collected(&agg) {
+            samples_collected = n;
         }
+        losses.extend(plugin.losses(&raw.stats, &agg));
+        let template = plugin.template(&shape);
+        let period = template.period;
+        let mut profile = symbolizer.build_profile(&agg, template, |s| plugin.values(s, period));
+        plugin.finish(&mut profile);
+        profiles.push(profile);
     }
     for p in &mut profiles {
         p.normalize();
@@ -394,81 +307,6 @@ pub fn finish_capture_kinds(
         stackwatch_version: env!("CARGO_PKG_VERSION").to_owned(),
     };
     Ok((info, profiles))
-}
-
-fn make_losses(items: &[(&str, u64, &str)]) -> Vec<Loss> {
-    items
-        .iter()
-        .filter(|(_, n, _)| *n > 0)
-        .map(|(reason, count, detail)| Loss {
-            reason: (*reason).to_owned(),
-            count: *count,
-            detail: (*detail).to_owned(),
-        })
-        .collect()
-}
-
-/// Frames of the allocators themselves, above the code that allocated.
-fn is_allocator_frame(name: &str) -> bool {
-    matches!(name, "malloc" | "__libc_malloc" | "__GI___libc_malloc" | "tcache_init" | "_int_malloc")
-        || name.starts_with("runtime.")
-}
-
-fn offcpu_losses(stats: &Stats) -> Vec<Loss> {
-    make_losses(&[
-        (
-            "offcpu_map_full",
-            stats.get(Stat::OffCpuCountsMapFull),
-            "off-CPU intervals dropped: the kernel off-CPU map was full",
-        ),
-        (
-            "offcpu_start_map_full",
-            stats.get(Stat::OffCpuStartMapFull),
-            "switch-outs not tracked: too many target threads blocked at once",
-        ),
-    ])
-}
-
-fn fault_losses(stats: &Stats) -> Vec<Loss> {
-    make_losses(&[(
-        "fault_map_full",
-        stats.get(Stat::FaultCountsMapFull),
-        "page-fault samples dropped: the kernel map was full",
-    )])
-}
-
-/// Every counted loss, by reason. Only `counts_map_full` drops a sample; the
-/// stack losses keep the sample with a `[lost … stack]` frame.
-fn cpu_losses(stats: &Stats, agg: &aggregate::Aggregate) -> Vec<Loss> {
-    let missing_user = agg.samples.iter().filter(|s| s.user == aggregate::Frames::Missing).map(|s| s.count).sum();
-    let missing_kernel = agg.samples.iter().filter(|s| s.kernel == aggregate::Frames::Missing).map(|s| s.count).sum();
-    let items: [(&str, u64, &str); 8] = [
-        ("counts_map_full", stats.get(Stat::CountsMapFull), "samples dropped: the kernel sample map was full"),
-        (
-            "user_stack_unreadable",
-            stats.get(Stat::UserStackLost),
-            "samples kept without their user stack: bpf_get_stack failed",
-        ),
-        (
-            "kernel_stack_unreadable",
-            stats.get(Stat::KernelStackLost),
-            "samples kept without their kernel stack: bpf_get_stack failed",
-        ),
-        (
-            "stack_not_stored",
-            stats.get(Stat::StackStoreFailed),
-            "samples kept without one of their stacks: the stack map was full or could not allocate",
-        ),
-        (
-            "user_stack_truncated",
-            stats.get(Stat::UserStackTruncated),
-            "user stacks cut at 127 frames (outermost callers missing)",
-        ),
-        ("kernel_stack_truncated", stats.get(Stat::KernelStackTruncated), "kernel stacks cut at 127 frames"),
-        ("user_stack_missing", missing_user, "user stacks referenced by samples but absent from the stack map"),
-        ("kernel_stack_missing", missing_kernel, "kernel stacks referenced by samples but absent from the stack map"),
-    ];
-    make_losses(&items)
 }
 
 /// Fails early, before anything is loaded, when `dir` cannot take files.

@@ -19,6 +19,7 @@ use anyhow::{bail, Context as _, Result};
 use stackwatch::{
     aggregate::{Aggregate, Frames, RawSample},
     procfs::maps::parse_maps,
+    profile::Profile,
     symbolize::Symbolizer,
 };
 
@@ -112,7 +113,9 @@ fn main() -> Result<()> {
 /// One symbolization of everything: elapsed time and % of addresses named.
 fn pass(symbolizer: &mut Symbolizer, agg: &Aggregate) -> (Duration, f64) {
     let start = Instant::now();
-    let profile = symbolizer.cpu_profile(agg, 99, SystemTime::now(), Duration::from_secs(1));
+    let template = Profile::new_cpu(99, SystemTime::now(), Duration::from_secs(1));
+    let period = template.period;
+    let profile = symbolizer.build_profile(agg, template, |s| vec![s.count as i64, s.count as i64 * period]);
     let elapsed = start.elapsed();
     let user: Vec<_> = profile.locations.iter().filter(|l| !l.kernel && l.address != 0).collect();
     let unnamed = |name: &str| name.starts_with('[') || name.contains("+0x");

@@ -21,11 +21,11 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::{debug, warn};
 
+use crate::bpf::Loader;
 use crate::control::{self, ControlFifo};
-use crate::loader::Loader;
+use crate::kinds::programs_for;
 use crate::profile::ProfileKind;
 use crate::profile::ProfileSet;
-use crate::record::programs_for;
 use crate::sys::dirs::{self, CreatedDirs};
 use crate::target::{Filter, TargetSpec};
 

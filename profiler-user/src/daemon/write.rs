@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use tracing::{info, warn};
 
-use crate::loader::Loader;
+use crate::bpf::{Detaching, Loader};
 use crate::output::{self, Written};
 use crate::profile::capture::{CaptureWindow, Trigger};
 use crate::profile::format::Formats;
@@ -57,7 +57,7 @@ pub fn write_job(mut loader: Loader, mut symbolizer: Symbolizer, job: WriteJob) 
     // window is closed, so the probes count nothing while they go.
     let detaching = loader.detach_in_background();
     let result = write_files(&loader, &mut symbolizer, &job);
-    match detaching.map(crate::loader::Detaching::wait) {
+    match detaching.map(Detaching::wait) {
         Ok(Ok(())) => {}
         Ok(Err(e)) | Err(e) => warn!("{e:#}"),
     }

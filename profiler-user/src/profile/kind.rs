@@ -20,11 +20,20 @@ pub enum ProfileKind {
 }
 
 impl ProfileKind {
+    /// Every kind, in the order captures list them.
+    pub const ALL: [ProfileKind; 3] = [ProfileKind::Cpu, ProfileKind::OffCpu, ProfileKind::Memory];
+
+    /// Its name in file names, lists and the manifest.
     pub fn as_str(self) -> &'static str {
+        self.words()[0]
+    }
+
+    /// The words operators may write for it, its name first.
+    fn words(self) -> &'static [&'static str] {
         match self {
-            ProfileKind::Cpu => "cpu",
-            ProfileKind::OffCpu => "offcpu",
-            ProfileKind::Memory => "memory",
+            ProfileKind::Cpu => &["cpu"],
+            ProfileKind::OffCpu => &["offcpu", "off-cpu"],
+            ProfileKind::Memory => &["memory", "mem"],
         }
     }
 }
@@ -35,18 +44,16 @@ impl fmt::Display for ProfileKind {
     }
 }
 
-/// Every kind, in the order captures list them.
-const ALL: [ProfileKind; 3] = [ProfileKind::Cpu, ProfileKind::OffCpu, ProfileKind::Memory];
-
 /// Parses one kind word: `cpu`, `offcpu` (`off-cpu`) or `memory` (`mem`),
 /// in any case.
 pub fn parse_kind(word: &str) -> Result<ProfileKind, String> {
-    match word.trim().to_ascii_lowercase().as_str() {
-        "cpu" => Ok(ProfileKind::Cpu),
-        "offcpu" | "off-cpu" => Ok(ProfileKind::OffCpu),
-        "memory" | "mem" => Ok(ProfileKind::Memory),
-        other => Err(format!("unknown profile kind `{other}` (expected cpu, offcpu or memory)")),
+    let word = word.trim().to_ascii_lowercase();
+    if let Some(kind) = ProfileKind::ALL.into_iter().find(|k| k.words().contains(&word.as_str())) {
+        return Ok(kind);
     }
+    let names: Vec<&str> = ProfileKind::ALL.iter().map(|k| k.as_str()).collect();
+    let (last, rest) = names.split_last().unwrap_or((&"", &[]));
+    Err(format!("unknown profile kind `{word}` (expected {} or {last})", rest.join(", ")))
 }
 
 /// A set of profile kinds.
@@ -76,11 +83,7 @@ impl ProfileSet {
     }
 
     fn bit(kind: ProfileKind) -> u8 {
-        match kind {
-            ProfileKind::Cpu => 1,
-            ProfileKind::OffCpu => 2,
-            ProfileKind::Memory => 4,
-        }
+        1 << kind as u8
     }
 
     pub fn insert(&mut self, kind: ProfileKind) {
@@ -104,9 +107,9 @@ impl ProfileSet {
         Self(self.0 | other.0)
     }
 
-    /// The kinds, cpu first, then offcpu, then memory.
+    /// The kinds, in the order of [`ProfileKind::ALL`].
     pub fn to_vec(self) -> Vec<ProfileKind> {
-        ALL.into_iter().filter(|&k| self.contains(k)).collect()
+        ProfileKind::ALL.into_iter().filter(|&k| self.contains(k)).collect()
     }
 }
 
@@ -129,7 +132,10 @@ mod tests {
         assert_eq!(set.to_string(), "cpu,memory");
         assert_eq!(ProfileSet::parse(&set.to_string()), Ok(set));
         assert_eq!(ProfileSet::parse("off-cpu").unwrap().to_vec(), [ProfileKind::OffCpu]);
-        assert!(ProfileSet::parse("cpu,gpu").unwrap_err().contains("unknown profile kind `gpu`"));
+        assert_eq!(
+            ProfileSet::parse("cpu,gpu").unwrap_err(),
+            "unknown profile kind `gpu` (expected cpu, offcpu or memory)"
+        );
         assert!(ProfileSet::parse("cpu,").unwrap_err().contains("separated by commas"));
         assert!(ProfileSet::parse("").is_err());
     }

@@ -17,7 +17,6 @@
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    time::{Duration, SystemTime},
 };
 
 use blazesym::symbolize::{CodeInfo, Symbolizer as BlazeSymbolizer};
@@ -179,23 +178,6 @@ impl Symbolizer {
             snapshots: self.processes.len(),
             pinned_files: self.processes.pinned_files(),
         }
-    }
-
-    /// Symbolizes every address of `agg` and returns a CPU profile
-    /// (`samples/count`, `cpu/nanoseconds`).
-    pub fn cpu_profile(
-        &mut self,
-        agg: &Aggregate,
-        frequency_hz: u64,
-        start: SystemTime,
-        duration: Duration,
-    ) -> Profile {
-        let template = Profile::new_cpu(frequency_hz, start, duration);
-        let period = template.period;
-        self.build_profile(agg, template, |s| {
-            let count = s.count as i64;
-            vec![count, count.saturating_mul(period)]
-        })
     }
 
     /// Symbolizes every address of `agg` into `template` (which sets the

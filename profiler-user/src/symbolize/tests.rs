@@ -6,7 +6,7 @@ use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::Arc,
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use object::{Object as _, ObjectSymbol as _};
@@ -195,7 +195,9 @@ fn hot_profile(symbolizer: &mut Symbolizer, pid: u32, addr: u64) -> Profile {
         extra: 0,
     });
     agg.total = 1;
-    symbolizer.cpu_profile(&agg, 99, SystemTime::now(), Duration::from_secs(1))
+    let template = Profile::new_cpu(99, SystemTime::now(), Duration::from_secs(1));
+    let period = template.period;
+    symbolizer.build_profile(&agg, template, |s| vec![s.count as i64, s.count as i64 * period])
 }
 
 fn outer_function(p: &Profile) -> &str {

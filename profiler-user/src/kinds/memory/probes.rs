@@ -2,30 +2,13 @@
 //! each process maps, and the Go runtime's allocation slow paths in Go
 //! executables (span refills and large allocations).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use profiler_common::{GO_PROBE_ALLOC_LARGE, GO_PROBE_REFILL};
+use profiler_common::{GO_PROBE_ALLOC_LARGE, GO_PROBE_REFILL, PROG_GO_ALLOC, PROG_MALLOC_ENTRY};
 
+use crate::bpf::UprobeSite;
 use crate::objfile::go::{go_version, past_stack_check, OLD_GO};
 use crate::procfs::{maps, process};
-
-/// One uprobe to attach.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProbeSite {
-    /// File to probe, as reachable from here (through `/proc/<pid>/root` so
-    /// binaries in containers resolve).
-    pub path: PathBuf,
-    /// Symbol to attach to.
-    pub symbol: &'static str,
-    /// Process the probe is limited to.
-    pub pid: u32,
-    /// Attach cookie (which Go slow path).
-    pub cookie: u64,
-    /// Where in the file to attach: `None` for the symbol's entry (found by
-    /// the kernel's loader from the dynamic symbols), or a file offset
-    /// computed here.
-    pub offset: Option<u64>,
-}
 
 pub const MALLOC_SYMBOL: &str = "malloc";
 
@@ -34,13 +17,14 @@ pub const GO_ALLOC_LARGE: &str = "runtime.(*mcache).allocLarge";
 
 /// The probe sites of `pids`: `malloc` in each process's libc, and
 /// the Go runtime's slow paths in each Go executable.
-pub fn probe_sites(pids: &[u32]) -> Vec<ProbeSite> {
+pub fn probe_sites(pids: &[u32]) -> Vec<UprobeSite> {
     let mut sites = Vec::new();
     for &pid in pids {
         let Some(mappings) = maps::read_maps(pid) else { continue };
         if let Some(libc) = maps::find_libc(&mappings) {
             let path = process::in_root(pid, Path::new(&libc.path));
-            sites.push(ProbeSite { path, symbol: MALLOC_SYMBOL, pid, cookie: 0, offset: None });
+            let program = PROG_MALLOC_ENTRY;
+            sites.push(UprobeSite { program, path, symbol: MALLOC_SYMBOL, offset: None, pid, cookie: 0 });
         }
         let exe = process::exe_path(pid);
         let Ok(data) = std::fs::read(&exe) else { continue };
@@ -55,7 +39,7 @@ pub fn probe_sites(pids: &[u32]) -> Vec<ProbeSite> {
                 // Not found (a runtime that renamed them): the attach by
                 // symbol fails with a warning naming the function.
                 let offset = offset.map(|off| off + past_stack_check(data.get(off as usize..).unwrap_or_default()));
-                sites.push(ProbeSite { path: exe.clone(), symbol, pid, cookie, offset });
+                sites.push(UprobeSite { program: PROG_GO_ALLOC, path: exe.clone(), symbol, offset, pid, cookie });
             }
         }
     }

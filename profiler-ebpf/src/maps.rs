@@ -1,0 +1,91 @@
+//! Every map of the object, the loader-set [`CONFIG`], and the capture
+//! window every program checks first. Capacities are `profiler_common`
+//! constants, each with the reason for its size.
+
+use aya_ebpf::{
+    helpers::generated::bpf_ktime_get_ns,
+    macros::map,
+    maps::{Array, HashMap, PerCpuArray},
+};
+use profiler_common::{
+    AllocValue, Config, OffCpuStart, OffCpuValue, SampleKey, StackRecord, Window, ALLOC_COUNTS_MAP_ENTRIES,
+    COUNTS_MAP_ENTRIES, FAULT_COUNTS_MAP_ENTRIES, OFFCPU_COUNTS_MAP_ENTRIES, OFFCPU_START_MAP_ENTRIES,
+    STACKS_MAP_ENTRIES, STATS_MAP_ENTRIES, TARGET_PIDS_MAP_ENTRIES,
+};
+
+/// Written by the loader before the program is loaded (see `Config`).
+#[unsafe(no_mangle)]
+static CONFIG: Config = Config::all();
+
+/// The loader-set configuration.
+#[inline(always)]
+pub(crate) fn config() -> Config {
+    // SAFETY: CONFIG is a read-only global the loader fills before load.
+    unsafe { core::ptr::read_volatile(&CONFIG) }
+}
+
+/// `BPF_F_NO_PREALLOC`: stacks and sample counts only cost memory once
+/// seen (the loader primes the per-CPU element caches before attaching).
+const BPF_F_NO_PREALLOC: u32 = 1;
+
+#[map]
+pub(crate) static STACKS: HashMap<u64, StackRecord> = HashMap::with_max_entries(STACKS_MAP_ENTRIES, BPF_F_NO_PREALLOC);
+
+#[map]
+pub(crate) static COUNTS: HashMap<SampleKey, u64> = HashMap::with_max_entries(COUNTS_MAP_ENTRIES, BPF_F_NO_PREALLOC);
+
+#[map]
+pub(crate) static TARGET_PIDS: HashMap<u32, u8> = HashMap::with_max_entries(TARGET_PIDS_MAP_ENTRIES, 0);
+
+#[map]
+pub(crate) static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STATS_MAP_ENTRIES, 0);
+
+#[map]
+pub(crate) static OFFCPU_START: HashMap<u64, OffCpuStart> = HashMap::with_max_entries(OFFCPU_START_MAP_ENTRIES, 0);
+
+#[map]
+pub(crate) static OFFCPU_COUNTS: HashMap<SampleKey, OffCpuValue> =
+    HashMap::with_max_entries(OFFCPU_COUNTS_MAP_ENTRIES, 0);
+
+#[map]
+pub(crate) static FAULT_COUNTS: HashMap<SampleKey, u64> = HashMap::with_max_entries(FAULT_COUNTS_MAP_ENTRIES, 0);
+
+#[map]
+pub(crate) static ALLOC_COUNTS: HashMap<SampleKey, AllocValue> = HashMap::with_max_entries(ALLOC_COUNTS_MAP_ENTRIES, 0);
+
+/// The capture window; all zeros (closed) until user space opens it.
+#[map]
+static WINDOW: Array<Window> = Array::with_max_entries(1, 0);
+
+/// Per-CPU byte countdown to the next `malloc` sample.
+#[map]
+pub(crate) static MALLOC_COUNTDOWN: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU buffer a stack is assembled in; too large for the 512-byte BPF
+/// stack.
+#[map]
+pub(crate) static SCRATCH: PerCpuArray<StackRecord> = PerCpuArray::with_max_entries(1, 0);
+
+/// The capture window as it is now.
+#[inline(always)]
+pub(crate) fn window() -> Window {
+    match WINDOW.get_ptr(0) {
+        // SAFETY: pointer to the map's only value; user space rewrites
+        // it as a whole, and each field is read once.
+        Some(w) => unsafe { core::ptr::read_volatile(w) },
+        None => Window::CLOSED,
+    }
+}
+
+/// `CLOCK_MONOTONIC` now, the clock of the window.
+#[inline(always)]
+pub(crate) fn now_ns() -> u64 {
+    // SAFETY: plain helper call.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+/// Whether an event happening now counts.
+#[inline(always)]
+pub(crate) fn in_window() -> bool {
+    window().contains(now_ns())
+}

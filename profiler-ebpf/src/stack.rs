@@ -1,0 +1,180 @@
+//! The stacks of the current task: read, and each distinct one stored once
+//! in `STACKS` under a 64-bit hash of its frames (so unlike a `STACK_TRACE`
+//! map, two stacks never evict each other). A sample refers to its stacks
+//! by these ids; one that could not be kept is `STACK_ID_LOST` and counted.
+//!
+//! A user stack is walked by an unwinder. [`user_stack`] is the one place
+//! that picks it: today the frame-pointer walk (the kernel's, through
+//! `bpf_get_stack`: [`fp_stack`], [`fp_entry_stack`]); a table-driven
+//! unwinder plugs in there, assembling its frames in the same scratch
+//! record and storing them with [`store_record`].
+
+use aya_ebpf::{
+    bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
+    helpers::{bpf_probe_read_user, generated::bpf_get_stack},
+    EbpfContext,
+};
+use aya_log_ebpf::warn;
+use profiler_common::{StackRecord, Stat, MAX_STACK_DEPTH, STACK_ID_LOST, STACK_ID_NONE};
+
+use crate::errno::{EEXIST, EFAULT};
+use crate::maps::{SCRATCH, STACKS};
+use crate::stats::bump;
+
+/// Where a user stack walk starts.
+#[derive(Clone, Copy)]
+pub(crate) enum UserStart {
+    /// Wherever the event interrupted the task (a sample, a switch-out).
+    Interrupted,
+    /// A probe at a function's first instruction, with this stack pointer:
+    /// the return address is the word at `sp`, and the frame pointer is
+    /// still the caller's.
+    FunctionEntry { sp: u64 },
+}
+
+/// The user stack of the current task, stored: its id, `STACK_ID_NONE`
+/// (a kernel thread has no user stack) or `STACK_ID_LOST`.
+#[inline(always)]
+pub(crate) fn user_stack<C: EbpfContext>(ctx: &C, start: UserStart) -> u64 {
+    match start {
+        UserStart::Interrupted => fp_stack(ctx),
+        UserStart::FunctionEntry { sp } => fp_entry_stack(ctx, sp),
+    }
+}
+
+/// The kernel stack of the current task, stored (see [`user_stack`]).
+#[inline(always)]
+pub(crate) fn kernel_stack<C: EbpfContext>(ctx: &C) -> u64 {
+    read_stack(ctx, 0, Stat::KernelStackLost, Stat::KernelStackTruncated)
+}
+
+/// The frame-pointer unwinder, where the event interrupted the task.
+#[inline(always)]
+fn fp_stack<C: EbpfContext>(ctx: &C) -> u64 {
+    read_stack(ctx, BPF_F_USER_STACK as u64, Stat::UserStackLost, Stat::UserStackTruncated)
+}
+
+/// Reads one stack with `bpf_get_stack` (`flags` says which) into the
+/// scratch record and stores it.
+#[inline(always)]
+fn read_stack<C: EbpfContext>(ctx: &C, flags: u64, lost: Stat, truncated: Stat) -> u64 {
+    let Some(buf) = SCRATCH.get_ptr_mut(0) else {
+        bump(lost);
+        return STACK_ID_LOST;
+    };
+    // SAFETY: `buf` points to this CPU's scratch record; the size passed
+    // is exactly the size of its `ips` array.
+    let ret =
+        unsafe { bpf_get_stack(ctx.as_ptr(), (*buf).ips.as_mut_ptr().cast(), (MAX_STACK_DEPTH * 8) as u32, flags) };
+    if ret == EFAULT {
+        // No stack of this kind for this sample.
+        return STACK_ID_NONE;
+    }
+    finish_stack(ctx, buf, ret, lost, truncated, 0)
+}
+
+/// The frame-pointer unwinder at a function's first instruction. There the
+/// frame pointer is still the caller's, so a frame-pointer walk would skip
+/// the caller; the stack is read one slot in and the return address (the
+/// word at `sp`) put back in slot 1.
+#[inline(always)]
+fn fp_entry_stack<C: EbpfContext>(ctx: &C, sp: u64) -> u64 {
+    let (lost, truncated) = (Stat::UserStackLost, Stat::UserStackTruncated);
+    let Some(buf) = SCRATCH.get_ptr_mut(0) else {
+        bump(lost);
+        return STACK_ID_LOST;
+    };
+    // SAFETY: the window starts at index 1 and its size is the rest of `ips`.
+    let ret = unsafe {
+        bpf_get_stack(
+            ctx.as_ptr(),
+            (*buf).ips.as_mut_ptr().add(1).cast(),
+            ((MAX_STACK_DEPTH - 1) * 8) as u32,
+            BPF_F_USER_STACK as u64,
+        )
+    };
+    if ret <= 0 {
+        return if ret == EFAULT || ret == 0 {
+            STACK_ID_NONE
+        } else {
+            bump(lost);
+            STACK_ID_LOST
+        };
+    }
+    // SAFETY: indices 0 and 1 are in bounds; the return address is read
+    // from user memory with the checked helper.
+    unsafe {
+        (*buf).ips[0] = (*buf).ips[1];
+        (*buf).ips[1] = bpf_probe_read_user(sp as *const u64).unwrap_or(0);
+    }
+    finish_stack(ctx, buf, ret, lost, truncated, 1)
+}
+
+/// Counts a failed or truncated read of `ret / 8 + extra` frames in `buf`,
+/// and stores the frames.
+#[inline(always)]
+fn finish_stack<C: EbpfContext>(
+    ctx: &C,
+    buf: *mut StackRecord,
+    ret: i64,
+    lost: Stat,
+    truncated: Stat,
+    extra: usize,
+) -> u64 {
+    if ret < 0 {
+        bump(lost);
+        return STACK_ID_LOST;
+    }
+    let len = (ret as usize / 8 + extra).min(MAX_STACK_DEPTH);
+    if len >= MAX_STACK_DEPTH - extra {
+        bump(truncated);
+    }
+    store_record(ctx, buf, len)
+}
+
+/// Hashes the first `len` frames of `buf` and stores them in `STACKS`
+/// unless that stack is there already; returns the stack's id.
+#[inline(always)]
+pub(crate) fn store_record<C: EbpfContext>(ctx: &C, buf: *mut StackRecord, len: usize) -> u64 {
+    if len == 0 {
+        return STACK_ID_NONE;
+    }
+    // FNV-1a over whole words, then a final avalanche: cheap and good
+    // enough that two distinct stacks sharing a 64-bit key is negligible.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325 ^ len as u64;
+    let mut i = 0;
+    while i < MAX_STACK_DEPTH {
+        if i >= len {
+            break;
+        }
+        // SAFETY: i < MAX_STACK_DEPTH, the array's length.
+        let ip = unsafe { *(*buf).ips.as_ptr().add(i) };
+        hash = (hash ^ ip).wrapping_mul(0x0000_0100_0000_01b3);
+        i += 1;
+    }
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    if hash == STACK_ID_NONE || hash == STACK_ID_LOST {
+        hash = 1;
+    }
+    // SAFETY: as above.
+    unsafe { (*buf).len = len as u64 };
+    if STACKS.get_ptr(hash).is_some() {
+        return hash;
+    }
+    // SAFETY: `buf` is valid for the whole record.
+    // By reference: the 1 KiB record must not be copied onto the 512-byte
+    // BPF stack.
+    let record: &StackRecord = unsafe { &*buf };
+    match STACKS.insert(hash, record, BPF_NOEXIST as u64) {
+        // Another CPU stored the same stack just now.
+        Ok(()) | Err(EEXIST) => hash,
+        Err(err) => {
+            if bump(Stat::StackStoreFailed) == 0 {
+                warn!(ctx, "failed to store a stack (error {}): such stacks are counted as lost", err);
+            }
+            STACK_ID_LOST
+        }
+    }
+}

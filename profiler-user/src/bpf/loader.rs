@@ -1,0 +1,252 @@
+//! The eBPF object itself: loads the embedded program with the target
+//! filter and the settings its programs read, verifies the programs a
+//! capture may need, and opens and closes the capture window.
+//!
+//! Loading is separate from attaching ([`super::links`]) so a daemon can load
+//! (and so verify the program against this kernel) once at start and sample
+//! only while capturing.
+//!
+//! Attaching is separate from counting: the programs count only inside the
+//! capture window (see [`profiler_common::Window`]), opened once everything
+//! is attached and enforced by the kernel, so neither attaching nor
+//! detaching (a uprobe takes from 0.1 s to minutes to detach on a crowded
+//! host) nor a late wake-up of this process stretches what a capture counts.
+
+use std::{collections::HashSet, time::Duration};
+
+use anyhow::{anyhow, Context as _, Result};
+use aya::{
+    maps::{Array, HashMap, MapData},
+    programs::{perf_event::PerfEventLinkId, uprobe::UProbeLinkId, BtfTracePoint, PerfEvent, UProbe},
+    Btf, Ebpf, EbpfLoader,
+};
+use profiler_common::{
+    Config, FilterMode, Window, MAP_ALLOC_COUNTS, MAP_FAULT_COUNTS, MAP_OFFCPU_COUNTS, MAP_OFFCPU_START,
+    MAP_TARGET_PIDS, MAP_WINDOW, PROG_CPU_SAMPLE, PROG_FAULT_SAMPLE, PROG_GO_ALLOC, PROG_MALLOC_ENTRY,
+    PROG_SCHED_SWITCH, TARGET_PIDS_MAP_ENTRIES,
+};
+use tracing::warn;
+
+use crate::profile::capture::CaptureWindow;
+use crate::sys::{monotonic_ns, raise_memlock_limit};
+use crate::target::Filter;
+
+/// The eBPF object built from `profiler-ebpf` by `build.rs`.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profiler"));
+
+/// Hint appended to errors that mean "not allowed".
+const PRIVILEGE_HINT: &str = "run as root or grant CAP_BPF and CAP_PERFMON; `stackwatch doctor` checks the host";
+
+/// Which programs besides the CPU sampler to load, and their settings:
+/// the profile kinds of a capture fill it in (`crate::kinds`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Programs {
+    /// The `sched_switch` off-CPU program (needs BTF).
+    pub offcpu: bool,
+    /// The page-fault sampler.
+    pub faults: bool,
+    /// The allocation uprobes (`malloc`, the Go runtime's allocation slow paths).
+    pub alloc: bool,
+    /// Off-CPU intervals shorter than this are not recorded.
+    pub offcpu_min_ns: u64,
+    /// `malloc` sampling period in bytes.
+    pub malloc_sample_bytes: u64,
+}
+
+impl Default for Programs {
+    fn default() -> Self {
+        Self { offcpu: false, faults: false, alloc: false, offcpu_min_ns: 1000, malloc_sample_bytes: 512 * 1024 }
+    }
+}
+
+/// The loaded program, its maps and (while sampling) its perf-event links.
+pub struct Loader {
+    pub(super) ebpf: Ebpf,
+    pub(super) cpu_links: Vec<PerfEventLinkId>,
+    pub(super) fault_links: Vec<PerfEventLinkId>,
+    pub(super) offcpu_link: Option<aya::programs::tp_btf::BtfTracePointLinkId>,
+    /// Attached uprobes, with the name of their program.
+    pub(super) uprobe_links: Vec<(&'static str, UProbeLinkId)>,
+    /// The open (or last) capture window; `None` while it is closed.
+    pub(super) window: Option<CaptureWindow>,
+    pub(super) programs: Programs,
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+}
+
+impl Loader {
+    /// Loads and verifies the CPU sampler and the `programs` asked for.
+    pub fn load_with(filter: &Filter, programs: Programs) -> Result<Self> {
+        raise_memlock_limit();
+        let mut config = match filter {
+            Filter::All => Config::all(),
+            Filter::Pids(_) => Config { filter_mode: FilterMode::Pids as u32, ..Config::all() },
+            Filter::Cgroup { id, level } => {
+                Config { filter_mode: FilterMode::Cgroup as u32, cgroup_level: *level, cgroup_id: *id, ..Config::all() }
+            }
+        };
+        config.offcpu_min_ns = programs.offcpu_min_ns;
+        config.malloc_sample_bytes = programs.malloc_sample_bytes.max(1);
+        let mut ebpf_loader = EbpfLoader::new();
+        ebpf_loader.override_global(profiler_common::GLOBAL_CONFIG, &config, true);
+        // The maps of programs not loaded, and the pid filter outside pid-set
+        // mode, are never written: one entry each instead of thousands keeps
+        // ~4 MiB of preallocated kernel memory free (measured by `cargo xtask
+        // bench`).
+        let unused = [
+            // Read only in pid-set mode, where the filter mode (a load-time
+            // constant) says so.
+            (MAP_TARGET_PIDS, matches!(filter, Filter::Pids(_))),
+            (MAP_OFFCPU_START, programs.offcpu),
+            (MAP_OFFCPU_COUNTS, programs.offcpu),
+            (MAP_FAULT_COUNTS, programs.faults),
+            (MAP_ALLOC_COUNTS, programs.alloc),
+        ];
+        for (map, _) in unused.iter().filter(|(_, used)| !used) {
+            ebpf_loader.map_max_entries(map, 1);
+        }
+        let mut ebpf =
+            ebpf_loader.load(EBPF_OBJECT).map_err(|e| privilege_aware(anyhow!(e), "failed to load the eBPF object"))?;
+        let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+            Ok(logger) => Some(logger),
+            Err(e) => {
+                warn!("eBPF program logs are unavailable: {e}");
+                None
+            }
+        };
+        let program: &mut PerfEvent = typed_program(&mut ebpf, PROG_CPU_SAMPLE)?;
+        program.load().map_err(|e| privilege_aware(anyhow!(e), "the kernel rejected the perf_event program"))?;
+        if programs.offcpu {
+            let btf = Btf::from_sys_fs().context(
+                "off-CPU profiling needs kernel BTF (`/sys/kernel/btf/vmlinux`), which this kernel does not provide",
+            )?;
+            let program: &mut BtfTracePoint = typed_program(&mut ebpf, PROG_SCHED_SWITCH)?;
+            program
+                .load("sched_switch", &btf)
+                .map_err(|e| privilege_aware(anyhow!(e), "the kernel rejected the sched_switch (off-CPU) program"))?;
+        }
+        if programs.faults {
+            let program: &mut PerfEvent = typed_program(&mut ebpf, PROG_FAULT_SAMPLE)?;
+            program.load().map_err(|e| privilege_aware(anyhow!(e), "the kernel rejected the page-fault program"))?;
+        }
+        if programs.alloc {
+            for name in [PROG_MALLOC_ENTRY, PROG_GO_ALLOC] {
+                let program: &mut UProbe = typed_program(&mut ebpf, name)?;
+                program
+                    .load()
+                    .map_err(|e| privilege_aware(anyhow!(e), &format!("the kernel rejected the `{name}` uprobe")))?;
+            }
+        }
+        let mut loader = Self {
+            ebpf,
+            cpu_links: Vec::new(),
+            fault_links: Vec::new(),
+            offcpu_link: None,
+            uprobe_links: Vec::new(),
+            window: None,
+            programs,
+            logger,
+        };
+        if let Filter::Pids(pids) = filter {
+            loader.set_target_pids(pids)?;
+        }
+        Ok(loader)
+    }
+
+    /// Replaces the set of processes the program keeps (for `Filter::Pids`).
+    pub fn set_target_pids(&mut self, pids: &[u32]) -> Result<()> {
+        if pids.len() > TARGET_PIDS_MAP_ENTRIES as usize {
+            anyhow::bail!(
+                "{} processes selected, more than the {TARGET_PIDS_MAP_ENTRIES} the filter holds; narrow the target",
+                pids.len()
+            );
+        }
+        let mut map: HashMap<&mut MapData, u32, u8> = HashMap::try_from(self.map_mut(MAP_TARGET_PIDS)?)?;
+        let wanted: HashSet<u32> = pids.iter().copied().collect();
+        let stale: Vec<u32> = map.keys().filter_map(Result::ok).filter(|p| !wanted.contains(p)).collect();
+        for pid in stale {
+            map.remove(&pid).with_context(|| format!("failed to remove pid {pid} from the filter"))?;
+        }
+        for pid in wanted {
+            map.insert(pid, 1, 0).with_context(|| format!("failed to add pid {pid} to the filter"))?;
+        }
+        Ok(())
+    }
+
+    /// Starts counting, for `duration` (the kernel stops at the end by
+    /// itself). Call once every event source is attached.
+    pub fn open_window(&mut self, duration: Duration) -> Result<CaptureWindow> {
+        let window = CaptureWindow::starting_now(duration);
+        self.write_window(window.kernel())?;
+        self.window = Some(window);
+        Ok(window)
+    }
+
+    /// Stops counting now, unless the window already ended, and returns it
+    /// as it was counted. `None` if no window was opened.
+    pub fn close_window(&mut self) -> Result<Option<CaptureWindow>> {
+        let Some(window) = self.window else { return Ok(None) };
+        let closed = window.closed_at(monotonic_ns());
+        if closed != window {
+            self.write_window(closed.kernel())?;
+            self.window = Some(closed);
+        }
+        Ok(Some(closed))
+    }
+
+    pub(super) fn write_window(&mut self, window: Window) -> Result<()> {
+        let mut map: Array<&mut MapData, Window> = Array::try_from(self.map_mut(MAP_WINDOW)?)?;
+        map.set(0, window, 0).context("failed to set the capture window")
+    }
+
+    /// What was loaded.
+    pub fn programs(&self) -> Programs {
+        self.programs
+    }
+
+    /// Forwards pending eBPF log records to the `log` facade.
+    pub fn flush_logs(&mut self) {
+        if let Some(logger) = &mut self.logger {
+            logger.flush();
+        }
+    }
+
+    pub(super) fn map(&self, name: &str) -> Result<&aya::maps::Map> {
+        self.ebpf.map(name).ok_or_else(|| anyhow!("map `{name}` missing from the eBPF object"))
+    }
+
+    pub(super) fn map_mut(&mut self, name: &str) -> Result<&mut aya::maps::Map> {
+        self.ebpf.map_mut(name).ok_or_else(|| anyhow!("map `{name}` missing from the eBPF object"))
+    }
+}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        // Links would also go with `Ebpf`, but detach explicitly so nothing
+        // samples while the maps are torn down.
+        let _ = self.detach();
+    }
+}
+
+/// The program `name` of `ebpf`, as its concrete type.
+pub(super) fn typed_program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let program = ebpf.program_mut(name).ok_or_else(|| anyhow!("program `{name}` missing from the eBPF object"))?;
+    <&mut T>::try_from(program).with_context(|| format!("program `{name}` has an unexpected type"))
+}
+
+/// One sentence for `what` failing: with the privilege hint (and without
+/// aya's nested repetition of the same cause) when it was EPERM/EACCES.
+pub(super) fn privilege_aware(err: anyhow::Error, what: &str) -> anyhow::Error {
+    let text = format!("{err:#}");
+    // EPERM is a missing privilege. (EACCES from a program load is the
+    // verifier rejecting it, which is a bug or an unsupported kernel: keep
+    // its log.)
+    let denied = text.contains("Operation not permitted");
+    if denied {
+        anyhow!("{what}: permission denied; {PRIVILEGE_HINT}")
+    } else {
+        anyhow!("{what}: {text}")
+    }
+}

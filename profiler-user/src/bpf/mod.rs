@@ -1,0 +1,17 @@
+//! The kernel side as user space sees it: the embedded eBPF object, loaded
+//! with a target filter ([`loader`]), its programs attached to their events
+//! and detached again ([`links`]), typed access to its maps ([`maps`]), and
+//! what a capture left in them, drained as plain data ([`drain`]).
+//!
+//! It knows which programs and maps the object has, not what profile kinds
+//! make of them: that is `crate::kinds`.
+
+pub mod drain;
+pub mod links;
+pub mod loader;
+pub mod maps;
+
+pub use drain::{Counted, RawCapture};
+pub use links::{Detaching, UprobeSite};
+pub use loader::{Loader, Programs};
+pub use maps::Stats;
