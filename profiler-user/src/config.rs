@@ -16,7 +16,7 @@ use crate::monitor::{
 use crate::profile::format::Formats;
 use crate::profile::ProfileKind;
 use crate::profile::ProfileSet;
-use crate::retention;
+use crate::sink::retention;
 use crate::target::TargetSpec;
 
 /// A command line that is well-formed but asks for something stackwatch

@@ -50,6 +50,7 @@ mod setup;
 mod triggers;
 mod write;
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, Context as _, Result};
@@ -62,12 +63,13 @@ use tracing::{debug, error, info, warn};
 use crate::bpf::Loader;
 use crate::config::WatchConfig;
 use crate::control::{CaptureStatus, Command, DaemonState, Reply};
-use crate::kinds::{self, AttachTarget};
-use crate::metrics::CpuMeter;
+use crate::kinds;
 use crate::monitor::Rule;
-use crate::profile::capture::{CaptureWindow, Trigger};
+use crate::pipeline::Session;
+use crate::profile::capture::Trigger;
 use crate::profile::ProfileKind;
 use crate::profile::ProfileSet;
+use crate::sink::{DirSink, Sink};
 use crate::symbolize::Symbolizer;
 use crate::target::{Filter, ResolvedTarget, TargetSpec};
 
@@ -99,7 +101,7 @@ pub async fn run(config: WatchConfig) -> Result<()> {
     let created_output = create_output_dir(&config.output_dir)?;
     let mut endpoints = Endpoints::open(&config.control)?;
     created_output.keep();
-    crate::output::files::sweep_and_log(&config.output_dir);
+    crate::sink::files::sweep_and_log(&config.output_dir);
     let triggers = Triggers::new(&config.triggers, &config.target);
 
     let (tx, mut rx) = mpsc::channel(QUEUE);
@@ -201,11 +203,9 @@ struct Capture {
     source: Source,
     trigger: Trigger,
     kinds: Vec<ProfileKind>,
-    /// As opened: its planned end is the deadline.
-    window: CaptureWindow,
+    session: Session,
     started: Instant,
     duration: Duration,
-    meter: CpuMeter,
 }
 
 /// What a `ctl` caller waiting on a write wants to hear.
@@ -229,6 +229,8 @@ struct Writing {
 
 struct Daemon {
     config: WatchConfig,
+    /// Where captures go: files in the output directory.
+    sink: Arc<dyn Sink>,
     /// `None` only while a write holds it, or after a writer panicked (the
     /// next capture loads a fresh one).
     loader: Option<Loader>,
@@ -252,8 +254,10 @@ impl Daemon {
     fn new(config: WatchConfig, loaded: Loaded, triggers: Option<Triggers>) -> Self {
         let mut ticker = tokio::time::interval(TICK);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let sink = Arc::new(DirSink::new(config.output_dir.clone(), config.formats, None));
         Self {
             config,
+            sink,
             loader: Some(loaded.loader),
             symbolizer: Some(Symbolizer::new()),
             loaded_filter: loaded.filter,
@@ -483,39 +487,24 @@ impl Daemon {
         // Normally already empty (the writer clears); a failed clear must
         // not leak an old capture's samples into this one.
         loader.clear().context("failed to empty the kernel maps before the capture")?;
-        let cgroup_dir = match &self.config.target {
-            TargetSpec::Cgroup(path) => crate::target::cgroup_dir(path).ok(),
-            _ => None,
-        };
-        let attach = AttachTarget {
-            frequency_hz: self.config.frequency_hz,
-            filter: &target.filter,
-            cgroup_dir: cgroup_dir.as_deref(),
-        };
-        let opened = kinds::attach(loader, &request.kinds, &attach).and_then(|()| {
-            let meter = CpuMeter::start(&target.filter, cgroup_dir.as_deref());
-            Ok((meter, loader.open_window(request.duration)?))
-        });
-        let (meter, window) = match opened {
-            Ok(opened) => opened,
-            Err(e) => {
-                // Whatever did attach must not keep sampling an idle daemon.
-                if let Err(detach) = loader.detach() {
-                    warn!("{detach:#}");
-                }
-                return Err(e);
-            }
-        };
+        let cgroup_dir = self.config.target.cgroup_dir();
+        let session = Session::start(
+            loader,
+            &request.kinds,
+            self.config.frequency_hz,
+            &target.filter,
+            cgroup_dir.as_deref(),
+            request.duration,
+        )?;
         self.ticker.reset();
         self.capture = Some(Capture {
             target,
             source: request.source,
             trigger: request.trigger,
             kinds: request.kinds,
-            window,
+            session,
             started: Instant::now(),
             duration: request.duration,
-            meter,
         });
         Ok(())
     }
@@ -531,32 +520,19 @@ impl Daemon {
         };
         // The kernel stops counting now (at the deadline it already had);
         // the writing thread detaches, however long that takes.
-        let window = match loader.close_window() {
-            Ok(Some(window)) => window,
-            failed => {
-                if let Err(e) = failed {
-                    warn!("{e:#}; detaching at once instead");
-                }
-                if let Err(e) = loader.detach() {
-                    warn!("{e:#}");
-                }
-                capture.window.closed_at(crate::sys::monotonic_ns())
-            }
-        };
-        let cpu_seconds = capture.meter.finish(&window);
+        let ended = capture.session.stop(&mut loader);
         loader.flush_logs();
         let description = capture.target.info.description.clone();
         info!(target = %description, "capture ended ({reason}); writing its files");
         sd_notify(&format!("STATUS=writing {description}"));
         let job = WriteJob {
             output_dir: self.config.output_dir.clone(),
-            formats: self.config.formats,
+            sink: Arc::clone(&self.sink),
             policy: self.config.retention,
             trigger: capture.trigger,
             kinds: capture.kinds,
             frequency_hz: self.config.frequency_hz,
-            window,
-            cpu_seconds,
+            ended,
             target: capture.target,
         };
         let symbolizer = self.symbolizer.take().unwrap_or_default();
@@ -566,31 +542,10 @@ impl Daemon {
     }
 
     fn tick(&mut self) {
-        let Some(loader) = self.loader.as_mut() else { return };
-        loader.flush_logs();
-        let Some(capture) = self.capture.as_mut() else { return };
-        // Pin the mappings of processes seen so far, so one that exits
-        // before the capture ends still gets names.
-        if let (Some(symbolizer), Ok(pids)) = (self.symbolizer.as_mut(), loader.pids_seen()) {
-            symbolizer.observe_pids(&pids);
-        }
-        match &self.config.target {
-            TargetSpec::Name(re) => {
-                let pids = crate::target::find_pids_by_name(re);
-                if !pids.is_empty() {
-                    if let Err(e) = loader.set_target_pids(&pids) {
-                        warn!("failed to update the target processes: {e:#}");
-                    }
-                    capture.meter.set_pids(&pids);
-                }
-            }
-            TargetSpec::Pids(_) => {
-                let alive = capture.target.info.pids.iter().any(|&p| crate::procfs::process::exists(p));
-                if !alive {
-                    self.stop_capture(EndReason::TargetExited, None);
-                }
-            }
-            TargetSpec::Cgroup(_) | TargetSpec::Host => {}
+        let (Some(loader), Some(capture)) = (self.loader.as_mut(), self.capture.as_ref()) else { return };
+        let symbolizer = self.symbolizer.get_or_insert_with(Symbolizer::new);
+        if !capture.session.tick(loader, symbolizer, &self.config.target, &capture.target.info.pids) {
+            self.stop_capture(EndReason::TargetExited, None);
         }
     }
 
@@ -753,7 +708,7 @@ impl Daemon {
         Some(CaptureStatus {
             target: capture.target.info.description.clone(),
             source: capture.source.as_str().to_owned(),
-            started: humantime::format_rfc3339_seconds(capture.window.start).to_string(),
+            started: humantime::format_rfc3339_seconds(capture.session.window.start).to_string(),
             elapsed_ms: elapsed.as_millis() as u64,
             remaining_ms: capture.duration.saturating_sub(elapsed).as_millis() as u64,
             samples,

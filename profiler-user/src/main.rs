@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use clap::error::ErrorKind;
 use clap::Parser as _;
 use stackwatch::cli::{Cli, Command};
-use stackwatch::config::{RecordConfig, UsageError, WatchConfig};
+use stackwatch::commands;
+use stackwatch::config::UsageError;
 use stackwatch::target::TargetError;
 use tracing_log::AsLog as _;
 use tracing_subscriber::EnvFilter;
@@ -23,32 +24,20 @@ fn main() -> ExitCode {
     };
     init_logging(cli.verbose);
     match cli.command {
-        Command::Record(args) => {
-            let config = match RecordConfig::from_args(&args) {
-                Ok(config) => config,
-                Err(e) => return fail(&anyhow::Error::new(e)),
-            };
-            match run_async(stackwatch::record::run(config)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(&e),
-            }
-        }
-        Command::Watch(args) => {
-            let config = match WatchConfig::load(&args) {
-                Ok(config) => config,
-                Err(e) => return fail(&anyhow::Error::new(e)),
-            };
-            match run_async(stackwatch::daemon::run(config)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(&e),
-            }
-        }
-        Command::Ctl(args) => match stackwatch::ctl::run(&args) {
+        Command::Record(args) => match run_async(commands::record::run(&args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        },
+        Command::Watch(args) => match run_async(commands::watch::run(&args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        },
+        Command::Ctl(args) => match commands::ctl::run(&args) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(EXIT_FAILURE),
             Err(e) => fail(&e),
         },
-        Command::Doctor(_) => match stackwatch::doctor::run() {
+        Command::Doctor(_) => match commands::doctor::run() {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(EXIT_FAILURE),
             Err(e) => fail(&e),

@@ -72,6 +72,14 @@ pub enum TargetError {
 }
 
 impl TargetSpec {
+    /// The directory of a `--cgroup` target, if it exists now.
+    pub fn cgroup_dir(&self) -> Option<PathBuf> {
+        match self {
+            TargetSpec::Cgroup(path) => cgroup_dir(path).ok(),
+            _ => None,
+        }
+    }
+
     /// Checks the target exists and resolves it to a filter and a
     /// description.
     pub fn resolve(&self) -> Result<ResolvedTarget, TargetError> {

@@ -26,6 +26,7 @@ use crate::control::{self, ControlFifo};
 use crate::kinds::programs_for;
 use crate::profile::ProfileKind;
 use crate::profile::ProfileSet;
+use crate::sink::dir::check_output_dir as check_writable;
 use crate::sys::dirs::{self, CreatedDirs};
 use crate::target::{Filter, TargetSpec};
 
@@ -105,7 +106,7 @@ pub(super) fn check_output_dir(dir: &Path) -> Result<()> {
         Ok(meta) if !meta.is_dir() => {
             bail!("output directory `{}` is not a directory; choose another with --output-dir", dir.display())
         }
-        Ok(_) => crate::record::check_output_dir(dir),
+        Ok(_) => check_writable(dir),
         // ENOTDIR: an ancestor is a file, which `check_creatable` names.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => {
             dirs::check_creatable(dir).map_err(|reason| {
@@ -125,7 +126,7 @@ pub(super) fn create_output_dir(dir: &Path) -> Result<CreatedDirs> {
     let created = dirs::create_dir_all(dir, 0o750).with_context(|| {
         format!("cannot create output directory `{}`; choose another with --output-dir", dir.display())
     })?;
-    crate::record::check_output_dir(dir)?;
+    check_writable(dir)?;
     Ok(created)
 }
 

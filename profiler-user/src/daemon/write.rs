@@ -4,23 +4,25 @@
 
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use tracing::{info, warn};
 
 use crate::bpf::{Detaching, Loader};
-use crate::output::{self, Written};
-use crate::profile::capture::{CaptureWindow, Trigger};
-use crate::profile::format::Formats;
+use crate::pipeline::{self, Ended};
+use crate::profile::capture::Trigger;
 use crate::profile::ProfileKind;
-use crate::retention::{self, CaptureKey, Policy};
+use crate::sink::retention::{self, CaptureKey, Policy};
+use crate::sink::{files, Sink, Written};
 use crate::symbolize::Symbolizer;
 use crate::target::ResolvedTarget;
 
 /// Everything the writing thread needs.
 pub struct WriteJob {
+    /// The sink's directory: recreated if it vanished, and pruned.
     pub output_dir: PathBuf,
-    pub formats: Formats,
+    pub sink: Arc<dyn Sink>,
     pub policy: Policy,
     pub target: ResolvedTarget,
     pub trigger: Trigger,
@@ -28,8 +30,7 @@ pub struct WriteJob {
     pub kinds: Vec<ProfileKind>,
     pub frequency_hz: u64,
     /// As counted: closed, the kernel changes nothing in the maps any more.
-    pub window: CaptureWindow,
-    pub cpu_seconds: Option<f64>,
+    pub ended: Ended,
 }
 
 /// A capture that reached the output stage.
@@ -76,7 +77,7 @@ pub fn write_job(mut loader: Loader, mut symbolizer: Symbolizer, job: WriteJob) 
             apply_retention(&job.output_dir, &job.policy, keep.as_ref());
         }
     }
-    output::files::sweep_and_log(&job.output_dir);
+    files::sweep_and_log(&job.output_dir);
     release_freed_memory();
     WriteOutcome { loader, symbolizer, result }
 }
@@ -100,19 +101,20 @@ fn write_files(loader: &Loader, symbolizer: &mut Symbolizer, job: &WriteJob) -> 
         .mode(0o750)
         .create(&job.output_dir)
         .with_context(|| format!("cannot create output directory `{}`", job.output_dir.display()))?;
-    let (info, profiles) = crate::record::finish_capture_kinds(
+    let capture = pipeline::finish(
         loader,
         symbolizer,
         job.target.info.clone(),
         job.trigger.clone(),
         job.frequency_hz,
         &job.kinds,
-        job.window,
-        job.cpu_seconds,
+        job.ended,
     )?;
-    let written = output::write_capture(&job.output_dir, &info, &profiles, job.formats, None)
+    let written = job
+        .sink
+        .write(&capture)
         .with_context(|| format!("failed to write the capture to `{}`", job.output_dir.display()))?;
-    Ok(Captured { written, samples: info.samples_collected })
+    Ok(Captured { written, samples: capture.info.samples_collected })
 }
 
 fn apply_retention(dir: &Path, policy: &Policy, keep: Option<&CaptureKey>) {

@@ -24,12 +24,8 @@
 //! 100 % is what the contract says: the tightest CPU quota and memory limit
 //! of the target's cgroups (see [`limits`]), else the online CPUs and
 //! `MemTotal`.
-//!
-//! The same readers measure the CPU time a capture's target used
-//! ([`CpuMeter`]) for the manifest.
 
 mod limits;
-mod meter;
 mod tracker;
 
 use std::collections::HashMap;
@@ -39,7 +35,6 @@ use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
 use limits::{CgroupDirs, HostInfo, LimitCache, Limits, V1Mounts, LIMIT_TTL};
-pub use meter::{CpuMeter, METER_INTERVAL};
 use tracker::NameMatcher;
 
 use crate::procfs::cgroup;

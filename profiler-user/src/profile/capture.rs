@@ -160,6 +160,14 @@ pub struct CaptureInfo {
     pub stackwatch_version: String,
 }
 
+/// A capture the pipeline finished: what it was and its profiles, one per
+/// kind, in the order the kinds were asked for.
+#[derive(Clone, Debug)]
+pub struct FinishedCapture {
+    pub info: CaptureInfo,
+    pub profiles: Vec<super::Profile>,
+}
+
 /// RFC 3339 timestamps (UTC, seconds) in JSON.
 mod humantime_serde_rfc3339 {
     use std::time::SystemTime;

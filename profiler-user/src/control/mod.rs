@@ -1,5 +1,6 @@
-//! The control channel of `stackwatch watch`: the command language, the
-//! FIFO and the reply socket.
+//! The control protocol of `stackwatch watch`, shared by the daemon and
+//! `stackwatch ctl`: the command language, the replies, and where the
+//! reply socket is; the client side is [`client`].
 //!
 //! Commands are lines of text (`start [DURATION] [KINDS]`, `stop`,
 //! `toggle`, `status`), written by anyone who can open the FIFO — typically
@@ -16,6 +17,7 @@
 //! The FIFO and socket on disk — created only when provably ours, never
 //! adopting an inode someone else may hold open — are [`fifo`]'s job.
 
+pub mod client;
 mod fifo;
 
 use std::path::{Path, PathBuf};
@@ -33,8 +35,6 @@ pub const DEFAULT_CONTROL_PATH: &str = "/run/stackwatch/control";
 /// Longest command line accepted. Real commands are a few bytes; the cap only
 /// bounds what a broken or hostile writer can make the daemon buffer.
 pub const MAX_LINE: usize = 4096;
-
-pub use crate::units::MAX_CAPTURE_DURATION;
 
 /// A control command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

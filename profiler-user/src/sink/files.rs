@@ -307,7 +307,7 @@ fn is_our_temporary(name: &str) -> bool {
         && nonce.bytes().all(|b| b.is_ascii_hexdigit())
         && !pid.is_empty()
         && pid.bytes().all(|b| b.is_ascii_digit())
-        && crate::retention::parse_name(final_name).is_some()
+        && super::retention::parse_name(final_name).is_some()
 }
 
 /// Removes temporary files of ours older than `min_age` from `dir`: left by
@@ -444,6 +444,12 @@ mod tests {
     fn is_root() -> bool {
         // SAFETY: geteuid has no preconditions.
         unsafe { libc::geteuid() == 0 }
+    }
+
+    /// The name libtest knows the test `name` of this module by.
+    fn this_module_test(name: &str) -> String {
+        let module = module_path!().split_once("::").map_or(module_path!(), |(_, rest)| rest);
+        format!("{module}::{name}")
     }
 
     /// Runs one `#[ignore]`d test of this binary in a child process (so
@@ -600,7 +606,7 @@ mod tests {
         use std::time::Instant;
         let signal = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.args(["--exact", "output::files::tests::child_paused_write", "--ignored", "--nocapture"])
+        cmd.args(["--exact", &this_module_test("child_paused_write"), "--ignored", "--nocapture"])
             .args(["--test-threads=1"])
             .env("STACKWATCH_TEST_DIR", out)
             .env("STACKWATCH_TEST_PAUSE", signal.path())
@@ -651,7 +657,7 @@ mod tests {
     #[test]
     fn mode_ignores_umask() {
         let tmp = tempfile::tempdir().unwrap();
-        run_child("output::files::tests::child_mode_under_umask", &[("STACKWATCH_TEST_DIR", tmp.path())], false);
+        run_child(&this_module_test("child_mode_under_umask"), &[("STACKWATCH_TEST_DIR", tmp.path())], false);
         let meta = std::fs::metadata(tmp.path().join("umask.svg")).unwrap();
         assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
     }
@@ -732,7 +738,7 @@ mod tests {
             // the directory is root's 0755, searchable but not writable.
             std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
             std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).unwrap();
-            run_child("output::files::tests::child_unwritable_dir", &[("STACKWATCH_TEST_DIR", &target)], true);
+            run_child(&this_module_test("child_unwritable_dir"), &[("STACKWATCH_TEST_DIR", &target)], true);
         } else {
             std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o555)).unwrap();
             check_unwritable(&target);

@@ -1,14 +1,13 @@
-//! The output stage: turns one capture's symbolized profiles into files.
+//! The directory sink: one capture's profiles as files in a directory.
 //!
-//! For each profile kind a capture writes a gzipped pprof (`pprof`), an
-//! inferno flamegraph (`flamegraph`) and optionally the folded stacks behind
-//! it (`folded`), then a JSON manifest (`manifest`) describing the capture and
-//! listing the files. Every file goes through `files`, which writes it as an
-//! unnamed file (or under a hidden temporary name), mode 0640, and links it
-//! into place without ever replacing an existing file. A file that cannot be
-//! written (a full disk) does not stop the others, and the manifest, written
-//! last, says which files are missing and why. `report` renders the short
-//! top-functions table `record` prints.
+//! For each profile kind a capture writes a gzipped pprof, an inferno
+//! flamegraph and optionally the folded stacks behind it, then a JSON
+//! manifest describing the capture and listing the files (the encoders are
+//! `crate::profile`'s). Every file goes through [`super::files`], which
+//! writes it as an unnamed file (or under a hidden temporary name), mode
+//! 0640, and links it into place without ever replacing an existing file. A
+//! file that cannot be written (a full disk) does not stop the others, and
+//! the manifest, written last, says which files are missing and why.
 //!
 //! File names follow the contract: `<name>-<pid>-<kind>-<YYYYMMDDTHHMMSSZ>.pb.gz`
 //! (and `.svg`, `.folded`) and `<name>-<pid>-capture-<ts>.json`, with `-<pid>`
@@ -17,19 +16,61 @@
 //! the first free suffix `-1`, `-2`, … before the extension, so its files keep
 //! matching names and nothing is overwritten.
 
-pub mod files;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{bail, Context as _};
 
-use crate::profile::capture::{CaptureInfo, TargetInfo};
+use super::files::OutputDir;
+use super::{FailedFile, Sink, Written};
+use crate::profile::capture::{CaptureInfo, FinishedCapture, TargetInfo};
 use crate::profile::format::{FileFormat, Formats};
 use crate::profile::time::UtcTime;
 use crate::profile::{flamegraph, folded, manifest, pprof, Profile};
 
-use self::files::OutputDir;
+/// Files in a directory, named by the contract (see the module docs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirSink {
+    dir: PathBuf,
+    formats: Formats,
+    /// Handed each file (`fchown`), for `record` under `sudo`.
+    owner: Option<(u32, u32)>,
+}
+
+impl DirSink {
+    pub fn new(dir: PathBuf, formats: Formats, owner: Option<(u32, u32)>) -> Self {
+        Self { dir, formats, owner }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Sink for DirSink {
+    fn write(&self, capture: &FinishedCapture) -> anyhow::Result<Written> {
+        write_capture(&self.dir, &capture.info, &capture.profiles, self.formats, self.owner)
+    }
+}
+
+/// Fails early, before anything is loaded, when `dir` cannot take files:
+/// creates it if missing.
+pub fn check_output_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create output directory `{}`", dir.display()))?;
+    let meta = std::fs::metadata(dir).with_context(|| format!("cannot use output directory `{}`", dir.display()))?;
+    if !meta.is_dir() {
+        anyhow::bail!("output directory `{}` is not a directory", dir.display());
+    }
+    // access(2) honours read-only mounts and, for non-root users, permissions.
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+        .context("output directory path contains a NUL byte")?;
+    // SAFETY: `c` is a valid NUL-terminated string.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+        let e = std::io::Error::last_os_error();
+        anyhow::bail!("cannot write to output directory `{}`: {e}; choose another with --output-dir", dir.display());
+    }
+    Ok(())
+}
 
 /// A file of the capture before it is written.
 struct Planned {
@@ -43,47 +84,6 @@ struct Planned {
 impl Planned {
     fn file_name(&self, suffix: &str) -> String {
         format!("{}{suffix}.{}", self.stem, self.format.extension())
-    }
-}
-
-/// A file of a capture that could not be written.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FailedFile {
-    /// Where it would have been.
-    pub path: PathBuf,
-    /// Why not: the error with its causes.
-    pub reason: String,
-}
-
-/// What [`write_capture`] wrote and what it could not.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Written {
-    /// Files written, in order; the manifest last when it was written.
-    pub paths: Vec<PathBuf>,
-    /// Files that could not be written, with the reason.
-    pub failed: Vec<FailedFile>,
-}
-
-impl Written {
-    /// Why the capture is incomplete, naming every file that failed and
-    /// what was kept; `None` when every file was written.
-    pub fn error(&self) -> Option<anyhow::Error> {
-        let first = self.failed.first()?;
-        if self.paths.is_empty() {
-            // Usually one cause for all (a read-only or vanished directory).
-            return Some(anyhow!("{}", first.reason));
-        }
-        let failed: Vec<&str> = self.failed.iter().map(|f| f.reason.as_str()).collect();
-        let kept: Vec<String> = self.paths.iter().map(|p| format!("`{}`", p.display())).collect();
-        Some(anyhow!("{}; kept {}", failed.join("; "), kept.join(", ")))
-    }
-
-    /// The paths when every file was written, else [`Written::error`].
-    pub fn into_result(self) -> anyhow::Result<Vec<PathBuf>> {
-        match self.error() {
-            Some(err) => Err(err),
-            None => Ok(self.paths),
-        }
     }
 }
 

@@ -1,12 +1,10 @@
-//! `stackwatch ctl`: sends one command to a running `watch` and reports the
-//! answer.
+//! The client side of the control protocol, for `stackwatch ctl`.
 //!
 //! It connects to the daemon's reply socket (`<control>.sock`, see
-//! [`crate::control`]), writes the command as one line, and reads one line of
-//! JSON back: the outcome, the state after it and, for a `stop`, the files
-//! written. A daemon that is not there, or does not answer within
-//! `--timeout`, is a clear error (exit code 1), never a hang: unlike writing
-//! to the FIFO, which blocks forever when nobody reads it.
+//! [`super::socket_path`]), writes the command as one line, and reads one
+//! line of JSON back: the outcome, the state after it and, for a `stop`,
+//! the files written. Unlike writing to the FIFO, which blocks forever when
+//! nobody reads it, every step is bounded in time.
 
 use std::io::{Read as _, Write as _};
 use std::os::unix::net::UnixStream;
@@ -15,8 +13,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 
-use crate::cli::{CtlArgs, CtlCommand};
-use crate::control::{socket_path, Command, Reply};
+use super::{socket_path, Command, Reply};
 
 /// Writing one short line to a live daemon is instant; this only bounds a
 /// wedged one.
@@ -36,35 +33,6 @@ const BUSY_BACKOFF: [Duration; 6] = [
     Duration::from_millis(800),
     Duration::from_millis(1600),
 ];
-
-/// Runs the command. `Ok(true)`: the daemon did it; `Ok(false)`: the daemon
-/// refused it (already reported on stderr); `Err`: no usable answer.
-pub fn run(args: &CtlArgs) -> anyhow::Result<bool> {
-    let command = match args.command {
-        CtlCommand::Start { duration, profiles } => Command::Start { duration, profiles },
-        CtlCommand::Stop => Command::Stop,
-        CtlCommand::Toggle => Command::Toggle,
-        CtlCommand::Status => Command::Status,
-    };
-    let (raw, reply) = request(&args.control, command, args.timeout)?;
-    let mut stdout = std::io::stdout().lock();
-    if args.json {
-        writeln!(stdout, "{raw}")?;
-        return Ok(reply.ok);
-    }
-    if reply.ok {
-        writeln!(stdout, "{}", reply.message)?;
-    } else {
-        eprintln!("error: {}", reply.message);
-    }
-    if !reply.files.is_empty() {
-        writeln!(stdout, "wrote:")?;
-        for path in &reply.files {
-            writeln!(stdout, "  {}", path.display())?;
-        }
-    }
-    Ok(reply.ok)
-}
 
 /// Sends `command` to the daemon behind the control FIFO `control` and
 /// returns its answer, raw and parsed. A "busy" answer (the daemon did not

@@ -1,0 +1,113 @@
+//! A capture in progress, the same for `record` and `watch`: the events of
+//! its profile kinds attached, the target's CPU time metered, and the
+//! kernel-enforced window open; then closed, with what it counted.
+//!
+//! The window is enforced by the kernel (see [`Loader::open_window`]): what
+//! is counted spans exactly the window whatever attaching, detaching or a
+//! late wake-up of this process costs.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Result;
+use tracing::warn;
+
+use super::meter::CpuMeter;
+use crate::bpf::Loader;
+use crate::kinds::{self, AttachTarget};
+use crate::procfs::process;
+use crate::profile::capture::CaptureWindow;
+use crate::profile::ProfileKind;
+use crate::symbolize::Symbolizer;
+use crate::sys::monotonic_ns;
+use crate::target::{find_pids_by_name, Filter, TargetSpec};
+
+/// A running capture.
+pub struct Session {
+    /// As opened: its planned end is the deadline.
+    pub window: CaptureWindow,
+    meter: CpuMeter,
+}
+
+/// A capture whose window is closed: nothing is counted any more.
+#[derive(Clone, Copy, Debug)]
+pub struct Ended {
+    /// The window as it was counted.
+    pub window: CaptureWindow,
+    /// CPU time the target used inside it, when it could be read.
+    pub cpu_seconds: Option<f64>,
+}
+
+impl Session {
+    /// Attaches the events of `kinds`, starts the CPU meter and opens the
+    /// window for `duration`. Whatever was attached is detached again if a
+    /// step fails.
+    pub fn start(
+        loader: &mut Loader,
+        kinds: &[ProfileKind],
+        frequency_hz: u64,
+        filter: &Filter,
+        cgroup_dir: Option<&Path>,
+        duration: Duration,
+    ) -> Result<Session> {
+        let target = AttachTarget { frequency_hz, filter, cgroup_dir };
+        let started = kinds::attach(loader, kinds, &target).and_then(|()| {
+            let meter = CpuMeter::start(filter, cgroup_dir);
+            Ok(Session { window: loader.open_window(duration)?, meter })
+        });
+        if started.is_err() {
+            // Whatever did attach must not keep sampling.
+            if let Err(e) = loader.detach() {
+                warn!("{e:#}");
+            }
+        }
+        started
+    }
+
+    /// Once a second while capturing: forwards the eBPF logs, lets the
+    /// symbolizer snapshot the processes seen so far (so one that exits
+    /// before the end still gets names), and follows a `--name` target to
+    /// the processes that match now. False once every process of a `--pid`
+    /// target (`pids`) has exited.
+    pub fn tick(&self, loader: &mut Loader, symbolizer: &mut Symbolizer, spec: &TargetSpec, pids: &[u32]) -> bool {
+        loader.flush_logs();
+        if let Ok(seen) = loader.pids_seen() {
+            symbolizer.observe_pids(&seen);
+        }
+        match spec {
+            TargetSpec::Name(re) => {
+                let pids = find_pids_by_name(re);
+                if !pids.is_empty() {
+                    if let Err(e) = loader.set_target_pids(&pids) {
+                        warn!("failed to update the target processes: {e:#}");
+                    }
+                    self.meter.set_pids(&pids);
+                }
+                true
+            }
+            TargetSpec::Pids(_) => pids.iter().any(|&p| process::exists(p)),
+            TargetSpec::Cgroup(_) | TargetSpec::Host => true,
+        }
+    }
+
+    /// Ends the capture: the kernel stops counting now (at the deadline it
+    /// already had). Whatever detaching costs from here on is outside the
+    /// window. Should the window not close, everything is detached at once
+    /// instead.
+    pub fn stop(self, loader: &mut Loader) -> Ended {
+        let window = match loader.close_window() {
+            Ok(Some(window)) => window,
+            failed => {
+                if let Err(e) = failed {
+                    warn!("{e:#}; detaching at once instead");
+                }
+                if let Err(e) = loader.detach() {
+                    warn!("{e:#}");
+                }
+                self.window.closed_at(monotonic_ns())
+            }
+        };
+        let cpu_seconds = self.meter.finish(&window);
+        Ended { window, cpu_seconds }
+    }
+}

@@ -1,0 +1,65 @@
+//! Where finished captures go. The capture pipeline hands each one to a
+//! [`Sink`], which writes, pushes or keeps it: files in a directory
+//! ([`dir::DirSink`], with atomic no-clobber [`files`] and [`retention`])
+//! today; a push to a profiling server is another implementation, next to it.
+
+pub mod dir;
+pub mod files;
+pub mod retention;
+
+pub use dir::DirSink;
+
+use std::path::PathBuf;
+
+use anyhow::anyhow;
+
+use crate::profile::capture::FinishedCapture;
+
+/// Takes finished captures somewhere.
+pub trait Sink: Send + Sync {
+    /// Hands over one capture. `Err` only when nothing could be attempted
+    /// (the directory cannot be opened); otherwise [`Written`] says what was
+    /// kept and what was not, and why.
+    fn write(&self, capture: &FinishedCapture) -> anyhow::Result<Written>;
+}
+
+/// A file of a capture that could not be written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailedFile {
+    /// Where it would have been.
+    pub path: PathBuf,
+    /// Why not: the error with its causes.
+    pub reason: String,
+}
+
+/// What a sink kept of a capture and what it could not.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Files written, in order; the manifest last when it was written.
+    pub paths: Vec<PathBuf>,
+    /// Files that could not be written, with the reason.
+    pub failed: Vec<FailedFile>,
+}
+
+impl Written {
+    /// Why the capture is incomplete, naming every file that failed and
+    /// what was kept; `None` when every file was written.
+    pub fn error(&self) -> Option<anyhow::Error> {
+        let first = self.failed.first()?;
+        if self.paths.is_empty() {
+            // Usually one cause for all (a read-only or vanished directory).
+            return Some(anyhow!("{}", first.reason));
+        }
+        let failed: Vec<&str> = self.failed.iter().map(|f| f.reason.as_str()).collect();
+        let kept: Vec<String> = self.paths.iter().map(|p| format!("`{}`", p.display())).collect();
+        Some(anyhow!("{}; kept {}", failed.join("; "), kept.join(", ")))
+    }
+
+    /// The paths when every file was written, else [`Written::error`].
+    pub fn into_result(self) -> anyhow::Result<Vec<PathBuf>> {
+        match self.error() {
+            Some(err) => Err(err),
+            None => Ok(self.paths),
+        }
+    }
+}
