@@ -1,4 +1,4 @@
-//! `stackwatch watch`: the resident daemon (`crate::watch`), configured
+//! `stackwatch watch`: the resident daemon ([`crate::watch`]), configured
 //! from the command line over `--config` over the defaults.
 
 use anyhow::Result;
@@ -8,5 +8,5 @@ use crate::config::WatchConfig;
 
 pub async fn run(args: &WatchArgs) -> Result<()> {
     let config = WatchConfig::load(args)?;
-    crate::daemon::run(config).await
+    crate::watch::run(config).await
 }

@@ -18,7 +18,6 @@
 //! adopting an inode someone else may hold open — are [`fifo`]'s job.
 
 pub mod client;
-mod fifo;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,8 +25,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::profile::ProfileSet;
-
-pub use self::fifo::{path_id, prepare_socket_path, remove_if_same, ControlFifo};
 
 /// Default control FIFO; `/run/stackwatch` is the systemd `RuntimeDirectory`.
 pub const DEFAULT_CONTROL_PATH: &str = "/run/stackwatch/control";

@@ -4,7 +4,7 @@
 //!
 //! A [`MetricSampler`] is created once per `watch` and asked for a
 //! [`Sample`] every `--sample-interval`; the decision about what the numbers
-//! mean lives in [`crate::monitor`], so this module only does I/O (and the
+//! mean lives in [`crate::triggers`], so this module only does I/O (and the
 //! bookkeeping that turns per-process counters into one target counter). A
 //! sample never fails: what cannot be read is logged at debug level and
 //! leaves the target absent or the value at its fallback, and the monitor
@@ -26,7 +26,7 @@
 //! `MemTotal`.
 
 mod limits;
-mod tracker;
+mod names;
 
 use std::collections::HashMap;
 use std::fs;
@@ -35,7 +35,7 @@ use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
 use limits::{CgroupDirs, HostInfo, LimitCache, Limits, V1Mounts, LIMIT_TTL};
-use tracker::NameMatcher;
+use names::NameMatcher;
 
 use crate::procfs::cgroup;
 use crate::procfs::cputime::{cgroup_cpu_seconds, host_cpu_seconds, PidTracker};

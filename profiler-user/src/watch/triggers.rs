@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use tokio::time::{Interval, MissedTickBehavior};
 
-use crate::metrics::MetricSampler;
-use crate::monitor::{Firing, ThresholdMonitor, TriggerConfig};
 use crate::sys::thread_cpu_time;
 use crate::target::TargetSpec;
+use crate::triggers::sampler::MetricSampler;
+use crate::triggers::{Firing, ThresholdMonitor, TriggerConfig};
 
 /// The sampler, the decision and the timer that drives them.
 pub(super) struct Triggers {
@@ -146,8 +146,8 @@ mod tests {
     fn no_rules_no_sampler() {
         let config = TriggerConfig {
             rules: Vec::new(),
-            cooldown: crate::monitor::DEFAULT_COOLDOWN,
-            sample_interval: crate::monitor::DEFAULT_SAMPLE_INTERVAL,
+            cooldown: crate::triggers::DEFAULT_COOLDOWN,
+            sample_interval: crate::triggers::DEFAULT_SAMPLE_INTERVAL,
         };
         assert!(Triggers::new(&config, &TargetSpec::Host).is_none());
     }

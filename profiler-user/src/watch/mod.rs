@@ -45,6 +45,7 @@
 //! says the capture was not written and the daemon is stopping), the
 //! program is detached and unloaded, and the FIFO and socket are removed.
 
+mod fifo;
 mod listen;
 mod setup;
 mod triggers;
@@ -64,7 +65,6 @@ use crate::bpf::Loader;
 use crate::config::WatchConfig;
 use crate::control::{CaptureStatus, Command, DaemonState, Reply};
 use crate::kinds;
-use crate::monitor::Rule;
 use crate::pipeline::Session;
 use crate::profile::capture::Trigger;
 use crate::profile::ProfileKind;
@@ -72,6 +72,7 @@ use crate::profile::ProfileSet;
 use crate::sink::{DirSink, Sink};
 use crate::symbolize::Symbolizer;
 use crate::target::{Filter, ResolvedTarget, TargetSpec};
+use crate::triggers::Rule;
 
 use self::listen::{sd_notify, Request, Source};
 use self::setup::{check_output_dir, compatible, create_output_dir, initial_load, Endpoints, Loaded, Signals};

@@ -11,9 +11,11 @@ use std::time::Duration;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use regex::Regex;
 
-use crate::monitor::TriggerArgs;
+pub mod triggers;
+
 use crate::profile::ProfileKind;
 use crate::profile::ProfileSet;
+use crate::triggers::TriggerArgs;
 use crate::units::{parse_capture_duration, parse_ctl_timeout};
 
 /// Sampling frequencies above this cost more than they tell: each sample runs

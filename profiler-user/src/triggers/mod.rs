@@ -1,7 +1,7 @@
 //! The threshold-trigger engine of `watch`: decides from a target's metric
 //! history when a rule fires and a capture should start.
 //!
-//! [`crate::metrics::MetricSampler`] does the I/O; [`ThresholdMonitor`]
+//! [`sampler::MetricSampler`] does the I/O; [`ThresholdMonitor`]
 //! only sees [`Sample`]s, so every decision is a function of the samples fed
 //! to it (and of the capture start/end calls) and is tested on synthetic
 //! series. The daemon's loop is:
@@ -44,8 +44,9 @@
 //!   after a whole window).
 //! - When several rules hold at once, the first one given fires.
 
-mod args;
+mod config;
 mod rules;
+pub mod sampler;
 #[cfg(test)]
 mod tests;
 
@@ -53,7 +54,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
 
-pub use args::{
+pub use config::{
     parse_rules, parse_sample_interval, parse_trigger_words, TriggerArgs, TriggerConfig, DEFAULT_COOLDOWN,
     DEFAULT_SAMPLE_INTERVAL,
 };
@@ -63,7 +64,7 @@ pub use rules::{
     DEFAULT_JUMP_WINDOW, MAX_RULE_SAMPLES, MAX_RULE_SPAN,
 };
 
-use crate::metrics::Sample;
+use self::sampler::Sample;
 use crate::profile::capture::Trigger;
 use crate::profile::ProfileKind;
 

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 
-use super::socket_path;
+use crate::control::socket_path;
 use crate::sys::dirs::{self, CreatedDirs};
 use crate::sys::euid;
 
@@ -110,10 +110,6 @@ impl ControlFifo {
                 .with_context(|| format!("cannot set the mode of control FIFO `{}`", path.display()));
         }
         Ok(Self { path: path.to_owned(), fd, id, _dirs: dirs })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// A duplicate of the (nonblocking, locked) descriptor, for the reader task.

@@ -4,7 +4,10 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory as _, Parser};
 
 use super::*;
-use crate::monitor::{Metric, Threshold, DEFAULT_JUMP_FLOOR_PCT, DEFAULT_JUMP_WINDOW};
+use crate::triggers::{
+    parse_rule_flags, parse_rules, parse_trigger_words, Metric, Rule, RuleError, Threshold, TriggerConfig,
+    DEFAULT_COOLDOWN, DEFAULT_JUMP_FLOOR_PCT, DEFAULT_JUMP_WINDOW,
+};
 
 /// A stand-in for `watch`'s arguments, with another flag to interleave.
 #[derive(Parser, Debug)]

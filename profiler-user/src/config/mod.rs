@@ -1,36 +1,28 @@
-//! Validated configuration built from the command line.
+//! Validated configuration built from the command line and, for `watch`,
+//! its config file ([`file`]).
 //!
 //! clap has already checked each value on its own; this is where the
 //! arguments become the typed values the rest of the crate uses, and where
-//! options that parse but cannot be honoured yet are refused.
+//! options that parse but cannot be honoured are refused ([`UsageError`]).
+
+pub mod error;
+pub mod file;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use self::error::UsageError;
+use self::file::{OneOrMany, OneOrSize, WatchFile};
 use crate::cli::{RecordArgs, TargetArgs, WatchArgs};
 use crate::control::DEFAULT_CONTROL_PATH;
-use crate::daemon_config::{OneOrMany, OneOrSize, WatchFile};
-use crate::monitor::{
-    parse_rule_flags, parse_sample_interval, parse_trigger_words, TriggerArgs, TriggerConfig, DEFAULT_SAMPLE_INTERVAL,
-};
 use crate::profile::format::Formats;
 use crate::profile::ProfileKind;
 use crate::profile::ProfileSet;
 use crate::sink::retention;
 use crate::target::TargetSpec;
-
-/// A command line that is well-formed but asks for something stackwatch
-/// cannot do. `main` exits with 2 for it, as for clap's own usage errors.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UsageError(pub String);
-
-impl std::fmt::Display for UsageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UsageError {}
+use crate::triggers::{
+    parse_rule_flags, parse_sample_interval, parse_trigger_words, TriggerArgs, TriggerConfig, DEFAULT_SAMPLE_INTERVAL,
+};
 
 /// Everything `record` needs.
 #[derive(Debug)]
@@ -413,7 +405,7 @@ mod tests {
 
     #[test]
     fn the_packaged_config_file_is_valid_with_and_without_its_rules() {
-        let text = include_str!("../../packaging/watch.toml");
+        let text = include_str!("../../../packaging/watch.toml");
         let c = watch(&[], text).unwrap();
         assert_eq!(c.profiles, [ProfileKind::Cpu]);
         assert!(c.triggers.rules.is_empty());

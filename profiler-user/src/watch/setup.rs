@@ -21,8 +21,9 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::{debug, warn};
 
+use super::fifo::{self, ControlFifo};
 use crate::bpf::Loader;
-use crate::control::{self, ControlFifo};
+use crate::control::socket_path;
 use crate::kinds::programs_for;
 use crate::profile::ProfileKind;
 use crate::profile::ProfileSet;
@@ -67,12 +68,12 @@ impl Endpoints {
 
     pub fn open(control: &Path) -> Result<Self> {
         let fifo = ControlFifo::open(control)?;
-        let socket = control::socket_path(control);
+        let socket = socket_path(control);
         let mut endpoints = Self { fifo, socket, socket_id: None, listener: None };
-        control::prepare_socket_path(&endpoints.socket)?;
+        fifo::prepare_socket_path(&endpoints.socket)?;
         let listener = std::os::unix::net::UnixListener::bind(&endpoints.socket)
             .with_context(|| format!("cannot create the control socket `{}`", endpoints.socket.display()))?;
-        endpoints.socket_id = control::path_id(&endpoints.socket);
+        endpoints.socket_id = fifo::path_id(&endpoints.socket);
         std::fs::set_permissions(&endpoints.socket, std::fs::Permissions::from_mode(0o600))
             .with_context(|| format!("cannot set the mode of `{}`", endpoints.socket.display()))?;
         listener.set_nonblocking(true).context("failed to make the control socket nonblocking")?;
@@ -88,7 +89,7 @@ impl Endpoints {
     pub fn remove(&mut self) {
         self.fifo.remove();
         if let Some(id) = self.socket_id.take() {
-            control::remove_if_same(&self.socket, id);
+            fifo::remove_if_same(&self.socket, id);
         }
     }
 }

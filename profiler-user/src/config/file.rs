@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::config::UsageError;
+use super::error::UsageError;
 
 /// A value that may be written once or as a list.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
