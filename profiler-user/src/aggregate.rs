@@ -9,6 +9,7 @@ use std::{
 use profiler_common::{STACK_ID_LOST, STACK_ID_NONE};
 
 use crate::bpf::RawCapture;
+use crate::ids::{Pid, Tid};
 
 /// One side (user or kernel) of a sample's stack.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,8 +38,8 @@ impl Frames {
 /// An aggregated sample, ready for symbolization.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RawSample {
-    pub pid: u32,
-    pub tid: u32,
+    pub pid: Pid,
+    pub tid: Tid,
     pub comm: String,
     pub user: Frames,
     pub kernel: Frames,
@@ -56,7 +57,7 @@ pub struct RawSample {
 pub struct Aggregate {
     pub samples: Vec<RawSample>,
     /// Distinct user addresses per process, sorted.
-    pub user_addrs: BTreeMap<u32, Vec<u64>>,
+    pub user_addrs: BTreeMap<Pid, Vec<u64>>,
     /// Distinct kernel addresses, sorted.
     pub kernel_addrs: Vec<u64>,
     /// Total sample count.
@@ -79,26 +80,18 @@ pub fn aggregate(raw: &RawCapture) -> Aggregate {
             },
         }
     };
-    let mut user_addrs: BTreeMap<u32, BTreeSet<u64>> = BTreeMap::new();
+    let mut user_addrs: BTreeMap<Pid, BTreeSet<u64>> = BTreeMap::new();
     let mut kernel_addrs = BTreeSet::new();
     let mut samples = Vec::with_capacity(raw.counts.len());
     let mut total = 0;
     for &crate::bpf::Counted { key, count, weight, extra } in &raw.counts {
         let user = frames_of(key.user_stack_id);
         let kernel = frames_of(key.kernel_stack_id);
-        user_addrs.entry(key.pid).or_default().extend(user.addrs().iter().copied());
+        let (pid, tid) = (Pid::new(key.pid), Tid::new(key.tid));
+        user_addrs.entry(pid).or_default().extend(user.addrs().iter().copied());
         kernel_addrs.extend(kernel.addrs().iter().copied());
         total += count;
-        samples.push(RawSample {
-            pid: key.pid,
-            tid: key.tid,
-            comm: comm_string(&key.comm),
-            user,
-            kernel,
-            count,
-            weight,
-            extra,
-        });
+        samples.push(RawSample { pid, tid, comm: comm_string(&key.comm), user, kernel, count, weight, extra });
     }
     // Deterministic order for writers and tests.
     samples.sort_by(|a, b| (a.pid, a.tid, b.count).cmp(&(b.pid, b.tid, a.count)));
@@ -135,6 +128,7 @@ mod tests {
 
     use super::*;
     use crate::bpf::Counted;
+    use crate::ids::{Pid, Tid};
 
     fn key(pid: u32, tid: u32, user: u64, kernel: u64) -> SampleKey {
         let mut comm = [0u8; 16];
@@ -158,17 +152,17 @@ mod tests {
         assert_eq!(agg.total, 9);
         assert_eq!(agg.samples.len(), 4);
         let first = &agg.samples[0];
-        assert_eq!((first.pid, first.tid, first.count), (10, 11, 5));
+        assert_eq!((first.pid, first.tid, first.count), (Pid::new(10), Tid::new(11), 5));
         assert_eq!(first.comm, "work");
         assert_eq!(first.user.addrs(), &[0x1000, 0x2004, 0x3004]);
         assert_eq!(first.kernel, Frames::None);
-        assert_eq!(agg.user_addrs[&10], vec![0x1000, 0x2004, 0x3004]);
+        assert_eq!(agg.user_addrs[&Pid::new(10)], vec![0x1000, 0x2004, 0x3004]);
         assert_eq!(agg.kernel_addrs, vec![0xffff_0000, 0xffff_1000]);
-        let lost = agg.samples.iter().find(|s| s.tid == 20).unwrap();
+        let lost = agg.samples.iter().find(|s| s.tid == Tid::new(20)).unwrap();
         assert_eq!(lost.user, Frames::Lost);
-        let missing = agg.samples.iter().find(|s| s.tid == 21).unwrap();
+        let missing = agg.samples.iter().find(|s| s.tid == Tid::new(21)).unwrap();
         assert_eq!(missing.user, Frames::Missing);
-        assert!(agg.user_addrs[&20].is_empty());
+        assert!(agg.user_addrs[&Pid::new(20)].is_empty());
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod control;
+pub mod ids;
 pub mod kinds;
 pub mod objfile;
 pub mod pipeline;

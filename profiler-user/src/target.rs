@@ -12,6 +12,7 @@ use std::path::{Component, Path, PathBuf};
 
 use regex::Regex;
 
+use crate::ids::{Pid, Tid};
 use crate::procfs::process::{self, command_line};
 use crate::procfs::{mountinfo, stat, status};
 use crate::profile::capture::{TargetInfo, TargetKind};
@@ -20,7 +21,7 @@ use crate::profile::capture::{TargetInfo, TargetKind};
 #[derive(Clone, Debug)]
 pub enum TargetSpec {
     /// `--pid` (repeatable): these processes.
-    Pids(Vec<u32>),
+    Pids(Vec<Pid>),
     /// `--name`: processes whose name or command line matches.
     Name(Regex),
     /// `--cgroup`: every task in this cgroup v2 directory or below it.
@@ -35,7 +36,7 @@ pub enum Filter {
     /// Every task.
     All,
     /// Tasks of these processes (tgids).
-    Pids(Vec<u32>),
+    Pids(Vec<Pid>),
     /// Tasks in the cgroup with inode number `id`, `level` components below
     /// the cgroup v2 root, or in one of its descendants.
     Cgroup { id: u64, level: u32 },
@@ -53,9 +54,9 @@ pub struct ResolvedTarget {
 #[derive(thiserror::Error, Debug)]
 pub enum TargetError {
     #[error("no process with pid {0} is running")]
-    NoSuchPid(u32),
+    NoSuchPid(Pid),
     #[error("pid {tid} is a thread of process {tgid}; profile the process with `--pid {tgid}`")]
-    NotAProcess { tid: u32, tgid: u32 },
+    NotAProcess { tid: Tid, tgid: Pid },
     #[error("no process name or command line matches `--name {0}` (check with `pgrep -af '{0}'`)")]
     NoMatch(String),
     #[error(
@@ -131,7 +132,7 @@ impl TargetSpec {
     }
 }
 
-fn resolve_pids(pids: &[u32]) -> Result<ResolvedTarget, TargetError> {
+fn resolve_pids(pids: &[Pid]) -> Result<ResolvedTarget, TargetError> {
     let mut unique = Vec::with_capacity(pids.len());
     for &pid in pids {
         if unique.contains(&pid) {
@@ -145,7 +146,7 @@ fn resolve_pids(pids: &[u32]) -> Result<ResolvedTarget, TargetError> {
             Err(source) => return Err(TargetError::Io { path: format!("/proc/{pid}/status").into(), source }),
         };
         if let Some(tgid) = status::tgid(&text).filter(|&tgid| tgid != pid) {
-            return Err(TargetError::NotAProcess { tid: pid, tgid });
+            return Err(TargetError::NotAProcess { tid: Tid::new(pid.get()), tgid });
         }
         unique.push(pid);
     }
@@ -157,7 +158,7 @@ fn resolve_pids(pids: &[u32]) -> Result<ResolvedTarget, TargetError> {
     let (description, file_name, file_pid) = if unique.len() == 1 {
         (format!("pid {first} ({comm})"), sanitize_name(&comm), Some(first))
     } else {
-        let list: Vec<String> = unique.iter().map(u32::to_string).collect();
+        let list: Vec<String> = unique.iter().map(Pid::to_string).collect();
         let names: Vec<String> = unique.iter().map(|&pid| process::comm(pid).unwrap_or_default()).collect();
         (format!("pids {}", list.join(",")), joined_names(&names), None)
     };
@@ -174,13 +175,13 @@ fn resolve_pids(pids: &[u32]) -> Result<ResolvedTarget, TargetError> {
 /// this process's arguments: under `sudo stackwatch record --name redis` the
 /// `sudo` process matches `redis` only because it is running us. Zombies are
 /// skipped; they have no stacks to sample.
-pub fn find_pids_by_name(re: &Regex) -> Vec<u32> {
-    let me = std::process::id();
+pub fn find_pids_by_name(re: &Regex) -> Vec<Pid> {
+    let me = Pid::current();
     let wrappers = wrapper_ancestors(me);
     let Some(all) = process::all_pids() else {
         return Vec::new();
     };
-    let mut pids: Vec<u32> = all
+    let mut pids: Vec<Pid> = all
         .into_iter()
         .filter(|&pid| pid != me && !wrappers.contains(&pid))
         .filter(|&pid| {
@@ -283,7 +284,7 @@ fn joined_names(names: &[String]) -> String {
 
 /// Ancestors of `pid` whose command line contains our own arguments: the
 /// `sudo`, `strace` or `sh -c` that started us.
-pub(crate) fn wrapper_ancestors(pid: u32) -> Vec<u32> {
+pub(crate) fn wrapper_ancestors(pid: Pid) -> Vec<Pid> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.is_empty() {
         return Vec::new();
@@ -294,7 +295,7 @@ pub(crate) fn wrapper_ancestors(pid: u32) -> Vec<u32> {
     // Bounded: a pid namespace's init has ppid 0, but don't trust /proc blindly.
     for _ in 0..64 {
         match stat::read(current).map(|s| s.ppid) {
-            Some(ppid) if ppid > 1 => {
+            Some(ppid) if ppid.get() > 1 => {
                 if command_line(ppid).is_some_and(|cmdline| cmdline.contains(&args)) {
                     wrappers.push(ppid);
                 }
@@ -427,7 +428,7 @@ mod tests {
         fn spawn(tag: u32) -> Self {
             let child = Self(Command::new("sleep").arg(format!("3600.{tag}")).spawn().expect("spawn sleep"));
             // Until it has exec'd, the child is a copy of this test binary.
-            let pid = child.0.id();
+            let pid = Pid::new(child.0.id());
             for _ in 0..500 {
                 if process::comm(pid).as_deref() == Some("sleep") {
                     return child;
@@ -447,7 +448,7 @@ mod tests {
 
     #[test]
     fn own_pid_resolves() {
-        let me = std::process::id();
+        let me = Pid::current();
         let comm = process::comm(me).expect("own comm");
         let resolved = TargetSpec::Pids(vec![me, me]).resolve().expect("resolve own pid");
         assert_eq!(resolved.filter, Filter::Pids(vec![me]));
@@ -465,9 +466,9 @@ mod tests {
 
     #[test]
     fn several_pids() {
-        let me = std::process::id();
+        let me = Pid::current();
         let child = Sleeper::spawn(1);
-        let other = child.0.id();
+        let other = Pid::new(child.0.id());
         let resolved = TargetSpec::Pids(vec![me, other]).resolve().expect("resolve pids");
         assert_eq!(resolved.info.description, format!("pids {me},{other}"));
         // Named after every process, without a pid: not after the first one.
@@ -478,7 +479,7 @@ mod tests {
         assert_eq!(resolved.filter, Filter::Pids(vec![me, other]));
         // Several processes of one name: that name once.
         let twin = Sleeper::spawn(2);
-        let resolved = TargetSpec::Pids(vec![other, twin.0.id()]).resolve().expect("resolve pids");
+        let resolved = TargetSpec::Pids(vec![other, Pid::new(twin.0.id())]).resolve().expect("resolve pids");
         assert_eq!((resolved.info.file_name.as_str(), resolved.info.file_pid), ("sleep", None));
     }
 
@@ -489,7 +490,7 @@ mod tests {
         let (a, b) = (Sleeper::spawn(tag), Sleeper::spawn(tag));
         let re = Regex::new(&format!(r"^sleep 3600\.{tag}$")).unwrap();
         let resolved = TargetSpec::Name(re.clone()).resolve().expect("resolve");
-        let mut pids = vec![a.0.id(), b.0.id()];
+        let mut pids = vec![Pid::new(a.0.id()), Pid::new(b.0.id())];
         pids.sort_unstable();
         assert_eq!(resolved.filter, Filter::Pids(pids.clone()));
         assert_eq!(
@@ -530,18 +531,18 @@ mod tests {
     #[test]
     fn missing_pid() {
         // Above the largest possible pid_max (2^22).
-        let err = TargetSpec::Pids(vec![4_194_305]).resolve().unwrap_err();
-        assert!(matches!(err, TargetError::NoSuchPid(4_194_305)), "{err:?}");
+        let err = TargetSpec::Pids(vec![Pid::new(4_194_305)]).resolve().unwrap_err();
+        assert!(matches!(err, TargetError::NoSuchPid(p) if p == Pid::new(4_194_305)), "{err:?}");
         assert_eq!(err.to_string(), "no process with pid 4194305 is running");
     }
 
     #[test]
     fn thread_id_is_refused() {
-        let me = std::process::id();
+        let me = Pid::current();
         let thread = std::thread::spawn(|| {
             // SAFETY: gettid has no preconditions.
             let tid = unsafe { libc::gettid() } as u32;
-            (tid, TargetSpec::Pids(vec![tid]).resolve())
+            (Tid::new(tid), TargetSpec::Pids(vec![Pid::new(tid)]).resolve())
         });
         let (tid, result) = thread.join().expect("thread");
         let err = result.unwrap_err();
@@ -556,7 +557,7 @@ mod tests {
     fn name_matches_command_line_and_comm() {
         let tag = std::process::id();
         let child = Sleeper::spawn(tag);
-        let pid = child.0.id();
+        let pid = Pid::new(child.0.id());
 
         let by_cmdline = Regex::new(&format!(r"^sleep 3600\.{tag}$")).unwrap();
         let resolved = TargetSpec::Name(by_cmdline.clone()).resolve().expect("resolve by cmdline");
@@ -578,7 +579,7 @@ mod tests {
 
     #[test]
     fn name_never_matches_ourselves() {
-        let me = std::process::id();
+        let me = Pid::current();
         let comm = process::comm(me).expect("own comm");
         let re = Regex::new(&format!("^{}$", regex::escape(&comm))).unwrap();
         assert!(!find_pids_by_name(&re).contains(&me));

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{bail, Context as _, Result};
 use stackwatch::{
     aggregate::{Aggregate, Frames, RawSample},
+    ids::{Pid, Tid},
     procfs::maps::parse_maps,
     profile::Profile,
     symbolize::Symbolizer,
@@ -53,7 +54,7 @@ fn main() -> Result<()> {
     let mut symbolizer = Symbolizer::new();
     // What the capture loop pays each tick: first sight of every process,
     // then the same pids again.
-    let observed: Vec<u32> = agg.user_addrs.keys().copied().collect();
+    let observed: Vec<Pid> = agg.user_addrs.keys().copied().collect();
     let t = Instant::now();
     symbolizer.observe_pids(&observed);
     let observe_first = t.elapsed();
@@ -148,8 +149,8 @@ fn addresses(pids: &[u32], per_mapping: u64) -> Aggregate {
         addrs.sort_unstable();
         addrs.dedup();
         agg.samples.push(RawSample {
-            pid,
-            tid: pid,
+            pid: Pid::new(pid),
+            tid: Tid::new(pid),
             comm: String::new(),
             user: Frames::Addrs(addrs[..addrs.len().min(32)].to_vec().into()),
             kernel: Frames::None,
@@ -158,7 +159,7 @@ fn addresses(pids: &[u32], per_mapping: u64) -> Aggregate {
             extra: 0,
         });
         agg.total += 1;
-        agg.user_addrs.insert(pid, addrs);
+        agg.user_addrs.insert(Pid::new(pid), addrs);
     }
     agg
 }

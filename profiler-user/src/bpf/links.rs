@@ -17,6 +17,7 @@ use profiler_common::{Window, PROG_CPU_SAMPLE, PROG_FAULT_SAMPLE, PROG_SCHED_SWI
 use tracing::{debug, warn};
 
 use super::loader::{privilege_aware, typed_program, Loader};
+use crate::ids::Pid;
 
 /// One uprobe to attach: a program of the object at a place in a file,
 /// limited to one process.
@@ -33,7 +34,7 @@ pub struct UprobeSite {
     /// the kernel's loader from the dynamic symbols), or a file offset.
     pub offset: Option<u64>,
     /// Process the probe is limited to.
-    pub pid: u32,
+    pub pid: Pid,
     /// Attach cookie the program reads.
     pub cookie: u64,
 }
@@ -128,7 +129,7 @@ impl Loader {
         for site in sites {
             let name = site.program;
             let program: &mut UProbe = typed_program(&mut self.ebpf, name)?;
-            let Some(pid) = std::num::NonZeroU32::new(site.pid) else { continue };
+            let Some(pid) = std::num::NonZeroU32::new(site.pid.get()) else { continue };
             let location = match site.offset {
                 Some(offset) => UProbeAttachLocation::AbsoluteOffset(offset),
                 None => UProbeAttachLocation::Symbol(site.symbol),

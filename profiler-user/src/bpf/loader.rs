@@ -27,6 +27,7 @@ use profiler_common::{
 };
 use tracing::warn;
 
+use crate::ids::Pid;
 use crate::profile::capture::CaptureWindow;
 use crate::sys::{monotonic_ns, raise_memlock_limit};
 use crate::target::Filter;
@@ -153,7 +154,7 @@ impl Loader {
     }
 
     /// Replaces the set of processes the program keeps (for `Filter::Pids`).
-    pub fn set_target_pids(&mut self, pids: &[u32]) -> Result<()> {
+    pub fn set_target_pids(&mut self, pids: &[Pid]) -> Result<()> {
         if pids.len() > TARGET_PIDS_MAP_ENTRIES as usize {
             anyhow::bail!(
                 "{} processes selected, more than the {TARGET_PIDS_MAP_ENTRIES} the filter holds; narrow the target",
@@ -161,7 +162,7 @@ impl Loader {
             );
         }
         let mut map: HashMap<&mut MapData, u32, u8> = HashMap::try_from(self.map_mut(MAP_TARGET_PIDS)?)?;
-        let wanted: HashSet<u32> = pids.iter().copied().collect();
+        let wanted: HashSet<u32> = pids.iter().map(|p| p.get()).collect();
         let stale: Vec<u32> = map.keys().filter_map(Result::ok).filter(|p| !wanted.contains(p)).collect();
         for pid in stale {
             map.remove(&pid).with_context(|| format!("failed to remove pid {pid} from the filter"))?;

@@ -12,6 +12,7 @@ use profiler_common::{
 };
 
 use super::loader::Loader;
+use crate::ids::Pid;
 
 /// Per-capture counters summed over CPUs, indexed like [`Stat`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -118,9 +119,9 @@ impl Loader {
 
     /// The processes in the sample map so far, for the symbolizer to
     /// snapshot while they still exist (`Symbolizer::observe_pids`).
-    pub fn pids_seen(&self) -> Result<Vec<u32>> {
+    pub fn pids_seen(&self) -> Result<Vec<Pid>> {
         let map: HashMap<&MapData, SampleKey, u64> = HashMap::try_from(self.map(MAP_COUNTS)?)?;
-        let pids: HashSet<u32> = map.keys().filter_map(Result::ok).map(|k| k.pid).collect();
+        let pids: HashSet<Pid> = map.keys().filter_map(Result::ok).map(|k| Pid::new(k.pid)).collect();
         Ok(pids.into_iter().collect())
     }
 

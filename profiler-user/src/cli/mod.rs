@@ -13,6 +13,7 @@ use regex::Regex;
 
 pub mod triggers;
 
+use crate::ids::Pid;
 use crate::profile::ProfileKind;
 use crate::profile::ProfileSet;
 use crate::triggers::TriggerArgs;
@@ -103,7 +104,7 @@ Examples:
 pub struct TargetArgs {
     /// Profile this process (repeat, or separate with commas, for several)
     #[arg(long = "pid", value_name = "PID", value_delimiter = ',', value_parser = parse_pid)]
-    pub pids: Vec<u32>,
+    pub pids: Vec<Pid>,
 
     /// Profile processes whose name or command line matches REGEX, looked up again while
     /// recording so restarted processes are followed
@@ -278,10 +279,10 @@ fn parse_regex(s: &str) -> Result<Regex, String> {
     })
 }
 
-fn parse_pid(s: &str) -> Result<u32, String> {
+fn parse_pid(s: &str) -> Result<Pid, String> {
     match s.trim().parse::<u32>() {
         Ok(0) => Err("0 is not a process id; process ids start at 1".to_owned()),
-        Ok(pid) => Ok(pid),
+        Ok(pid) => Ok(Pid::new(pid)),
         Err(_) => Err("expected a process id, a whole number such as `1234`".to_owned()),
     }
 }
@@ -307,6 +308,7 @@ mod tests {
     use clap::CommandFactory as _;
 
     use super::*;
+    use crate::ids::Pid;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("stackwatch").chain(args.iter().copied()))
@@ -370,8 +372,8 @@ mod tests {
             "--formats",
             "folded",
         ]);
-        assert_eq!(r.target.pids, vec![1, 22]);
-        assert_eq!(record(&["--pid", "3,4", "--pid", "5"]).target.pids, vec![3, 4, 5]);
+        assert_eq!(r.target.pids, [1, 22].map(Pid::new));
+        assert_eq!(record(&["--pid", "3,4", "--pid", "5"]).target.pids, [3, 4, 5].map(Pid::new));
         assert_eq!(r.duration, Duration::from_secs(60));
         assert_eq!(r.frequency, 997);
         assert_eq!(r.output_dir, PathBuf::from("/tmp/x"));
@@ -503,7 +505,7 @@ mod tests {
         else {
             panic!("not watch")
         };
-        assert_eq!(w.target.pids, [7]);
+        assert_eq!(w.target.pids, [Pid::new(7)]);
         assert_eq!(w.control, Some(PathBuf::from("/tmp/c")));
         assert_eq!(w.capture_duration, Some(Duration::from_secs(10)));
         assert_eq!((w.max_captures, w.retain), (Some(3), Some(1 << 30)));

@@ -116,7 +116,7 @@ struct Privileges {
 
 impl Privileges {
     fn read() -> Self {
-        let text = status::read(std::process::id()).unwrap_or_default();
+        let text = status::read(crate::ids::Pid::current()).unwrap_or_default();
         Self { euid: status::euid(&text), effective: status::cap_eff(&text) }
     }
 

@@ -15,6 +15,7 @@ pub use self::error::UsageError;
 use self::file::{OneOrMany, OneOrSize, WatchFile};
 use crate::cli::{RecordArgs, TargetArgs, WatchArgs};
 use crate::control::DEFAULT_CONTROL_PATH;
+use crate::ids::Pid;
 use crate::profile::format::Formats;
 use crate::profile::ProfileKind;
 use crate::profile::ProfileSet;
@@ -216,7 +217,7 @@ fn file_target(file: &WatchFile, bad: &dyn Fn(&str, String) -> UsageError) -> Re
         if pids.is_empty() || pids.contains(&0) {
             return Err(bad("pid", "expected process ids such as `1234` or `[1234, 5678]`".to_owned()));
         }
-        return Ok(TargetSpec::Pids(pids));
+        return Ok(TargetSpec::Pids(pids.into_iter().map(Pid::new).collect()));
     }
     if let Some(name) = &file.name {
         let re = regex::Regex::new(name).map_err(|e| bad("name", format!("not a valid regular expression: {e}")))?;
@@ -249,6 +250,7 @@ mod tests {
 
     use super::*;
     use crate::cli::{Cli, Command};
+    use crate::ids::Pid;
 
     fn config(args: &[&str]) -> Result<RecordConfig, UsageError> {
         let argv = ["stackwatch", "record"].into_iter().chain(args.iter().copied());
@@ -271,7 +273,9 @@ mod tests {
 
     #[test]
     fn targets() {
-        assert!(matches!(config(&["--pid", "7", "--pid", "8"]).unwrap().target, TargetSpec::Pids(p) if p == [7, 8]));
+        assert!(
+            matches!(config(&["--pid", "7", "--pid", "8"]).unwrap().target, TargetSpec::Pids(p) if p == [7, 8].map(Pid::new))
+        );
         assert!(
             matches!(config(&["--name", "^redis"]).unwrap().target, TargetSpec::Name(re) if re.as_str() == "^redis")
         );
@@ -336,7 +340,7 @@ mod tests {
         let c =
             watch(&["--pid", "9", "--output-dir", "/tmp/o", "--capture-duration", "5s", "--max-captures", "2"], file)
                 .unwrap();
-        assert!(matches!(&c.target, TargetSpec::Pids(p) if p == &[9]));
+        assert!(matches!(&c.target, TargetSpec::Pids(p) if p == &[Pid::new(9)]));
         assert_eq!(c.output_dir, PathBuf::from("/tmp/o"));
         assert_eq!(c.capture_duration, Duration::from_secs(5));
         assert_eq!(c.retention.max_captures, Some(2));

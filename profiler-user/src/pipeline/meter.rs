@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::ids::Pid;
 use crate::procfs::cputime::{cgroup_cpu_seconds, host_cpu_seconds, PidTracker};
 use crate::procfs::stat;
 use crate::profile::capture::CaptureWindow;
@@ -86,7 +87,7 @@ impl CpuMeter {
 
     /// Processes matched since the start (`--name`), counted from now on
     /// unless they started since the last reading.
-    pub fn set_pids(&self, pids: &[u32]) {
+    pub fn set_pids(&self, pids: &[Pid]) {
         let mut meter = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
         if let Counter::Processes { pids: tracked, .. } = &mut meter.counter {
             for pid in pids {
@@ -163,7 +164,7 @@ enum Counter {
     /// `usage_usec` of the cgroup, which keeps what exited processes used.
     Cgroup(Option<PathBuf>),
     /// The processes' `utime + stime`, kept after they exit.
-    Processes { pids: Vec<u32>, tracker: PidTracker },
+    Processes { pids: Vec<Pid>, tracker: PidTracker },
 }
 
 impl Counter {
@@ -281,7 +282,7 @@ mod tests {
             .spawn()
             .expect("spawn sh");
         let pid = child.id();
-        let meter = CpuMeter::start(&Filter::Pids(vec![pid]), None);
+        let meter = CpuMeter::start(&Filter::Pids(vec![Pid::new(pid)]), None);
         let window = CaptureWindow::starting_now(Duration::from_secs(30));
         // wait4 reaps it and says exactly how much CPU it used.
         let mut status = 0;

@@ -14,6 +14,7 @@ use tracing::warn;
 
 use super::meter::CpuMeter;
 use crate::bpf::Loader;
+use crate::ids::Pid;
 use crate::kinds::{self, AttachTarget};
 use crate::procfs::process;
 use crate::profile::capture::CaptureWindow;
@@ -69,7 +70,7 @@ impl Session {
     /// before the end still gets names), and follows a `--name` target to
     /// the processes that match now. False once every process of a `--pid`
     /// target (`pids`) has exited.
-    pub fn tick(&self, loader: &mut Loader, symbolizer: &mut Symbolizer, spec: &TargetSpec, pids: &[u32]) -> bool {
+    pub fn tick(&self, loader: &mut Loader, symbolizer: &mut Symbolizer, spec: &TargetSpec, pids: &[Pid]) -> bool {
         loader.flush_logs();
         if let Ok(seen) = loader.pids_seen() {
             symbolizer.observe_pids(&seen);

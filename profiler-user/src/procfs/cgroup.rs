@@ -6,22 +6,24 @@
 use std::fs;
 use std::path::Path;
 
+use crate::ids::Pid;
+
 /// `/proc/<pid>/cgroup` of a live process (empty when unreadable).
-pub fn read(pid: u32) -> String {
+pub fn read(pid: Pid) -> String {
     fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default()
 }
 
 /// The processes directly in the cgroup directory `dir` (`cgroup.procs`).
-pub fn procs(dir: &Path) -> Vec<u32> {
+pub fn procs(dir: &Path) -> Vec<Pid> {
     fs::read_to_string(dir.join("cgroup.procs"))
-        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok().map(Pid::new)).collect())
         .unwrap_or_default()
 }
 
 /// Every process in the cgroup `dir` and its descendants, ascending.
 /// Bounded, since a hierarchy is not guaranteed to be small or stable while
 /// it is walked.
-pub fn tree_procs(dir: &Path) -> Vec<u32> {
+pub fn tree_procs(dir: &Path) -> Vec<Pid> {
     const MAX_CGROUPS: usize = 4096;
     let mut pids = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
@@ -167,6 +169,6 @@ mod tests {
         fs::create_dir_all(&child).unwrap();
         fs::write(root.path().join("cgroup.procs"), "30\n10\n").unwrap();
         fs::write(child.join("cgroup.procs"), "20\n10\n").unwrap();
-        assert_eq!(tree_procs(root.path()), [10, 20, 30]);
+        assert_eq!(tree_procs(root.path()), [10, 20, 30].map(Pid::new));
     }
 }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::stat::ProcStat;
+use crate::ids::Pid;
 use crate::sys::ticks_per_second;
 
 /// Busy (non-idle, non-iowait) CPU seconds of the whole host since boot.
@@ -44,7 +45,7 @@ pub fn cgroup_cpu_seconds(dir: &Path) -> Option<f64> {
 /// not seen: the total is a slight underestimate when processes churn.
 #[derive(Debug, Default)]
 pub struct PidTracker {
-    procs: HashMap<u32, Tracked>,
+    procs: HashMap<Pid, Tracked>,
     /// Ticks summed over every update.
     total_ticks: u64,
     /// Time since boot at the previous update, in clock ticks.
@@ -60,7 +61,7 @@ struct Tracked {
 impl PidTracker {
     /// Takes the processes of the target now, with `boot_ticks` read before
     /// they were listed, and returns the total CPU ticks so far.
-    pub fn update(&mut self, boot_ticks: Option<u64>, seen: &[(u32, ProcStat)]) -> u64 {
+    pub fn update(&mut self, boot_ticks: Option<u64>, seen: &[(Pid, ProcStat)]) -> u64 {
         let mut procs = HashMap::with_capacity(seen.len());
         for &(pid, stat) in seen {
             let delta = match self.procs.get(&pid) {
@@ -81,7 +82,7 @@ impl PidTracker {
     }
 
     /// Start time of the tracked process with this pid.
-    pub fn start_ticks(&self, pid: u32) -> Option<u64> {
+    pub fn start_ticks(&self, pid: Pid) -> Option<u64> {
         self.procs.get(&pid).map(|t| t.start_ticks)
     }
 }
@@ -102,68 +103,68 @@ mod tests {
     }
 
     fn stat(cpu_ticks: u64, start_ticks: u64) -> ProcStat {
-        ProcStat { state: 'R', ppid: 1, cpu_ticks, start_ticks }
+        ProcStat { state: 'R', ppid: Pid::new(1), cpu_ticks, start_ticks }
     }
 
     #[test]
     fn first_update_is_the_baseline() {
         let mut t = PidTracker::default();
-        assert_eq!(t.update(Some(1000), &[(10, stat(500, 10)), (11, stat(70, 900))]), 0);
-        assert_eq!(t.update(Some(1100), &[(10, stat(530, 10)), (11, stat(75, 900))]), 35);
+        assert_eq!(t.update(Some(1000), &[(Pid::new(10), stat(500, 10)), (Pid::new(11), stat(70, 900))]), 0);
+        assert_eq!(t.update(Some(1100), &[(Pid::new(10), stat(530, 10)), (Pid::new(11), stat(75, 900))]), 35);
     }
 
     #[test]
     fn exit_does_not_go_backwards() {
         let mut t = PidTracker::default();
-        t.update(Some(1000), &[(10, stat(500, 10)), (11, stat(70, 900))]);
-        assert_eq!(t.update(Some(1100), &[(10, stat(600, 10)), (11, stat(80, 900))]), 110);
+        t.update(Some(1000), &[(Pid::new(10), stat(500, 10)), (Pid::new(11), stat(70, 900))]);
+        assert_eq!(t.update(Some(1100), &[(Pid::new(10), stat(600, 10)), (Pid::new(11), stat(80, 900))]), 110);
         // 11 exited: its 80 ticks stay counted.
-        assert_eq!(t.update(Some(1200), &[(10, stat(650, 10))]), 160);
+        assert_eq!(t.update(Some(1200), &[(Pid::new(10), stat(650, 10))]), 160);
         assert_eq!(t.update(Some(1300), &[]), 160);
     }
 
     #[test]
     fn restart_counts_the_new_process_from_its_start() {
         let mut t = PidTracker::default();
-        t.update(Some(1000), &[(10, stat(500, 10))]);
+        t.update(Some(1000), &[(Pid::new(10), stat(500, 10))]);
         // Service restarted between samples as pid 20, started at tick 1050.
-        assert_eq!(t.update(Some(1100), &[(20, stat(40, 1050))]), 40);
-        assert_eq!(t.update(Some(1200), &[(20, stat(140, 1050))]), 140);
+        assert_eq!(t.update(Some(1100), &[(Pid::new(20), stat(40, 1050))]), 40);
+        assert_eq!(t.update(Some(1200), &[(Pid::new(20), stat(140, 1050))]), 140);
     }
 
     #[test]
     fn recycled_pid_is_a_new_process() {
         let mut t = PidTracker::default();
-        t.update(Some(1000), &[(10, stat(5000, 10))]);
+        t.update(Some(1000), &[(Pid::new(10), stat(5000, 10))]);
         // Same pid, new start time, far fewer ticks: not a negative delta.
-        assert_eq!(t.update(Some(1100), &[(10, stat(20, 1080))]), 20);
-        assert_eq!(t.update(Some(1200), &[(10, stat(50, 1080))]), 50);
-        assert_eq!(t.start_ticks(10), Some(1080));
+        assert_eq!(t.update(Some(1100), &[(Pid::new(10), stat(20, 1080))]), 20);
+        assert_eq!(t.update(Some(1200), &[(Pid::new(10), stat(50, 1080))]), 50);
+        assert_eq!(t.start_ticks(Pid::new(10)), Some(1080));
     }
 
     #[test]
     fn process_that_only_now_matches_counts_from_now() {
         let mut t = PidTracker::default();
-        t.update(Some(1000), &[(10, stat(500, 10))]);
+        t.update(Some(1000), &[(Pid::new(10), stat(500, 10))]);
         // Running since tick 300 (it exec'd into a matching name): its past
         // CPU time is not part of this interval.
-        assert_eq!(t.update(Some(1100), &[(10, stat(510, 10)), (30, stat(9000, 300))]), 10);
-        assert_eq!(t.update(Some(1200), &[(10, stat(510, 10)), (30, stat(9050, 300))]), 60);
+        assert_eq!(t.update(Some(1100), &[(Pid::new(10), stat(510, 10)), (Pid::new(30), stat(9000, 300))]), 10);
+        assert_eq!(t.update(Some(1200), &[(Pid::new(10), stat(510, 10)), (Pid::new(30), stat(9050, 300))]), 60);
     }
 
     #[test]
     fn counter_that_goes_down_counts_nothing() {
         let mut t = PidTracker::default();
-        t.update(Some(1000), &[(10, stat(500, 10))]);
-        assert_eq!(t.update(Some(1100), &[(10, stat(400, 10))]), 0);
-        assert_eq!(t.update(Some(1200), &[(10, stat(450, 10))]), 50);
+        t.update(Some(1000), &[(Pid::new(10), stat(500, 10))]);
+        assert_eq!(t.update(Some(1100), &[(Pid::new(10), stat(400, 10))]), 0);
+        assert_eq!(t.update(Some(1200), &[(Pid::new(10), stat(450, 10))]), 50);
     }
 
     #[test]
     fn without_boot_time_new_processes_are_baselines() {
         let mut t = PidTracker::default();
         t.update(None, &[]);
-        assert_eq!(t.update(None, &[(20, stat(40, 1050))]), 0);
-        assert_eq!(t.update(None, &[(20, stat(45, 1050))]), 5);
+        assert_eq!(t.update(None, &[(Pid::new(20), stat(40, 1050))]), 0);
+        assert_eq!(t.update(None, &[(Pid::new(20), stat(45, 1050))]), 5);
     }
 }

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::ids::Pid;
 use crate::sys::file::FileId;
 
 /// One executable mapping of a process.
@@ -41,7 +42,7 @@ impl MapsEntry {
 
     /// `/proc/<pid>/map_files/<start>-<end>`: the very file the process
     /// mapped here, even if it was deleted or lives in another mount namespace.
-    pub fn map_files_path(&self, pid: u32) -> PathBuf {
+    pub fn map_files_path(&self, pid: Pid) -> PathBuf {
         PathBuf::from(format!("/proc/{pid}/map_files/{:x}-{:x}", self.start, self.end))
     }
 }
@@ -81,7 +82,7 @@ pub fn parse_maps(text: &str) -> Vec<MapsEntry> {
 }
 
 /// The executable mappings of a live process; empty if it is gone.
-pub fn read_maps(pid: u32) -> Option<Vec<MapsEntry>> {
+pub fn read_maps(pid: Pid) -> Option<Vec<MapsEntry>> {
     std::fs::read_to_string(format!("/proc/{pid}/maps")).ok().map(|t| parse_maps(&t))
 }
 

@@ -3,45 +3,47 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::ids::Pid;
+
 /// The process name: `/proc/<pid>/comm` without its newline.
-pub fn comm(pid: u32) -> Option<String> {
+pub fn comm(pid: Pid) -> Option<String> {
     let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
     Some(comm.trim_end_matches('\n').to_owned())
 }
 
 /// `/proc/<pid>/cmdline` with its arguments joined by spaces.
-pub fn command_line(pid: u32) -> Option<String> {
+pub fn command_line(pid: Pid) -> Option<String> {
     let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let args: Vec<_> = raw.split(|&b| b == 0).filter(|a| !a.is_empty()).map(String::from_utf8_lossy).collect();
     Some(args.join(" "))
 }
 
 /// Whether `/proc/<pid>` exists: the process (or thread) is alive or a zombie.
-pub fn exists(pid: u32) -> bool {
+pub fn exists(pid: Pid) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// The processes listed in `/proc` now, in listing order; `None` when it
 /// cannot be read.
-pub fn all_pids() -> Option<Vec<u32>> {
+pub fn all_pids() -> Option<Vec<Pid>> {
     let entries = fs::read_dir("/proc").ok()?;
-    Some(entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+    Some(entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok().map(Pid::new)).collect())
 }
 
 /// `/proc/<pid>/exe`: the process's executable, whatever mount namespace it
 /// lives in.
-pub fn exe_path(pid: u32) -> PathBuf {
+pub fn exe_path(pid: Pid) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/exe"))
 }
 
 /// `/proc/<pid>/root`: the process's root directory, under which paths it
 /// sees (a container's) resolve.
-pub fn root(pid: u32) -> PathBuf {
+pub fn root(pid: Pid) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/root"))
 }
 
 /// `path` (absolute, as the process sees it) reached through [`root`].
-pub fn in_root(pid: u32, path: &Path) -> PathBuf {
+pub fn in_root(pid: Pid, path: &Path) -> PathBuf {
     root(pid).join(path.strip_prefix("/").unwrap_or(path))
 }
 
@@ -51,11 +53,11 @@ mod tests {
 
     #[test]
     fn own_process() {
-        let me = std::process::id();
-        assert!(exists(me) && !exists(u32::MAX));
+        let me = Pid::current();
+        assert!(exists(me) && !exists(Pid::new(u32::MAX)));
         assert!(comm(me).is_some_and(|c| !c.is_empty() && !c.ends_with('\n')));
         assert!(command_line(me).is_some_and(|c| !c.contains('\0')));
         assert!(all_pids().is_some_and(|pids| pids.contains(&me)));
-        assert_eq!(in_root(42, Path::new("/usr/lib/x.so")), PathBuf::from("/proc/42/root/usr/lib/x.so"));
+        assert_eq!(in_root(Pid::new(42), Path::new("/usr/lib/x.so")), PathBuf::from("/proc/42/root/usr/lib/x.so"));
     }
 }

@@ -1,12 +1,14 @@
 //! `/proc/<pid>/stat`: a process's state, parent, CPU time and start time.
 
+use crate::ids::Pid;
+
 /// What stackwatch reads from `/proc/<pid>/stat`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProcStat {
     /// Field 3: `R`, `S`, `D`, `Z`, …
     pub state: char,
     /// Field 4: the parent's pid (0 for a pid namespace's init).
-    pub ppid: u32,
+    pub ppid: Pid,
     /// Fields 14 + 15, `utime + stime`: CPU time of all the process's
     /// threads, in clock ticks.
     pub cpu_ticks: u64,
@@ -24,20 +26,20 @@ pub fn parse(text: &str) -> Option<ProcStat> {
     let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
     Some(ProcStat {
         state: fields.first()?.chars().next()?,
-        ppid: u32::try_from(field(4)?).ok()?,
+        ppid: Pid::new(u32::try_from(field(4)?).ok()?),
         cpu_ticks: field(14)?.checked_add(field(15)?)?,
         start_ticks: field(22)?,
     })
 }
 
 /// `/proc/<pid>/stat` of a live process.
-pub fn read(pid: u32) -> Option<ProcStat> {
+pub fn read(pid: Pid) -> Option<ProcStat> {
     parse(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
 /// A process's start time (clock ticks since boot), which tells a process
 /// from a later one that reuses its pid.
-pub fn start_time(pid: u32) -> Option<u64> {
+pub fn start_time(pid: Pid) -> Option<u64> {
     read(pid).map(|s| s.start_ticks)
 }
 
@@ -51,13 +53,13 @@ mod tests {
         // field 22 (starttime) = 123456.
         let line = "4242 (sleep) S 1 4242 4242 0 -1 4194304 100 0 0 0 7 3 0 0 20 0 1 0 123456 2359296 128 \
                     18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
-        assert_eq!(parse(line), Some(ProcStat { state: 'S', ppid: 1, cpu_ticks: 10, start_ticks: 123456 }));
+        assert_eq!(parse(line), Some(ProcStat { state: 'S', ppid: Pid::new(1), cpu_ticks: 10, start_ticks: 123456 }));
     }
 
     #[test]
     fn proc_stat_with_parentheses_and_spaces_in_comm() {
         let line = "77 (my (weird) prog) R 5 77 77 0 -1 0 0 0 0 0 250 50 0 0 20 0 3 0 999 0 0";
-        assert_eq!(parse(line), Some(ProcStat { state: 'R', ppid: 5, cpu_ticks: 300, start_ticks: 999 }));
+        assert_eq!(parse(line), Some(ProcStat { state: 'R', ppid: Pid::new(5), cpu_ticks: 300, start_ticks: 999 }));
     }
 
     #[test]
@@ -71,10 +73,10 @@ mod tests {
 
     #[test]
     fn own_process() {
-        let me = read(std::process::id()).expect("own stat");
+        let me = read(Pid::current()).expect("own stat");
         assert_ne!(me.state, 'Z');
-        assert!(me.ppid > 0);
-        assert_eq!(start_time(std::process::id()), Some(me.start_ticks));
-        assert_eq!(start_time(u32::MAX), None);
+        assert!(me.ppid.get() > 0);
+        assert_eq!(start_time(Pid::current()), Some(me.start_ticks));
+        assert_eq!(start_time(Pid::new(u32::MAX)), None);
     }
 }

@@ -1,17 +1,20 @@
 //! `/proc/<pid>/status`: the fields of it stackwatch needs.
 
+use crate::ids::Pid;
+
 /// `/proc/<pid>/status` of a live process.
-pub fn read(pid: u32) -> std::io::Result<String> {
+pub fn read(pid: Pid) -> std::io::Result<String> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
 }
 
 /// `Tgid:`: the process a thread belongs to (its own id for a process).
-pub fn tgid(status: &str) -> Option<u32> {
-    field(status, "Tgid:")?.trim().parse().ok()
+pub fn tgid(status: &str) -> Option<Pid> {
+    field(status, "Tgid:")?.trim().parse().ok().map(Pid::new)
 }
 
 /// The pid a process has in its own (innermost) pid namespace: the last
-/// field of `NSpid:`. JIT runtimes name their perf map after it.
+/// field of `NSpid:`. JIT runtimes name their perf map after it. (A number
+/// in another namespace, so no [`Pid`] of this one.)
 pub fn ns_pid(status: &str) -> Option<u32> {
     field(status, "NSpid:")?.split_whitespace().last()?.parse().ok()
 }
@@ -29,7 +32,7 @@ pub fn vm_rss(status: &str) -> Option<u64> {
 }
 
 /// Resident memory of a live process in bytes; kernel threads have none.
-pub fn read_vm_rss(pid: u32) -> Option<u64> {
+pub fn read_vm_rss(pid: Pid) -> Option<u64> {
     vm_rss(&read(pid).ok()?)
 }
 
@@ -55,7 +58,7 @@ mod tests {
     fn reads_ids() {
         let status = "Name:\tnode\nUmask:\t0022\nTgid:\t4242\nUid:\t1000\t0\t0\t0\nNSpid:\t4242\t17\nNgid:\t0\n";
         assert_eq!(ns_pid(status), Some(17));
-        assert_eq!(tgid(status), Some(4242));
+        assert_eq!(tgid(status), Some(Pid::new(4242)));
         assert_eq!(euid(status), Some(0));
         assert_eq!(cap_eff("Name:\tx\nCapEff:\t000001ffffffffff\n"), Some(0x1ff_ffff_ffff));
         assert_eq!(cap_eff(status), None);

@@ -66,7 +66,7 @@ pub struct TargetInfo {
     /// `cgroup /sys/fs/cgroup/system.slice/foo.service`, `host`.
     pub description: String,
     /// Processes selected when the capture started (empty for host/cgroup).
-    pub pids: Vec<u32>,
+    pub pids: Vec<crate::ids::Pid>,
     /// `<name>` part of file names (sanitized): the process name for one
     /// process; for several, the `--name` pattern's words, the `--pid`s'
     /// process names joined by `+`, the cgroup's last component, or `host`.
@@ -74,7 +74,7 @@ pub struct TargetInfo {
     /// `<pid>` part of file names: only for a capture of one process (one
     /// `--pid`, or a `--name` matching one), so a file never names one pid
     /// of several.
-    pub file_pid: Option<u32>,
+    pub file_pid: Option<crate::ids::Pid>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

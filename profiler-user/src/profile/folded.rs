@@ -66,7 +66,7 @@ pub fn folded_lines(profile: &Profile, value_index: usize, root_per_process: boo
 }
 
 /// The root frame of a process's stacks: `comm (pid N)`.
-pub(crate) fn process_frame(comm: &str, pid: u32) -> String {
+pub(crate) fn process_frame(comm: &str, pid: crate::ids::Pid) -> String {
     format!("{} (pid {pid})", comm.trim())
 }
 
@@ -142,6 +142,7 @@ pub fn sanitize_frame(name: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::{Pid, Tid};
     use crate::profile::testdata::{sample_profile, single_process_profile};
 
     #[test]
@@ -186,8 +187,8 @@ mod tests {
         let mut profile = sample_profile();
         // A second `myservice`, as a `--name` pattern or a host capture sees it.
         let mut twin = profile.samples[0].clone();
-        twin.pid = 300;
-        twin.tid = 300;
+        twin.pid = Pid::new(300);
+        twin.tid = Tid::new(300);
         profile.samples.push(twin);
         let lines = folded_lines(&profile, 0, true);
         let roots: std::collections::BTreeSet<&str> = lines.iter().filter_map(|l| l.split(';').next()).collect();

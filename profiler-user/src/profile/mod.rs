@@ -84,8 +84,8 @@ pub struct Location {
 /// A stack with its values.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sample {
-    pub pid: u32,
-    pub tid: u32,
+    pub pid: crate::ids::Pid,
+    pub tid: crate::ids::Tid,
     pub comm: String,
     /// Indices into [`Profile::locations`], leaf (innermost) first: kernel
     /// frames, then user frames.

@@ -243,8 +243,8 @@ fn build<'a>(profile: &'a Profile, comments: &'a [String]) -> proto::Profile {
                 .collect(),
             value,
             label: vec![
-                proto::Label { key: pid_key, num: sample.pid.into(), ..Default::default() },
-                proto::Label { key: tid_key, num: sample.tid.into(), ..Default::default() },
+                proto::Label { key: pid_key, num: sample.pid.get().into(), ..Default::default() },
+                proto::Label { key: tid_key, num: sample.tid.get().into(), ..Default::default() },
                 proto::Label { key: comm_key, str: strings.intern(&sample.comm), ..Default::default() },
             ],
         });
@@ -410,8 +410,8 @@ mod tests {
             assert_eq!(s.value, orig.values);
             let ids: Vec<u64> = orig.locations.iter().map(|&i| i as u64 + 1).collect();
             assert_eq!(s.location_id, ids);
-            assert_eq!(s.label[0].num, i64::from(orig.pid));
-            assert_eq!(s.label[1].num, i64::from(orig.tid));
+            assert_eq!(s.label[0].num, i64::from(orig.pid.get()));
+            assert_eq!(s.label[1].num, i64::from(orig.tid.get()));
             assert_eq!(string(&p, s.label[2].str), orig.comm);
         }
 

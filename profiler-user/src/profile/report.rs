@@ -373,6 +373,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::ids::{Pid, Tid};
     use crate::profile::testdata::{empty_profile, sample_profile, single_process_profile, start, PERIOD_NS};
     use crate::profile::{Line, Location};
 
@@ -402,7 +403,13 @@ mod tests {
                 });
                 locations.push(i);
             }
-            profile.samples.push(Sample { pid, tid: pid, comm: comm.into(), locations, values: values.to_vec() });
+            profile.samples.push(Sample {
+                pid: Pid::new(pid),
+                tid: Tid::new(pid),
+                comm: comm.into(),
+                locations,
+                values: values.to_vec(),
+            });
         }
         profile
     }

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::capture::{CaptureInfo, Loss, TargetInfo, TargetKind, Trigger};
 use super::{Line, Location, Mapping, Profile, ProfileKind, Sample, ValueType};
+use crate::ids::{Pid, Tid};
 
 /// 2026-11-26T12:30:00Z.
 pub fn start() -> SystemTime {
@@ -52,9 +53,9 @@ pub fn pid_info() -> CaptureInfo {
     let target = TargetInfo {
         kind: TargetKind::Pid,
         description: "pid 100 (myservice)".into(),
-        pids: vec![100],
+        pids: vec![Pid::new(100)],
         file_name: "myservice".into(),
-        file_pid: Some(100),
+        file_pid: Some(Pid::new(100)),
     };
     let trigger =
         Trigger::Rule { rule: "cpu-above 80% for 30s".into(), observed: "93.5%".into(), window: "30s".into() };
@@ -70,7 +71,13 @@ fn loc(address: u64, mapping: Option<usize>, lines: Vec<Line>, kernel: bool) -> 
 }
 
 fn sample(pid: u32, tid: u32, comm: &str, locations: &[usize], count: i64) -> Sample {
-    Sample { pid, tid, comm: comm.into(), locations: locations.to_vec(), values: vec![count, count * PERIOD_NS] }
+    Sample {
+        pid: Pid::new(pid),
+        tid: Tid::new(tid),
+        comm: comm.into(),
+        locations: locations.to_vec(),
+        values: vec![count, count * PERIOD_NS],
+    }
 }
 
 pub fn empty_profile() -> Profile {
@@ -150,7 +157,7 @@ pub fn sample_profile() -> Profile {
 /// The `myservice` part of [`sample_profile`] plus a sample without a stack.
 pub fn single_process_profile() -> Profile {
     let mut p = sample_profile();
-    p.samples.retain(|s| s.pid == 100);
+    p.samples.retain(|s| s.pid == Pid::new(100));
     p.samples.push(sample(100, 102, "myservice", &[], 1));
     p
 }
@@ -167,15 +174,15 @@ pub fn offcpu_profile() -> Profile {
     let futex = p.locations.len() - 1;
     p.samples = vec![
         Sample {
-            pid: 100,
-            tid: 100,
+            pid: Pid::new(100),
+            tid: Tid::new(100),
             comm: "myservice".into(),
             locations: vec![0, 1, 5, 3, 4],
             values: vec![2, 3_000_000],
         },
         Sample {
-            pid: 100,
-            tid: 101,
+            pid: Pid::new(100),
+            tid: Tid::new(101),
             comm: "myservice".into(),
             locations: vec![futex, 1, 3, 4],
             values: vec![1, 1_500_000],

@@ -32,12 +32,17 @@ pub use objects::{CacheBudget, CacheStats};
 
 use crate::{
     aggregate::{Aggregate, Frames, RawSample},
+    ids::Pid,
     objfile::buildid::kernel_build_id,
     procfs::maps::MapsEntry,
     profile::{Line, Location, Mapping, Profile, Sample},
 };
 use objects::{Blaze, ObjectCache};
 use user::{Context, Processes, Resolved};
+
+/// Where the tables keep kernel locations: no process has pid 0 (the
+/// kernel's idle tasks, never sampled).
+const KERNEL: Pid = Pid::new(0);
 
 /// Path recorded for the kernel's mapping, as perf names it.
 pub const KERNEL_MAPPING: &str = "[kernel.kallsyms]";
@@ -99,10 +104,10 @@ impl Default for Symbolizer {
 /// Builds the profile's tables while samples are translated.
 struct Tables {
     profile: Profile,
-    /// (pid or 0 for the kernel, address) → location index.
-    locations: HashMap<(u32, u64), usize>,
-    /// (pid, mapping start) → mapping index; pid 0 for the kernel.
-    mappings: HashMap<(u32, u64), usize>,
+    /// (pid, or [`KERNEL`] for the kernel, address) → location index.
+    locations: HashMap<(Pid, u64), usize>,
+    /// (pid, or [`KERNEL`], mapping start) → mapping index.
+    mappings: HashMap<(Pid, u64), usize>,
     /// Placeholder locations (lost/missing stacks) by name.
     placeholders: HashMap<&'static str, usize>,
 }
@@ -160,8 +165,8 @@ impl Symbolizer {
     /// symbolized even if they exit before the capture ends. Call it while
     /// sampling, about every second, with the pids seen in the sample map
     /// so far. Cheap for pids already observed.
-    pub fn observe_pids(&mut self, pids: &[u32]) {
-        for &pid in pids.iter().filter(|&&p| p != 0) {
+    pub fn observe_pids(&mut self, pids: &[Pid]) {
+        for &pid in pids.iter().filter(|&&p| p != KERNEL) {
             self.processes.observe(pid);
         }
     }
@@ -204,7 +209,7 @@ impl Symbolizer {
             let mut locations = Vec::with_capacity(s.kernel.addrs().len() + s.user.addrs().len());
             match &s.kernel {
                 Frames::Addrs(a) => {
-                    let frames: Vec<usize> = a.iter().map(|addr| tables.locations[&(0, *addr)]).collect();
+                    let frames: Vec<usize> = a.iter().map(|addr| tables.locations[&(KERNEL, *addr)]).collect();
                     // A stack read from a tracepoint program starts inside
                     // the BPF machinery that called it: not the workload's.
                     let skip = frames
@@ -255,7 +260,7 @@ impl Symbolizer {
             path: KERNEL_MAPPING.to_owned(),
             build_id,
         });
-        tables.mappings.insert((0, 0), mapping);
+        tables.mappings.insert((KERNEL, 0), mapping);
         // No vmlinux (it needs the KASLR offset from /proc/kcore, which hosts
         // often lack); kallsyms holds runtime addresses already.
         let results = match std::fs::File::open(KALLSYMS)
@@ -278,11 +283,11 @@ impl Symbolizer {
             let lines = vec![Line { function, file: None, line: None }];
             let idx = tables.profile.locations.len();
             tables.profile.locations.push(Location { address: addr, mapping: Some(mapping), lines, kernel: true });
-            tables.locations.insert((0, addr), idx);
+            tables.locations.insert((KERNEL, addr), idx);
         }
     }
 
-    fn add_user_locations(&mut self, tables: &mut Tables, pid: u32, addrs: &[u64]) {
+    fn add_user_locations(&mut self, tables: &mut Tables, pid: Pid, addrs: &[u64]) {
         if addrs.is_empty() {
             return;
         }
@@ -306,7 +311,7 @@ impl Symbolizer {
     }
 }
 
-fn mapping_index(tables: &mut Tables, pid: u32, m: &MapsEntry, build_id: Option<String>) -> usize {
+fn mapping_index(tables: &mut Tables, pid: Pid, m: &MapsEntry, build_id: Option<String>) -> usize {
     if let Some(&i) = tables.mappings.get(&(pid, m.start)) {
         if build_id.is_some() && tables.profile.mappings[i].build_id.is_none() {
             tables.profile.mappings[i].build_id = build_id;

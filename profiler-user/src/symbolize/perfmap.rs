@@ -20,7 +20,7 @@ const MAX_BYTES: u64 = 256 * 1024 * 1024;
 
 /// The path of `pid`'s perf map as seen from the host, given the pid it has
 /// in its own namespace.
-pub fn perf_map_path(pid: u32, ns_pid: u32) -> PathBuf {
+pub fn perf_map_path(pid: crate::ids::Pid, ns_pid: u32) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/root/tmp/perf-{ns_pid}.map"))
 }
 
@@ -95,6 +95,7 @@ impl PerfMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::Pid;
 
     #[test]
     fn finds_names_and_prefers_later_definitions() {
@@ -126,6 +127,6 @@ not a line
         std::io::Write::write_all(&mut file, b"1000 10 a\n2000 10 b\n").expect("write");
         let map = PerfMap::read(&mut file).expect("read");
         assert_eq!((map.find(0x1001), map.find(0x2001)), (Some("a"), Some("b")));
-        assert_eq!(perf_map_path(4242, 7), PathBuf::from("/proc/4242/root/tmp/perf-7.map"));
+        assert_eq!(perf_map_path(Pid::new(4242), 7), PathBuf::from("/proc/4242/root/tmp/perf-7.map"));
     }
 }

@@ -10,19 +10,20 @@
 
 use std::{fs::File, path::Path};
 
+use crate::ids::Pid;
 use crate::procfs::{maps::MapsEntry, process};
 use crate::sys::file::{FileKey, PinnedFile};
 
 /// The current version of the file mapped at `entry` in `pid`, without
 /// opening it (one `stat`).
-pub fn mapped_file_key(pid: u32, entry: &MapsEntry) -> Option<FileKey> {
+pub fn mapped_file_key(pid: Pid, entry: &MapsEntry) -> Option<FileKey> {
     let meta = std::fs::metadata(entry.map_files_path(pid)).ok()?;
     let key = FileKey::of(&meta);
     (key.id == entry.file_id()).then_some(key)
 }
 
 /// Opens the file mapped at `entry` in `pid` (see the module docs).
-pub fn open_mapped_file(pid: u32, entry: &MapsEntry) -> Option<PinnedFile> {
+pub fn open_mapped_file(pid: Pid, entry: &MapsEntry) -> Option<PinnedFile> {
     if let Some(pinned) = File::open(entry.map_files_path(pid)).ok().and_then(|f| PinnedFile::from_file(f).ok()) {
         return Some(pinned);
     }
@@ -36,7 +37,7 @@ pub fn open_mapped_file(pid: u32, entry: &MapsEntry) -> Option<PinnedFile> {
 }
 
 /// The identity of a process's executable (`/proc/<pid>/exe`).
-pub fn exe_key(pid: u32) -> Option<FileKey> {
+pub fn exe_key(pid: Pid) -> Option<FileKey> {
     std::fs::metadata(process::exe_path(pid)).ok().map(|m| FileKey::of(&m))
 }
 
@@ -47,7 +48,7 @@ mod tests {
 
     #[test]
     fn opens_own_mappings_through_map_files_or_path() {
-        let me = std::process::id();
+        let me = Pid::current();
         let maps = read_maps(me).expect("own maps");
         let exe = maps.iter().find(|m| m.is_file()).expect("a file mapping");
         let pinned = open_mapped_file(me, exe).expect("open own executable");

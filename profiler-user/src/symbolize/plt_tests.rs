@@ -176,7 +176,7 @@ fn plt_sec_stubs_under_ibt_follow_their_relocations() {
 /// Shared libraries mapped by this test process, and the system libpython
 /// when installed: what a profile of a Python service holds.
 fn system_libraries() -> Vec<PathBuf> {
-    let maps = read_maps(std::process::id()).expect("own maps");
+    let maps = read_maps(Pid::new(std::process::id())).expect("own maps");
     let mut libs: Vec<PathBuf> =
         maps.iter().filter(|m| m.is_file() && m.path.contains("/libc.so")).map(|m| PathBuf::from(&m.path)).collect();
     libs.dedup();

@@ -12,6 +12,7 @@ use std::{
 use object::{Object as _, ObjectSymbol as _};
 
 use super::*;
+use crate::ids::Tid;
 use crate::objfile::{debuginfo::DebugSearch, elf, gopclntab};
 use crate::procfs::maps::{parse_maps, read_maps};
 use crate::sys::file::PinnedFile;
@@ -174,7 +175,7 @@ fn spawn(binary: &Path, args: &[&str]) -> std::process::Child {
 
 /// The absolute address of `hot` in process `pid`.
 fn hot_address(pid: u32, binary_offsets: &[u64]) -> u64 {
-    let maps = read_maps(pid).expect("maps");
+    let maps = read_maps(Pid::new(pid)).expect("maps");
     let off = binary_offsets[0];
     let m =
         maps.iter().find(|m| m.is_file() && m.offset <= off && off < m.offset + (m.end - m.start)).expect("mapping");
@@ -183,10 +184,10 @@ fn hot_address(pid: u32, binary_offsets: &[u64]) -> u64 {
 
 fn hot_profile(symbolizer: &mut Symbolizer, pid: u32, addr: u64) -> Profile {
     let mut agg = Aggregate::default();
-    agg.user_addrs.insert(pid, vec![addr]);
+    agg.user_addrs.insert(Pid::new(pid), vec![addr]);
     agg.samples.push(RawSample {
-        pid,
-        tid: pid,
+        pid: Pid::new(pid),
+        tid: Tid::new(pid),
         comm: "inline".into(),
         user: Frames::Addrs(vec![addr].into()),
         kernel: Frames::None,
@@ -221,7 +222,7 @@ fn exited_and_deleted_processes_keep_their_names() {
     let pid = child.id();
     std::thread::sleep(Duration::from_millis(100));
     let addr = hot_address(pid, &offsets);
-    symbolizer.observe_pids(&[pid]);
+    symbolizer.observe_pids(&[Pid::new(pid)]);
     assert_eq!(symbolizer.stats().snapshots, 1);
     child.wait().expect("wait");
     std::fs::remove_file(&binary).expect("delete the binary as well");

@@ -24,7 +24,7 @@ use blazesym::{
         source::{Process, Source},
         Input,
     },
-    Pid,
+    Pid as BlazePid,
 };
 use tracing::debug;
 
@@ -34,6 +34,7 @@ use super::{
     pins::{exe_key, mapped_file_key, open_mapped_file},
     sym_lines,
 };
+use crate::ids::Pid;
 use crate::objfile::debuginfo::DebugSearch;
 use crate::procfs::{
     maps::{find_mapping, read_maps, MapsEntry},
@@ -72,7 +73,7 @@ impl Snapshot {
 /// Snapshots of observed processes (see the module docs).
 #[derive(Default)]
 pub struct Processes {
-    snapshots: HashMap<u32, Snapshot>,
+    snapshots: HashMap<Pid, Snapshot>,
     /// Open files by identity, shared by the snapshots that map them.
     pinned: HashMap<FileId, Weak<PinnedFile>>,
     /// Whether hitting a cap was logged already.
@@ -91,7 +92,7 @@ impl Processes {
     /// Snapshots `pid` unless it is known already (same start time and
     /// executable, snapshot not stale); for a known JIT process, opens its
     /// perf map once it exists.
-    pub fn observe(&mut self, pid: u32) {
+    pub fn observe(&mut self, pid: Pid) {
         let start_time = stat::start_time(pid);
         let exe = exe_key(pid);
         if let Some(snapshot) = self.snapshots.get_mut(&pid) {
@@ -118,7 +119,7 @@ impl Processes {
         self.snapshots.insert(pid, Snapshot { start_time, exe, taken: Instant::now(), maps, pins, perf_map });
     }
 
-    fn pin(&mut self, pid: u32, entry: &MapsEntry) -> Option<Arc<PinnedFile>> {
+    fn pin(&mut self, pid: Pid, entry: &MapsEntry) -> Option<Arc<PinnedFile>> {
         if let Some(pin) = self.pinned.get(&entry.file_id()).and_then(Weak::upgrade) {
             // The same inode number may have been recycled for a new file.
             if mapped_file_key(pid, entry).is_none_or(|key| key == pin.key) {
@@ -160,7 +161,7 @@ impl Processes {
     }
 }
 
-fn open_perf_map(pid: u32) -> Option<File> {
+fn open_perf_map(pid: Pid) -> Option<File> {
     let status = status::read(pid).ok()?;
     File::open(perf_map_path(pid, status::ns_pid(&status)?)).ok()
 }
@@ -184,7 +185,7 @@ pub struct Context<'a> {
 
 impl Context<'_> {
     /// Resolves `addrs` (sorted) of process `pid`.
-    pub fn resolve(&mut self, pid: u32, addrs: &[u64]) -> Vec<Resolved> {
+    pub fn resolve(&mut self, pid: Pid, addrs: &[u64]) -> Vec<Resolved> {
         let mut out = vec![Resolved::default(); addrs.len()];
         let live = read_maps(pid).unwrap_or_default();
         let alive = !live.is_empty();
@@ -235,7 +236,7 @@ impl Context<'_> {
     }
 
     /// The cached object of a mapping, opening and parsing it if needed.
-    fn object(&mut self, pid: u32, entry: &MapsEntry, live: bool, pin: Option<Arc<PinnedFile>>) -> Option<ObjectId> {
+    fn object(&mut self, pid: Pid, entry: &MapsEntry, live: bool, pin: Option<Arc<PinnedFile>>) -> Option<ObjectId> {
         // A live process's mapping is checked afresh (one `stat`): the
         // pinned file may have been replaced since.
         let key = match &pin {
@@ -265,11 +266,11 @@ impl Context<'_> {
     /// vDSO code is the same image in every process (of one architecture):
     /// its addresses are named through this process's own vDSO, which
     /// works even after the target has exited.
-    fn resolve_vdso(&mut self, pid: u32, addrs: &[u64], indices: &[usize], out: &mut [Resolved]) {
+    fn resolve_vdso(&mut self, pid: Pid, addrs: &[u64], indices: &[usize], out: &mut [Resolved]) {
         let Some(own) = indices.first().and_then(|_| own_vdso_start()) else { return };
         let own_addrs: Vec<u64> =
             indices.iter().filter_map(|&i| Some(own + (addrs[i] - out[i].mapping.as_ref()?.start))).collect();
-        let mut process = Process::new(Pid::Slf);
+        let mut process = Process::new(BlazePid::Slf);
         process.perf_map = false;
         process.debug_syms = false;
         match self.blaze.0.symbolize(&Source::Process(process), Input::AbsAddr(&own_addrs)) {
@@ -278,13 +279,13 @@ impl Context<'_> {
                     out[i].lines = sym.as_sym().map(sym_lines);
                 }
             }
-            Err(e) => debug!(pid, "vdso symbolization failed: {e}"),
+            Err(e) => debug!(pid = pid.get(), "vdso symbolization failed: {e}"),
         }
     }
 
     /// Addresses outside any file's code, or in files that are not ELF
     /// (a JIT's memfd), are looked up in the process's perf map.
-    fn resolve_jit(&mut self, pid: u32, alive: bool, addrs: &[u64], out: &mut [Resolved]) {
+    fn resolve_jit(&mut self, pid: Pid, alive: bool, addrs: &[u64], out: &mut [Resolved]) {
         let wanted = |r: &Resolved| r.lines.is_none() && r.mapping.as_ref().is_none_or(|m| m.path != "[vdso]");
         if !out.iter().any(wanted) {
             return;
@@ -298,11 +299,11 @@ impl Context<'_> {
         let map = match PerfMap::read(&mut file) {
             Ok(map) => map,
             Err(e) => {
-                debug!(pid, "failed to read the perf map: {e}");
+                debug!(pid = pid.get(), "failed to read the perf map: {e}");
                 return;
             }
         };
-        debug!(pid, entries = map.len(), "perf map");
+        debug!(pid = pid.get(), entries = map.len(), "perf map");
         for (r, &addr) in out.iter_mut().zip(addrs) {
             if wanted(r) {
                 if let Some(name) = map.find(addr) {
@@ -314,6 +315,6 @@ impl Context<'_> {
 }
 
 fn own_vdso_start() -> Option<u64> {
-    let maps = read_maps(std::process::id())?;
+    let maps = read_maps(Pid::current())?;
     maps.iter().find(|m| m.path == "[vdso]").map(|m| m.start)
 }

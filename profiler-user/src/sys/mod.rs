@@ -84,10 +84,11 @@ pub fn raise_open_files_limit(wanted: libc::rlim_t) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::Pid;
 
     #[test]
     fn boot_time_is_after_our_start() {
-        let me = crate::procfs::stat::read(std::process::id()).unwrap();
+        let me = crate::procfs::stat::read(Pid::new(std::process::id())).unwrap();
         assert!(boot_time_ticks().unwrap() >= me.start_ticks);
     }
 }

@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use super::*;
+use crate::ids::Pid;
 
 const GIB: u64 = 1 << 30;
 
@@ -48,7 +49,7 @@ impl Feed {
             cpu_capacity: self.capacity,
             mem_bytes: self.mem,
             mem_limit: self.limit,
-            pids: vec![42],
+            pids: vec![Pid::new(42)],
         }
     }
 

@@ -773,7 +773,7 @@ async fn maybe<F: std::future::Future>(future: Option<F>) -> F::Output {
 fn describe_spec(spec: &TargetSpec) -> String {
     match spec {
         TargetSpec::Pids(pids) => {
-            let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+            let list: Vec<String> = pids.iter().map(ToString::to_string).collect();
             format!("pid {}", list.join(","))
         }
         TargetSpec::Name(re) => format!("name /{re}/"),
@@ -785,6 +785,7 @@ fn describe_spec(spec: &TargetSpec) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::Pid;
 
     #[test]
     fn end_reasons_read_well() {
@@ -796,7 +797,7 @@ mod tests {
 
     #[test]
     fn describes_targets() {
-        assert_eq!(describe_spec(&TargetSpec::Pids(vec![1, 2])), "pid 1,2");
+        assert_eq!(describe_spec(&TargetSpec::Pids(vec![Pid::new(1), Pid::new(2)])), "pid 1,2");
         assert_eq!(describe_spec(&TargetSpec::Host), "host");
     }
 }

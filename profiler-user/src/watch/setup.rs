@@ -200,13 +200,14 @@ pub(super) fn compatible(loaded: &Filter, wanted: &Filter) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::Pid;
 
     #[test]
     fn compatible_filters() {
-        assert!(compatible(&Filter::Pids(vec![]), &Filter::Pids(vec![4])));
+        assert!(compatible(&Filter::Pids(vec![]), &Filter::Pids(vec![Pid::new(4)])));
         assert!(compatible(&Filter::All, &Filter::All));
         assert!(compatible(&Filter::Cgroup { id: 1, level: 2 }, &Filter::Cgroup { id: 1, level: 2 }));
         assert!(!compatible(&Filter::Cgroup { id: 1, level: 2 }, &Filter::Cgroup { id: 9, level: 2 }));
-        assert!(!compatible(&Filter::All, &Filter::Pids(vec![1])));
+        assert!(!compatible(&Filter::All, &Filter::Pids(vec![Pid::new(1)])));
     }
 }

@@ -14,6 +14,7 @@ use tracing::{debug, info};
 use super::{AttachTarget, Kind, Shape};
 use crate::aggregate::{Aggregate, RawSample};
 use crate::bpf::{drain, Loader, Programs, RawCapture, Stats};
+use crate::ids::Pid;
 use crate::profile::capture::{CaptureWindow, Loss};
 use crate::profile::{Profile, ProfileKind};
 use crate::target::Filter;
@@ -104,7 +105,7 @@ fn is_allocator_frame(name: &str) -> bool {
 
 /// The processes to put allocation probes in: the target's, or the
 /// cgroup's members at capture start.
-fn probe_pids(filter: &Filter, cgroup_dir: Option<&Path>) -> Vec<u32> {
+fn probe_pids(filter: &Filter, cgroup_dir: Option<&Path>) -> Vec<Pid> {
     match (filter, cgroup_dir) {
         (Filter::Pids(pids), _) => pids.clone(),
         (Filter::Cgroup { .. }, Some(dir)) => crate::procfs::cgroup::procs(dir),

@@ -7,6 +7,7 @@ use std::path::Path;
 use profiler_common::{GO_PROBE_ALLOC_LARGE, GO_PROBE_REFILL, PROG_GO_ALLOC, PROG_MALLOC_ENTRY};
 
 use crate::bpf::UprobeSite;
+use crate::ids::Pid;
 use crate::objfile::go::{go_version, past_stack_check, OLD_GO};
 use crate::procfs::{maps, process};
 
@@ -17,7 +18,7 @@ pub const GO_ALLOC_LARGE: &str = "runtime.(*mcache).allocLarge";
 
 /// The probe sites of `pids`: `malloc` in each process's libc, and
 /// the Go runtime's slow paths in each Go executable.
-pub fn probe_sites(pids: &[u32]) -> Vec<UprobeSite> {
+pub fn probe_sites(pids: &[Pid]) -> Vec<UprobeSite> {
     let mut sites = Vec::new();
     for &pid in pids {
         let Some(mappings) = maps::read_maps(pid) else { continue };
@@ -52,7 +53,7 @@ mod tests {
 
     #[test]
     fn own_process_has_libc_and_is_not_go() {
-        let sites = probe_sites(&[std::process::id()]);
+        let sites = probe_sites(&[Pid::current()]);
         assert!(sites.iter().any(|s| s.symbol == MALLOC_SYMBOL), "{sites:?}");
         assert!(!sites.iter().any(|s| s.symbol == GO_REFILL));
     }

@@ -12,6 +12,7 @@ use std::fs;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::ids::Pid;
 use crate::procfs::cgroup::{
     self, parse_cfs_quota, parse_cgroup_v1_path, parse_cgroup_v2_path, parse_cpu_max, parse_memory_max,
     parse_v1_memory_limit,
@@ -117,7 +118,7 @@ pub(super) struct CgroupDirs {
 
 impl CgroupDirs {
     /// Where `pid`'s limits are, from `/proc/<pid>/cgroup`.
-    pub(super) fn of_process(pid: u32, v1: &V1Mounts) -> Self {
+    pub(super) fn of_process(pid: Pid, v1: &V1Mounts) -> Self {
         let text = cgroup::read(pid);
         Self {
             v2: parse_cgroup_v2_path(&text).and_then(|path| cgroup_dir(Path::new(path)).ok()),

@@ -37,6 +37,7 @@ use std::time::{Instant, SystemTime};
 use limits::{CgroupDirs, HostInfo, LimitCache, Limits, V1Mounts, LIMIT_TTL};
 use names::NameMatcher;
 
+use crate::ids::Pid;
 use crate::procfs::cgroup;
 use crate::procfs::cputime::{cgroup_cpu_seconds, host_cpu_seconds, PidTracker};
 use crate::procfs::stat::{self, ProcStat};
@@ -69,7 +70,7 @@ pub struct Sample {
     pub mem_limit: u64,
     /// The target's processes (for `--pid` and `--name`; empty otherwise),
     /// in ascending order.
-    pub pids: Vec<u32>,
+    pub pids: Vec<Pid>,
 }
 
 impl Sample {
@@ -97,7 +98,7 @@ pub struct MetricSampler {
     limits: LimitCache,
     v1_mounts: V1Mounts,
     /// Cgroups of each tracked process, by pid and start time.
-    proc_cgroups: HashMap<u32, (u64, CgroupDirs, Instant)>,
+    proc_cgroups: HashMap<Pid, (u64, CgroupDirs, Instant)>,
 }
 
 #[derive(Debug)]
@@ -105,7 +106,7 @@ enum Source {
     /// `--pid`: these processes, identified by pid and start time so a
     /// recycled pid is not mistaken for the target. `None` if the process
     /// was already gone when `watch` started.
-    Pids(Vec<(u32, Option<u64>)>),
+    Pids(Vec<(Pid, Option<u64>)>),
     Name(NameMatcher),
     Cgroup(CgroupSource),
     Host,
@@ -175,13 +176,13 @@ impl MetricSampler {
         wall: SystemTime,
         host: &HostInfo,
         boot_ticks: Option<u64>,
-        stats: &[(u32, ProcStat)],
+        stats: &[(Pid, ProcStat)],
     ) -> Sample {
         let ticks = self.tracker.update(boot_ticks, stats);
         if stats.is_empty() {
             return Sample::absent(now, wall);
         }
-        let pids: Vec<u32> = stats.iter().map(|(pid, _)| *pid).collect();
+        let pids: Vec<Pid> = stats.iter().map(|(pid, _)| *pid).collect();
         self.proc_cgroups.retain(|pid, _| pids.contains(pid));
         let mut cgroups: Vec<CgroupDirs> = Vec::new();
         for (pid, stat) in stats {
@@ -205,7 +206,7 @@ impl MetricSampler {
     }
 
     /// The cgroups of a process, cached per process instance.
-    fn process_cgroups(&mut self, pid: u32, start_ticks: u64, now: Instant) -> CgroupDirs {
+    fn process_cgroups(&mut self, pid: Pid, start_ticks: u64, now: Instant) -> CgroupDirs {
         if let Some((start, dirs, checked)) = self.proc_cgroups.get(&pid) {
             if *start == start_ticks && now.saturating_duration_since(*checked) < LIMIT_TTL {
                 return dirs.clone();
@@ -299,7 +300,7 @@ fn sample_host(now: Instant, wall: SystemTime, host: &HostInfo) -> Sample {
 }
 
 /// `--pid`: the given processes that still are the ones first seen.
-fn pid_stats(ids: &[(u32, Option<u64>)]) -> Vec<(u32, ProcStat)> {
+fn pid_stats(ids: &[(Pid, Option<u64>)]) -> Vec<(Pid, ProcStat)> {
     ids.iter()
         .filter_map(|&(pid, start)| {
             let stat = stat::read(pid)?;
@@ -310,7 +311,7 @@ fn pid_stats(ids: &[(u32, Option<u64>)]) -> Vec<(u32, ProcStat)> {
 
 /// `--name`: the matching processes, with a recycled pid checked again
 /// instead of trusting the cached verdict for its previous owner.
-fn name_stats(matcher: &mut NameMatcher, tracker: &PidTracker, now: Instant) -> Vec<(u32, ProcStat)> {
+fn name_stats(matcher: &mut NameMatcher, tracker: &PidTracker, now: Instant) -> Vec<(Pid, ProcStat)> {
     matcher
         .scan(now)
         .into_iter()

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use regex::Regex;
 
+use crate::ids::Pid;
 use crate::procfs::process;
 
 /// How long a verdict on a pid is trusted. Processes rarely change name or
@@ -24,8 +25,8 @@ const YOUNG: Duration = Duration::from_secs(3);
 #[derive(Debug)]
 pub(super) struct NameMatcher {
     re: Regex,
-    excluded: Vec<u32>,
-    verdicts: HashMap<u32, Verdict>,
+    excluded: Vec<Pid>,
+    verdicts: HashMap<Pid, Verdict>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -39,7 +40,7 @@ struct Verdict {
 
 impl NameMatcher {
     pub(super) fn new(re: Regex) -> Self {
-        let me = std::process::id();
+        let me = Pid::current();
         // Our own `sudo`/`sh -c` wrappers match only because they run us: the
         // same exclusion as `target`, computed once (our ancestors do not change).
         let mut excluded = crate::target::wrapper_ancestors(me);
@@ -48,7 +49,7 @@ impl NameMatcher {
     }
 
     /// The matching pids, ascending.
-    pub(super) fn scan(&mut self, now: Instant) -> Vec<u32> {
+    pub(super) fn scan(&mut self, now: Instant) -> Vec<Pid> {
         let Some(listed) = process::all_pids() else {
             tracing::debug!("cannot list `/proc`");
             return Vec::new();
@@ -74,7 +75,7 @@ impl NameMatcher {
 
     /// Reads the name and command line of `pid` again and returns whether
     /// they match.
-    pub(super) fn recheck(&mut self, pid: u32, now: Instant) -> bool {
+    pub(super) fn recheck(&mut self, pid: Pid, now: Instant) -> bool {
         let Some(comm) = process::comm(pid) else {
             // Gone: nothing to remember.
             self.verdicts.remove(&pid);
@@ -88,7 +89,7 @@ impl NameMatcher {
 }
 
 impl Verdict {
-    fn is_fresh(&self, pid: u32, now: Instant) -> bool {
+    fn is_fresh(&self, pid: Pid, now: Instant) -> bool {
         now.saturating_duration_since(self.first_seen) >= YOUNG
             && now.saturating_duration_since(self.checked) < recheck_period(pid)
     }
@@ -96,8 +97,8 @@ impl Verdict {
 
 /// Spread over 5 s so the pids first seen together are not all read again
 /// in the same sample.
-fn recheck_period(pid: u32) -> Duration {
-    RECHECK_AFTER + Duration::from_millis(u64::from(pid % 64) * 80)
+fn recheck_period(pid: Pid) -> Duration {
+    RECHECK_AFTER + Duration::from_millis(u64::from(pid.get() % 64) * 80)
 }
 
 #[cfg(test)]
@@ -108,13 +109,13 @@ mod tests {
     fn verdicts_of_young_pids_are_not_trusted() {
         let t0 = Instant::now();
         let young = Verdict { matches: false, checked: t0, first_seen: t0 };
-        assert!(!young.is_fresh(1, t0 + Duration::from_secs(1)));
+        assert!(!young.is_fresh(Pid::new(1), t0 + Duration::from_secs(1)));
         let settled = Verdict { matches: false, checked: t0 + YOUNG, first_seen: t0 };
-        assert!(settled.is_fresh(1, t0 + YOUNG + Duration::from_secs(1)));
-        assert!(!settled.is_fresh(1, t0 + YOUNG + recheck_period(1)));
+        assert!(settled.is_fresh(Pid::new(1), t0 + YOUNG + Duration::from_secs(1)));
+        assert!(!settled.is_fresh(Pid::new(1), t0 + YOUNG + recheck_period(Pid::new(1))));
         // Spread over 5 s at most.
         assert!((0..1000)
-            .map(recheck_period)
+            .map(|p| recheck_period(Pid::new(p)))
             .all(|p| p >= RECHECK_AFTER && p < RECHECK_AFTER + Duration::from_secs(6)));
     }
 
@@ -124,7 +125,7 @@ mod tests {
         let Ok(mut child) = std::process::Command::new("sleep").arg(&tag).spawn() else {
             panic!("cannot spawn `sleep`");
         };
-        let pid = child.id();
+        let pid = Pid::new(child.id());
         let mut m = NameMatcher::new(Regex::new(&format!(r"^sleep {}$", regex::escape(&tag))).unwrap());
         let start = Instant::now();
         // Until it has exec'd, the child is a copy of this test binary.
@@ -140,12 +141,13 @@ mod tests {
         let _ = child.wait();
         assert!(found, "`sleep {tag}` not found");
         let now = Instant::now();
-        assert!(!m.scan(now).contains(&std::process::id()));
+        assert!(!m.scan(now).contains(&Pid::current()));
         assert!(!m.scan(now).contains(&pid));
         assert!(!m.verdicts.contains_key(&pid));
         // Above the largest possible pid: a verdict on it must not survive.
-        m.verdicts.insert(4_194_305, Verdict { matches: true, checked: start, first_seen: start });
-        assert!(!m.scan(now).contains(&4_194_305));
-        assert!(!m.verdicts.contains_key(&4_194_305));
+        let beyond = Pid::new(4_194_305);
+        m.verdicts.insert(beyond, Verdict { matches: true, checked: start, first_seen: start });
+        assert!(!m.scan(now).contains(&beyond));
+        assert!(!m.verdicts.contains_key(&beyond));
     }
 }

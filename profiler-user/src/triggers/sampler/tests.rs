@@ -34,8 +34,8 @@ impl Workload {
         child
     }
 
-    fn pid(&self) -> u32 {
-        self.0.id()
+    fn pid(&self) -> Pid {
+        Pid::new(self.0.id())
     }
 }
 
@@ -62,7 +62,7 @@ fn online_cpus() -> f64 {
 /// Time on CPU and time waiting for one, in seconds, from
 /// `/proc/<pid>/schedstat`: the scheduler's own count, independent of the
 /// tick-based `/proc/<pid>/stat` the sampler reads.
-fn schedstat(pid: u32) -> (f64, f64) {
+fn schedstat(pid: Pid) -> (f64, f64) {
     let text = fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap_or_default();
     let mut fields = text.split_whitespace().map(|f| f.parse::<f64>().unwrap_or(0.0) / 1e9);
     (fields.next().unwrap_or(0.0), fields.next().unwrap_or(0.0))
@@ -156,7 +156,7 @@ fn name_target_is_waited_for_and_followed_across_restarts() {
 #[test]
 fn missing_targets_are_absent() {
     let now = Instant::now();
-    let mut sampler = MetricSampler::new(&TargetSpec::Pids(vec![4_194_305]));
+    let mut sampler = MetricSampler::new(&TargetSpec::Pids(vec![Pid::new(4_194_305)]));
     assert!(!sampler.sample(now).present);
     let mut sampler = MetricSampler::new(&TargetSpec::Cgroup(PathBuf::from("no-such.slice/no-such.service")));
     let s = sampler.sample(now);
@@ -211,13 +211,13 @@ fn own_cgroup() {
 fn own_process_limits() {
     let me = std::process::id();
     let text = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    let dirs = CgroupDirs::of_process(me, &V1Mounts::read());
+    let dirs = CgroupDirs::of_process(Pid::new(me), &V1Mounts::read());
     // Each hierarchy the process is listed in is found.
     assert_eq!(dirs.v2.is_some(), parse_cgroup_v2_path(&text).is_some(), "{dirs:?}");
     for dir in [&dirs.v2, &dirs.v1_memory, &dirs.v1_cpu].into_iter().flatten() {
         assert!(dir.join("cgroup.procs").is_file(), "{dir:?}");
     }
-    let mut sampler = MetricSampler::new(&TargetSpec::Pids(vec![me]));
+    let mut sampler = MetricSampler::new(&TargetSpec::Pids(vec![Pid::new(me)]));
     let s = sampler.sample(Instant::now());
     let limits = LimitCache::default().get(&dirs, Instant::now());
     assert_eq!(s.cpu_capacity, limits.cpus.map_or(online_cpus(), |quota| quota.min(online_cpus())));
