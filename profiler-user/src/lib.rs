@@ -7,6 +7,7 @@
 //! and `retention`) keeps them loaded and captures on command; `ctl` talks to
 //! it; `doctor` checks the host.
 
+pub mod addr;
 pub mod aggregate;
 pub mod bpf;
 pub mod cli;

@@ -17,6 +17,7 @@ use profiler_common::{Window, PROG_CPU_SAMPLE, PROG_FAULT_SAMPLE, PROG_SCHED_SWI
 use tracing::{debug, warn};
 
 use super::loader::{privilege_aware, typed_program, Loader};
+use crate::addr::FileOffset;
 use crate::ids::Pid;
 
 /// One uprobe to attach: a program of the object at a place in a file,
@@ -32,7 +33,7 @@ pub struct UprobeSite {
     pub symbol: &'static str,
     /// Where in the file to attach: `None` for the symbol's entry (found by
     /// the kernel's loader from the dynamic symbols), or a file offset.
-    pub offset: Option<u64>,
+    pub offset: Option<FileOffset>,
     /// Process the probe is limited to.
     pub pid: Pid,
     /// Attach cookie the program reads.
@@ -131,7 +132,7 @@ impl Loader {
             let program: &mut UProbe = typed_program(&mut self.ebpf, name)?;
             let Some(pid) = std::num::NonZeroU32::new(site.pid.get()) else { continue };
             let location = match site.offset {
-                Some(offset) => UProbeAttachLocation::AbsoluteOffset(offset),
+                Some(offset) => UProbeAttachLocation::AbsoluteOffset(offset.get()),
                 None => UProbeAttachLocation::Symbol(site.symbol),
             };
             let point = UProbeAttachPoint { location, cookie: Some(site.cookie) };

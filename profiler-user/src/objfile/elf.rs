@@ -10,6 +10,8 @@
 
 use object::{Object as _, ObjectSection as _, ObjectSegment as _, SectionFlags, SegmentFlags};
 
+use crate::addr::{ElfVaddr, FileOffset};
+
 /// A loadable (`PT_LOAD`) segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Segment {
@@ -116,20 +118,22 @@ impl ElfInfo {
 
     /// The link-time virtual address of file offset `offset`, through the
     /// loadable segment that maps it.
-    pub fn file_offset_to_vaddr(&self, offset: u64) -> Option<u64> {
+    pub fn file_offset_to_vaddr(&self, offset: FileOffset) -> Option<ElfVaddr> {
+        let offset = offset.get();
         let seg = self.segments.iter().find(|s| s.contains_offset(offset))?;
-        Some(seg.vaddr + (offset - seg.offset))
+        Some(ElfVaddr::new(seg.vaddr + (offset - seg.offset)))
     }
 
     /// Index of the code section holding link-time address `vaddr`.
-    pub fn code_section_of(&self, vaddr: u64) -> Option<usize> {
+    pub fn code_section_of(&self, vaddr: ElfVaddr) -> Option<usize> {
+        let vaddr = vaddr.get();
         let i = self.code_sections.partition_point(|&(start, _)| start <= vaddr).checked_sub(1)?;
         (vaddr < self.code_sections[i].1).then_some(i)
     }
 
     /// The file offset holding link-time virtual address `vaddr`.
     #[cfg(test)]
-    pub fn vaddr_to_file_offset(&self, vaddr: u64) -> Option<u64> {
+    pub fn vaddr_to_file_offset(&self, vaddr: ElfVaddr) -> Option<FileOffset> {
         vaddr_to_file_offset(&self.segments, vaddr)
     }
 
@@ -140,9 +144,10 @@ impl ElfInfo {
 }
 
 /// The file offset holding link-time virtual address `vaddr`.
-pub fn vaddr_to_file_offset(segments: &[Segment], vaddr: u64) -> Option<u64> {
+pub fn vaddr_to_file_offset(segments: &[Segment], vaddr: ElfVaddr) -> Option<FileOffset> {
+    let vaddr = vaddr.get();
     let seg = segments.iter().find(|s| s.contains_vaddr(vaddr))?;
-    Some(seg.offset + (vaddr - seg.vaddr))
+    Some(FileOffset::new(seg.offset + (vaddr - seg.vaddr)))
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -167,7 +172,7 @@ mod tests {
         assert!(info.gopclntab.is_none() && !info.maybe_go);
         // Round trip through the executable segment.
         let text = info.segments.iter().find(|s| s.exec).expect("text segment");
-        let off = text.offset + 16;
+        let off = FileOffset::new(text.offset + 16);
         let vaddr = info.file_offset_to_vaddr(off).expect("mapped");
         assert_eq!(info.vaddr_to_file_offset(vaddr), Some(off));
         assert_eq!(ElfInfo::parse(b"not an elf file at all"), None);

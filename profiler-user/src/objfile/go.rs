@@ -103,7 +103,7 @@ mod tests {
             let data = std::fs::read(&prog).expect("read");
             let offsets = crate::objfile::function_file_offsets(&data, &want);
             for (name, off) in want.iter().zip(&offsets) {
-                let off = off.unwrap_or_else(|| panic!("{name} not found ({flags:?})")) as usize;
+                let off = off.unwrap_or_else(|| panic!("{name} not found ({flags:?})")).get() as usize;
                 // Go 1.17+ on amd64: the stack check, then its JBE: the probe goes past it.
                 assert_eq!(&data[off..off + 4], [0x49, 0x3b, 0x66, 0x10], "{name} prologue ({flags:?})");
                 assert_eq!(past_stack_check(&data[off..]), 4, "{name} ({flags:?})");

@@ -21,6 +21,7 @@
 //! [`find_gofunc`] locates by scanning for its pointer to the table.
 
 use super::elf::{vaddr_to_file_offset, ElfInfo, Segment, TableLocation};
+use crate::addr::ElfVaddr;
 
 /// `FUNCDATA_InlTree` (Go 1.16 and later).
 const FUNCDATA_INL_TREE: usize = 3;
@@ -143,10 +144,10 @@ impl<D: AsRef<[u8]>> GoTable<D> {
 
     /// Entry address of the function named `name` (a linear scan: for
     /// the few lookups of probe placement, not for symbolization).
-    pub fn entry_of(&self, name: &str) -> Option<u64> {
+    pub fn entry_of(&self, name: &str) -> Option<ElfVaddr> {
         (0..self.hdr.nfunc).find_map(|i| {
             let f = self.func(i)?;
-            (self.func_name(&f)? == name).then_some(f.entry)
+            (self.func_name(&f)? == name).then_some(ElfVaddr::new(f.entry))
         })
     }
 
@@ -159,7 +160,8 @@ impl<D: AsRef<[u8]>> GoTable<D> {
 
     /// The frames at link-time address `pc`, innermost (the deepest
     /// inlined call) first, the function that contains `pc` last.
-    pub fn find(&self, pc: u64) -> Option<Vec<GoFrame>> {
+    pub fn find(&self, pc: ElfVaddr) -> Option<Vec<GoFrame>> {
+        let pc = pc.get();
         let f = self.find_func(pc)?;
         let outer = self.func_name(&f)?.to_owned();
         let tree = self.inline_tree(&f);
@@ -368,7 +370,7 @@ impl<D: AsRef<[u8]>> GoTable<D> {
             }
             FuncDataBase::Unavailable => return None,
         };
-        usize::try_from(vaddr_to_file_offset(&self.segments, vaddr)?).ok()
+        usize::try_from(vaddr_to_file_offset(&self.segments, ElfVaddr::new(vaddr))?.get()).ok()
     }
 
     /// Entry `index` of the inline tree at file offset `tree`: the inlined
@@ -540,7 +542,7 @@ fn find_gofunc(data: &[u8], segments: &[Segment], table_vaddr: u64, hdr: &Header
                 && (hdr.text_start == 0 || word(TEXT_SLOT) == Some(hdr.text_start))
             {
                 let gofunc = word(gofunc_slot)?;
-                return vaddr_to_file_offset(segments, gofunc).map(|_| gofunc);
+                return vaddr_to_file_offset(segments, ElfVaddr::new(gofunc)).map(|_| gofunc);
             }
             off += ptr;
         }

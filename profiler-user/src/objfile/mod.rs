@@ -13,18 +13,20 @@ pub(crate) mod plt;
 
 use elf::{vaddr_to_file_offset, ElfInfo};
 
+use crate::addr::{ElfVaddr, FileOffset};
+
 /// The file offsets of the entries of the functions `names` in the ELF
 /// image `data` (`None` for a name not found): from the symbol table when
 /// the file has one, otherwise from the Go function table, which stripped
 /// Go binaries keep. For placing uprobes.
-pub fn function_file_offsets(data: &[u8], names: &[&str]) -> Vec<Option<u64>> {
+pub fn function_file_offsets(data: &[u8], names: &[&str]) -> Vec<Option<FileOffset>> {
     use object::{Object as _, ObjectSymbol as _};
     let Some(info) = ElfInfo::parse(data) else { return vec![None; names.len()] };
-    let mut vaddrs: Vec<Option<u64>> = vec![None; names.len()];
+    let mut vaddrs: Vec<Option<ElfVaddr>> = vec![None; names.len()];
     if let Ok(file) = object::File::parse(data) {
         for sym in file.symbols().filter(|s| s.is_definition()) {
             if let Some(i) = sym.name().ok().and_then(|n| names.iter().position(|want| *want == n)) {
-                vaddrs[i].get_or_insert(sym.address());
+                vaddrs[i].get_or_insert(ElfVaddr::new(sym.address()));
             }
         }
     }

@@ -24,6 +24,8 @@ use object::read::elf::{ElfFile, FileHeader, Rel as _, Rela as _, SectionHeader 
 use object::read::StringTable;
 use object::Endianness;
 
+use crate::addr::ElfVaddr;
+
 /// Sections holding PLT stubs (`.plt.bnd` is `.plt.sec`'s name from the MPX days).
 const PLT_SECTIONS: &[&str] = &[".plt", ".plt.sec", ".plt.bnd", ".plt.got", ".iplt"];
 
@@ -66,7 +68,8 @@ impl PltStubs {
         (!stubs.sections.is_empty()).then_some(stubs)
     }
 
-    pub fn lookup(&self, vaddr: u64) -> PltLookup<'_> {
+    pub fn lookup(&self, vaddr: ElfVaddr) -> PltLookup<'_> {
+        let vaddr = vaddr.get();
         let in_section = |&(start, end): &(u64, u64)| start <= vaddr && vaddr < end;
         let i = self.sections.partition_point(|&(start, _)| start <= vaddr);
         if !i.checked_sub(1).and_then(|i| self.sections.get(i)).is_some_and(in_section) {
@@ -393,12 +396,12 @@ mod tests {
             sections: vec![(0x1020, 0x1060)],
             stubs: vec![Stub { start: 0x1030, end: 0x1040, name: "strlen@plt".into() }],
         };
-        assert_eq!(stubs.lookup(0x1000), PltLookup::NotPlt);
-        assert_eq!(stubs.lookup(0x1020), PltLookup::Unnamed);
-        assert_eq!(stubs.lookup(0x1030), PltLookup::Stub("strlen@plt"));
-        assert_eq!(stubs.lookup(0x103f), PltLookup::Stub("strlen@plt"));
-        assert_eq!(stubs.lookup(0x1040), PltLookup::Unnamed);
-        assert_eq!(stubs.lookup(0x1060), PltLookup::NotPlt);
+        assert_eq!(stubs.lookup(ElfVaddr::new(0x1000)), PltLookup::NotPlt);
+        assert_eq!(stubs.lookup(ElfVaddr::new(0x1020)), PltLookup::Unnamed);
+        assert_eq!(stubs.lookup(ElfVaddr::new(0x1030)), PltLookup::Stub("strlen@plt"));
+        assert_eq!(stubs.lookup(ElfVaddr::new(0x103f)), PltLookup::Stub("strlen@plt"));
+        assert_eq!(stubs.lookup(ElfVaddr::new(0x1040)), PltLookup::Unnamed);
+        assert_eq!(stubs.lookup(ElfVaddr::new(0x1060)), PltLookup::NotPlt);
         assert_eq!(PltStubs::parse(b"not an elf file at all"), None);
     }
 }

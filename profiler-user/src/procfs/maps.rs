@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::addr::FileOffset;
 use crate::ids::Pid;
 use crate::sys::file::FileId;
 
@@ -28,6 +29,11 @@ impl MapsEntry {
 
     pub fn contains(&self, addr: u64) -> bool {
         self.start <= addr && addr < self.end
+    }
+
+    /// The file offset at process address `addr` (inside the mapping).
+    pub fn file_offset(&self, addr: u64) -> FileOffset {
+        FileOffset::new(addr - self.start + self.offset)
     }
 
     /// The mapped file's identity as the process mapped it.

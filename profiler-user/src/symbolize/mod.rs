@@ -389,7 +389,7 @@ fn unknown_name(entry: Option<&MapsEntry>, addr: u64, process_gone: bool) -> Str
             let path = m.clean_path();
             let base =
                 Path::new(path).file_name().map_or_else(|| path.to_owned(), |f| f.to_string_lossy().into_owned());
-            format!("{base}+{:#x}", addr - m.start + m.offset)
+            format!("{base}+{:#x}", m.file_offset(addr))
         }
         None if process_gone => format!("[exited process]+{addr:#x}"),
         None => format!("[unknown]+{addr:#x}"),

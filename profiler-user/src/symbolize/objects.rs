@@ -37,6 +37,7 @@ use memmap2::Mmap;
 use tracing::debug;
 
 use super::sym_lines;
+use crate::addr::{ElfVaddr, FileOffset};
 use crate::objfile::{
     debuginfo::{DebugSearch, DebugUse},
     elf::ElfInfo,
@@ -219,7 +220,7 @@ impl ObjectCache {
 
     /// Names the file offsets `offsets` of object `id`: innermost-first
     /// lines per offset, `None` where nothing is known.
-    pub fn symbolize(&self, blaze: &Blaze, id: ObjectId, offsets: &[u64]) -> Vec<Option<Vec<Line>>> {
+    pub fn symbolize(&self, blaze: &Blaze, id: ObjectId, offsets: &[FileOffset]) -> Vec<Option<Vec<Line>>> {
         let Some(object) = self.objects.get(&id) else { return vec![None; offsets.len()] };
         let Some(info) = &object.info else { return vec![None; offsets.len()] };
         let mut out: Vec<Option<Vec<Line>>> = vec![None; offsets.len()];
@@ -238,7 +239,7 @@ impl ObjectCache {
                 _ => rest.push(i),
             }
         }
-        let offsets: Vec<u64> = rest.iter().map(|&i| offsets[i]).collect();
+        let offsets: Vec<FileOffset> = rest.iter().map(|&i| offsets[i]).collect();
         for (i, lines) in rest.into_iter().zip(self.symbolize_code(blaze, object, info, &offsets)) {
             out[i] = lines;
         }
@@ -251,19 +252,21 @@ impl ObjectCache {
         blaze: &Blaze,
         object: &Object,
         info: &ElfInfo,
-        offsets: &[u64],
+        offsets: &[FileOffset],
     ) -> Vec<Option<Vec<Line>>> {
         let main = object.pin.proc_path();
         let mut out = match &object.backend {
             Backend::NotElf => return vec![None; offsets.len()],
-            Backend::Dwarf => elf_lines(blaze, &main, true, info, Input::FileOffset(offsets)),
-            Backend::Symbols => return elf_lines(blaze, &main, false, info, Input::FileOffset(offsets)),
+            Backend::Dwarf => elf_lines(blaze, &main, true, info, Addresses::FileOffsets(offsets)),
+            Backend::Symbols => return elf_lines(blaze, &main, false, info, Addresses::FileOffsets(offsets)),
             Backend::DebugFile(debug, use_) => {
-                let vaddrs: Vec<Option<u64>> = offsets.iter().map(|&o| info.file_offset_to_vaddr(o)).collect();
-                let known: Vec<u64> = vaddrs.iter().flatten().copied().collect();
+                // The debug file's offsets are not the binary's: ask by
+                // link-time address, which both share.
+                let vaddrs: Vec<Option<ElfVaddr>> = offsets.iter().map(|&o| info.file_offset_to_vaddr(o)).collect();
+                let known: Vec<ElfVaddr> = vaddrs.iter().flatten().copied().collect();
                 let dwarf = *use_ == DebugUse::Full;
                 let mut named =
-                    elf_lines(blaze, &debug.proc_path(), dwarf, info, Input::VirtOffset(&known)).into_iter();
+                    elf_lines(blaze, &debug.proc_path(), dwarf, info, Addresses::Vaddrs(&known)).into_iter();
                 vaddrs.iter().map(|v| v.and_then(|_| named.next().flatten())).collect()
             }
             Backend::Go(table) => offsets
@@ -277,9 +280,9 @@ impl ObjectCache {
                 .collect(),
         };
         // Whatever the richer source missed, the symbol table may name.
-        let missing: Vec<u64> = offsets.iter().zip(&out).filter(|(_, l)| l.is_none()).map(|(&o, _)| o).collect();
+        let missing: Vec<FileOffset> = offsets.iter().zip(&out).filter(|(_, l)| l.is_none()).map(|(&o, _)| o).collect();
         if !missing.is_empty() {
-            let mut named = elf_lines(blaze, &main, false, info, Input::FileOffset(&missing)).into_iter();
+            let mut named = elf_lines(blaze, &main, false, info, Addresses::FileOffsets(&missing)).into_iter();
             for slot in out.iter_mut().filter(|l| l.is_none()) {
                 *slot = named.next().flatten();
             }
@@ -334,12 +337,23 @@ fn covers(info: &ElfInfo, sym: &Sym<'_>) -> bool {
     if sym.size.is_some() {
         return true;
     }
-    let addr = sym.addr.saturating_add(sym.offset as u64);
+    // With an `Elf` source, blazesym reports link-time addresses.
+    let start = ElfVaddr::new(sym.addr);
+    let addr = ElfVaddr::new(sym.addr.saturating_add(sym.offset as u64));
     match info.code_section_of(addr) {
-        Some(section) => info.code_section_of(sym.addr) == Some(section),
+        Some(section) => info.code_section_of(start) == Some(section),
         // No section headers (or not code): nothing to check against.
         None => true,
     }
+}
+
+/// What blazesym is asked to name in one file.
+#[derive(Clone, Copy)]
+enum Addresses<'a> {
+    FileOffsets(&'a [FileOffset]),
+    /// Link-time addresses: for a separate debug file, whose file offsets
+    /// are not the binary's.
+    Vaddrs(&'a [ElfVaddr]),
 }
 
 /// blazesym on one ELF file (whose sections `info` describes); `None` per
@@ -349,12 +363,20 @@ fn elf_lines(
     path: &Path,
     debug_syms: bool,
     info: &ElfInfo,
-    input: Input<&[u64]>,
+    addresses: Addresses<'_>,
 ) -> Vec<Option<Vec<Line>>> {
-    let n = input.as_inner_ref().len();
+    let raw: Vec<u64> = match addresses {
+        Addresses::FileOffsets(offsets) => offsets.iter().map(|o| o.get()).collect(),
+        Addresses::Vaddrs(vaddrs) => vaddrs.iter().map(|v| v.get()).collect(),
+    };
+    let n = raw.len();
     if n == 0 {
         return Vec::new();
     }
+    let input = match addresses {
+        Addresses::FileOffsets(_) => Input::FileOffset(&raw[..]),
+        Addresses::Vaddrs(_) => Input::VirtOffset(&raw[..]),
+    };
     let mut elf = Elf::new(path);
     elf.debug_syms = debug_syms;
     match blaze.0.symbolize(&Source::Elf(elf), input) {

@@ -9,6 +9,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use super::*;
+use crate::addr::{ElfVaddr, FileOffset};
 use crate::objfile::{debuginfo::DebugSearch, elf, plt::PltStubs};
 use crate::procfs::maps::read_maps;
 use crate::sys::file::PinnedFile;
@@ -98,7 +99,7 @@ fn assert_same_as_objdump(path: &Path) -> usize {
 }
 
 /// Symbolizes file offsets of `binary` through a fresh object cache.
-fn symbolize_file(binary: &Path, offsets: &[u64]) -> Vec<Option<Vec<Line>>> {
+fn symbolize_file(binary: &Path, offsets: &[FileOffset]) -> Vec<Option<Vec<Line>>> {
     let pin = Arc::new(PinnedFile::from_file(std::fs::File::open(binary).expect("open")).expect("stat"));
     let mut cache = ObjectCache::new(CacheBudget::default());
     let search = DebugSearch { process_root: None, binary_path: "x", extra_dirs: &[] };
@@ -108,7 +109,7 @@ fn symbolize_file(binary: &Path, offsets: &[u64]) -> Vec<Option<Vec<Line>>> {
 }
 
 /// File offsets of every byte of the sections called `names`.
-fn section_offsets(path: &Path, names: &[&str]) -> Vec<(String, u64)> {
+fn section_offsets(path: &Path, names: &[&str]) -> Vec<(String, FileOffset)> {
     use object::{Object as _, ObjectSection as _};
     let data = std::fs::read(path).expect("read");
     let file = object::File::parse(data.as_slice()).expect("ELF");
@@ -117,7 +118,7 @@ fn section_offsets(path: &Path, names: &[&str]) -> Vec<(String, u64)> {
         let name = section.name().unwrap_or_default();
         if names.contains(&name) {
             let (start, len) = section.file_range().expect("in the file");
-            out.extend((start..start + len).map(|o| (name.to_owned(), o)));
+            out.extend((start..start + len).map(|o| (name.to_owned(), FileOffset::new(o))));
         }
     }
     out
@@ -132,7 +133,7 @@ fn function(lines: &Option<Vec<Line>>) -> Option<&str> {
 fn assert_plt_named(binary: &Path) -> Vec<String> {
     let offsets = section_offsets(binary, &[".plt", ".plt.sec", ".plt.got"]);
     assert!(!offsets.is_empty(), "`{}` has no PLT", binary.display());
-    let plain: Vec<u64> = offsets.iter().map(|&(_, o)| o).collect();
+    let plain: Vec<FileOffset> = offsets.iter().map(|&(_, o)| o).collect();
     let results = symbolize_file(binary, &plain);
     let mut names: Vec<String> = Vec::new();
     for ((section, offset), lines) in offsets.iter().zip(&results) {
@@ -213,7 +214,7 @@ fn sizes_and_sections_bound_symbols() {
         use object::{Object as _, ObjectSymbol as _};
         file.symbols().find(|s| s.name() == Ok(name)).map(|s| s.address()).expect("symbol")
     };
-    let offset = |vaddr: u64| info.vaddr_to_file_offset(vaddr).expect("in a segment");
+    let offset = |vaddr: u64| info.vaddr_to_file_offset(ElfVaddr::new(vaddr)).expect("in a segment");
     let sized = vaddr_of("sized_fn");
     let bare = vaddr_of("bare_fn");
     let (bbb_start, bbb_end) = {

@@ -12,6 +12,7 @@ use std::{
 use object::{Object as _, ObjectSymbol as _};
 
 use super::*;
+use crate::addr::{ElfVaddr, FileOffset};
 use crate::ids::Tid;
 use crate::objfile::{debuginfo::DebugSearch, elf, gopclntab};
 use crate::procfs::maps::{parse_maps, read_maps};
@@ -70,17 +71,17 @@ fn compile(dir: &Path, name: &str) -> Option<PathBuf> {
 }
 
 /// File offsets of the code of function `name` (from `.symtab`).
-fn function_offsets(path: &Path, name: &str) -> Vec<u64> {
+fn function_offsets(path: &Path, name: &str) -> Vec<FileOffset> {
     let data = std::fs::read(path).expect("read binary");
     let file = object::File::parse(data.as_slice()).expect("ELF");
     let sym = file.symbols().find(|s| s.name() == Ok(name)).expect("symbol");
     let info = elf::ElfInfo::parse(&data).expect("ELF");
-    let start = info.vaddr_to_file_offset(sym.address()).expect("in a segment");
-    (start..start + sym.size()).collect()
+    let start = info.vaddr_to_file_offset(ElfVaddr::new(sym.address())).expect("in a segment");
+    (start.get()..start.get() + sym.size()).map(FileOffset::new).collect()
 }
 
 /// Symbolizes file offsets of `binary` through a fresh object cache.
-fn symbolize_file(binary: &Path, offsets: &[u64], extra_dirs: &[PathBuf]) -> Vec<Option<Vec<Line>>> {
+fn symbolize_file(binary: &Path, offsets: &[FileOffset], extra_dirs: &[PathBuf]) -> Vec<Option<Vec<Line>>> {
     let file = std::fs::File::open(binary).expect("open");
     let pin = Arc::new(PinnedFile::from_file(file).expect("stat"));
     let mut cache = ObjectCache::new(CacheBudget::default());
@@ -160,7 +161,7 @@ fn stripped_go_binaries_resolve_through_gopclntab() {
     let data = std::fs::read(&prog).expect("read");
     let info = elf::ElfInfo::parse(&data).expect("ELF");
     let text = info.segments.iter().find(|s| s.exec).expect("text");
-    let offsets: Vec<u64> = (text.offset..text.offset + text.filesz).step_by(64).collect();
+    let offsets: Vec<FileOffset> = (text.offset..text.offset + text.filesz).step_by(64).map(FileOffset::new).collect();
     let results = symbolize_file(&prog, &offsets, &[]);
     let names: std::collections::HashSet<String> =
         results.iter().flatten().filter_map(|l| l.last()).map(|l| l.function.clone()).collect();
@@ -174,9 +175,9 @@ fn spawn(binary: &Path, args: &[&str]) -> std::process::Child {
 }
 
 /// The absolute address of `hot` in process `pid`.
-fn hot_address(pid: u32, binary_offsets: &[u64]) -> u64 {
+fn hot_address(pid: u32, binary_offsets: &[FileOffset]) -> u64 {
     let maps = read_maps(Pid::new(pid)).expect("maps");
-    let off = binary_offsets[0];
+    let off = binary_offsets[0].get();
     let m =
         maps.iter().find(|m| m.is_file() && m.offset <= off && off < m.offset + (m.end - m.start)).expect("mapping");
     m.start + (off - m.offset)

@@ -34,6 +34,7 @@ use super::{
     pins::{exe_key, mapped_file_key, open_mapped_file},
     sym_lines,
 };
+use crate::addr::FileOffset;
 use crate::ids::Pid;
 use crate::objfile::debuginfo::DebugSearch;
 use crate::procfs::{
@@ -222,7 +223,7 @@ impl Context<'_> {
             // the one mapped there (saves reopening it).
             let pin = snap_pins.get(&entry.start).filter(|p| p.key.id == entry.file_id()).cloned();
             let Some(object) = self.object(pid, &entry, alive && from_live, pin) else { continue };
-            let offsets: Vec<u64> = indices.iter().map(|&i| addrs[i] - entry.start + entry.offset).collect();
+            let offsets: Vec<FileOffset> = indices.iter().map(|&i| entry.file_offset(addrs[i])).collect();
             let lines = self.objects.symbolize(self.blaze, object, &offsets);
             let build_id = self.objects.build_id(object);
             for (i, lines) in indices.into_iter().zip(lines) {

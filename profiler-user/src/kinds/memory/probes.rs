@@ -6,6 +6,7 @@ use std::path::Path;
 
 use profiler_common::{GO_PROBE_ALLOC_LARGE, GO_PROBE_REFILL, PROG_GO_ALLOC, PROG_MALLOC_ENTRY};
 
+use crate::addr::FileOffset;
 use crate::bpf::UprobeSite;
 use crate::ids::Pid;
 use crate::objfile::go::{go_version, past_stack_check, OLD_GO};
@@ -39,7 +40,9 @@ pub fn probe_sites(pids: &[Pid]) -> Vec<UprobeSite> {
             {
                 // Not found (a runtime that renamed them): the attach by
                 // symbol fails with a warning naming the function.
-                let offset = offset.map(|off| off + past_stack_check(data.get(off as usize..).unwrap_or_default()));
+                let offset = offset.map(|off| {
+                    FileOffset::new(off.get() + past_stack_check(data.get(off.get() as usize..).unwrap_or_default()))
+                });
                 sites.push(UprobeSite { program: PROG_GO_ALLOC, path: exe.clone(), symbol, offset, pid, cookie });
             }
         }

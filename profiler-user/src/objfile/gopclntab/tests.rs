@@ -249,12 +249,12 @@ fn reads_every_layout_with_inline_trees() {
         assert_eq!(table.version(), version);
         assert_eq!(table.func_count(), 2);
         assert_eq!(table.function(1), Some((TEXT + 0x100, "main.other".to_owned())), "{version:?}");
-        assert_eq!(table.find(TEXT), Some(vec![frame("main.outer", "/src/main.go", 10)]), "{version:?}");
-        assert_eq!(table.find(TEXT + 0x3f), Some(vec![frame("main.outer", "/src/main.go", 11)]));
-        assert_eq!(table.find(TEXT + 0x1ff), Some(vec![frame("main.other", "/src/main.go", 30)]));
-        assert_eq!(table.find(TEXT - 1), None);
-        assert_eq!(table.find(TEXT + 0x200), None);
-        let inlined = table.find(TEXT + 0x45).expect("inside the inlined call");
+        assert_eq!(table.find(ElfVaddr::new(TEXT)), Some(vec![frame("main.outer", "/src/main.go", 10)]), "{version:?}");
+        assert_eq!(table.find(ElfVaddr::new(TEXT + 0x3f)), Some(vec![frame("main.outer", "/src/main.go", 11)]));
+        assert_eq!(table.find(ElfVaddr::new(TEXT + 0x1ff)), Some(vec![frame("main.other", "/src/main.go", 30)]));
+        assert_eq!(table.find(ElfVaddr::new(TEXT - 1)), None);
+        assert_eq!(table.find(ElfVaddr::new(TEXT + 0x200)), None);
+        let inlined = table.find(ElfVaddr::new(TEXT + 0x45)).expect("inside the inlined call");
         if version == GoVersion::V12 {
             // Go 1.2–1.15 inline trees are not read: the outer function
             // keeps the inlined body's position.
@@ -287,7 +287,7 @@ fn wrong_gofunc_disables_inline_trees_only() {
     put(&mut image, DATA_OFF + 0x2f00, &[0; 0x40]);
     let table = GoTable::new(image.as_slice(), loc, segments).expect("parses");
     assert_eq!(table.funcdata_base(), FuncDataBase::Unavailable);
-    assert_eq!(table.find(TEXT + 0x45), Some(vec![frame("main.outer", "/src/util.go", 20)]));
+    assert_eq!(table.find(ElfVaddr::new(TEXT + 0x45)), Some(vec![frame("main.outer", "/src/util.go", 20)]));
 }
 
 #[test]
@@ -305,7 +305,7 @@ fn rejects_corrupt_headers_and_tables() {
     bad[DATA_OFF + 8 + 8 * 8..DATA_OFF + 0x100].fill(0xff);
     if let Some(table) = GoTable::new(bad.as_slice(), loc, segments) {
         for pc in TEXT..TEXT + 0x200 {
-            let _ = table.find(pc);
+            let _ = table.find(ElfVaddr::new(pc));
         }
     }
 }
@@ -410,7 +410,7 @@ fn stripped_go_binary_names_inlined_frames() {
         GoFrame { function: "main.step".into(), file: None, line: Some(step_line) },
         GoFrame { function: "main.hot".into(), file: None, line: Some(call_line) },
     ];
-    let found = (entry..entry + 0x100).filter_map(|pc| table.find(pc)).find(|frames| {
+    let found = (entry..entry + 0x100).filter_map(|pc| table.find(ElfVaddr::new(pc))).find(|frames| {
         let names: Vec<_> = frames.iter().map(|f| GoFrame { file: None, ..f.clone() }).collect();
         names == expected
     });
@@ -453,8 +453,9 @@ fn finds_the_table_of_an_externally_linked_pie_by_magic() {
     assert!(matches!(table.funcdata_base(), FuncDataBase::GoFunc(_)), "moduledata found");
     let hot = (0..table.func_count()).find_map(|i| table.function(i).filter(|(_, n)| n == "main.hot"));
     let (entry, _) = hot.expect("main.hot");
-    let inlined =
-        (entry..entry + 0x100).filter_map(|pc| table.find(pc)).any(|f| f.len() == 2 && f[0].function == "main.step");
+    let inlined = (entry..entry + 0x100)
+        .filter_map(|pc| table.find(ElfVaddr::new(pc)))
+        .any(|f| f.len() == 2 && f[0].function == "main.step");
     assert!(inlined, "main.step inlined into main.hot");
 }
 
@@ -492,7 +493,7 @@ fn go_table_agrees_with_symtab_and_dwarf() {
     let dwarf = symbolizer.symbolize(&src, Input::VirtOffset(&pcs)).expect("symbolize");
     let (mut compared, mut differ) = (0, Vec::new());
     for (pc, sym) in pcs.iter().zip(&dwarf) {
-        let (Some(sym), Some(frames)) = (sym.as_sym(), table.find(*pc)) else { continue };
+        let (Some(sym), Some(frames)) = (sym.as_sym(), table.find(ElfVaddr::new(*pc))) else { continue };
         let mut names: Vec<String> = sym.inlined.iter().rev().map(|f| f.name.to_string()).collect();
         names.push(sym.name.to_string());
         let ours: Vec<String> = frames.iter().map(|f| f.function.clone()).collect();
@@ -529,13 +530,15 @@ fn reads_newer_go_binaries_on_this_host() {
         assert!(matches!(table.funcdata_base(), FuncDataBase::GoFunc(_)), "{}: moduledata", path.display());
         let main = (0..table.func_count()).find_map(|i| table.function(i).filter(|(_, n)| n == "main.main"));
         let (entry, _) = main.unwrap_or_else(|| panic!("{}: no main.main", path.display()));
-        let frames = table.find(entry).expect("main.main resolves");
+        let frames = table.find(ElfVaddr::new(entry)).expect("main.main resolves");
         assert_eq!(frames.last().map(|f| f.function.as_str()), Some("main.main"));
         assert!(frames[0].file.as_deref().is_some_and(|f| f.ends_with(".go")), "{frames:?}");
         // Inlined frames somewhere in the runtime, with sane names.
         let inlined = (0..table.func_count().min(3000))
             .filter_map(|i| table.function(i))
-            .filter_map(|(entry, _)| (entry..entry + 64).find_map(|pc| table.find(pc).filter(|f| f.len() > 1)))
+            .filter_map(|(entry, _)| {
+                (entry..entry + 64).find_map(|pc| table.find(ElfVaddr::new(pc)).filter(|f| f.len() > 1))
+            })
             .count();
         assert!(inlined > 10, "{}: only {inlined} functions with inlined frames", path.display());
     }
