@@ -238,16 +238,36 @@ where
 }
 
 /// One sentence for `what` failing: with the privilege hint (and without
-/// aya's nested repetition of the same cause) when it was EPERM/EACCES.
+/// aya's nested repetition of the same cause) when the system call said
+/// EPERM, a missing privilege. (EACCES from a program load is the verifier
+/// rejecting it, which is a bug or an unsupported kernel: its log is kept.)
 pub(super) fn privilege_aware(err: anyhow::Error, what: &str) -> anyhow::Error {
-    let text = format!("{err:#}");
-    // EPERM is a missing privilege. (EACCES from a program load is the
-    // verifier rejecting it, which is a bug or an unsupported kernel: keep
-    // its log.)
-    let denied = text.contains("Operation not permitted");
-    if denied {
+    if crate::sys::os_error(&err) == Some(libc::EPERM) {
         anyhow!("{what}: permission denied; {PRIVILEGE_HINT}")
     } else {
-        anyhow!("{what}: {text}")
+        anyhow!("{what}: {err:#}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn privilege_hint_only_for_eperm() {
+        let denied = aya::sys::SyscallError { call: "bpf", io_error: std::io::Error::from_raw_os_error(libc::EPERM) };
+        assert_eq!(
+            privilege_aware(anyhow!(denied), "failed to load").to_string(),
+            format!("failed to load: permission denied; {PRIVILEGE_HINT}")
+        );
+        // The verifier's EACCES keeps its message, and so does an error that
+        // only reads like a missing privilege.
+        let rejected =
+            aya::sys::SyscallError { call: "bpf", io_error: std::io::Error::from_raw_os_error(libc::EACCES) };
+        let text = privilege_aware(anyhow!(rejected), "failed to load").to_string();
+        assert!(text.starts_with("failed to load: ") && !text.contains("CAP_BPF"), "{text}");
+        let words = std::io::Error::other("the log says: Operation not permitted");
+        let text = privilege_aware(anyhow!(words), "failed to load").to_string();
+        assert!(!text.contains("CAP_BPF"), "{text}");
     }
 }

@@ -51,6 +51,12 @@ pub fn thread_cpu_time() -> Option<Duration> {
     Some(Duration::new(u64::try_from(ts.tv_sec).ok()?, u32::try_from(ts.tv_nsec).ok()?))
 }
 
+/// The errno of the first OS error among `err` and its causes: how a
+/// failure is told apart, rather than by the words of its message.
+pub fn os_error(err: &anyhow::Error) -> Option<i32> {
+    err.chain().find_map(|cause| cause.downcast_ref::<std::io::Error>()?.raw_os_error())
+}
+
 /// The effective uid of this process.
 pub fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions.
@@ -85,6 +91,15 @@ pub fn raise_open_files_limit(wanted: libc::rlim_t) {
 mod tests {
     use super::*;
     use crate::ids::Pid;
+
+    #[test]
+    fn os_error_is_found_among_the_causes() {
+        let eperm = anyhow::Error::new(std::io::Error::from_raw_os_error(libc::EPERM)).context("loading");
+        assert_eq!(os_error(&eperm.context("outer")), Some(libc::EPERM));
+        // Words are not an errno.
+        let words = anyhow::anyhow!("Operation not permitted");
+        assert_eq!(os_error(&words), None);
+    }
 
     #[test]
     fn boot_time_is_after_our_start() {
