@@ -1,5 +1,10 @@
 //! Builds the eBPF object from `profiler-ebpf` with the nightly toolchain and
-//! `bpf-linker` (as aya-template does); `loader.rs` embeds it from `OUT_DIR`.
+//! `bpf-linker` (as aya-template does); `bpf/loader.rs` embeds it from `OUT_DIR`.
+
+// A build-dependency only so cargo rebuilds the object when the eBPF crate
+// changes; its (host-side, empty) library is not used here.
+use profiler_ebpf as _;
+
 fn main() -> anyhow::Result<()> {
     let root_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../profiler-ebpf");
     aya_build::build_ebpf(

@@ -88,7 +88,7 @@ const C_FLAGS: &[&str] = &["-O1", "-g", "-fno-omit-frame-pointer", "-fno-inline"
 const GO_SMALL: u64 = 1024;
 const GO_LARGE: u64 = 65536;
 
-pub fn run(ctx: &Context) -> Result<Section> {
+pub(crate) fn run(ctx: &Context) -> Result<Section> {
     let dir = ctx.work.join("offcpu-memory");
     fs::create_dir_all(&dir).with_context(|| format!("failed to create `{}`", dir.display()))?;
     let (secs, delay) = if ctx.quick { (2.0, 1.0) } else { (5.0, 1.0) };

@@ -13,7 +13,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 /// What every section gets.
-pub struct Context {
+pub(crate) struct Context {
     /// The stackwatch binary under test (a copy, so concurrent builds
     /// cannot swap it mid-run).
     pub stackwatch: PathBuf,
@@ -58,14 +58,14 @@ pub struct Section {
 
 /// The cost of `--profiles offcpu` and `--profiles memory`
 /// on workloads that do little but make the events they pay for.
-pub fn offcpu_memory(ctx: &Context) -> Result<Section> {
+pub(crate) fn offcpu_memory(ctx: &Context) -> Result<Section> {
     super::events::run(ctx)
 }
 
 /// Symbolization throughput and its memory, measured by this crate's
 /// `symbolize_bench` (which prints one JSON line last) over every process on
 /// the host.
-pub fn symbolize(_ctx: &Context) -> Result<Section> {
+pub(crate) fn symbolize(_ctx: &Context) -> Result<Section> {
     const ID: &str = "symbolize";
     const TITLE: &str = "Symbolization throughput";
     let mut cmd = xtask::cargo();

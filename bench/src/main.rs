@@ -13,6 +13,7 @@
 //! a 2-vCPU VM), so the profilers' costs are measured directly (their CPU
 //! time and peak RSS from `wait4`, their BPF time from fdinfo) and the
 //! workload's throughput loss is reported with the spread of its alone runs.
+#![expect(unused_crate_dependencies, reason = "the stackwatch library is symbolize_bench's")]
 
 mod events;
 mod ext;

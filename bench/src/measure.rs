@@ -24,7 +24,7 @@ use xtask::cmd;
 
 /// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`, of
 /// `perf record -k CLOCK_MONOTONIC` and of the workload's readings.
-pub fn monotonic_ns() -> u64 {
+pub(crate) fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: valid pointer to a local timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
@@ -32,7 +32,7 @@ pub fn monotonic_ns() -> u64 {
 }
 
 /// Seconds between two `monotonic_ns` readings.
-pub fn secs(from_ns: u64, to_ns: u64) -> f64 {
+pub(crate) fn secs(from_ns: u64, to_ns: u64) -> f64 {
     to_ns.saturating_sub(from_ns) as f64 / 1e9
 }
 
@@ -40,7 +40,7 @@ pub fn secs(from_ns: u64, to_ns: u64) -> f64 {
 /// it waited for (Linux's `wait4` reports `RUSAGE_BOTH`: CPU summed, RSS the
 /// largest of any one process), so a `sh -c 'a | b | c'` pipeline is counted whole.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
-pub struct Usage {
+pub(crate) struct Usage {
     pub user_s: f64,
     pub sys_s: f64,
     /// Peak resident set of the largest process, MiB.
@@ -48,14 +48,14 @@ pub struct Usage {
 }
 
 impl Usage {
-    pub fn cpu_s(&self) -> f64 {
+    pub(crate) fn cpu_s(&self) -> f64 {
         self.user_s + self.sys_s
     }
 }
 
 /// Reaps `child` with `wait4`, returning its exit status and usage. The
 /// `Child` must not be waited for again.
-pub fn wait_usage(child: &Child) -> Result<(libc::c_int, Usage)> {
+pub(crate) fn wait_usage(child: &Child) -> Result<(libc::c_int, Usage)> {
     let pid = child.id() as libc::pid_t;
     let mut status: libc::c_int = 0;
     // SAFETY: zeroed rusage is a valid out-parameter.
@@ -77,12 +77,12 @@ pub fn wait_usage(child: &Child) -> Result<(libc::c_int, Usage)> {
 }
 
 /// Whether a `wait4` status is a normal exit with code 0.
-pub fn exited_ok(status: libc::c_int) -> bool {
+pub(crate) fn exited_ok(status: libc::c_int) -> bool {
     libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
 }
 
 /// A `wait4` status in words.
-pub fn describe_status(status: libc::c_int) -> String {
+pub(crate) fn describe_status(status: libc::c_int) -> String {
     if libc::WIFEXITED(status) {
         format!("exit status {}", libc::WEXITSTATUS(status))
     } else if libc::WIFSIGNALED(status) {
@@ -93,13 +93,13 @@ pub fn describe_status(status: libc::c_int) -> String {
 }
 
 /// Sends `sig` to `pid` (ignoring a process that is already gone).
-pub fn signal(pid: u32, sig: libc::c_int) {
+pub(crate) fn signal(pid: u32, sig: libc::c_int) {
     // SAFETY: plain syscall.
     unsafe { libc::kill(pid as libc::pid_t, sig) };
 }
 
 /// Echoes `cmd` like [`cmd::run`] and starts it.
-pub fn spawn(cmd: &mut Command) -> Result<Child> {
+pub(crate) fn spawn(cmd: &mut Command) -> Result<Child> {
     let line = cmd::display(cmd);
     eprintln!("$ {line}");
     cmd.spawn().with_context(|| format!("failed to start `{line}`"))
@@ -107,7 +107,7 @@ pub fn spawn(cmd: &mut Command) -> Result<Child> {
 
 /// CPU time of every thread of `pid` so far, from `/proc/<pid>/task/*/schedstat`
 /// (nanoseconds, unlike the 10 ms ticks of `/proc/<pid>/stat`).
-pub fn process_cpu_ns(pid: u32) -> Result<u64> {
+pub(crate) fn process_cpu_ns(pid: u32) -> Result<u64> {
     let dir = format!("/proc/{pid}/task");
     let mut total = 0;
     for entry in fs::read_dir(&dir).with_context(|| format!("failed to list `{dir}`"))? {
@@ -121,7 +121,7 @@ pub fn process_cpu_ns(pid: u32) -> Result<u64> {
 }
 
 /// `VmRSS` and `VmHWM` of a live process, MiB.
-pub fn process_rss_mib(pid: u32) -> Result<(f64, f64)> {
+pub(crate) fn process_rss_mib(pid: u32) -> Result<(f64, f64)> {
     let path = format!("/proc/{pid}/status");
     let text = fs::read_to_string(&path).with_context(|| format!("failed to read `{path}`"))?;
     let field = |name: &str| -> Option<f64> {
@@ -137,7 +137,7 @@ pub fn process_rss_mib(pid: u32) -> Result<(f64, f64)> {
 
 /// Host CPU time from the first line of `/proc/stat`, seconds: (busy, total).
 /// Busy is everything but idle and iowait.
-pub fn host_cpu_s() -> Result<(f64, f64)> {
+pub(crate) fn host_cpu_s() -> Result<(f64, f64)> {
     let text = fs::read_to_string("/proc/stat").context("failed to read `/proc/stat`")?;
     let line = text.lines().next().unwrap_or_default();
     let ticks: Vec<u64> = line.split_whitespace().skip(1).filter_map(|w| w.parse().ok()).collect();
@@ -162,13 +162,13 @@ fn clock_ticks_per_s() -> f64 {
 }
 
 /// Online CPUs.
-pub fn nproc() -> usize {
+pub(crate) fn nproc() -> usize {
     thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// One BPF program as fdinfo shows it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct ProgStat {
+pub(crate) struct ProgStat {
     pub run_time_ns: u64,
     pub run_cnt: u64,
 }
@@ -177,7 +177,7 @@ pub struct ProgStat {
 /// what the map pins (all preallocated elements, or the elements present
 /// in a `BPF_F_NO_PREALLOC` map).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct MapStat {
+pub(crate) struct MapStat {
     pub memlock: u64,
     pub max_entries: u64,
     pub value_size: u64,
@@ -185,24 +185,24 @@ pub struct MapStat {
 
 /// The BPF programs and maps one process holds, by kernel id.
 #[derive(Clone, Debug, Default)]
-pub struct BpfSnapshot {
+pub(crate) struct BpfSnapshot {
     pub progs: BTreeMap<u32, ProgStat>,
     pub maps: BTreeMap<u32, MapStat>,
 }
 
 impl BpfSnapshot {
-    pub fn map_bytes(&self) -> u64 {
+    pub(crate) fn map_bytes(&self) -> u64 {
         self.maps.values().map(|m| m.memlock).sum()
     }
 
-    pub fn run_cnt(&self) -> u64 {
+    pub(crate) fn run_cnt(&self) -> u64 {
         self.progs.values().map(|p| p.run_cnt).sum()
     }
 }
 
 /// Reads `/proc/<pid>/fdinfo/*` for BPF program and map fds. Empty when the
 /// process is gone.
-pub fn bpf_snapshot(pid: u32) -> BpfSnapshot {
+pub(crate) fn bpf_snapshot(pid: u32) -> BpfSnapshot {
     let mut snap = BpfSnapshot::default();
     let Ok(entries) = fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
         return snap;
@@ -235,7 +235,7 @@ pub fn bpf_snapshot(pid: u32) -> BpfSnapshot {
 
 /// Names of BPF programs and maps by id, from `bpftool … show --json`.
 #[derive(Clone, Debug, Default)]
-pub struct BpfNames {
+pub(crate) struct BpfNames {
     pub progs: BTreeMap<u32, String>,
     pub maps: BTreeMap<u32, String>,
 }
@@ -244,7 +244,7 @@ impl BpfNames {
     /// Asks bpftool for the names of the ids in `snap` (quietly: it runs
     /// during a measurement, and its line would interleave with the
     /// profiler's output).
-    pub fn lookup(snap: &BpfSnapshot) -> BpfNames {
+    pub(crate) fn lookup(snap: &BpfSnapshot) -> BpfNames {
         let mut names = BpfNames::default();
         let prog_ids: Vec<u32> = snap.progs.keys().copied().collect();
         let map_ids: Vec<u32> = snap.maps.keys().copied().collect();
@@ -270,7 +270,7 @@ impl BpfNames {
 
 /// What the [`BpfWatcher`] saw of one process.
 #[derive(Clone, Debug, Default)]
-pub struct BpfWatch {
+pub(crate) struct BpfWatch {
     /// When a program of the process first ran (`monotonic_ns`).
     pub first_run_ns: Option<u64>,
     /// The latest values seen per program and map: after the process
@@ -284,13 +284,13 @@ pub struct BpfWatch {
 /// Polls a process's fdinfo on a thread: every millisecond until its
 /// programs first run (so launch-to-first-sample is measured to ~1 ms), then
 /// every 50 ms. Reading a few dozen fdinfo files costs microseconds.
-pub struct BpfWatcher {
+pub(crate) struct BpfWatcher {
     stop: Arc<AtomicBool>,
     handle: thread::JoinHandle<BpfWatch>,
 }
 
 impl BpfWatcher {
-    pub fn start(pid: u32) -> BpfWatcher {
+    pub(crate) fn start(pid: u32) -> BpfWatcher {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let handle = thread::spawn(move || {
@@ -327,14 +327,14 @@ impl BpfWatcher {
     }
 
     /// Stops polling (call once the process has exited).
-    pub fn finish(self) -> BpfWatch {
+    pub(crate) fn finish(self) -> BpfWatch {
         self.stop.store(true, Ordering::Relaxed);
         self.handle.join().unwrap_or_default()
     }
 }
 
 /// Waits up to `timeout` for `path` to exist.
-pub fn wait_for_path(path: &Path, timeout: Duration) -> bool {
+pub(crate) fn wait_for_path(path: &Path, timeout: Duration) -> bool {
     let deadline = monotonic_ns() + timeout.as_nanos() as u64;
     while monotonic_ns() < deadline {
         if path.exists() {

@@ -14,8 +14,8 @@ use super::{Comparison, Results};
 
 /// The generated part of `docs/benchmarks.md` sits between these; the
 /// prose around them is written by hand.
-pub const BEGIN: &str = "<!-- BEGIN cargo xtask bench: generated, do not edit by hand -->";
-pub const END: &str = "<!-- END cargo xtask bench -->";
+pub(crate) const BEGIN: &str = "<!-- BEGIN cargo xtask bench: generated, do not edit by hand -->";
+pub(crate) const END: &str = "<!-- END cargo xtask bench -->";
 
 /// Median and spread of one figure over runs.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -126,7 +126,7 @@ fn find<'a>(results: &'a Results, id: &str) -> Option<&'a Comparison> {
 
 /// The targets, checked against the 8 s 99 Hz capture (and the
 /// other captures where the target covers them).
-pub fn targets(results: &Results) -> Vec<TargetCheck> {
+pub(crate) fn targets(results: &Results) -> Vec<TargetCheck> {
     let cpu = find(results, "cpu-99hz");
     let cpu999 = find(results, "cpu-999hz");
     let host = find(results, "host-99hz");
@@ -280,7 +280,7 @@ fn verdict(pass: Option<bool>) -> &'static str {
 }
 
 /// The targets as a plain table for the terminal.
-pub fn targets_table(targets: &[TargetCheck]) -> String {
+pub(crate) fn targets_table(targets: &[TargetCheck]) -> String {
     let mut out = String::from("targets:\n");
     for t in targets {
         let _ = writeln!(out, "  {:<5} {:<50} {}", verdict(t.pass), t.target, t.measured);
@@ -289,7 +289,7 @@ pub fn targets_table(targets: &[TargetCheck]) -> String {
 }
 
 /// One line per run while the bench goes.
-pub fn run_line(run: &Run) -> String {
+pub(crate) fn run_line(run: &Run) -> String {
     let f = |x: Option<f64>, d: usize| x.map_or("–".to_owned(), |v| format!("{v:.d$}"));
     format!(
         "{:<10} cpu {} s, rss {} MiB, start {} s, stop {} s, samples {}, bpf {} ns/sample, {:.0} rounds/s",
@@ -305,7 +305,7 @@ pub fn run_line(run: &Run) -> String {
 }
 
 /// The generated Markdown.
-pub fn markdown(results: &Results, previous_json: Option<&str>) -> String {
+pub(crate) fn markdown(results: &Results, previous_json: Option<&str>) -> String {
     let mut md = String::new();
     let m = &results.machine;
     let _ = writeln!(md, "{BEGIN}\n");
@@ -533,7 +533,7 @@ fn changes(results: &Results, prev: &serde_json::Value) -> String {
 
 /// Replaces the generated block of `docs/benchmarks.md` (creating the file
 /// with a short preamble if it does not exist), keeping the prose around it.
-pub fn update_docs(path: &Path, generated: &str) -> Result<()> {
+pub(crate) fn update_docs(path: &Path, generated: &str) -> Result<()> {
     let old = fs::read_to_string(path).unwrap_or_default();
     let new = match (old.find(BEGIN), old.find(END)) {
         (Some(b), Some(e)) if e > b => {

@@ -21,7 +21,7 @@ use serde::Serialize;
 use super::measure::{self, BpfWatch, BpfWatcher, Usage};
 
 /// The workload: `bench/workloads/burn.c`, one burning thread per CPU.
-pub struct Burner {
+pub(crate) struct Burner {
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
@@ -30,13 +30,13 @@ pub struct Burner {
 
 /// A reading of the workload's counter.
 #[derive(Clone, Copy, Debug)]
-pub struct Reading {
+pub(crate) struct Reading {
     pub t_ns: u64,
     pub rounds: u64,
 }
 
 impl Burner {
-    pub fn start(bin: &Path, threads: usize) -> Result<Burner> {
+    pub(crate) fn start(bin: &Path, threads: usize) -> Result<Burner> {
         let mut child =
             measure::spawn(Command::new(bin).arg(threads.to_string()).stdin(Stdio::piped()).stdout(Stdio::piped()))?;
         let stdin = child.stdin.take().context("no stdin pipe to the workload")?;
@@ -49,7 +49,7 @@ impl Burner {
         Ok(burner)
     }
 
-    pub fn read(&mut self) -> Result<Reading> {
+    pub(crate) fn read(&mut self) -> Result<Reading> {
         self.stdin.write_all(b"\n").and_then(|()| self.stdin.flush()).context("the workload stopped reading")?;
         let mut line = String::new();
         self.stdout.read_line(&mut line).context("failed to read from the workload")?;
@@ -88,7 +88,7 @@ pub enum Profiler {
 
 /// One capture to measure.
 #[derive(Clone, Copy, Debug)]
-pub struct Spec {
+pub(crate) struct Spec {
     pub frequency: u64,
     pub capture: Duration,
     pub target: Target,
@@ -270,7 +270,7 @@ fn sleep_until(t_ns: u64) {
 }
 
 /// The workload alone for `length`.
-pub fn alone(burner: &mut Burner, round: usize, length: Duration, dir: &Path) -> Result<Run> {
+pub(crate) fn alone(burner: &mut Burner, round: usize, length: Duration, dir: &Path) -> Result<Run> {
     eprintln!("bench: workload alone for {} s", length.as_secs_f64());
     let start = window_start(burner)?;
     thread::sleep(length);
@@ -356,7 +356,7 @@ fn launch_and_stop(
 }
 
 /// `stackwatch record` of the workload (or the host), stopped with SIGINT.
-pub fn stackwatch(stackwatch: &Path, burner: &mut Burner, spec: Spec, round: usize, dir: &Path) -> Result<Run> {
+pub(crate) fn stackwatch(stackwatch: &Path, burner: &mut Burner, spec: Spec, round: usize, dir: &Path) -> Result<Run> {
     fs::create_dir_all(dir).with_context(|| format!("failed to create `{}`", dir.display()))?;
     let (out, err, err_path) = log_files(dir, "stackwatch")?;
     let mut cmd = Command::new(stackwatch);
@@ -406,7 +406,7 @@ pub fn stackwatch(stackwatch: &Path, burner: &mut Burner, spec: Spec, round: usi
 
 /// `perf record -g`, stopped with SIGINT, then `perf script |
 /// inferno-collapse-perf | inferno-flamegraph` to get the same SVG.
-pub fn perf(burner: &mut Burner, spec: Spec, round: usize, dir: &Path) -> Result<Run> {
+pub(crate) fn perf(burner: &mut Burner, spec: Spec, round: usize, dir: &Path) -> Result<Run> {
     fs::create_dir_all(dir).with_context(|| format!("failed to create `{}`", dir.display()))?;
     let (out, err, err_path) = log_files(dir, "perf-record")?;
     let data = dir.join("perf.data");
@@ -591,7 +591,7 @@ pub struct Idle {
     pub dir: PathBuf,
 }
 
-pub fn idle_daemon(stackwatch: &Path, window: Duration, dir: &Path) -> Result<Idle> {
+pub(crate) fn idle_daemon(stackwatch: &Path, window: Duration, dir: &Path) -> Result<Idle> {
     fs::create_dir_all(dir).with_context(|| format!("failed to create `{}`", dir.display()))?;
     let control = dir.join("control");
     let _ = fs::remove_file(&control);

@@ -22,6 +22,14 @@
 // BPF atomic add instruction.
 #![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
 #![cfg_attr(target_arch = "bpf", expect(internal_features, reason = "core_intrinsics for BPF atomic adds"))]
+#![cfg_attr(
+    not(target_arch = "bpf"),
+    expect(unused_crate_dependencies, reason = "the programs are built for BPF only; the host build is empty")
+)]
+
+// The package's (host-side, empty) library: not the programs'.
+#[cfg(target_arch = "bpf")]
+use profiler_ebpf as _;
 
 #[cfg(target_arch = "bpf")]
 mod alloc;
@@ -52,31 +60,31 @@ mod programs {
     };
 
     #[perf_event]
-    pub fn cpu_sample(ctx: PerfEventContext) -> u32 {
+    fn cpu_sample(ctx: PerfEventContext) -> u32 {
         match crate::perf::cpu_sample(&ctx) {
             Ok(ret) | Err(ret) => ret,
         }
     }
 
     #[perf_event]
-    pub fn fault_sample(ctx: PerfEventContext) -> u32 {
+    fn fault_sample(ctx: PerfEventContext) -> u32 {
         match crate::perf::fault_sample(&ctx) {
             Ok(ret) | Err(ret) => ret,
         }
     }
 
     #[uprobe]
-    pub fn malloc_entry(ctx: ProbeContext) -> u32 {
+    fn malloc_entry(ctx: ProbeContext) -> u32 {
         crate::alloc::malloc_entry(&ctx)
     }
 
     #[uprobe]
-    pub fn go_alloc(ctx: ProbeContext) -> u32 {
+    fn go_alloc(ctx: ProbeContext) -> u32 {
         crate::alloc::go_alloc(&ctx)
     }
 
     #[btf_tracepoint(function = "sched_switch")]
-    pub fn sched_switch(ctx: BtfTracePointContext) -> u32 {
+    fn sched_switch(ctx: BtfTracePointContext) -> u32 {
         crate::offcpu::sched_switch(&ctx)
     }
 

@@ -17,7 +17,7 @@ pub struct FileOffset(u64);
 /// A link-time virtual address of an ELF file (`p_vaddr`, `st_value`):
 /// what symbol tables, Go's function table and PLT sections are keyed by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ElfVaddr(u64);
+pub(crate) struct ElfVaddr(u64);
 
 impl FileOffset {
     pub const fn new(raw: u64) -> Self {
@@ -30,11 +30,11 @@ impl FileOffset {
 }
 
 impl ElfVaddr {
-    pub const fn new(raw: u64) -> Self {
+    pub(crate) const fn new(raw: u64) -> Self {
         Self(raw)
     }
 
-    pub const fn get(self) -> u64 {
+    pub(crate) const fn get(self) -> u64 {
         self.0
     }
 }

@@ -65,7 +65,7 @@ pub struct Aggregate {
 }
 
 /// Builds [`Aggregate`] from drained maps.
-pub fn aggregate(raw: &RawCapture) -> Aggregate {
+pub(crate) fn aggregate(raw: &RawCapture) -> Aggregate {
     let mut resolved: BTreeMap<u64, Arc<[u64]>> = BTreeMap::new();
     let mut frames_of = |id: u64| -> Frames {
         match id {
@@ -115,7 +115,7 @@ fn adjust_return_addresses(ips: &[u64]) -> Vec<u64> {
 }
 
 /// `comm` bytes up to the first NUL, lossily decoded.
-pub fn comm_string(comm: &[u8; 16]) -> String {
+pub(crate) fn comm_string(comm: &[u8; 16]) -> String {
     let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
     String::from_utf8_lossy(&comm[..end]).into_owned()
 }

@@ -1,29 +1,56 @@
 //! stackwatch: an eBPF whole-host sampling profiler.
 //!
-//! The data path is one module per stage, talking through typed values:
-//! `cli` → `config` → `loader` (owns the eBPF object, links and maps) →
-//! `collect` (drains the maps) → `aggregate` → `symbolize` → `output`.
-//! `record` wires them for one capture; `watch` (`daemon`, with `control`
-//! and `retention`) keeps them loaded and captures on command; `ctl` talks to
-//! it; `doctor` checks the host.
+//! Layers, lowest first; a module uses only the ones before it, so data
+//! flows one way, kernel → bpf → aggregate → symbolize → profile → sink:
+//!
+//! ```text
+//! units, sys, ids, addr     values, OS facts, ids and address kinds
+//! procfs, objfile, unwind   one reader per /proc source; ELF, Go tables, debug files; the unwinder seam
+//! profile                   the profile model, capture metadata, the pure encoders
+//! target                    what to profile: --pid, --name, --cgroup, host
+//! bpf                       the eBPF object: load, attach, maps, drain
+//! aggregate                 drained maps → samples with frames (pure)
+//! kinds                     per profile kind: programs, drain, values, losses (cpu, offcpu, memory)
+//! symbolize                 addresses → functions, files, lines
+//! pipeline                  the capture session and finish, shared by record and watch
+//! sink                      where finished captures go: files in a directory
+//! triggers, control         threshold rules and target sampling; the control protocol
+//! cli, config               the command line, validated with the config file
+//! watch                     the daemon: state machine, FIFO and socket, writer
+//! commands                  record, watch, ctl, doctor
+//! ```
+//!
+//! The binary (`main.rs`) parses the command line and runs a command; the
+//! benchmark harness (`stackwatch-bench`) drives the symbolizer directly
+//! through the items re-exported here.
 
-pub mod addr;
-pub mod aggregate;
-pub mod bpf;
+pub(crate) mod addr;
+pub(crate) mod aggregate;
+pub(crate) mod bpf;
 pub mod cli;
 pub mod commands;
-pub mod config;
-pub mod control;
-pub mod ids;
-pub mod kinds;
-pub mod objfile;
-pub mod pipeline;
-pub mod procfs;
-pub mod profile;
-pub mod sink;
-pub mod symbolize;
-pub mod sys;
-pub mod target;
-pub mod triggers;
-pub mod units;
-pub mod watch;
+pub(crate) mod config;
+pub(crate) mod control;
+pub(crate) mod ids;
+pub(crate) mod kinds;
+pub mod logging;
+pub(crate) mod objfile;
+pub(crate) mod pipeline;
+pub(crate) mod procfs;
+pub(crate) mod profile;
+pub(crate) mod sink;
+pub(crate) mod symbolize;
+pub(crate) mod sys;
+pub(crate) mod target;
+pub(crate) mod triggers;
+pub(crate) mod units;
+pub(crate) mod unwind;
+pub(crate) mod watch;
+
+pub use aggregate::{Aggregate, Frames, RawSample};
+pub use config::UsageError;
+pub use ids::{Pid, Tid};
+pub use procfs::maps::{parse_maps, MapsEntry};
+pub use profile::Profile;
+pub use symbolize::{CacheStats, Symbolizer, SymbolizerStats};
+pub use target::TargetError;

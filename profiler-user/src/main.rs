@@ -1,18 +1,17 @@
 //! The `stackwatch` binary: parses the command line, sets up logging, runs
 //! the subcommand and turns its outcome into an exit code (0 success,
 //! 1 runtime failure, 2 usage error).
+#![expect(
+    unused_crate_dependencies,
+    reason = "the binary is a thin shell: the library uses the package's dependencies"
+)]
 
-use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use clap::Parser as _;
 use stackwatch::cli::{Cli, Command};
-use stackwatch::commands;
-use stackwatch::config::UsageError;
-use stackwatch::target::TargetError;
-use tracing_log::AsLog as _;
-use tracing_subscriber::EnvFilter;
+use stackwatch::{commands, TargetError, UsageError};
 
 const EXIT_FAILURE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -22,7 +21,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return clap_error(&e),
     };
-    init_logging(cli.verbose);
+    stackwatch::logging::init(cli.verbose);
     match cli.command {
         Command::Record(args) => match run_async(commands::record::run(&args)) {
             Ok(()) => ExitCode::SUCCESS,
@@ -86,36 +85,4 @@ fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(future: F) -> 
     // leave a capture writer behind when its shutdown deadline passed.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     result
-}
-
-/// Logs go to stderr, filtered by `RUST_LOG` when it is set, else by `-v`.
-/// The eBPF program's messages arrive through the `log` crate (aya-log), so
-/// `log` records are forwarded to `tracing`; they use the eBPF crate's
-/// module path (`profiler`) as their target.
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn,stackwatch=info,profiler=info",
-        1 => "warn,stackwatch=debug,profiler=debug",
-        _ => "info,stackwatch=trace,profiler=trace,aya=debug",
-    };
-    let (filter, bad_rust_log) = match std::env::var("RUST_LOG") {
-        Ok(spec) if !spec.trim().is_empty() => match EnvFilter::try_new(&spec) {
-            Ok(filter) => (filter, None),
-            Err(e) => (EnvFilter::new(default), Some(format!("ignoring invalid RUST_LOG `{spec}`: {e}"))),
-        },
-        _ => (EnvFilter::new(default), None),
-    };
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .finish();
-    if tracing::subscriber::set_global_default(subscriber).is_ok() {
-        // Only after the subscriber is set, so `log`'s max level matches it.
-        let max_level = tracing::level_filters::LevelFilter::current().as_log();
-        let _ = tracing_log::LogTracer::builder().with_max_level(max_level).init();
-    }
-    if let Some(warning) = bad_rust_log {
-        tracing::warn!("{warning}");
-    }
 }

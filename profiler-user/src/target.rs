@@ -19,7 +19,7 @@ use crate::profile::capture::{TargetInfo, TargetKind};
 
 /// A target as the user gave it.
 #[derive(Clone, Debug)]
-pub enum TargetSpec {
+pub(crate) enum TargetSpec {
     /// `--pid` (repeatable): these processes.
     Pids(Vec<Pid>),
     /// `--name`: processes whose name or command line matches.
@@ -32,7 +32,7 @@ pub enum TargetSpec {
 
 /// What the kernel program keeps (see `profiler_common::FilterMode`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Filter {
+pub(crate) enum Filter {
     /// Every task.
     All,
     /// Tasks of these processes (tgids).
@@ -44,7 +44,7 @@ pub enum Filter {
 
 /// A target resolved to concrete processes or a concrete cgroup.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ResolvedTarget {
+pub(crate) struct ResolvedTarget {
     pub info: TargetInfo,
     pub filter: Filter,
 }
@@ -74,7 +74,7 @@ pub enum TargetError {
 
 impl TargetSpec {
     /// The directory of a `--cgroup` target, if it exists now.
-    pub fn cgroup_dir(&self) -> Option<PathBuf> {
+    pub(crate) fn cgroup_dir(&self) -> Option<PathBuf> {
         match self {
             TargetSpec::Cgroup(path) => cgroup_dir(path).ok(),
             _ => None,
@@ -83,7 +83,7 @@ impl TargetSpec {
 
     /// Checks the target exists and resolves it to a filter and a
     /// description.
-    pub fn resolve(&self) -> Result<ResolvedTarget, TargetError> {
+    pub(crate) fn resolve(&self) -> Result<ResolvedTarget, TargetError> {
         match self {
             TargetSpec::Pids(pids) => resolve_pids(pids),
             TargetSpec::Name(re) => {
@@ -175,7 +175,7 @@ fn resolve_pids(pids: &[Pid]) -> Result<ResolvedTarget, TargetError> {
 /// this process's arguments: under `sudo stackwatch record --name redis` the
 /// `sudo` process matches `redis` only because it is running us. Zombies are
 /// skipped; they have no stacks to sample.
-pub fn find_pids_by_name(re: &Regex) -> Vec<Pid> {
+pub(crate) fn find_pids_by_name(re: &Regex) -> Vec<Pid> {
     let me = Pid::current();
     let wrappers = wrapper_ancestors(me);
     let Some(all) = process::all_pids() else {
@@ -199,7 +199,7 @@ pub fn find_pids_by_name(re: &Regex) -> Vec<Pid> {
 /// `[A-Za-z0-9._-]` become `_`, a leading `.` or `-` becomes `_` (no hidden
 /// files, nothing a shell takes for an option), at most 64 characters, and
 /// `unknown` for an empty name. The result is never empty, `.` or `..`.
-pub fn sanitize_name(s: &str) -> String {
+pub(crate) fn sanitize_name(s: &str) -> String {
     let mut out: String = s
         .chars()
         .take(64)
@@ -218,7 +218,7 @@ pub fn sanitize_name(s: &str) -> String {
 /// PATTERN`: the pattern's literal words, joined by `_` (`^(redis|memcached)`
 /// → `redis_memcached`, `python.*app\.py` → `python_app.py`), sanitized as
 /// [`sanitize_name`] does; `name` when the pattern has no word.
-pub fn name_from_pattern(pattern: &str) -> String {
+pub(crate) fn name_from_pattern(pattern: &str) -> String {
     /// Appends a literal character, or (`None`) notes a gap between words.
     fn push(out: &mut String, c: Option<char>, gap: &mut bool) {
         match c {
@@ -312,7 +312,7 @@ pub(crate) fn wrapper_ancestors(pid: Pid) -> Vec<Pid> {
 /// `/proc/<pid>/cgroup`, or absolute), e.g. to read its `cpu.stat`. The
 /// cgroup2 mount is not always `/sys/fs/cgroup` (hybrid hosts use
 /// `/sys/fs/cgroup/unified`).
-pub fn cgroup_dir(path: &Path) -> Result<PathBuf, TargetError> {
+pub(crate) fn cgroup_dir(path: &Path) -> Result<PathBuf, TargetError> {
     resolve_cgroup(path).map(|cgroup| cgroup.path)
 }
 

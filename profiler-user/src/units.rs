@@ -16,32 +16,32 @@ use std::time::Duration;
 /// Longest capture (`record --duration`, `watch --capture-duration`,
 /// `start DURATION`). Longer windows blur a profile into an average and let a
 /// typo (`start 30d`) pin sampling on for weeks.
-pub const MAX_CAPTURE_DURATION: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const MAX_CAPTURE_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 /// Shortest capture: one sample period at the default 99 Hz. A shorter one
 /// holds nothing, which is surely not what was meant.
-pub const MIN_CAPTURE_DURATION: Duration = Duration::from_millis(10);
+pub(crate) const MIN_CAPTURE_DURATION: Duration = Duration::from_millis(10);
 
 /// Longest `--cooldown`: one triggered capture a week is as rare as a rule
 /// that should fire at all can usefully be.
-pub const MAX_COOLDOWN: Duration = Duration::from_secs(7 * 24 * 3600);
+pub(crate) const MAX_COOLDOWN: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Shortest `--cooldown`: trigger samples are at least 100 ms apart, so less
 /// than a second is no cooldown at all.
-pub const MIN_COOLDOWN: Duration = Duration::from_secs(1);
+pub(crate) const MIN_COOLDOWN: Duration = Duration::from_secs(1);
 
 /// Bounds of `ctl --timeout`: a daemon answers in milliseconds, and the
 /// slowest answer, a `stop` waiting for a large capture to be written,
 /// takes seconds to minutes.
-pub const MIN_CTL_TIMEOUT: Duration = Duration::from_millis(100);
-pub const MAX_CTL_TIMEOUT: Duration = Duration::from_secs(3600);
+pub(crate) const MIN_CTL_TIMEOUT: Duration = Duration::from_millis(100);
+pub(crate) const MAX_CTL_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Parses a positive human duration: `500ms`, `30s`, `3m`, `1h`, `1h 30m`.
 ///
 /// Units are humantime's (`ms`, `s`/`sec`, `m`/`min`, `h`, `d`, …). A bare
 /// number is refused rather than guessed at, as are negative and zero
 /// durations: no caller has a use for an empty time window.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     const EXAMPLES: &str = "e.g. `500ms`, `30s`, `3m` or `1h`";
     let s = s.trim();
     if s.is_empty() {
@@ -68,7 +68,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// A capture's length: [`parse_duration`] within [`MIN_CAPTURE_DURATION`]
 /// and [`MAX_CAPTURE_DURATION`].
-pub fn parse_capture_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_capture_duration(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if d > MAX_CAPTURE_DURATION {
         return Err(format!("captures are limited to {}", humantime::format_duration(MAX_CAPTURE_DURATION)));
@@ -80,18 +80,18 @@ pub fn parse_capture_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// `--cooldown`: [`parse_duration`] within [`MIN_COOLDOWN`] and [`MAX_COOLDOWN`].
-pub fn parse_cooldown(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_cooldown(s: &str) -> Result<Duration, String> {
     parse_duration_within(s, MIN_COOLDOWN, MAX_COOLDOWN, "the cooldown")
 }
 
 /// `ctl --timeout`: [`parse_duration`] within [`MIN_CTL_TIMEOUT`] and
 /// [`MAX_CTL_TIMEOUT`].
-pub fn parse_ctl_timeout(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_ctl_timeout(s: &str) -> Result<Duration, String> {
     parse_duration_within(s, MIN_CTL_TIMEOUT, MAX_CTL_TIMEOUT, "the timeout")
 }
 
 /// [`parse_duration`] within `[min, max]`; `what` names the value in the error.
-pub fn parse_duration_within(s: &str, min: Duration, max: Duration, what: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration_within(s: &str, min: Duration, max: Duration, what: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if !(min..=max).contains(&d) {
         return Err(format!(
@@ -116,7 +116,7 @@ pub fn parse_duration_within(s: &str, min: Duration, max: Duration, what: &str) 
 /// A decimal fraction is allowed and the result is rounded down to whole
 /// bytes (`1.5KiB` is 1536). Zero is accepted; callers that need a positive
 /// size check that themselves.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     const EXAMPLES: &str = "e.g. `512MiB`, `2GB` or `1048576`";
     let s = s.trim();
     if s.is_empty() {

@@ -7,6 +7,7 @@
 //! Nothing here gets as far as loading a program, so no root is needed; a
 //! value that slipped through would start sampling or a daemon, which the
 //! timeout and the exit-code check catch.
+#![expect(unused_crate_dependencies, reason = "each test file uses some of the package's dependencies")]
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
 //! Smoke tests of the harness itself: the workloads build, run, burn CPU the
 //! way their sources say, and die with their `Workload`. No root needed.
+#![expect(unused_crate_dependencies, reason = "each test file uses some of the package's dependencies")]
 
 use std::path::Path;
 use std::thread;

@@ -10,6 +10,7 @@
 //!
 //! Every test holds the machine-wide end-to-end lock, writes into its own
 //! scratch directory and kills what it started on the way out.
+#![expect(unused_crate_dependencies, reason = "each test file uses some of the package's dependencies")]
 
 use std::fs;
 use std::path::{Path, PathBuf};

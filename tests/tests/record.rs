@@ -8,6 +8,7 @@
 //! (CPU time from `/proc/<pid>/stat`), never from a previous run; the
 //! measured numbers are printed (`--nocapture` shows them) so they can be
 //! reported.
+#![expect(unused_crate_dependencies, reason = "each test file uses some of the package's dependencies")]
 
 use std::collections::BTreeSet;
 use std::fs;

@@ -8,6 +8,7 @@
 //! scratch directory and kills what it started (guards' `Drop`). Expected
 //! names and lines come from the workloads' sources, never from a previous
 //! run; measured shares are printed (`--nocapture` shows them).
+#![expect(unused_crate_dependencies, reason = "each test file uses some of the package's dependencies")]
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -8,6 +8,7 @@
 //! `stackwatch_tests::exclusive`) except the usage-error one, which loads
 //! nothing. Durations are a few seconds each: `--for 2s`/`3s` at the default
 //! one-second sampling, captures of 1-2 s.
+#![expect(unused_crate_dependencies, reason = "each test file uses some of the package's dependencies")]
 
 use std::fs;
 use std::path::{Path, PathBuf};

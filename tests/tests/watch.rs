@@ -6,6 +6,7 @@
 //! Each test has its own scratch directory (control FIFO, output directory)
 //! and holds the machine-wide end-to-end lock, so daemons never overlap and
 //! BPF program counts are this test's alone.
+#![expect(unused_crate_dependencies, reason = "each test file uses some of the package's dependencies")]
 
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt as _, PermissionsExt as _};

@@ -13,6 +13,7 @@
 //! and from an independent clock (`/proc/<pid>/stat` read every few ms by
 //! [`CpuWatch`]), never from a previous run. Wall times are printed, not
 //! asserted (speed belongs to `cargo xtask bench`).
+#![expect(unused_crate_dependencies, reason = "each test file uses some of the package's dependencies")]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -2,6 +2,7 @@
 //! where the workspace and its target directory are, how cargo is run for
 //! the host and for the eBPF target, echoed command execution ([`cmd`]) and
 //! the toolchain check and install ([`setup`]).
+#![expect(unused_crate_dependencies, reason = "clap is the command line's, in main.rs")]
 
 pub mod cmd;
 pub mod setup;

@@ -12,17 +12,12 @@
 //! cargo run --release -p stackwatch-bench --bin symbolize_bench -- [--pid PID]... [--per-mapping N]
 //! ```
 //! Run as root: other processes' `map_files` need it.
+#![expect(unused_crate_dependencies, reason = "the harness's dependencies are the main binary's")]
 
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context as _, Result};
-use stackwatch::{
-    aggregate::{Aggregate, Frames, RawSample},
-    ids::{Pid, Tid},
-    procfs::maps::parse_maps,
-    profile::Profile,
-    symbolize::Symbolizer,
-};
+use stackwatch::{parse_maps, Aggregate, Frames, Pid, Profile, RawSample, Symbolizer, Tid};
 
 fn main() -> Result<()> {
     let mut pids: Vec<u32> = Vec::new();

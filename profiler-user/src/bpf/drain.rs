@@ -12,7 +12,7 @@ use super::{Loader, Stats};
 
 /// One aggregated entry of a kernel map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Counted {
+pub(crate) struct Counted {
     pub key: SampleKey,
     /// Events (samples, switches, faults).
     pub count: u64,
@@ -25,7 +25,7 @@ pub struct Counted {
 
 /// What the kernel collected during one capture.
 #[derive(Clone, Debug, Default)]
-pub struct RawCapture {
+pub(crate) struct RawCapture {
     /// Aggregated samples.
     pub counts: Vec<Counted>,
     /// Frames of every stack referenced by `counts`, innermost first.
@@ -39,7 +39,7 @@ pub struct RawCapture {
 /// counters. Each profile kind reads its own maps into `counts`
 /// (`crate::kinds`); call once the capture window is over, so the maps no
 /// longer change underneath.
-pub fn capture(loader: &Loader, counts: Vec<Counted>) -> Result<RawCapture> {
+pub(crate) fn capture(loader: &Loader, counts: Vec<Counted>) -> Result<RawCapture> {
     let stats = loader.stats()?;
     let stacks = read_stacks(loader, &counts)?;
     Ok(RawCapture { counts, stacks, stats })
@@ -48,17 +48,17 @@ pub fn capture(loader: &Loader, counts: Vec<Counted>) -> Result<RawCapture> {
 /// Entries of several maps (or of a map and what user space adds to it) for
 /// one profile, summed by key.
 #[derive(Debug, Default)]
-pub struct Merged(HashMap<SampleKey, Counted>);
+pub(crate) struct Merged(HashMap<SampleKey, Counted>);
 
 impl Merged {
-    pub fn add(&mut self, key: SampleKey, count: u64, weight: u64, extra: u64) {
+    pub(crate) fn add(&mut self, key: SampleKey, count: u64, weight: u64, extra: u64) {
         let e = self.0.entry(key).or_insert(Counted { key, count: 0, weight: 0, extra: 0 });
         e.count += count;
         e.weight += weight;
         e.extra += extra;
     }
 
-    pub fn into_counts(self) -> Vec<Counted> {
+    pub(crate) fn into_counts(self) -> Vec<Counted> {
         self.0.into_values().collect()
     }
 }

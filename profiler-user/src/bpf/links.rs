@@ -23,7 +23,7 @@ use crate::ids::Pid;
 /// One uprobe to attach: a program of the object at a place in a file,
 /// limited to one process.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UprobeSite {
+pub(crate) struct UprobeSite {
     /// The uprobe program to run there (`PROG_*` in `profiler_common`).
     pub program: &'static str,
     /// File to probe, as reachable from here (through `/proc/<pid>/root` so
@@ -43,7 +43,7 @@ pub struct UprobeSite {
 impl Loader {
     /// Starts CPU sampling: one CPU-clock perf event per online CPU, every
     /// `1/frequency_hz` seconds of CPU time.
-    pub fn attach_cpu(&mut self, frequency_hz: u64) -> Result<()> {
+    pub(crate) fn attach_cpu(&mut self, frequency_hz: u64) -> Result<()> {
         if !self.cpu_links.is_empty() {
             return Ok(());
         }
@@ -56,7 +56,7 @@ impl Loader {
 
     /// Starts page-fault sampling (loaded with [`super::Programs::faults`]):
     /// one sample every `period` faults of any task, per CPU.
-    pub fn attach_faults(&mut self, period: u64) -> Result<()> {
+    pub(crate) fn attach_faults(&mut self, period: u64) -> Result<()> {
         if !self.fault_links.is_empty() {
             return Ok(());
         }
@@ -101,7 +101,7 @@ impl Loader {
     }
 
     /// Starts off-CPU tracking (loaded with [`super::Programs::offcpu`]).
-    pub fn attach_offcpu(&mut self) -> Result<()> {
+    pub(crate) fn attach_offcpu(&mut self) -> Result<()> {
         if self.offcpu_link.is_some() {
             return Ok(());
         }
@@ -123,7 +123,7 @@ impl Loader {
     /// Attaches the uprobes at `sites` (loaded with [`Programs::alloc`]). A
     /// site that cannot be probed (no such symbol, e.g. a stripped binary)
     /// is skipped with a warning; returns how many were attached.
-    pub fn attach_uprobes(&mut self, sites: &[UprobeSite]) -> Result<usize> {
+    pub(crate) fn attach_uprobes(&mut self, sites: &[UprobeSite]) -> Result<usize> {
         anyhow::ensure!(self.programs.alloc, "the allocation probes were not loaded");
         self.prime_stack_allocator_all();
         let mut attached = 0;
@@ -153,7 +153,7 @@ impl Loader {
     }
 
     /// Stops all sampling; the maps keep what was collected.
-    pub fn detach(&mut self) -> Result<()> {
+    pub(crate) fn detach(&mut self) -> Result<()> {
         self.detach_in_background()?.wait()
     }
 
@@ -166,7 +166,7 @@ impl Loader {
     /// The programs that run on every context switch, page fault and sample
     /// go first: each detaches in milliseconds, and until then they cost
     /// their target something even with the window closed.
-    pub fn detach_in_background(&mut self) -> Result<Detaching> {
+    pub(crate) fn detach_in_background(&mut self) -> Result<Detaching> {
         let started = Instant::now();
         if let Some(link) = self.offcpu_link.take() {
             let program: &mut BtfTracePoint = typed_program(&mut self.ebpf, PROG_SCHED_SWITCH)?;
@@ -206,13 +206,13 @@ impl Loader {
 
 /// Allocation probes being detached; see [`Loader::detach_in_background`].
 #[must_use = "wait until the probes are detached"]
-pub struct Detaching {
+pub(crate) struct Detaching {
     thread: Option<std::thread::JoinHandle<Result<()>>>,
 }
 
 impl Detaching {
     /// Waits until every probe is detached.
-    pub fn wait(mut self) -> Result<()> {
+    pub(crate) fn wait(mut self) -> Result<()> {
         match self.thread.take().map(std::thread::JoinHandle::join) {
             None => Ok(()),
             Some(Ok(result)) => result,

@@ -41,7 +41,7 @@ const PRIVILEGE_HINT: &str = "run as root or grant CAP_BPF and CAP_PERFMON; `sta
 /// Which programs besides the CPU sampler to load, and their settings:
 /// the profile kinds of a capture fill it in (`crate::kinds`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Programs {
+pub(crate) struct Programs {
     /// The `sched_switch` off-CPU program (needs BTF).
     pub offcpu: bool,
     /// The page-fault sampler.
@@ -61,7 +61,7 @@ impl Default for Programs {
 }
 
 /// The loaded program, its maps and (while sampling) its perf-event links.
-pub struct Loader {
+pub(crate) struct Loader {
     pub(super) ebpf: Ebpf,
     pub(super) cpu_links: Vec<PerfEventLinkId>,
     pub(super) fault_links: Vec<PerfEventLinkId>,
@@ -76,7 +76,7 @@ pub struct Loader {
 
 impl Loader {
     /// Loads and verifies the CPU sampler and the `programs` asked for.
-    pub fn load_with(filter: &Filter, programs: Programs) -> Result<Self> {
+    pub(crate) fn load_with(filter: &Filter, programs: Programs) -> Result<Self> {
         raise_memlock_limit();
         let mut config = match filter {
             Filter::All => Config::all(),
@@ -154,7 +154,7 @@ impl Loader {
     }
 
     /// Replaces the set of processes the program keeps (for `Filter::Pids`).
-    pub fn set_target_pids(&mut self, pids: &[Pid]) -> Result<()> {
+    pub(crate) fn set_target_pids(&mut self, pids: &[Pid]) -> Result<()> {
         if pids.len() > TARGET_PIDS_MAP_ENTRIES as usize {
             anyhow::bail!(
                 "{} processes selected, more than the {TARGET_PIDS_MAP_ENTRIES} the filter holds; narrow the target",
@@ -175,7 +175,7 @@ impl Loader {
 
     /// Starts counting, for `duration` (the kernel stops at the end by
     /// itself). Call once every event source is attached.
-    pub fn open_window(&mut self, duration: Duration) -> Result<CaptureWindow> {
+    pub(crate) fn open_window(&mut self, duration: Duration) -> Result<CaptureWindow> {
         let window = CaptureWindow::starting_now(duration);
         self.write_window(window.kernel())?;
         self.window = Some(window);
@@ -184,7 +184,7 @@ impl Loader {
 
     /// Stops counting now, unless the window already ended, and returns it
     /// as it was counted. `None` if no window was opened.
-    pub fn close_window(&mut self) -> Result<Option<CaptureWindow>> {
+    pub(crate) fn close_window(&mut self) -> Result<Option<CaptureWindow>> {
         let Some(window) = self.window else { return Ok(None) };
         let closed = window.closed_at(monotonic_ns());
         if closed != window {
@@ -200,12 +200,12 @@ impl Loader {
     }
 
     /// What was loaded.
-    pub fn programs(&self) -> Programs {
+    pub(crate) fn programs(&self) -> Programs {
         self.programs
     }
 
     /// Forwards pending eBPF log records to the `log` facade.
-    pub fn flush_logs(&mut self) {
+    pub(crate) fn flush_logs(&mut self) {
         if let Some(logger) = &mut self.logger {
             logger.flush();
         }

@@ -16,10 +16,10 @@ use crate::ids::Pid;
 
 /// Per-capture counters summed over CPUs, indexed like [`Stat`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stats(pub [u64; Stat::COUNT as usize]);
+pub(crate) struct Stats(pub [u64; Stat::COUNT as usize]);
 
 impl Stats {
-    pub fn get(&self, stat: Stat) -> u64 {
+    pub(crate) fn get(&self, stat: Stat) -> u64 {
         self.0[stat as usize]
     }
 }
@@ -96,13 +96,13 @@ impl Loader {
     /// Every entry of the hash map `name` (keys `K`, values `V`), read
     /// while the kernel may still change it: an entry deleted meanwhile is
     /// skipped.
-    pub fn map_entries<K: aya::Pod, V: aya::Pod>(&self, name: &str) -> Result<Vec<(K, V)>> {
+    pub(crate) fn map_entries<K: aya::Pod, V: aya::Pod>(&self, name: &str) -> Result<Vec<(K, V)>> {
         let map: HashMap<&MapData, K, V> = HashMap::try_from(self.map(name)?)?;
         collect_entries(map.iter()).with_context(|| format!("failed to read the `{name}` map"))
     }
 
     /// Counters summed over CPUs.
-    pub fn stats(&self) -> Result<Stats> {
+    pub(crate) fn stats(&self) -> Result<Stats> {
         let map: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(self.map(MAP_STATS)?)?;
         let mut stats = Stats::default();
         for stat in Stat::ALL {
@@ -113,20 +113,20 @@ impl Loader {
     }
 
     /// Distinct processes in the sample map so far (for the status line).
-    pub fn processes_seen(&self) -> Result<usize> {
+    pub(crate) fn processes_seen(&self) -> Result<usize> {
         Ok(self.pids_seen()?.len())
     }
 
     /// The processes in the sample map so far, for the symbolizer to
     /// snapshot while they still exist (`Symbolizer::observe_pids`).
-    pub fn pids_seen(&self) -> Result<Vec<Pid>> {
+    pub(crate) fn pids_seen(&self) -> Result<Vec<Pid>> {
         let map: HashMap<&MapData, SampleKey, u64> = HashMap::try_from(self.map(MAP_COUNTS)?)?;
         let pids: HashSet<Pid> = map.keys().filter_map(Result::ok).map(|k| Pid::new(k.pid)).collect();
         Ok(pids.into_iter().collect())
     }
 
     /// Looks up one stored stack.
-    pub fn stack(&self, id: u64) -> Result<Option<StackRecord>> {
+    pub(crate) fn stack(&self, id: u64) -> Result<Option<StackRecord>> {
         let map: HashMap<&MapData, u64, StackRecord> = HashMap::try_from(self.map(MAP_STACKS)?)?;
         match map.get(&id, 0) {
             Ok(rec) => Ok(Some(rec)),
@@ -137,7 +137,7 @@ impl Loader {
 
     /// Empties the sample and stack maps and zeroes the counters, so the
     /// next capture starts clean.
-    pub fn clear(&mut self) -> Result<()> {
+    pub(crate) fn clear(&mut self) -> Result<()> {
         self.write_window(Window::CLOSED)?;
         self.window = None;
         self.clear_map::<SampleKey, u64>(MAP_COUNTS)?;

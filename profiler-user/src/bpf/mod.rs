@@ -6,12 +6,12 @@
 //! It knows which programs and maps the object has, not what profile kinds
 //! make of them: that is `crate::kinds`.
 
-pub mod drain;
-pub mod links;
-pub mod loader;
-pub mod maps;
+pub(crate) mod drain;
+pub(crate) mod links;
+pub(crate) mod loader;
+pub(crate) mod maps;
 
-pub use drain::{Counted, RawCapture};
-pub use links::{Detaching, UprobeSite};
-pub use loader::{Loader, Programs};
-pub use maps::Stats;
+pub(crate) use drain::{Counted, RawCapture};
+pub(crate) use links::{Detaching, UprobeSite};
+pub(crate) use loader::{Loader, Programs};
+pub(crate) use maps::Stats;

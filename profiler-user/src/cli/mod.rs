@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use regex::Regex;
 
-pub mod triggers;
+pub(crate) mod triggers;
 
 use crate::ids::Pid;
 use crate::profile::ProfileKind;
@@ -23,7 +23,7 @@ use crate::units::{parse_capture_duration, parse_ctl_timeout};
 /// the BPF program and walks two stacks on every CPU, so at 10 kHz the
 /// profiler is a visible part of what it measures. The kernel also lowers
 /// `kernel.perf_event_max_sample_rate` on its own when sampling gets expensive.
-pub const MAX_FREQUENCY_HZ: u64 = 10_000;
+pub(crate) const MAX_FREQUENCY_HZ: u64 = 10_000;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -101,26 +101,26 @@ Examples:
 /// What to profile. At most one of these; none means the whole host.
 #[derive(Args, Debug, Clone, Default)]
 #[group(id = "target", multiple = false)]
-pub struct TargetArgs {
+pub(crate) struct TargetArgs {
     /// Profile this process (repeat, or separate with commas, for several)
     #[arg(long = "pid", value_name = "PID", value_delimiter = ',', value_parser = parse_pid)]
-    pub pids: Vec<Pid>,
+    pub(crate) pids: Vec<Pid>,
 
     /// Profile processes whose name or command line matches REGEX, looked up again while
     /// recording so restarted processes are followed
     #[arg(long, value_name = "REGEX", value_parser = parse_regex)]
-    pub name: Option<Regex>,
+    pub(crate) name: Option<Regex>,
 
     /// Profile every process in this cgroup v2 directory and below it: a path under the
     /// cgroup2 mount, or relative to it (e.g. `system.slice/foo.service`)
     #[arg(long, value_name = "PATH")]
-    pub cgroup: Option<PathBuf>,
+    pub(crate) cgroup: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct RecordArgs {
     #[command(flatten)]
-    pub target: TargetArgs,
+    pub(crate) target: TargetArgs,
 
     /// How long to record, 10ms to 24h (e.g. 500ms, 30s, 3m); Ctrl-C ends it early and still
     /// writes the files
@@ -131,7 +131,7 @@ pub struct RecordArgs {
         value_parser = parse_capture_duration,
         allow_hyphen_values = true
     )]
-    pub duration: Duration,
+    pub(crate) duration: Duration,
 
     /// Samples per second per CPU, 1 to 10000: faster sampling mostly measures the profiler
     /// itself. The default, 99, stays out of lockstep with work that runs at round rates
@@ -142,11 +142,11 @@ pub struct RecordArgs {
         value_parser = parse_frequency,
         allow_hyphen_values = true
     )]
-    pub frequency: u64,
+    pub(crate) frequency: u64,
 
     /// Directory the files are written to
     #[arg(long, value_name = "DIR", default_value = ".")]
-    pub output_dir: PathBuf,
+    pub(crate) output_dir: PathBuf,
 
     /// Profiles to take, comma-separated: cpu (on-CPU samples), offcpu (time blocked, by stack), memory
     /// (sampled malloc and Go allocations with bytes, and page faults, by stack)
@@ -157,11 +157,11 @@ pub struct RecordArgs {
         value_delimiter = ',',
         value_parser = parse_profile_kind
     )]
-    pub profiles: Vec<ProfileKind>,
+    pub(crate) profiles: Vec<ProfileKind>,
 
     /// File formats to write, comma-separated: pprof, svg, folded
     #[arg(long, value_name = "FORMATS", default_value = "pprof,svg")]
-    pub formats: String,
+    pub(crate) formats: String,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -172,48 +172,48 @@ pub struct DoctorArgs {}
 #[derive(Args, Debug, Clone, Default)]
 pub struct WatchArgs {
     #[command(flatten)]
-    pub target: TargetArgs,
+    pub(crate) target: TargetArgs,
 
     /// Control FIFO to create and read commands from [default: /run/stackwatch/control]
     #[arg(long, value_name = "PATH")]
-    pub control: Option<PathBuf>,
+    pub(crate) control: Option<PathBuf>,
 
     /// Directory the captures are written to [default: /var/lib/stackwatch]
     #[arg(long, value_name = "DIR")]
-    pub output_dir: Option<PathBuf>,
+    pub(crate) output_dir: Option<PathBuf>,
 
     /// How long a capture runs unless stopped earlier or given by `start DURATION`, 10ms to 24h
     /// [default: 60s]
     #[arg(long, value_name = "DURATION", value_parser = parse_capture_duration, allow_hyphen_values = true)]
-    pub capture_duration: Option<Duration>,
+    pub(crate) capture_duration: Option<Duration>,
 
     /// Samples per second per CPU while capturing, 1 to 10000 [default: 99]
     #[arg(long, value_name = "HZ", value_parser = parse_frequency, allow_hyphen_values = true)]
-    pub frequency: Option<u64>,
+    pub(crate) frequency: Option<u64>,
 
     /// Profiles a manual capture takes, comma-separated: cpu, offcpu, memory [default: cpu].
     /// Triggered captures take what their rule asks for (see Triggers)
     #[arg(long, value_name = "KINDS", value_delimiter = ',', value_parser = parse_profile_kind)]
-    pub profiles: Option<Vec<ProfileKind>>,
+    pub(crate) profiles: Option<Vec<ProfileKind>>,
 
     /// File formats to write, comma-separated: pprof, svg, folded [default: pprof,svg]
     #[arg(long, value_name = "FORMATS")]
-    pub formats: Option<String>,
+    pub(crate) formats: Option<String>,
 
     /// Keep at most N captures in the output directory, deleting the oldest
     #[arg(long, value_name = "N", value_parser = parse_max_captures, allow_hyphen_values = true)]
-    pub max_captures: Option<usize>,
+    pub(crate) max_captures: Option<usize>,
 
     /// Keep the captures in the output directory under SIZE (e.g. 2GiB), deleting the oldest
     #[arg(long, value_name = "SIZE", value_parser = crate::units::parse_size, allow_hyphen_values = true)]
-    pub retain: Option<u64>,
+    pub(crate) retain: Option<u64>,
 
     /// TOML file with the same settings as these flags; flags override it
     #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
 
     #[command(flatten)]
-    pub triggers: TriggerArgs,
+    pub(crate) triggers: TriggerArgs,
 }
 
 /// `ctl`.
@@ -221,7 +221,7 @@ pub struct WatchArgs {
 pub struct CtlArgs {
     /// Control FIFO of the daemon (its socket is `PATH.sock`)
     #[arg(long, value_name = "PATH", default_value = crate::control::DEFAULT_CONTROL_PATH, global = true)]
-    pub control: PathBuf,
+    pub(crate) control: PathBuf,
 
     /// How long to wait for the answer (a `stop` waits for the files to be written), 100ms to 1h
     #[arg(
@@ -232,18 +232,18 @@ pub struct CtlArgs {
         allow_hyphen_values = true,
         global = true
     )]
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 
     /// Print the daemon's answer as JSON, as it was received
     #[arg(long, global = true)]
-    pub json: bool,
+    pub(crate) json: bool,
 
     #[command(subcommand)]
-    pub command: CtlCommand,
+    pub(crate) command: CtlCommand,
 }
 
 #[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CtlCommand {
+pub(crate) enum CtlCommand {
     /// Start a capture (for DURATION, 10ms to 24h, else the daemon's --capture-duration)
     Start {
         #[arg(value_name = "DURATION", value_parser = parse_capture_duration, allow_hyphen_values = true)]

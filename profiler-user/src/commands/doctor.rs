@@ -26,13 +26,13 @@ const SETCAP_HINT: &str = "run as root or grant CAP_BPF and CAP_PERFMON \
 
 /// Capability bit numbers (`linux/capability.h`).
 mod cap {
-    pub const DAC_READ_SEARCH: u32 = 2;
-    pub const SYS_PTRACE: u32 = 19;
-    pub const SYS_ADMIN: u32 = 21;
-    pub const SYSLOG: u32 = 34;
-    pub const PERFMON: u32 = 38;
-    pub const BPF: u32 = 39;
-    pub const CHECKPOINT_RESTORE: u32 = 40;
+    pub(super) const DAC_READ_SEARCH: u32 = 2;
+    pub(super) const SYS_PTRACE: u32 = 19;
+    pub(super) const SYS_ADMIN: u32 = 21;
+    pub(super) const SYSLOG: u32 = 34;
+    pub(super) const PERFMON: u32 = 38;
+    pub(super) const BPF: u32 = 39;
+    pub(super) const CHECKPOINT_RESTORE: u32 = 40;
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -36,13 +36,13 @@ use super::error::UsageError;
 /// A value that may be written once or as a list.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(untagged)]
-pub enum OneOrMany<T> {
+pub(crate) enum OneOrMany<T> {
     One(T),
     Many(Vec<T>),
 }
 
 impl<T: Clone> OneOrMany<T> {
-    pub fn to_vec(&self) -> Vec<T> {
+    pub(crate) fn to_vec(&self) -> Vec<T> {
         match self {
             OneOrMany::One(v) => vec![v.clone()],
             OneOrMany::Many(v) => v.clone(),
@@ -53,7 +53,7 @@ impl<T: Clone> OneOrMany<T> {
 /// The file's contents, before validation.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct WatchFile {
+pub(crate) struct WatchFile {
     pub pid: Option<OneOrMany<u32>>,
     pub name: Option<String>,
     pub cgroup: Option<PathBuf>,
@@ -73,21 +73,21 @@ pub struct WatchFile {
 /// `retain = "2GiB"` or `retain = 1073741824`.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(untagged)]
-pub enum OneOrSize {
+pub(crate) enum OneOrSize {
     Bytes(u64),
     Text(String),
 }
 
 impl WatchFile {
     /// Reads and parses `path`. Every failure is a usage error naming the file.
-    pub fn load(path: &Path) -> Result<Self, UsageError> {
+    pub(crate) fn load(path: &Path) -> Result<Self, UsageError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| UsageError(format!("cannot read config file `{}`: {e}", path.display())))?;
         Self::parse(&text).map_err(|e| UsageError(format!("invalid config file `{}`: {e}", path.display())))
     }
 
     /// Parses TOML text; the error is toml's message folded onto one line.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         toml::from_str(text).map_err(|e| {
             let message = e.message().trim().to_owned();
             match e.span().map(|span| line_of(text, span.start)) {

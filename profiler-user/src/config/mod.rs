@@ -5,8 +5,8 @@
 //! arguments become the typed values the rest of the crate uses, and where
 //! options that parse but cannot be honoured are refused ([`UsageError`]).
 
-pub mod error;
-pub mod file;
+pub(crate) mod error;
+pub(crate) mod file;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,7 +27,7 @@ use crate::triggers::{
 
 /// Everything `record` needs.
 #[derive(Debug)]
-pub struct RecordConfig {
+pub(crate) struct RecordConfig {
     pub target: TargetSpec,
     pub duration: Duration,
     pub frequency_hz: u64,
@@ -38,7 +38,7 @@ pub struct RecordConfig {
 }
 
 impl RecordConfig {
-    pub fn from_args(args: &RecordArgs) -> Result<Self, UsageError> {
+    pub(crate) fn from_args(args: &RecordArgs) -> Result<Self, UsageError> {
         let mut profiles: Vec<ProfileKind> = Vec::with_capacity(args.profiles.len());
         for &kind in &args.profiles {
             if !profiles.contains(&kind) {
@@ -62,15 +62,15 @@ impl RecordConfig {
 }
 
 /// Where `watch` writes captures unless told otherwise.
-pub const DEFAULT_WATCH_OUTPUT_DIR: &str = "/var/lib/stackwatch";
+pub(crate) const DEFAULT_WATCH_OUTPUT_DIR: &str = "/var/lib/stackwatch";
 
 /// How long a `watch` capture runs when neither `start DURATION` nor
 /// `--capture-duration` says.
-pub const DEFAULT_CAPTURE_DURATION: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_CAPTURE_DURATION: Duration = Duration::from_secs(60);
 
 /// Everything `watch` needs: the flags, over the config file, over the defaults.
 #[derive(Debug)]
-pub struct WatchConfig {
+pub(crate) struct WatchConfig {
     pub target: TargetSpec,
     pub control: PathBuf,
     pub output_dir: PathBuf,
@@ -86,7 +86,7 @@ pub struct WatchConfig {
 
 impl WatchConfig {
     /// Reads `--config` (if given) and merges it under the flags.
-    pub fn load(args: &WatchArgs) -> Result<Self, UsageError> {
+    pub(crate) fn load(args: &WatchArgs) -> Result<Self, UsageError> {
         match &args.config {
             Some(path) => Self::merge(args, &WatchFile::load(path)?, Some(path)),
             None => Self::merge(args, &WatchFile::default(), None),
@@ -95,7 +95,7 @@ impl WatchConfig {
 
     /// Flags win over `file`, which wins over the defaults. `path` names the
     /// file in errors about its values.
-    pub fn merge(args: &WatchArgs, file: &WatchFile, path: Option<&Path>) -> Result<Self, UsageError> {
+    pub(crate) fn merge(args: &WatchArgs, file: &WatchFile, path: Option<&Path>) -> Result<Self, UsageError> {
         let bad = |key: &str, reason: String| {
             let source = path.map_or_else(String::new, |p| format!(" in config file `{}`", p.display()));
             UsageError(format!("invalid `{key}`{source}: {reason}"))

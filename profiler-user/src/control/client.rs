@@ -38,7 +38,7 @@ const BUSY_BACKOFF: [Duration; 6] = [
 /// returns its answer, raw and parsed. A "busy" answer (the daemon did not
 /// run the command) is retried with a growing pause; if the daemon stays
 /// busy that is the error.
-pub fn request(control: &Path, command: Command, timeout: Duration) -> anyhow::Result<(String, Reply)> {
+pub(crate) fn request(control: &Path, command: Command, timeout: Duration) -> anyhow::Result<(String, Reply)> {
     request_with_backoff(control, command, timeout, &BUSY_BACKOFF)
 }
 

@@ -17,7 +17,7 @@
 //! The FIFO and socket on disk — created only when provably ours, never
 //! adopting an inode someone else may hold open — are [`fifo`]'s job.
 
-pub mod client;
+pub(crate) mod client;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,15 +27,15 @@ use serde::{Deserialize, Serialize};
 use crate::profile::ProfileSet;
 
 /// Default control FIFO; `/run/stackwatch` is the systemd `RuntimeDirectory`.
-pub const DEFAULT_CONTROL_PATH: &str = "/run/stackwatch/control";
+pub(crate) const DEFAULT_CONTROL_PATH: &str = "/run/stackwatch/control";
 
 /// Longest command line accepted. Real commands are a few bytes; the cap only
 /// bounds what a broken or hostile writer can make the daemon buffer.
-pub const MAX_LINE: usize = 4096;
+pub(crate) const MAX_LINE: usize = 4096;
 
 /// A control command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Command {
+pub(crate) enum Command {
     /// Start a capture, for this long or the daemon's `--capture-duration`,
     /// of these profiles or the daemon's `--profiles`.
     Start { duration: Option<Duration>, profiles: Option<ProfileSet> },
@@ -49,7 +49,7 @@ pub enum Command {
 
 impl Command {
     /// The command as one protocol line (without the newline).
-    pub fn to_line(self) -> String {
+    pub(crate) fn to_line(self) -> String {
         match self {
             Command::Start { duration, profiles } => {
                 let mut line = "start".to_owned();
@@ -70,7 +70,7 @@ impl Command {
 
 /// Why a line is not a command. The daemon logs it and changes nothing.
 #[derive(thiserror::Error, Clone, Debug, PartialEq, Eq)]
-pub enum ParseError {
+pub(crate) enum ParseError {
     /// Blank lines are ignored quietly (`echo >> fifo`).
     #[error("empty line")]
     Empty,
@@ -91,7 +91,7 @@ pub enum ParseError {
 /// Parses one line (with or without its `\n`/`\r\n`). Words are
 /// case-insensitive and may be surrounded by spaces or tabs; everything after
 /// `start` is its duration (`start 1m 30s` works).
-pub fn parse_command(line: &[u8]) -> Result<Command, ParseError> {
+pub(crate) fn parse_command(line: &[u8]) -> Result<Command, ParseError> {
     if line.len() > MAX_LINE {
         return Err(ParseError::TooLong);
     }
@@ -173,20 +173,20 @@ fn shorten(s: &str) -> String {
 /// of an overlong line are dropped as they arrive (one [`ParseError::TooLong`]
 /// is reported per such line), so memory never exceeds one `MAX_LINE`.
 #[derive(Debug, Default)]
-pub struct LineSplitter {
+pub(crate) struct LineSplitter {
     buf: Vec<u8>,
     /// Inside an overlong line: drop everything up to the next newline.
     discarding: bool,
 }
 
 impl LineSplitter {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Feeds `data`; calls `emit` with every complete line (without `\n`) or
     /// with `Err(TooLong)` for each overlong one.
-    pub fn push(&mut self, mut data: &[u8], mut emit: impl FnMut(Result<&[u8], ParseError>)) {
+    pub(crate) fn push(&mut self, mut data: &[u8], mut emit: impl FnMut(Result<&[u8], ParseError>)) {
         while !data.is_empty() {
             let newline = data.iter().position(|&b| b == b'\n');
             let (chunk, rest, complete) = match newline {
@@ -213,7 +213,8 @@ impl LineSplitter {
     }
 
     /// Bytes held for an unfinished line (for tests: never above [`MAX_LINE`]).
-    pub fn buffered(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn buffered(&self) -> usize {
         self.buf.len()
     }
 }
@@ -221,7 +222,7 @@ impl LineSplitter {
 /// What the daemon is doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum DaemonState {
+pub(crate) enum DaemonState {
     /// Loaded, nothing attached: samples nothing.
     Idle,
     /// Sampling.
@@ -245,7 +246,7 @@ impl std::fmt::Display for DaemonState {
 
 /// The running capture, in a status reply.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CaptureStatus {
+pub(crate) struct CaptureStatus {
     pub target: String,
     /// Who started it: `fifo`, `ctl`, `SIGUSR2` or `rule` (a trigger).
     pub source: String,
@@ -267,7 +268,7 @@ pub struct CaptureStatus {
 
 /// The daemon's answer to one socket request: one JSON object on one line.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reply {
+pub(crate) struct Reply {
     /// False when the command failed (`ctl` then exits with 1).
     pub ok: bool,
     /// State after the command.
@@ -290,7 +291,7 @@ pub struct Reply {
 }
 
 /// The socket `ctl` talks to: the FIFO's path with `.sock` appended.
-pub fn socket_path(control: &Path) -> PathBuf {
+pub(crate) fn socket_path(control: &Path) -> PathBuf {
     let mut name = control.as_os_str().to_owned();
     name.push(".sock");
     PathBuf::from(name)

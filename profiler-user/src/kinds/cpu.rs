@@ -8,15 +8,11 @@ use super::{AttachTarget, Kind, Shape};
 use crate::aggregate::{Aggregate, Frames, RawSample};
 use crate::bpf::{drain, Counted, Loader, RawCapture, Stats};
 use crate::profile::capture::{CaptureWindow, Loss};
-use crate::profile::{Profile, ProfileKind};
+use crate::profile::Profile;
 
-pub struct Cpu;
+pub(crate) struct Cpu;
 
 impl Kind for Cpu {
-    fn kind(&self) -> ProfileKind {
-        ProfileKind::Cpu
-    }
-
     fn attach(&self, loader: &mut Loader, target: &AttachTarget<'_>) -> Result<()> {
         loader.attach_cpu(target.frequency_hz)
     }

@@ -8,9 +8,9 @@
 //! (say lock contention) is a file here, its programs in the eBPF crate and
 //! its name in [`ProfileKind`].
 
-pub mod cpu;
-pub mod memory;
-pub mod offcpu;
+pub(crate) mod cpu;
+pub(crate) mod memory;
+pub(crate) mod offcpu;
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
@@ -25,9 +25,7 @@ use crate::profile::{Profile, ProfileKind};
 use crate::target::Filter;
 
 /// What a profile kind plugs into the capture pipeline.
-pub trait Kind: Sync {
-    fn kind(&self) -> ProfileKind;
-
+pub(crate) trait Kind: Sync {
     /// Asks for the programs it needs besides the CPU sampler (always loaded).
     fn programs(&self, _programs: &mut Programs) {}
 
@@ -58,7 +56,7 @@ pub trait Kind: Sync {
 }
 
 /// The implementation of `kind`: the registry of kinds.
-pub fn of(kind: ProfileKind) -> &'static dyn Kind {
+pub(crate) fn of(kind: ProfileKind) -> &'static dyn Kind {
     match kind {
         ProfileKind::Cpu => &cpu::Cpu,
         ProfileKind::OffCpu => &offcpu::OffCpu,
@@ -68,7 +66,7 @@ pub fn of(kind: ProfileKind) -> &'static dyn Kind {
 
 /// What attaching is for: the sampling frequency and the target.
 #[derive(Clone, Copy, Debug)]
-pub struct AttachTarget<'a> {
+pub(crate) struct AttachTarget<'a> {
     pub frequency_hz: u64,
     pub filter: &'a Filter,
     /// The cgroup directory of a `--cgroup` target.
@@ -77,7 +75,7 @@ pub struct AttachTarget<'a> {
 
 /// What a kind's profile is made from besides its samples.
 #[derive(Clone, Copy, Debug)]
-pub struct Shape {
+pub(crate) struct Shape {
     pub frequency_hz: u64,
     /// What was loaded, with the settings the programs sampled with.
     pub programs: Programs,
@@ -86,7 +84,7 @@ pub struct Shape {
 }
 
 /// The kernel programs a set of profile kinds needs.
-pub fn programs_for(kinds: &[ProfileKind]) -> Programs {
+pub(crate) fn programs_for(kinds: &[ProfileKind]) -> Programs {
     let mut programs = Programs::default();
     for &kind in kinds {
         of(kind).programs(&mut programs);
@@ -95,7 +93,7 @@ pub fn programs_for(kinds: &[ProfileKind]) -> Programs {
 }
 
 /// Starts every event source `kinds` need.
-pub fn attach(loader: &mut Loader, kinds: &[ProfileKind], target: &AttachTarget<'_>) -> Result<()> {
+pub(crate) fn attach(loader: &mut Loader, kinds: &[ProfileKind], target: &AttachTarget<'_>) -> Result<()> {
     for &kind in kinds {
         let started = Instant::now();
         of(kind).attach(loader, target)?;

@@ -8,15 +8,11 @@ use super::{AttachTarget, Kind, Shape};
 use crate::aggregate::{Aggregate, RawSample};
 use crate::bpf::{drain, Loader, Programs, RawCapture, Stats};
 use crate::profile::capture::{CaptureWindow, Loss};
-use crate::profile::{Profile, ProfileKind};
+use crate::profile::Profile;
 
-pub struct OffCpu;
+pub(crate) struct OffCpu;
 
 impl Kind for OffCpu {
-    fn kind(&self) -> ProfileKind {
-        ProfileKind::OffCpu
-    }
-
     fn programs(&self, programs: &mut Programs) {
         programs.offcpu = true;
     }

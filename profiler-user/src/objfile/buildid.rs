@@ -2,13 +2,13 @@
 //! kernel mapping.
 
 /// The running kernel's GNU build ID, from the ELF notes in `/sys/kernel/notes`.
-pub fn kernel_build_id() -> Option<String> {
+pub(crate) fn kernel_build_id() -> Option<String> {
     let notes = std::fs::read("/sys/kernel/notes").ok()?;
     parse_build_id_note(&notes)
 }
 
 /// Finds an `NT_GNU_BUILD_ID` note (name "GNU") in a raw ELF note section.
-pub fn parse_build_id_note(mut data: &[u8]) -> Option<String> {
+pub(crate) fn parse_build_id_note(mut data: &[u8]) -> Option<String> {
     const NT_GNU_BUILD_ID: u32 = 3;
     let word = |b: &[u8]| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
     let align4 = |n: usize| n.div_ceil(4) * 4;

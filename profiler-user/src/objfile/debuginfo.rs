@@ -35,10 +35,10 @@ use super::elf::ElfInfo;
 use crate::sys::file::PinnedFile;
 
 /// Debug directories searched after the configured ones.
-pub const DEFAULT_DEBUG_DIRS: &[&str] = &["/usr/lib/debug", "/lib/debug"];
+pub(crate) const DEFAULT_DEBUG_DIRS: &[&str] = &["/usr/lib/debug", "/lib/debug"];
 
 /// Where to look, for one binary.
-pub struct DebugSearch<'a> {
+pub(crate) struct DebugSearch<'a> {
     /// The process's root (`/proc/<pid>/root`) while it is alive.
     pub process_root: Option<PathBuf>,
     /// The binary's path as the process sees it.
@@ -49,7 +49,7 @@ pub struct DebugSearch<'a> {
 
 /// What a separate debug file is read for (see the module's docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DebugUse {
+pub(crate) enum DebugUse {
     /// DWARF: lines and inlined frames, with the symbol table.
     Full,
     /// The symbol table only.
@@ -92,7 +92,7 @@ impl DebugSearch<'_> {
     }
 
     /// Opens the first candidate that exists and matches.
-    pub fn find(&self, info: &ElfInfo) -> Option<(PinnedFile, DebugUse)> {
+    pub(crate) fn find(&self, info: &ElfInfo) -> Option<(PinnedFile, DebugUse)> {
         for (path, check, use_) in self.candidates(info) {
             let Ok(mut file) = File::open(&path) else { continue };
             if check.matches(&mut file) {

@@ -14,7 +14,7 @@ use crate::addr::{ElfVaddr, FileOffset};
 
 /// A loadable (`PT_LOAD`) segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Segment {
+pub(crate) struct Segment {
     /// Link-time virtual address of the segment's first byte.
     pub vaddr: u64,
     /// File offset of that byte.
@@ -36,7 +36,7 @@ impl Segment {
 
 /// Where a Go function table lies in the file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TableLocation {
+pub(crate) struct TableLocation {
     pub offset: usize,
     pub len: usize,
     pub vaddr: u64,
@@ -44,7 +44,7 @@ pub struct TableLocation {
 
 /// The facts about one ELF file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ElfInfo {
+pub(crate) struct ElfInfo {
     pub build_id: Option<Vec<u8>>,
     /// `.gnu_debuglink`: the debug file's name and its CRC-32.
     pub debuglink: Option<(String, u32)>,
@@ -65,7 +65,7 @@ pub struct ElfInfo {
 
 impl ElfInfo {
     /// Reads the facts of the ELF image `data`; `None` if it is not ELF.
-    pub fn parse(data: &[u8]) -> Option<Self> {
+    pub(crate) fn parse(data: &[u8]) -> Option<Self> {
         let file = object::File::parse(data).ok()?;
         if !matches!(file, object::File::Elf32(_) | object::File::Elf64(_)) {
             return None;
@@ -118,14 +118,14 @@ impl ElfInfo {
 
     /// The link-time virtual address of file offset `offset`, through the
     /// loadable segment that maps it.
-    pub fn file_offset_to_vaddr(&self, offset: FileOffset) -> Option<ElfVaddr> {
+    pub(crate) fn file_offset_to_vaddr(&self, offset: FileOffset) -> Option<ElfVaddr> {
         let offset = offset.get();
         let seg = self.segments.iter().find(|s| s.contains_offset(offset))?;
         Some(ElfVaddr::new(seg.vaddr + (offset - seg.offset)))
     }
 
     /// Index of the code section holding link-time address `vaddr`.
-    pub fn code_section_of(&self, vaddr: ElfVaddr) -> Option<usize> {
+    pub(crate) fn code_section_of(&self, vaddr: ElfVaddr) -> Option<usize> {
         let vaddr = vaddr.get();
         let i = self.code_sections.partition_point(|&(start, _)| start <= vaddr).checked_sub(1)?;
         (vaddr < self.code_sections[i].1).then_some(i)
@@ -133,24 +133,24 @@ impl ElfInfo {
 
     /// The file offset holding link-time virtual address `vaddr`.
     #[cfg(test)]
-    pub fn vaddr_to_file_offset(&self, vaddr: ElfVaddr) -> Option<FileOffset> {
+    pub(crate) fn vaddr_to_file_offset(&self, vaddr: ElfVaddr) -> Option<FileOffset> {
         vaddr_to_file_offset(&self.segments, vaddr)
     }
 
     /// Hex build ID, as pprof and `/usr/lib/debug/.build-id` spell it.
-    pub fn build_id_hex(&self) -> Option<String> {
+    pub(crate) fn build_id_hex(&self) -> Option<String> {
         self.build_id.as_deref().filter(|id| !id.is_empty()).map(hex)
     }
 }
 
 /// The file offset holding link-time virtual address `vaddr`.
-pub fn vaddr_to_file_offset(segments: &[Segment], vaddr: ElfVaddr) -> Option<FileOffset> {
+pub(crate) fn vaddr_to_file_offset(segments: &[Segment], vaddr: ElfVaddr) -> Option<FileOffset> {
     let vaddr = vaddr.get();
     let seg = segments.iter().find(|s| s.contains_vaddr(vaddr))?;
     Some(FileOffset::new(seg.offset + (vaddr - seg.vaddr)))
 }
 
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
         let _ = write!(s, "{b:02x}");

@@ -3,7 +3,7 @@
 //! function a probe can go without a trap it cannot afford.
 
 /// What [`parse_buildinfo`] reports for the pre-1.18 (pointer) format.
-pub const OLD_GO: &str = "go1.17-or-older";
+pub(crate) const OLD_GO: &str = "go1.17-or-older";
 
 /// How far into a Go function its probe goes: past the stack-bound check
 /// `CMPQ 0x10(R14), SP` (`49 3b 66 10`) when a `JBE` to `morestack` follows
@@ -12,7 +12,7 @@ pub const OLD_GO: &str = "go1.17-or-older";
 /// kind of VM); it emulates the conditional jump. Registers, the stack
 /// pointer and the return address at `[SP]` are still those of the entry,
 /// which is what the probe reads. Any other prologue: the entry itself.
-pub fn past_stack_check(code: &[u8]) -> u64 {
+pub(crate) fn past_stack_check(code: &[u8]) -> u64 {
     match code {
         [0x49, 0x3b, 0x66, 0x10, 0x0f, 0x86, ..] | [0x49, 0x3b, 0x66, 0x10, 0x76, ..] => 4,
         _ => 0,
@@ -21,7 +21,7 @@ pub fn past_stack_check(code: &[u8]) -> u64 {
 
 /// The Go version (`go1.19.8`) recorded in the `.go.buildinfo` of the ELF image `data`, or
 /// `None` if it is not a Go binary.
-pub fn go_version(data: &[u8]) -> Option<String> {
+pub(crate) fn go_version(data: &[u8]) -> Option<String> {
     use object::{Object as _, ObjectSection as _};
     let file = object::File::parse(data).ok()?;
     let section = file.section_by_name(".go.buildinfo")?;
@@ -31,7 +31,7 @@ pub fn go_version(data: &[u8]) -> Option<String> {
 /// Parses the version out of a `.go.buildinfo` section (Go 1.18+ inline
 /// format: a 32-byte header whose flags byte has bit 1 set, then
 /// varint-length-prefixed strings, the version first).
-pub fn parse_buildinfo(data: &[u8]) -> Option<String> {
+pub(crate) fn parse_buildinfo(data: &[u8]) -> Option<String> {
     const MAGIC: &[u8] = b"\xff Go buildinf:";
     if data.len() < 33 || !data.starts_with(MAGIC) {
         return None;

@@ -36,7 +36,7 @@ const MAX_FUNCS: u64 = 10_000_000;
 
 /// Table format, named after the first Go release that wrote it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum GoVersion {
+pub(crate) enum GoVersion {
     V12,
     V116,
     V118,
@@ -44,7 +44,7 @@ pub enum GoVersion {
 }
 
 impl GoVersion {
-    pub fn from_magic(magic: u32) -> Option<Self> {
+    pub(crate) fn from_magic(magic: u32) -> Option<Self> {
         match magic {
             0xffff_fffb => Some(Self::V12),
             0xffff_fffa => Some(Self::V116),
@@ -57,7 +57,7 @@ impl GoVersion {
 
 /// One source-level frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GoFrame {
+pub(crate) struct GoFrame {
     pub function: String,
     pub file: Option<String>,
     pub line: Option<u32>,
@@ -65,7 +65,7 @@ pub struct GoFrame {
 
 /// Where funcdata (here: inline trees) live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FuncDataBase {
+pub(crate) enum FuncDataBase {
     /// Go 1.16: funcdata slots hold absolute virtual addresses.
     Absolute,
     /// Go 1.18+: slots are offsets from `moduledata.gofunc`, this address.
@@ -100,7 +100,7 @@ struct Func {
 }
 
 /// A Go function table over the bytes of its ELF file.
-pub struct GoTable<D> {
+pub(crate) struct GoTable<D> {
     data: D,
     /// The table's bytes within `data`.
     start: usize,
@@ -113,7 +113,7 @@ pub struct GoTable<D> {
 impl<D: AsRef<[u8]>> GoTable<D> {
     /// Reads the table at `loc` in the file image `data`, whose loadable
     /// segments are `segments`. `None` if the header is not a Go table's.
-    pub fn new(data: D, loc: TableLocation, segments: Vec<Segment>) -> Option<Self> {
+    pub(crate) fn new(data: D, loc: TableLocation, segments: Vec<Segment>) -> Option<Self> {
         let end = loc.offset.checked_add(loc.len)?.min(data.as_ref().len());
         let hdr = parse_header(data.as_ref().get(loc.offset..end)?)?;
         let mut table = Self { data, start: loc.offset, end, hdr, funcdata: FuncDataBase::Unavailable, segments };
@@ -130,21 +130,21 @@ impl<D: AsRef<[u8]>> GoTable<D> {
         Some(table)
     }
 
-    pub fn version(&self) -> GoVersion {
+    pub(crate) fn version(&self) -> GoVersion {
         self.hdr.version
     }
 
-    pub fn funcdata_base(&self) -> FuncDataBase {
+    pub(crate) fn funcdata_base(&self) -> FuncDataBase {
         self.funcdata
     }
 
-    pub fn func_count(&self) -> usize {
+    pub(crate) fn func_count(&self) -> usize {
         self.hdr.nfunc
     }
 
     /// Entry address of the function named `name` (a linear scan: for
     /// the few lookups of probe placement, not for symbolization).
-    pub fn entry_of(&self, name: &str) -> Option<ElfVaddr> {
+    pub(crate) fn entry_of(&self, name: &str) -> Option<ElfVaddr> {
         (0..self.hdr.nfunc).find_map(|i| {
             let f = self.func(i)?;
             (self.func_name(&f)? == name).then_some(ElfVaddr::new(f.entry))
@@ -153,14 +153,14 @@ impl<D: AsRef<[u8]>> GoTable<D> {
 
     /// Entry address and name of function `i` (in address order).
     #[cfg(test)]
-    pub fn function(&self, i: usize) -> Option<(u64, String)> {
+    pub(crate) fn function(&self, i: usize) -> Option<(u64, String)> {
         let f = self.func(i)?;
         Some((f.entry, self.func_name(&f)?.to_owned()))
     }
 
     /// The frames at link-time address `pc`, innermost (the deepest
     /// inlined call) first, the function that contains `pc` last.
-    pub fn find(&self, pc: ElfVaddr) -> Option<Vec<GoFrame>> {
+    pub(crate) fn find(&self, pc: ElfVaddr) -> Option<Vec<GoFrame>> {
         let pc = pc.get();
         let f = self.find_func(pc)?;
         let outer = self.func_name(&f)?.to_owned();
@@ -421,7 +421,7 @@ impl<D: AsRef<[u8]>> GoTable<D> {
 }
 
 /// The Go function table of a Go binary, if it is one.
-pub fn go_table<D: AsRef<[u8]>>(map: D, info: &ElfInfo) -> Option<GoTable<D>> {
+pub(crate) fn go_table<D: AsRef<[u8]>>(map: D, info: &ElfInfo) -> Option<GoTable<D>> {
     let loc = match info.gopclntab {
         Some(loc) => loc,
         None if info.maybe_go => scan_for_table(map.as_ref(), &info.segments)?,
@@ -488,7 +488,7 @@ fn parse_header(t: &[u8]) -> Option<Header> {
 /// stripped files): tables are pointer-aligned, so only aligned offsets of
 /// non-executable segments are tried, and a candidate must parse and have
 /// its first function inside an executable segment.
-pub fn scan_for_table(data: &[u8], segments: &[Segment]) -> Option<TableLocation> {
+pub(crate) fn scan_for_table(data: &[u8], segments: &[Segment]) -> Option<TableLocation> {
     for seg in segments.iter().filter(|s| !s.exec) {
         let start = usize::try_from(seg.offset).ok()?;
         let end = start.saturating_add(usize::try_from(seg.filesz).ok()?).min(data.len());

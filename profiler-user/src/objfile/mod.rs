@@ -4,11 +4,11 @@
 //! file is. A leaf: nothing here knows about processes, captures or BPF,
 //! so the symbolizer, the allocation probes and the unwinder share it.
 
-pub mod buildid;
-pub mod debuginfo;
-pub mod elf;
-pub mod go;
-pub mod gopclntab;
+pub(crate) mod buildid;
+pub(crate) mod debuginfo;
+pub(crate) mod elf;
+pub(crate) mod go;
+pub(crate) mod gopclntab;
 pub(crate) mod plt;
 
 use elf::{vaddr_to_file_offset, ElfInfo};
@@ -19,7 +19,7 @@ use crate::addr::{ElfVaddr, FileOffset};
 /// image `data` (`None` for a name not found): from the symbol table when
 /// the file has one, otherwise from the Go function table, which stripped
 /// Go binaries keep. For placing uprobes.
-pub fn function_file_offsets(data: &[u8], names: &[&str]) -> Vec<Option<FileOffset>> {
+pub(crate) fn function_file_offsets(data: &[u8], names: &[&str]) -> Vec<Option<FileOffset>> {
     use object::{Object as _, ObjectSymbol as _};
     let Some(info) = ElfInfo::parse(data) else { return vec![None; names.len()] };
     let mut vaddrs: Vec<Option<ElfVaddr>> = vec![None; names.len()];

@@ -31,7 +31,7 @@ const PLT_SECTIONS: &[&str] = &[".plt", ".plt.sec", ".plt.bnd", ".plt.got", ".ip
 
 /// What [`PltStubs::lookup`] found at an address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PltLookup<'a> {
+pub(crate) enum PltLookup<'a> {
     /// Not in a PLT section: ask the symbol tables.
     NotPlt,
     /// A stub, with its `callee@plt` name.
@@ -49,7 +49,7 @@ struct Stub {
 
 /// The PLT sections and named stubs of one file, by link-time address.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PltStubs {
+pub(crate) struct PltStubs {
     /// `[start, end)` of each PLT section, sorted.
     sections: Vec<(u64, u64)>,
     /// Sorted by start, not overlapping.
@@ -59,7 +59,7 @@ pub struct PltStubs {
 impl PltStubs {
     /// Reads the PLT of the ELF image `data`; `None` if it is not ELF or has
     /// no PLT section.
-    pub fn parse(data: &[u8]) -> Option<Self> {
+    pub(crate) fn parse(data: &[u8]) -> Option<Self> {
         let stubs = match object::File::parse(data).ok()? {
             object::File::Elf32(file) => parse_elf(&file),
             object::File::Elf64(file) => parse_elf(&file),
@@ -68,7 +68,7 @@ impl PltStubs {
         (!stubs.sections.is_empty()).then_some(stubs)
     }
 
-    pub fn lookup(&self, vaddr: ElfVaddr) -> PltLookup<'_> {
+    pub(crate) fn lookup(&self, vaddr: ElfVaddr) -> PltLookup<'_> {
         let vaddr = vaddr.get();
         let in_section = |&(start, end): &(u64, u64)| start <= vaddr && vaddr < end;
         let i = self.sections.partition_point(|&(start, _)| start <= vaddr);
@@ -83,13 +83,13 @@ impl PltStubs {
     }
 
     /// Named stubs.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.stubs.len()
     }
 
     /// Every named stub as `(start, end, name)`.
     #[cfg(test)]
-    pub fn stubs(&self) -> impl Iterator<Item = (u64, u64, &str)> {
+    pub(crate) fn stubs(&self) -> impl Iterator<Item = (u64, u64, &str)> {
         self.stubs.iter().map(|s| (s.start, s.end, &*s.name))
     }
 }

@@ -33,7 +33,7 @@ use crate::target::Filter;
 /// small procfs file per target process (or one cgroup or `/proc/stat`
 /// read), so ten a second is cheap, and bounds what an exiting process
 /// takes with it to a tenth of a second of its CPU time.
-pub const METER_INTERVAL: Duration = Duration::from_millis(100);
+pub(crate) const METER_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A read that takes longer than this was preempted: its moment is unsure.
 /// Reading `/proc/<pid>/stat` of a process with thousands of threads takes
@@ -47,7 +47,7 @@ const KEPT_READINGS: usize = 128;
 
 /// Samples the CPU time of a target on a thread of its own; see the module
 /// documentation. Dropping it stops the thread.
-pub struct CpuMeter {
+pub(crate) struct CpuMeter {
     shared: Arc<Mutex<Meter>>,
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -56,7 +56,7 @@ pub struct CpuMeter {
 impl CpuMeter {
     /// Takes the first reading now and starts sampling. Call it right
     /// before the window opens.
-    pub fn start(filter: &Filter, cgroup_dir: Option<&Path>) -> Self {
+    pub(crate) fn start(filter: &Filter, cgroup_dir: Option<&Path>) -> Self {
         let counter = match filter {
             Filter::All => Counter::Host,
             Filter::Pids(pids) => Counter::Processes { pids: pids.clone(), tracker: PidTracker::default() },
@@ -87,7 +87,7 @@ impl CpuMeter {
 
     /// Processes matched since the start (`--name`), counted from now on
     /// unless they started since the last reading.
-    pub fn set_pids(&self, pids: &[Pid]) {
+    pub(crate) fn set_pids(&self, pids: &[Pid]) {
         let mut meter = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
         if let Counter::Processes { pids: tracked, .. } = &mut meter.counter {
             for pid in pids {
@@ -101,7 +101,7 @@ impl CpuMeter {
     /// Stops sampling and returns the CPU seconds used inside `window`
     /// (the window as it was counted: closed early, or not), `None` when the
     /// counter could never be read.
-    pub fn finish(mut self, window: &CaptureWindow) -> Option<f64> {
+    pub(crate) fn finish(mut self, window: &CaptureWindow) -> Option<f64> {
         self.stop_thread();
         let mut meter = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
         meter.read();

@@ -9,16 +9,15 @@
 //! with each profile kind (`crate::kinds`) saying what it drains, what its
 //! values are and what it lost.
 
-pub mod meter;
-pub mod session;
+pub(crate) mod meter;
+pub(crate) mod session;
 
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use tracing::debug;
 
-pub use self::meter::CpuMeter;
-pub use self::session::{Ended, Session};
+pub(crate) use self::session::{Ended, Session};
 use crate::aggregate;
 use crate::bpf::Loader;
 use crate::kinds::{self, Shape};
@@ -29,7 +28,7 @@ use crate::symbolize::Symbolizer;
 /// Drains, aggregates, symbolizes and describes an ended capture: one
 /// profile per kind, in the order of `kinds`. One symbolizer pass per kind
 /// shares its caches.
-pub fn finish(
+pub(crate) fn finish(
     loader: &Loader,
     symbolizer: &mut Symbolizer,
     target: TargetInfo,

@@ -24,7 +24,7 @@ use crate::sys::monotonic_ns;
 use crate::target::{find_pids_by_name, Filter, TargetSpec};
 
 /// A running capture.
-pub struct Session {
+pub(crate) struct Session {
     /// As opened: its planned end is the deadline.
     pub window: CaptureWindow,
     meter: CpuMeter,
@@ -32,7 +32,7 @@ pub struct Session {
 
 /// A capture whose window is closed: nothing is counted any more.
 #[derive(Clone, Copy, Debug)]
-pub struct Ended {
+pub(crate) struct Ended {
     /// The window as it was counted.
     pub window: CaptureWindow,
     /// CPU time the target used inside it, when it could be read.
@@ -43,7 +43,7 @@ impl Session {
     /// Attaches the events of `kinds`, starts the CPU meter and opens the
     /// window for `duration`. Whatever was attached is detached again if a
     /// step fails.
-    pub fn start(
+    pub(crate) fn start(
         loader: &mut Loader,
         kinds: &[ProfileKind],
         frequency_hz: u64,
@@ -70,7 +70,13 @@ impl Session {
     /// before the end still gets names), and follows a `--name` target to
     /// the processes that match now. False once every process of a `--pid`
     /// target (`pids`) has exited.
-    pub fn tick(&self, loader: &mut Loader, symbolizer: &mut Symbolizer, spec: &TargetSpec, pids: &[Pid]) -> bool {
+    pub(crate) fn tick(
+        &self,
+        loader: &mut Loader,
+        symbolizer: &mut Symbolizer,
+        spec: &TargetSpec,
+        pids: &[Pid],
+    ) -> bool {
         loader.flush_logs();
         if let Ok(seen) = loader.pids_seen() {
             symbolizer.observe_pids(&seen);
@@ -95,7 +101,7 @@ impl Session {
     /// already had). Whatever detaching costs from here on is outside the
     /// window. Should the window not close, everything is detached at once
     /// instead.
-    pub fn stop(self, loader: &mut Loader) -> Ended {
+    pub(crate) fn stop(self, loader: &mut Loader) -> Ended {
         let window = match loader.close_window() {
             Ok(Some(window)) => window,
             failed => {

@@ -9,12 +9,12 @@ use std::path::Path;
 use crate::ids::Pid;
 
 /// `/proc/<pid>/cgroup` of a live process (empty when unreadable).
-pub fn read(pid: Pid) -> String {
+pub(crate) fn read(pid: Pid) -> String {
     fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default()
 }
 
 /// The processes directly in the cgroup directory `dir` (`cgroup.procs`).
-pub fn procs(dir: &Path) -> Vec<Pid> {
+pub(crate) fn procs(dir: &Path) -> Vec<Pid> {
     fs::read_to_string(dir.join("cgroup.procs"))
         .map(|t| t.lines().filter_map(|l| l.trim().parse().ok().map(Pid::new)).collect())
         .unwrap_or_default()
@@ -23,7 +23,7 @@ pub fn procs(dir: &Path) -> Vec<Pid> {
 /// Every process in the cgroup `dir` and its descendants, ascending.
 /// Bounded, since a hierarchy is not guaranteed to be small or stable while
 /// it is walked.
-pub fn tree_procs(dir: &Path) -> Vec<Pid> {
+pub(crate) fn tree_procs(dir: &Path) -> Vec<Pid> {
     const MAX_CGROUPS: usize = 4096;
     let mut pids = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
@@ -47,14 +47,14 @@ pub fn tree_procs(dir: &Path) -> Vec<Pid> {
 }
 
 /// `memory.current` of a cgroup v2 directory, in bytes.
-pub fn memory_current(dir: &Path) -> Option<u64> {
+pub(crate) fn memory_current(dir: &Path) -> Option<u64> {
     fs::read_to_string(dir.join("memory.current")).ok()?.trim().parse().ok()
 }
 
 /// CPUs a cgroup v2 `cpu.max` (`$QUOTA $PERIOD`, microseconds) allows:
 /// `50000 100000` is half a CPU, `max 100000` (or anything unreadable) no
 /// limit.
-pub fn parse_cpu_max(text: &str) -> Option<f64> {
+pub(crate) fn parse_cpu_max(text: &str) -> Option<f64> {
     let mut fields = text.split_whitespace();
     let quota: u64 = fields.next()?.parse().ok()?;
     // The kernel always prints the period; 100 ms is its default.
@@ -66,21 +66,21 @@ pub fn parse_cpu_max(text: &str) -> Option<f64> {
 }
 
 /// A cgroup v2 `memory.max` in bytes; `max` means no limit.
-pub fn parse_memory_max(text: &str) -> Option<u64> {
+pub(crate) fn parse_memory_max(text: &str) -> Option<u64> {
     text.trim().parse().ok()
 }
 
 /// The cgroup v2 path of a process from `/proc/<pid>/cgroup`: the
 /// `0::/system.slice/foo.service` line. On a hybrid host the v1 lines come
 /// first; on a v1-only host there is none.
-pub fn parse_cgroup_v2_path(text: &str) -> Option<&str> {
+pub(crate) fn parse_cgroup_v2_path(text: &str) -> Option<&str> {
     text.lines().find_map(|l| l.strip_prefix("0::")).map(|p| p.trim_end_matches(" (deleted)")).filter(|p| !p.is_empty())
 }
 
 /// The cgroup v1 path of a process for `controller` from
 /// `/proc/<pid>/cgroup`: the `4:memory:/docker/abc` line (controllers may
 /// share a line: `3:cpu,cpuacct:/…`).
-pub fn parse_cgroup_v1_path<'a>(text: &'a str, controller: &str) -> Option<&'a str> {
+pub(crate) fn parse_cgroup_v1_path<'a>(text: &'a str, controller: &str) -> Option<&'a str> {
     text.lines().find_map(|line| {
         let mut fields = line.splitn(3, ':');
         let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
@@ -90,7 +90,7 @@ pub fn parse_cgroup_v1_path<'a>(text: &'a str, controller: &str) -> Option<&'a s
 
 /// CPUs a cgroup v1 quota allows: `cpu.cfs_quota_us` over
 /// `cpu.cfs_period_us`; a quota of `-1` means no limit.
-pub fn parse_cfs_quota(quota: &str, period: &str) -> Option<f64> {
+pub(crate) fn parse_cfs_quota(quota: &str, period: &str) -> Option<f64> {
     let quota: i64 = quota.trim().parse().ok()?;
     let period: u64 = period.trim().parse().ok()?;
     if quota <= 0 || period == 0 {
@@ -102,7 +102,7 @@ pub fn parse_cfs_quota(quota: &str, period: &str) -> Option<f64> {
 /// A cgroup v1 `memory.limit_in_bytes`. Unlimited is reported as the
 /// largest page-aligned `i64` (`9223372036854771712` with 4 KiB pages), so
 /// anything from 2^62 up means no limit.
-pub fn parse_v1_memory_limit(text: &str) -> Option<u64> {
+pub(crate) fn parse_v1_memory_limit(text: &str) -> Option<u64> {
     text.trim().parse::<u64>().ok().filter(|&bytes| bytes < 1 << 62)
 }
 

@@ -11,12 +11,12 @@ use crate::ids::Pid;
 use crate::sys::ticks_per_second;
 
 /// Busy (non-idle, non-iowait) CPU seconds of the whole host since boot.
-pub fn host_cpu_seconds() -> Option<f64> {
+pub(crate) fn host_cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     parse_host_busy_ticks(&stat).map(|t| t as f64 / ticks_per_second())
 }
 
-pub fn parse_host_busy_ticks(stat: &str) -> Option<u64> {
+pub(crate) fn parse_host_busy_ticks(stat: &str) -> Option<u64> {
     let line = stat.lines().find(|l| l.starts_with("cpu "))?;
     let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
     // user nice system idle iowait irq softirq steal guest guest_nice;
@@ -26,7 +26,7 @@ pub fn parse_host_busy_ticks(stat: &str) -> Option<u64> {
 }
 
 /// `usage_usec` of a cgroup v2 directory, in seconds.
-pub fn cgroup_cpu_seconds(dir: &Path) -> Option<f64> {
+pub(crate) fn cgroup_cpu_seconds(dir: &Path) -> Option<f64> {
     let stat = std::fs::read_to_string(dir.join("cpu.stat")).ok()?;
     let usec: u64 = stat.lines().find_map(|l| l.strip_prefix("usage_usec "))?.trim().parse().ok()?;
     Some(usec as f64 / 1e6)
@@ -44,7 +44,7 @@ pub fn cgroup_cpu_seconds(dir: &Path) -> Option<f64> {
 /// started). CPU time a process used between the last update and its exit is
 /// not seen: the total is a slight underestimate when processes churn.
 #[derive(Debug, Default)]
-pub struct PidTracker {
+pub(crate) struct PidTracker {
     procs: HashMap<Pid, Tracked>,
     /// Ticks summed over every update.
     total_ticks: u64,
@@ -61,7 +61,7 @@ struct Tracked {
 impl PidTracker {
     /// Takes the processes of the target now, with `boot_ticks` read before
     /// they were listed, and returns the total CPU ticks so far.
-    pub fn update(&mut self, boot_ticks: Option<u64>, seen: &[(Pid, ProcStat)]) -> u64 {
+    pub(crate) fn update(&mut self, boot_ticks: Option<u64>, seen: &[(Pid, ProcStat)]) -> u64 {
         let mut procs = HashMap::with_capacity(seen.len());
         for &(pid, stat) in seen {
             let delta = match self.procs.get(&pid) {
@@ -82,7 +82,7 @@ impl PidTracker {
     }
 
     /// Start time of the tracked process with this pid.
-    pub fn start_ticks(&self, pid: Pid) -> Option<u64> {
+    pub(crate) fn start_ticks(&self, pid: Pid) -> Option<u64> {
         self.procs.get(&pid).map(|t| t.start_ticks)
     }
 }

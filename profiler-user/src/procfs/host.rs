@@ -5,7 +5,7 @@ use std::fs;
 
 /// The host's memory from `/proc/meminfo`, in bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MemInfo {
+pub(crate) struct MemInfo {
     pub total: u64,
     /// Memory available for new work without swapping: `MemAvailable`, or
     /// on kernels before 3.14 its old approximation `MemFree + Buffers +
@@ -13,7 +13,7 @@ pub struct MemInfo {
     pub available: u64,
 }
 
-pub fn parse_meminfo(text: &str) -> Option<MemInfo> {
+pub(crate) fn parse_meminfo(text: &str) -> Option<MemInfo> {
     let value = |key: &str| text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':')).and_then(parse_kib);
     let total = value("MemTotal")?;
     let available = match value("MemAvailable") {
@@ -24,7 +24,7 @@ pub fn parse_meminfo(text: &str) -> Option<MemInfo> {
 }
 
 /// `/proc/meminfo` now.
-pub fn meminfo() -> Option<MemInfo> {
+pub(crate) fn meminfo() -> Option<MemInfo> {
     parse_meminfo(&fs::read_to_string("/proc/meminfo").ok()?)
 }
 
@@ -37,7 +37,7 @@ pub(super) fn parse_kib(value: &str) -> Option<u64> {
 
 /// Number of CPUs in a kernel CPU list such as
 /// `/sys/devices/system/cpu/online`: `0-3`, `0-1,4`, `0,2-3,8-11`.
-pub fn parse_cpu_list(text: &str) -> Option<u32> {
+pub(crate) fn parse_cpu_list(text: &str) -> Option<u32> {
     let text = text.trim();
     if text.is_empty() {
         return None;
@@ -57,17 +57,17 @@ pub fn parse_cpu_list(text: &str) -> Option<u32> {
 }
 
 /// The online CPUs now, from sysfs.
-pub fn online_cpus() -> Option<u32> {
+pub(crate) fn online_cpus() -> Option<u32> {
     parse_cpu_list(&fs::read_to_string("/sys/devices/system/cpu/online").ok()?)
 }
 
 /// The host's name, as the manifest records it; `unknown` if unreadable.
-pub fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     first_line("/proc/sys/kernel/hostname").unwrap_or_else(|| "unknown".into())
 }
 
 /// The kernel release (`uname -r`); `unknown` if unreadable.
-pub fn kernel_release() -> String {
+pub(crate) fn kernel_release() -> String {
     first_line("/proc/sys/kernel/osrelease").unwrap_or_else(|| "unknown".into())
 }
 

@@ -88,19 +88,19 @@ pub fn parse_maps(text: &str) -> Vec<MapsEntry> {
 }
 
 /// The executable mappings of a live process; empty if it is gone.
-pub fn read_maps(pid: Pid) -> Option<Vec<MapsEntry>> {
+pub(crate) fn read_maps(pid: Pid) -> Option<Vec<MapsEntry>> {
     std::fs::read_to_string(format!("/proc/{pid}/maps")).ok().map(|t| parse_maps(&t))
 }
 
 /// The mapping of `maps` (sorted by start) that holds `addr`.
-pub fn find_mapping(maps: &[MapsEntry], addr: u64) -> Option<&MapsEntry> {
+pub(crate) fn find_mapping(maps: &[MapsEntry], addr: u64) -> Option<&MapsEntry> {
     let i = maps.partition_point(|m| m.start <= addr).checked_sub(1)?;
     maps.get(i).filter(|m| m.contains(addr))
 }
 
 /// The C library among the mappings (`libc.so.6`, or `libc-2.x.so` of
 /// older glibc): where `malloc` is.
-pub fn find_libc(maps: &[MapsEntry]) -> Option<&MapsEntry> {
+pub(crate) fn find_libc(maps: &[MapsEntry]) -> Option<&MapsEntry> {
     maps.iter().find(|m| {
         let name = std::path::Path::new(&m.path).file_name().and_then(|n| n.to_str()).unwrap_or_default();
         name == "libc.so.6" || (name.starts_with("libc-") && name.ends_with(".so"))

@@ -8,11 +8,11 @@
 //! as "no value", never as zero. Readers are the parser applied to the file
 //! of a live process, `None` when it is gone.
 
-pub mod cgroup;
-pub mod cputime;
-pub mod host;
-pub mod maps;
-pub mod mountinfo;
-pub mod process;
-pub mod stat;
-pub mod status;
+pub(crate) mod cgroup;
+pub(crate) mod cputime;
+pub(crate) mod host;
+pub(crate) mod maps;
+pub(crate) mod mountinfo;
+pub(crate) mod process;
+pub(crate) mod stat;
+pub(crate) mod status;

@@ -4,16 +4,16 @@
 use std::path::PathBuf;
 
 /// `/proc/self/mountinfo` now (empty when unreadable).
-pub fn read() -> std::io::Result<String> {
+pub(crate) fn read() -> std::io::Result<String> {
     std::fs::read_to_string(PATH)
 }
 
 /// Where [`read`] reads from, for error messages.
-pub const PATH: &str = "/proc/self/mountinfo";
+pub(crate) const PATH: &str = "/proc/self/mountinfo";
 
 /// `(root, mount point)` of each mount of file system type `fstype` in
 /// `mountinfo` (proc(5) format), in mount order.
-pub fn mounts_of_type(mountinfo: &str, fstype: &str) -> Vec<(String, PathBuf)> {
+pub(crate) fn mounts_of_type(mountinfo: &str, fstype: &str) -> Vec<(String, PathBuf)> {
     mountinfo
         .lines()
         .filter_map(|line| {

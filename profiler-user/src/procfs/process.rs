@@ -6,44 +6,44 @@ use std::path::{Path, PathBuf};
 use crate::ids::Pid;
 
 /// The process name: `/proc/<pid>/comm` without its newline.
-pub fn comm(pid: Pid) -> Option<String> {
+pub(crate) fn comm(pid: Pid) -> Option<String> {
     let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
     Some(comm.trim_end_matches('\n').to_owned())
 }
 
 /// `/proc/<pid>/cmdline` with its arguments joined by spaces.
-pub fn command_line(pid: Pid) -> Option<String> {
+pub(crate) fn command_line(pid: Pid) -> Option<String> {
     let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let args: Vec<_> = raw.split(|&b| b == 0).filter(|a| !a.is_empty()).map(String::from_utf8_lossy).collect();
     Some(args.join(" "))
 }
 
 /// Whether `/proc/<pid>` exists: the process (or thread) is alive or a zombie.
-pub fn exists(pid: Pid) -> bool {
+pub(crate) fn exists(pid: Pid) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// The processes listed in `/proc` now, in listing order; `None` when it
 /// cannot be read.
-pub fn all_pids() -> Option<Vec<Pid>> {
+pub(crate) fn all_pids() -> Option<Vec<Pid>> {
     let entries = fs::read_dir("/proc").ok()?;
     Some(entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok().map(Pid::new)).collect())
 }
 
 /// `/proc/<pid>/exe`: the process's executable, whatever mount namespace it
 /// lives in.
-pub fn exe_path(pid: Pid) -> PathBuf {
+pub(crate) fn exe_path(pid: Pid) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/exe"))
 }
 
 /// `/proc/<pid>/root`: the process's root directory, under which paths it
 /// sees (a container's) resolve.
-pub fn root(pid: Pid) -> PathBuf {
+pub(crate) fn root(pid: Pid) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/root"))
 }
 
 /// `path` (absolute, as the process sees it) reached through [`root`].
-pub fn in_root(pid: Pid, path: &Path) -> PathBuf {
+pub(crate) fn in_root(pid: Pid, path: &Path) -> PathBuf {
     root(pid).join(path.strip_prefix("/").unwrap_or(path))
 }
 

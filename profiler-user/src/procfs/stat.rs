@@ -4,7 +4,7 @@ use crate::ids::Pid;
 
 /// What stackwatch reads from `/proc/<pid>/stat`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ProcStat {
+pub(crate) struct ProcStat {
     /// Field 3: `R`, `S`, `D`, `Z`, …
     pub state: char,
     /// Field 4: the parent's pid (0 for a pid namespace's init).
@@ -19,7 +19,7 @@ pub struct ProcStat {
 
 /// Parses a `/proc/<pid>/stat` line. The `comm` field may contain spaces and
 /// parentheses, so the fields are counted after the last `)`.
-pub fn parse(text: &str) -> Option<ProcStat> {
+pub(crate) fn parse(text: &str) -> Option<ProcStat> {
     let rest = text.get(text.rfind(')')? + 1..)?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // `fields[0]` is field 3 (state), so field N is `fields[N - 3]`.
@@ -33,13 +33,13 @@ pub fn parse(text: &str) -> Option<ProcStat> {
 }
 
 /// `/proc/<pid>/stat` of a live process.
-pub fn read(pid: Pid) -> Option<ProcStat> {
+pub(crate) fn read(pid: Pid) -> Option<ProcStat> {
     parse(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
 /// A process's start time (clock ticks since boot), which tells a process
 /// from a later one that reuses its pid.
-pub fn start_time(pid: Pid) -> Option<u64> {
+pub(crate) fn start_time(pid: Pid) -> Option<u64> {
     read(pid).map(|s| s.start_ticks)
 }
 

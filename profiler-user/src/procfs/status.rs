@@ -3,25 +3,25 @@
 use crate::ids::Pid;
 
 /// `/proc/<pid>/status` of a live process.
-pub fn read(pid: Pid) -> std::io::Result<String> {
+pub(crate) fn read(pid: Pid) -> std::io::Result<String> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
 }
 
 /// `Tgid:`: the process a thread belongs to (its own id for a process).
-pub fn tgid(status: &str) -> Option<Pid> {
+pub(crate) fn tgid(status: &str) -> Option<Pid> {
     field(status, "Tgid:")?.trim().parse().ok().map(Pid::new)
 }
 
 /// The pid a process has in its own (innermost) pid namespace: the last
 /// field of `NSpid:`. JIT runtimes name their perf map after it. (A number
 /// in another namespace, so no [`Pid`] of this one.)
-pub fn ns_pid(status: &str) -> Option<u32> {
+pub(crate) fn ns_pid(status: &str) -> Option<u32> {
     field(status, "NSpid:")?.split_whitespace().last()?.parse().ok()
 }
 
 /// `VmRSS` in bytes. Kernel threads have no `VmRSS` line and no resident
 /// memory of their own: `Some(0)`.
-pub fn vm_rss(status: &str) -> Option<u64> {
+pub(crate) fn vm_rss(status: &str) -> Option<u64> {
     if !status.lines().any(|l| l.starts_with("Name:")) {
         return None;
     }
@@ -32,17 +32,17 @@ pub fn vm_rss(status: &str) -> Option<u64> {
 }
 
 /// Resident memory of a live process in bytes; kernel threads have none.
-pub fn read_vm_rss(pid: Pid) -> Option<u64> {
+pub(crate) fn read_vm_rss(pid: Pid) -> Option<u64> {
     vm_rss(&read(pid).ok()?)
 }
 
 /// The effective uid (the second of `Uid:`).
-pub fn euid(status: &str) -> Option<u32> {
+pub(crate) fn euid(status: &str) -> Option<u32> {
     field(status, "Uid:")?.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// `CapEff`: the effective capability set.
-pub fn cap_eff(status: &str) -> Option<u64> {
+pub(crate) fn cap_eff(status: &str) -> Option<u64> {
     u64::from_str_radix(field(status, "CapEff:")?.trim(), 16).ok()
 }
 

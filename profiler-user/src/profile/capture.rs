@@ -15,7 +15,7 @@ use crate::sys::monotonic_ns;
 /// `bpf_ktime_get_ns`); `start` and `end` are the same moments on the wall
 /// clock, for the manifest and the file names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CaptureWindow {
+pub(crate) struct CaptureWindow {
     pub start: SystemTime,
     pub end: SystemTime,
     pub start_ns: u64,
@@ -24,13 +24,13 @@ pub struct CaptureWindow {
 
 impl CaptureWindow {
     /// A window opening now and lasting `duration`.
-    pub fn starting_now(duration: Duration) -> Self {
+    pub(crate) fn starting_now(duration: Duration) -> Self {
         Self::starting_at(SystemTime::now(), monotonic_ns(), duration)
     }
 
     /// A window opening at `start` (wall clock), which is `start_ns` on
     /// `CLOCK_MONOTONIC`, and lasting `duration`.
-    pub fn starting_at(start: SystemTime, start_ns: u64, duration: Duration) -> Self {
+    pub(crate) fn starting_at(start: SystemTime, start_ns: u64, duration: Duration) -> Self {
         let ns = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
         let end_ns = start_ns.saturating_add(ns);
         Self { start, end: start + Duration::from_nanos(end_ns - start_ns), start_ns, end_ns }
@@ -38,7 +38,7 @@ impl CaptureWindow {
 
     /// The window ending at `now_ns` if it would otherwise end later (not
     /// before it opened).
-    pub fn closed_at(self, now_ns: u64) -> Self {
+    pub(crate) fn closed_at(self, now_ns: u64) -> Self {
         if now_ns >= self.end_ns {
             return self;
         }
@@ -47,19 +47,19 @@ impl CaptureWindow {
     }
 
     /// How long it lasted (or will).
-    pub fn duration(&self) -> Duration {
+    pub(crate) fn duration(&self) -> Duration {
         Duration::from_nanos(self.end_ns - self.start_ns)
     }
 
     /// The window as the kernel programs read it.
-    pub fn kernel(&self) -> Window {
+    pub(crate) fn kernel(&self) -> Window {
         Window { start_ns: self.start_ns, end_ns: self.end_ns }
     }
 }
 
 /// What was profiled, resolved to concrete processes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct TargetInfo {
+pub(crate) struct TargetInfo {
     /// `pid`, `name`, `cgroup` or `host`.
     pub kind: TargetKind,
     /// Human description: `pid 1234 (redis-server)`, `name /^nginx/`,
@@ -79,7 +79,7 @@ pub struct TargetInfo {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum TargetKind {
+pub(crate) enum TargetKind {
     Pid,
     Name,
     Cgroup,
@@ -90,7 +90,7 @@ impl TargetInfo {
     /// Whether samples may come from several processes, so flamegraphs get
     /// one root frame per process (`comm (pid N)`). True for every `--name`
     /// target: its matches are looked up again while it runs.
-    pub fn multi_process(&self) -> bool {
+    pub(crate) fn multi_process(&self) -> bool {
         !matches!(self.kind, TargetKind::Pid) || self.pids.len() > 1
     }
 }
@@ -98,7 +98,7 @@ impl TargetInfo {
 /// Why a capture ran.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
-pub enum Trigger {
+pub(crate) enum Trigger {
     /// `record`, a control command or SIGUSR2.
     Manual { source: String },
     /// A threshold rule fired.
@@ -107,7 +107,7 @@ pub enum Trigger {
 
 impl Trigger {
     /// One line for titles and logs.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         match self {
             Trigger::Manual { source } => format!("manual ({source})"),
             Trigger::Rule { rule, observed, window } => {
@@ -119,7 +119,7 @@ impl Trigger {
 
 /// A counted loss, reported in the manifest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Loss {
+pub(crate) struct Loss {
     /// Stable machine-readable reason, e.g. `counts_map_full`.
     pub reason: String,
     pub count: u64,
@@ -130,14 +130,14 @@ pub struct Loss {
 impl Loss {
     /// Whether the loss removed CPU samples (rather than frames of kept
     /// samples, or events of other profiles): what `samples_lost` counts.
-    pub fn drops_samples(&self) -> bool {
+    pub(crate) fn drops_samples(&self) -> bool {
         self.reason == "counts_map_full"
     }
 }
 
 /// Everything about a capture except its profiles.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct CaptureInfo {
+pub(crate) struct CaptureInfo {
     pub target: TargetInfo,
     pub trigger: Trigger,
     #[serde(with = "humantime_serde_rfc3339")]
@@ -163,7 +163,7 @@ pub struct CaptureInfo {
 /// A capture the pipeline finished: what it was and its profiles, one per
 /// kind, in the order the kinds were asked for.
 #[derive(Clone, Debug)]
-pub struct FinishedCapture {
+pub(crate) struct FinishedCapture {
     pub info: CaptureInfo,
     pub profiles: Vec<super::Profile>,
 }
@@ -172,7 +172,7 @@ pub struct FinishedCapture {
 mod humantime_serde_rfc3339 {
     use std::time::SystemTime;
 
-    pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&humantime::format_rfc3339_millis(*t))
     }
 }

@@ -25,7 +25,7 @@ use crate::profile::{Profile, ProfileKind};
 /// Renders the SVG for `profile` from its folded `lines` (as built by
 /// [`crate::profile::folded::folded_lines`]). An empty profile still gives a
 /// valid SVG carrying the title and a "no samples" notice.
-pub fn render(info: &CaptureInfo, profile: &Profile, lines: &[String]) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn render(info: &CaptureInfo, profile: &Profile, lines: &[String]) -> anyhow::Result<Vec<u8>> {
     let title = title(info, profile);
     let subtitle = info.trigger.summary();
     if lines.is_empty() {
@@ -46,7 +46,7 @@ pub fn render(info: &CaptureInfo, profile: &Profile, lines: &[String]) -> anyhow
 }
 
 /// `stackwatch cpu — pid 1234 (myservice) — 2026-11-26 12:30:00Z → 12:30:30Z (30s) — 2,970 samples`
-pub fn title(info: &CaptureInfo, profile: &Profile) -> String {
+pub(crate) fn title(info: &CaptureInfo, profile: &Profile) -> String {
     let start = UtcTime::from_system(info.start);
     let end = UtcTime::from_system(info.end);
     // Repeat the date only when the window crosses midnight.

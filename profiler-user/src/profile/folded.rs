@@ -25,7 +25,7 @@ const UNKNOWN: &str = "[unknown]";
 /// Identical stacks (e.g. two threads of one program) are merged; lines are
 /// sorted bytewise as inferno's `from_lines` requires; stacks whose value is
 /// zero or negative are dropped (nothing to draw).
-pub fn folded_lines(profile: &Profile, value_index: usize, root_per_process: bool) -> Vec<String> {
+pub(crate) fn folded_lines(profile: &Profile, value_index: usize, root_per_process: bool) -> Vec<String> {
     let mut stacks: BTreeMap<String, u64> = BTreeMap::new();
     let mut stack = String::new();
     for sample in &profile.samples {
@@ -83,7 +83,7 @@ pub(crate) fn flame_value_index(profile: &Profile) -> usize {
 }
 
 /// The `.folded` file: one line per stack, newline-terminated.
-pub fn render(lines: &[String]) -> Vec<u8> {
+pub(crate) fn render(lines: &[String]) -> Vec<u8> {
     let mut out = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
     for line in lines {
         out.push_str(line);
@@ -106,7 +106,7 @@ fn push_frame(stack: &mut String, frame: &str, suffix: &str) {
 /// spaces; surrounding whitespace is trimmed because the folded format
 /// trims lines. A line starting with `# ` is a comment to inferno, so a
 /// name starting with `#` is wrapped in brackets.
-pub fn sanitize_frame(name: &str) -> Cow<'_, str> {
+pub(crate) fn sanitize_frame(name: &str) -> Cow<'_, str> {
     let trimmed = name.trim();
     let needs_fix = trimmed.len() != name.len()
         || trimmed.is_empty()

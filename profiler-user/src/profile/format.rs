@@ -3,7 +3,7 @@
 
 /// Which file formats to write for each profile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Formats {
+pub(crate) struct Formats {
     pub pprof: bool,
     pub svg: bool,
     pub folded: bool,
@@ -19,7 +19,7 @@ impl Formats {
     /// Parses a comma-separated list such as `pprof,svg,folded`. The list
     /// replaces the default rather than adding to it; `flamegraph` is accepted
     /// for `svg`.
-    pub fn parse(list: &str) -> Result<Formats, String> {
+    pub(crate) fn parse(list: &str) -> Result<Formats, String> {
         let mut formats = Formats { pprof: false, svg: false, folded: false };
         for word in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
             match word.to_ascii_lowercase().as_str() {
@@ -39,7 +39,7 @@ impl Formats {
 /// What a written file holds, as listed in the manifest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum FileFormat {
+pub(crate) enum FileFormat {
     Pprof,
     Svg,
     Folded,
@@ -47,7 +47,7 @@ pub enum FileFormat {
 }
 
 impl FileFormat {
-    pub fn extension(self) -> &'static str {
+    pub(crate) fn extension(self) -> &'static str {
         match self {
             FileFormat::Pprof => "pb.gz",
             FileFormat::Svg => "svg",

@@ -46,7 +46,7 @@ impl fmt::Display for ProfileKind {
 
 /// Parses one kind word: `cpu`, `offcpu` (`off-cpu`) or `memory` (`mem`),
 /// in any case.
-pub fn parse_kind(word: &str) -> Result<ProfileKind, String> {
+pub(crate) fn parse_kind(word: &str) -> Result<ProfileKind, String> {
     let word = word.trim().to_ascii_lowercase();
     if let Some(kind) = ProfileKind::ALL.into_iter().find(|k| k.words().contains(&word.as_str())) {
         return Ok(kind);
@@ -58,10 +58,10 @@ pub fn parse_kind(word: &str) -> Result<ProfileKind, String> {
 
 /// A set of profile kinds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ProfileSet(u8);
+pub(crate) struct ProfileSet(u8);
 
 impl ProfileSet {
-    pub fn of(kinds: &[ProfileKind]) -> Self {
+    pub(crate) fn of(kinds: &[ProfileKind]) -> Self {
         let mut set = Self::default();
         for &kind in kinds {
             set.insert(kind);
@@ -71,7 +71,7 @@ impl ProfileSet {
 
     /// Parses a comma-separated list (`cpu,offcpu`); repeats are harmless,
     /// an empty list or item is refused.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let mut set = Self::default();
         for word in text.split(',') {
             if word.trim().is_empty() {
@@ -86,29 +86,29 @@ impl ProfileSet {
         1 << kind as u8
     }
 
-    pub fn insert(&mut self, kind: ProfileKind) {
+    pub(crate) fn insert(&mut self, kind: ProfileKind) {
         self.0 |= Self::bit(kind);
     }
 
-    pub fn contains(self, kind: ProfileKind) -> bool {
+    pub(crate) fn contains(self, kind: ProfileKind) -> bool {
         self.0 & Self::bit(kind) != 0
     }
 
-    pub fn is_empty(self) -> bool {
+    pub(crate) fn is_empty(self) -> bool {
         self.0 == 0
     }
 
     /// The kinds in `self` and not in `other`.
-    pub fn minus(self, other: Self) -> Self {
+    pub(crate) fn minus(self, other: Self) -> Self {
         Self(self.0 & !other.0)
     }
 
-    pub fn union(self, other: Self) -> Self {
+    pub(crate) fn union(self, other: Self) -> Self {
         Self(self.0 | other.0)
     }
 
     /// The kinds, in the order of [`ProfileKind::ALL`].
-    pub fn to_vec(self) -> Vec<ProfileKind> {
+    pub(crate) fn to_vec(self) -> Vec<ProfileKind> {
         ProfileKind::ALL.into_iter().filter(|&k| self.contains(k)).collect()
     }
 }

@@ -17,11 +17,11 @@ use crate::profile::report::{default_value_index, sample_count};
 use crate::profile::{Profile, ProfileKind};
 
 /// Version of the manifest layout.
-pub const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 1;
 
 /// One file of the capture, as listed in the manifest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct FileEntry {
+pub(crate) struct FileEntry {
     /// File name, relative to the manifest's directory.
     pub path: String,
     /// Profile kind the file holds (`None` for capture-wide files).
@@ -32,7 +32,7 @@ pub struct FileEntry {
 
 /// A file of the capture that could not be written, as listed in the manifest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct FailedEntry {
+pub(crate) struct FailedEntry {
     /// The name it would have had, relative to the manifest's directory.
     pub path: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -81,7 +81,7 @@ struct TypedTotal<'a> {
 
 /// Pretty JSON (with a final newline) for `info`, `profiles`, the `files`
 /// written and those that `failed`.
-pub fn render(
+pub(crate) fn render(
     info: &CaptureInfo,
     profiles: &[Profile],
     files: &[FileEntry],

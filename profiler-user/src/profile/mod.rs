@@ -9,21 +9,21 @@
 //! with several values) so the pprof encoder is a direct translation and
 //! the others lose nothing they need.
 
-pub mod capture;
-pub mod flamegraph;
-pub mod folded;
-pub mod format;
-pub mod kind;
-pub mod manifest;
-pub mod pprof;
-pub mod report;
+pub(crate) mod capture;
+pub(crate) mod flamegraph;
+pub(crate) mod folded;
+pub(crate) mod format;
+pub(crate) mod kind;
+pub(crate) mod manifest;
+pub(crate) mod pprof;
+pub(crate) mod report;
 #[cfg(test)]
 pub(crate) mod testdata;
-pub mod time;
+pub(crate) mod time;
 
 use std::time::{Duration, SystemTime};
 
-pub use kind::{ProfileKind, ProfileSet};
+pub(crate) use kind::{ProfileKind, ProfileSet};
 
 /// A pprof `ValueType`: what one value of a sample measures.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -229,6 +229,6 @@ impl Profile {
 }
 
 /// Nanoseconds between samples at `frequency_hz` (never zero).
-pub fn cpu_period_ns(frequency_hz: u64) -> i64 {
+pub(crate) fn cpu_period_ns(frequency_hz: u64) -> i64 {
     (1_000_000_000 / frequency_hz.max(1)) as i64
 }

@@ -9,7 +9,7 @@
 //! labels so `go tool pprof -tagfocus` and Pyroscope can slice by process.
 
 use std::collections::HashMap;
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 
 use anyhow::Context as _;
 use prost::Message as _;
@@ -18,9 +18,9 @@ use crate::profile::{Line, Profile};
 
 /// Mirrors of `perftools.profiles` messages (fields stackwatch never sets,
 /// such as `drop_frames`, are still declared so decoding keeps them).
-pub mod proto {
+pub(crate) mod proto {
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Profile {
+    pub(crate) struct Profile {
         #[prost(message, repeated, tag = "1")]
         pub sample_type: Vec<ValueType>,
         #[prost(message, repeated, tag = "2")]
@@ -52,7 +52,7 @@ pub mod proto {
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct ValueType {
+    pub(crate) struct ValueType {
         #[prost(int64, tag = "1")]
         pub r#type: i64,
         #[prost(int64, tag = "2")]
@@ -60,7 +60,7 @@ pub mod proto {
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Sample {
+    pub(crate) struct Sample {
         /// Leaf first.
         #[prost(uint64, repeated, tag = "1")]
         pub location_id: Vec<u64>,
@@ -71,7 +71,7 @@ pub mod proto {
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Label {
+    pub(crate) struct Label {
         #[prost(int64, tag = "1")]
         pub key: i64,
         #[prost(int64, tag = "2")]
@@ -83,7 +83,7 @@ pub mod proto {
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Mapping {
+    pub(crate) struct Mapping {
         #[prost(uint64, tag = "1")]
         pub id: u64,
         #[prost(uint64, tag = "2")]
@@ -107,7 +107,7 @@ pub mod proto {
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Location {
+    pub(crate) struct Location {
         #[prost(uint64, tag = "1")]
         pub id: u64,
         #[prost(uint64, tag = "2")]
@@ -122,7 +122,7 @@ pub mod proto {
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Line {
+    pub(crate) struct Line {
         #[prost(uint64, tag = "1")]
         pub function_id: u64,
         #[prost(int64, tag = "2")]
@@ -132,7 +132,7 @@ pub mod proto {
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Function {
+    pub(crate) struct Function {
         #[prost(uint64, tag = "1")]
         pub id: u64,
         #[prost(int64, tag = "2")]
@@ -147,17 +147,18 @@ pub mod proto {
 }
 
 /// Encodes `profile` as an uncompressed protobuf.
-pub fn encode(profile: &Profile) -> Vec<u8> {
+#[cfg(test)]
+pub(crate) fn encode(profile: &Profile) -> Vec<u8> {
     encode_with_comments(profile, &[])
 }
 
 /// Encodes `profile` with freeform comments (`go tool pprof -comments`).
-pub fn encode_with_comments(profile: &Profile, comments: &[String]) -> Vec<u8> {
+pub(crate) fn encode_with_comments(profile: &Profile, comments: &[String]) -> Vec<u8> {
     build(profile, comments).encode_to_vec()
 }
 
 /// The on-disk form: the protobuf, gzip-compressed as pprof requires.
-pub fn encode_gzip(profile: &Profile, comments: &[String]) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn encode_gzip(profile: &Profile, comments: &[String]) -> anyhow::Result<Vec<u8>> {
     let raw = encode_with_comments(profile, comments);
     // The gzip header's mtime stays 0, so equal profiles give equal files.
     let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 4), flate2::Compression::default());
@@ -165,8 +166,10 @@ pub fn encode_gzip(profile: &Profile, comments: &[String]) -> anyhow::Result<Vec
     encoder.finish().context("failed to compress the profile")
 }
 
-/// Decodes a profile, gzip-compressed or not (used by tests and tools).
-pub fn decode(bytes: &[u8]) -> anyhow::Result<proto::Profile> {
+/// Decodes a profile, gzip-compressed or not.
+#[cfg(test)]
+pub(crate) fn decode(bytes: &[u8]) -> anyhow::Result<proto::Profile> {
+    use std::io::Read as _;
     let mut inflated = Vec::new();
     let raw = if bytes.starts_with(&[0x1f, 0x8b]) {
         flate2::read::GzDecoder::new(bytes).read_to_end(&mut inflated).context("failed to decompress the profile")?;

@@ -34,7 +34,7 @@ use crate::profile::{Profile, ProfileKind, Sample};
 const UNKNOWN: &str = "[unknown]";
 
 /// Widest function name shown, in characters.
-pub const FUNCTION_WIDTH: usize = 72;
+pub(crate) const FUNCTION_WIDTH: usize = 72;
 
 /// Widest process name shown (a `comm` has at most 15 bytes).
 const PROCESS_WIDTH: usize = 16;
@@ -91,7 +91,7 @@ pub(crate) fn group_thousands(value: i64) -> String {
 
 /// One row of the table.
 #[derive(Clone, Debug, PartialEq)]
-pub struct TopEntry {
+pub(crate) struct TopEntry {
     /// The process name, when the profile holds several processes.
     pub process: Option<String>,
     pub function: String,
@@ -104,7 +104,8 @@ pub struct TopEntry {
 /// The first `n` rows of the table for value `value_index` (see the module
 /// docs for what a row is and how rows are sorted; ties are broken so the
 /// order is stable). Percentages are of the profile's total for that value.
-pub fn top_functions(profile: &Profile, value_index: usize, n: usize) -> Vec<TopEntry> {
+#[cfg(test)]
+pub(crate) fn top_functions(profile: &Profile, value_index: usize, n: usize) -> Vec<TopEntry> {
     let mut all = all_functions(profile, value_index);
     all.truncate(n);
     all
@@ -257,7 +258,7 @@ fn is_plumbing(function: &str) -> bool {
 /// `name` cut to at most `width` characters by replacing its middle with
 /// `…`, so both the scope it starts with and the function (and arguments)
 /// it ends with stay readable.
-pub fn truncate_middle(name: &str, width: usize) -> Cow<'_, str> {
+pub(crate) fn truncate_middle(name: &str, width: usize) -> Cow<'_, str> {
     let len = name.chars().count();
     if len <= width || width < 3 {
         return Cow::Borrowed(name);
@@ -273,7 +274,7 @@ pub fn truncate_middle(name: &str, width: usize) -> Cow<'_, str> {
 /// A short aligned table like `go tool pprof -top`, by the profile's
 /// default sample type (cpu time for a cpu profile; see the module docs),
 /// ending with a newline.
-pub fn format_top_table(profile: &Profile, n: usize) -> String {
+pub(crate) fn format_top_table(profile: &Profile, n: usize) -> String {
     if profile.samples.is_empty() {
         return "no samples\n".to_owned();
     }

@@ -9,12 +9,12 @@ use super::{Line, Location, Mapping, Profile, ProfileKind, Sample, ValueType};
 use crate::ids::{Pid, Tid};
 
 /// 2026-11-26T12:30:00Z.
-pub fn start() -> SystemTime {
+pub(crate) fn start() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_795_696_200)
 }
 
 /// Sampling period at 99 Hz.
-pub const PERIOD_NS: i64 = 10_101_010;
+pub(crate) const PERIOD_NS: i64 = 10_101_010;
 
 fn info(target: TargetInfo, trigger: Trigger) -> CaptureInfo {
     CaptureInfo {
@@ -38,7 +38,7 @@ fn info(target: TargetInfo, trigger: Trigger) -> CaptureInfo {
     }
 }
 
-pub fn host_info() -> CaptureInfo {
+pub(crate) fn host_info() -> CaptureInfo {
     let target = TargetInfo {
         kind: TargetKind::Host,
         description: "host".into(),
@@ -49,7 +49,7 @@ pub fn host_info() -> CaptureInfo {
     info(target, Trigger::Manual { source: "record".into() })
 }
 
-pub fn pid_info() -> CaptureInfo {
+pub(crate) fn pid_info() -> CaptureInfo {
     let target = TargetInfo {
         kind: TargetKind::Pid,
         description: "pid 100 (myservice)".into(),
@@ -80,12 +80,12 @@ fn sample(pid: u32, tid: u32, comm: &str, locations: &[usize], count: i64) -> Sa
     }
 }
 
-pub fn empty_profile() -> Profile {
+pub(crate) fn empty_profile() -> Profile {
     Profile::new_cpu(99, start(), Duration::from_secs(30))
 }
 
 /// 17 samples in 6 stacks from `myservice` (pid 100) and `worker ü` (pid 200).
-pub fn sample_profile() -> Profile {
+pub(crate) fn sample_profile() -> Profile {
     let mut p = empty_profile();
     p.mappings = vec![
         Mapping {
@@ -155,7 +155,7 @@ pub fn sample_profile() -> Profile {
 }
 
 /// The `myservice` part of [`sample_profile`] plus a sample without a stack.
-pub fn single_process_profile() -> Profile {
+pub(crate) fn single_process_profile() -> Profile {
     let mut p = sample_profile();
     p.samples.retain(|s| s.pid == Pid::new(100));
     p.samples.push(sample(100, 102, "myservice", &[], 1));
@@ -163,7 +163,7 @@ pub fn single_process_profile() -> Profile {
 }
 
 /// Off-cpu time of `myservice`: blocked in `write` and in a futex.
-pub fn offcpu_profile() -> Profile {
+pub(crate) fn offcpu_profile() -> Profile {
     let mut p = sample_profile();
     p.kind = ProfileKind::OffCpu;
     p.sample_types = vec![ValueType::new("samples", "count"), ValueType::new("offcpu", "nanoseconds")];

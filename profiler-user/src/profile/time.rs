@@ -17,7 +17,7 @@ pub(crate) struct UtcTime {
 impl UtcTime {
     /// Times before 1970 (a badly set clock) clamp to the epoch and times
     /// past year 9999 to its end, instead of panicking.
-    pub fn from_system(time: SystemTime) -> Self {
+    pub(crate) fn from_system(time: SystemTime) -> Self {
         const MAX_SECS: u64 = 253_402_300_799; // 9999-12-31T23:59:59Z
         let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()).min(MAX_SECS) as i64;
         let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
@@ -42,7 +42,7 @@ impl UtcTime {
     }
 
     /// `20261126T123000Z`, as in file names.
-    pub fn compact(&self) -> String {
+    pub(crate) fn compact(&self) -> String {
         format!(
             "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
             self.year, self.month, self.day, self.hour, self.minute, self.second
@@ -50,12 +50,12 @@ impl UtcTime {
     }
 
     /// `2026-11-26`.
-    pub fn date(&self) -> String {
+    pub(crate) fn date(&self) -> String {
         format!("{:04}-{:02}-{:02}", self.year, self.month, self.day)
     }
 
     /// `12:30:00`.
-    pub fn time(&self) -> String {
+    pub(crate) fn time(&self) -> String {
         format!("{:02}:{:02}:{:02}", self.hour, self.minute, self.second)
     }
 }

@@ -30,7 +30,7 @@ use crate::profile::{flamegraph, folded, manifest, pprof, Profile};
 
 /// Files in a directory, named by the contract (see the module docs).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DirSink {
+pub(crate) struct DirSink {
     dir: PathBuf,
     formats: Formats,
     /// Handed each file (`fchown`), for `record` under `sudo`.
@@ -38,12 +38,8 @@ pub struct DirSink {
 }
 
 impl DirSink {
-    pub fn new(dir: PathBuf, formats: Formats, owner: Option<(u32, u32)>) -> Self {
+    pub(crate) fn new(dir: PathBuf, formats: Formats, owner: Option<(u32, u32)>) -> Self {
         Self { dir, formats, owner }
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 }
 
@@ -55,7 +51,7 @@ impl Sink for DirSink {
 
 /// Fails early, before anything is loaded, when `dir` cannot take files:
 /// creates it if missing.
-pub fn check_output_dir(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn check_output_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create output directory `{}`", dir.display()))?;
     let meta = std::fs::metadata(dir).with_context(|| format!("cannot use output directory `{}`", dir.display()))?;
     if !meta.is_dir() {
@@ -97,7 +93,7 @@ impl Planned {
 /// and those that were not, with the reason. Nothing written is removed.
 /// `Err` only when nothing could be attempted (the directory cannot be
 /// opened, no free name); otherwise [`Written`] says what happened.
-pub fn write_capture(
+pub(crate) fn write_capture(
     dir: &Path,
     info: &CaptureInfo,
     profiles: &[Profile],
@@ -269,7 +265,7 @@ fn sanitize_file_component(name: &str) -> String {
 /// Returns the invoking user's ids when running as root under `sudo`, so
 /// output files can be handed to them. `None` when not root, when the
 /// variables are missing or malformed, or when the invoking user is root.
-pub fn sudo_owner() -> Option<(u32, u32)> {
+pub(crate) fn sudo_owner() -> Option<(u32, u32)> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return None;

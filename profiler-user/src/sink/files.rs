@@ -36,7 +36,7 @@ use anyhow::{anyhow, Context as _};
 
 /// Mode of every output file: readable by the owner's group (e.g. `adm` on a
 /// shared host), never by everyone, since stacks can reveal what a process does.
-pub const FILE_MODE: libc::mode_t = 0o640;
+pub(crate) const FILE_MODE: libc::mode_t = 0o640;
 
 /// How many temporary names to try before giving up; collisions only happen
 /// when something else creates files with our naming scheme.
@@ -44,7 +44,7 @@ const TEMP_ATTEMPTS: u32 = 16;
 
 /// An output directory, opened once; all files are created relative to it.
 #[derive(Debug)]
-pub struct OutputDir {
+pub(crate) struct OutputDir {
     fd: OwnedFd,
     path: PathBuf,
 }
@@ -52,7 +52,7 @@ pub struct OutputDir {
 impl OutputDir {
     /// Opens `path` (following a symlink to the directory itself: operators
     /// point `--output-dir` at symlinked volumes on purpose).
-    pub fn open(path: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn open(path: &Path) -> anyhow::Result<Self> {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
@@ -62,12 +62,12 @@ impl OutputDir {
         Ok(Self { fd: OwnedFd::from(file), path: path.to_owned() })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Whether anything (including a dangling symlink) has this name.
-    pub fn exists(&self, name: &str) -> anyhow::Result<bool> {
+    pub(crate) fn exists(&self, name: &str) -> anyhow::Result<bool> {
         let c_name = file_name_cstring(name)?;
         // SAFETY: `stat` is plain old data that fstatat fills in; all-zero is a valid value.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
@@ -89,7 +89,7 @@ impl OutputDir {
     /// returns the full path. `owner` is applied with `fchown`; failing to
     /// hand the file over is logged, not fatal, because the data is still
     /// useful to root and losing a capture over it would be worse.
-    pub fn write_file(&self, name: &str, contents: &[u8], owner: Option<(u32, u32)>) -> anyhow::Result<PathBuf> {
+    pub(crate) fn write_file(&self, name: &str, contents: &[u8], owner: Option<(u32, u32)>) -> anyhow::Result<PathBuf> {
         let final_path = self.path.join(name);
         let final_c = file_name_cstring(name)?;
         match self.create_unnamed() {
@@ -172,7 +172,7 @@ impl OutputDir {
 
     /// Makes the renames durable: without it a crash right after a capture
     /// could leave the directory without the new entries.
-    pub fn sync(&self) -> anyhow::Result<()> {
+    pub(crate) fn sync(&self) -> anyhow::Result<()> {
         // SAFETY: fsync on a directory fd we own.
         if unsafe { libc::fsync(self.fd.as_raw_fd()) } != 0 {
             return Err(anyhow::Error::new(io::Error::last_os_error()))
@@ -293,7 +293,7 @@ fn link_via_proc(file: &File, dir: &OwnedFd, name: &CString) -> io::Result<()> {
 /// How old a temporary file of ours must be before a sweep removes it.
 /// Writing one takes a single `write` and `fsync`, so anything this old
 /// belongs to a writer that died.
-pub const STALE_TEMPORARY_AGE: Duration = Duration::from_secs(10 * 60);
+pub(crate) const STALE_TEMPORARY_AGE: Duration = Duration::from_secs(10 * 60);
 
 /// Whether `name` is a temporary name of ours: `.<final>.<pid>.<hex>.tmp`
 /// where `<final>` is an output file name (see `retention::parse_name`).
@@ -314,7 +314,7 @@ fn is_our_temporary(name: &str) -> bool {
 /// a writer killed on a filesystem without `O_TMPFILE`. Only regular files
 /// named the way [`OutputDir::write_file`] names its temporaries are
 /// touched; symlinks are never followed. Returns the names removed.
-pub fn sweep_stale_temporaries(dir: &Path, min_age: Duration) -> anyhow::Result<Vec<String>> {
+pub(crate) fn sweep_stale_temporaries(dir: &Path, min_age: Duration) -> anyhow::Result<Vec<String>> {
     let out = OutputDir::open(dir)?;
     let listing = Path::new("/proc/self/fd").join(out.fd.as_raw_fd().to_string());
     let entries = std::fs::read_dir(&listing)
@@ -349,7 +349,7 @@ pub fn sweep_stale_temporaries(dir: &Path, min_age: Duration) -> anyhow::Result<
 
 /// [`sweep_stale_temporaries`] of files older than [`STALE_TEMPORARY_AGE`],
 /// logging what it removed. Housekeeping: a failure is logged, not returned.
-pub fn sweep_and_log(dir: &Path) {
+pub(crate) fn sweep_and_log(dir: &Path) {
     match sweep_stale_temporaries(dir, STALE_TEMPORARY_AGE) {
         Ok(removed) if !removed.is_empty() => log::info!(
             "removed {} stale temporary file(s) left in `{}` by a writer that was killed: {}",

@@ -3,11 +3,11 @@
 //! ([`dir::DirSink`], with atomic no-clobber [`files`] and [`retention`])
 //! today; a push to a profiling server is another implementation, next to it.
 
-pub mod dir;
-pub mod files;
-pub mod retention;
+pub(crate) mod dir;
+pub(crate) mod files;
+pub(crate) mod retention;
 
-pub use dir::DirSink;
+pub(crate) use dir::DirSink;
 
 use std::path::PathBuf;
 
@@ -16,7 +16,7 @@ use anyhow::anyhow;
 use crate::profile::capture::FinishedCapture;
 
 /// Takes finished captures somewhere.
-pub trait Sink: Send + Sync {
+pub(crate) trait Sink: Send + Sync {
     /// Hands over one capture. `Err` only when nothing could be attempted
     /// (the directory cannot be opened); otherwise [`Written`] says what was
     /// kept and what was not, and why.
@@ -25,7 +25,7 @@ pub trait Sink: Send + Sync {
 
 /// A file of a capture that could not be written.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FailedFile {
+pub(crate) struct FailedFile {
     /// Where it would have been.
     pub path: PathBuf,
     /// Why not: the error with its causes.
@@ -34,7 +34,7 @@ pub struct FailedFile {
 
 /// What a sink kept of a capture and what it could not.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Written {
+pub(crate) struct Written {
     /// Files written, in order; the manifest last when it was written.
     pub paths: Vec<PathBuf>,
     /// Files that could not be written, with the reason.
@@ -44,7 +44,7 @@ pub struct Written {
 impl Written {
     /// Why the capture is incomplete, naming every file that failed and
     /// what was kept; `None` when every file was written.
-    pub fn error(&self) -> Option<anyhow::Error> {
+    pub(crate) fn error(&self) -> Option<anyhow::Error> {
         let first = self.failed.first()?;
         if self.paths.is_empty() {
             // Usually one cause for all (a read-only or vanished directory).
@@ -56,7 +56,8 @@ impl Written {
     }
 
     /// The paths when every file was written, else [`Written::error`].
-    pub fn into_result(self) -> anyhow::Result<Vec<PathBuf>> {
+    #[cfg(test)]
+    pub(crate) fn into_result(self) -> anyhow::Result<Vec<PathBuf>> {
         match self.error() {
             Some(err) => Err(err),
             None => Ok(self.paths),

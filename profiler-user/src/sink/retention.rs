@@ -28,13 +28,13 @@ use anyhow::Context as _;
 
 /// Limits on what the output directory keeps. `None` means no limit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Policy {
+pub(crate) struct Policy {
     pub max_captures: Option<usize>,
     pub max_bytes: Option<u64>,
 }
 
 impl Policy {
-    pub fn is_unlimited(&self) -> bool {
+    pub(crate) fn is_unlimited(&self) -> bool {
         self.max_captures.is_none() && self.max_bytes.is_none()
     }
 }
@@ -42,7 +42,7 @@ impl Policy {
 /// Identifies a capture; orders oldest first (timestamp, then the `-N`
 /// suffix a same-second capture gets, then the name).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct CaptureKey {
+pub(crate) struct CaptureKey {
     /// `YYYYMMDDTHHMMSSZ`: sorts as text in time order.
     pub timestamp: String,
     pub suffix: u32,
@@ -52,20 +52,20 @@ pub struct CaptureKey {
 
 /// A file of a capture, with its size in bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CaptureFile {
+pub(crate) struct CaptureFile {
     pub name: String,
     pub bytes: u64,
 }
 
 /// All files of one capture.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Capture {
+pub(crate) struct Capture {
     pub key: CaptureKey,
     pub files: Vec<CaptureFile>,
 }
 
 impl Capture {
-    pub fn bytes(&self) -> u64 {
+    pub(crate) fn bytes(&self) -> u64 {
         self.files.iter().map(|f| f.bytes).sum()
     }
 }
@@ -74,7 +74,7 @@ impl Capture {
 const KINDS: &[&str] = &["cpu", "offcpu", "memory"];
 
 /// The capture a file name belongs to, or `None` when it is not one of ours.
-pub fn parse_name(name: &str) -> Option<CaptureKey> {
+pub(crate) fn parse_name(name: &str) -> Option<CaptureKey> {
     if name.starts_with('.') {
         return None;
     }
@@ -115,7 +115,7 @@ fn is_timestamp(s: &str) -> bool {
 
 /// Groups files (regular files only, as `(name, size)`) into captures,
 /// oldest first. Names that are not ours are dropped.
-pub fn group(files: impl IntoIterator<Item = (String, u64)>) -> Vec<Capture> {
+pub(crate) fn group(files: impl IntoIterator<Item = (String, u64)>) -> Vec<Capture> {
     let mut map: BTreeMap<CaptureKey, Vec<CaptureFile>> = BTreeMap::new();
     for (name, bytes) in files {
         if let Some(key) = parse_name(&name) {
@@ -133,7 +133,7 @@ pub fn group(files: impl IntoIterator<Item = (String, u64)>) -> Vec<Capture> {
 /// The captures to delete, oldest first: the oldest go until both limits
 /// hold. `keep` (the capture just written) is never selected, and counts
 /// against the limits like the others.
-pub fn select<'a>(captures: &'a [Capture], policy: &Policy, keep: Option<&CaptureKey>) -> Vec<&'a Capture> {
+pub(crate) fn select<'a>(captures: &'a [Capture], policy: &Policy, keep: Option<&CaptureKey>) -> Vec<&'a Capture> {
     let mut count = captures.len();
     let mut bytes: u64 = captures.iter().map(Capture::bytes).sum();
     let over = |count: usize, bytes: u64| {
@@ -156,14 +156,14 @@ pub fn select<'a>(captures: &'a [Capture], policy: &Policy, keep: Option<&Captur
 
 /// What [`prune`] deleted.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Pruned {
+pub(crate) struct Pruned {
     pub captures: usize,
     pub files: Vec<String>,
     pub bytes: u64,
 }
 
 /// Applies `policy` to the directory `dir`, never deleting `keep`.
-pub fn prune(dir: &Path, policy: &Policy, keep: Option<&CaptureKey>) -> anyhow::Result<Pruned> {
+pub(crate) fn prune(dir: &Path, policy: &Policy, keep: Option<&CaptureKey>) -> anyhow::Result<Pruned> {
     if policy.is_unlimited() {
         return Ok(Pruned::default());
     }

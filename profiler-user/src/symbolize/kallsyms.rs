@@ -17,7 +17,7 @@ use std::io::{self, BufRead};
 
 /// The function a kernel address falls in.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KernelSymbol {
+pub(super) struct KernelSymbol {
     pub name: String,
     /// Start address of the function.
     pub addr: u64,
@@ -30,7 +30,7 @@ pub struct KernelSymbol {
 /// (`ffffffff81000000 T _stext [module]`) from `reader`. An error if every
 /// address in the file reads zero: `kernel.kptr_restrict` hides them from
 /// this process, and naming would be guesswork.
-pub fn resolve(mut reader: impl BufRead, addrs: &[u64]) -> io::Result<Vec<Option<KernelSymbol>>> {
+pub(super) fn resolve(mut reader: impl BufRead, addrs: &[u64]) -> io::Result<Vec<Option<KernelSymbol>>> {
     debug_assert!(addrs.windows(2).all(|w| w[0] < w[1]), "addresses must be sorted and unique");
     // The best symbol offered to each address directly.
     let mut offered: Vec<Option<KernelSymbol>> = vec![None; addrs.len()];

@@ -28,7 +28,8 @@ mod perfmap;
 mod pins;
 mod user;
 
-pub use objects::{CacheBudget, CacheStats};
+pub(crate) use objects::CacheBudget;
+pub use objects::CacheStats;
 
 use crate::{
     aggregate::{Aggregate, Frames, RawSample},
@@ -45,11 +46,11 @@ use user::{Context, Processes, Resolved};
 const KERNEL: Pid = Pid::new(0);
 
 /// Path recorded for the kernel's mapping, as perf names it.
-pub const KERNEL_MAPPING: &str = "[kernel.kallsyms]";
+pub(crate) const KERNEL_MAPPING: &str = "[kernel.kallsyms]";
 
 /// Colon-separated directories searched for separate debug files (before
 /// `/usr/lib/debug`), e.g. a symbol store or an unpacked `-dbgsym` package.
-pub const DEBUG_DIRS_ENV: &str = "STACKWATCH_DEBUG_DIRS";
+pub(crate) const DEBUG_DIRS_ENV: &str = "STACKWATCH_DEBUG_DIRS";
 
 /// How a [`Symbolizer`] searches and caches.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -358,7 +359,7 @@ fn sym_lines(sym: &blazesym::symbolize::Sym<'_>) -> Vec<Line> {
 
 /// Demangles Rust (v0 and legacy) and Itanium C++ names; anything else
 /// (C, Go, kernel) is returned as is.
-pub fn demangle(name: &str) -> String {
+pub(crate) fn demangle(name: &str) -> String {
     if name.starts_with("_R") || name.starts_with("_ZN") {
         if let Ok(d) = rustc_demangle::try_demangle(name) {
             return format!("{d:#}");

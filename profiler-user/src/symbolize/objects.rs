@@ -76,7 +76,7 @@ pub struct CacheStats {
 }
 
 /// blazesym's symbolizer, movable to another thread.
-pub struct Blaze(pub BlazeSymbolizer);
+pub(super) struct Blaze(pub BlazeSymbolizer);
 
 // SAFETY: blazesym's `Symbolizer` is `!Send` only because its caches use
 // `Rc`/`RefCell`/`Cell` internally. None of those are shared outside the
@@ -105,11 +105,11 @@ struct Object {
     last_used: u64,
 }
 
-pub type ObjectId = u64;
+pub(super) type ObjectId = u64;
 
 /// See the module docs.
 #[derive(Default)]
-pub struct ObjectCache {
+pub(super) struct ObjectCache {
     objects: HashMap<ObjectId, Object>,
     by_key: HashMap<FileKey, ObjectId>,
     by_build_id: HashMap<String, ObjectId>,
@@ -124,11 +124,11 @@ pub struct ObjectCache {
 }
 
 impl ObjectCache {
-    pub fn new(budget: CacheBudget) -> Self {
+    pub(super) fn new(budget: CacheBudget) -> Self {
         Self { budget, ..Default::default() }
     }
 
-    pub fn stats(&self) -> CacheStats {
+    pub(super) fn stats(&self) -> CacheStats {
         CacheStats {
             objects: self.objects.len(),
             bytes: self.bytes,
@@ -138,12 +138,12 @@ impl ObjectCache {
         }
     }
 
-    pub fn next_generation(&mut self) {
+    pub(super) fn next_generation(&mut self) {
         self.generation += 1;
     }
 
     /// The cached object for this version of a file.
-    pub fn lookup(&mut self, key: &FileKey) -> Option<ObjectId> {
+    pub(super) fn lookup(&mut self, key: &FileKey) -> Option<ObjectId> {
         let id = *self.by_key.get(key)?;
         let object = self.objects.get_mut(&id)?;
         object.last_used = self.generation;
@@ -153,7 +153,7 @@ impl ObjectCache {
 
     /// Parses the file behind `pin` (unless an object with its build ID is
     /// cached) and caches it.
-    pub fn insert(&mut self, pin: Arc<PinnedFile>, search: &DebugSearch<'_>) -> ObjectId {
+    pub(super) fn insert(&mut self, pin: Arc<PinnedFile>, search: &DebugSearch<'_>) -> ObjectId {
         self.misses += 1;
         // SAFETY: read-only private mapping of a file we hold open; a
         // concurrent truncation could fault, the risk every ELF reader
@@ -214,13 +214,13 @@ impl ObjectCache {
         id
     }
 
-    pub fn build_id(&self, id: ObjectId) -> Option<String> {
+    pub(super) fn build_id(&self, id: ObjectId) -> Option<String> {
         self.objects.get(&id)?.build_id.clone()
     }
 
     /// Names the file offsets `offsets` of object `id`: innermost-first
     /// lines per offset, `None` where nothing is known.
-    pub fn symbolize(&self, blaze: &Blaze, id: ObjectId, offsets: &[FileOffset]) -> Vec<Option<Vec<Line>>> {
+    pub(super) fn symbolize(&self, blaze: &Blaze, id: ObjectId, offsets: &[FileOffset]) -> Vec<Option<Vec<Line>>> {
         let Some(object) = self.objects.get(&id) else { return vec![None; offsets.len()] };
         let Some(info) = &object.info else { return vec![None; offsets.len()] };
         let mut out: Vec<Option<Vec<Line>>> = vec![None; offsets.len()];
@@ -291,7 +291,7 @@ impl ObjectCache {
     }
 
     /// Drops least recently used objects until the cache is within budget.
-    pub fn evict_over_budget(&mut self, blaze: &mut Blaze) {
+    pub(super) fn evict_over_budget(&mut self, blaze: &mut Blaze) {
         while self.objects.len() > self.budget.max_objects || self.bytes > self.budget.max_bytes {
             let Some((&id, _)) = self.objects.iter().min_by_key(|(id, o)| (o.last_used, **id)) else { break };
             let Some(object) = self.objects.remove(&id) else { break };

@@ -20,7 +20,7 @@ const MAX_BYTES: u64 = 256 * 1024 * 1024;
 
 /// The path of `pid`'s perf map as seen from the host, given the pid it has
 /// in its own namespace.
-pub fn perf_map_path(pid: crate::ids::Pid, ns_pid: u32) -> PathBuf {
+pub(super) fn perf_map_path(pid: crate::ids::Pid, ns_pid: u32) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/root/tmp/perf-{ns_pid}.map"))
 }
 
@@ -35,7 +35,7 @@ struct Entry {
 
 /// A parsed perf map.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PerfMap {
+pub(super) struct PerfMap {
     /// Sorted by start.
     entries: Vec<Entry>,
     /// The largest entry size, to bound the backwards search of `find`.
@@ -43,7 +43,7 @@ pub struct PerfMap {
 }
 
 impl PerfMap {
-    pub fn parse(text: &str) -> Self {
+    pub(super) fn parse(text: &str) -> Self {
         let mut entries: Vec<Entry> = text
             .lines()
             .enumerate()
@@ -67,20 +67,20 @@ impl PerfMap {
     }
 
     /// Reads a whole map from `file` (from its start, whatever its offset).
-    pub fn read(file: &mut File) -> io::Result<Self> {
+    pub(super) fn read(file: &mut File) -> io::Result<Self> {
         file.rewind()?;
         let mut text = String::new();
         file.take(MAX_BYTES).read_to_string(&mut text)?;
         Ok(Self::parse(&text))
     }
 
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.entries.len()
     }
 
     /// The name of the code at `addr`: of all entries covering it, the one
     /// defined last.
-    pub fn find(&self, addr: u64) -> Option<&str> {
+    pub(super) fn find(&self, addr: u64) -> Option<&str> {
         let upto = self.entries.partition_point(|e| e.start <= addr);
         self.entries[..upto]
             .iter()

@@ -45,9 +45,9 @@ use crate::profile::Line;
 use crate::sys::file::{FileId, FileKey, PinnedFile};
 
 /// Processes with a snapshot at most.
-pub const MAX_SNAPSHOTS: usize = 4096;
+pub(super) const MAX_SNAPSHOTS: usize = 4096;
 /// Distinct files pinned by snapshots at most (each costs a descriptor).
-pub const MAX_PINNED_FILES: usize = 2048;
+pub(super) const MAX_PINNED_FILES: usize = 2048;
 /// A live process's snapshot is retaken after this long, to catch libraries
 /// loaded (and code generated) since: one `maps` read per process.
 const REFRESH: Duration = Duration::from_secs(10);
@@ -73,7 +73,7 @@ impl Snapshot {
 
 /// Snapshots of observed processes (see the module docs).
 #[derive(Default)]
-pub struct Processes {
+pub(super) struct Processes {
     snapshots: HashMap<Pid, Snapshot>,
     /// Open files by identity, shared by the snapshots that map them.
     pinned: HashMap<FileId, Weak<PinnedFile>>,
@@ -82,18 +82,18 @@ pub struct Processes {
 }
 
 impl Processes {
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.snapshots.len()
     }
 
-    pub fn pinned_files(&self) -> usize {
+    pub(super) fn pinned_files(&self) -> usize {
         self.pinned.values().filter(|w| w.strong_count() > 0).count()
     }
 
     /// Snapshots `pid` unless it is known already (same start time and
     /// executable, snapshot not stale); for a known JIT process, opens its
     /// perf map once it exists.
-    pub fn observe(&mut self, pid: Pid) {
+    pub(super) fn observe(&mut self, pid: Pid) {
         let start_time = stat::start_time(pid);
         let exe = exe_key(pid);
         if let Some(snapshot) = self.snapshots.get_mut(&pid) {
@@ -155,7 +155,7 @@ impl Processes {
 
     /// Drops the snapshots of processes that have exited (or whose pid was
     /// reused), and the files only they kept open.
-    pub fn forget_exited(&mut self) {
+    pub(super) fn forget_exited(&mut self) {
         self.snapshots.retain(|&pid, s| s.start_time.is_some() && stat::start_time(pid) == s.start_time);
         self.pinned.retain(|_, w| w.strong_count() > 0);
         self.capped = false;
@@ -169,7 +169,7 @@ fn open_perf_map(pid: Pid) -> Option<File> {
 
 /// What one address resolved to.
 #[derive(Clone, Debug, Default)]
-pub struct Resolved {
+pub(super) struct Resolved {
     pub mapping: Option<MapsEntry>,
     pub build_id: Option<String>,
     /// Innermost first; `None` if nothing names the address.
@@ -177,7 +177,7 @@ pub struct Resolved {
 }
 
 /// What symbolizing a process needs.
-pub struct Context<'a> {
+pub(super) struct Context<'a> {
     pub blaze: &'a Blaze,
     pub objects: &'a mut ObjectCache,
     pub processes: &'a mut Processes,
@@ -186,7 +186,7 @@ pub struct Context<'a> {
 
 impl Context<'_> {
     /// Resolves `addrs` (sorted) of process `pid`.
-    pub fn resolve(&mut self, pid: Pid, addrs: &[u64]) -> Vec<Resolved> {
+    pub(super) fn resolve(&mut self, pid: Pid, addrs: &[u64]) -> Vec<Resolved> {
         let mut out = vec![Resolved::default(); addrs.len()];
         let live = read_maps(pid).unwrap_or_default();
         let alive = !live.is_empty();

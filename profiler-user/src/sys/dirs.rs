@@ -16,19 +16,20 @@ use std::path::{Path, PathBuf};
 /// Directories created by [`create_dir_all`], removed on drop unless kept.
 #[derive(Debug)]
 #[must_use = "dropping it removes the directories it created"]
-pub struct CreatedDirs {
+pub(crate) struct CreatedDirs {
     /// Outermost first.
     dirs: Vec<PathBuf>,
 }
 
 impl CreatedDirs {
     /// Keeps the directories: the start succeeded.
-    pub fn keep(mut self) {
+    pub(crate) fn keep(mut self) {
         self.dirs.clear();
     }
 
     /// The directories created, outermost first.
-    pub fn paths(&self) -> &[PathBuf] {
+    #[cfg(test)]
+    pub(crate) fn paths(&self) -> &[PathBuf] {
         &self.dirs
     }
 }
@@ -72,7 +73,7 @@ fn missing_ancestors(dir: &Path) -> io::Result<(Vec<PathBuf>, PathBuf)> {
 
 /// Creates `dir` and its missing parents with `mode` (like `mkdir -p -m`),
 /// remembering which ones it made.
-pub fn create_dir_all(dir: &Path, mode: u32) -> io::Result<CreatedDirs> {
+pub(crate) fn create_dir_all(dir: &Path, mode: u32) -> io::Result<CreatedDirs> {
     let (missing, _) = missing_ancestors(dir)?;
     let created = CreatedDirs { dirs: missing };
     std::fs::DirBuilder::new().recursive(true).mode(mode).create(dir)?;
@@ -83,7 +84,7 @@ pub fn create_dir_all(dir: &Path, mode: u32) -> io::Result<CreatedDirs> {
 /// could. Creates nothing: the deepest existing ancestor must be a
 /// directory this process may add entries to (`access(2)`, which honours
 /// read-only mounts).
-pub fn check_creatable(dir: &Path) -> Result<(), String> {
+pub(crate) fn check_creatable(dir: &Path) -> Result<(), String> {
     let (_, ancestor) = missing_ancestors(dir).map_err(|e| e.to_string())?;
     let meta = std::fs::metadata(&ancestor).map_err(|e| format!("cannot inspect `{}`: {e}", ancestor.display()))?;
     if !meta.is_dir() {

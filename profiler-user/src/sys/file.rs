@@ -15,14 +15,14 @@ pub struct FileId {
 /// A file's identity and version: a recycled inode number, or a file
 /// rewritten in place, gets a different key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct FileKey {
+pub(crate) struct FileKey {
     pub id: FileId,
     pub size: u64,
     pub mtime: (i64, i64),
 }
 
 impl FileKey {
-    pub fn of(meta: &std::fs::Metadata) -> Self {
+    pub(crate) fn of(meta: &std::fs::Metadata) -> Self {
         Self {
             id: FileId { dev: meta.dev(), inode: meta.ino() },
             size: meta.size(),
@@ -35,24 +35,24 @@ impl FileKey {
 /// [`proc_path`](Self::proc_path)) after its process exits, after it is
 /// deleted, and whatever mount namespace it lives in.
 #[derive(Debug)]
-pub struct PinnedFile {
+pub(crate) struct PinnedFile {
     file: File,
     pub key: FileKey,
 }
 
 impl PinnedFile {
-    pub fn from_file(file: File) -> io::Result<Self> {
+    pub(crate) fn from_file(file: File) -> io::Result<Self> {
         let key = FileKey::of(&file.metadata()?);
         Ok(Self { file, key })
     }
 
     /// A path that reopens this very file from this process.
-    pub fn proc_path(&self) -> PathBuf {
+    pub(crate) fn proc_path(&self) -> PathBuf {
         use std::os::fd::AsRawFd as _;
         PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()))
     }
 
-    pub fn file(&self) -> &File {
+    pub(crate) fn file(&self) -> &File {
         &self.file
     }
 }

@@ -3,13 +3,13 @@
 //! identity, directories made so they can be taken back ([`dirs`]), and
 //! open files held by identity ([`file`]).
 
-pub mod dirs;
-pub mod file;
+pub(crate) mod dirs;
+pub(crate) mod file;
 
 use std::time::Duration;
 
 /// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`.
-pub fn monotonic_ns() -> u64 {
+pub(crate) fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: valid pointer to a local timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
@@ -17,7 +17,7 @@ pub fn monotonic_ns() -> u64 {
 }
 
 /// Clock ticks per second, the unit of `/proc/<pid>/stat` times.
-pub fn ticks_per_second() -> f64 {
+pub(crate) fn ticks_per_second() -> f64 {
     // SAFETY: sysconf has no memory-safety preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if t > 0 {
@@ -30,7 +30,7 @@ pub fn ticks_per_second() -> f64 {
 /// Time since boot in clock ticks, the clock of a process's start time
 /// (field 22 of `/proc/<pid>/stat`), to tell processes started since a
 /// reading from ones that only now match.
-pub fn boot_time_ticks() -> Option<u64> {
+pub(crate) fn boot_time_ticks() -> Option<u64> {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable timespec.
     if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
@@ -42,7 +42,7 @@ pub fn boot_time_ticks() -> Option<u64> {
 
 /// CPU time of the calling thread: the difference around a piece of work
 /// done on it is that work's cost.
-pub fn thread_cpu_time() -> Option<Duration> {
+pub(crate) fn thread_cpu_time() -> Option<Duration> {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes one timespec through a valid pointer.
     if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
@@ -53,19 +53,19 @@ pub fn thread_cpu_time() -> Option<Duration> {
 
 /// The errno of the first OS error among `err` and its causes: how a
 /// failure is told apart, rather than by the words of its message.
-pub fn os_error(err: &anyhow::Error) -> Option<i32> {
+pub(crate) fn os_error(err: &anyhow::Error) -> Option<i32> {
     err.chain().find_map(|cause| cause.downcast_ref::<std::io::Error>()?.raw_os_error())
 }
 
 /// The effective uid of this process.
-pub fn euid() -> u32 {
+pub(crate) fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() }
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; raise it so such
 /// hosts do not fail with a confusing EPERM. Harmless elsewhere.
-pub fn raise_memlock_limit() {
+pub(crate) fn raise_memlock_limit() {
     let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
     // SAFETY: plain syscall with a valid pointer to a local.
     let ret = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
@@ -76,7 +76,7 @@ pub fn raise_memlock_limit() {
 
 /// Raises the soft limit of open files toward `wanted` (at most the hard
 /// limit): the symbolizer holds a descriptor per cached object and pinned file.
-pub fn raise_open_files_limit(wanted: libc::rlim_t) {
+pub(crate) fn raise_open_files_limit(wanted: libc::rlim_t) {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: `limit` is a valid, writable rlimit.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 || limit.rlim_cur >= wanted {

@@ -9,10 +9,10 @@ use crate::units::parse_duration;
 
 /// `--cooldown` when not given: a triggered capture every 10 minutes at
 /// most, so a target that stays hot fills the disk slowly.
-pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(600);
+pub(crate) const DEFAULT_COOLDOWN: Duration = Duration::from_secs(600);
 
 /// `--sample-interval` when not given.
-pub const DEFAULT_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Bounds of `--sample-interval`: faster costs more than it tells (CPU time
 /// is counted in 10 ms ticks), slower makes rules sluggish.
@@ -23,7 +23,7 @@ const MAX_SAMPLE_INTERVAL: Duration = Duration::from_secs(60);
 /// `cooldown` and `sample_interval` are `None` when not given, so a config
 /// file can supply them; [`TriggerConfig`] applies the defaults.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct TriggerArgs {
+pub(crate) struct TriggerArgs {
     /// Rule flags and their modifiers, in command-line order.
     pub flags: Vec<TriggerFlag>,
     pub cooldown: Option<Duration>,
@@ -32,14 +32,14 @@ pub struct TriggerArgs {
 
 /// Everything the trigger engine needs, validated.
 #[derive(Clone, Debug, PartialEq)]
-pub struct TriggerConfig {
+pub(crate) struct TriggerConfig {
     pub rules: Vec<Rule>,
     pub cooldown: Duration,
     pub sample_interval: Duration,
 }
 
 impl TriggerConfig {
-    pub fn from_args(args: &TriggerArgs) -> Result<Self, RuleError> {
+    pub(crate) fn from_args(args: &TriggerArgs) -> Result<Self, RuleError> {
         let sample_interval = args.sample_interval.unwrap_or(DEFAULT_SAMPLE_INTERVAL);
         Ok(Self {
             rules: parse_rule_flags(&args.flags, sample_interval)?,
@@ -50,14 +50,15 @@ impl TriggerConfig {
 }
 
 /// The rules of a command line, in the order given.
-pub fn parse_rules(args: &TriggerArgs) -> Result<Vec<Rule>, RuleError> {
+#[cfg(test)]
+pub(crate) fn parse_rules(args: &TriggerArgs) -> Result<Vec<Rule>, RuleError> {
     Ok(TriggerConfig::from_args(args)?.rules)
 }
 
 /// Reads trigger flags from text, for a config file:
 /// `"--cpu-above 80 --for 3m --mem-above 2GiB --for 1m"` (the dashes may be
 /// left out).
-pub fn parse_trigger_words(text: &str) -> Result<Vec<TriggerFlag>, RuleError> {
+pub(crate) fn parse_trigger_words(text: &str) -> Result<Vec<TriggerFlag>, RuleError> {
     let mut words = text.split_whitespace();
     let mut flags = Vec::new();
     while let Some(word) = words.next() {
@@ -83,7 +84,7 @@ pub fn parse_trigger_words(text: &str) -> Result<Vec<TriggerFlag>, RuleError> {
 
 /// `--sample-interval` (and `sample-interval` in a config file): a duration
 /// between 100ms and 1m.
-pub fn parse_sample_interval(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_sample_interval(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if !(MIN_SAMPLE_INTERVAL..=MAX_SAMPLE_INTERVAL).contains(&d) {
         return Err("the sample interval must be between 100ms and 1m".to_owned());

@@ -44,9 +44,9 @@
 //!   after a whole window).
 //! - When several rules hold at once, the first one given fires.
 
-mod config;
-mod rules;
-pub mod sampler;
+pub(crate) mod config;
+pub(crate) mod rules;
+pub(crate) mod sampler;
 #[cfg(test)]
 mod tests;
 
@@ -54,15 +54,11 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
 
-pub use config::{
-    parse_rules, parse_sample_interval, parse_trigger_words, TriggerArgs, TriggerConfig, DEFAULT_COOLDOWN,
-    DEFAULT_SAMPLE_INTERVAL,
+pub(crate) use config::{
+    parse_sample_interval, parse_trigger_words, TriggerArgs, TriggerConfig, DEFAULT_SAMPLE_INTERVAL,
 };
 use rules::approx_size_text;
-pub use rules::{
-    parse_rule_flags, FlagName, Metric, Rule, RuleError, Threshold, TriggerFlag, DEFAULT_JUMP_FLOOR_PCT,
-    DEFAULT_JUMP_WINDOW, MAX_RULE_SAMPLES, MAX_RULE_SPAN,
-};
+pub(crate) use rules::{parse_rule_flags, FlagName, Metric, Rule, Threshold, TriggerFlag};
 
 use self::sampler::Sample;
 use crate::profile::capture::Trigger;
@@ -70,7 +66,7 @@ use crate::profile::ProfileKind;
 
 /// A rule that fired: why a capture should start now.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Firing {
+pub(crate) struct Firing {
     /// Index of the rule in the order given.
     pub rule_index: usize,
     /// `cpu ≥ 80% for 3m`.
@@ -91,7 +87,7 @@ pub struct Firing {
 
 impl Firing {
     /// The capture's trigger, for the manifest and the flamegraph subtitle.
-    pub fn trigger(&self) -> Trigger {
+    pub(crate) fn trigger(&self) -> Trigger {
         Trigger::Rule { rule: self.rule_text.clone(), observed: self.observed.clone(), window: self.window.clone() }
     }
 }
@@ -106,7 +102,7 @@ impl fmt::Display for Firing {
 
 /// What `ctl status` can show about the triggers.
 #[derive(Clone, Debug, PartialEq)]
-pub struct MonitorStatus {
+pub(crate) struct MonitorStatus {
     /// A capture is running (or a firing has not been answered yet).
     pub capturing: bool,
     /// Time left before a rule may fire again.
@@ -119,7 +115,7 @@ pub struct MonitorStatus {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct RuleStatus {
+pub(crate) struct RuleStatus {
     pub rule: String,
     /// For a threshold rule: how long its condition has held so far.
     pub held_for: Option<Duration>,
@@ -181,7 +177,7 @@ struct Baseline {
 /// Watches a target's samples and says when a rule fires. See the module
 /// documentation.
 #[derive(Debug)]
-pub struct ThresholdMonitor {
+pub(crate) struct ThresholdMonitor {
     rules: Vec<Rule>,
     interval: Duration,
     cooldown: Duration,
@@ -198,7 +194,7 @@ pub struct ThresholdMonitor {
 }
 
 impl ThresholdMonitor {
-    pub fn new(config: &TriggerConfig) -> Self {
+    pub(crate) fn new(config: &TriggerConfig) -> Self {
         let interval = config.sample_interval.max(Duration::from_millis(1));
         let span = config.rules.iter().map(Rule::span).max().unwrap_or_default();
         let capacity = (2.0 * span.as_secs_f64() / interval.as_secs_f64()).ceil() as usize + 4;
@@ -216,14 +212,14 @@ impl ThresholdMonitor {
         }
     }
 
-    pub fn rules(&self) -> &[Rule] {
+    pub(crate) fn rules(&self) -> &[Rule] {
         &self.rules
     }
 
     /// Takes the next sample and says whether a rule fires. A firing puts
     /// the monitor in the capturing state: call [`Self::capture_finished`]
     /// when the capture it started ends, or at once if none was started.
-    pub fn observe(&mut self, sample: &Sample) -> Option<Firing> {
+    pub(crate) fn observe(&mut self, sample: &Sample) -> Option<Firing> {
         if !self.record(sample) || self.capturing {
             return None;
         }
@@ -254,18 +250,18 @@ impl ThresholdMonitor {
     }
 
     /// A capture (manual or triggered) started: nothing fires until it ends.
-    pub fn capture_started(&mut self, _at: Instant) {
+    pub(crate) fn capture_started(&mut self, _at: Instant) {
         self.capturing = true;
     }
 
     /// The capture ended (or a firing was not acted on). Rules need fresh
     /// evidence from `at` on.
-    pub fn capture_finished(&mut self, at: Instant) {
+    pub(crate) fn capture_finished(&mut self, at: Instant) {
         self.capturing = false;
         self.evidence_since = Some(self.evidence_since.map_or(at, |since| since.max(at)));
     }
 
-    pub fn status(&self, now: Instant) -> MonitorStatus {
+    pub(crate) fn status(&self, now: Instant) -> MonitorStatus {
         let latest = self.history.back();
         let cooldown_left = self
             .last_firing

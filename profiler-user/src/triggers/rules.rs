@@ -20,24 +20,24 @@ use crate::units::{parse_duration, parse_size};
 
 /// The longest window a rule may look at (`--for` plus `--jump-window`):
 /// the monitor keeps that much history in memory.
-pub const MAX_RULE_SPAN: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const MAX_RULE_SPAN: Duration = Duration::from_secs(24 * 3600);
 
 /// At most this many sample intervals per rule window, which bounds the
 /// history to about 10 MiB (two 64-byte points per interval, as intervals
 /// may be half as long as asked): a day at 1 s, 2.4 h at 100 ms.
-pub const MAX_RULE_SAMPLES: u32 = 86_400;
+pub(crate) const MAX_RULE_SAMPLES: u32 = 86_400;
 
 /// Moving-average window of a jump rule without `--jump-window`.
-pub const DEFAULT_JUMP_WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_JUMP_WINDOW: Duration = Duration::from_secs(60);
 
 /// Floor of a jump rule without `--jump-floor`, in percent of the CPUs
 /// available or of the memory limit: holmes' default `min`, below which a
 /// relative jump is idle noise (2 % → 5 % is +150 %).
-pub const DEFAULT_JUMP_FLOOR_PCT: f64 = 10.0;
+pub(crate) const DEFAULT_JUMP_FLOOR_PCT: f64 = 10.0;
 
 /// Which metric a rule watches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Metric {
+pub(crate) enum Metric {
     /// CPU use in percent of the CPUs available to the target.
     Cpu,
     /// Resident memory, against the target's memory limit.
@@ -46,7 +46,7 @@ pub enum Metric {
 
 /// A memory level: a share of the limit or an absolute size.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Threshold {
+pub(crate) enum Threshold {
     /// Percent of the limit (cgroup `memory.max`, else `MemTotal`); for CPU,
     /// percent of the CPUs available.
     Percent(f64),
@@ -55,7 +55,7 @@ pub enum Threshold {
 
 /// A trigger rule.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Rule {
+pub(crate) enum Rule {
     /// `--cpu-above PCT --for DURATION`: every interval of the last
     /// `for_` at or above `pct`.
     CpuAbove { pct: f64, for_: Duration },
@@ -68,7 +68,7 @@ pub enum Rule {
 }
 
 impl Rule {
-    pub fn metric(&self) -> Metric {
+    pub(crate) fn metric(&self) -> Metric {
         match self {
             Rule::CpuAbove { .. } => Metric::Cpu,
             Rule::MemAbove { .. } => Metric::Mem,
@@ -79,7 +79,7 @@ impl Rule {
     /// What a capture it starts should profile: where the CPU goes (and
     /// where the target waits) for a CPU rule; who allocates, and what runs,
     /// for a memory rule. The daemon keeps the kinds it supports.
-    pub fn kinds(&self) -> Vec<ProfileKind> {
+    pub(crate) fn kinds(&self) -> Vec<ProfileKind> {
         match self.metric() {
             Metric::Cpu => vec![ProfileKind::Cpu, ProfileKind::OffCpu],
             Metric::Mem => vec![ProfileKind::Memory, ProfileKind::Cpu],
@@ -87,7 +87,7 @@ impl Rule {
     }
 
     /// How much history the rule looks at.
-    pub fn span(&self) -> Duration {
+    pub(crate) fn span(&self) -> Duration {
         match self {
             Rule::CpuAbove { for_, .. } | Rule::MemAbove { for_, .. } => *for_,
             // Saturating: `--jump-window` and `--for` are each any duration
@@ -130,7 +130,7 @@ impl fmt::Display for Rule {
 /// Why trigger flags could not become rules. `main` reports every variant as
 /// a usage error (exit code 2).
 #[derive(thiserror::Error, Debug, Clone, PartialEq)]
-pub enum RuleError {
+pub(crate) enum RuleError {
     #[error("invalid value `{value}` for `{flag}`: {reason}")]
     InvalidValue { flag: &'static str, value: String, reason: String },
     #[error("`{rule}` needs a `--for DURATION` right after it, e.g. `{rule} --for 3m`")]
@@ -152,13 +152,13 @@ pub enum RuleError {
 
 /// A trigger flag as given: which one, and its value as typed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TriggerFlag {
+pub(crate) struct TriggerFlag {
     pub name: FlagName,
     pub value: String,
 }
 
 impl TriggerFlag {
-    pub fn new(name: FlagName, value: impl Into<String>) -> Self {
+    pub(crate) fn new(name: FlagName, value: impl Into<String>) -> Self {
         Self { name, value: value.into() }
     }
 }
@@ -171,7 +171,7 @@ impl fmt::Display for TriggerFlag {
 
 /// The trigger flags whose order matters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FlagName {
+pub(crate) enum FlagName {
     CpuAbove,
     MemAbove,
     CpuJump,
@@ -182,7 +182,7 @@ pub enum FlagName {
 }
 
 impl FlagName {
-    pub const ALL: [FlagName; 7] = [
+    pub(crate) const ALL: [FlagName; 7] = [
         FlagName::CpuAbove,
         FlagName::MemAbove,
         FlagName::CpuJump,
@@ -193,7 +193,7 @@ impl FlagName {
     ];
 
     /// The flag as typed, with its dashes.
-    pub fn long(self) -> &'static str {
+    pub(crate) fn long(self) -> &'static str {
         match self {
             FlagName::CpuAbove => "--cpu-above",
             FlagName::MemAbove => "--mem-above",
@@ -206,7 +206,7 @@ impl FlagName {
     }
 
     /// Whether it starts a rule (else it modifies the rule before it).
-    pub fn starts_rule(self) -> bool {
+    pub(crate) fn starts_rule(self) -> bool {
         matches!(self, FlagName::CpuAbove | FlagName::MemAbove | FlagName::CpuJump | FlagName::MemJump)
     }
 }
@@ -221,7 +221,7 @@ struct Pending {
 
 /// Turns trigger flags, in command-line order, into rules. `interval` is
 /// the sample interval, the shortest `--for` that means anything.
-pub fn parse_rule_flags(flags: &[TriggerFlag], interval: Duration) -> Result<Vec<Rule>, RuleError> {
+pub(crate) fn parse_rule_flags(flags: &[TriggerFlag], interval: Duration) -> Result<Vec<Rule>, RuleError> {
     let mut pending: Vec<Pending> = Vec::new();
     for flag in flags {
         if flag.name.starts_rule() {

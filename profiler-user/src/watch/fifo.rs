@@ -30,7 +30,7 @@ use crate::sys::euid;
 /// locked. Holding it open for writing too means the daemon never sees
 /// end-of-file when a writer such as `echo` closes its end.
 #[derive(Debug)]
-pub struct ControlFifo {
+pub(super) struct ControlFifo {
     path: PathBuf,
     fd: OwnedFd,
     /// (device, inode), to remove only our own FIFO at exit.
@@ -44,7 +44,7 @@ impl ControlFifo {
     /// would accept `path` and its socket now: what it would refuse is
     /// refused here with the same message, so a refused start leaves
     /// nothing behind.
-    pub fn check(path: &Path) -> anyhow::Result<()> {
+    pub(super) fn check(path: &Path) -> anyhow::Result<()> {
         let (dir, _) = split_path(path)?;
         if std::fs::symlink_metadata(dir).is_ok() {
             check_private_dir(dir)?;
@@ -71,7 +71,7 @@ impl ControlFifo {
     /// descriptor through any `chmod` and could send commands through it or
     /// read ours. A leftover of ours that no daemon holds is removed and a
     /// new inode made; the descriptor is then checked to be that new inode.
-    pub fn open(path: &Path) -> anyhow::Result<Self> {
+    pub(super) fn open(path: &Path) -> anyhow::Result<Self> {
         let (dir, _) = split_path(path)?;
         let dirs = ensure_private_dir(dir)?;
         let uid = euid();
@@ -113,12 +113,12 @@ impl ControlFifo {
     }
 
     /// A duplicate of the (nonblocking, locked) descriptor, for the reader task.
-    pub fn try_clone_fd(&self) -> io::Result<OwnedFd> {
+    pub(super) fn try_clone_fd(&self) -> io::Result<OwnedFd> {
         self.fd.try_clone()
     }
 
     /// Removes the FIFO if the path still names it.
-    pub fn remove(&self) {
+    pub(super) fn remove(&self) {
         remove_if_same(&self.path, self.id);
     }
 }
@@ -182,7 +182,7 @@ fn remove_stale(path: &Path, id: (u64, u64)) -> anyhow::Result<()> {
 /// private (see [`ControlFifo::open`]), and a leftover socket of ours is
 /// removed (the FIFO lock proves no live daemon owns it). Anything else at
 /// the path is refused.
-pub fn prepare_socket_path(path: &Path) -> anyhow::Result<()> {
+pub(super) fn prepare_socket_path(path: &Path) -> anyhow::Result<()> {
     let (dir, _) = split_path(path)?;
     check_private_dir(dir)?;
     match std::fs::symlink_metadata(path) {
@@ -196,13 +196,13 @@ pub fn prepare_socket_path(path: &Path) -> anyhow::Result<()> {
 }
 
 /// Identity of a path, for [`remove_if_same`].
-pub fn path_id(path: &Path) -> Option<(u64, u64)> {
+pub(super) fn path_id(path: &Path) -> Option<(u64, u64)> {
     std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// Removes `path` only when it is still the file `id` names, so a daemon
 /// never deletes a successor's FIFO or socket.
-pub fn remove_if_same(path: &Path, id: (u64, u64)) {
+pub(super) fn remove_if_same(path: &Path, id: (u64, u64)) {
     if path_id(path) == Some(id) {
         if let Err(e) = std::fs::remove_file(path) {
             tracing::warn!("failed to remove `{}`: {e}", path.display());

@@ -28,15 +28,15 @@ use crate::control::{parse_command, Command, DaemonState, LineSplitter, ParseErr
 
 /// Simultaneous `ctl` requests served. Each holds a task and, while it
 /// waits, a reply slot: the cap bounds both.
-pub const MAX_CLIENTS: usize = 16;
+pub(super) const MAX_CLIENTS: usize = 16;
 
 /// Simultaneous clients told "busy" beyond [`MAX_CLIENTS`]; each holds a
 /// small task until its line is read and answered. Past this, the accept
 /// loop waits, and new connections queue in the kernel.
-pub const MAX_BUSY_CLIENTS: usize = 64;
+pub(super) const MAX_BUSY_CLIENTS: usize = 64;
 
 /// Time a socket client gets to send its command line.
-pub const CLIENT_READ_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const CLIENT_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Time the daemon spends writing a reply to a client that does not read.
 const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -47,7 +47,7 @@ const WARN_WINDOW: Duration = Duration::from_secs(10);
 
 /// Where a command came from; recorded as the capture's trigger source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Source {
+pub(super) enum Source {
     Fifo,
     Ctl,
     Signal,
@@ -56,7 +56,7 @@ pub enum Source {
 }
 
 impl Source {
-    pub fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             Source::Fifo => "fifo",
             Source::Ctl => "ctl",
@@ -70,7 +70,7 @@ impl Source {
 /// (and may carry a parse error, answered with the daemon's state); FIFO and
 /// signal requests are answered in the log only.
 #[derive(Debug)]
-pub struct Request {
+pub(super) struct Request {
     pub command: Result<Command, ParseError>,
     pub source: Source,
     pub reply: Option<oneshot::Sender<Reply>>,
@@ -79,7 +79,7 @@ pub struct Request {
 /// Reads commands from the control FIFO until the daemon drops the
 /// receiving end of `tx`. The descriptor is open read-write, so no writer
 /// closing its end ever produces end-of-file (and a busy loop).
-pub async fn read_fifo(fd: OwnedFd, path: PathBuf, tx: mpsc::Sender<Request>) {
+pub(super) async fn read_fifo(fd: OwnedFd, path: PathBuf, tx: mpsc::Sender<Request>) {
     let mut receiver = match pipe::Receiver::from_owned_fd(fd) {
         Ok(receiver) => receiver,
         Err(e) => {
@@ -128,7 +128,7 @@ pub async fn read_fifo(fd: OwnedFd, path: PathBuf, tx: mpsc::Sender<Request>) {
 }
 
 /// Accepts `ctl` connections until the task is aborted.
-pub async fn serve_socket(listener: UnixListener, tx: mpsc::Sender<Request>) {
+pub(super) async fn serve_socket(listener: UnixListener, tx: mpsc::Sender<Request>) {
     let permits = Arc::new(Semaphore::new(MAX_CLIENTS));
     let busy_permits = Arc::new(Semaphore::new(MAX_BUSY_CLIENTS));
     let mut busy_warned = false;
@@ -306,7 +306,7 @@ impl WarnLimiter {
 /// Tells systemd (`Type=notify`) about readiness and state changes. A no-op
 /// outside systemd; failures only cost the status line, so they are logged
 /// at debug level.
-pub fn sd_notify(state: &str) {
+pub(super) fn sd_notify(state: &str) {
     use std::os::linux::net::SocketAddrExt as _;
     use std::os::unix::ffi::OsStrExt as _;
     use std::os::unix::net::{SocketAddr, UnixDatagram};
@@ -324,7 +324,7 @@ pub fn sd_notify(state: &str) {
 }
 
 /// Logs the status when `status` arrives without a reply channel (FIFO).
-pub fn log_status(reply: &Reply) {
+pub(super) fn log_status(reply: &Reply) {
     info!("status: {}", reply.message.replace('\n', "; "));
 }
 

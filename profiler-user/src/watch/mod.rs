@@ -85,13 +85,13 @@ const TICK: Duration = Duration::from_secs(1);
 
 /// Longest wait for the last capture's files at SIGTERM/SIGINT; systemd's
 /// `TimeoutStopSec=20` leaves room for it.
-pub const SHUTDOWN_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const SHUTDOWN_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Queued commands; a full queue makes FIFO writers and `ctl` wait.
 const QUEUE: usize = 64;
 
 /// Runs the daemon until SIGTERM or SIGINT.
-pub async fn run(config: WatchConfig) -> Result<()> {
+pub(crate) async fn run(config: WatchConfig) -> Result<()> {
     let mut signals = Signals::install()?;
     // Refusals first, then the load (which creates no file), then what is
     // made: a refused start leaves nothing behind.

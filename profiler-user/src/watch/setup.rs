@@ -39,7 +39,7 @@ pub(super) struct Signals {
 }
 
 impl Signals {
-    pub fn install() -> Result<Self> {
+    pub(super) fn install() -> Result<Self> {
         let install = |kind: SignalKind, name: &str| {
             signal(kind).with_context(|| format!("failed to install the {name} handler"))
         };
@@ -62,11 +62,11 @@ pub(super) struct Endpoints {
 
 impl Endpoints {
     /// Checks that [`Endpoints::open`] would accept `control` now, creating nothing.
-    pub fn check(control: &Path) -> Result<()> {
+    pub(super) fn check(control: &Path) -> Result<()> {
         ControlFifo::check(control)
     }
 
-    pub fn open(control: &Path) -> Result<Self> {
+    pub(super) fn open(control: &Path) -> Result<Self> {
         let fifo = ControlFifo::open(control)?;
         let socket = socket_path(control);
         let mut endpoints = Self { fifo, socket, socket_id: None, listener: None };
@@ -81,12 +81,12 @@ impl Endpoints {
         Ok(endpoints)
     }
 
-    pub fn take_listener(&mut self) -> Result<tokio::net::UnixListener> {
+    pub(super) fn take_listener(&mut self) -> Result<tokio::net::UnixListener> {
         let listener = self.listener.take().ok_or_else(|| anyhow!("control socket already taken"))?;
         tokio::net::UnixListener::from_std(listener).context("failed to register the control socket")
     }
 
-    pub fn remove(&mut self) {
+    pub(super) fn remove(&mut self) {
         self.fifo.remove();
         if let Some(id) = self.socket_id.take() {
             fifo::remove_if_same(&self.socket, id);

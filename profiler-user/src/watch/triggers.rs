@@ -37,7 +37,7 @@ pub(super) struct Triggers {
 
 impl Triggers {
     /// `None` without rules: then nothing is sampled at all.
-    pub fn new(config: &TriggerConfig, target: &TargetSpec) -> Option<Self> {
+    pub(super) fn new(config: &TriggerConfig, target: &TargetSpec) -> Option<Self> {
         if config.rules.is_empty() {
             return None;
         }
@@ -54,14 +54,14 @@ impl Triggers {
     }
 
     /// The rules, for the log: `cpu ≥ 80% for 3m; memory ≥ 2GiB for 1m`.
-    pub fn rules_text(&self) -> String {
+    pub(super) fn rules_text(&self) -> String {
         self.monitor.rules().iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
     }
 
     /// Reads the target now and returns the rule that fires, if one does.
     /// A firing leaves the monitor waiting for the capture's end: start one,
     /// or call [`Self::dismiss`].
-    pub fn sample(&mut self) -> Option<Firing> {
+    pub(super) fn sample(&mut self) -> Option<Firing> {
         let cpu_before = thread_cpu_time();
         let sample = self.sampler.sample(Instant::now());
         if let (Some(before), Some(after)) = (cpu_before, thread_cpu_time()) {
@@ -74,13 +74,13 @@ impl Triggers {
     }
 
     /// A firing that starts no capture: rules need fresh evidence from now.
-    pub fn dismiss(&mut self) {
+    pub(super) fn dismiss(&mut self) {
         self.monitor.capture_finished(Instant::now());
         self.busy = false;
     }
 
     /// Tells the monitor whether a capture runs (or is being written).
-    pub fn sync(&mut self, busy: bool) {
+    pub(super) fn sync(&mut self, busy: bool) {
         if busy == self.busy {
             return;
         }
@@ -95,7 +95,7 @@ impl Triggers {
 
     /// One line for `status`: the rules and how long each has held, the
     /// latest readings, the cooldown and what sampling costs.
-    pub fn status(&self) -> String {
+    pub(super) fn status(&self) -> String {
         let status = self.monitor.status(Instant::now());
         let rules: Vec<String> = status
             .rules
@@ -146,7 +146,7 @@ mod tests {
     fn no_rules_no_sampler() {
         let config = TriggerConfig {
             rules: Vec::new(),
-            cooldown: crate::triggers::DEFAULT_COOLDOWN,
+            cooldown: crate::triggers::config::DEFAULT_COOLDOWN,
             sample_interval: crate::triggers::DEFAULT_SAMPLE_INTERVAL,
         };
         assert!(Triggers::new(&config, &TargetSpec::Host).is_none());

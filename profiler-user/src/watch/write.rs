@@ -19,7 +19,7 @@ use crate::symbolize::Symbolizer;
 use crate::target::ResolvedTarget;
 
 /// Everything the writing thread needs.
-pub struct WriteJob {
+pub(super) struct WriteJob {
     /// The sink's directory: recreated if it vanished, and pruned.
     pub output_dir: PathBuf,
     pub sink: Arc<dyn Sink>,
@@ -34,7 +34,7 @@ pub struct WriteJob {
 }
 
 /// A capture that reached the output stage.
-pub struct Captured {
+pub(super) struct Captured {
     /// What was written, and what could not be.
     pub written: Written,
     /// Samples collected.
@@ -42,7 +42,7 @@ pub struct Captured {
 }
 
 /// What the writing thread hands back.
-pub struct WriteOutcome {
+pub(super) struct WriteOutcome {
     pub loader: Loader,
     pub symbolizer: Symbolizer,
     /// The files, or why the capture never reached the files.
@@ -52,7 +52,7 @@ pub struct WriteOutcome {
 /// Runs on a blocking thread: detaches, drains, symbolizes and writes the
 /// capture, empties the maps, applies retention and sweeps stale temporary
 /// files. Always hands the loader back.
-pub fn write_job(mut loader: Loader, mut symbolizer: Symbolizer, job: WriteJob) -> WriteOutcome {
+pub(super) fn write_job(mut loader: Loader, mut symbolizer: Symbolizer, job: WriteJob) -> WriteOutcome {
     // Here rather than on the daemon's task: a uprobe takes seconds to
     // detach on a crowded host, and commands must still be answered. The
     // window is closed, so the probes count nothing while they go.

@@ -4,9 +4,9 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory as _, Parser};
 
 use super::*;
-use crate::triggers::{
-    parse_rule_flags, parse_rules, parse_trigger_words, Metric, Rule, RuleError, Threshold, TriggerConfig,
-    DEFAULT_COOLDOWN, DEFAULT_JUMP_FLOOR_PCT, DEFAULT_JUMP_WINDOW,
+use crate::triggers::config::{parse_rules, parse_trigger_words, TriggerConfig, DEFAULT_COOLDOWN};
+use crate::triggers::rules::{
+    parse_rule_flags, Metric, Rule, RuleError, Threshold, DEFAULT_JUMP_FLOOR_PCT, DEFAULT_JUMP_WINDOW,
 };
 
 /// A stand-in for `watch`'s arguments, with another flag to interleave.

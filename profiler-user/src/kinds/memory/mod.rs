@@ -2,7 +2,7 @@
 //! runtime's slow paths, through uprobes at the sites [`probes`] finds) and
 //! page faults (where new memory was first touched), merged by stack.
 
-pub mod probes;
+pub(crate) mod probes;
 
 use std::path::Path;
 use std::time::Instant;
@@ -16,21 +16,17 @@ use crate::aggregate::{Aggregate, RawSample};
 use crate::bpf::{drain, Loader, Programs, RawCapture, Stats};
 use crate::ids::Pid;
 use crate::profile::capture::{CaptureWindow, Loss};
-use crate::profile::{Profile, ProfileKind};
+use crate::profile::Profile;
 use crate::target::Filter;
 
 /// Page faults per memory-profile sample. Every fault is cheap to count
 /// relative to the fault itself, and first-touch faults are what resident
 /// growth is made of, so none are skipped by default.
-pub const DEFAULT_FAULT_PERIOD: u64 = 1;
+pub(crate) const DEFAULT_FAULT_PERIOD: u64 = 1;
 
-pub struct Memory;
+pub(crate) struct Memory;
 
 impl Kind for Memory {
-    fn kind(&self) -> ProfileKind {
-        ProfileKind::Memory
-    }
-
     fn programs(&self, programs: &mut Programs) {
         programs.faults = true;
         programs.alloc = true;

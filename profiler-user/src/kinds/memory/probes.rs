@@ -12,14 +12,14 @@ use crate::ids::Pid;
 use crate::objfile::go::{go_version, past_stack_check, OLD_GO};
 use crate::procfs::{maps, process};
 
-pub const MALLOC_SYMBOL: &str = "malloc";
+pub(crate) const MALLOC_SYMBOL: &str = "malloc";
 
-pub const GO_REFILL: &str = "runtime.(*mcache).refill";
-pub const GO_ALLOC_LARGE: &str = "runtime.(*mcache).allocLarge";
+pub(crate) const GO_REFILL: &str = "runtime.(*mcache).refill";
+pub(crate) const GO_ALLOC_LARGE: &str = "runtime.(*mcache).allocLarge";
 
 /// The probe sites of `pids`: `malloc` in each process's libc, and
 /// the Go runtime's slow paths in each Go executable.
-pub fn probe_sites(pids: &[Pid]) -> Vec<UprobeSite> {
+pub(crate) fn probe_sites(pids: &[Pid]) -> Vec<UprobeSite> {
     let mut sites = Vec::new();
     for &pid in pids {
         let Some(mappings) = maps::read_maps(pid) else { continue };

@@ -47,7 +47,7 @@ use crate::target::{cgroup_dir, TargetSpec};
 
 /// One reading of a target's metrics.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Sample {
+pub(crate) struct Sample {
     /// When it was taken: intervals are measured on this clock.
     pub at: Instant,
     /// The same moment on the wall clock, for the window a firing reports.
@@ -75,7 +75,7 @@ pub struct Sample {
 
 impl Sample {
     /// A sample of a target that does not exist (yet, or any more).
-    pub fn absent(at: Instant, wall: SystemTime) -> Self {
+    pub(crate) fn absent(at: Instant, wall: SystemTime) -> Self {
         Self {
             at,
             wall,
@@ -92,7 +92,7 @@ impl Sample {
 
 /// Reads a target's metrics; see the module documentation.
 #[derive(Debug)]
-pub struct MetricSampler {
+pub(crate) struct MetricSampler {
     source: Source,
     tracker: PidTracker,
     limits: LimitCache,
@@ -125,7 +125,7 @@ impl MetricSampler {
     /// A sampler for `target`. Never fails: a target that does not exist yet
     /// (a `--name` not started, a cgroup not created) is sampled as absent
     /// until it appears.
-    pub fn new(target: &TargetSpec) -> Self {
+    pub(crate) fn new(target: &TargetSpec) -> Self {
         let source = match target {
             TargetSpec::Pids(pids) => Source::Pids(pids.iter().map(|&pid| (pid, stat::start_time(pid))).collect()),
             TargetSpec::Name(re) => Source::Name(NameMatcher::new(re.clone())),
@@ -149,7 +149,7 @@ impl MetricSampler {
 
     /// Reads the target's metrics now. `now` is the caller's clock reading
     /// for this sample (the monitor measures intervals with it).
-    pub fn sample(&mut self, now: Instant) -> Sample {
+    pub(crate) fn sample(&mut self, now: Instant) -> Sample {
         let wall = SystemTime::now();
         let host = HostInfo::read();
         let sample = match &mut self.source {
