@@ -61,7 +61,7 @@ pub(crate) fn add<K, V: Counter>(map: &HashMap<K, V>, key: &K, delta: V) -> Resu
         unsafe { V::add_to(slot, &delta) };
         return Ok(());
     }
-    match map.insert(key, delta, BPF_NOEXIST as u64) {
+    match map.insert(key, &delta, BPF_NOEXIST as u64) {
         Ok(()) => Ok(()),
         Err(EEXIST) => {
             if let Some(slot) = map.get_ptr_mut(key) {

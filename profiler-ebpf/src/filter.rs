@@ -11,7 +11,7 @@ use crate::maps::{config, TARGET_PIDS};
 pub(crate) fn wanted(tgid: u32) -> bool {
     let config = config();
     if config.filter_mode == FilterMode::Pids as u32 {
-        TARGET_PIDS.get_ptr(tgid).is_some()
+        TARGET_PIDS.get_ptr(&tgid).is_some()
     } else if config.filter_mode == FilterMode::Cgroup as u32 {
         // SAFETY: plain helper call with a scalar argument.
         let id = unsafe { bpf_get_current_ancestor_cgroup_id(config.cgroup_level as i32) };

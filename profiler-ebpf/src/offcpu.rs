@@ -46,17 +46,17 @@ fn switch_out(ctx: &BtfTracePointContext, task: u64, now: u64) {
     // A task switching out is always in the kernel (in `schedule`).
     let Some(key) = current_key(ctx, true) else { return };
     let start = OffCpuStart { ts: now, key };
-    if OFFCPU_START.insert(task, start, 0).is_err() && bump(Stat::OffCpuStartMapFull) == 0 {
+    if OFFCPU_START.insert(&task, &start, 0).is_err() && bump(Stat::OffCpuStartMapFull) == 0 {
         warn!(ctx, "off-cpu start map full: some blocked intervals are not tracked (counted)");
     }
 }
 
 #[inline(always)]
 fn switch_in(ctx: &BtfTracePointContext, task: u64, now: u64, window: &Window) {
-    let Some(start) = OFFCPU_START.get_ptr(task) else { return };
+    let Some(start) = OFFCPU_START.get_ptr(&task) else { return };
     // SAFETY: pointer to a live map value; copied out before removal.
     let start = unsafe { *start };
-    let _ = OFFCPU_START.remove(task);
+    let _ = OFFCPU_START.remove(&task);
     // `now` is before the window's end (checked by the caller); an
     // interval over before the window opened counts nothing.
     let delta = window.overlap_ns(start.ts, now);

@@ -160,14 +160,14 @@ pub(crate) fn store_record<C: EbpfContext>(ctx: &C, buf: *mut StackRecord, len: 
     }
     // SAFETY: as above.
     unsafe { (*buf).len = len as u64 };
-    if STACKS.get_ptr(hash).is_some() {
+    if STACKS.get_ptr(&hash).is_some() {
         return hash;
     }
     // SAFETY: `buf` is valid for the whole record.
     // By reference: the 1 KiB record must not be copied onto the 512-byte
     // BPF stack.
     let record: &StackRecord = unsafe { &*buf };
-    match STACKS.insert(hash, record, BPF_NOEXIST as u64) {
+    match STACKS.insert(&hash, record, BPF_NOEXIST as u64) {
         // Another CPU stored the same stack just now.
         Ok(()) | Err(EEXIST) => hash,
         Err(err) => {

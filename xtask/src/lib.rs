@@ -13,6 +13,11 @@ use std::process::Command;
 
 use anyhow::{bail, Result};
 
+/// The nightly toolchain the eBPF object is built with (`-Z build-std=core`):
+/// Rust 1.98 or later for aya-ebpf 0.3, and LLVM 22 like bpf-linker, which
+/// links its bitcode. profiler-user/build.rs names the same one.
+pub const EBPF_TOOLCHAIN: &str = "nightly-2026-06-20";
+
 /// The eBPF crate and its one binary (`[[bin]] name` in profiler-ebpf/Cargo.toml).
 const EBPF_PACKAGE: &str = "profiler-ebpf";
 const EBPF_BIN: &str = "profiler";
@@ -40,12 +45,13 @@ pub fn cargo() -> Command {
     cmd
 }
 
-/// `cargo +nightly <sub>` for the eBPF target, set up as aya-build 0.2.0
+/// `cargo +EBPF_TOOLCHAIN <sub>` for the eBPF target, set up as aya-build
 /// does in `aya_build::build_ebpf`, so the result matches the object that
 /// profiler-user's build.rs embeds.
 pub fn ebpf_cargo(subcommand: &str) -> Command {
     let mut cmd = cargo();
-    cmd.args(["+nightly", subcommand, "--package", EBPF_PACKAGE, "--bins", "--release"]).args([
+    let toolchain = format!("+{EBPF_TOOLCHAIN}");
+    cmd.args([toolchain.as_str(), subcommand, "--package", EBPF_PACKAGE, "--bins", "--release"]).args([
         "--target",
         EBPF_TARGET,
         "-Z",
@@ -84,4 +90,14 @@ pub fn build() -> Result<PathBuf> {
         bail!("the build succeeded but `{}` is missing", bin.display());
     }
     Ok(bin)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_build_script_builds_with_the_same_ebpf_toolchain() {
+        let build = std::fs::read_to_string(super::workspace_root().join("profiler-user/build.rs")).unwrap();
+        let pinned = format!("const EBPF_TOOLCHAIN: &str = \"{}\";", super::EBPF_TOOLCHAIN);
+        assert!(build.contains(&pinned), "profiler-user/build.rs does not pin `{}`", super::EBPF_TOOLCHAIN);
+    }
 }

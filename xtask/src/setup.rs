@@ -9,7 +9,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::cmd;
+use crate::{cmd, EBPF_TOOLCHAIN};
 
 /// Debian packages, with why each is needed.
 const APT_PACKAGES: &[(&str, &str)] = &[
@@ -47,8 +47,8 @@ impl fmt::Display for Item {
         match self {
             Self::Apt(pkg) => write!(f, "apt package {pkg}"),
             Self::RustComponent(c) => write!(f, "rustup component {c}"),
-            Self::NightlyToolchain => f.write_str("nightly Rust toolchain"),
-            Self::NightlyRustSrc => f.write_str("rust-src for nightly"),
+            Self::NightlyToolchain => write!(f, "Rust {EBPF_TOOLCHAIN}"),
+            Self::NightlyRustSrc => write!(f, "rust-src for {EBPF_TOOLCHAIN}"),
             Self::BpfLinker => write!(f, "bpf-linker {BPF_LINKER_VERSION}"),
             Self::InfernoCli => f.write_str("inferno command-line tools"),
         }
@@ -82,8 +82,10 @@ pub fn missing(bench: bool, verbose: bool) -> Result<Vec<Item>> {
         items.push((Item::RustComponent(component), version.is_some(), version.unwrap_or_default()));
     }
     let nightly = nightly_installed()?;
-    // Only asked when installed: `+nightly` may make rustup install it.
-    let nightly_version = nightly.then(|| version_of(Command::new("rustc").args(["+nightly", "--version"]))).flatten();
+    // Only asked when installed: `+toolchain` may make rustup install it.
+    let plus = format!("+{EBPF_TOOLCHAIN}");
+    let nightly_version =
+        nightly.then(|| version_of(Command::new("rustc").args([plus.as_str(), "--version"]))).flatten();
     items.push((Item::NightlyToolchain, nightly, nightly_version.unwrap_or_default()));
     let rust_src = nightly && nightly_has_rust_src()?;
     items.push((Item::NightlyRustSrc, rust_src, String::new()));
@@ -176,15 +178,17 @@ fn install(missing: &[Item]) -> Result<()> {
         cmd::run(Command::new("rustup").args([
             "toolchain",
             "install",
-            "nightly",
+            EBPF_TOOLCHAIN,
             "--profile",
             "minimal",
             "--component",
             "rust-src",
+            "--component",
+            "clippy",
         ]))
-        .context("failed to install the nightly toolchain; rustup downloads it from the Rust project's servers")?;
+        .context("failed to install the eBPF toolchain; rustup downloads it from the Rust project's servers")?;
     } else if missing.contains(&Item::NightlyRustSrc) {
-        cmd::run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+        cmd::run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", EBPF_TOOLCHAIN]))?;
     }
     if missing.contains(&Item::BpfLinker) {
         cmd::run(
@@ -249,10 +253,11 @@ fn version_of(cmd: &mut Command) -> Option<String> {
 fn nightly_installed() -> Result<bool> {
     let out = cmd::stdout(Command::new("rustup").args(["toolchain", "list"]))
         .context("rustup is needed to build the eBPF object with nightly; install it from rustup.rs")?;
-    Ok(out.lines().any(|l| l.starts_with("nightly-") || l.starts_with("nightly ")))
+    Ok(out.lines().any(|l| l.starts_with(EBPF_TOOLCHAIN)))
 }
 
 fn nightly_has_rust_src() -> Result<bool> {
-    let out = cmd::stdout(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]))?;
+    let out =
+        cmd::stdout(Command::new("rustup").args(["component", "list", "--toolchain", EBPF_TOOLCHAIN, "--installed"]))?;
     Ok(out.lines().any(|l| l.starts_with("rust-src")))
 }

@@ -136,7 +136,7 @@ impl Loader {
                 None => UProbeAttachLocation::Symbol(site.symbol),
             };
             let point = UProbeAttachPoint { location, cookie: Some(site.cookie) };
-            match program.attach(point, &site.path, UProbeScope::OneProcess(pid)) {
+            match program.attach([point], &site.path, UProbeScope::OneProcess(pid)) {
                 Ok(link) => {
                     self.uprobe_links.push((name, link));
                     attached += 1;

@@ -168,7 +168,7 @@ impl Loader {
             map.remove(&pid).with_context(|| format!("failed to remove pid {pid} from the filter"))?;
         }
         for pid in wanted {
-            map.insert(pid, 1, 0).with_context(|| format!("failed to add pid {pid} to the filter"))?;
+            map.insert(&pid, &1, 0).with_context(|| format!("failed to add pid {pid} to the filter"))?;
         }
         Ok(())
     }
@@ -196,7 +196,7 @@ impl Loader {
 
     pub(super) fn write_window(&mut self, window: Window) -> Result<()> {
         let mut map: Array<&mut MapData, Window> = Array::try_from(self.map_mut(MAP_WINDOW)?)?;
-        map.set(0, window, 0).context("failed to set the capture window")
+        map.set(0, &window, 0).context("failed to set the capture window")
     }
 
     /// What was loaded.

@@ -84,7 +84,7 @@ impl Loader {
             }
             let keys: Vec<K> = (0..PER_CPU).map(|i| key(cpu, i)).collect();
             for k in &keys {
-                let _ = map.insert(k, value, 0);
+                let _ = map.insert(k, &value, 0);
             }
             for k in &keys {
                 let _ = map.remove(k);
@@ -149,7 +149,8 @@ impl Loader {
         let mut map: PerCpuArray<&mut MapData, u64> = PerCpuArray::try_from(self.map_mut(MAP_STATS)?)?;
         let ncpus = aya::util::nr_cpus().map_err(|(path, e)| anyhow!("failed to read `{path}`: {e}"))?;
         for stat in Stat::ALL {
-            let zeros = aya::maps::PerCpuValues::try_from(vec![0u64; ncpus]).context("per-CPU values")?;
+            let zeros =
+                aya::maps::PerCpuValues::try_from(vec![0u64; ncpus.get() as usize]).context("per-CPU values")?;
             map.set(stat as u32, zeros, 0).context("failed to reset counters")?;
         }
         Ok(())

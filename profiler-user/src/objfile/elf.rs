@@ -74,7 +74,8 @@ impl ElfInfo {
             .segments()
             .map(|s| {
                 let (offset, filesz) = s.file_range();
-                let exec = matches!(s.flags(), SegmentFlags::Elf { p_flags } if p_flags & object::elf::PF_X != 0);
+                let exec =
+                    matches!(s.flags(), SegmentFlags::Elf { p_flags, .. } if p_flags.contains(object::elf::PF_X));
                 Segment { vaddr: s.address(), offset, filesz, exec }
             })
             .collect();
@@ -92,7 +93,7 @@ impl ElfInfo {
         let mut code_sections: Vec<(u64, u64)> = file
             .sections()
             .filter(|s| {
-                matches!(s.flags(), SectionFlags::Elf { sh_flags } if sh_flags & u64::from(object::elf::SHF_EXECINSTR) != 0)
+                matches!(s.flags(), SectionFlags::Elf { sh_flags, .. } if sh_flags.contains(object::elf::SHF_EXECINSTR))
             })
             .filter(|s| s.size() > 0)
             .map(|s| (s.address(), s.address().saturating_add(s.size())))

@@ -190,7 +190,7 @@ fn x86_64_stub(entry: &[u8], vaddr: u64) -> Option<Target> {
 /// fills.
 fn aarch64_stubs(bytes: &[u8], vaddr: u64) -> Vec<(u64, u64, Target)> {
     const BTI_C: u32 = 0xd503_245f;
-    let insns: Vec<u32> = bytes.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let insns: Vec<u32> = bytes.as_chunks::<4>().0.iter().map(|&b| u32::from_le_bytes(b)).collect();
     let mut starts: Vec<(u64, u64)> = Vec::new();
     for (i, pair) in insns.windows(2).enumerate() {
         let (adrp, ldr) = (pair[0], pair[1]);
@@ -230,7 +230,7 @@ impl Relocations {
     /// (a big binary has hundreds of thousands of others, all skipped).
     fn read<Elf: FileHeader<Endian = Endianness>>(
         file: &ElfFile<'_, Elf>,
-        machine: u16,
+        machine: elf::Machine,
         wanted: &HashSet<u64>,
     ) -> Self {
         let endian = file.endian();
@@ -248,7 +248,7 @@ impl Relocations {
         let mut resolvers: HashMap<u64, Vec<u64>> = HashMap::new();
         for header in table.iter() {
             // Dynamic relocations are loaded; a static `.rela.text` is not.
-            if header.sh_flags(endian).into() & u64::from(elf::SHF_ALLOC) == 0 {
+            if !header.sh_flags(endian).contains(elf::SHF_ALLOC) {
                 continue;
             }
             let is_jmprel = table.section_name(endian, header).is_ok_and(|n| n == b".rela.plt" || n == b".rel.plt");
@@ -256,7 +256,7 @@ impl Relocations {
                 link if link.0 == 0 => None,
                 link => table.symbol_table_by_index(endian, data, link).ok(),
             };
-            let mut entry = |slot: u64, r_type: u32, sym: u32, addend: i64| {
+            let mut entry = |slot: u64, r_type: elf::RelocationType, sym: u32, addend: i64| {
                 if is_jmprel {
                     jmprel.push(slot);
                 } else if !wanted.contains(&slot) {
