@@ -12,9 +12,12 @@ use tracing_subscriber::EnvFilter;
 /// `log` records are forwarded to `tracing`; they use the eBPF crate's
 /// module path (`profiler`) as their target.
 pub fn init(verbose: u8) {
+    // aya probes kernel features as it loads; without privileges every probe
+    // fails and warns, before stackwatch's one error line says why (`-vv`
+    // shows them).
     let default = match verbose {
-        0 => "warn,stackwatch=info,profiler=info",
-        1 => "warn,stackwatch=debug,profiler=debug",
+        0 => "warn,stackwatch=info,profiler=info,aya::kernel_features=error",
+        1 => "warn,stackwatch=debug,profiler=debug,aya::kernel_features=error",
         _ => "info,stackwatch=trace,profiler=trace,aya=debug",
     };
     let (filter, bad_rust_log) = match std::env::var("RUST_LOG") {
