@@ -14,7 +14,7 @@ use std::os::fd::{FromRawFd as _, OwnedFd};
 use anyhow::Context as _;
 
 use crate::cli::MAX_FREQUENCY_HZ;
-use crate::procfs::{mountinfo, status};
+use crate::procfs::{host, mountinfo, status};
 
 /// Oldest kernel with everything stackwatch uses: the BPF ring buffer that
 /// carries the program's log messages, and CAP_BPF/CAP_PERFMON (both 5.8);
@@ -134,7 +134,7 @@ fn checks() -> Vec<Check> {
     let privs = Privileges::read();
     let mountinfo = mountinfo::read().unwrap_or_default();
     vec![
-        kernel_check(kernel_release().as_deref()),
+        kernel_check(host::kernel_release().as_deref()),
         user_check(privs.euid),
         capabilities_check(privs),
         symbol_access_check(privs),
@@ -149,18 +149,6 @@ fn checks() -> Vec<Check> {
         cgroup2_check(&mountinfo),
         tracefs_check(&mountinfo),
     ]
-}
-
-/// `uname -r`.
-fn kernel_release() -> Option<String> {
-    // SAFETY: utsname is plain data; all-zero is a valid value.
-    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: `uts` is a valid, writable utsname.
-    if unsafe { libc::uname(&mut uts) } != 0 {
-        return None;
-    }
-    let bytes: Vec<u8> = uts.release.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
-    Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// `(major, minor)` of a release such as `6.1.0-18-amd64`.

@@ -78,8 +78,8 @@ pub(crate) fn finish(
         losses,
         target_cpu_seconds,
         expected_samples: target_cpu_seconds.map(|s| (s * frequency_hz as f64).round() as u64),
-        host: crate::procfs::host::host_name(),
-        kernel: crate::procfs::host::kernel_release(),
+        host: crate::procfs::host::host_name().unwrap_or_else(|| "unknown".into()),
+        kernel: crate::procfs::host::kernel_release().unwrap_or_else(|| "unknown".into()),
         stackwatch_version: env!("CARGO_PKG_VERSION").to_owned(),
     };
     Ok(FinishedCapture { info, profiles })

@@ -61,14 +61,14 @@ pub(crate) fn online_cpus() -> Option<u32> {
     parse_cpu_list(&fs::read_to_string("/sys/devices/system/cpu/online").ok()?)
 }
 
-/// The host's name, as the manifest records it; `unknown` if unreadable.
-pub(crate) fn host_name() -> String {
-    first_line("/proc/sys/kernel/hostname").unwrap_or_else(|| "unknown".into())
+/// The host's name.
+pub(crate) fn host_name() -> Option<String> {
+    first_line("/proc/sys/kernel/hostname")
 }
 
-/// The kernel release (`uname -r`); `unknown` if unreadable.
-pub(crate) fn kernel_release() -> String {
-    first_line("/proc/sys/kernel/osrelease").unwrap_or_else(|| "unknown".into())
+/// The kernel release (`uname -r`).
+pub(crate) fn kernel_release() -> Option<String> {
+    first_line("/proc/sys/kernel/osrelease")
 }
 
 fn first_line(path: &str) -> Option<String> {
@@ -109,6 +109,6 @@ mod tests {
     fn this_host() {
         assert!(online_cpus().is_some_and(|n| n > 0));
         assert!(meminfo().is_some_and(|m| m.total > 0));
-        assert_ne!(kernel_release(), "unknown");
+        assert!(kernel_release().is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit())));
     }
 }
