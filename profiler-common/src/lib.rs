@@ -351,8 +351,8 @@ mod tests {
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: all three are `#[repr(C)]`, contain only integers and explicit
-    // padding-free layouts (sizes asserted above), so any bit pattern is valid.
+    // SAFETY: each is `#[repr(C)]` and holds only integers, with no implicit
+    // padding (sizes asserted above), so any bit pattern is valid.
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::SampleKey {}
     unsafe impl aya::Pod for super::StackRecord {}

@@ -1,5 +1,5 @@
 //! Workloads and independent measurements of the off-CPU and memory profile
-//! tests (issue 5) and of their benchmarks.
+//! tests and of their benchmarks.
 //!
 //! The workloads (under `tests/workloads/`): `offcpu_block` (a thread asleep
 //! almost all the time, its blocked time split 3:1 between two functions),
@@ -32,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::build::{cached_build, go_build, run_ok, tool_version, Spawned};
 use crate::{fnv1a, work_dir, WorkloadKind, C_FLAGS, FNV_OFFSET};
 
-/// One of the issue-5 workloads.
+/// One of the off-CPU and memory workloads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ProfWorkload {
     /// `offcpu_block.c`: `blocker -> block_loop -> {block_a, block_b}`, each

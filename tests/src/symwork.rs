@@ -1,4 +1,4 @@
-//! Workloads and fixtures of the symbolization tests (issue 6): builds that
+//! Workloads and fixtures of the symbolization tests: builds that
 //! look like production ones (Go stripped with `-ldflags="-s -w"`, C with
 //! its DWARF moved to a separate debug file), a C program whose hot code is
 //! inlined, one whose time goes into calls through the PLT, a Node.js

@@ -1,4 +1,4 @@
-//! Helpers of the trigger tests (`tests/triggers.rs`, issue 4): the
+//! Helpers of the trigger tests (`tests/triggers.rs`): the
 //! `phases` workload (idle then busy, or resident memory growing), reading
 //! a capture's manifest, its profile kinds and its times.
 //!

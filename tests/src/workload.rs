@@ -40,8 +40,8 @@ pub enum WorkloadKind {
     Phases,
     /// `many_threads.c`: a crowd of threads (default 2000) each looping
     /// `churn` (malloc + free), a 5 ms `nap`, and for every 50th a 1 ms
-    /// `spin`: the hardening issue's target that kept probes counting long
-    /// after a capture. Args: `[THREADS [SPIN_EVERY [SECONDS]]]`.
+    /// `spin`: the crowded target that once kept probes counting long after
+    /// a capture. Args: `[THREADS [SPIN_EVERY [SECONDS]]]`.
     ManyThreads,
 }
 

@@ -1,8 +1,8 @@
 //! Every duration, rate and size a command line or config file takes is
 //! bounded: a huge, zero, negative or garbled value is a usage error (exit
-//! 2) on one `error:` line, before anything is created. Hardening issue,
-//! item 2: `record --duration 18446744073709551615s` used to panic (exit 101)
-//! after creating the output directory.
+//! 2) on one `error:` line, before anything is created.
+//! `record --duration 18446744073709551615s` once panicked (exit 101) after
+//! creating the output directory.
 //!
 //! Nothing here gets as far as loading a program, so no root is needed; a
 //! value that slipped through would start sampling or a daemon, which the

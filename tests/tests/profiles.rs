@@ -1,5 +1,5 @@
-//! End-to-end tests of the off-CPU and memory profiles: issue 5's acceptance
-//! list, with the real eBPF programs against workloads built for it.
+//! End-to-end tests of the off-CPU and memory profiles, with the real eBPF
+//! programs against workloads built for them.
 //!
 //! Expected values come from the workloads' design (a 3:1 split of blocked
 //! time) or from measurements stackwatch has no part in: a thread's on-CPU
@@ -23,11 +23,11 @@ use stackwatch_tests::capture::{
 use stackwatch_tests::profwork::{AllocLog, ProfWorkload, Running, ThreadWatch};
 use stackwatch_tests::{e2e_guard, go_pprof_top_index, parse_pprof_top, require_go, run_stackwatch, scratch_dir};
 
-/// Issue 5: a blocking function's share of off-CPU time, in share points.
+/// A blocking function's share of off-CPU time, in share points.
 const SHARE_TOLERANCE: f64 = 0.10;
-/// Issue 5: a thread's off-CPU total against the truth, relative.
+/// A thread's off-CPU total against the truth, relative.
 const OFFCPU_TOTAL_TOLERANCE: f64 = 0.10;
-/// Issue 5: allocated bytes against what the workload allocated, relative.
+/// Allocated bytes against what the workload allocated, relative.
 const ALLOC_TOLERANCE: f64 = 0.25;
 
 /// `record ARGS… --output-dir OUT`, which must succeed; returns the files it wrote.

@@ -1,5 +1,5 @@
-//! End-to-end tests of `stackwatch record`: issue 2's acceptance list, one
-//! test per item, with the real eBPF program against real processes.
+//! End-to-end tests of `stackwatch record`, one test per promise it makes,
+//! with the real eBPF program against real processes.
 //!
 //! Every test holds the machine-wide end-to-end lock, writes into its own
 //! scratch directory and kills what it started on the way out (the guards'
@@ -26,7 +26,7 @@ use stackwatch_tests::{
     stackwatch_bin, Workload, WorkloadKind,
 };
 
-/// The tolerance issue 2 gives for the 3:1 split, in share points.
+/// The tolerance of the 3:1 split, in share points.
 const SHARE_TOLERANCE: f64 = 0.05;
 
 /// Longest fraction of hot-function samples allowed to lack their callers.
@@ -514,7 +514,7 @@ fn name_target_follows_matching_processes_only() {
     assert!(raw.count_where(|s| s.has_function("syscall_loop")) == 0, "the outside workload's frames are in");
 }
 
-/// Issue 11, item 9: a `--name` pattern matching several processes names
+/// A `--name` pattern matching several processes names
 /// the files after the pattern, without a pid (not after the first match),
 /// and the flamegraph gives each process its own root, `comm (pid N)`.
 #[test]

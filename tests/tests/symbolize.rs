@@ -1,4 +1,4 @@
-//! End-to-end tests of symbolization (issue 6), one per acceptance item,
+//! End-to-end tests of symbolization, one per case that matters in production,
 //! with the real eBPF program against processes built the way production
 //! ones are: stripped Go, inlined C, debug info in a separate file, a
 //! binary only its own mount namespace can see, a deleted binary, a
@@ -29,7 +29,7 @@ use stackwatch_tests::{
 };
 
 /// Tolerance on a share measured from `n` samples (and on the difference
-/// of two, `n` being then the harmonic half of their counts): issue 2's 5
+/// of two, `n` being then the harmonic half of their counts): `record`'s 5
 /// points, or 3.5 standard deviations of the binomial noise when fewer
 /// samples (a busy 2-CPU machine) make that wider.
 fn share_tolerance(n: f64) -> f64 {
@@ -80,7 +80,7 @@ fn assert_lines(raw: &RawProfile, function: &str, file_suffix: &str, (first, las
     }
 }
 
-/// Issue 6, item 1: a Go binary built with `-ldflags="-s -w"` gets
+/// A Go binary built with `-ldflags="-s -w"` gets
 /// `main.<func>` names and file:line from `.gopclntab`, with the same
 /// shares as the unstripped build. Both builds run side by side in one
 /// capture, so both see the same machine.
@@ -149,7 +149,7 @@ fn stripped_go_binary_gets_names_lines_and_shares() {
     );
 }
 
-/// Issue 6, item 2: the `always_inline` function inside the hot one appears
+/// The `always_inline` function inside the hot one appears
 /// as its own frame: a second line of the pprof location, and `mix_[i]`
 /// under `hot` in the folded stacks (and so in the flamegraph).
 #[test]
@@ -194,7 +194,7 @@ fn inlined_function_appears_as_its_own_frame() {
     assert!(under_hot * 10 >= total * 8, "folded: {under_hot} of {total} samples in main;hot;mix_[i]:\n{folded:#?}");
 }
 
-/// Issue 11, item 9: time spent in a PLT stub is named after the callee
+/// Time spent in a PLT stub is named after the callee
 /// (`labs@plt`), never after the symbol before the PLT (`_init` in
 /// `.init`, which is what a nearest-symbol lookup picks).
 #[test]
@@ -229,7 +229,7 @@ fn plt_stub_time_is_named_after_the_callee() {
     assert!(stdout.contains("labs@plt") && !stdout.contains("_init"), "{stdout}");
 }
 
-/// Issue 6, item 3: a binary stripped of everything but `.dynsym`, whose
+/// A binary stripped of everything but `.dynsym`, whose
 /// DWARF and symbols live only in a separate debug file (filed by build ID
 /// in a directory named by `STACKWATCH_DEBUG_DIRS`), gets names and lines
 /// from that file, and only from it.
@@ -267,7 +267,7 @@ fn assert_cpu_split_named(raw: &RawProfile, what: &str) {
     assert_lines(raw, "hot_a", "cpu_split.c", c_function_lines(&src, "hot_a"));
 }
 
-/// Issue 6, item 4 (first half): a process in its own mount namespace,
+/// A process in its own mount namespace,
 /// running a binary from a tmpfs the host cannot see.
 #[test]
 fn process_in_private_mount_namespace_is_named() {
@@ -289,7 +289,7 @@ fn process_in_private_mount_namespace_is_named() {
     assert_eq!(Some(mapping.build_id.clone()), elf_build_id(&binary));
 }
 
-/// Issue 6, item 4 (second half): a binary deleted after start (as a
+/// A binary deleted after start (as a
 /// package upgrade replaces it).
 #[test]
 fn binary_deleted_after_start_is_named() {
@@ -308,7 +308,7 @@ fn binary_deleted_after_start_is_named() {
     assert!(mapping.file.ends_with("cpu_split (deleted)"), "mapping path `{}`", mapping.file);
 }
 
-/// Issue 6, item 5: a process that runs for one second in the middle of a
+/// A process that runs for one second in the middle of a
 /// five-second whole-host capture, and whose binary is deleted when it
 /// exits, still gets names (from what was pinned while it ran).
 #[test]
@@ -372,7 +372,7 @@ fn assert_jit_named(raw: &RawProfile, what: &str) {
     assert!(frame.function.contains("jit_hot.js"), "V8 names the script too: `{}`", frame.function);
 }
 
-/// Issue 6, item 6: `node --perf-basic-prof` running a named hot function.
+/// `node --perf-basic-prof` running a named hot function.
 #[test]
 fn node_jit_function_is_named_from_its_perf_map() {
     let Some(_guard) = e2e_guard() else { return };
@@ -392,7 +392,7 @@ fn node_jit_function_is_named_from_its_perf_map() {
     assert_jit_named(&raw, "host");
 }
 
-/// Issue 6, item 6 in a container: node in its own pid and mount
+/// The same in a container: node in its own pid and mount
 /// namespaces with a private `/tmp`, so its perf map is `/tmp/perf-1.map`
 /// inside and exists nowhere on the host's `/tmp`.
 #[test]

@@ -1,4 +1,4 @@
-//! Acceptance tests of `watch`'s threshold triggers (issue 4), as root
+//! End-to-end tests of `watch`'s threshold triggers, as root
 //! against the real kernel: the `phases` workload stays idle and then burns
 //! every CPU, or grows its resident memory steadily, while a daemon with a
 //! rule watches it; the captures the rule starts are read back with

@@ -1,4 +1,4 @@
-//! Acceptance tests of `stackwatch watch` and `stackwatch ctl` (issue 3), as
+//! End-to-end tests of `stackwatch watch` and `stackwatch ctl`, as
 //! root against the real kernel: the daemon is driven through its control
 //! FIFO, SIGUSR2 and `ctl`, profiles `cpu_split` (C: `loop_fn -> hot_a 75%,
 //! hot_b 25%`), and every capture is read back with `go tool pprof`.

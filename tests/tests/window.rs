@@ -1,5 +1,5 @@
-//! The capture window and what is counted in it (hardening issue, items 3
-//! and 8), with the real eBPF programs against real processes.
+//! The capture window and what is counted in it, with the real eBPF
+//! programs against real processes.
 //!
 //! - A crowd of 2000 threads (`many_threads`) used to keep the probes
 //!   counting for tens of seconds after a 3 s capture (detaching a uprobe is
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 use stackwatch_tests::capture::{assert_exit, file_name, parse_utc, pprof_raw, Capture, CpuWatch};
 use stackwatch_tests::{e2e_guard, run_stackwatch, scratch_dir, Workload, WorkloadKind};
 
-/// The crowd of the hardening issue.
+/// The crowd: enough threads to make detaching and draining slow.
 const CROWD: usize = 2000;
 
 /// `record ARGS… --output-dir OUT`, which must succeed; returns the capture

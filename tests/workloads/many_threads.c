@@ -1,7 +1,7 @@
 /*
  * many_threads: a crowd of threads that mostly sleep, the load on which the
  * capture window must still close on time and totals stay physically
- * possible (hardening issue, item 3). THREADS threads each loop
+ * possible. THREADS threads each loop
  *
  *     crowd_thread -> churn   malloc + touch + free of a small block
  *                  -> nap     a 5 ms nanosleep (off-CPU)

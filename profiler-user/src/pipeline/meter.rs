@@ -269,7 +269,7 @@ mod tests {
         assert_eq!(r.between(9985, 9990), Some(0.5));
     }
 
-    /// The case of the hardening issue: the target burns CPU, then exits
+    /// The case that once read nothing: the target burns CPU, then exits
     /// (and is reaped, so its `/proc/<pid>` is gone) before the capture
     /// ends. The meter that read only at the end saw 0.
     #[test]

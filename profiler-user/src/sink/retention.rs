@@ -70,7 +70,7 @@ impl Capture {
     }
 }
 
-/// Profile kinds that appear in file names (see `output`).
+/// Profile kinds that appear in file names (see [`super::dir`]).
 const KINDS: &[&str] = &["cpu", "offcpu", "memory"];
 
 /// The capture a file name belongs to, or `None` when it is not one of ours.

@@ -28,9 +28,9 @@
 //!   of every target process, or a signal, the window is closed (the kernel
 //!   had closed it by itself at the deadline) and the loader moves to a
 //!   blocking thread that detaches the events (which can take seconds on a
-//!   crowded host, and no longer changes what was counted), drains,
-//!   symbolizes, writes (atomic files, see `output::files`), empties the maps
-//!   and applies retention;
+//!   crowded host, and no longer changes what was counted), finishes the
+//!   capture (`crate::pipeline`), hands it to the sink (files in the output
+//!   directory, `crate::sink`), empties the maps and applies retention;
 //! - **writing** → **idle**: the loader comes back. Commands that arrived
 //!   meanwhile were folded into one pending action (a `toggle` flips it,
 //!   `start` sets it, `stop` clears it), applied now; their `ctl` callers get
