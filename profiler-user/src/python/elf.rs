@@ -99,6 +99,15 @@ impl PyElf {
     }
 }
 
+/// Whether `data`'s `.dynstr` contains `_PyRuntime`: a cheap test before
+/// a full parse of an executable that may embed CPython.
+pub fn mentions_runtime(data: &[u8]) -> bool {
+    let Ok(file) = object::File::parse(data) else { return false };
+    file.section_by_name(".dynstr")
+        .and_then(|s| s.data().ok())
+        .is_some_and(|d| d.windows(b"_PyRuntime\0".len()).any(|w| w == b"_PyRuntime\0"))
+}
+
 fn read_u32_at(file: &object::File<'_>, addr: u64) -> Option<u32> {
     file.sections().find_map(|s| {
         let bytes = s.data_range(addr, 4).ok()??;

@@ -341,12 +341,22 @@ impl PythonProcess {
                 .map_or(8, |m| usize::from(m) + 8);
         while interp != 0 && seen.insert(interp) && seen.len() <= MAX_INTERPRETERS {
             let mut tstate = self.read_ptr(interp + u64::from(o.interp_threads_head), "thread list")?;
+            let mut in_interp = 0;
             while tstate != 0 && seen.insert(tstate) && threads.len() < MAX_THREADS {
-                let raw = self.mem.read_vec(tstate, tstate_len).context("failed to read a thread state")?;
-                anyhow::ensure!(
-                    raw.u64_at(o.tstate_interp) == interp,
-                    "thread state {tstate:#x} does not point back to its interpreter: layout mismatch or torn read"
-                );
+                // A thread exiting while the list is read can leave a freed
+                // state in it: keep the threads found so far. The first one
+                // failing means the layout is wrong.
+                let raw = match self.mem.read_vec(tstate, tstate_len) {
+                    Ok(raw) if raw.u64_at(o.tstate_interp) == interp => raw,
+                    Ok(_) if in_interp > 0 => break,
+                    Err(_) if in_interp > 0 => break,
+                    Ok(_) => anyhow::bail!(
+                        "thread state {tstate:#x} does not point back to its interpreter {interp:#x}: \
+                         the layout does not match"
+                    ),
+                    Err(err) => return Err(err).context("failed to read a thread state"),
+                };
+                in_interp += 1;
                 let mut frame = raw.u64_at(o.tstate_frame);
                 if o.tstate_frame_is_cframe != 0 && frame != 0 {
                     frame = self.read_ptr(frame + u64::from(o.cframe_current_frame), "current frame")?;
@@ -586,12 +596,19 @@ fn candidates(maps: &[Mapping], exe_inode: Option<u64>) -> Vec<Vec<&Mapping>> {
     groups
 }
 
+/// Reads the Python facts of a mapped file. An executable not named like
+/// Python is only parsed when its dynamic string table names `_PyRuntime`
+/// (a static build exports it for extension modules), so checking every
+/// process of a host costs a scan of one small section each.
 fn inspect(pid: u32, mapping: &Mapping) -> Result<PyElf> {
     let file = mapping.open(pid)?;
     // SAFETY: the mapping is read-only and private; a file truncated while
     // mapped could fault, which the interpreter's file (open by a running
     // process) is not.
     let data = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("failed to map `{}`", mapping.path))?;
+    if version_from_name(&mapping.path).is_none() && !super::elf::mentions_runtime(&data) {
+        return Ok(PyElf::default());
+    }
     PyElf::parse(&data).with_context(|| format!("failed to read `{}`", mapping.path))
 }
 

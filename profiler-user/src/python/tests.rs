@@ -147,15 +147,19 @@ struct Announced {
     pthread: u64,
 }
 
-/// Starts `stacks.py` (recursion `depth`) and waits for its threads.
-fn start_stacks(interp: &Interpreter, depth: usize) -> (Proc, HashMap<String, Announced>) {
+/// Starts `stacks.py` (recursion `depth`; with a CPU-burning thread if
+/// `busy`) and waits for its threads.
+fn start_stacks(interp: &Interpreter, depth: usize, busy: bool) -> (Proc, HashMap<String, Announced>) {
     let mut cmd = Command::new(&interp.path);
     cmd.arg(workloads().join("stacks.py")).arg(depth.to_string()).env_remove("PYTHONPATH");
+    if busy {
+        cmd.arg("--busy");
+    }
     let proc = Proc::start(cmd);
     let mut threads = HashMap::new();
     let mut ready = false;
     // Threads announce themselves concurrently with "ready".
-    while !ready || threads.len() < 6 {
+    while !ready || threads.len() < 5 + usize::from(busy) {
         let line = proc.line();
         if line == "ready" {
             ready = true;
@@ -247,7 +251,7 @@ fn reads_every_thread_of_every_interpreter() {
     let wait = marks("sleeper.py")["wait_here"];
     let depth = 17;
     for interp in interpreters() {
-        let (proc, announced) = start_stacks(&interp, depth);
+        let (proc, announced) = start_stacks(&interp, depth, true);
         let process = attach(proc.pid());
         let label = &interp.label;
         assert_eq!(process.version().minor, interp.minor, "{label}");
@@ -326,7 +330,7 @@ fn reads_every_thread_of_every_interpreter() {
 #[test]
 fn thread_states_are_found_the_way_the_kernel_will_find_them() {
     for interp in interpreters() {
-        let (proc, announced) = start_stacks(&interp, 3);
+        let (proc, announced) = start_stacks(&interp, 3, false);
         let process = attach(proc.pid());
         let label = &interp.label;
         let threads = process.threads().expect("threads");
@@ -412,7 +416,7 @@ fn reuse_case(interp: &Interpreter, command: impl Fn(usize) -> String, case: &st
 #[test]
 fn names_outlive_the_process() {
     let Some(interp) = interpreters().into_iter().find(|i| i.minor == 12) else { return };
-    let (mut proc, announced) = start_stacks(&interp, 20);
+    let (mut proc, announced) = start_stacks(&interp, 20, false);
     let process = attach(proc.pid());
     let threads = process.threads().expect("threads");
     let deep = threads.iter().find(|t| t.tid == Some(announced["deep"].tid)).expect("deep thread");
@@ -687,12 +691,25 @@ fn older_pythons_are_reported_unsupported() {
     }
 }
 
+/// Native processes are not Python, checked cheaply (their executable's
+/// symbols are not parsed): `sleep`, and this test binary (large, with
+/// full symbols).
 #[test]
 fn a_native_process_is_not_python() {
     let mut cmd = Command::new("sleep");
     cmd.arg("600");
     let proc = Proc::start(cmd);
-    assert!(matches!(PythonProcess::detect(proc.pid()), Ok(Detection::NotPython)));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Until it has exec'd, the child is a copy of this test binary.
+    while std::fs::read_link(format!("/proc/{}/exe", proc.pid())).is_ok_and(|p| !p.ends_with("sleep")) {
+        assert!(Instant::now() < deadline, "sleep never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for pid in [proc.pid(), std::process::id()] {
+        let start = Instant::now();
+        assert!(matches!(PythonProcess::detect(pid), Ok(Detection::NotPython)), "pid {pid}");
+        eprintln!("pid {pid}: not Python, decided in {:?}", start.elapsed());
+    }
 }
 
 /// `_PyEval_EvalFrameDefault`'s `.cold` part, found without symbols: it
@@ -702,7 +719,7 @@ fn a_native_process_is_not_python() {
 #[test]
 fn the_cold_part_of_the_eval_loop_is_found() {
     for interp in interpreters() {
-        let (proc, _) = start_stacks(&interp, 1);
+        let (proc, _) = start_stacks(&interp, 1, false);
         let process = attach(proc.pid());
         let file = format!("/proc/{}/map_files", proc.pid());
         let path = std::fs::read_dir(&file)
@@ -810,7 +827,7 @@ fn walking_twenty_frames_costs_one_read_per_frame() {
     for interp in interpreters() {
         // `wait_here`, `recurse(0)`, 14 more `recurse`, `<lambda>`, `run`,
         // `_bootstrap_inner`, `_bootstrap`: 20 frames.
-        let (proc, announced) = start_stacks(&interp, 14);
+        let (proc, announced) = start_stacks(&interp, 14, false);
         let process = attach(proc.pid());
         let threads = process.threads().expect("threads");
         let deep = *threads.iter().find(|t| t.tid == Some(announced["deep"].tid)).expect("deep");

@@ -1,7 +1,9 @@
 """Threads parked in known functions, for reading Python stacks from outside.
 
-Each thread announces itself on stdout (one JSON line: name, native thread
-id, pthread id) just before it blocks; "ready" follows when all have. Lines
+Usage: stacks.py [DEPTH] [--busy]. Each thread announces itself on stdout
+(one JSON line: name, native thread id, pthread id) just before it blocks;
+"ready" comes from the main thread. The "busy" thread, which burns a CPU,
+only runs with --busy. Lines
 the tests check carry a "MARK:" comment: the tests find them in this file,
 so nothing is hard-coded on their side. Runs on CPython 3.8 and later.
 """
@@ -62,14 +64,16 @@ def spin():
 
 
 def main():
-    depth = int(sys.argv[1]) if len(sys.argv) > 1 else 17
+    args = [a for a in sys.argv[1:] if a != "--busy"]
+    depth = int(args[0]) if args else 17
     targets = {
         "sleeper": lambda: (announce("sleeper"), sleeper.wait_here()),
         "nested": lambda: Outer.Inner().method(),
         "callback": sort_with_callback,
         "deep": lambda: recurse(depth),
-        "busy": spin,
     }
+    if "--busy" in sys.argv:
+        targets["busy"] = spin
     for name, target in targets.items():
         threading.Thread(target=target, name=name, daemon=True).start()
     announce("main")
