@@ -129,17 +129,57 @@ pub struct CacheStats {
     pub misses: u64,
 }
 
+/// Entries kept by default: a program with ten thousand functions, all
+/// seen, at about 200 bytes each (name, file, line table) plus the key.
+pub const DEFAULT_CACHE_ENTRIES: usize = 65536;
+
 /// Resolves code objects of any number of processes, caching by
-/// [`CodeKey`]. Long-lived: one per capture or daemon.
-#[derive(Debug, Default)]
+/// [`CodeKey`]. Long-lived: one per capture or daemon. Bounded: past its
+/// capacity the least recently used half is dropped (those are read again
+/// if seen again, as long as their process lives).
+#[derive(Debug)]
 pub struct CodeResolver {
-    cache: HashMap<CodeKey, Arc<CodeInfo>>,
+    cache: HashMap<CodeKey, (Arc<CodeInfo>, u64)>,
+    capacity: usize,
+    /// Use counter, for the least-recently-used eviction.
+    clock: u64,
     stats: CacheStats,
+}
+
+impl Default for CodeResolver {
+    fn default() -> Self {
+        Self::with_capacity(DEFAULT_CACHE_ENTRIES)
+    }
 }
 
 impl CodeResolver {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self { cache: HashMap::new(), capacity: capacity.max(2), clock: 0, stats: CacheStats::default() }
+    }
+
+    fn lookup(&mut self, key: &CodeKey) -> Option<Arc<CodeInfo>> {
+        self.clock += 1;
+        let clock = self.clock;
+        self.cache.get_mut(key).map(|(info, used)| {
+            *used = clock;
+            info.clone()
+        })
+    }
+
+    fn insert(&mut self, key: CodeKey, info: Arc<CodeInfo>) {
+        if self.cache.len() >= self.capacity {
+            let mut uses: Vec<u64> = self.cache.values().map(|(_, used)| *used).collect();
+            let half = uses.len() / 2;
+            let (_, median, _) = uses.select_nth_unstable(half);
+            let median = *median;
+            self.cache.retain(|_, (_, used)| *used >= median);
+        }
+        self.clock += 1;
+        self.cache.insert(key, (info, self.clock));
     }
 
     pub fn stats(&self) -> CacheStats {
@@ -175,10 +215,10 @@ impl CodeResolver {
         let mut out: Vec<Option<Result<Arc<CodeInfo>, CodeError>>> = vec![None; items.len()];
         let mut need_header = Vec::new();
         for (i, (code, checksum)) in items.iter().enumerate() {
-            match checksum.and_then(|c| self.cache.get(&CodeKey { pid, code: *code, checksum: c })) {
+            match checksum.and_then(|c| self.lookup(&CodeKey { pid, code: *code, checksum: c })) {
                 Some(info) => {
                     self.stats.hits += 1;
-                    out[i] = Some(Ok(info.clone()));
+                    out[i] = Some(Ok(info));
                 }
                 None => need_header.push(i),
             }
@@ -199,10 +239,10 @@ impl CodeResolver {
                 out[i] = Some(Err(CodeError::Stale(code)));
                 continue;
             }
-            match self.cache.get(&CodeKey { pid, code, checksum: header.checksum }) {
+            match self.lookup(&CodeKey { pid, code, checksum: header.checksum }) {
                 Some(info) => {
                     self.stats.hits += 1;
-                    out[i] = Some(Ok(info.clone()));
+                    out[i] = Some(Ok(info));
                 }
                 None => to_read.push((i, header)),
             }
@@ -218,7 +258,7 @@ impl CodeResolver {
         for ((code, header), info) in unique.iter().zip(infos) {
             if let Ok(info) = &info {
                 self.stats.misses += 1;
-                self.cache.insert(CodeKey { pid, code: *code, checksum: header.checksum }, info.clone());
+                self.insert(CodeKey { pid, code: *code, checksum: header.checksum }, info.clone());
             }
             for (i, h) in &to_read {
                 if items[*i].0 == *code && h.checksum == header.checksum {
@@ -466,6 +506,38 @@ mod tests {
         for (file, module) in cases {
             assert_eq!(module_name(file), module, "{file}");
         }
+    }
+
+    #[test]
+    fn the_cache_drops_its_least_recently_used_half_when_full() {
+        let info = |n: u32| {
+            Arc::new(CodeInfo {
+                module: "m".into(),
+                qualname: format!("f{n}"),
+                filename: "m.py".into(),
+                first_line: n,
+                linetable: vec![],
+                kind: LineTableKind::Locations,
+            })
+        };
+        let key = |n: u32| CodeKey { pid: 1, code: u64::from(n) * 64, checksum: n };
+        let mut resolver = CodeResolver::with_capacity(8);
+        for n in 0..8 {
+            resolver.insert(key(n), info(n));
+        }
+        // Use the oldest four again: the other four are now the least recent.
+        for n in 0..4 {
+            assert!(resolver.lookup(&key(n)).is_some());
+        }
+        resolver.insert(key(8), info(8));
+        assert_eq!(resolver.len(), 5);
+        for n in 0..4 {
+            assert_eq!(resolver.lookup(&key(n)).map(|i| i.first_line), Some(n), "recently used {n} kept");
+        }
+        for n in 4..8 {
+            assert!(resolver.lookup(&key(n)).is_none(), "{n} evicted");
+        }
+        assert!(resolver.lookup(&key(8)).is_some());
     }
 
     #[test]

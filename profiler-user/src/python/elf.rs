@@ -83,7 +83,9 @@ impl PyElf {
             .and_then(|s| s.data().ok())
             .is_some_and(|d| d.windows(9).any(|w| w == b"libpython"));
         if elf.runtime.is_some() {
-            elf.rodata_version = rodata_version(&file);
+            if elf.py_version.is_none() {
+                elf.rodata_version = rodata_version(&file);
+            }
             if let Some(eval) = elf.eval.clone() {
                 elf.cold = cold_range(&file, eval, cold_symbol);
             }

@@ -91,7 +91,12 @@ impl RemoteMemory {
         while start < requests.len() {
             let end = (start + IOV_MAX).min(requests.len());
             let batch = &mut requests[start..end];
-            let mut done = self.readv(batch).unwrap_or(0);
+            let mut done = match self.readv(batch) {
+                Ok(n) => n,
+                // Gone or forbidden: every other request fails the same way.
+                Err(err) if err.raw_os_error() != Some(libc::EFAULT) => return filled,
+                Err(_) => 0,
+            };
             let mut complete = 0;
             for (_, buf) in batch.iter() {
                 if done < buf.len() {
@@ -192,6 +197,22 @@ mod tests {
         assert_eq!(filled, [true, true]);
         assert_eq!((u64::from_ne_bytes(x), y), (a, b));
         assert_eq!(mem.syscalls(), 2);
+    }
+
+    #[test]
+    fn a_missing_process_fails_every_request_in_one_call() {
+        // Reaped, so its pid is free (and, right after, not reused).
+        let mut child = match std::process::Command::new("true").spawn() {
+            Ok(child) => child,
+            Err(err) => panic!("cannot run `true`: {err}"),
+        };
+        let pid = child.id();
+        let _ = child.wait();
+        let mem = RemoteMemory::new(pid);
+        let (mut x, mut y) = ([0u8; 8], [0u8; 8]);
+        assert_eq!(mem.read_many(&mut [(0x1000, &mut x[..]), (0x2000, &mut y[..])]), [false, false]);
+        assert_eq!(mem.syscalls(), 1);
+        assert!(mem.read_u64(0x1000).is_err_and(|e| e.process_gone()));
     }
 
     #[test]

@@ -34,7 +34,10 @@ use std::sync::Arc;
 
 use anyhow::Result;
 
-pub use code::{module_name, CacheStats, CodeError, CodeHeader, CodeInfo, CodeKey, CodeReader, CodeResolver, Types};
+pub use code::{
+    module_name, CacheStats, CodeError, CodeHeader, CodeInfo, CodeKey, CodeReader, CodeResolver, Types,
+    DEFAULT_CACHE_ENTRIES,
+};
 pub use layout::{offsets as layout_for_minor, MAX_MINOR, MIN_MINOR};
 pub use linetable::{line_for, LineTableKind};
 pub use memory::{ReadError, RemoteMemory};
@@ -47,6 +50,8 @@ pub struct ThreadDump {
     pub tid: Option<u32>,
     /// Innermost first.
     pub frames: Vec<DumpFrame>,
+    /// Why the stack could not be read (the thread exited meanwhile), if so.
+    pub error: Option<String>,
 }
 
 /// One named Python frame.
@@ -62,15 +67,17 @@ pub struct DumpFrame {
     pub code: Option<Arc<CodeInfo>>,
 }
 
-/// Every thread's Python stack, innermost frame first. Threads whose stack
-/// cannot be read (it changed mid-read, the thread exited) are left out;
+/// Every thread's Python stack, innermost frame first. A thread whose
+/// stack cannot be read (it exited meanwhile) is listed with the error;
 /// frames that cannot be named show as `[python: unreadable frame]`.
 pub fn dump(process: &PythonProcess, resolver: &mut CodeResolver) -> Result<Vec<ThreadDump>> {
     let threads = process.threads()?;
     let mut out = Vec::with_capacity(threads.len());
     for thread in &threads {
-        let Ok(frames) = process.stack(thread) else { continue };
-        out.push(ThreadDump { tid: thread.tid, frames: name_frames(process, resolver, &frames) });
+        out.push(match process.stack(thread) {
+            Ok(frames) => ThreadDump { tid: thread.tid, frames: name_frames(process, resolver, &frames), error: None },
+            Err(err) => ThreadDump { tid: thread.tid, frames: Vec::new(), error: Some(format!("{err:#}")) },
+        });
     }
     Ok(out)
 }
