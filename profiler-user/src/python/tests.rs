@@ -829,6 +829,9 @@ fn walking_twenty_frames_costs_one_read_per_frame() {
         // `_bootstrap_inner`, `_bootstrap`: 20 frames.
         let (proc, announced) = start_stacks(&interp, 14, false);
         let process = attach(proc.pid());
+        let start = Instant::now();
+        assert!(matches!(PythonProcess::detect(proc.pid()), Ok(Detection::Supported(_))));
+        let detect_time = start.elapsed();
         let threads = process.threads().expect("threads");
         let deep = *threads.iter().find(|t| t.tid == Some(announced["deep"].tid)).expect("deep");
         let mut resolver = CodeResolver::new();
@@ -868,7 +871,8 @@ fn walking_twenty_frames_costs_one_read_per_frame() {
             interp.label
         );
         eprintln!(
-            "{}: 20 frames: cold {cold_calls} syscalls {cold_time:?}, cached {cached_calls} syscalls {best:?}",
+            "{}: detect+attach {detect_time:?}; 20 frames: cold {cold_calls} syscalls {cold_time:?}, \
+             cached {cached_calls} syscalls {best:?}",
             interp.label
         );
     }
