@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod output;
 pub mod profile;
+pub mod python;
 pub mod record;
 pub mod retention;
 pub mod symbolize;
