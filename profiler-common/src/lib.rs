@@ -9,6 +9,8 @@
 
 use core::mem::size_of;
 
+pub mod python;
+
 /// Frames kept per stack. Matches the kernel's default
 /// `kernel.perf_event_max_stack`, so a stack of exactly this many frames was
 /// probably truncated (counted in [`Stat::UserStackTruncated`] /
@@ -360,4 +362,6 @@ mod pod {
     unsafe impl aya::Pod for super::OffCpuValue {}
     unsafe impl aya::Pod for super::AllocValue {}
     unsafe impl aya::Pod for super::Window {}
+    unsafe impl aya::Pod for super::python::PyOffsets {}
+    unsafe impl aya::Pod for super::python::PyProcInfo {}
 }

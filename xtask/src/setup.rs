@@ -20,7 +20,8 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("libcap2-bin", "setpriv/capsh for privilege tests"),
     ("linux-perf", "perf, for benchmarks"),
     ("nodejs", "the JIT perf-map symbolization test (`node --perf-basic-prof`)"),
-    ("binutils", "objcopy/readelf for the separate-debug-file symbolization test"),
+    ("binutils", "objcopy/readelf for the separate-debug-file symbolization test, objdump for the Python one"),
+    ("python3", "Debian's static CPython build for the Python stack tests (pyenv provides 3.6-3.13)"),
 ];
 
 /// Where Debian's llvm-22-dev lives; bpf-linker's build finds LLVM there.
