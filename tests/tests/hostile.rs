@@ -23,7 +23,6 @@
 //! [`stackwatch_tests::hostile::Tally`]); the closing line reads
 //! `hostile: N bad inputs rejected cleanly (…), M faults survived (…), data lost: K`.
 //! Cases are cheap (1–2 s captures), and one daemon serves many inputs.
-#![expect(unused_crate_dependencies, reason = "each test file uses some of the package's dependencies")]
 
 use std::ffi::OsString;
 use std::fs::{self, File};
