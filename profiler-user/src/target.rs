@@ -57,6 +57,11 @@ pub enum TargetError {
     NoSuchPid(Pid),
     #[error("pid {tid} is a thread of process {tgid}; profile the process with `--pid {tgid}`")]
     NotAProcess { tid: Tid, tgid: Pid },
+    #[error(
+        "process {pid} has exited (a zombie its parent, pid {parent}, has not reaped): it runs no more, \
+         so there is nothing to profile"
+    )]
+    Exited { pid: Pid, parent: Pid },
     #[error("no process name or command line matches `--name {0}` (check with `pgrep -af '{0}'`)")]
     NoMatch(String),
     #[error(
@@ -147,6 +152,9 @@ fn resolve_pids(pids: &[Pid]) -> Result<ResolvedTarget, TargetError> {
         };
         if let Some(tgid) = status::tgid(&text).filter(|&tgid| tgid != pid) {
             return Err(TargetError::NotAProcess { tid: Tid::new(pid.get()), tgid });
+        }
+        if let Some(s) = stat::read(pid).filter(|s| matches!(s.state, 'Z' | 'X')) {
+            return Err(TargetError::Exited { pid, parent: s.ppid });
         }
         unique.push(pid);
     }
@@ -534,6 +542,26 @@ mod tests {
         let err = TargetSpec::Pids(vec![Pid::new(4_194_305)]).resolve().unwrap_err();
         assert!(matches!(err, TargetError::NoSuchPid(p) if p == Pid::new(4_194_305)), "{err:?}");
         assert_eq!(err.to_string(), "no process with pid 4194305 is running");
+    }
+
+    #[test]
+    fn zombie_is_refused_and_not_running() {
+        let mut child = std::process::Command::new("true").spawn().expect("spawn true");
+        let pid = Pid::new(child.id());
+        // Not reaped yet: a zombie once it has exited.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while stat::read(pid).map(|s| s.state) != Some('Z') {
+            assert!(std::time::Instant::now() < deadline, "pid {pid} never became a zombie");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!process::is_running(pid));
+        let err = TargetSpec::Pids(vec![pid]).resolve().unwrap_err();
+        assert!(
+            matches!(err, TargetError::Exited { pid: p, parent } if p == pid && parent == Pid::current()),
+            "{err:?}"
+        );
+        assert!(err.to_string().starts_with(&format!("process {pid} has exited (a zombie")), "{err}");
+        child.wait().expect("reap");
     }
 
     #[test]

@@ -36,6 +36,26 @@ pub(crate) const MIN_COOLDOWN: Duration = Duration::from_secs(1);
 pub(crate) const MIN_CTL_TIMEOUT: Duration = Duration::from_millis(100);
 pub(crate) const MAX_CTL_TIMEOUT: Duration = Duration::from_secs(3600);
 
+/// The items of a comma-separated list option (`--formats`, `--profiles`,
+/// a config file's lists), each trimmed of surrounding whitespace as every
+/// number and word stackwatch reads is. An empty item (`pprof,,svg`, `cpu,`,
+/// an empty value) is refused, never skipped: it is a typo or an unset
+/// shell variable, and every list option treats it the same way.
+/// `expected` completes "expected …", e.g. "profile kinds such as `cpu,offcpu`".
+pub(crate) fn list_items<'a>(text: &'a str, expected: &str) -> Result<Vec<&'a str>, String> {
+    let items: Vec<&str> = text.split(',').map(str::trim).collect();
+    if items.iter().any(|item| item.is_empty()) {
+        return Err(empty_item(expected));
+    }
+    Ok(items)
+}
+
+/// The error for an empty item of a comma-separated list, for parsers that
+/// see one item at a time (clap's `value_delimiter`).
+pub(crate) fn empty_item(expected: &str) -> String {
+    format!("the list has an empty item (a comma too many, or no value); expected {expected}")
+}
+
 /// Parses a positive human duration: `500ms`, `30s`, `3m`, `1h`, `1h 30m`.
 ///
 /// Units are humantime's (`ms`, `s`/`sec`, `m`/`min`, `h`, `d`, …). A bare
@@ -254,6 +274,18 @@ mod tests {
             ("99999999999999999999999999999999999999999", "the size is too large"),
         ] {
             assert_eq!(parse_size(input).unwrap_err(), expected, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn list_items_refuse_empty_items() {
+        assert_eq!(list_items("pprof, svg ", "formats"), Ok(vec!["pprof", "svg"]));
+        for text in ["", " ", ",", "pprof,,svg", "cpu,", ",cpu", "cpu, ,offcpu"] {
+            let err = list_items(text, "formats").unwrap_err();
+            assert!(
+                err.starts_with("the list has an empty item") && err.ends_with("expected formats"),
+                "{text:?}: {err}"
+            );
         }
     }
 }

@@ -26,6 +26,7 @@
 mod build;
 pub mod capture;
 pub mod daemon;
+pub mod hostile;
 mod pprof;
 mod process;
 pub mod profwork;

@@ -270,8 +270,15 @@ fn parse_max_captures(s: &str) -> Result<usize, String> {
     }
 }
 
-/// `--name`: a regex, with regex's multi-line diagnostic cut to its last line.
-fn parse_regex(s: &str) -> Result<Regex, String> {
+/// `--name`: a regex, with regex's multi-line diagnostic cut to its last
+/// line. An empty pattern would match every process: refused, most likely
+/// an unset shell variable (`--name "$SERVICE"`).
+pub(crate) fn parse_regex(s: &str) -> Result<Regex, String> {
+    if s.is_empty() {
+        return Err("an empty pattern matches every process; give (part of) a process name, \
+                    or leave out --name to profile the whole host"
+            .to_owned());
+    }
     Regex::new(s).map_err(|e| {
         let text = e.to_string();
         let reason = text.lines().rev().find_map(|l| l.strip_prefix("error: ")).unwrap_or(&text).to_owned();
@@ -280,6 +287,9 @@ fn parse_regex(s: &str) -> Result<Regex, String> {
 }
 
 fn parse_pid(s: &str) -> Result<Pid, String> {
+    if s.trim().is_empty() {
+        return Err(crate::units::empty_item("process ids separated by commas, e.g. `1234,5678`"));
+    }
     match s.trim().parse::<u32>() {
         Ok(0) => Err("0 is not a process id; process ids start at 1".to_owned()),
         Ok(pid) => Ok(Pid::new(pid)),
@@ -451,6 +461,26 @@ mod tests {
             (
                 &["record", "--name", "(unclosed"],
                 "error: invalid value '(unclosed' for '--name <REGEX>': not a valid regular expression: unclosed group",
+            ),
+            (
+                &["record", "--name", ""],
+                "error: invalid value '' for '--name <REGEX>': an empty pattern matches every process; give (part of) \
+                 a process name, or leave out --name to profile the whole host",
+            ),
+            (
+                &["record", "--pid", "1,,2"],
+                "error: invalid value '' for '--pid <PID>': the list has an empty item (a comma too many, or no \
+                 value); expected process ids separated by commas, e.g. `1234,5678`",
+            ),
+            (
+                &["record", "--profiles", "cpu,"],
+                "error: invalid value '' for '--profiles <KINDS>': the list has an empty item (a comma too many, or \
+                 no value); expected profile kinds separated by commas, e.g. `cpu,offcpu`",
+            ),
+            (
+                &["ctl", "start", "--profiles", "cpu,,offcpu"],
+                "error: invalid value 'cpu,,offcpu' for '--profiles <KINDS>': the list has an empty item (a comma \
+                 too many, or no value); expected profile kinds separated by commas, e.g. `cpu,offcpu`",
             ),
             (
                 &["record", "--profiles", "cpu,gpu"],

@@ -22,7 +22,7 @@ use crate::{
     config::RecordConfig,
     kinds,
     pipeline::{self, Session},
-    profile::capture::{CaptureInfo, TargetInfo, Trigger},
+    profile::capture::{CaptureInfo, FinishedCapture, TargetInfo, Trigger},
     profile::ProfileKind,
     sink::{dir, files, DirSink, FailedFile, Sink as _, Written},
     symbolize::Symbolizer,
@@ -95,6 +95,10 @@ pub async fn run(args: &RecordArgs) -> Result<()> {
     // A failed write still gets the summary: the top functions are all
     // that is left of the capture then.
     let writing = Instant::now();
+    // The directory may have been removed or renamed since the start (a
+    // cleanup cron, an operator); make it again rather than lose the
+    // capture. If that fails, the write below says why.
+    let _ = std::fs::create_dir_all(&out_dir);
     let written = sink.write(&capture).unwrap_or_else(|e| Written {
         paths: Vec::new(),
         failed: vec![FailedFile { path: out_dir.clone(), reason: format!("{e:#}") }],
@@ -102,6 +106,45 @@ pub async fn run(args: &RecordArgs) -> Result<()> {
     debug!(elapsed_ms = writing.elapsed().as_millis() as u64, "written");
     let info = &capture.info;
 
+    // A summary that cannot be printed (stdout a full disk, a closed pipe)
+    // loses nothing: the files are written. Said after the files' own
+    // errors, which matter more.
+    let printed = print_summary(&written, &capture, &config.profiles, window.duration());
+    // The probes count nothing any more; this only keeps the process
+    // around until the kernel has let go of them.
+    if let Err(e) = detaching.wait() {
+        warn!("{e:#}");
+    }
+    if let Some(e) = written.error() {
+        if let Err(e) = printed {
+            warn!("cannot print the summary to standard output: {e}");
+        }
+        return Err(e.context(format!("failed to write the capture to `{}`", out_dir.display())));
+    }
+    if let Err(e) = printed {
+        let target = std::fs::read_link("/proc/self/fd/1").map(|p| format!(" (`{}`)", p.display())).unwrap_or_default();
+        anyhow::bail!(
+            "cannot print the summary to standard output{target}: {e}; the capture is written: {} files in `{}`",
+            written.paths.len(),
+            out_dir.display()
+        );
+    }
+    if config.profiles.contains(&ProfileKind::Cpu) {
+        check_not_silently_empty(info)
+    } else {
+        Ok(())
+    }
+}
+
+/// The paths written, what could not be written, the sample count and the
+/// top functions of each profile, on standard output.
+fn print_summary(
+    written: &Written,
+    capture: &FinishedCapture,
+    profiles: &[ProfileKind],
+    span: Duration,
+) -> std::io::Result<()> {
+    let info = &capture.info;
     let mut stdout = std::io::stdout().lock();
     if !written.paths.is_empty() {
         writeln!(stdout, "wrote:")?;
@@ -115,8 +158,8 @@ pub async fn run(args: &RecordArgs) -> Result<()> {
     for failed in &written.failed {
         writeln!(stdout, "  {}", failed.reason)?;
     }
-    let span = humantime::format_duration(round_ms(window.duration()));
-    if config.profiles.contains(&ProfileKind::Cpu) {
+    let span = humantime::format_duration(round_ms(span));
+    if profiles.contains(&ProfileKind::Cpu) {
         writeln!(stdout, "{} samples collected, {} lost, over {span}", info.samples_collected, info.samples_lost)?;
     } else {
         writeln!(stdout, "captured {span}")?;
@@ -128,20 +171,7 @@ pub async fn run(args: &RecordArgs) -> Result<()> {
         writeln!(stdout, "\ntop functions ({}):", profile.kind)?;
         write!(stdout, "{}", crate::profile::report::format_top_table(profile, 10))?;
     }
-    drop(stdout);
-    // The probes count nothing any more; this only keeps the process
-    // around until the kernel has let go of them.
-    if let Err(e) = detaching.wait() {
-        warn!("{e:#}");
-    }
-    if let Some(e) = written.error() {
-        return Err(e.context(format!("failed to write the capture to `{}`", out_dir.display())));
-    }
-    if config.profiles.contains(&ProfileKind::Cpu) {
-        check_not_silently_empty(info)
-    } else {
-        Ok(())
-    }
+    stdout.flush()
 }
 
 /// An empty capture of a target that used CPU means sampling is broken on
@@ -178,8 +208,19 @@ async fn wait_for_end(
     started: Instant,
 ) -> EndReason {
     let deadline = tokio::time::Instant::from_std(started + config.duration);
-    let (mut sigint, mut sigterm) = match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
-        (Ok(i), Ok(t)) => (i, t),
+    // SIGHUP (a closed terminal or ssh session) ends the recording like
+    // Ctrl-C, and SIGUSR1/SIGUSR2 (`kill -USR2 $(pidof stackwatch)` meant
+    // for a `watch` daemon) are ignored: their default action would kill
+    // `record` and lose what it collected.
+    let signals = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+        signal(SignalKind::user_defined1()),
+        signal(SignalKind::user_defined2()),
+    );
+    let (mut sigint, mut sigterm, mut sighup, mut sigusr1, mut sigusr2) = match signals {
+        (Ok(i), Ok(t), Ok(h), Ok(u1), Ok(u2)) => (i, t, h, u1, u2),
         _ => {
             warn!("cannot install signal handlers; Ctrl-C will stop without writing");
             tokio::time::sleep_until(deadline).await;
@@ -194,6 +235,9 @@ async fn wait_for_end(
             _ = tokio::time::sleep_until(deadline) => break EndReason::Duration,
             _ = sigint.recv() => break EndReason::Signal("SIGINT"),
             _ = sigterm.recv() => break EndReason::Signal("SIGTERM"),
+            _ = sighup.recv() => break EndReason::Signal("SIGHUP"),
+            _ = sigusr1.recv() => info!("SIGUSR1 ignored: `record` has nothing to toggle; Ctrl-C or SIGTERM ends it early"),
+            _ = sigusr2.recv() => info!("SIGUSR2 ignored: `record` has nothing to toggle; Ctrl-C or SIGTERM ends it early"),
             _ = ticker.tick() => {
                 ticks += 1;
                 if !session.tick(loader, symbolizer, &config.target, &target.pids) {

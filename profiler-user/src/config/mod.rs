@@ -220,7 +220,7 @@ fn file_target(file: &WatchFile, bad: &dyn Fn(&str, String) -> UsageError) -> Re
         return Ok(TargetSpec::Pids(pids.into_iter().map(Pid::new).collect()));
     }
     if let Some(name) = &file.name {
-        let re = regex::Regex::new(name).map_err(|e| bad("name", format!("not a valid regular expression: {e}")))?;
+        let re = crate::cli::parse_regex(name).map_err(|e| bad("name", e))?;
         return Ok(TargetSpec::Name(re));
     }
     if let Some(cgroup) = &file.cgroup {
@@ -361,9 +361,14 @@ mod tests {
         assert!(msg("retain = \"lots\"").starts_with("invalid `retain`"));
         assert!(msg("retain = 0").contains("greater than zero"));
         assert!(msg("formats = \"png\"").contains("unknown output format `png`"));
+        for list in ["formats = \"pprof,,svg\"", "formats = [\"pprof\", \"\"]", "formats = []", "profiles = \"cpu,\""] {
+            assert!(msg(list).contains("the list has an empty item"), "{list}: {}", msg(list));
+        }
+        assert!(msg("name = \"\"").contains("an empty pattern matches every process"));
         assert!(msg("pid = 1\nname = \"x\"").contains("more than one target"));
         assert!(msg("pid = 0").starts_with("invalid `pid`"));
-        assert!(msg("name = \"(\"").contains("not a valid regular expression"));
+        let regex = msg("name = \"(\"");
+        assert!(regex.ends_with("not a valid regular expression: unclosed group") && !regex.contains('\n'), "{regex}");
         let flag = Cli::try_parse_from(["stackwatch", "watch", "--capture-duration", "25h"]).unwrap_err();
         assert!(flag.to_string().contains("captures are limited to 1day"), "{flag}");
         assert!(msg("capture-duration = \"18446744073709551615s\"").contains("captures are limited to 1day"));
@@ -443,5 +448,9 @@ mod tests {
         assert_eq!(c.formats, Formats { pprof: true, svg: true, folded: true });
         let err = config(&["--formats", "png"]).unwrap_err();
         assert!(err.0.starts_with("invalid value `png` for `--formats`: "), "{err}");
+        // An empty item is refused like `--profiles cpu,` and `--pid 1,,2`.
+        let err = config(&["--formats", "pprof,,svg"]).unwrap_err();
+        assert!(err.0.starts_with("invalid value `pprof,,svg` for `--formats`: the list has an empty item"), "{err}");
+        assert_eq!(config(&["--formats", " pprof , svg "]).unwrap().formats, Formats::default());
     }
 }

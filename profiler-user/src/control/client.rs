@@ -100,9 +100,23 @@ fn request_once(control: &Path, command: Command, timeout: Duration) -> anyhow::
             socket.display()
         ));
     }
-    let reply: Reply = serde_json::from_str(&raw)
-        .with_context(|| format!("the daemon at `{}` sent an answer ctl cannot read: `{raw}`", socket.display()))?;
+    let reply: Reply = serde_json::from_str(&raw).with_context(|| {
+        format!("the daemon at `{}` sent an answer ctl cannot read: `{}`", socket.display(), clip(&raw))
+    })?;
     Ok((raw, reply))
+}
+
+/// Cuts an answer ctl cannot read to what an error line can show: a
+/// broken or foreign server may send up to [`MAX_REPLY`] bytes of anything.
+fn clip(raw: &str) -> String {
+    const MAX_CHARS: usize = 200;
+    let mut chars = raw.chars();
+    let mut shown: String = chars.by_ref().take(MAX_CHARS).collect();
+    let rest = chars.count();
+    if rest > 0 {
+        shown.push_str(&format!("… ({rest} more characters)"));
+    }
+    shown
 }
 
 /// One sentence for each way of finding no daemon.
@@ -154,6 +168,24 @@ mod tests {
         drop(UnixListener::bind(socket_path(&control)).unwrap());
         let err = request(&control, Command::Status, Duration::from_secs(1)).unwrap_err().to_string();
         assert!(err.contains("left over from a daemon that is gone"), "{err}");
+    }
+
+    #[test]
+    fn an_unreadable_answer_is_shown_clipped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let control = tmp.path().join("control");
+        let listener = UnixListener::bind(socket_path(&control)).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut line = [0u8; 16];
+            let _ = conn.read(&mut line).unwrap();
+            let _ = conn.write_all(&vec![b'x'; 4 << 20]);
+        });
+        let err = format!("{:#}", request(&control, Command::Status, Duration::from_secs(5)).unwrap_err());
+        server.join().unwrap();
+        assert!(err.contains("sent an answer ctl cannot read: `xxx"), "{err}");
+        assert!(err.contains("… (1048376 more characters)`"), "{}", &err[err.len().saturating_sub(200)..]);
+        assert!(err.len() < 1000, "{} bytes", err.len());
     }
 
     #[test]

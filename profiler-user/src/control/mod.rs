@@ -212,6 +212,19 @@ impl LineSplitter {
         }
     }
 
+    /// Drops the unfinished line, if any (its writer is gone: the next
+    /// writer's bytes must not be joined to it), and leaves an overlong one.
+    /// Returns the bytes dropped, `None` when no line was unfinished.
+    pub(crate) fn drop_partial(&mut self) -> Option<Vec<u8>> {
+        let discarding = std::mem::take(&mut self.discarding);
+        (discarding || !self.buf.is_empty()).then(|| std::mem::take(&mut self.buf))
+    }
+
+    /// Whether bytes of a line without its newline yet were pushed.
+    pub(crate) fn has_partial(&self) -> bool {
+        self.discarding || !self.buf.is_empty()
+    }
+
     /// Bytes held for an unfinished line (for tests: never above [`MAX_LINE`]).
     #[cfg(test)]
     pub(crate) fn buffered(&self) -> usize {
@@ -419,6 +432,24 @@ mod tests {
             splitter.push(chunk, |r| out.push(r.map(<[u8]>::to_vec)));
         }
         out
+    }
+
+    #[test]
+    fn a_dropped_partial_line_is_not_joined_to_the_next() {
+        let mut splitter = LineSplitter::new();
+        let mut out = Vec::new();
+        splitter.push(b"bogus", |r| out.push(r.map(<[u8]>::to_vec)));
+        assert!(out.is_empty() && splitter.has_partial());
+        assert_eq!(splitter.drop_partial(), Some(b"bogus".to_vec()));
+        assert!(!splitter.has_partial() && splitter.drop_partial().is_none());
+        splitter.push(b"status\n", |r| out.push(r.map(<[u8]>::to_vec)));
+        assert_eq!(out, vec![Ok(b"status".to_vec())]);
+        // The rest of an overlong line is no longer waited for either.
+        out.clear();
+        splitter.push(&vec![b'x'; MAX_LINE + 1], |r| out.push(r.map(<[u8]>::to_vec)));
+        assert_eq!(splitter.drop_partial(), Some(Vec::new()));
+        splitter.push(b"stop\n", |r| out.push(r.map(<[u8]>::to_vec)));
+        assert_eq!(out, vec![Err(ParseError::TooLong), Ok(b"stop".to_vec())]);
     }
 
     #[test]

@@ -92,7 +92,7 @@ impl Session {
                 }
                 true
             }
-            TargetSpec::Pids(_) => pids.iter().any(|&p| process::exists(p)),
+            TargetSpec::Pids(_) => pids.iter().any(|&p| process::is_running(p)),
             TargetSpec::Cgroup(_) | TargetSpec::Host => true,
         }
     }

@@ -23,6 +23,13 @@ pub(crate) fn exists(pid: Pid) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// Whether process `pid` still runs: it exists and is not a zombie. A
+/// process that exited but was not reaped (its parent does not `wait`)
+/// keeps its `/proc/<pid>` until reaped, but never runs again.
+pub(crate) fn is_running(pid: Pid) -> bool {
+    super::stat::read(pid).is_some_and(|s| !matches!(s.state, 'Z' | 'X'))
+}
+
 /// The processes listed in `/proc` now, in listing order; `None` when it
 /// cannot be read.
 pub(crate) fn all_pids() -> Option<Vec<Pid>> {
@@ -55,6 +62,7 @@ mod tests {
     fn own_process() {
         let me = Pid::current();
         assert!(exists(me) && !exists(Pid::new(u32::MAX)));
+        assert!(is_running(me) && !is_running(Pid::new(u32::MAX)));
         assert!(comm(me).is_some_and(|c| !c.is_empty() && !c.ends_with('\n')));
         assert!(command_line(me).is_some_and(|c| !c.contains('\0')));
         assert!(all_pids().is_some_and(|pids| pids.contains(&me)));

@@ -1,6 +1,8 @@
 //! The encodings a profile is written in, and which of them an operator
 //! asked for (`--formats`).
 
+use crate::units::list_items;
+
 /// Which file formats to write for each profile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Formats {
@@ -18,19 +20,16 @@ impl Default for Formats {
 impl Formats {
     /// Parses a comma-separated list such as `pprof,svg,folded`. The list
     /// replaces the default rather than adding to it; `flamegraph` is accepted
-    /// for `svg`.
+    /// for `svg`; an empty item is refused (see [`list_items`]).
     pub(crate) fn parse(list: &str) -> Result<Formats, String> {
         let mut formats = Formats { pprof: false, svg: false, folded: false };
-        for word in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        for word in list_items(list, "pprof, svg or folded, separated by commas, e.g. `pprof,svg`")? {
             match word.to_ascii_lowercase().as_str() {
                 "pprof" => formats.pprof = true,
                 "svg" | "flamegraph" => formats.svg = true,
                 "folded" => formats.folded = true,
                 _ => return Err(format!("unknown output format `{word}` (expected pprof, svg or folded)")),
             }
-        }
-        if formats == (Formats { pprof: false, svg: false, folded: false }) {
-            return Err("no output format given (expected pprof, svg or folded)".to_owned());
         }
         Ok(formats)
     }
@@ -69,7 +68,9 @@ mod tests {
         assert_eq!(Formats::parse("PPROF,flamegraph"), Ok(Formats { pprof: true, svg: true, folded: false }));
         let err = Formats::parse("pprof,png").unwrap_err();
         assert!(err.contains("`png`"), "{err}");
-        assert!(Formats::parse("").is_err());
-        assert!(Formats::parse(",").is_err());
+        for list in ["", ",", "pprof,,svg", "pprof,", " , svg"] {
+            let err = Formats::parse(list).unwrap_err();
+            assert!(err.starts_with("the list has an empty item"), "{list:?}: {err}");
+        }
     }
 }

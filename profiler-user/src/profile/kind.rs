@@ -44,10 +44,16 @@ impl fmt::Display for ProfileKind {
     }
 }
 
+/// What a list of profile kinds holds, for its errors.
+pub(crate) const KINDS_EXPECTED: &str = "profile kinds separated by commas, e.g. `cpu,offcpu`";
+
 /// Parses one kind word: `cpu`, `offcpu` (`off-cpu`) or `memory` (`mem`),
-/// in any case.
+/// in any case. An empty word is an empty item of a list.
 pub(crate) fn parse_kind(word: &str) -> Result<ProfileKind, String> {
     let word = word.trim().to_ascii_lowercase();
+    if word.is_empty() {
+        return Err(crate::units::empty_item(KINDS_EXPECTED));
+    }
     if let Some(kind) = ProfileKind::ALL.into_iter().find(|k| k.words().contains(&word.as_str())) {
         return Ok(kind);
     }
@@ -73,10 +79,7 @@ impl ProfileSet {
     /// an empty list or item is refused.
     pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let mut set = Self::default();
-        for word in text.split(',') {
-            if word.trim().is_empty() {
-                return Err("expected profile kinds separated by commas, e.g. `cpu,offcpu`".to_owned());
-            }
+        for word in crate::units::list_items(text, KINDS_EXPECTED)? {
             set.insert(parse_kind(word)?);
         }
         Ok(set)

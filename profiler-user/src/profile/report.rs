@@ -359,8 +359,16 @@ pub(crate) fn format_value(value: i64, unit: &str) -> String {
         _ => return format!("{} {unit}", group_thousands(value)),
     };
     let magnitude = value.unsigned_abs() as f64;
-    let (scale, suffix) =
-        scales.iter().copied().find(|&(scale, _)| magnitude >= scale).unwrap_or(scales[scales.len() - 1]);
+    let mut unit_index = scales.iter().position(|&(scale, _)| magnitude >= scale).unwrap_or(scales.len() - 1);
+    // Rounding to two decimals may reach the next unit (999.999ms is
+    // `1000.00ms`): carry, as `1.00s`.
+    if let Some(index) = unit_index.checked_sub(1) {
+        let hundredths = (magnitude / scales[unit_index].0 * 100.0).round();
+        if hundredths >= scales[index].0 / scales[unit_index].0 * 100.0 {
+            unit_index = index;
+        }
+    }
+    let (scale, suffix) = scales[unit_index];
     let scaled = value as f64 / scale;
     if scaled.fract() == 0.0 {
         format!("{scaled:.0}{suffix}")
@@ -612,5 +620,18 @@ mod tests {
         assert_eq!(format_value(1536 * 1024, "bytes"), "1.50MiB");
         assert_eq!(format_value(2970, "count"), "2,970");
         assert_eq!(format_value(5, "requests"), "5 requests");
+    }
+
+    #[test]
+    fn rounding_carries_to_the_next_unit() {
+        assert_eq!(format_value(999_999_990, "nanoseconds"), "1.00s");
+        assert_eq!(format_value(-999_999_990, "nanoseconds"), "-1.00s");
+        assert_eq!(format_value(999_995, "nanoseconds"), "1.00ms");
+        assert_eq!(format_value(999_994, "nanoseconds"), "999.99us");
+        assert_eq!(format_value(999_990_000, "nanoseconds"), "999.99ms");
+        assert_eq!(format_value(1024 * 1024 - 1, "bytes"), "1.00MiB");
+        assert_eq!(format_value(1024 * 1024 - 6, "bytes"), "1023.99KiB");
+        assert_eq!(format_value(1_099_511_627_775, "bytes"), "1.00TiB");
+        assert_eq!(format_value(1_000_000_000, "nanoseconds"), "1s");
     }
 }

@@ -52,7 +52,15 @@ impl Sink for DirSink {
 /// Fails early, before anything is loaded, when `dir` cannot take files:
 /// creates it if missing.
 pub(crate) fn check_output_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create output directory `{}`", dir.display()))?;
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        // On a path that exists but cannot be followed (a symlink loop or a
+        // dangling link) mkdir says only "File exists"; stat says why.
+        let cause = match std::fs::metadata(dir) {
+            Err(stat) if e.kind() == std::io::ErrorKind::AlreadyExists => stat,
+            _ => e,
+        };
+        return Err(anyhow::Error::new(cause).context(format!("cannot create output directory `{}`", dir.display())));
+    }
     let meta = std::fs::metadata(dir).with_context(|| format!("cannot use output directory `{}`", dir.display()))?;
     if !meta.is_dir() {
         anyhow::bail!("output directory `{}` is not a directory", dir.display());
@@ -83,6 +91,10 @@ impl Planned {
     }
 }
 
+/// Longest wait for another stackwatch writing into the same directory
+/// (see [`OutputDir::lock`]); a write takes well under a second.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Writes every file of one capture into `dir`.
 /// `owner`: Some((uid, gid)) → fchown each file to it (used for SUDO_UID/SUDO_GID).
 ///
@@ -109,6 +121,9 @@ pub(crate) fn write_capture(
     // An empty `--output-dir` value means the current directory.
     let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
     let out = OutputDir::open(dir)?;
+    // Held until `out` is dropped: choosing the suffix and linking the files
+    // under it is one step for other stackwatch writers of this directory.
+    out.lock(LOCK_WAIT);
 
     let base = file_base(&info.target);
     let timestamp = UtcTime::from_system(info.start).compact();
@@ -399,6 +414,49 @@ mod tests {
             .into_result()
             .unwrap();
         assert!(names(&third).iter().all(|n| n.contains("T123000Z-3.")), "{third:?}");
+    }
+
+    #[test]
+    fn captures_written_at_once_into_one_directory_all_get_their_names() {
+        // Processes or threads writing captures of the same name and second
+        // at the same moment: each must end with a whole capture under its
+        // own suffix, none may lose a file to another's race.
+        for _ in 0..20 {
+            let tmp = tempfile::tempdir().unwrap();
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let writers: Vec<_> = (0..4)
+                .map(|_| {
+                    let (dir, barrier) = (tmp.path().to_owned(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        write_capture(&dir, &host_info(), &[sample_profile()], Formats::default(), None)
+                            .unwrap()
+                            .into_result()
+                            .unwrap()
+                    })
+                })
+                .collect();
+            let mut suffixes: Vec<String> = writers
+                .into_iter()
+                .map(|w| {
+                    let paths = w.join().unwrap();
+                    assert_eq!(paths.len(), 3, "{paths:?}");
+                    let manifest = names(&paths)[2].clone();
+                    manifest.trim_start_matches("host-capture-20261126T123000Z").to_owned()
+                })
+                .collect();
+            suffixes.sort();
+            assert_eq!(suffixes, ["-1.json", "-2.json", "-3.json", ".json"]);
+        }
+    }
+
+    #[test]
+    fn a_symlink_loop_as_output_dir_says_so() {
+        let tmp = tempfile::tempdir().unwrap();
+        let looped = tmp.path().join("loop");
+        std::os::unix::fs::symlink(&looped, &looped).unwrap();
+        let err = format!("{:#}", check_output_dir(&looped).unwrap_err());
+        assert!(err.contains("symbolic links") && !err.contains("exists"), "{err}");
     }
 
     #[test]

@@ -66,6 +66,41 @@ impl OutputDir {
         &self.path
     }
 
+    /// Takes the directory's write lock (`flock` on its descriptor, released
+    /// when this `OutputDir` is dropped), so stackwatch processes writing
+    /// into one directory pick their names one after the other: two captures
+    /// of the same name and second would otherwise both find the same suffix
+    /// free, and one would lose the race for every file. Waits at most
+    /// `wait`: anyone who can read the directory can hold such a lock, so
+    /// past that (or where locks are unsupported) the write goes ahead
+    /// unlocked, where a lost race fails a file rather than replace one.
+    /// Returns whether the lock is held.
+    pub(crate) fn lock(&self, wait: Duration) -> bool {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            // SAFETY: flock on a directory fd we own.
+            if unsafe { libc::flock(self.fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return true;
+            }
+            let err = io::Error::last_os_error();
+            let busy = matches!(err.raw_os_error(), Some(libc::EWOULDBLOCK) | Some(libc::EINTR));
+            if !busy || std::time::Instant::now() >= deadline {
+                log::warn!(
+                    "writing into `{}` without its lock ({}); a capture named like another written at the same \
+                     moment may lose files",
+                    self.path.display(),
+                    if busy {
+                        format!("still held by another process after {}", humantime::format_duration(wait))
+                    } else {
+                        err.to_string()
+                    }
+                );
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Whether anything (including a dangling symlink) has this name.
     pub(crate) fn exists(&self, name: &str) -> anyhow::Result<bool> {
         let c_name = file_name_cstring(name)?;

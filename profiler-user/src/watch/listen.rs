@@ -41,6 +41,13 @@ pub(super) const CLIENT_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time the daemon spends writing a reply to a client that does not read.
 const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Age after which the unfinished line on the control FIFO is dropped: its
+/// writer is gone (`echo`, `printf` write a whole line at once). The daemon
+/// holds the FIFO read-write, so a writer's close is never seen as such;
+/// without this, `printf start > control` followed by `echo status >
+/// control` would be read as `startstatus`.
+const PARTIAL_LINE_MAX_AGE: Duration = Duration::from_secs(1);
+
 /// At most this many warnings about bad FIFO lines per [`WARN_WINDOW`].
 const WARN_BURST: u32 = 5;
 const WARN_WINDOW: Duration = Duration::from_secs(10);
@@ -90,8 +97,22 @@ pub(super) async fn read_fifo(fd: OwnedFd, path: PathBuf, tx: mpsc::Sender<Reque
     let mut splitter = LineSplitter::new();
     let mut limiter = WarnLimiter::new();
     let mut buf = vec![0u8; 8192];
+    // When the unfinished line last grew.
+    let mut partial_since: Option<Instant> = None;
     loop {
-        let n = match receiver.read(&mut buf).await {
+        let read = match partial_since {
+            None => Ok(receiver.read(&mut buf).await),
+            Some(since) => {
+                let deadline = tokio::time::Instant::from_std(since + PARTIAL_LINE_MAX_AGE);
+                tokio::time::timeout_at(deadline, receiver.read(&mut buf)).await
+            }
+        };
+        let Ok(read) = read else {
+            partial_since = None;
+            drop_partial(&mut splitter, &path, &mut limiter);
+            continue;
+        };
+        let n = match read {
             Ok(0) => {
                 // Only possible if the write side were closed; never spin.
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -107,6 +128,7 @@ pub(super) async fn read_fifo(fd: OwnedFd, path: PathBuf, tx: mpsc::Sender<Reque
         };
         let mut lines = Vec::new();
         splitter.push(&buf[..n], |line| lines.push(line.and_then(parse_command)));
+        partial_since = splitter.has_partial().then(Instant::now);
         for line in lines {
             match line {
                 Ok(command) => {
@@ -125,6 +147,28 @@ pub(super) async fn read_fifo(fd: OwnedFd, path: PathBuf, tx: mpsc::Sender<Reque
             }
         }
     }
+}
+
+/// Drops the FIFO's unfinished line, saying so in one (rate-limited) line.
+fn drop_partial(splitter: &mut LineSplitter, path: &std::path::Path, limiter: &mut WarnLimiter) {
+    let Some(bytes) = splitter.drop_partial() else { return };
+    if !limiter.allow() {
+        return;
+    }
+    let what = if bytes.is_empty() {
+        "the end of an overlong line".to_owned()
+    } else {
+        let text = String::from_utf8_lossy(&bytes);
+        let shown: String = text.chars().take(40).collect();
+        let more = if text.chars().count() > 40 { "…" } else { "" };
+        format!("`{}{more}`", shown.escape_debug())
+    };
+    warn!(
+        "dropped {what} written to the control FIFO `{}` without a newline; end each command with one \
+         (`echo stop > {}`)",
+        path.display(),
+        path.display()
+    );
 }
 
 /// Accepts `ctl` connections until the task is aborted.
@@ -188,11 +232,12 @@ pub(super) async fn serve_socket(listener: UnixListener, tx: mpsc::Sender<Reques
 /// is read first: closing a socket with unread data resets the connection,
 /// and the client would see `Connection reset by peer` instead of the answer.
 async fn answer_busy(stream: UnixStream) {
-    let (read, write) = stream.into_split();
-    if tokio::time::timeout(CLIENT_READ_TIMEOUT, read_line(read)).await.is_err() {
+    let (mut read, write) = stream.into_split();
+    if tokio::time::timeout(CLIENT_READ_TIMEOUT, read_line(&mut read)).await.is_err() {
         debug!("a ctl client told `busy` sent no command");
     }
     send_reply(write, &busy()).await;
+    discard_queued(&read);
 }
 
 /// The answer to a request over [`MAX_CLIENTS`].
@@ -207,8 +252,8 @@ fn busy() -> Reply {
 
 /// One request, one reply line, then the connection closes.
 async fn serve_client(stream: UnixStream, tx: mpsc::Sender<Request>) {
-    let (read, write) = stream.into_split();
-    let reply = match tokio::time::timeout(CLIENT_READ_TIMEOUT, read_line(read)).await {
+    let (mut read, write) = stream.into_split();
+    let reply = match tokio::time::timeout(CLIENT_READ_TIMEOUT, read_line(&mut read)).await {
         Err(_) => refusal(format!("no command received within {}", humantime::format_duration(CLIENT_READ_TIMEOUT))),
         Ok(Err(e)) => refusal(format!("failed to read the command: {e}")),
         Ok(Ok(line)) => {
@@ -223,6 +268,23 @@ async fn serve_client(stream: UnixStream, tx: mpsc::Sender<Request>) {
         }
     };
     send_reply(write, &reply).await;
+    discard_queued(&read);
+}
+
+/// Drops what the client sent beyond the line that was read (the rest of
+/// an overlong line, a second line) and is already queued: closing a unix
+/// socket with unread data resets the connection, and the client would get
+/// `Connection reset by peer` instead of the answer sent just before. Never
+/// waits: a client that keeps sending gets the reset.
+fn discard_queued(read: &tokio::net::unix::OwnedReadHalf) {
+    let mut buf = [0u8; 8192];
+    // At most 1 MiB: what one write of a misbehaving client leaves queued.
+    for _ in 0..128 {
+        match read.try_read(&mut buf) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
 }
 
 /// Writes `reply` as one JSON line, giving up on a client that does not read.
@@ -242,7 +304,7 @@ async fn send_reply(mut write: tokio::net::unix::OwnedWriteHalf, reply: &Reply) 
 
 /// Reads up to the first newline (or end of stream), at most [`MAX_LINE`]
 /// bytes; a longer line is returned as is and refused by the parser.
-async fn read_line(read: tokio::net::unix::OwnedReadHalf) -> std::io::Result<Vec<u8>> {
+async fn read_line(read: &mut tokio::net::unix::OwnedReadHalf) -> std::io::Result<Vec<u8>> {
     let mut reader = BufReader::new(read.take(MAX_LINE as u64 + 1));
     let mut line = Vec::new();
     reader.read_until(b'\n', &mut line).await?;
@@ -373,6 +435,59 @@ mod tests {
         stream.read_to_string(&mut out).await.unwrap();
         // The request was dropped without an answer: the client still gets one.
         assert!(out.contains("shutting down"), "{out}");
+        daemon.await.unwrap();
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_partial_fifo_line_is_not_joined_to_the_next_writers() {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("control");
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let fd = std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK).open(&path).unwrap();
+        let (tx, mut rx) = mpsc::channel(4);
+        let reader = tokio::spawn(read_fifo(OwnedFd::from(fd), path.clone(), tx));
+        // One writer leaves a line unfinished and closes; a later one writes
+        // a whole command, which must arrive as written.
+        let write = |bytes: &'static [u8]| {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || std::fs::OpenOptions::new().write(true).open(path)?.write_all(bytes))
+        };
+        write(b"bogus").await.unwrap().unwrap();
+        tokio::time::sleep(PARTIAL_LINE_MAX_AGE + Duration::from_millis(500)).await;
+        write(b"status\n").await.unwrap().unwrap();
+        let request = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
+        let request = request.expect("`status` never arrived: joined to the unfinished line?").unwrap();
+        assert_eq!(request.command, Ok(Command::Status));
+        reader.abort();
+    }
+
+    #[tokio::test]
+    async fn an_overlong_line_gets_its_answer_not_a_reset() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("s.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let (tx, mut rx) = mpsc::channel(4);
+        let server = tokio::spawn(serve_socket(listener, tx));
+        let daemon = tokio::spawn(async move {
+            let request = rx.recv().await.unwrap();
+            let error = request.command.clone().unwrap_err();
+            assert_eq!(error, ParseError::TooLong);
+            request.reply.unwrap().send(refusal(error.to_string())).unwrap();
+        });
+        let mut stream = UnixStream::connect(&path).await.unwrap();
+        let mut line = vec![b'x'; MAX_LINE + 1000];
+        line.push(b'\n');
+        stream.write_all(&line).await.unwrap();
+        stream.shutdown().await.unwrap();
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await.unwrap_or_else(|e| panic!("no answer: {e}"));
+        assert!(out.contains("longer than 4096 bytes"), "{out}");
         daemon.await.unwrap();
         server.abort();
     }

@@ -13,7 +13,7 @@
 //! One task owns all state and handles one event at a time — a command
 //! (FIFO, socket or SIGUSR2), a trigger sample every `--sample-interval`
 //! (only with rules, see [`triggers`]), the capture's deadline, a one-second
-//! tick while capturing, the end of a write, SIGTERM/SIGINT — so captures
+//! tick while capturing, the end of a write, SIGTERM/SIGINT/SIGHUP — so captures
 //! cannot overlap. A rule that fires while the daemon is idle starts a
 //! capture of `--capture-duration` with the profiles the rule asks for and
 //! the reason recorded as its trigger; while a capture runs or is written no
@@ -40,7 +40,7 @@
 //! A write that fails (full disk, directory gone or read-only) is logged and
 //! answered, with the files that could be written; the daemon stays up and
 //! the next capture tries again, creating the output directory if it
-//! vanished. On SIGTERM/SIGINT the running capture is written (up to
+//! vanished. On SIGTERM/SIGINT/SIGHUP the running capture is written (up to
 //! [`SHUTDOWN_WRITE_TIMEOUT`]; a second signal gives up at once, and the log
 //! says the capture was not written and the daemon is stopping), the
 //! program is detached and unloaded, and the FIFO and socket are removed.
@@ -83,7 +83,7 @@ use self::write::{write_job, Captured, WriteJob, WriteOutcome};
 /// is alive and forwards eBPF log records. Nothing ticks while idle.
 const TICK: Duration = Duration::from_secs(1);
 
-/// Longest wait for the last capture's files at SIGTERM/SIGINT; systemd's
+/// Longest wait for the last capture's files at SIGTERM/SIGINT/SIGHUP; systemd's
 /// `TimeoutStopSec=20` leaves room for it.
 pub(crate) const SHUTDOWN_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -169,7 +169,7 @@ impl std::fmt::Display for EndReason {
 enum AfterWrite {
     /// Back to serving commands.
     Continue,
-    /// Shutting down (SIGTERM/SIGINT).
+    /// Shutting down (SIGTERM/SIGINT/SIGHUP).
     Exit,
 }
 
@@ -292,6 +292,8 @@ impl Daemon {
                 biased;
                 _ = signals.term.recv() => return "SIGTERM",
                 _ = signals.int.recv() => return "SIGINT",
+                _ = signals.hup.recv() => return "SIGHUP",
+                _ = signals.usr1.recv() => warn!("SIGUSR1 ignored: SIGUSR2 toggles a capture"),
                 outcome = maybe(writing) => self.finish_write(outcome),
                 _ = maybe(deadline.map(tokio::time::sleep_until)) => self.stop_capture(EndReason::Duration, None),
                 _ = self.ticker.tick(), if capturing => self.tick(),
@@ -657,6 +659,7 @@ impl Daemon {
                 },
                 _ = signals.term.recv() => Err(anyhow!("a second signal arrived; gave up writing")),
                 _ = signals.int.recv() => Err(anyhow!("a second signal arrived; gave up writing")),
+                _ = signals.hup.recv() => Err(anyhow!("a second signal arrived; gave up writing")),
             };
             let written = match outcome {
                 Ok(WriteOutcome { loader, symbolizer, result }) => {

@@ -36,6 +36,11 @@ pub(super) struct Signals {
     pub usr2: Signal,
     pub term: Signal,
     pub int: Signal,
+    /// Ends the daemon like SIGTERM: a closed terminal must not lose the
+    /// running capture (the default action would).
+    pub hup: Signal,
+    /// Ignored with a hint (`kill -USR1` for `-USR2` must not kill it).
+    pub usr1: Signal,
 }
 
 impl Signals {
@@ -47,6 +52,8 @@ impl Signals {
             usr2: install(SignalKind::user_defined2(), "SIGUSR2")?,
             term: install(SignalKind::terminate(), "SIGTERM")?,
             int: install(SignalKind::interrupt(), "SIGINT")?,
+            hup: install(SignalKind::hangup(), "SIGHUP")?,
+            usr1: install(SignalKind::user_defined1(), "SIGUSR1")?,
         })
     }
 }
