@@ -20,7 +20,9 @@ use stackwatch_tests::daemon::WatchDaemon;
 use stackwatch_tests::triggers::{
     growing_memory, idle_then_busy, kinds_written, parse_utc, profile_of, read_manifest, seconds_between, svg_of,
 };
-use stackwatch_tests::{e2e_guard, go_pprof_top, parse_pprof_top, require_go, run_stackwatch_timeout, scratch_dir};
+use stackwatch_tests::{
+    e2e_guard, go_pprof_top, parse_pprof_top, require_go, run_stackwatch_timeout, scratch_dir, Workload, WorkloadKind,
+};
 
 /// Bound on anything the daemon does on its own (a rule firing and the
 /// capture being written); generous because the host is shared.
@@ -114,6 +116,59 @@ fn a_cpu_rule_fires_once_after_the_idle_part_and_not_again_within_the_cooldown()
     assert_eq!(refused.status.code(), Some(1), "{}", stdout(&refused));
     let text = String::from_utf8_lossy(&refused.stderr);
     assert!(text.contains("memory") && text.contains("--profiles"), "{text}");
+    assert_eq!(daemon.stop().status.code(), Some(0));
+}
+
+/// `--cpu-above` as `top` reads it: a single-threaded burner is at most 1
+/// core, so a percentage of all the CPUs above one CPU's share can never
+/// hold, and the daemon says so at start; `0.2cores` fires, with the
+/// reading in both units.
+#[test]
+fn a_cores_rule_fires_and_an_unreachable_percent_rule_is_reported_at_start() {
+    let Some(_guard) = e2e_guard() else { return };
+    if !require_go() {
+        return;
+    }
+    let mut burner = Workload::spawn(WorkloadKind::CpuSplit, &["0", "1"]);
+    burner.wait_busy();
+    let pid = burner.pid().to_string();
+    // SAFETY: sysconf has no preconditions.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1);
+    // The cores rule first: when both hold (one CPU), the first one fires.
+    let daemon = WatchDaemon::start(
+        "triggers_cores",
+        &[
+            "--pid",
+            &pid,
+            "--cpu-above",
+            "0.2cores",
+            "--for",
+            "2s",
+            "--cpu-above",
+            "90%",
+            "--for",
+            "2s",
+            "--capture-duration",
+            "1s",
+        ],
+    );
+    let status = daemon.ctl_ok(&["status"]);
+    assert!(status.contains("triggers: cpu ≥ 0.2 cores for 2s [= "), "{status}");
+    let manifests = daemon.wait_manifests(1, SETTLE);
+    let manifest = read_manifest(&manifests[0]);
+    assert_eq!(manifest["trigger"]["rule"], "cpu ≥ 0.2 cores for 2s", "{manifest:#}");
+    let observed = manifest["trigger"]["observed"].as_str().unwrap_or_default();
+    assert!(observed.starts_with("avg ") && observed.contains(" cores (") && observed.contains("%)"), "{observed}");
+    let log = daemon.stderr();
+    let warning = "rule `cpu ≥ 90% for 2s` cannot fire: it needs";
+    if cpus >= 2 {
+        assert!(log.contains(warning) && log.contains("its 1 thread can use at most 1 core"), "{log}");
+        let status = daemon.ctl_ok(&["status"]);
+        assert!(status.contains(&format!("warning: {warning}")), "{status}");
+    } else {
+        assert!(!log.contains(warning), "one CPU: 90% is reachable by one thread:\n{log}");
+    }
+    burner.assert_running();
     assert_eq!(daemon.stop().status.code(), Some(0));
 }
 
