@@ -249,8 +249,8 @@ pub(crate) enum CtlCommand {
         #[arg(value_name = "DURATION", value_parser = parse_capture_duration, allow_hyphen_values = true)]
         duration: Option<Duration>,
 
-        /// Profiles to take, comma-separated (cpu, offcpu, memory); each must be loaded by the
-        /// daemon [default: the daemon's --profiles]
+        /// Profiles to take, comma-separated (cpu, offcpu, memory); the daemon loads those it
+        /// was not started with for this capture [default: the daemon's --profiles]
         #[arg(long, value_name = "KINDS", value_parser = ProfileSet::parse)]
         profiles: Option<ProfileSet>,
     },
