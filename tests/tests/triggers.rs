@@ -134,8 +134,9 @@ fn a_cores_rule_fires_and_an_unreachable_percent_rule_is_reported_at_start() {
     let mut burner = Workload::spawn(WorkloadKind::CpuSplit, &["0", "1"]);
     burner.wait_busy();
     let pid = burner.pid().to_string();
-    // SAFETY: sysconf has no preconditions.
-    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1);
+    // The CPUs this test may use: the daemon's capacity on a host without a
+    // quota (this host's CPUs are all online and in every affinity mask).
+    let cpus = thread::available_parallelism().map_or(1, std::num::NonZero::get);
     // The cores rule first: when both hold (one CPU), the first one fires.
     let daemon = WatchDaemon::start(
         "triggers_cores",
