@@ -289,10 +289,19 @@ fn bad_rules_are_usage_errors_with_one_clear_line() {
     let config_arg = config.to_string_lossy().into_owned();
     let control: PathBuf = dir.join("run").join("control");
     let control_arg = control.to_string_lossy().into_owned();
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &["--cpu-above", "140%", "--for", "3s"],
+            "error: invalid value `140%` for `--cpu-above`: the percentage must be greater than 0 and at most 100",
+        ),
         (
             &["--cpu-above", "140", "--for", "3s"],
-            "error: invalid value `140` for `--cpu-above`: the percentage must be greater than 0 and at most 100",
+            "error: invalid value `140` for `--cpu-above`: a bare number is a percentage of all the CPUs available \
+             to the target, at most 100; for `top`'s reading of 140% write `1.4cores`",
+        ),
+        (
+            &["--cpu-above", "0.9c", "--for", "3s"],
+            "error: invalid value `0.9c` for `--cpu-above`: unknown CPU level; write `80%`",
         ),
         (
             &["--cpu-above", "80", "--for", "-3s"],
