@@ -241,7 +241,7 @@ fn workloads(dir: &Path) -> Result<Vec<Workload>> {
             rate: Rate::Stdout("mallocs_per_sec"),
             unit: "mallocs/s",
             events_per_op: 1.0,
-            event: "`malloc` call",
+            event: "`malloc` + `free` pair",
             program: "malloc_entry",
         },
         Workload {

@@ -41,6 +41,17 @@ pub const FAULT_COUNTS_MAP_ENTRIES: u32 = 8192;
 /// Capacity of [`MAP_ALLOC_COUNTS`]: distinct allocation sites per capture.
 pub const ALLOC_COUNTS_MAP_ENTRIES: u32 = 8192;
 
+/// Capacity of [`MAP_LIVE_ALLOCS`]: sampled allocations not yet freed. At
+/// the default 512 KiB sampling period that is ~8 GiB allocated and still
+/// held within one capture; allocated on use (56-byte values, 16-byte keys),
+/// so it costs what the target holds. Past it, allocations are counted in
+/// [`Stat::LiveAllocsFull`] and missing from the in-use view.
+pub const LIVE_ALLOCS_MAP_ENTRIES: u32 = 16384;
+
+/// Capacity of [`MAP_ALLOC_PENDING`]: threads between a sampled
+/// allocation's entry and its return at once.
+pub const ALLOC_PENDING_MAP_ENTRIES: u32 = 4096;
+
 /// Capacity of [`MAP_TARGET_PIDS`]: processes selected by `--pid`/`--name`.
 pub const TARGET_PIDS_MAP_ENTRIES: u32 = 4096;
 
@@ -53,6 +64,11 @@ pub const MAP_OFFCPU_START: &str = "OFFCPU_START";
 pub const MAP_OFFCPU_COUNTS: &str = "OFFCPU_COUNTS";
 pub const MAP_FAULT_COUNTS: &str = "FAULT_COUNTS";
 pub const MAP_ALLOC_COUNTS: &str = "ALLOC_COUNTS";
+/// Sampled allocations still held: [`LiveKey`] → [`LiveAlloc`].
+pub const MAP_LIVE_ALLOCS: &str = "LIVE_ALLOCS";
+/// A sampled allocation between its allocator's entry and return, by
+/// thread id: [`LiveAlloc`].
+pub const MAP_ALLOC_PENDING: &str = "ALLOC_PENDING";
 /// Name of the one-entry array map holding the capture [`Window`].
 pub const MAP_WINDOW: &str = "WINDOW";
 /// Name of the loader-set global holding [`Config`].
@@ -65,6 +81,15 @@ pub const PROG_SCHED_SWITCH: &str = "sched_switch";
 pub const PROG_FAULT_SAMPLE: &str = "fault_sample";
 /// Name of the uprobe on C `malloc` (size in the first argument).
 pub const PROG_MALLOC_ENTRY: &str = "malloc_entry";
+/// Name of the uprobe on C `calloc` (count and size in the first two arguments).
+pub const PROG_CALLOC_ENTRY: &str = "calloc_entry";
+/// Name of the uprobe on C `realloc` (the old block is freed, the new one sampled).
+pub const PROG_REALLOC_ENTRY: &str = "realloc_entry";
+/// Name of the uprobe on C `free`: a sampled allocation is no longer held.
+pub const PROG_FREE_ENTRY: &str = "free_entry";
+/// Name of the uretprobe on `malloc`, `calloc` and `realloc`: the address
+/// of a sampled allocation, remembered until it is freed.
+pub const PROG_ALLOC_RETURN: &str = "alloc_return";
 /// Name of the uprobe on the Go runtime's allocation slow paths. The
 /// attach cookie says which: [`GO_PROBE_REFILL`] or [`GO_PROBE_ALLOC_LARGE`].
 pub const PROG_GO_ALLOC: &str = "go_alloc";
@@ -254,6 +279,26 @@ pub struct AllocValue {
 }
 const _: () = assert!(size_of::<AllocValue>() == 16);
 
+/// Key of [`MAP_LIVE_ALLOCS`]: an allocation's address in its process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LiveKey {
+    pub pid: u32,
+    pub _pad: u32,
+    pub addr: u64,
+}
+const _: () = assert!(size_of::<LiveKey>() == 16);
+
+/// Value of [`MAP_LIVE_ALLOCS`] and [`MAP_ALLOC_PENDING`]: a sampled
+/// allocation, where it was made and what it stands for.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LiveAlloc {
+    pub key: SampleKey,
+    pub value: AllocValue,
+}
+const _: () = assert!(size_of::<LiveAlloc>() == 56);
+
 /// Indices of the per-CPU counters in [`MAP_STATS`].
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -293,10 +338,18 @@ pub enum Stat {
     AllocRecorded = 15,
     /// Allocation samples dropped: [`MAP_ALLOC_COUNTS`] full.
     AllocCountsMapFull = 16,
+    /// Sampled allocations left out of the in-use view: [`MAP_LIVE_ALLOCS`]
+    /// full.
+    LiveAllocsFull = 17,
+    /// Sampled allocations left out of the in-use view: [`MAP_ALLOC_PENDING`]
+    /// full, or the allocator returned NULL.
+    AllocPendingLost = 18,
+    /// Sampled allocations freed inside the window (not a loss).
+    LiveFreed = 19,
 }
 
 impl Stat {
-    pub const COUNT: u32 = 17;
+    pub const COUNT: u32 = 20;
     pub const ALL: [Stat; Self::COUNT as usize] = [
         Stat::Recorded,
         Stat::CountsMapFull,
@@ -315,6 +368,9 @@ impl Stat {
         Stat::FaultCountsMapFull,
         Stat::AllocRecorded,
         Stat::AllocCountsMapFull,
+        Stat::LiveAllocsFull,
+        Stat::AllocPendingLost,
+        Stat::LiveFreed,
     ];
 }
 
@@ -361,6 +417,8 @@ mod pod {
     unsafe impl aya::Pod for super::OffCpuStart {}
     unsafe impl aya::Pod for super::OffCpuValue {}
     unsafe impl aya::Pod for super::AllocValue {}
+    unsafe impl aya::Pod for super::LiveKey {}
+    unsafe impl aya::Pod for super::LiveAlloc {}
     unsafe impl aya::Pod for super::Window {}
     unsafe impl aya::Pod for super::python::PyOffsets {}
     unsafe impl aya::Pod for super::python::PyProcInfo {}

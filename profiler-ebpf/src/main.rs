@@ -5,7 +5,9 @@
 //! - `cpu_sample` (perf_event, CPU clock on every CPU) and `fault_sample`
 //!   (perf_event, page faults): [`perf`];
 //! - `sched_switch` (BTF tracepoint): off-CPU intervals, [`offcpu`];
-//! - `malloc_entry` and `go_alloc` (uprobes): allocations, [`alloc`].
+//! - `malloc_entry`, `calloc_entry`, `realloc_entry`, `free_entry`,
+//!   `go_alloc` (uprobes) and `alloc_return` (uretprobe): allocations and
+//!   what is still held, [`alloc`].
 //!
 //! Every sample of a target task (the [`filter`] runs before any stack is
 //! walked) is counted under its key ([`key`]: ids, comm, the ids of its
@@ -55,8 +57,8 @@ mod stats;
 #[cfg(target_arch = "bpf")]
 mod programs {
     use aya_ebpf::{
-        macros::{btf_tracepoint, perf_event, uprobe},
-        programs::{BtfTracePointContext, PerfEventContext, ProbeContext},
+        macros::{btf_tracepoint, perf_event, uprobe, uretprobe},
+        programs::{BtfTracePointContext, PerfEventContext, ProbeContext, RetProbeContext},
     };
 
     #[perf_event]
@@ -76,6 +78,26 @@ mod programs {
     #[uprobe]
     fn malloc_entry(ctx: ProbeContext) -> u32 {
         crate::alloc::malloc_entry(&ctx)
+    }
+
+    #[uprobe]
+    fn calloc_entry(ctx: ProbeContext) -> u32 {
+        crate::alloc::calloc_entry(&ctx)
+    }
+
+    #[uprobe]
+    fn realloc_entry(ctx: ProbeContext) -> u32 {
+        crate::alloc::realloc_entry(&ctx)
+    }
+
+    #[uprobe]
+    fn free_entry(ctx: ProbeContext) -> u32 {
+        crate::alloc::free_entry(&ctx)
+    }
+
+    #[uretprobe]
+    fn alloc_return(ctx: RetProbeContext) -> u32 {
+        crate::alloc::alloc_return(&ctx)
     }
 
     #[uprobe]

@@ -8,9 +8,10 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray},
 };
 use profiler_common::{
-    AllocValue, Config, OffCpuStart, OffCpuValue, SampleKey, StackRecord, Window, ALLOC_COUNTS_MAP_ENTRIES,
-    COUNTS_MAP_ENTRIES, FAULT_COUNTS_MAP_ENTRIES, OFFCPU_COUNTS_MAP_ENTRIES, OFFCPU_START_MAP_ENTRIES,
-    STACKS_MAP_ENTRIES, STATS_MAP_ENTRIES, TARGET_PIDS_MAP_ENTRIES,
+    AllocValue, Config, LiveAlloc, LiveKey, OffCpuStart, OffCpuValue, SampleKey, StackRecord, Window,
+    ALLOC_COUNTS_MAP_ENTRIES, ALLOC_PENDING_MAP_ENTRIES, COUNTS_MAP_ENTRIES, FAULT_COUNTS_MAP_ENTRIES,
+    LIVE_ALLOCS_MAP_ENTRIES, OFFCPU_COUNTS_MAP_ENTRIES, OFFCPU_START_MAP_ENTRIES, STACKS_MAP_ENTRIES,
+    STATS_MAP_ENTRIES, TARGET_PIDS_MAP_ENTRIES,
 };
 
 /// Written by the loader before the program is loaded (see `Config`).
@@ -52,6 +53,14 @@ pub(crate) static FAULT_COUNTS: HashMap<SampleKey, u64> = HashMap::with_max_entr
 
 #[map]
 pub(crate) static ALLOC_COUNTS: HashMap<SampleKey, AllocValue> = HashMap::with_max_entries(ALLOC_COUNTS_MAP_ENTRIES, 0);
+
+#[map]
+pub(crate) static LIVE_ALLOCS: HashMap<LiveKey, LiveAlloc> =
+    HashMap::with_max_entries(LIVE_ALLOCS_MAP_ENTRIES, BPF_F_NO_PREALLOC);
+
+#[map]
+pub(crate) static ALLOC_PENDING: HashMap<u32, LiveAlloc> =
+    HashMap::with_max_entries(ALLOC_PENDING_MAP_ENTRIES, BPF_F_NO_PREALLOC);
 
 /// The capture window; all zeros (closed) until user space opens it.
 #[map]

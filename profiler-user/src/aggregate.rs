@@ -50,6 +50,8 @@ pub struct RawSample {
     pub weight: u64,
     /// A third value (page faults in a memory profile).
     pub extra: u64,
+    /// Objects and bytes still held at the window's end (memory profile).
+    pub held: [u64; 2],
 }
 
 /// All samples of a capture and the addresses to symbolize.
@@ -84,14 +86,14 @@ pub(crate) fn aggregate(raw: &RawCapture) -> Aggregate {
     let mut kernel_addrs = BTreeSet::new();
     let mut samples = Vec::with_capacity(raw.counts.len());
     let mut total = 0;
-    for &crate::bpf::Counted { key, count, weight, extra } in &raw.counts {
+    for &crate::bpf::Counted { key, count, weight, extra, held } in &raw.counts {
         let user = frames_of(key.user_stack_id);
         let kernel = frames_of(key.kernel_stack_id);
         let (pid, tid) = (Pid::new(key.pid), Tid::new(key.tid));
         user_addrs.entry(pid).or_default().extend(user.addrs().iter().copied());
         kernel_addrs.extend(kernel.addrs().iter().copied());
         total += count;
-        samples.push(RawSample { pid, tid, comm: comm_string(&key.comm), user, kernel, count, weight, extra });
+        samples.push(RawSample { pid, tid, comm: comm_string(&key.comm), user, kernel, count, weight, extra, held });
     }
     // Deterministic order for writers and tests.
     samples.sort_by(|a, b| (a.pid, a.tid, b.count).cmp(&(b.pid, b.tid, a.count)));
@@ -140,10 +142,10 @@ mod tests {
     fn resolves_stacks_and_collects_addresses() {
         let raw = RawCapture {
             counts: vec![
-                Counted { key: key(10, 11, 7, STACK_ID_NONE), count: 5, weight: 0, extra: 0 },
-                Counted { key: key(10, 12, 7, 9), count: 2, weight: 0, extra: 0 },
-                Counted { key: key(20, 20, STACK_ID_LOST, 9), count: 1, weight: 0, extra: 0 },
-                Counted { key: key(20, 21, 1234, STACK_ID_NONE), count: 1, weight: 0, extra: 0 },
+                Counted { key: key(10, 11, 7, STACK_ID_NONE), count: 5, weight: 0, extra: 0, held: [0; 2] },
+                Counted { key: key(10, 12, 7, 9), count: 2, weight: 0, extra: 0, held: [0; 2] },
+                Counted { key: key(20, 20, STACK_ID_LOST, 9), count: 1, weight: 0, extra: 0, held: [0; 2] },
+                Counted { key: key(20, 21, 1234, STACK_ID_NONE), count: 1, weight: 0, extra: 0, held: [0; 2] },
             ],
             stacks: HashMap::from([(7, vec![0x1000, 0x2005, 0x3005, 0]), (9, vec![0xffff_0000, 0xffff_1001])]),
             stats: Default::default(),

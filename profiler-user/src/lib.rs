@@ -15,6 +15,7 @@
 //! symbolize                 addresses → functions, files, lines
 //! pipeline                  the capture session and finish, shared by record and watch
 //! sink                      where finished captures go: files in a directory
+//! live                      `top`: the CPU counts taken every refresh, the table, the terminal
 //! triggers, control         threshold rules and target sampling; the control protocol
 //! cli, config               the command line, validated with the config file
 //! watch                     the daemon: state machine, FIFO and socket, writer
@@ -34,6 +35,7 @@ pub(crate) mod config;
 pub(crate) mod control;
 pub(crate) mod ids;
 pub(crate) mod kinds;
+pub(crate) mod live;
 pub mod logging;
 pub(crate) mod objfile;
 pub(crate) mod pipeline;

@@ -51,6 +51,10 @@ pub enum ProfWorkload {
     /// `malloc_loop.c`: malloc/touch/free as fast as it can.
     /// Args: `SECONDS [SIZE]`; prints `mallocs_per_sec N`.
     MallocLoop,
+    /// `inuse.c`: `main -> inuse_loop -> {churn, hold}`: churn mallocs,
+    /// reallocs and frees, hold callocs and keeps; logs the bytes held.
+    /// Args: `LOG SIZE CHURN_RATE HOLD_RATE [LIMIT]`.
+    InUse,
 }
 
 impl ProfWorkload {
@@ -62,6 +66,7 @@ impl ProfWorkload {
             Self::GoLeak => "goleak",
             Self::PingPong => "pingpong",
             Self::MallocLoop => "malloc_loop",
+            Self::InUse => "inuse",
         }
     }
 

@@ -30,6 +30,10 @@ const OFFCPU_TOTAL_TOLERANCE: f64 = 0.10;
 /// Allocated bytes against what the workload allocated, relative.
 const ALLOC_TOLERANCE: f64 = 0.25;
 
+/// Index of `page_faults/count` in a memory profile (after `alloc_objects`,
+/// `alloc_space`, `inuse_objects`, `inuse_space`).
+const FAULTS: usize = 4;
+
 /// `record ARGS… --output-dir OUT`, which must succeed; returns the files it wrote.
 fn record_ok(args: &[&str], out: &Path) -> Capture {
     let mut all: Vec<&str> = args.to_vec();
@@ -349,7 +353,10 @@ fn check_leak(kind: ProfWorkload, size: u64, leak_fn: &str) -> (RawProfile, f64)
 
     let path = kind_file(&capture, "memory", ".pb.gz");
     let raw = pprof_raw(&path);
-    assert_eq!(sample_types(&raw), ["alloc_objects/count", "alloc_space/bytes", "page_faults/count"]);
+    assert_eq!(
+        sample_types(&raw),
+        ["alloc_objects/count", "alloc_space/bytes", "inuse_objects/count", "inuse_space/bytes", "page_faults/count"]
+    );
     assert_eq!(raw.default_index, Some(1), "alloc_space/bytes must be the default sample type");
     let text = go_pprof_top_index(&path, "alloc_space");
     let top = parse_pprof_top(&text);
@@ -403,8 +410,8 @@ fn c_leak_tops_the_memory_profile_with_the_bytes_allocated() {
     // page faults.
     let size = 64 * 1024;
     let (raw, truth) = check_leak(ProfWorkload::Leak, size, "leak");
-    let faults = sum_where(&raw, 2, |_| true);
-    let in_leak = sum_where(&raw, 2, |s| s.user_leaf() == Some("leak"));
+    let faults = sum_where(&raw, FAULTS, |_| true);
+    let in_leak = sum_where(&raw, FAULTS, |s| s.user_leaf() == Some("leak"));
     eprintln!(
         "measured: {faults} page faults ({} pages allocated), {} of them in leak()",
         truth / 4096.0,
@@ -436,6 +443,87 @@ fn go_large_object_leak_tops_the_memory_profile_with_the_bytes_allocated() {
         return;
     }
     check_leak(ProfWorkload::GoLeak, 64 * 1024, "main.leak");
+}
+
+/// One capture tells a leak from churn: `churn` allocates (malloc, then
+/// realloc to twice the size) three times the bytes `hold` callocs, but
+/// frees every block, so the allocation view is led by `churn` and the
+/// in-use view holds `hold`'s bytes kept inside the window, by its log.
+#[test]
+fn inuse_view_shows_what_is_still_held_and_not_the_churn() {
+    let Some(_guard) = e2e_guard() else { return };
+    if !require_go() {
+        return;
+    }
+    let out = scratch_dir("profiles-inuse");
+    let log_path = out.join("held.log");
+    // 16 KiB blocks, from the heap (below glibc's mmap threshold even after
+    // the realloc); 32 MiB/s held: about 320 samples of 512 KiB in 5 s, so
+    // the sampling spread (about 6 %) is far inside the tolerance.
+    let size: u64 = 16 * 1024;
+    let (churn_rate, hold_rate) = (32u64 << 20, 32u64 << 20);
+    let mut workload = Running::spawn(
+        ProfWorkload::InUse,
+        &[
+            log_path.to_str().expect("scratch paths are UTF-8"),
+            &size.to_string(),
+            &churn_rate.to_string(),
+            &hold_rate.to_string(),
+        ],
+    );
+    AllocLog::wait(&log_path, 30);
+    let pid = workload.pid().to_string();
+    let capture =
+        record_ok(&["record", "--pid", &pid, "--duration", "5s", "--profiles", "memory"], &out.join("capture"));
+    thread::sleep(Duration::from_millis(100));
+    workload.assert_running();
+    let log = AllocLog::read(&log_path);
+    let (start, end) = window(&capture.manifest());
+    let truth = log.between(start, end) as f64;
+
+    let path = kind_file(&capture, "memory", ".pb.gz");
+    let raw = pprof_raw(&path);
+    let (alloc_space, inuse_objects, inuse_space) = (1, 2, 3);
+    let in_fn = |name: &'static str| move |s: &RawSample| s.has_function(name);
+    let churn_alloc = sum_where(&raw, alloc_space, in_fn("churn"));
+    let hold_alloc = sum_where(&raw, alloc_space, in_fn("hold"));
+    let churn_inuse = sum_where(&raw, inuse_space, in_fn("churn"));
+    let hold_inuse = sum_where(&raw, inuse_space, in_fn("hold"));
+    let hold_objects = sum_where(&raw, inuse_objects, in_fn("hold"));
+    let err = (hold_inuse - truth) / truth;
+    eprintln!(
+        "measured: allocated churn {} / hold {}; in use churn {} / hold {} ({hold_objects} objects) vs {} held \
+         by the log (error {})",
+        mib(churn_alloc),
+        mib(hold_alloc),
+        mib(churn_inuse),
+        mib(hold_inuse),
+        mib(truth),
+        pct(err)
+    );
+    assert!(churn_alloc > 2.0 * hold_alloc, "churn must lead the allocation view: {raw:#?}");
+    assert!(
+        err.abs() <= ALLOC_TOLERANCE,
+        "{} in use at `hold` vs {} held ({} off, allowed ±{})",
+        mib(hold_inuse),
+        mib(truth),
+        pct(err),
+        pct(ALLOC_TOLERANCE)
+    );
+    let objects_err = (hold_objects - truth / size as f64) / (truth / size as f64);
+    assert!(objects_err.abs() <= ALLOC_TOLERANCE, "inuse_objects off by {}", pct(objects_err));
+    // Churn's blocks are freed microseconds after they are made: at most the
+    // one or two sampled at the very end of the window are left.
+    assert!(churn_inuse <= 0.05 * hold_inuse, "churned memory counted as in use: {} of churn", mib(churn_inuse));
+    let text = go_pprof_top_index(&path, "inuse_space");
+    let top = parse_pprof_top(&text);
+    assert_eq!(top.header("Type"), Some("inuse_space"), "{text}");
+    assert_eq!(top.rows.first().map(|r| r.name.as_str()), Some("hold"), "`hold` must top inuse_space:\n{text}");
+    // The allocator's frames are stripped from the in-use samples too.
+    let leaf_hold = sum_where(&raw, inuse_space, |s| s.user_leaf() == Some("hold"));
+    assert!(leaf_hold >= 0.99 * hold_inuse, "calloc frames were not stripped from the in-use samples");
+    let losses = capture.manifest()["losses"].to_string();
+    assert!(!losses.contains("inuse_"), "in-use samples lost: {losses}");
 }
 
 /// Sampling by bytes must not fall into step with a regular allocation
@@ -494,7 +582,7 @@ fn whole_host_memory_profile_has_page_faults_but_no_allocation_probes() {
     workload.assert_running();
     let raw = pprof_raw(&kind_file(&capture, "memory", ".pb.gz"));
     let bytes = sum_where(&raw, 1, |_| true);
-    let leak_faults = sum_where(&raw, 2, |s| s.label("comm") == Some("leak"));
+    let leak_faults = sum_where(&raw, FAULTS, |s| s.label("comm") == Some("leak"));
     eprintln!("measured: whole host: {} allocated bytes sampled, {leak_faults} page faults of `leak`", bytes);
     assert_eq!(bytes, 0.0, "a whole-host capture must not probe allocators");
     assert!(leak_faults > 0.0, "the whole-host capture has no page faults of the leaking process");
@@ -546,7 +634,7 @@ fn all_three_kinds_open_in_pprof_and_have_their_flamegraphs() {
     let kinds: [(&str, &[&str], &str); 3] = [
         ("cpu", &["cpu", "samples"], "hot_a"),
         ("offcpu", &["offcpu", "switches"], "block_a"),
-        ("memory", &["alloc_space", "alloc_objects", "page_faults"], "leak"),
+        ("memory", &["alloc_space", "alloc_objects", "inuse_space", "inuse_objects", "page_faults"], "leak"),
     ];
     for (kind, indexes, function) in kinds {
         let pprof = kind_file(&capture, kind, ".pb.gz");

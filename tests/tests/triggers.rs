@@ -20,7 +20,9 @@ use stackwatch_tests::daemon::WatchDaemon;
 use stackwatch_tests::triggers::{
     growing_memory, idle_then_busy, kinds_written, parse_utc, profile_of, read_manifest, seconds_between, svg_of,
 };
-use stackwatch_tests::{e2e_guard, go_pprof_top, parse_pprof_top, require_go, run_stackwatch_timeout, scratch_dir};
+use stackwatch_tests::{
+    e2e_guard, go_pprof_top, parse_pprof_top, require_go, run_stackwatch_timeout, scratch_dir, Workload, WorkloadKind,
+};
 
 /// Bound on anything the daemon does on its own (a rule firing and the
 /// capture being written); generous because the host is shared.
@@ -31,10 +33,6 @@ fn sleep_until(at: SystemTime) {
     if let Ok(left) = at.duration_since(SystemTime::now()) {
         thread::sleep(left);
     }
-}
-
-fn stdout(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Asserts the cpu profile of a capture is dominated by `phase_hot`.
@@ -109,11 +107,71 @@ fn a_cpu_rule_fires_once_after_the_idle_part_and_not_again_within_the_cooldown()
     assert_eq!(manual["trigger"], serde_json::json!({"type": "manual", "source": "ctl"}));
     assert_eq!(kinds_written(&manual), ["cpu", "offcpu"]);
     daemon.wait_state("idle", SETTLE);
-    // A kind the daemon did not load is refused with the fix.
-    let refused = daemon.ctl(&["start", "--profiles", "memory"]);
-    assert_eq!(refused.status.code(), Some(1), "{}", stdout(&refused));
-    let text = String::from_utf8_lossy(&refused.stderr);
-    assert!(text.contains("memory") && text.contains("--profiles"), "{text}");
+    // A kind the daemon was not started with (a CPU rule loads cpu and
+    // offcpu) is loaded for the capture that asks for it, and unloaded after.
+    let started = daemon.ctl_ok(&["start", "1s", "--profiles", "cpu,memory"]);
+    assert!(started.contains("capture started") && started.contains("cpu,memory"), "{started}");
+    let manifests = daemon.wait_manifests(3, SETTLE);
+    let on_demand = read_manifest(&manifests[2]);
+    assert_eq!(kinds_written(&on_demand), ["cpu", "memory"], "{on_demand:#}");
+    daemon.wait_state("idle", SETTLE);
+    let log = daemon.stderr();
+    assert!(log.contains("loading the programs of the memory profile for this capture"), "{log}");
+    assert!(log.contains("unloaded the programs of the memory profile loaded for the last capture"), "{log}");
+    assert_eq!(daemon.stop().status.code(), Some(0));
+}
+
+/// `--cpu-above` as `top` reads it: a single-threaded burner is at most 1
+/// core, so a percentage of all the CPUs above one CPU's share can never
+/// hold, and the daemon says so at start; `0.2cores` fires, with the
+/// reading in both units.
+#[test]
+fn a_cores_rule_fires_and_an_unreachable_percent_rule_is_reported_at_start() {
+    let Some(_guard) = e2e_guard() else { return };
+    if !require_go() {
+        return;
+    }
+    let mut burner = Workload::spawn(WorkloadKind::CpuSplit, &["0", "1"]);
+    burner.wait_busy();
+    let pid = burner.pid().to_string();
+    // The CPUs this test may use: the daemon's capacity on a host without a
+    // quota (this host's CPUs are all online and in every affinity mask).
+    let cpus = thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    // The cores rule first: when both hold (one CPU), the first one fires.
+    let daemon = WatchDaemon::start(
+        "triggers_cores",
+        &[
+            "--pid",
+            &pid,
+            "--cpu-above",
+            "0.2cores",
+            "--for",
+            "2s",
+            "--cpu-above",
+            "90%",
+            "--for",
+            "2s",
+            "--capture-duration",
+            "1s",
+        ],
+    );
+    let status = daemon.ctl_ok(&["status"]);
+    assert!(status.contains("triggers: cpu ≥ 0.2 cores for 2s [= "), "{status}");
+    let manifests = daemon.wait_manifests(1, SETTLE);
+    let manifest = read_manifest(&manifests[0]);
+    assert_eq!(manifest["trigger"]["rule"], "cpu ≥ 0.2 cores for 2s", "{manifest:#}");
+    let observed = manifest["trigger"]["observed"].as_str().unwrap_or_default();
+    assert!(observed.starts_with("avg ") && observed.contains(" cores (") && observed.contains("%)"), "{observed}");
+    let log = daemon.stderr();
+    let warning = "rule `cpu ≥ 90% for 2s` cannot fire: it needs";
+    if cpus >= 2 {
+        assert!(log.contains(warning) && log.contains("its 1 thread can use at most 1 core"), "{log}");
+        let status = daemon.ctl_ok(&["status"]);
+        assert!(status.contains(&format!("warning: {warning}")), "{status}");
+    } else {
+        assert!(!log.contains(warning), "one CPU: 90% is reachable by one thread:\n{log}");
+    }
+    burner.assert_running();
     assert_eq!(daemon.stop().status.code(), Some(0));
 }
 
@@ -231,10 +289,19 @@ fn bad_rules_are_usage_errors_with_one_clear_line() {
     let config_arg = config.to_string_lossy().into_owned();
     let control: PathBuf = dir.join("run").join("control");
     let control_arg = control.to_string_lossy().into_owned();
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &["--cpu-above", "140%", "--for", "3s"],
+            "error: invalid value `140%` for `--cpu-above`: the percentage must be greater than 0 and at most 100",
+        ),
         (
             &["--cpu-above", "140", "--for", "3s"],
-            "error: invalid value `140` for `--cpu-above`: the percentage must be greater than 0 and at most 100",
+            "error: invalid value `140` for `--cpu-above`: a bare number is a percentage of all the CPUs available \
+             to the target, at most 100; for `top`'s reading of 140% write `1.4cores`",
+        ),
+        (
+            &["--cpu-above", "0.9c", "--for", "3s"],
+            "error: invalid value `0.9c` for `--cpu-above`: unknown CPU level; write `80%`",
         ),
         (
             &["--cpu-above", "80", "--for", "-3s"],

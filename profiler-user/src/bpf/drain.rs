@@ -21,6 +21,8 @@ pub(crate) struct Counted {
     /// A third value: page faults in a memory profile (whose `count` and
     /// `weight` are allocated objects and bytes).
     pub extra: u64,
+    /// Objects and bytes still held at the window's end (memory profile).
+    pub held: [u64; 2],
 }
 
 /// What the kernel collected during one capture.
@@ -52,10 +54,17 @@ pub(crate) struct Merged(HashMap<SampleKey, Counted>);
 
 impl Merged {
     pub(crate) fn add(&mut self, key: SampleKey, count: u64, weight: u64, extra: u64) {
-        let e = self.0.entry(key).or_insert(Counted { key, count: 0, weight: 0, extra: 0 });
+        let e = self.0.entry(key).or_insert(Counted { key, count: 0, weight: 0, extra: 0, held: [0; 2] });
         e.count += count;
         e.weight += weight;
         e.extra += extra;
+    }
+
+    /// Adds allocations still held (objects, bytes) to `key`.
+    pub(crate) fn add_held(&mut self, key: SampleKey, objects: u64, bytes: u64) {
+        let e = self.0.entry(key).or_insert(Counted { key, count: 0, weight: 0, extra: 0, held: [0; 2] });
+        e.held[0] += objects;
+        e.held[1] += bytes;
     }
 
     pub(crate) fn into_counts(self) -> Vec<Counted> {

@@ -21,8 +21,9 @@ use aya::{
     Btf, Ebpf, EbpfLoader,
 };
 use profiler_common::{
-    Config, FilterMode, Window, MAP_ALLOC_COUNTS, MAP_FAULT_COUNTS, MAP_OFFCPU_COUNTS, MAP_OFFCPU_START,
-    MAP_TARGET_PIDS, MAP_WINDOW, PROG_CPU_SAMPLE, PROG_FAULT_SAMPLE, PROG_GO_ALLOC, PROG_MALLOC_ENTRY,
+    Config, FilterMode, Window, MAP_ALLOC_COUNTS, MAP_ALLOC_PENDING, MAP_FAULT_COUNTS, MAP_LIVE_ALLOCS,
+    MAP_OFFCPU_COUNTS, MAP_OFFCPU_START, MAP_TARGET_PIDS, MAP_WINDOW, PROG_ALLOC_RETURN, PROG_CALLOC_ENTRY,
+    PROG_CPU_SAMPLE, PROG_FAULT_SAMPLE, PROG_FREE_ENTRY, PROG_GO_ALLOC, PROG_MALLOC_ENTRY, PROG_REALLOC_ENTRY,
     PROG_SCHED_SWITCH, TARGET_PIDS_MAP_ENTRIES,
 };
 use tracing::warn;
@@ -46,7 +47,8 @@ pub(crate) struct Programs {
     pub offcpu: bool,
     /// The page-fault sampler.
     pub faults: bool,
-    /// The allocation uprobes (`malloc`, the Go runtime's allocation slow paths).
+    /// The allocation uprobes (`malloc`, `calloc`, `realloc`, `free` and the
+    /// return of the first three; the Go runtime's allocation slow paths).
     pub alloc: bool,
     /// Off-CPU intervals shorter than this are not recorded.
     pub offcpu_min_ns: u64,
@@ -101,6 +103,8 @@ impl Loader {
             (MAP_OFFCPU_COUNTS, programs.offcpu),
             (MAP_FAULT_COUNTS, programs.faults),
             (MAP_ALLOC_COUNTS, programs.alloc),
+            (MAP_LIVE_ALLOCS, programs.alloc),
+            (MAP_ALLOC_PENDING, programs.alloc),
         ];
         for (map, _) in unused.iter().filter(|(_, used)| !used) {
             ebpf_loader.map_max_entries(map, 1);
@@ -130,7 +134,14 @@ impl Loader {
             program.load().map_err(|e| privilege_aware(anyhow!(e), "the kernel rejected the page-fault program"))?;
         }
         if programs.alloc {
-            for name in [PROG_MALLOC_ENTRY, PROG_GO_ALLOC] {
+            for name in [
+                PROG_MALLOC_ENTRY,
+                PROG_CALLOC_ENTRY,
+                PROG_REALLOC_ENTRY,
+                PROG_FREE_ENTRY,
+                PROG_ALLOC_RETURN,
+                PROG_GO_ALLOC,
+            ] {
                 let program: &mut UProbe = typed_program(&mut ebpf, name)?;
                 program
                     .load()

@@ -7,8 +7,9 @@ use std::collections::HashSet;
 use anyhow::{anyhow, Context as _, Result};
 use aya::maps::{HashMap, MapData, PerCpuArray};
 use profiler_common::{
-    AllocValue, OffCpuStart, OffCpuValue, SampleKey, StackRecord, Stat, Window, MAP_ALLOC_COUNTS, MAP_COUNTS,
-    MAP_FAULT_COUNTS, MAP_OFFCPU_COUNTS, MAP_OFFCPU_START, MAP_STACKS, MAP_STATS,
+    AllocValue, LiveAlloc, LiveKey, OffCpuStart, OffCpuValue, SampleKey, StackRecord, Stat, Window, MAP_ALLOC_COUNTS,
+    MAP_ALLOC_PENDING, MAP_COUNTS, MAP_FAULT_COUNTS, MAP_LIVE_ALLOCS, MAP_OFFCPU_COUNTS, MAP_OFFCPU_START, MAP_STACKS,
+    MAP_STATS,
 };
 
 use super::loader::Loader;
@@ -146,6 +147,8 @@ impl Loader {
         self.clear_map::<u64, OffCpuStart>(MAP_OFFCPU_START)?;
         self.clear_map::<SampleKey, u64>(MAP_FAULT_COUNTS)?;
         self.clear_map::<SampleKey, AllocValue>(MAP_ALLOC_COUNTS)?;
+        self.clear_map::<LiveKey, LiveAlloc>(MAP_LIVE_ALLOCS)?;
+        self.clear_map::<u32, LiveAlloc>(MAP_ALLOC_PENDING)?;
         let mut map: PerCpuArray<&mut MapData, u64> = PerCpuArray::try_from(self.map_mut(MAP_STATS)?)?;
         let ncpus = aya::util::nr_cpus().map_err(|(path, e)| anyhow!("failed to read `{path}`: {e}"))?;
         for stat in Stat::ALL {

@@ -1,13 +1,15 @@
 //! The kernel side as user space sees it: the embedded eBPF object, loaded
 //! with a target filter ([`loader`]), its programs attached to their events
 //! and detached again ([`links`]), typed access to its maps ([`maps`]), and
-//! what a capture left in them, drained as plain data ([`drain`]).
+//! what a capture left in them, drained as plain data ([`drain`]), or
+//! taken while sampling goes on, for a live view ([`live`]).
 //!
 //! It knows which programs and maps the object has, not what profile kinds
 //! make of them: that is `crate::kinds`.
 
 pub(crate) mod drain;
 pub(crate) mod links;
+pub(crate) mod live;
 pub(crate) mod loader;
 pub(crate) mod maps;
 

@@ -11,7 +11,10 @@ use std::time::Duration;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use regex::Regex;
 
+mod top;
 pub(crate) mod triggers;
+
+pub use top::TopArgs;
 
 use crate::ids::Pid;
 use crate::profile::ProfileKind;
@@ -80,6 +83,14 @@ pub enum Command {
                       prints the daemon's answer, including the files a `stop` wrote. It exits with \
                       1 when the command fails or no daemon answers.")]
     Ctl(CtlArgs),
+    /// Show the hottest functions live, refreshed on a terminal (q quits)
+    #[command(long_about = "Show the hottest functions live, refreshed on a terminal; q or Ctrl-C quits.\n\n\
+                      One row per process and function: %Own and %Total are shares of the samples \
+                      of the last --interval (the function itself, and with what it calls), OwnTime \
+                      and TotalTime add up since the start, and rows are sorted by recent own time. \
+                      The target is one of --pid, --name or --cgroup; without one, the whole host. \
+                      Where stdout is not a terminal, --once prints one table after one interval.")]
+    Top(TopArgs),
 }
 
 const RECORD_EXAMPLES: &str = "\
@@ -249,8 +260,8 @@ pub(crate) enum CtlCommand {
         #[arg(value_name = "DURATION", value_parser = parse_capture_duration, allow_hyphen_values = true)]
         duration: Option<Duration>,
 
-        /// Profiles to take, comma-separated (cpu, offcpu, memory); each must be loaded by the
-        /// daemon [default: the daemon's --profiles]
+        /// Profiles to take, comma-separated (cpu, offcpu, memory); the daemon loads those it
+        /// was not started with for this capture [default: the daemon's --profiles]
         #[arg(long, value_name = "KINDS", value_parser = ProfileSet::parse)]
         profiles: Option<ProfileSet>,
     },

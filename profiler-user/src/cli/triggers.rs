@@ -32,9 +32,10 @@ fn id(name: FlagName) -> &'static str {
 fn help(name: FlagName) -> (&'static str, &'static str) {
     match name {
         FlagName::CpuAbove => (
-            "PCT",
-            "Capture when the target's CPU use stays at or above PCT percent for the --for after it. \
-             100 means all the CPUs available to the target: its cgroup's quota, else the online CPUs",
+            "PCT%|Ncores",
+            "Capture when the target's CPU use stays at or above this for the --for after it: PCT or PCT% \
+             of the CPUs available to the target (its cgroup's quota, else the online CPUs; 100 means all \
+             of them), or Ncores as top counts (0.9cores: 90 % of one CPU)",
         ),
         FlagName::MemAbove => (
             "PCT|SIZE",

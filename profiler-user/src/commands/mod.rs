@@ -6,4 +6,5 @@
 pub mod ctl;
 pub mod doctor;
 pub mod record;
+pub mod top;
 pub mod watch;

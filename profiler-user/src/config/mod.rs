@@ -230,7 +230,7 @@ fn file_target(file: &WatchFile, bad: &dyn Fn(&str, String) -> UsageError) -> Re
 }
 
 /// clap's argument group already guarantees at most one target option.
-fn target_spec(args: &TargetArgs) -> TargetSpec {
+pub(crate) fn target_spec(args: &TargetArgs) -> TargetSpec {
     if let Some(re) = &args.name {
         TargetSpec::Name(re.clone())
     } else if let Some(path) = &args.cgroup {

@@ -21,7 +21,7 @@ impl Kind for Cpu {
         let counts = loader
             .map_entries::<SampleKey, u64>(MAP_COUNTS)?
             .into_iter()
-            .map(|(key, count)| Counted { key, count, weight: 0, extra: 0 })
+            .map(|(key, count)| Counted { key, count, weight: 0, extra: 0, held: [0; 2] })
             .collect();
         drain::capture(loader, counts)
     }

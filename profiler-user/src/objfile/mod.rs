@@ -17,14 +17,15 @@ use crate::addr::{ElfVaddr, FileOffset};
 
 /// The file offsets of the entries of the functions `names` in the ELF
 /// image `data` (`None` for a name not found): from the symbol table when
-/// the file has one, otherwise from the Go function table, which stripped
-/// Go binaries keep. For placing uprobes.
+/// the file has one (or its dynamic symbols: a shared library's exports),
+/// otherwise from the Go function table, which stripped Go binaries keep.
+/// For placing uprobes.
 pub(crate) fn function_file_offsets(data: &[u8], names: &[&str]) -> Vec<Option<FileOffset>> {
     use object::{Object as _, ObjectSymbol as _};
     let Some(info) = ElfInfo::parse(data) else { return vec![None; names.len()] };
     let mut vaddrs: Vec<Option<ElfVaddr>> = vec![None; names.len()];
     if let Ok(file) = object::File::parse(data) {
-        for sym in file.symbols().filter(|s| s.is_definition()) {
+        for sym in file.symbols().chain(file.dynamic_symbols()).filter(|s| s.is_definition()) {
             if let Some(i) = sym.name().ok().and_then(|n| names.iter().position(|want| *want == n)) {
                 vaddrs[i].get_or_insert(ElfVaddr::new(sym.address()));
             }

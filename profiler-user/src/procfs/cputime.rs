@@ -103,7 +103,7 @@ mod tests {
     }
 
     fn stat(cpu_ticks: u64, start_ticks: u64) -> ProcStat {
-        ProcStat { state: 'R', ppid: Pid::new(1), cpu_ticks, start_ticks }
+        ProcStat { state: 'R', ppid: Pid::new(1), cpu_ticks, threads: 1, start_ticks }
     }
 
     #[test]

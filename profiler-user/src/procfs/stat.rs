@@ -12,6 +12,9 @@ pub(crate) struct ProcStat {
     /// Fields 14 + 15, `utime + stime`: CPU time of all the process's
     /// threads, in clock ticks.
     pub cpu_ticks: u64,
+    /// Field 20, `num_threads`: how many CPUs the process can keep busy at
+    /// most (what a CPU rule in cores can reach).
+    pub threads: u64,
     /// Field 22, `starttime`: when the process started, in clock ticks since
     /// boot. With the pid it identifies a process across pid reuse.
     pub start_ticks: u64,
@@ -28,6 +31,7 @@ pub(crate) fn parse(text: &str) -> Option<ProcStat> {
         state: fields.first()?.chars().next()?,
         ppid: Pid::new(u32::try_from(field(4)?).ok()?),
         cpu_ticks: field(14)?.checked_add(field(15)?)?,
+        threads: field(20)?,
         start_ticks: field(22)?,
     })
 }
@@ -53,13 +57,19 @@ mod tests {
         // field 22 (starttime) = 123456.
         let line = "4242 (sleep) S 1 4242 4242 0 -1 4194304 100 0 0 0 7 3 0 0 20 0 1 0 123456 2359296 128 \
                     18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
-        assert_eq!(parse(line), Some(ProcStat { state: 'S', ppid: Pid::new(1), cpu_ticks: 10, start_ticks: 123456 }));
+        assert_eq!(
+            parse(line),
+            Some(ProcStat { state: 'S', ppid: Pid::new(1), cpu_ticks: 10, threads: 1, start_ticks: 123456 })
+        );
     }
 
     #[test]
     fn proc_stat_with_parentheses_and_spaces_in_comm() {
         let line = "77 (my (weird) prog) R 5 77 77 0 -1 0 0 0 0 0 250 50 0 0 20 0 3 0 999 0 0";
-        assert_eq!(parse(line), Some(ProcStat { state: 'R', ppid: Pid::new(5), cpu_ticks: 300, start_ticks: 999 }));
+        assert_eq!(
+            parse(line),
+            Some(ProcStat { state: 'R', ppid: Pid::new(5), cpu_ticks: 300, threads: 3, start_ticks: 999 })
+        );
     }
 
     #[test]

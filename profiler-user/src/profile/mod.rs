@@ -148,14 +148,17 @@ impl Profile {
     /// An empty memory profile. Sample types are named like Go heap
     /// profiles so `go tool pprof -sample_index=alloc_space` works:
     /// `alloc_objects/count` and `alloc_space/bytes` (sampled allocations,
-    /// scaled back up), and `page_faults/count` (sampled page faults: where
-    /// new memory was first touched).
+    /// scaled back up), `inuse_objects/count` and `inuse_space/bytes` (those
+    /// of them not freed by the window's end), and `page_faults/count`
+    /// (sampled page faults: where new memory was first touched).
     pub fn new_memory(alloc_period_bytes: u64, start: SystemTime, duration: Duration) -> Self {
         Self {
             kind: ProfileKind::Memory,
             sample_types: vec![
                 ValueType::new("alloc_objects", "count"),
                 ValueType::new("alloc_space", "bytes"),
+                ValueType::new("inuse_objects", "count"),
+                ValueType::new("inuse_space", "bytes"),
                 ValueType::new("page_faults", "count"),
             ],
             default_sample_type: Some("alloc_space".to_owned()),

@@ -567,9 +567,9 @@ mod tests {
         };
         // Allocations, and page faults (no bytes allocated) elsewhere.
         let profile = memory(&[
-            (5, "app", "grow_buffer;handle;main", &[4, 2 << 20, 0]),
-            (5, "app", "parse;handle;main", &[1, 512 << 10, 0]),
-            (5, "app", "k:clear_page_erms;k:do_anonymous_page;touch_pages;main", &[0, 0, 900]),
+            (5, "app", "grow_buffer;handle;main", &[4, 2 << 20, 0, 0, 0]),
+            (5, "app", "parse;handle;main", &[1, 512 << 10, 1, 512 << 10, 0]),
+            (5, "app", "k:clear_page_erms;k:do_anonymous_page;touch_pages;main", &[0, 0, 0, 0, 900]),
         ]);
         let table = format_top_table(&profile, 10);
         assert!(!table.contains("touch_pages") && !table.contains("clear_page_erms"), "{table}");
@@ -577,7 +577,7 @@ mod tests {
         assert!(table.contains("grow_buffer") && table.contains("alloc_space"), "{table}");
         insta::assert_snapshot!(table);
         // Page faults only (no allocation probes): the faults are shown.
-        let faults = memory(&[(5, "app", "k:clear_page_erms;touch_pages;main", &[0, 0, 900])]);
+        let faults = memory(&[(5, "app", "k:clear_page_erms;touch_pages;main", &[0, 0, 0, 0, 900])]);
         let table = format_top_table(&faults, 10);
         assert!(table.starts_with("900 page_faults in total;") && table.contains("touch_pages"), "{table}");
     }

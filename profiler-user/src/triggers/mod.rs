@@ -57,8 +57,9 @@ use std::time::{Duration, Instant, SystemTime};
 pub(crate) use config::{
     parse_sample_interval, parse_trigger_words, TriggerArgs, TriggerConfig, DEFAULT_SAMPLE_INTERVAL,
 };
-use rules::approx_size_text;
-pub(crate) use rules::{parse_rule_flags, FlagName, Metric, Rule, Threshold, TriggerFlag};
+use rules::{approx_size_text, pct_text};
+use rules::{cores_text, cpus_text};
+pub(crate) use rules::{parse_rule_flags, CpuLevel, FlagName, Metric, Rule, Threshold, TriggerFlag};
 
 use self::sampler::Sample;
 use crate::profile::capture::Trigger;
@@ -109,6 +110,10 @@ pub(crate) struct MonitorStatus {
     pub cooldown_left: Option<Duration>,
     /// CPU use over the latest interval, in percent of the capacity.
     pub cpu_pct: Option<f64>,
+    /// The same in cores (`top`'s reading: 1 core = 100 % of one CPU).
+    pub cpu_cores: Option<f64>,
+    /// CPUs available to the target at the latest interval.
+    pub cpu_capacity: Option<f64>,
     pub mem_bytes: Option<u64>,
     pub mem_limit: Option<u64>,
     pub rules: Vec<RuleStatus>,
@@ -117,6 +122,9 @@ pub(crate) struct MonitorStatus {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct RuleStatus {
     pub rule: String,
+    /// A CPU rule's level in the other reading (`1 core of 2 CPUs` for
+    /// `50%`), once the target's capacity is known.
+    pub other_reading: Option<String>,
     /// For a threshold rule: how long its condition has held so far.
     pub held_for: Option<Duration>,
 }
@@ -128,6 +136,8 @@ struct Point {
     end: Instant,
     end_wall: SystemTime,
     cpu_pct: f64,
+    cpu_cores: f64,
+    capacity: f64,
     mem_bytes: u64,
     mem_limit: u64,
 }
@@ -138,6 +148,13 @@ impl Point {
             return 0.0;
         }
         self.mem_bytes as f64 / self.mem_limit as f64 * 100.0
+    }
+
+    fn cpu_meets(&self, level: CpuLevel) -> bool {
+        match level {
+            CpuLevel::Percent(pct) => at_least(self.cpu_pct, pct),
+            CpuLevel::Cores(cores) => at_least(self.cpu_cores, cores),
+        }
     }
 
     /// The value a jump rule compares with the average.
@@ -191,6 +208,9 @@ pub(crate) struct ThresholdMonitor {
     last_firing: Option<Instant>,
     /// Evidence must come from intervals that start at or after this.
     evidence_since: Option<Instant>,
+    /// CPUs available to the target at the latest sample (known before the
+    /// first interval), for the other reading of CPU rules.
+    cpu_capacity: Option<f64>,
 }
 
 impl ThresholdMonitor {
@@ -209,6 +229,7 @@ impl ThresholdMonitor {
             capturing: false,
             last_firing: None,
             evidence_since: None,
+            cpu_capacity: None,
         }
     }
 
@@ -274,9 +295,13 @@ impl ThresholdMonitor {
             .iter()
             .map(|rule| RuleStatus {
                 rule: rule.to_string(),
+                other_reading: match (rule, self.cpu_capacity) {
+                    (Rule::CpuAbove { level, .. }, Some(capacity)) => Some(level.other_reading(capacity)),
+                    _ => None,
+                },
                 held_for: match rule {
-                    Rule::CpuAbove { pct, .. } => {
-                        Some(held_for(&points, self.evidence_since, |p| at_least(p.cpu_pct, *pct)))
+                    Rule::CpuAbove { level, .. } => {
+                        Some(held_for(&points, self.evidence_since, |p| p.cpu_meets(*level)))
                     }
                     Rule::MemAbove { threshold, .. } => {
                         Some(held_for(&points, self.evidence_since, |p| p.meets(Metric::Mem, *threshold)))
@@ -289,6 +314,8 @@ impl ThresholdMonitor {
             capturing: self.capturing,
             cooldown_left,
             cpu_pct: latest.map(|p| p.cpu_pct),
+            cpu_cores: latest.map(|p| p.cpu_cores),
+            cpu_capacity: self.cpu_capacity,
             mem_bytes: latest.map(|p| p.mem_bytes),
             mem_limit: latest.map(|p| p.mem_limit),
             rules,
@@ -316,6 +343,9 @@ impl ThresholdMonitor {
             }
             self.restart(None);
             return false;
+        }
+        if sample.cpu_capacity.is_finite() && sample.cpu_capacity > 0.0 {
+            self.cpu_capacity = Some(sample.cpu_capacity);
         }
         let current =
             Baseline { at: sample.at, wall: sample.wall, cpu_seconds: sample.cpu_seconds, epoch: sample.epoch };
@@ -354,7 +384,8 @@ impl ThresholdMonitor {
             self.restart(Some(current));
             return false;
         }
-        let cpu_pct = (sample.cpu_seconds - previous.cpu_seconds) / (dt.as_secs_f64() * sample.cpu_capacity) * 100.0;
+        let cpu_cores = (sample.cpu_seconds - previous.cpu_seconds) / dt.as_secs_f64();
+        let cpu_pct = cpu_cores / sample.cpu_capacity * 100.0;
         if self.history.len() >= self.capacity {
             self.history.pop_front();
         }
@@ -363,6 +394,8 @@ impl ThresholdMonitor {
             end: sample.at,
             end_wall: sample.wall,
             cpu_pct,
+            cpu_cores,
+            capacity: sample.cpu_capacity,
             mem_bytes: sample.mem_bytes,
             mem_limit: sample.mem_limit,
         });
@@ -391,14 +424,23 @@ fn evaluate(rule: &Rule, points: &[Point], since: Option<Instant>, slack: Durati
     let newest = points.last()?;
     let wall_at = |instant: Instant| newest.end_wall.checked_sub(newest.end.saturating_duration_since(instant));
     match rule {
-        Rule::CpuAbove { pct, for_ } => {
-            let first = covering_run(points, since, *for_, slack, |p| at_least(p.cpu_pct, *pct))?;
-            let (avg, min) = avg_min(&points[first..], |p| p.cpu_pct);
-            Some(Evidence {
-                observed: format!("avg {avg:.1}%, min {min:.1}%"),
-                start_wall: wall_at(points[first].start)?,
-                end_wall: newest.end_wall,
-            })
+        Rule::CpuAbove { level, for_ } => {
+            let first = covering_run(points, since, *for_, slack, |p| p.cpu_meets(*level))?;
+            let window = &points[first..];
+            let (avg, min) = avg_min(window, |p| p.cpu_pct);
+            let (avg_cores, min_cores) = avg_min(window, |p| p.cpu_cores);
+            // The rule's own reading first, the other in parentheses.
+            let observed = match level {
+                CpuLevel::Percent(_) => format!(
+                    "avg {avg:.1}% ({avg_cores:.2} cores), min {min:.1}% ({min_cores:.2} cores) of {}",
+                    cpus_text(newest.capacity)
+                ),
+                CpuLevel::Cores(_) => format!(
+                    "avg {avg_cores:.2} cores ({avg:.1}%), min {min_cores:.2} cores ({min:.1}%) of {}",
+                    cpus_text(newest.capacity)
+                ),
+            };
+            Some(Evidence { observed, start_wall: wall_at(points[first].start)?, end_wall: newest.end_wall })
         }
         Rule::MemAbove { threshold, for_ } => {
             let first = covering_run(points, since, *for_, slack, |p| p.meets(Metric::Mem, *threshold))?;
@@ -503,4 +545,53 @@ fn window_text(start: SystemTime, end: SystemTime) -> String {
         (Some((start_date, _)), Some((end_date, end_time))) if start_date == end_date => format!("{start}–{end_time}"),
         _ => format!("{start}–{end}"),
     }
+}
+
+/// How close to its most a target must be asked to run before a rule is
+/// called unable to fire: a thread that is always runnable still loses a
+/// little to the scheduler and interrupts, so a single-threaded service
+/// pegged in `top` shows 0.99 cores, never quite 1.
+const REACHABLE_SHARE: f64 = 0.98;
+
+/// The CPU rules that cannot fire for the target as `sample` saw it, each
+/// with the reason and the fix (one line each, for the log and `status`):
+/// a level above its CPU quota or online CPUs, or, for `--pid`/`--name`,
+/// above what its threads can use. Pure; the daemon logs what changed.
+pub(crate) fn cannot_fire(rules: &[Rule], sample: &Sample) -> Vec<String> {
+    if !sample.present || !sample.cpu_capacity.is_finite() || sample.cpu_capacity <= 0.0 {
+        return Vec::new();
+    }
+    let capacity = sample.cpu_capacity;
+    let threads = sample.threads.map(|t| t as f64);
+    // The most the target can use, and what bounds it.
+    let (most, bound) = match threads {
+        Some(t) if t < capacity => {
+            let noun = if sample.threads == Some(1) { "thread" } else { "threads" };
+            (t, format!("its {} {noun} can use at most {}", pct_text(t), cores_text(t)))
+        }
+        _ => (capacity, format!("it has {} available (CPU quota, else online CPUs)", cpus_text(capacity))),
+    };
+    rules
+        .iter()
+        .filter_map(|rule| {
+            let Rule::CpuAbove { level, .. } = rule else {
+                return None;
+            };
+            let need = level.cores(capacity);
+            if need < most * REACHABLE_SHARE {
+                return None;
+            }
+            let reading = match level {
+                CpuLevel::Percent(pct) => {
+                    format!("{} ({}% of {})", cores_text(need), pct_text(*pct), cpus_text(capacity))
+                }
+                CpuLevel::Cores(_) => cores_text(need),
+            };
+            let hint = format!("{}cores", pct_text((most * 0.9 * 100.0).floor() / 100.0));
+            Some(format!(
+                "rule `{rule}` cannot fire: it needs {reading} and {bound}; \
+                 lower it (e.g. `--cpu-above {hint}`, as `top` counts)"
+            ))
+        })
+        .collect()
 }

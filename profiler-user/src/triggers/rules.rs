@@ -53,12 +53,81 @@ pub(crate) enum Threshold {
     Bytes(u64),
 }
 
+/// A CPU level, in one of the two readings operators know: a share of the
+/// CPUs available to the target (`80`, `80%`: 100 means all of them, the
+/// contract's reading), or cores the way `top` counts them (`0.9cores`: 1
+/// core is 100 % of one CPU). A single-threaded service pegged at 99 % in
+/// `top` is at 0.99 cores, which on a 2-CPU host is 49.5 %.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum CpuLevel {
+    Percent(f64),
+    Cores(f64),
+}
+
+impl CpuLevel {
+    /// The level in cores, for a target with `capacity` CPUs available.
+    pub(crate) fn cores(self, capacity: f64) -> f64 {
+        match self {
+            CpuLevel::Percent(pct) => pct / 100.0 * capacity,
+            CpuLevel::Cores(cores) => cores,
+        }
+    }
+
+    /// The level in percent of `capacity` CPUs.
+    pub(crate) fn percent(self, capacity: f64) -> f64 {
+        match self {
+            CpuLevel::Percent(pct) => pct,
+            CpuLevel::Cores(cores) if capacity > 0.0 => cores / capacity * 100.0,
+            CpuLevel::Cores(_) => f64::INFINITY,
+        }
+    }
+
+    /// The other reading, for a target with `capacity` CPUs available:
+    /// `1 core of 2 CPUs` for `50%`, `45% of 2 CPUs` for `0.9cores`.
+    pub(crate) fn other_reading(self, capacity: f64) -> String {
+        match self {
+            CpuLevel::Percent(pct) => format!("{} of {}", cores_text(pct / 100.0 * capacity), cpus_text(capacity)),
+            CpuLevel::Cores(_) => format!("{}% of {}", pct_text(self.percent(capacity)), cpus_text(capacity)),
+        }
+    }
+}
+
+/// `80%`, `0.9 cores`.
+impl fmt::Display for CpuLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CpuLevel::Percent(pct) => write!(f, "{}%", pct_text(*pct)),
+            CpuLevel::Cores(cores) => f.write_str(&cores_text(*cores)),
+        }
+    }
+}
+
+/// `1 core`, `0.9 cores`, `1.25 cores`.
+pub(crate) fn cores_text(cores: f64) -> String {
+    let number = pct_text(cores);
+    if number == "1" {
+        "1 core".to_owned()
+    } else {
+        format!("{number} cores")
+    }
+}
+
+/// `1 CPU`, `2 CPUs`, `1.5 CPUs` (a quota).
+pub(crate) fn cpus_text(cpus: f64) -> String {
+    let number = pct_text(cpus);
+    if number == "1" {
+        "1 CPU".to_owned()
+    } else {
+        format!("{number} CPUs")
+    }
+}
+
 /// A trigger rule.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Rule {
-    /// `--cpu-above PCT --for DURATION`: every interval of the last
-    /// `for_` at or above `pct`.
-    CpuAbove { pct: f64, for_: Duration },
+    /// `--cpu-above PCT|Ncores --for DURATION`: every interval of the last
+    /// `for_` at or above `level`.
+    CpuAbove { level: CpuLevel, for_: Duration },
     /// `--mem-above PCT|SIZE --for DURATION`.
     MemAbove { threshold: Threshold, for_: Duration },
     /// `--cpu-jump PCT` / `--mem-jump PCT` (holmes' `diff`): the value is
@@ -102,7 +171,7 @@ impl Rule {
 impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Rule::CpuAbove { pct, for_ } => write!(f, "cpu ≥ {}% for {}", pct_text(*pct), duration_text(*for_)),
+            Rule::CpuAbove { level, for_ } => write!(f, "cpu ≥ {level} for {}", duration_text(*for_)),
             Rule::MemAbove { threshold, for_ } => {
                 write!(f, "memory ≥ {} for {}", threshold_text(*threshold), duration_text(*for_))
             }
@@ -274,10 +343,7 @@ pub(crate) fn parse_rule_flags(flags: &[TriggerFlag], interval: Duration) -> Res
 fn finish(p: Pending, interval: Duration) -> Result<Rule, RuleError> {
     let missing_for = || RuleError::MissingFor { rule: p.flag.to_string() };
     let rule = match p.flag.name {
-        FlagName::CpuAbove => Rule::CpuAbove {
-            pct: percent(&p.flag, 0.0, 100.0, "of the CPUs available to the target")?,
-            for_: p.for_.ok_or_else(missing_for)?,
-        },
+        FlagName::CpuAbove => Rule::CpuAbove { level: cpu_level(&p.flag)?, for_: p.for_.ok_or_else(missing_for)? },
         FlagName::MemAbove => {
             Rule::MemAbove { threshold: mem_level(&p.flag, false)?, for_: p.for_.ok_or_else(missing_for)? }
         }
@@ -345,6 +411,49 @@ fn percent(flag: &TriggerFlag, low: f64, high: f64, of_what: &str) -> Result<f64
         ));
     }
     Ok(pct)
+}
+
+/// The most cores a `--cpu-above` may ask for: more than any host has.
+const MAX_CORES: f64 = 65_536.0;
+
+/// `--cpu-above`: `80` or `80%` of the CPUs available to the target (the
+/// contract's reading), or `0.9cores` as `top` counts. A bare number above
+/// 100 is refused with the cores spelling as the hint, since that is `top`'s
+/// reading of a multi-threaded process; any other suffix is refused rather
+/// than guessed at.
+fn cpu_level(flag: &TriggerFlag) -> Result<CpuLevel, RuleError> {
+    let text = flag.value.trim();
+    let lower = text.to_ascii_lowercase();
+    let usage = "write `80%` (of the CPUs available to the target) or `0.9cores` (as `top` counts: \
+                 1 core = 100 % of one CPU)";
+    if let Some(number) = lower.strip_suffix("cores").or_else(|| lower.strip_suffix("core")) {
+        let cores: f64 = number
+            .trim()
+            .parse()
+            .ok()
+            .filter(|c: &f64| c.is_finite())
+            .ok_or_else(|| invalid(flag, format!("expected a number of cores, e.g. `0.9cores`; {usage}")))?;
+        if !(cores > 0.0 && cores <= MAX_CORES) {
+            return Err(invalid(flag, "the number of cores must be greater than 0, e.g. `0.9cores`"));
+        }
+        return Ok(CpuLevel::Cores(cores));
+    }
+    let number = text.strip_suffix('%').unwrap_or(text).trim();
+    let Ok(value) = number.parse::<f64>() else {
+        return Err(invalid(flag, format!("unknown CPU level; {usage}")));
+    };
+    if !text.ends_with('%') && value.is_finite() && value > 100.0 {
+        return Err(invalid(
+            flag,
+            format!(
+                "a bare number is a percentage of all the CPUs available to the target, at most 100; \
+                 for `top`'s reading of {}% write `{}cores`",
+                pct_text(value),
+                pct_text(value / 100.0)
+            ),
+        ));
+    }
+    Ok(CpuLevel::Percent(percent(flag, 0.0, 100.0, "of the CPUs available to the target")?))
 }
 
 /// `80`, `80%` (of the limit) or a size such as `2GiB`. A bare number is a

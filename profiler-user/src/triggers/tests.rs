@@ -21,6 +21,7 @@ struct Feed {
     cpu_seconds: f64,
     epoch: u64,
     capacity: f64,
+    threads: Option<u64>,
     mem: u64,
     limit: u64,
 }
@@ -34,6 +35,7 @@ impl Feed {
             cpu_seconds: 1000.0,
             epoch: 1,
             capacity: 1.0,
+            threads: Some(4),
             mem: GIB,
             limit: 8 * GIB,
         }
@@ -47,6 +49,7 @@ impl Feed {
             cpu_seconds: self.cpu_seconds,
             epoch: self.epoch,
             cpu_capacity: self.capacity,
+            threads: self.threads,
             mem_bytes: self.mem,
             mem_limit: self.limit,
             pids: vec![Pid::new(42)],
@@ -77,7 +80,7 @@ fn monitor(rules: Vec<Rule>, cooldown: Duration) -> ThresholdMonitor {
 }
 
 fn cpu_above(pct: f64, secs: u64) -> Rule {
-    Rule::CpuAbove { pct, for_: Duration::from_secs(secs) }
+    Rule::CpuAbove { level: CpuLevel::Percent(pct), for_: Duration::from_secs(secs) }
 }
 
 fn cpu_jump(pct_over_avg: f64, window: u64, floor: f64) -> Rule {
@@ -116,7 +119,7 @@ fn idle_then_busy_fires_once_after_the_window() {
     let Some(firing) = fired else { unreachable!() };
     assert_eq!(firing.rule_index, 0);
     assert_eq!(firing.rule_text, "cpu ≥ 40% for 3s");
-    assert_eq!(firing.observed, "avg 95.0%, min 95.0%");
+    assert_eq!(firing.observed, "avg 95.0% (0.95 cores), min 95.0% (0.95 cores) of 1 CPU");
     assert_eq!(firing.window, "2026-11-26T03:00:05Z–03:00:08Z");
     assert_eq!(firing.window_start, three_am() + Duration::from_secs(5));
     assert_eq!(firing.kinds, [ProfileKind::Cpu, ProfileKind::OffCpu]);
@@ -124,17 +127,17 @@ fn idle_then_busy_fires_once_after_the_window() {
         firing.trigger(),
         Trigger::Rule {
             rule: "cpu ≥ 40% for 3s".into(),
-            observed: "avg 95.0%, min 95.0%".into(),
+            observed: "avg 95.0% (0.95 cores), min 95.0% (0.95 cores) of 1 CPU".into(),
             window: "2026-11-26T03:00:05Z–03:00:08Z".into(),
         }
     );
     assert_eq!(
         firing.trigger().summary(),
-        "triggered: cpu ≥ 40% for 3s (observed avg 95.0%, min 95.0% over 2026-11-26T03:00:05Z–03:00:08Z)"
+        "triggered: cpu ≥ 40% for 3s (observed avg 95.0% (0.95 cores), min 95.0% (0.95 cores) of 1 CPU over 2026-11-26T03:00:05Z–03:00:08Z)"
     );
     assert_eq!(
         firing.to_string(),
-        "rule cpu ≥ 40% for 3s fired: avg 95.0%, min 95.0% over 2026-11-26T03:00:05Z–03:00:08Z"
+        "rule cpu ≥ 40% for 3s fired: avg 95.0% (0.95 cores), min 95.0% (0.95 cores) of 1 CPU over 2026-11-26T03:00:05Z–03:00:08Z"
     );
     // Still busy, still capturing: no second firing.
     assert_eq!(feed_cpu(&mut m, &mut feed, &[95.0; 30]), NONE);
@@ -554,8 +557,16 @@ fn status_tells_how_long_a_rule_has_held() {
     assert_eq!(
         status.rules,
         [
-            RuleStatus { rule: "cpu ≥ 80% for 3m".into(), held_for: Some(Duration::from_secs(3)) },
-            RuleStatus { rule: "cpu ≥ +50% over its 1m average (floor 10%)".into(), held_for: None },
+            RuleStatus {
+                rule: "cpu ≥ 80% for 3m".into(),
+                other_reading: Some("0.8 cores of 1 CPU".into()),
+                held_for: Some(Duration::from_secs(3))
+            },
+            RuleStatus {
+                rule: "cpu ≥ +50% over its 1m average (floor 10%)".into(),
+                other_reading: None,
+                held_for: None
+            },
         ]
     );
 }
@@ -577,4 +588,76 @@ fn window_text_spans_midnight() {
         "2026-11-25T23:58:30Z–2026-11-26T00:01:30Z"
     );
     assert_eq!(window_text(midnight, midnight + Duration::from_secs(180)), "2026-11-26T00:00:00Z–00:03:00Z");
+}
+
+fn cpu_cores_above(cores: f64, secs: u64) -> Rule {
+    Rule::CpuAbove { level: CpuLevel::Cores(cores), for_: Duration::from_secs(secs) }
+}
+
+/// The report that started it: a single-threaded service pegged at 99 % in
+/// `top` on a 2-CPU host. `--cpu-above 50` (of both CPUs) never holds;
+/// `--cpu-above 0.9cores` fires after its window, and says so in both
+/// readings.
+#[test]
+fn cores_rule_fires_where_top_says_so_and_percent_rule_cannot() {
+    let mut feed = Feed::new();
+    feed.capacity = 2.0;
+    feed.threads = Some(1);
+    let mut pct = monitor(vec![cpu_above(50.0, 3)], TEN_MIN);
+    let mut cores = monitor(vec![cpu_cores_above(0.9, 3)], TEN_MIN);
+    pct.observe(&feed.sample());
+    cores.observe(&feed.sample());
+    // Both readings are known from the first sample, before any interval.
+    let first = cores.status(feed.t0);
+    assert_eq!(first.rules[0].other_reading.as_deref(), Some("45% of 2 CPUs"));
+    assert_eq!((first.cpu_capacity, first.cpu_cores), (Some(2.0), None));
+    let mut fired = Vec::new();
+    for i in 0..6 {
+        // 0.99 cores of 2 CPUs.
+        let sample = feed.cpu(1.0, 49.5);
+        assert_eq!(pct.observe(&sample), None, "interval {i}");
+        if let Some(firing) = cores.observe(&sample) {
+            fired.push((i, firing));
+        }
+    }
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    let (i, firing) = &fired[0];
+    assert_eq!(*i, 2);
+    assert_eq!(firing.rule_text, "cpu ≥ 0.9 cores for 3s");
+    assert_eq!(firing.observed, "avg 0.99 cores (49.5%), min 0.99 cores (49.5%) of 2 CPUs");
+    let status = pct.status(feed.t0 + feed.elapsed);
+    assert_eq!(status.rules[0].other_reading.as_deref(), Some("1 core of 2 CPUs"));
+    assert_eq!(status.rules[0].held_for, Some(Duration::ZERO));
+    assert!((status.cpu_cores.unwrap_or_default() - 0.99).abs() < 1e-9, "{status:?}");
+    assert_eq!(status.cpu_capacity, Some(2.0));
+}
+
+#[test]
+fn cannot_fire_names_threads_and_quota() {
+    let mut feed = Feed::new();
+    feed.capacity = 2.0;
+    feed.threads = Some(1);
+    let rules = [cpu_above(50.0, 3), cpu_cores_above(0.9, 3), cpu_above(40.0, 3), cpu_cores_above(2.5, 3)];
+    let warnings = cannot_fire(&rules, &feed.sample());
+    assert_eq!(
+        warnings,
+        [
+            "rule `cpu ≥ 50% for 3s` cannot fire: it needs 1 core (50% of 2 CPUs) and its 1 thread can use \
+             at most 1 core; lower it (e.g. `--cpu-above 0.9cores`, as `top` counts)",
+            "rule `cpu ≥ 2.5 cores for 3s` cannot fire: it needs 2.5 cores and its 1 thread can use at most \
+             1 core; lower it (e.g. `--cpu-above 0.9cores`, as `top` counts)",
+        ]
+    );
+    // With enough threads only the CPUs (quota) bound it.
+    feed.threads = Some(8);
+    assert_eq!(
+        cannot_fire(&rules, &feed.sample()),
+        ["rule `cpu ≥ 2.5 cores for 3s` cannot fire: it needs 2.5 cores and it has 2 CPUs available \
+          (CPU quota, else online CPUs); lower it (e.g. `--cpu-above 1.8cores`, as `top` counts)"]
+    );
+    // A cgroup or the host: no thread count, only the capacity.
+    feed.threads = None;
+    assert_eq!(cannot_fire(&rules[..3], &feed.sample()), Vec::<String>::new());
+    // An absent target says nothing.
+    assert_eq!(cannot_fire(&rules, &feed.absent(1.0)), Vec::<String>::new());
 }

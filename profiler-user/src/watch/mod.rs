@@ -47,6 +47,7 @@
 
 mod fifo;
 mod listen;
+mod ondemand;
 mod setup;
 mod triggers;
 mod write;
@@ -64,7 +65,6 @@ use tracing::{debug, error, info, warn};
 use crate::bpf::Loader;
 use crate::config::WatchConfig;
 use crate::control::{CaptureStatus, Command, DaemonState, Reply};
-use crate::kinds;
 use crate::pipeline::Session;
 use crate::profile::capture::Trigger;
 use crate::profile::ProfileKind;
@@ -242,6 +242,9 @@ struct Daemon {
     loaded_filter: Filter,
     /// The profile kinds the programs were loaded for (cpu always).
     loaded_kinds: ProfileSet,
+    /// The kinds loaded at start: a manual capture of other kinds loads
+    /// theirs on demand, and the daemon goes back to these once it is written.
+    base_kinds: ProfileSet,
     capture: Option<Capture>,
     writing: Option<Writing>,
     ticker: Interval,
@@ -263,6 +266,7 @@ impl Daemon {
             symbolizer: Some(Symbolizer::new()),
             loaded_filter: loaded.filter,
             loaded_kinds: loaded.kinds,
+            base_kinds: loaded.kinds,
             capture: None,
             writing: None,
             ticker,
@@ -414,19 +418,9 @@ impl Daemon {
     }
 
     /// A `start` or `toggle`: the daemon's `--profiles` unless the command
-    /// names others, which must have been loaded at start.
+    /// names others, whose programs are then loaded for this capture.
     fn start_manual(&mut self, request: StartRequest) -> Reply {
         let kinds = request.profiles.map_or_else(|| self.config.profiles.clone(), ProfileSet::to_vec);
-        let missing = ProfileSet::of(&kinds).minus(self.loaded_kinds);
-        if !missing.is_empty() {
-            let message = format!(
-                "no capture started: this daemon did not load the programs of the {missing} profile; \
-                 restart it with `--profiles {}`",
-                self.loaded_kinds.union(missing)
-            );
-            warn!("`start` from {}: {message}", request.source.as_str());
-            return self.reply(false, message);
-        }
         self.start_capture(CaptureRequest {
             duration: request.duration.unwrap_or(self.config.capture_duration),
             kinds,
@@ -472,14 +466,28 @@ impl Daemon {
 
     fn try_start(&mut self, request: CaptureRequest) -> Result<()> {
         let target = self.config.target.resolve()?;
+        let missing = ProfileSet::of(&request.kinds).minus(self.loaded_kinds);
         let loader = match self.loader.take() {
-            Some(loader) if compatible(&self.loaded_filter, &target.filter) => loader,
+            Some(loader) if missing.is_empty() && compatible(&self.loaded_filter, &target.filter) => loader,
             previous => {
+                let kinds = self.loaded_kinds.union(missing);
+                if missing.is_empty() {
+                    info!("loading the eBPF program for {}", target.info.description);
+                } else {
+                    info!("loading the programs of the {missing} profile for this capture");
+                }
+                // The new program first: if it fails, the daemon keeps the
+                // one it had and stays as ready as before.
+                let loader = match ondemand::load(&target.filter, kinds, missing) {
+                    Ok(loader) => loader,
+                    Err(e) => {
+                        self.loader = previous;
+                        return Err(e);
+                    }
+                };
                 drop(previous);
-                info!("loading the eBPF program for {}", target.info.description);
-                self.loaded_filter = Filter::All;
-                let loader = Loader::load_with(&target.filter, kinds::programs_for(&self.loaded_kinds.to_vec()))?;
                 self.loaded_filter = target.filter.clone();
+                self.loaded_kinds = kinds;
                 loader
             }
         };
@@ -560,6 +568,9 @@ impl Daemon {
             Ok(WriteOutcome { loader, symbolizer, result }) => {
                 self.loader = Some(loader);
                 self.symbolizer = Some(symbolizer);
+                if writing.pending.is_none() {
+                    self.unload_extra_kinds();
+                }
                 result
             }
             Err(e) => Err(anyhow!("the writing thread failed: {e}")),
@@ -589,6 +600,24 @@ impl Daemon {
             answer.message = format!("the previous capture was written first ({})\n{}", writing.target, answer.message);
             answer.files.clone_from(&files_reply.files);
             let _ = reply.send(answer);
+        }
+    }
+
+    /// Back to the kinds loaded at start after a capture that loaded more,
+    /// so an idle daemon holds only what it was started with.
+    fn unload_extra_kinds(&mut self) {
+        let extra = self.loaded_kinds.minus(self.base_kinds);
+        if extra.is_empty() {
+            return;
+        }
+        match ondemand::load(&self.loaded_filter, self.base_kinds, ProfileSet::default()) {
+            Ok(loader) => {
+                self.loader = Some(loader);
+                self.loaded_kinds = self.base_kinds;
+                info!("unloaded the programs of the {extra} profile loaded for the last capture");
+            }
+            // The bigger program still works; it is only more memory.
+            Err(e) => warn!("the programs of the {extra} profile stay loaded: reloading without them failed: {e:#}"),
         }
     }
 

@@ -12,7 +12,8 @@
 //! (a CPU rule captures cpu and offcpu, a memory rule memory and cpu). A
 //! kind only a rule wants and this kernel cannot run (off-CPU needs BTF) is
 //! reported at start and left out of triggered captures, rather than
-//! discovered at 3 a.m.
+//! discovered at 3 a.m. A manual `start` naming other kinds loads theirs for
+//! that capture (`super::ondemand`).
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};

@@ -18,8 +18,9 @@ use tokio::time::{Interval, MissedTickBehavior};
 
 use crate::sys::thread_cpu_time;
 use crate::target::TargetSpec;
+use crate::triggers::rules::cpus_text;
 use crate::triggers::sampler::MetricSampler;
-use crate::triggers::{Firing, ThresholdMonitor, TriggerConfig};
+use crate::triggers::{cannot_fire, Firing, ThresholdMonitor, TriggerConfig};
 
 /// The sampler, the decision and the timer that drives them.
 pub(super) struct Triggers {
@@ -33,6 +34,9 @@ pub(super) struct Triggers {
     /// CPU time spent sampling, and samples taken, for `status`.
     cost: Duration,
     samples: u64,
+    /// Rules that cannot fire for the target as last sampled (logged when
+    /// this changes, shown by `status`).
+    unreachable: Vec<String>,
 }
 
 impl Triggers {
@@ -50,6 +54,7 @@ impl Triggers {
             busy: false,
             cost: Duration::ZERO,
             samples: 0,
+            unreachable: Vec::new(),
         })
     }
 
@@ -68,6 +73,15 @@ impl Triggers {
             self.cost += after.saturating_sub(before);
         }
         self.samples += 1;
+        // Checked on every sample (the first one comes at start): a target's
+        // threads and quota change, and an absent target says nothing.
+        if sample.present {
+            let unreachable = cannot_fire(self.monitor.rules(), &sample);
+            for warning in unreachable.iter().filter(|w| !self.unreachable.contains(w)) {
+                tracing::warn!("{warning}");
+            }
+            self.unreachable = unreachable;
+        }
         let firing = self.monitor.observe(&sample)?;
         self.busy = true;
         Some(firing)
@@ -100,18 +114,32 @@ impl Triggers {
         let rules: Vec<String> = status
             .rules
             .iter()
-            .map(|r| match r.held_for {
-                Some(held) => format!("{} (held {})", r.rule, seconds(held)),
-                None => r.rule.clone(),
+            .map(|r| {
+                let rule = match &r.other_reading {
+                    Some(other) => format!("{} [= {other}]", r.rule),
+                    None => r.rule.clone(),
+                };
+                match r.held_for {
+                    Some(held) => format!("{rule} (held {})", seconds(held)),
+                    None => rule,
+                }
             })
             .collect();
         let mut line = format!("triggers: {}", rules.join(", "));
-        match (status.cpu_pct, status.mem_bytes) {
-            (Some(cpu), Some(mem)) => {
+        match (status.cpu_pct, status.cpu_cores, status.cpu_capacity, status.mem_bytes) {
+            (Some(cpu), Some(cores), Some(capacity), Some(mem)) => {
                 let limit = status.mem_limit.map(|l| format!(" of {}", size(l))).unwrap_or_default();
-                let _ = write!(line, "; target now: cpu {cpu:.1}%, memory {}{limit}", size(mem));
+                let _ = write!(
+                    line,
+                    "; target now: cpu {cpu:.1}% of {} ({cores:.2} cores), memory {}{limit}",
+                    cpus_text(capacity),
+                    size(mem)
+                );
             }
             _ => line.push_str("; no reading of the target yet (not running, or just started or restarted)"),
+        }
+        for warning in &self.unreachable {
+            let _ = write!(line, "; warning: {warning}");
         }
         if let Some(left) = status.cooldown_left {
             let _ = write!(line, "; cooldown {} left", seconds(left));

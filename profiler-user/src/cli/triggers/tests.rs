@@ -6,7 +6,7 @@ use clap::{CommandFactory as _, Parser};
 use super::*;
 use crate::triggers::config::{parse_rules, parse_trigger_words, TriggerConfig, DEFAULT_COOLDOWN};
 use crate::triggers::rules::{
-    parse_rule_flags, Metric, Rule, RuleError, Threshold, DEFAULT_JUMP_FLOOR_PCT, DEFAULT_JUMP_WINDOW,
+    parse_rule_flags, CpuLevel, Metric, Rule, RuleError, Threshold, DEFAULT_JUMP_FLOOR_PCT, DEFAULT_JUMP_WINDOW,
 };
 
 /// A stand-in for `watch`'s arguments, with another flag to interleave.
@@ -74,7 +74,7 @@ fn the_contract_spelling() {
         config,
         TriggerConfig {
             rules: vec![
-                Rule::CpuAbove { pct: 80.0, for_: secs(180) },
+                Rule::CpuAbove { level: CpuLevel::Percent(80.0), for_: secs(180) },
                 Rule::MemAbove { threshold: Threshold::Percent(80.0), for_: secs(180) },
             ],
             cooldown: secs(1800),
@@ -90,12 +90,15 @@ fn for_pairs_with_the_rule_before_it() {
         rules(&["--mem-above", "2GiB", "--name", "x", "--for", "1m", "--cpu-above", "95", "--for", "30s"]),
         Ok(vec![
             Rule::MemAbove { threshold: Threshold::Bytes(2 << 30), for_: secs(60) },
-            Rule::CpuAbove { pct: 95.0, for_: secs(30) },
+            Rule::CpuAbove { level: CpuLevel::Percent(95.0), for_: secs(30) },
         ])
     );
     assert_eq!(
         rules(&["--cpu-above=80", "--for=3m", "--cpu-above", "95", "--for", "30s"]),
-        Ok(vec![Rule::CpuAbove { pct: 80.0, for_: secs(180) }, Rule::CpuAbove { pct: 95.0, for_: secs(30) }])
+        Ok(vec![
+            Rule::CpuAbove { level: CpuLevel::Percent(80.0), for_: secs(180) },
+            Rule::CpuAbove { level: CpuLevel::Percent(95.0), for_: secs(30) }
+        ])
     );
 }
 
@@ -160,9 +163,14 @@ fn defaults_without_any_trigger() {
 fn rule_errors() {
     for (argv, expected) in [
         (
-            &["--cpu-above", "140", "--for", "3m"][..],
-            "invalid value `140` for `--cpu-above`: the percentage must be greater than 0 and at most 100 \
+            &["--cpu-above", "140%", "--for", "3m"][..],
+            "invalid value `140%` for `--cpu-above`: the percentage must be greater than 0 and at most 100 \
              (100 means all the CPUs available to the target)",
+        ),
+        (
+            &["--cpu-above", "140", "--for", "3m"][..],
+            "invalid value `140` for `--cpu-above`: a bare number is a percentage of all the CPUs available to \
+             the target, at most 100; for `top`'s reading of 140% write `1.4cores`",
         ),
         (
             &["--cpu-above", "0", "--for", "3m"],
@@ -176,8 +184,8 @@ fn rule_errors() {
         ),
         (
             &["--cpu-above", "lots", "--for", "3m"],
-            "invalid value `lots` for `--cpu-above`: expected a percentage of the CPUs available to the target, \
-             e.g. `80`",
+            "invalid value `lots` for `--cpu-above`: unknown CPU level; write `80%` (of the CPUs available to the \
+             target) or `0.9cores` (as `top` counts: 1 core = 100 % of one CPU)",
         ),
         (
             &["--cpu-above", "NaN", "--for", "3m"],
@@ -312,7 +320,7 @@ fn words_from_a_config_file() {
     assert_eq!(
         parse_rule_flags(&flags, secs(1)),
         Ok(vec![
-            Rule::CpuAbove { pct: 80.0, for_: secs(180) },
+            Rule::CpuAbove { level: CpuLevel::Percent(80.0), for_: secs(180) },
             Rule::MemAbove { threshold: Threshold::Bytes(2 << 30), for_: secs(60) },
         ])
     );
@@ -329,8 +337,10 @@ fn words_from_a_config_file() {
 #[test]
 fn rule_texts() {
     for (rule, text) in [
-        (Rule::CpuAbove { pct: 80.0, for_: secs(180) }, "cpu ≥ 80% for 3m"),
-        (Rule::CpuAbove { pct: 12.5, for_: secs(90) }, "cpu ≥ 12.5% for 1m 30s"),
+        (Rule::CpuAbove { level: CpuLevel::Percent(80.0), for_: secs(180) }, "cpu ≥ 80% for 3m"),
+        (Rule::CpuAbove { level: CpuLevel::Percent(12.5), for_: secs(90) }, "cpu ≥ 12.5% for 1m 30s"),
+        (Rule::CpuAbove { level: CpuLevel::Cores(0.9), for_: secs(180) }, "cpu ≥ 0.9 cores for 3m"),
+        (Rule::CpuAbove { level: CpuLevel::Cores(1.0), for_: secs(180) }, "cpu ≥ 1 core for 3m"),
         (Rule::MemAbove { threshold: Threshold::Percent(80.0), for_: secs(180) }, "memory ≥ 80% for 3m"),
         (Rule::MemAbove { threshold: Threshold::Bytes(2 << 30), for_: secs(2) }, "memory ≥ 2GiB for 2s"),
         (Rule::MemAbove { threshold: Threshold::Bytes(2_000_000_000), for_: secs(2) }, "memory ≥ 2GB for 2s"),
@@ -364,4 +374,39 @@ fn rule_texts() {
 fn help() {
     let mut cmd = Watch::command().term_width(100);
     insta::assert_snapshot!(cmd.render_long_help().to_string());
+}
+
+#[test]
+fn cpu_above_takes_percent_or_cores() {
+    let parse = |value: &str| {
+        parse_rule_flags(
+            &[TriggerFlag::new(FlagName::CpuAbove, value), TriggerFlag::new(FlagName::For, "3m")],
+            Duration::from_secs(1),
+        )
+    };
+    let level = |value: &str| match parse(value) {
+        Ok(rules) => match rules.as_slice() {
+            [Rule::CpuAbove { level, .. }] => Ok(*level),
+            other => panic!("{other:?}"),
+        },
+        Err(e) => Err(e.to_string()),
+    };
+    assert_eq!(level("80"), Ok(CpuLevel::Percent(80.0)));
+    assert_eq!(level("80%"), Ok(CpuLevel::Percent(80.0)));
+    assert_eq!(level("0.9cores"), Ok(CpuLevel::Cores(0.9)));
+    assert_eq!(level("1core"), Ok(CpuLevel::Cores(1.0)));
+    assert_eq!(level("2.5 Cores"), Ok(CpuLevel::Cores(2.5)));
+    assert_eq!(level("150%"), Err("invalid value `150%` for `--cpu-above`: the percentage must be greater than 0 and at most 100 (100 means all the CPUs available to the target)".to_owned()));
+    assert_eq!(
+        level("150"),
+        Err("invalid value `150` for `--cpu-above`: a bare number is a percentage of all the CPUs available to \
+             the target, at most 100; for `top`'s reading of 150% write `1.5cores`"
+            .to_owned())
+    );
+    for ambiguous in ["0.9c", "0.9cpu", "90pct", "cores", "0cores", "-1cores"] {
+        let Err(e) = level(ambiguous) else { panic!("`{ambiguous}` accepted") };
+        assert!(e.starts_with(&format!("invalid value `{ambiguous}` for `--cpu-above`: ")), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+    assert!(level("0.9c").unwrap_err().contains("write `80%` (of the CPUs available to the target) or `0.9cores`"));
 }

@@ -1,6 +1,9 @@
-//! The memory profile: allocations sampled by bytes (`malloc` and the Go
-//! runtime's slow paths, through uprobes at the sites [`probes`] finds) and
-//! page faults (where new memory was first touched), merged by stack.
+//! The memory profile: allocations sampled by bytes (`malloc`, `calloc`,
+//! `realloc` and the Go runtime's slow paths, through uprobes at the sites
+//! [`probes`] finds), the sampled C allocations still held at the window's
+//! end (the in-use view: `free` and `realloc` drop them, so one capture
+//! tells a leak from churn), and page faults (where new memory was first
+//! touched), merged by stack.
 
 pub(crate) mod probes;
 
@@ -8,7 +11,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
-use profiler_common::{AllocValue, SampleKey, Stat, MAP_ALLOC_COUNTS, MAP_FAULT_COUNTS};
+use profiler_common::{
+    AllocValue, LiveAlloc, LiveKey, SampleKey, Stat, MAP_ALLOC_COUNTS, MAP_FAULT_COUNTS, MAP_LIVE_ALLOCS,
+};
 use tracing::{debug, info};
 
 use super::{AttachTarget, Kind, Shape};
@@ -54,13 +59,16 @@ impl Kind for Memory {
         Ok(())
     }
 
-    /// Allocation samples (objects, bytes) and page-fault samples (`extra`),
-    /// merged by key.
+    /// Allocation samples (objects, bytes), the sampled allocations still
+    /// held (`held`) and page-fault samples (`extra`), merged by key.
     fn drain(&self, loader: &Loader, _window: &CaptureWindow) -> Result<RawCapture> {
         let mut merged = drain::Merged::default();
         if loader.programs().alloc {
             for (key, v) in loader.map_entries::<SampleKey, AllocValue>(MAP_ALLOC_COUNTS)? {
                 merged.add(key, v.objects, v.bytes, 0);
+            }
+            for (_, live) in loader.map_entries::<LiveKey, LiveAlloc>(MAP_LIVE_ALLOCS)? {
+                merged.add_held(live.key, live.value.objects, live.value.bytes);
             }
         }
         for (key, faults) in loader.map_entries::<SampleKey, u64>(MAP_FAULT_COUNTS)? {
@@ -69,34 +77,65 @@ impl Kind for Memory {
         drain::capture(loader, merged.into_counts())
     }
 
-    /// `alloc_objects/count`, `alloc_space/bytes` and `page_faults/count`.
+    /// `alloc_objects/count`, `alloc_space/bytes`, `inuse_objects/count`,
+    /// `inuse_space/bytes` and `page_faults/count`.
     fn template(&self, shape: &Shape) -> Profile {
         Profile::new_memory(shape.programs.malloc_sample_bytes, shape.start, shape.duration)
     }
 
     fn values(&self, sample: &RawSample, _period: i64) -> Vec<i64> {
-        vec![sample.count as i64, sample.weight as i64, (sample.extra * DEFAULT_FAULT_PERIOD) as i64]
+        vec![
+            sample.count as i64,
+            sample.weight as i64,
+            sample.held[0] as i64,
+            sample.held[1] as i64,
+            (sample.extra * DEFAULT_FAULT_PERIOD) as i64,
+        ]
     }
 
     fn losses(&self, stats: &Stats, _agg: &Aggregate) -> Vec<Loss> {
-        super::losses(&[(
-            "fault_map_full",
-            stats.get(Stat::FaultCountsMapFull),
-            "page-fault samples dropped: the kernel map was full",
-        )])
+        super::losses(&[
+            (
+                "fault_map_full",
+                stats.get(Stat::FaultCountsMapFull),
+                "page-fault samples dropped: the kernel map was full",
+            ),
+            (
+                "inuse_map_full",
+                stats.get(Stat::LiveAllocsFull),
+                "sampled allocations missing from the in-use view: the kernel map of held allocations was full",
+            ),
+            (
+                "inuse_untracked",
+                stats.get(Stat::AllocPendingLost),
+                "sampled allocations missing from the in-use view: too many threads allocating at once, \
+                 or the allocator failed",
+            ),
+        ])
     }
 
     /// The leaf of an allocation is the code that asked for memory, not the
     /// allocator's own frames.
     fn finish(&self, profile: &mut Profile) {
-        profile.strip_leaf_frames(|s| s.values[0] > 0, is_allocator_frame);
+        profile.strip_leaf_frames(|s| s.values[0] > 0 || s.values[2] > 0, is_allocator_frame);
     }
 }
 
 /// Frames of the allocators themselves, above the code that allocated.
 fn is_allocator_frame(name: &str) -> bool {
-    matches!(name, "malloc" | "__libc_malloc" | "__GI___libc_malloc" | "tcache_init" | "_int_malloc")
-        || name.starts_with("runtime.")
+    matches!(
+        name,
+        "malloc"
+            | "__libc_malloc"
+            | "__GI___libc_malloc"
+            | "tcache_init"
+            | "_int_malloc"
+            | "calloc"
+            | "__libc_calloc"
+            | "realloc"
+            | "__libc_realloc"
+            | "_int_realloc"
+    ) || name.starts_with("runtime.")
 }
 
 /// The processes to put allocation probes in: the target's, or the

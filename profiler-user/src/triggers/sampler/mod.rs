@@ -64,6 +64,9 @@ pub(crate) struct Sample {
     /// CPUs available to the target: its cgroup quota if set, else the
     /// online CPUs. What 100 % CPU means.
     pub cpu_capacity: f64,
+    /// Threads of the target's processes (for `--pid` and `--name`; `None`
+    /// otherwise): a target cannot use more cores than it has threads.
+    pub threads: Option<u64>,
     /// Resident memory of the target's processes, or its cgroup's usage.
     pub mem_bytes: u64,
     /// What 100 % memory means: the cgroup's `memory.max`, else `MemTotal`.
@@ -83,6 +86,7 @@ impl Sample {
             cpu_seconds: 0.0,
             epoch: 0,
             cpu_capacity: 0.0,
+            threads: None,
             mem_bytes: 0,
             mem_limit: 0,
             pids: Vec::new(),
@@ -199,6 +203,7 @@ impl MetricSampler {
             cpu_seconds: ticks as f64 / ticks_per_second(),
             epoch: 0,
             cpu_capacity: host.capacity(limits.cpus),
+            threads: Some(stats.iter().map(|(_, stat)| stat.threads).sum()),
             mem_bytes: pids.iter().filter_map(|&pid| read_vm_rss(pid)).sum(),
             mem_limit: host.mem_limit(limits.mem_bytes),
             pids,
@@ -254,6 +259,7 @@ impl MetricSampler {
             cpu_seconds,
             epoch,
             cpu_capacity: host.capacity(limits.cpus),
+            threads: None,
             mem_bytes,
             mem_limit: host.mem_limit(limits.mem_bytes),
             pids: Vec::new(),
@@ -293,6 +299,7 @@ fn sample_host(now: Instant, wall: SystemTime, host: &HostInfo) -> Sample {
         cpu_seconds,
         epoch: 0,
         cpu_capacity: host.capacity(None),
+        threads: None,
         mem_bytes: host.meminfo.map_or(0, |m| m.total.saturating_sub(m.available)),
         mem_limit: host.mem_limit(None),
         pids: Vec::new(),

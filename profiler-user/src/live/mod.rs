@@ -1,0 +1,103 @@
+//! The live view, `stackwatch top`: the CPU sampler attached for as long
+//! as the view runs, its counts taken every refresh (`crate::bpf::live`),
+//! symbolized with one long-lived symbolizer (its caches make each refresh
+//! cost only the new addresses) and added to a [`table::TopTable`] drawn on
+//! the terminal ([`term`]).
+//!
+//! It is the capture pipeline's program and kinds (`crate::kinds::cpu`),
+//! with a window that stays open, so what `top` shows is what `record`
+//! would write.
+
+pub(crate) mod table;
+pub(crate) mod term;
+
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context as _, Result};
+use profiler_common::Stat;
+
+use crate::aggregate;
+use crate::bpf::live::LIVE_WINDOW;
+use crate::bpf::Loader;
+use crate::kinds::{self, AttachTarget, Shape};
+use crate::profile::ProfileKind;
+use crate::symbolize::Symbolizer;
+use crate::target::{ResolvedTarget, TargetSpec};
+
+use self::table::TopTable;
+
+/// The sampler, attached, and what it has shown so far.
+pub(crate) struct LiveTop {
+    loader: Loader,
+    symbolizer: Symbolizer,
+    frequency_hz: u64,
+    spec: TargetSpec,
+    target: ResolvedTarget,
+    pub table: TopTable,
+}
+
+impl LiveTop {
+    /// Loads and attaches the CPU sampler for `target` and starts counting.
+    pub(crate) fn start(spec: &TargetSpec, frequency_hz: u64) -> Result<Self> {
+        let target = spec.resolve()?;
+        let kinds = [ProfileKind::Cpu];
+        let mut loader = Loader::load_with(&target.filter, kinds::programs_for(&kinds))?;
+        let cgroup_dir = spec.cgroup_dir();
+        let attach = AttachTarget { frequency_hz, filter: &target.filter, cgroup_dir: cgroup_dir.as_deref() };
+        kinds::attach(&mut loader, &kinds, &attach)?;
+        loader.open_window(LIVE_WINDOW).context("failed to start counting")?;
+        Ok(Self {
+            loader,
+            symbolizer: Symbolizer::new(),
+            frequency_hz,
+            spec: spec.clone(),
+            target,
+            table: TopTable::default(),
+        })
+    }
+
+    /// What is watched, for the header.
+    pub(crate) fn description(&self) -> &str {
+        &self.target.info.description
+    }
+
+    /// Takes the samples counted since the last refresh into the table.
+    /// Follows a `--name` target's processes as they come and go.
+    pub(crate) fn refresh(&mut self, interval: Duration) -> Result<()> {
+        if let TargetSpec::Name(_) = &self.spec {
+            if let Ok(now) = self.spec.resolve() {
+                if let crate::target::Filter::Pids(pids) = &now.filter {
+                    self.loader.set_target_pids(pids)?;
+                }
+                self.target = now;
+            }
+        }
+        self.loader.flush_logs();
+        let raw = self.loader.take_cpu_counts().context("failed to read the samples from the kernel")?;
+        let agg = aggregate::aggregate(&raw);
+        let plugin = kinds::of(ProfileKind::Cpu);
+        let shape = Shape {
+            frequency_hz: self.frequency_hz,
+            programs: self.loader.programs(),
+            start: SystemTime::now(),
+            duration: interval,
+        };
+        let template = plugin.template(&shape);
+        let period = template.period;
+        let profile = self.symbolizer.build_profile(&agg, template, |s| plugin.values(s, period));
+        self.table.add(&profile);
+        self.symbolizer.forget_exited();
+        Ok(())
+    }
+
+    /// Samples lost since the start (a full map).
+    pub(crate) fn lost(&self) -> u64 {
+        self.loader.stats().map(|s| s.get(Stat::CountsMapFull)).unwrap_or(0)
+    }
+
+    /// Stops sampling and detaches.
+    pub(crate) fn stop(mut self) -> Result<()> {
+        self.loader.close_window()?;
+        self.loader.detach()
+    }
+}
