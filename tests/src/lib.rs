@@ -31,6 +31,7 @@ mod process;
 pub mod profwork;
 pub mod symwork;
 pub mod triggers;
+pub mod unwindwork;
 mod workload;
 
 use std::env;

@@ -98,7 +98,12 @@ pub(crate) async fn run(config: WatchConfig) -> Result<()> {
     check_output_dir(&config.output_dir)?;
     Endpoints::check(&config.control)?;
     let rule_kinds: Vec<ProfileKind> = config.triggers.rules.iter().flat_map(Rule::kinds).collect();
-    let loaded = initial_load(&config.target, ProfileSet::of(&config.profiles), ProfileSet::of(&rule_kinds))?;
+    let loaded = initial_load(
+        &config.target,
+        ProfileSet::of(&config.profiles),
+        ProfileSet::of(&rule_kinds),
+        config.unwind.mode(),
+    )?;
     let created_output = create_output_dir(&config.output_dir)?;
     let mut endpoints = Endpoints::open(&config.control)?;
     created_output.keep();
@@ -476,7 +481,10 @@ impl Daemon {
                 drop(previous);
                 info!("loading the eBPF program for {}", target.info.description);
                 self.loaded_filter = Filter::All;
-                let loader = Loader::load_with(&target.filter, kinds::programs_for(&self.loaded_kinds.to_vec()))?;
+                let loader = Loader::load_with(
+                    &target.filter,
+                    kinds::programs_for(&self.loaded_kinds.to_vec(), self.config.unwind.mode()),
+                )?;
                 self.loaded_filter = target.filter.clone();
                 loader
             }
