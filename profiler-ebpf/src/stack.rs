@@ -49,16 +49,16 @@ pub(crate) fn user_stack<C: EbpfContext>(ctx: &C, tgid: u32, start: UserStart, r
         return fp_user_stack(ctx, start);
     }
     let Some(regs) = unwind::user_regs(regs) else { return STACK_ID_NONE };
-    if !unwind::process_known(tgid) {
+    let Some(known) = unwind::process_mappings(tgid) else {
         bump(Stat::UnwindProcessUnknown);
         if mode == UnwindMode::Tables as u32 {
             return unwind::store_untabled(ctx, regs.pc);
         }
         bump(Stat::UnwindFellBack);
         return fp_user_stack(ctx, start);
-    }
+    };
     let at_entry = matches!(start, UserStart::FunctionEntry { .. });
-    unwind::walk_user_stack(ctx, tgid, regs, mode, at_entry)
+    unwind::walk_user_stack(ctx, tgid, known, regs, mode, at_entry)
 }
 
 /// The frame-pointer walk, from where `start` says.

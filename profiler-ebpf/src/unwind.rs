@@ -162,15 +162,20 @@ pub(crate) struct Walk {
     pub(crate) last: ExecMapping,
 }
 
-/// Whether the program has the mappings of process `pid`; if not, asks
+/// The mappings of a process the program knows (see [`process_mappings`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Known(*const ProcMappings);
+
+/// The mappings of process `pid`, if user space loaded them; if not, asks
 /// user space for them (rate-limited) so the next stacks can use tables.
+/// The walk starts with them, so its first frame costs no second lookup.
 #[inline(always)]
-pub(crate) fn process_known(pid: u32) -> bool {
-    if UNWIND_PROCS.get_ptr(&pid).is_some() {
-        return true;
+pub(crate) fn process_mappings(pid: u32) -> Option<Known> {
+    if let Some(procs) = UNWIND_PROCS.get_ptr(&pid) {
+        return Some(Known(procs));
     }
     notify(pid, EVENT_NEW_PROCESS, 0, now_ns());
-    false
+    None
 }
 
 #[inline(always)]
@@ -195,7 +200,14 @@ fn notify(pid: u32, kind: u32, pc: u64, now: u64) {
 /// Walks the user stack of process `pid` from `regs` with the tables (the
 /// process must be [`process_known`]) and stores it. Returns the stack id.
 #[inline(always)]
-pub(crate) fn walk_user_stack<C: EbpfContext>(ctx: &C, pid: u32, regs: UserRegs, mode: u32, at_entry: bool) -> u64 {
+pub(crate) fn walk_user_stack<C: EbpfContext>(
+    ctx: &C,
+    pid: u32,
+    known: Known,
+    regs: UserRegs,
+    mode: u32,
+    at_entry: bool,
+) -> u64 {
     let Some(buf) = SCRATCH.get_ptr_mut(0) else {
         bump(Stat::UserStackLost);
         return STACK_ID_LOST;
@@ -215,7 +227,14 @@ pub(crate) fn walk_user_stack<C: EbpfContext>(ctx: &C, pid: u32, regs: UserRegs,
         flags: if at_entry { PC_EXACT | AT_ENTRY } else { PC_EXACT },
         mode,
         _pad: 0,
-        last: ExecMapping { start: 0, end: 0, bias: 0, exec_id: EXEC_ID_NONE, tag: 0 },
+        // The innermost frame's mapping, looked up at its exact pc.
+        last: search(known.0, regs.pc).unwrap_or(ExecMapping {
+            start: 0,
+            end: 0,
+            bias: 0,
+            exec_id: EXEC_ID_NONE,
+            tag: 0,
+        }),
     };
     // SAFETY: this CPU's slot; programs do not nest on one CPU.
     unsafe { *walk_ptr = start };
@@ -327,7 +346,9 @@ fn step(walk: &mut Walk) -> i64 {
     // offset 0, so there always is one.
     let (mut base, mut n) = (0u32, rows);
     let mut i = 0;
-    while i < ROW_SEARCH_STEPS {
+    // Stops once one row is left: a page's rows are usually a few dozen,
+    // so most lookups take 5 or 6 probes, not `ROW_SEARCH_STEPS`.
+    while i < ROW_SEARCH_STEPS && n > 1 {
         let half = n / 2;
         let Some(row) = row_at(first.wrapping_add(base + half)) else { return stop(walk, Truncation::NoRule) };
         base += half & at_or_below(u64::from(row_offset(row)), u64::from(offset));
@@ -352,7 +373,12 @@ fn at_or_below(x: u64, key: u64) -> u32 {
 /// The mapping of process `pid` that holds `pc`.
 #[inline(always)]
 fn find_mapping(pid: u32, pc: u64) -> Option<ExecMapping> {
-    let procs = UNWIND_PROCS.get_ptr(&pid)?;
+    search(UNWIND_PROCS.get_ptr(&pid)?, pc)
+}
+
+/// The mapping of `procs` that holds `pc`.
+#[inline(always)]
+fn search(procs: *const ProcMappings, pc: u64) -> Option<ExecMapping> {
     // SAFETY: a live map value; only fields are read.
     let count = unsafe { (*procs).count }.min(MAX_PROC_MAPPINGS as u32);
     // The last mapping starting at or below the pc.

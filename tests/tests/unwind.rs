@@ -6,6 +6,7 @@
 //!
 //! Every test holds the machine-wide end-to-end lock, writes into its own
 //! scratch directory and kills what it started on the way out.
+#![expect(unused_crate_dependencies, reason = "each test file uses some of the package's dependencies")]
 
 use std::path::Path;
 use std::time::Duration;
@@ -414,7 +415,7 @@ fn has_chain(s: &stackwatch_tests::capture::RawSample, chain: &[&str]) -> bool {
 #[test]
 fn signal_handler_stacks_continue_into_the_interrupted_code() {
     let Some(_guard) = e2e_guard() else { return };
-    let (capture, raw, perf) = capture_with_perf(Variant::NoFramePointers, &["signal", "0"], "cpu", "3s");
+    let (capture, raw, perf) = capture_with_perf(Variant::NoFramePointers, &["signal", "0"], "cpu", "6s");
     let callers = ["interrupted_loop", "main"];
     let (share, total) = chain_share(&raw, "on_prof", &callers);
     let (perf_share, perf_total) = perf_chain_share(&perf, "on_prof", &callers);

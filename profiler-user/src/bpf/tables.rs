@@ -195,7 +195,10 @@ struct Built {
 /// An opened file, ready to build.
 struct Prepared {
     path: String,
-    data: memmap2::Mmap,
+    /// Read through an `object::ReadCache` (headers and the sections
+    /// needed, into buffers freed after the build), not mapped whole.
+    file: std::fs::File,
+    size: u64,
     build_id: Option<Vec<u8>>,
     segments: Vec<(u64, u64, u64)>,
 }
@@ -270,7 +273,7 @@ fn builder(wake: RawFd) -> Result<(mpsc::Sender<Job>, mpsc::Receiver<Built>)> {
         .spawn(move || {
             for Job { key, file } in jobs_rx {
                 let started = Instant::now();
-                let table = table::build(&file.data).and_then(|t| CompactTable::new(&t));
+                let table = build_from(&file.file);
                 let ms = started.elapsed().as_secs_f64() * 1e3;
                 if built_tx.send(Built { key, file, table, ms }).is_err() {
                     break;
@@ -482,17 +485,15 @@ impl State {
             // Not readable now (gone, or no access): try again next time.
             return None;
         };
-        // SAFETY: a read-only private mapping of a file the process maps;
-        // it may change under us only if it is rewritten in place, which
-        // would break the process too.
-        let data = match unsafe { memmap2::Mmap::map(pin.file()) } {
-            Ok(d) => d,
+        let (opened, size) = match pin.file().try_clone().and_then(|f| Ok((f.metadata()?.len(), f))) {
+            Ok((size, f)) => (f, size),
             Err(e) => {
-                self.no_table(key, &path, &format!("cannot map the file: {e}"));
+                self.no_table(key, &path, &format!("cannot read the file: {e}"));
                 return None;
             }
         };
-        let elf = object::File::parse(&*data).ok();
+        let cache = object::ReadCache::new(&opened);
+        let elf = object::File::parse(&cache).ok();
         let build_id = elf.as_ref().and_then(|f| f.build_id().ok().flatten()).map(<[u8]>::to_vec);
         if let Some(id) = build_id.as_ref().and_then(|b| self.by_build_id.get(b)).copied() {
             if let Some(exec) = self.loaded.get_mut(&id) {
@@ -513,8 +514,9 @@ impl State {
             })
             .unwrap_or_default();
         drop(elf);
-        let file = Prepared { path, data, build_id, segments };
-        if file.data.len() as u64 > LARGE_FILE && !self.inline_large {
+        drop(cache);
+        let file = Prepared { path, file: opened, size, build_id, segments };
+        if file.size > LARGE_FILE && !self.inline_large {
             self.files.insert(key, FileState::Building(vec![pid]));
             if let Err(mpsc::SendError(job)) = self.jobs.send(Job { key, file }) {
                 self.no_table(key, &job.file.path, "the table builder stopped");
@@ -522,7 +524,7 @@ impl State {
             return None;
         }
         let started = Instant::now();
-        let table = table::build(&file.data).and_then(|t| CompactTable::new(&t));
+        let table = build_from(&file.file);
         let ms = started.elapsed().as_secs_f64() * 1e3;
         self.finish_build(Built { key, file, table, ms });
         match self.files.get(&key) {
@@ -708,6 +710,13 @@ impl State {
     }
 }
 
+/// The compact table of `file`, read through a cache of the parts it
+/// needs (freed on return).
+fn build_from(file: &std::fs::File) -> Result<CompactTable, table::BuildError> {
+    let cache = object::ReadCache::new(file);
+    table::build(&cache).and_then(|t| CompactTable::new(&t))
+}
+
 /// The load bias of `entry`: what to subtract from a pc in it to get the
 /// ELF virtual address.
 fn bias(segments: &[(u64, u64, u64)], entry: &MapsEntry) -> Option<u64> {
@@ -842,7 +851,7 @@ mod tests {
     /// Kernel row elements (two rows each) of the table of `path`.
     fn row_elems(path: &str) -> u32 {
         let data = std::fs::read(path).unwrap();
-        let compact = CompactTable::new(&table::build(&data).unwrap()).unwrap();
+        let compact = CompactTable::new(&table::build(&data[..]).unwrap()).unwrap();
         compact.rows.len().div_ceil(2) as u32
     }
 

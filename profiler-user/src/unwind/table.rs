@@ -22,9 +22,9 @@ use gimli::{
     UnwindSection, X86_64,
 };
 use object::{Object as _, ObjectSection as _};
-use profiler_common::unwind::{
-    make_row, row_offset, row_rule, CfaKind, RbpKind, UnwindPage, UnwindRule, MAX_RULES, PAGE_BITS, PAGE_SIZE,
-};
+use profiler_common::unwind::{make_row, CfaKind, RbpKind, UnwindPage, UnwindRule, MAX_RULES, PAGE_BITS, PAGE_SIZE};
+#[cfg(test)]
+use profiler_common::unwind::{row_offset, row_rule};
 
 /// One row: from `addr` until the next row, `rule` applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,8 +66,11 @@ pub(crate) struct UnwindTable {
 /// A table whose text would need more pages than this is refused (4 GiB).
 const MAX_PAGES: u64 = 1 << 20;
 
-/// Builds the table of the ELF image `data`.
-pub(crate) fn build(data: &[u8]) -> Result<UnwindTable, BuildError> {
+/// Builds the table of the ELF image `data`: a byte slice, or an
+/// `object::ReadCache` over the file, which reads only the headers and the
+/// call frame sections (the table manager's way: a file mapped whole would
+/// count its touched pages in the profiler's resident memory).
+pub(crate) fn build<'data, R: object::ReadRef<'data>>(data: R) -> Result<UnwindTable, BuildError> {
     let file = object::File::parse(data).map_err(|e| BuildError::NotElf(e.to_string()))?;
     if file.architecture() != object::Architecture::X86_64 {
         return Err(BuildError::NotElf(format!("architecture {:?}", file.architecture())));

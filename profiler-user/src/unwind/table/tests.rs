@@ -35,7 +35,7 @@ fn assert_layouts_agree(table: &UnwindTable) {
 #[test]
 fn libc_rules() {
     let data = std::fs::read(LIBC).unwrap();
-    let table = build(&data).unwrap();
+    let table = build(&data[..]).unwrap();
     assert!(table.rows.len() > 10_000, "{} rows", table.rows.len());
     assert!(table.rows.windows(2).all(|w| w[0].addr < w[1].addr && w[0].rule != w[1].rule));
     // A syscall wrapper, frameless: the return address is at rsp on entry.
@@ -63,7 +63,7 @@ fn probe_function(x: u64) -> u64 {
 #[test]
 fn rust_binary_without_frame_pointers() {
     let data = std::fs::read("/proc/self/exe").unwrap();
-    let table = build(&data).unwrap();
+    let table = build(&data[..]).unwrap();
     let addr = symbol_containing(&data, "probe_function");
     assert_eq!(table.lookup(addr), Some(rsp(8)));
     assert_eq!(probe_function(1), 3);
@@ -130,5 +130,5 @@ fn plt_expressions() {
 
 #[test]
 fn refuses_non_elf() {
-    assert!(matches!(build(b"not an elf"), Err(BuildError::NotElf(_))));
+    assert!(matches!(build(&b"not an elf"[..]), Err(BuildError::NotElf(_))));
 }
