@@ -20,6 +20,7 @@ mod ext;
 mod measure;
 mod report;
 mod runs;
+mod unwind;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -59,6 +60,8 @@ pub enum Part {
     OffcpuMemory,
     /// Symbolization throughput.
     Symbolize,
+    /// Unwinding with .eh_frame tables: BPF time per sample against bpftrace, table builds, whole-host memory.
+    Unwind,
 }
 
 /// Measure stackwatch side by side with `perf record` + inferno (as root):
@@ -151,7 +154,7 @@ fn bench(options: Options) -> Result<()> {
     let quick = options.quick;
     let runs_each = options.runs.max(1);
     let parts = if options.only.is_empty() {
-        vec![Part::Cpu, Part::Host, Part::Idle, Part::OffcpuMemory, Part::Symbolize]
+        vec![Part::Cpu, Part::Host, Part::Idle, Part::OffcpuMemory, Part::Symbolize, Part::Unwind]
     } else {
         options.only.clone()
     };
@@ -203,7 +206,8 @@ fn bench(options: Options) -> Result<()> {
     };
     let mut sections = Vec::new();
     type SectionFn = fn(&Context) -> Result<ext::Section>;
-    let hooks: [(Part, SectionFn); 2] = [(Part::OffcpuMemory, ext::offcpu_memory), (Part::Symbolize, ext::symbolize)];
+    let hooks: [(Part, SectionFn); 3] =
+        [(Part::OffcpuMemory, ext::offcpu_memory), (Part::Symbolize, ext::symbolize), (Part::Unwind, unwind::run)];
     for (part, run) in hooks {
         if parts.contains(&part) {
             sections.push(run(&ctx)?);

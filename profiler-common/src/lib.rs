@@ -10,6 +10,8 @@
 use core::mem::size_of;
 
 pub mod python;
+pub mod unwind;
+pub use unwind::{Truncation, UnwindMode};
 
 /// Frames kept per stack. Matches the kernel's default
 /// `kernel.perf_event_max_stack`, so a stack of exactly this many frames was
@@ -150,8 +152,11 @@ pub struct Config {
     pub offcpu_min_ns: u64,
     /// `malloc` sampling: one sample per this many bytes allocated (per CPU).
     pub malloc_sample_bytes: u64,
+    /// An [`UnwindMode`] discriminant: how user stacks are walked.
+    pub unwind_mode: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(size_of::<Config>() == 32);
+const _: () = assert!(size_of::<Config>() == 40);
 
 impl Config {
     pub const fn all() -> Self {
@@ -161,6 +166,8 @@ impl Config {
             cgroup_id: 0,
             offcpu_min_ns: 1000,
             malloc_sample_bytes: 512 * 1024,
+            unwind_mode: UnwindMode::FramePointers as u32,
+            _pad: 0,
         }
     }
 }
@@ -254,7 +261,8 @@ const _: () = assert!(size_of::<SampleKey>() == 40);
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct StackRecord {
-    /// Number of valid entries in `ips`.
+    /// Number of valid entries in `ips` (low byte) and, in the second byte,
+    /// why the walk stopped early ([`Truncation`]; 0 for a finished walk).
     pub len: u64,
     /// Instruction pointers, innermost frame first.
     pub ips: [u64; MAX_STACK_DEPTH],
@@ -264,10 +272,25 @@ const _: () = assert!(size_of::<StackRecord>() == 1024);
 impl StackRecord {
     /// The valid frames, innermost first.
     pub fn frames(&self) -> &[u64] {
-        let len = (self.len as usize).min(MAX_STACK_DEPTH);
+        let len = ((self.len & STACK_LEN_MASK) as usize).min(MAX_STACK_DEPTH);
         &self.ips[..len]
     }
+
+    /// Why the walk that produced this stack stopped early, if it did.
+    pub fn truncation(&self) -> Option<Truncation> {
+        match Truncation::from_u8((self.len >> STACK_TRUNCATION_SHIFT) as u8) {
+            Some(Truncation::Complete) => None,
+            Some(t) => Some(t),
+            // A reason this build does not know is still a truncation.
+            None => Some(Truncation::Unsupported),
+        }
+    }
 }
+
+/// Bits of [`StackRecord::len`] holding the frame count.
+pub const STACK_LEN_MASK: u64 = 0xff;
+/// Shift of the [`Truncation`] byte in [`StackRecord::len`].
+pub const STACK_TRUNCATION_SHIFT: u32 = 8;
 
 /// Value of [`MAP_ALLOC_COUNTS`]: estimated allocations at a stack (the
 /// sampled ones scaled back up to what they stand for).
@@ -346,10 +369,32 @@ pub enum Stat {
     AllocPendingLost = 18,
     /// Sampled allocations freed inside the window (not a loss).
     LiveFreed = 19,
+    /// User stacks walked to their end with unwind tables alone.
+    UnwindTables = 20,
+    /// User stacks that needed frame pointers for at least one frame (code
+    /// without a table, or a process whose mappings were not loaded yet).
+    UnwindFellBack = 21,
+    /// ... of which: the whole stack, because the process was not known yet.
+    UnwindProcessUnknown = 22,
+    /// User stacks that end in a `[truncated]` frame, by reason
+    /// ([`Truncation`]): no rule for a pc,
+    TruncNoRule = 23,
+    /// a rule the unwinder does not evaluate,
+    TruncUnsupported = 24,
+    /// stack memory that could not be read,
+    TruncReadFailed = 25,
+    /// a frame that made no progress,
+    TruncBadFrame = 26,
+    /// more than [`MAX_STACK_DEPTH`] frames,
+    TruncDepth = 27,
+    /// code without a table under `--unwind tables`.
+    TruncNoTable = 28,
+    /// Requests to user space (new process, unknown pc) lost: ring buffer full.
+    UnwindEventsLost = 29,
 }
 
 impl Stat {
-    pub const COUNT: u32 = 20;
+    pub const COUNT: u32 = 30;
     pub const ALL: [Stat; Self::COUNT as usize] = [
         Stat::Recorded,
         Stat::CountsMapFull,
@@ -371,7 +416,30 @@ impl Stat {
         Stat::LiveAllocsFull,
         Stat::AllocPendingLost,
         Stat::LiveFreed,
+        Stat::UnwindTables,
+        Stat::UnwindFellBack,
+        Stat::UnwindProcessUnknown,
+        Stat::TruncNoRule,
+        Stat::TruncUnsupported,
+        Stat::TruncReadFailed,
+        Stat::TruncBadFrame,
+        Stat::TruncDepth,
+        Stat::TruncNoTable,
+        Stat::UnwindEventsLost,
     ];
+
+    /// The counter of stacks truncated for `reason`.
+    pub const fn truncated(reason: Truncation) -> Option<Stat> {
+        Some(match reason {
+            Truncation::Complete => return None,
+            Truncation::NoRule => Stat::TruncNoRule,
+            Truncation::Unsupported => Stat::TruncUnsupported,
+            Truncation::ReadFailed => Stat::TruncReadFailed,
+            Truncation::BadFrame => Stat::TruncBadFrame,
+            Truncation::Depth => Stat::TruncDepth,
+            Truncation::NoTable => Stat::TruncNoTable,
+        })
+    }
 }
 
 /// Capacity of [`MAP_STATS`].

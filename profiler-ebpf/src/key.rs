@@ -11,12 +11,13 @@ use profiler_common::{SampleKey, Stat, STACK_ID_NONE};
 use crate::filter::wanted;
 use crate::stack::{kernel_stack, user_stack, UserStart};
 use crate::stats::bump;
+use crate::unwind::RegsAt;
 
 /// The key of an event that interrupted the current task, with its kernel
-/// stack only if `kernel` (it was in the kernel). `None` for the idle task
-/// and tasks outside the target.
+/// stack only if `kernel` (it was in the kernel); `regs` is where its user
+/// registers are. `None` for the idle task and tasks outside the target.
 #[inline(always)]
-pub(crate) fn current_key<C: EbpfContext>(ctx: &C, kernel: bool) -> Option<SampleKey> {
+pub(crate) fn current_key<C: EbpfContext>(ctx: &C, kernel: bool, regs: RegsAt) -> Option<SampleKey> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     let tid = pid_tgid as u32;
@@ -31,7 +32,7 @@ pub(crate) fn current_key<C: EbpfContext>(ctx: &C, kernel: bool) -> Option<Sampl
     Some(SampleKey {
         pid: tgid,
         tid,
-        user_stack_id: user_stack(ctx, UserStart::Interrupted),
+        user_stack_id: user_stack(ctx, tgid, UserStart::Interrupted, regs),
         kernel_stack_id: if kernel { kernel_stack(ctx) } else { STACK_ID_NONE },
         comm: bpf_get_current_comm().unwrap_or_default(),
     })
@@ -44,10 +45,11 @@ pub(crate) fn entry_key(ctx: &ProbeContext) -> SampleKey {
     let pid_tgid = bpf_get_current_pid_tgid();
     // SAFETY: `regs` is the probe's register set.
     let sp = unsafe { (*ctx.regs).rsp };
+    let tgid = (pid_tgid >> 32) as u32;
     SampleKey {
-        pid: (pid_tgid >> 32) as u32,
+        pid: tgid,
         tid: pid_tgid as u32,
-        user_stack_id: user_stack(ctx, UserStart::FunctionEntry { sp }),
+        user_stack_id: user_stack(ctx, tgid, UserStart::FunctionEntry { sp }, RegsAt::Ctx(ctx.regs.cast_const())),
         kernel_stack_id: STACK_ID_NONE,
         comm: bpf_get_current_comm().unwrap_or_default(),
     }

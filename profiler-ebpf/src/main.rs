@@ -53,6 +53,8 @@ mod perf;
 mod stack;
 #[cfg(target_arch = "bpf")]
 mod stats;
+#[cfg(target_arch = "bpf")]
+mod unwind;
 
 #[cfg(target_arch = "bpf")]
 mod programs {

@@ -5,7 +5,11 @@
 use aya_ebpf::{
     helpers::generated::bpf_ktime_get_ns,
     macros::map,
-    maps::{Array, HashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use profiler_common::unwind::{
+    ExecTable, ProcMappings, UnwindPage, UnwindRule, UNWIND_EVENTS_BYTES, UNWIND_EXECS_ENTRIES,
+    UNWIND_NOTIFIED_ENTRIES, UNWIND_PAGES_ENTRIES, UNWIND_PROCS_ENTRIES, UNWIND_ROWS_ENTRIES, UNWIND_RULES_ENTRIES,
 };
 use profiler_common::{
     AllocValue, Config, LiveAlloc, LiveKey, OffCpuStart, OffCpuValue, SampleKey, StackRecord, Window,
@@ -74,6 +78,42 @@ pub(crate) static MALLOC_COUNTDOWN: PerCpuArray<u64> = PerCpuArray::with_max_ent
 /// stack.
 #[map]
 pub(crate) static SCRATCH: PerCpuArray<StackRecord> = PerCpuArray::with_max_entries(1, 0);
+
+// The unwind tables (`profiler_common::unwind`), written by user space's
+// table manager and read by the table-driven walk (`crate::unwind`).
+
+/// `BPF_F_MMAPABLE`: user space writes tables with one copy, not one
+/// syscall per element.
+const BPF_F_MMAPABLE: u32 = 1 << 10;
+
+#[map]
+pub(crate) static UNWIND_RULES: Array<UnwindRule> = Array::with_max_entries(UNWIND_RULES_ENTRIES, BPF_F_MMAPABLE);
+
+/// Two rows per element (see `profiler_common::unwind`).
+#[map]
+pub(crate) static UNWIND_ROWS: Array<u64> = Array::with_max_entries(UNWIND_ROWS_ENTRIES, BPF_F_MMAPABLE);
+
+#[map]
+pub(crate) static UNWIND_PAGES: Array<UnwindPage> = Array::with_max_entries(UNWIND_PAGES_ENTRIES, BPF_F_MMAPABLE);
+
+#[map]
+pub(crate) static UNWIND_EXECS: Array<ExecTable> = Array::with_max_entries(UNWIND_EXECS_ENTRIES, 0);
+
+/// `BPF_F_NO_PREALLOC`: a process's mappings cost memory only once loaded.
+#[map]
+pub(crate) static UNWIND_PROCS: HashMap<u32, ProcMappings> =
+    HashMap::with_max_entries(UNWIND_PROCS_ENTRIES, BPF_F_NO_PREALLOC);
+
+#[map]
+pub(crate) static UNWIND_EVENTS: RingBuf = RingBuf::with_byte_size(UNWIND_EVENTS_BYTES, 0);
+
+/// Per process, when it was last the subject of an event.
+#[map]
+pub(crate) static UNWIND_NOTIFIED: LruHashMap<u32, u64> = LruHashMap::with_max_entries(UNWIND_NOTIFIED_ENTRIES, 0);
+
+/// This CPU's walk in progress (see `crate::unwind::Walk`).
+#[map]
+pub(crate) static UNWIND_WALK: PerCpuArray<crate::unwind::Walk> = PerCpuArray::with_max_entries(1, 0);
 
 /// The capture window as it is now.
 #[inline(always)]

@@ -17,6 +17,7 @@ use crate::count;
 use crate::key::current_key;
 use crate::maps::{config, now_ns, window, OFFCPU_COUNTS, OFFCPU_START};
 use crate::stats::bump;
+use crate::unwind::RegsAt;
 
 /// `TASK_DEAD`: the final switch-out of an exiting task.
 const TASK_DEAD: u64 = 0x80;
@@ -43,8 +44,9 @@ pub(crate) fn sched_switch(ctx: &BtfTracePointContext) -> u32 {
 
 #[inline(always)]
 fn switch_out(ctx: &BtfTracePointContext, task: u64, now: u64) {
-    // A task switching out is always in the kernel (in `schedule`).
-    let Some(key) = current_key(ctx, true) else { return };
+    // A task switching out is always in the kernel (in `schedule`); its
+    // user registers were saved on kernel entry.
+    let Some(key) = current_key(ctx, true, RegsAt::Task) else { return };
     let start = OffCpuStart { ts: now, key };
     if OFFCPU_START.insert(&task, &start, 0).is_err() && bump(Stat::OffCpuStartMapFull) == 0 {
         warn!(ctx, "off-cpu start map full: some blocked intervals are not tracked (counted)");

@@ -4,10 +4,11 @@
 //! by these ids; one that could not be kept is `STACK_ID_LOST` and counted.
 //!
 //! A user stack is walked by an unwinder. [`user_stack`] is the one place
-//! that picks it: today the frame-pointer walk (the kernel's, through
-//! `bpf_get_stack`: [`fp_stack`], [`fp_entry_stack`]); a table-driven
-//! unwinder plugs in there, assembling its frames in the same scratch
-//! record and storing them with [`store_record`].
+//! that picks it, from `CONFIG.unwind_mode`: the frame-pointer walk (the
+//! kernel's, through `bpf_get_stack`: [`fp_stack`], [`fp_entry_stack`]),
+//! or the table-driven walk of `crate::unwind`, which assembles its frames
+//! in the same scratch record and stores them with [`store_record`],
+//! tagged with why it stopped early if it did.
 
 use aya_ebpf::{
     bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
@@ -15,11 +16,12 @@ use aya_ebpf::{
     EbpfContext,
 };
 use aya_log_ebpf::warn;
-use profiler_common::{StackRecord, Stat, MAX_STACK_DEPTH, STACK_ID_LOST, STACK_ID_NONE};
+use profiler_common::{StackRecord, Stat, UnwindMode, MAX_STACK_DEPTH, STACK_ID_LOST, STACK_ID_NONE};
 
 use crate::errno::{EEXIST, EFAULT};
-use crate::maps::{SCRATCH, STACKS};
+use crate::maps::{config, SCRATCH, STACKS};
 use crate::stats::bump;
+use crate::unwind::{self, RegsAt};
 
 /// Where a user stack walk starts.
 #[derive(Clone, Copy)]
@@ -32,10 +34,36 @@ pub(crate) enum UserStart {
     FunctionEntry { sp: u64 },
 }
 
-/// The user stack of the current task, stored: its id, `STACK_ID_NONE`
-/// (a kernel thread has no user stack) or `STACK_ID_LOST`.
+/// The user stack of the current task (of process `tgid`), stored: its id,
+/// `STACK_ID_NONE` (a kernel thread has no user stack) or `STACK_ID_LOST`.
+/// `regs` says where the task's user registers are, for the table walk.
+///
+/// Under `--unwind auto|tables` a process whose mappings user space has not
+/// loaded yet is walked with frame pointers (`auto`: counted as fallen
+/// back) or kept as its one innermost frame, marked truncated (`tables`);
+/// the table manager is asked to load it meanwhile.
 #[inline(always)]
-pub(crate) fn user_stack<C: EbpfContext>(ctx: &C, start: UserStart) -> u64 {
+pub(crate) fn user_stack<C: EbpfContext>(ctx: &C, tgid: u32, start: UserStart, regs: RegsAt) -> u64 {
+    let mode = config().unwind_mode;
+    if mode == UnwindMode::FramePointers as u32 {
+        return fp_user_stack(ctx, start);
+    }
+    let Some(regs) = unwind::user_regs(regs) else { return STACK_ID_NONE };
+    let Some(known) = unwind::process_mappings(tgid) else {
+        bump(Stat::UnwindProcessUnknown);
+        if mode == UnwindMode::Tables as u32 {
+            return unwind::store_untabled(ctx, regs.pc);
+        }
+        bump(Stat::UnwindFellBack);
+        return fp_user_stack(ctx, start);
+    };
+    let at_entry = matches!(start, UserStart::FunctionEntry { .. });
+    unwind::walk_user_stack(ctx, tgid, known, regs, mode, at_entry)
+}
+
+/// The frame-pointer walk, from where `start` says.
+#[inline(always)]
+fn fp_user_stack<C: EbpfContext>(ctx: &C, start: UserStart) -> u64 {
     match start {
         UserStart::Interrupted => fp_stack(ctx),
         UserStart::FunctionEntry { sp } => fp_entry_stack(ctx, sp),
@@ -129,19 +157,22 @@ fn finish_stack<C: EbpfContext>(
     if len >= MAX_STACK_DEPTH - extra {
         bump(truncated);
     }
-    store_record(ctx, buf, len)
+    store_record(ctx, buf, len, 0)
 }
 
 /// Hashes the first `len` frames of `buf` and stores them in `STACKS`
-/// unless that stack is there already; returns the stack's id.
+/// unless that stack is there already; returns the stack's id. `tag` is a
+/// `Truncation` already shifted to `STACK_TRUNCATION_SHIFT` (0: the walk
+/// finished): kept in the record's length word and part of its hash, so a
+/// truncated stack never shares an id with a complete one of equal frames.
 #[inline(always)]
-pub(crate) fn store_record<C: EbpfContext>(ctx: &C, buf: *mut StackRecord, len: usize) -> u64 {
+pub(crate) fn store_record<C: EbpfContext>(ctx: &C, buf: *mut StackRecord, len: usize, tag: u64) -> u64 {
     if len == 0 {
         return STACK_ID_NONE;
     }
     // FNV-1a over whole words, then a final avalanche: cheap and good
     // enough that two distinct stacks sharing a 64-bit key is negligible.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325 ^ len as u64;
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325 ^ len as u64 ^ tag;
     let mut i = 0;
     while i < MAX_STACK_DEPTH {
         if i >= len {
@@ -159,7 +190,7 @@ pub(crate) fn store_record<C: EbpfContext>(ctx: &C, buf: *mut StackRecord, len: 
         hash = 1;
     }
     // SAFETY: as above.
-    unsafe { (*buf).len = len as u64 };
+    unsafe { (*buf).len = len as u64 | tag };
     if STACKS.get_ptr(&hash).is_some() {
         return hash;
     }

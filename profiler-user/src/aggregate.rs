@@ -43,6 +43,9 @@ pub struct RawSample {
     pub comm: String,
     pub user: Frames,
     pub kernel: Frames,
+    /// The user stack was cut short (a missing or bad unwind rule, too
+    /// deep): writers end it with a `[truncated]` frame.
+    pub user_truncated: bool,
     /// Events: CPU samples, context switches, page faults, allocations.
     pub count: u64,
     /// What the events weigh, when they weigh something else than one
@@ -93,7 +96,18 @@ pub(crate) fn aggregate(raw: &RawCapture) -> Aggregate {
         user_addrs.entry(pid).or_default().extend(user.addrs().iter().copied());
         kernel_addrs.extend(kernel.addrs().iter().copied());
         total += count;
-        samples.push(RawSample { pid, tid, comm: comm_string(&key.comm), user, kernel, count, weight, extra, held });
+        samples.push(RawSample {
+            pid,
+            tid,
+            comm: comm_string(&key.comm),
+            user_truncated: raw.truncated.contains(&key.user_stack_id),
+            user,
+            kernel,
+            count,
+            weight,
+            extra,
+            held,
+        });
     }
     // Deterministic order for writers and tests.
     samples.sort_by(|a, b| (a.pid, a.tid, b.count).cmp(&(b.pid, b.tid, a.count)));
@@ -148,6 +162,7 @@ mod tests {
                 Counted { key: key(20, 21, 1234, STACK_ID_NONE), count: 1, weight: 0, extra: 0, held: [0; 2] },
             ],
             stacks: HashMap::from([(7, vec![0x1000, 0x2005, 0x3005, 0]), (9, vec![0xffff_0000, 0xffff_1001])]),
+            truncated: [7].into(),
             stats: Default::default(),
         };
         let agg = aggregate(&raw);
@@ -158,10 +173,12 @@ mod tests {
         assert_eq!(first.comm, "work");
         assert_eq!(first.user.addrs(), &[0x1000, 0x2004, 0x3004]);
         assert_eq!(first.kernel, Frames::None);
+        assert!(first.user_truncated);
         assert_eq!(agg.user_addrs[&Pid::new(10)], vec![0x1000, 0x2004, 0x3004]);
         assert_eq!(agg.kernel_addrs, vec![0xffff_0000, 0xffff_1000]);
         let lost = agg.samples.iter().find(|s| s.tid == Tid::new(20)).unwrap();
         assert_eq!(lost.user, Frames::Lost);
+        assert!(!lost.user_truncated);
         let missing = agg.samples.iter().find(|s| s.tid == Tid::new(21)).unwrap();
         assert_eq!(missing.user, Frames::Missing);
         assert!(agg.user_addrs[&Pid::new(20)].is_empty());

@@ -58,3 +58,4 @@ pub use procfs::maps::{parse_maps, MapsEntry};
 pub use profile::Profile;
 pub use symbolize::{CacheStats, Symbolizer, SymbolizerStats};
 pub use target::TargetError;
+pub use unwind::{build_table, TableSize};

@@ -32,6 +32,7 @@ mod process;
 pub mod profwork;
 pub mod symwork;
 pub mod triggers;
+pub mod unwindwork;
 mod workload;
 
 use std::env;

@@ -15,6 +15,9 @@ use crate::{cmd, EBPF_TOOLCHAIN};
 const APT_PACKAGES: &[(&str, &str)] = &[
     ("llvm-22-dev", "LLVM 22 for bpf-linker"),
     ("gcc", "C test workloads"),
+    ("g++", "the C++ unwind test workload"),
+    ("gdb", "the second unwinder of the off-CPU unwind test"),
+    ("bpftrace", "the frame-pointer baseline of the unwind benchmark"),
     ("golang-go", "Go test workload and `go tool pprof`"),
     ("bpftool", "inspecting loaded programs in tests"),
     ("libcap2-bin", "setpriv/capsh for privilege tests"),

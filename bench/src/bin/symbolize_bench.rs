@@ -149,6 +149,7 @@ fn addresses(pids: &[u32], per_mapping: u64) -> Aggregate {
             comm: String::new(),
             user: Frames::Addrs(addrs[..addrs.len().min(32)].to_vec().into()),
             kernel: Frames::None,
+            user_truncated: false,
             count: 1,
             weight: 0,
             extra: 0,

@@ -3,7 +3,7 @@
 //! Separate from `aggregate` so everything after this point is pure and can
 //! be tested with synthetic input.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::Result;
 use profiler_common::{SampleKey, STACK_ID_LOST, STACK_ID_NONE};
@@ -33,6 +33,9 @@ pub(crate) struct RawCapture {
     /// Frames of every stack referenced by `counts`, innermost first.
     /// A referenced id absent here was evicted or never stored.
     pub stacks: HashMap<u64, Vec<u64>>,
+    /// Stacks of `stacks` the unwinder could not finish: they end in a
+    /// `[truncated]` frame.
+    pub truncated: HashSet<u64>,
     /// Kernel counters for this capture.
     pub stats: Stats,
 }
@@ -43,8 +46,8 @@ pub(crate) struct RawCapture {
 /// longer change underneath.
 pub(crate) fn capture(loader: &Loader, counts: Vec<Counted>) -> Result<RawCapture> {
     let stats = loader.stats()?;
-    let stacks = read_stacks(loader, &counts)?;
-    Ok(RawCapture { counts, stacks, stats })
+    let (stacks, truncated) = read_stacks(loader, &counts)?;
+    Ok(RawCapture { counts, stacks, truncated, stats })
 }
 
 /// Entries of several maps (or of a map and what user space adds to it) for
@@ -72,18 +75,26 @@ impl Merged {
     }
 }
 
-/// Reads every stack referenced by `counts`.
-fn read_stacks(loader: &Loader, counts: &[Counted]) -> Result<HashMap<u64, Vec<u64>>> {
+/// Frames by stack id, and the ids of the truncated stacks.
+type Stacks = (HashMap<u64, Vec<u64>>, HashSet<u64>);
+
+/// Reads every stack referenced by `counts`, and which of them are
+/// truncated.
+fn read_stacks(loader: &Loader, counts: &[Counted]) -> Result<Stacks> {
     let mut stacks = HashMap::new();
+    let mut truncated = HashSet::new();
     for Counted { key, .. } in counts {
         for id in [key.user_stack_id, key.kernel_stack_id] {
             if id == STACK_ID_NONE || id == STACK_ID_LOST || stacks.contains_key(&id) {
                 continue;
             }
             if let Some(record) = loader.stack(id)? {
+                if record.truncation().is_some() {
+                    truncated.insert(id);
+                }
                 stacks.insert(id, record.frames().to_vec());
             }
         }
     }
-    Ok(stacks)
+    Ok((stacks, truncated))
 }

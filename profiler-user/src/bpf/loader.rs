@@ -20,6 +20,7 @@ use aya::{
     programs::{perf_event::PerfEventLinkId, uprobe::UProbeLinkId, BtfTracePoint, PerfEvent, UProbe},
     Btf, Ebpf, EbpfLoader,
 };
+pub(crate) use profiler_common::UnwindMode;
 use profiler_common::{
     Config, FilterMode, Window, MAP_ALLOC_COUNTS, MAP_ALLOC_PENDING, MAP_FAULT_COUNTS, MAP_LIVE_ALLOCS,
     MAP_OFFCPU_COUNTS, MAP_OFFCPU_START, MAP_TARGET_PIDS, MAP_WINDOW, PROG_ALLOC_RETURN, PROG_CALLOC_ENTRY,
@@ -28,13 +29,14 @@ use profiler_common::{
 };
 use tracing::warn;
 
+use super::tables::{TableManager, TableMaps, TablesReport, MAP_NAMES};
 use crate::ids::Pid;
 use crate::profile::capture::CaptureWindow;
 use crate::sys::{monotonic_ns, raise_memlock_limit};
 use crate::target::Filter;
 
 /// The eBPF object built from `profiler-ebpf` by `build.rs`.
-static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profiler"));
+pub(super) static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profiler"));
 
 /// Hint appended to errors that mean "not allowed".
 const PRIVILEGE_HINT: &str = "run as root or grant CAP_BPF and CAP_PERFMON; `stackwatch doctor` checks the host";
@@ -54,11 +56,20 @@ pub(crate) struct Programs {
     pub offcpu_min_ns: u64,
     /// `malloc` sampling period in bytes.
     pub malloc_sample_bytes: u64,
+    /// How user stacks are walked.
+    pub unwind: UnwindMode,
 }
 
 impl Default for Programs {
     fn default() -> Self {
-        Self { offcpu: false, faults: false, alloc: false, offcpu_min_ns: 1000, malloc_sample_bytes: 512 * 1024 }
+        Self {
+            offcpu: false,
+            faults: false,
+            alloc: false,
+            offcpu_min_ns: 1000,
+            malloc_sample_bytes: 512 * 1024,
+            unwind: UnwindMode::FramePointers,
+        }
     }
 }
 
@@ -74,11 +85,30 @@ pub(crate) struct Loader {
     pub(super) window: Option<CaptureWindow>,
     pub(super) programs: Programs,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    /// Owns the unwind tables (absent under `--unwind fp`).
+    tables: Option<TableManager>,
 }
 
 impl Loader {
     /// Loads and verifies the CPU sampler and the `programs` asked for.
+    /// Under `--unwind auto`, a kernel that rejects the table unwinder
+    /// (older than 5.17: no `bpf_loop`) gets the frame-pointer walk instead.
     pub(crate) fn load_with(filter: &Filter, programs: Programs) -> Result<Self> {
+        match Self::load_once(filter, programs) {
+            Err(e) if programs.unwind == UnwindMode::Auto => {
+                let fp = Programs { unwind: UnwindMode::FramePointers, ..programs };
+                let loader = Self::load_once(filter, fp)?;
+                warn!(
+                    "unwind tables are unavailable ({e:#}); user stacks are walked with frame pointers \
+                     (Linux 5.17 or newer is needed; `stackwatch doctor` checks)"
+                );
+                Ok(loader)
+            }
+            result => result,
+        }
+    }
+
+    fn load_once(filter: &Filter, programs: Programs) -> Result<Self> {
         raise_memlock_limit();
         let mut config = match filter {
             Filter::All => Config::all(),
@@ -89,6 +119,7 @@ impl Loader {
         };
         config.offcpu_min_ns = programs.offcpu_min_ns;
         config.malloc_sample_bytes = programs.malloc_sample_bytes.max(1);
+        config.unwind_mode = programs.unwind as u32;
         let mut ebpf_loader = EbpfLoader::new();
         ebpf_loader.override_global(profiler_common::GLOBAL_CONFIG, &config, true);
         // The maps of programs not loaded, and the pid filter outside pid-set
@@ -106,7 +137,9 @@ impl Loader {
             (MAP_LIVE_ALLOCS, programs.alloc),
             (MAP_ALLOC_PENDING, programs.alloc),
         ];
-        for (map, _) in unused.iter().filter(|(_, used)| !used) {
+        let tables = programs.unwind != UnwindMode::FramePointers;
+        let unused = unused.into_iter().chain(MAP_NAMES.iter().map(|&name| (name, tables)));
+        for (map, _) in unused.filter(|(_, used)| !used) {
             ebpf_loader.map_max_entries(map, 1);
         }
         let mut ebpf =
@@ -148,7 +181,14 @@ impl Loader {
                     .map_err(|e| privilege_aware(anyhow!(e), &format!("the kernel rejected the `{name}` uprobe")))?;
             }
         }
+        let tables = if programs.unwind == UnwindMode::FramePointers {
+            None
+        } else {
+            let maps = TableMaps::take(&mut ebpf)?;
+            Some(TableManager::start(maps)?)
+        };
         let mut loader = Self {
+            tables,
             ebpf,
             cpu_links: Vec::new(),
             fault_links: Vec::new(),
@@ -178,10 +218,34 @@ impl Loader {
         for pid in stale {
             map.remove(&pid).with_context(|| format!("failed to remove pid {pid} from the filter"))?;
         }
+        let mut added = Vec::new();
         for pid in wanted {
+            if map.get(&pid, 0).is_err() {
+                added.push(pid);
+            }
             map.insert(&pid, &1, 0).with_context(|| format!("failed to add pid {pid} to the filter"))?;
         }
+        if let Some(tables) = &self.tables {
+            // Processes that just entered the target: their tables are
+            // built in the background (the program asks too, on their
+            // first sample).
+            tables.load_later(&added);
+        }
         Ok(())
+    }
+
+    /// Loads the unwind tables of `pids` now (a capture's known processes),
+    /// waiting at most a few seconds. Nothing under `--unwind fp`.
+    pub(crate) fn load_unwind_tables(&self, pids: &[Pid]) {
+        if let Some(tables) = &self.tables {
+            let pids: Vec<u32> = pids.iter().map(|p| p.get()).collect();
+            tables.load(&pids, Duration::from_secs(10));
+        }
+    }
+
+    /// What the table manager did so far; `None` under `--unwind fp`.
+    pub(crate) fn unwind_report(&self) -> Option<TablesReport> {
+        self.tables.as_ref().map(TableManager::report)
     }
 
     /// Starts counting, for `duration` (the kernel stops at the end by

@@ -1,8 +1,10 @@
 //! The kernel side as user space sees it: the embedded eBPF object, loaded
 //! with a target filter ([`loader`]), its programs attached to their events
-//! and detached again ([`links`]), typed access to its maps ([`maps`]), and
-//! what a capture left in them, drained as plain data ([`drain`]), or
-//! taken while sampling goes on, for a live view ([`live`]).
+//! and detached again ([`links`]), typed access to its maps ([`maps`]),
+//! what a capture left in them, drained as plain data ([`drain`]) or taken
+//! while sampling goes on, for a live view ([`live`]), and the unwind
+//! tables the table-driven user-stack walk reads, kept matching the sampled
+//! processes by a thread of their own ([`tables`]).
 //!
 //! It knows which programs and maps the object has, not what profile kinds
 //! make of them: that is `crate::kinds`.
@@ -12,8 +14,9 @@ pub(crate) mod links;
 pub(crate) mod live;
 pub(crate) mod loader;
 pub(crate) mod maps;
+pub(crate) mod tables;
 
 pub(crate) use drain::{Counted, RawCapture};
 pub(crate) use links::{Detaching, UprobeSite};
-pub(crate) use loader::{Loader, Programs};
+pub(crate) use loader::{Loader, Programs, UnwindMode};
 pub(crate) use maps::Stats;

@@ -173,6 +173,35 @@ pub struct RecordArgs {
     /// File formats to write, comma-separated: pprof, svg, folded
     #[arg(long, value_name = "FORMATS", default_value = "pprof,svg")]
     pub(crate) formats: String,
+
+    /// How user stacks are walked: auto (unwind tables from .eh_frame where loaded, frame pointers
+    /// elsewhere), fp (frame pointers only, as the kernel walks them), tables (unwind tables only:
+    /// code without one ends its stack in a [truncated] frame)
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = Unwind::Auto)]
+    pub(crate) unwind: Unwind,
+}
+
+/// `--unwind`: how user stacks are walked.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Unwind {
+    /// Unwind tables where loaded, frame pointers elsewhere.
+    #[default]
+    Auto,
+    /// Frame pointers only (the kernel's walk).
+    Fp,
+    /// Unwind tables only.
+    Tables,
+}
+
+impl Unwind {
+    /// The walk the kernel program is loaded with.
+    pub(crate) fn mode(self) -> crate::bpf::UnwindMode {
+        match self {
+            Unwind::Auto => crate::bpf::UnwindMode::Auto,
+            Unwind::Fp => crate::bpf::UnwindMode::FramePointers,
+            Unwind::Tables => crate::bpf::UnwindMode::Tables,
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -210,6 +239,10 @@ pub struct WatchArgs {
     /// File formats to write, comma-separated: pprof, svg, folded [default: pprof,svg]
     #[arg(long, value_name = "FORMATS")]
     pub(crate) formats: Option<String>,
+
+    /// How user stacks are walked: auto, fp or tables (see `record --help`) [default: auto]
+    #[arg(long, value_name = "MODE", value_enum)]
+    pub(crate) unwind: Option<Unwind>,
 
     /// Keep at most N captures in the output directory, deleting the oldest
     #[arg(long, value_name = "N", value_parser = parse_max_captures, allow_hyphen_values = true)]

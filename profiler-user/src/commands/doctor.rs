@@ -21,6 +21,11 @@ use crate::procfs::{host, mountinfo, status};
 /// `bpf_get_current_ancestor_cgroup_id` (5.7); `bpf_get_stack` (4.18).
 const MIN_KERNEL: (u32, u32) = (5, 8);
 
+/// Oldest kernel for unwind tables (`--unwind auto|tables`): `bpf_loop`
+/// (5.17); the unwinder also uses `bpf_task_pt_regs` (5.15),
+/// `bpf_get_current_task_btf` (5.11) and memory-mapped array maps (5.5).
+const MIN_KERNEL_TABLES: (u32, u32) = (5, 17);
+
 const SETCAP_HINT: &str = "run as root or grant CAP_BPF and CAP_PERFMON \
                            (e.g. `sudo setcap cap_bpf,cap_perfmon+ep stackwatch`)";
 
@@ -135,6 +140,7 @@ fn checks() -> Vec<Check> {
     let mountinfo = mountinfo::read().unwrap_or_default();
     vec![
         kernel_check(host::kernel_release().as_deref()),
+        unwind_check(host::kernel_release().as_deref()),
         user_check(privs.euid),
         capabilities_check(privs),
         symbol_access_check(privs),
@@ -173,6 +179,32 @@ fn kernel_check(release: Option<&str>) -> Check {
         Some(_) => Check::new("kernel", Status::Missing, format!("Linux {release} is too old ({need})"))
             .fix(format!("upgrade to Linux {min_major}.{min_minor} or newer")),
         None => Check::new("kernel", Status::Warn, format!("Linux {release}: version not understood ({need})")),
+    }
+}
+
+/// Whether user stacks can be walked with unwind tables (`.eh_frame`).
+fn unwind_check(release: Option<&str>) -> Check {
+    const NAME: &str = "unwind tables";
+    let (major, minor) = MIN_KERNEL_TABLES;
+    match release.and_then(parse_kernel_version) {
+        Some(version) if version >= MIN_KERNEL_TABLES => Check::new(
+            NAME,
+            Status::Ok,
+            format!(
+                "code without frame pointers is unwound with its .eh_frame (needs Linux {major}.{minor}: bpf_loop)"
+            ),
+        ),
+        Some(_) => Check::new(
+            NAME,
+            Status::Warn,
+            format!(
+                "Linux {major}.{minor} or newer is needed (bpf_loop): user stacks are walked with frame pointers only"
+            ),
+        )
+        .fix(format!("upgrade to Linux {major}.{minor} or newer, or build the code you profile with frame pointers")),
+        None => {
+            Check::new(NAME, Status::Warn, format!("kernel version unknown; Linux {major}.{minor} or newer is needed"))
+        }
     }
 }
 
@@ -578,6 +610,11 @@ mod tests {
         assert_eq!(old.status, Status::Missing);
         assert_eq!(old.fix.as_deref(), Some("upgrade to Linux 5.8 or newer"));
         assert_eq!(kernel_check(None).status, Status::Warn);
+        assert_eq!(unwind_check(Some("5.17.0")).status, Status::Ok);
+        assert_eq!(unwind_check(Some("6.18.44-fc")).status, Status::Ok);
+        let old = unwind_check(Some("5.15.0-91-generic"));
+        assert_eq!(old.status, Status::Warn);
+        assert!(old.detail.contains("5.17"), "{}", old.detail);
     }
 
     #[test]
@@ -664,7 +701,7 @@ mod tests {
     #[test]
     fn every_check_runs() {
         let checks = checks();
-        assert_eq!(checks.len(), 14);
+        assert_eq!(checks.len(), 15);
         let mut names: Vec<_> = checks.iter().map(|c| c.name).collect();
         names.sort_unstable();
         names.dedup();

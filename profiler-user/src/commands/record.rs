@@ -26,6 +26,7 @@ use crate::{
     profile::ProfileKind,
     sink::{dir, files, DirSink, FailedFile, Sink as _, Written},
     symbolize::Symbolizer,
+    target::Filter,
 };
 
 /// How often the status line, `--name` re-resolution and eBPF logs refresh.
@@ -47,9 +48,13 @@ pub async fn run(args: &RecordArgs) -> Result<()> {
     // Load first: without privileges nothing (not even the directory) is
     // created. Still before any sampling.
     let loading = Instant::now();
-    let mut loader = Loader::load_with(&resolved.filter, kinds::programs_for(&config.profiles))?;
+    let mut loader = Loader::load_with(&resolved.filter, kinds::programs_for(&config.profiles, config.unwind.mode()))?;
     debug!(elapsed_ms = loading.elapsed().as_millis() as u64, "loaded");
     dir::check_output_dir(&out_dir)?;
+    if let Filter::Pids(pids) = &resolved.filter {
+        // Known processes unwind with their tables from the first sample.
+        loader.load_unwind_tables(pids);
+    }
     files::sweep_and_log(&out_dir);
     let cgroup_dir = config.target.cgroup_dir();
 

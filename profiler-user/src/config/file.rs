@@ -68,6 +68,7 @@ pub(crate) struct WatchFile {
     pub triggers: Option<OneOrMany<String>>,
     pub cooldown: Option<String>,
     pub sample_interval: Option<String>,
+    pub unwind: Option<String>,
 }
 
 /// `retain = "2GiB"` or `retain = 1073741824`.

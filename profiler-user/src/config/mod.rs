@@ -13,7 +13,7 @@ use std::time::Duration;
 
 pub use self::error::UsageError;
 use self::file::{OneOrMany, OneOrSize, WatchFile};
-use crate::cli::{RecordArgs, TargetArgs, WatchArgs};
+use crate::cli::{RecordArgs, TargetArgs, Unwind, WatchArgs};
 use crate::control::DEFAULT_CONTROL_PATH;
 use crate::ids::Pid;
 use crate::profile::format::Formats;
@@ -35,6 +35,7 @@ pub(crate) struct RecordConfig {
     /// Distinct, in the order given.
     pub profiles: Vec<ProfileKind>,
     pub formats: Formats,
+    pub unwind: Unwind,
 }
 
 impl RecordConfig {
@@ -57,6 +58,7 @@ impl RecordConfig {
             output_dir: args.output_dir.clone(),
             profiles,
             formats,
+            unwind: args.unwind,
         })
     }
 }
@@ -82,6 +84,8 @@ pub(crate) struct WatchConfig {
     pub profiles: Vec<ProfileKind>,
     /// Trigger rules (none: no sampler runs), cooldown and sample interval.
     pub triggers: TriggerConfig,
+    /// How user stacks are walked.
+    pub unwind: Unwind,
 }
 
 impl WatchConfig {
@@ -149,6 +153,12 @@ impl WatchConfig {
             }
         }
         let triggers = trigger_config(args, file, &bad)?;
+        let unwind = match (args.unwind, &file.unwind) {
+            (Some(u), _) => u,
+            (None, Some(text)) => <Unwind as clap::ValueEnum>::from_str(text, true)
+                .map_err(|_| bad("unwind", format!("unknown mode `{text}` (expected auto, fp or tables)")))?,
+            (None, None) => Unwind::Auto,
+        };
         Ok(Self {
             target,
             control: args
@@ -167,6 +177,7 @@ impl WatchConfig {
             retention: retention::Policy { max_captures, max_bytes },
             profiles: distinct,
             triggers,
+            unwind,
         })
     }
 }
@@ -304,6 +315,17 @@ mod tests {
         };
         let file = WatchFile::parse(file).expect("valid TOML");
         WatchConfig::merge(&args, &file, Some(Path::new("/etc/stackwatch/watch.toml")))
+    }
+
+    #[test]
+    fn unwind_mode_from_flag_file_and_default() {
+        assert_eq!(watch(&[], "").unwrap().unwind, Unwind::Auto);
+        assert_eq!(watch(&[], "unwind = \"fp\"").unwrap().unwind, Unwind::Fp);
+        assert_eq!(watch(&["--unwind", "tables"], "unwind = \"fp\"").unwrap().unwind, Unwind::Tables);
+        let err = watch(&[], "unwind = \"dwarf\"").unwrap_err();
+        assert!(err.0.contains("unknown mode `dwarf` (expected auto, fp or tables)"), "{err}");
+        assert_eq!(config(&[]).unwrap().unwind, Unwind::Auto);
+        assert_eq!(config(&["--unwind", "fp"]).unwrap().unwind, Unwind::Fp);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use anyhow::Result;
 use tracing::debug;
 
 use crate::aggregate::{Aggregate, RawSample};
-use crate::bpf::{Loader, Programs, RawCapture, Stats};
+use crate::bpf::{Loader, Programs, RawCapture, Stats, UnwindMode};
 use crate::profile::capture::{CaptureWindow, Loss};
 use crate::profile::{Profile, ProfileKind};
 use crate::target::Filter;
@@ -83,9 +83,10 @@ pub(crate) struct Shape {
     pub duration: Duration,
 }
 
-/// The kernel programs a set of profile kinds needs.
-pub(crate) fn programs_for(kinds: &[ProfileKind]) -> Programs {
-    let mut programs = Programs::default();
+/// The kernel programs a set of profile kinds needs, walking user stacks
+/// the way `unwind` says (one walk for every kind).
+pub(crate) fn programs_for(kinds: &[ProfileKind], unwind: UnwindMode) -> Programs {
+    let mut programs = Programs { unwind, ..Programs::default() };
     for &kind in kinds {
         of(kind).programs(&mut programs);
     }

@@ -18,11 +18,11 @@ use profiler_common::Stat;
 
 use crate::aggregate;
 use crate::bpf::live::LIVE_WINDOW;
-use crate::bpf::Loader;
+use crate::bpf::{Loader, UnwindMode};
 use crate::kinds::{self, AttachTarget, Shape};
 use crate::profile::ProfileKind;
 use crate::symbolize::Symbolizer;
-use crate::target::{ResolvedTarget, TargetSpec};
+use crate::target::{Filter, ResolvedTarget, TargetSpec};
 
 use self::table::TopTable;
 
@@ -41,7 +41,11 @@ impl LiveTop {
     pub(crate) fn start(spec: &TargetSpec, frequency_hz: u64) -> Result<Self> {
         let target = spec.resolve()?;
         let kinds = [ProfileKind::Cpu];
-        let mut loader = Loader::load_with(&target.filter, kinds::programs_for(&kinds))?;
+        // Tables where loaded, frame pointers elsewhere, as `record`'s default.
+        let mut loader = Loader::load_with(&target.filter, kinds::programs_for(&kinds, UnwindMode::Auto))?;
+        if let Filter::Pids(pids) = &target.filter {
+            loader.load_unwind_tables(pids);
+        }
         let cgroup_dir = spec.cgroup_dir();
         let attach = AttachTarget { frequency_hz, filter: &target.filter, cgroup_dir: cgroup_dir.as_deref() };
         kinds::attach(&mut loader, &kinds, &attach)?;

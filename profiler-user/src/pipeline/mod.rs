@@ -12,16 +12,21 @@
 pub(crate) mod meter;
 pub(crate) mod session;
 
+use std::collections::BTreeMap;
 use std::time::Instant;
+
+use profiler_common::{Stat, Truncation};
 
 use anyhow::{Context as _, Result};
 use tracing::debug;
 
 pub(crate) use self::session::{Ended, Session};
 use crate::aggregate;
-use crate::bpf::Loader;
+use crate::bpf::{Loader, Stats, UnwindMode};
 use crate::kinds::{self, Shape};
-use crate::profile::capture::{CaptureInfo, CaptureWindow, FinishedCapture, TargetInfo, Trigger};
+use crate::profile::capture::{
+    CaptureInfo, CaptureWindow, FinishedCapture, TablesReport, TargetInfo, Trigger, UnwindSummary,
+};
 use crate::profile::ProfileKind;
 use crate::symbolize::Symbolizer;
 
@@ -81,6 +86,61 @@ pub(crate) fn finish(
         host: crate::procfs::host::host_name().unwrap_or_else(|| "unknown".into()),
         kernel: crate::procfs::host::kernel_release().unwrap_or_else(|| "unknown".into()),
         stackwatch_version: env!("CARGO_PKG_VERSION").to_owned(),
+        unwind: unwind_summary(&loader.stats()?, loader.programs().unwind, loader.unwind_report()),
     };
     Ok(FinishedCapture { info, profiles })
+}
+
+/// The manifest's `unwind` section, from the kernel counters and the table
+/// manager's report.
+fn unwind_summary(stats: &Stats, mode: UnwindMode, tables: Option<TablesReport>) -> UnwindSummary {
+    let reasons = [
+        ("no_rule", Truncation::NoRule),
+        ("unsupported_rule", Truncation::Unsupported),
+        ("read_failed", Truncation::ReadFailed),
+        ("bad_frame", Truncation::BadFrame),
+        ("too_deep", Truncation::Depth),
+        ("no_table", Truncation::NoTable),
+    ];
+    let truncated_by_reason: BTreeMap<String, u64> = reasons
+        .iter()
+        .filter_map(|&(name, t)| Stat::truncated(t).map(|s| (name.to_owned(), stats.get(s))))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    UnwindSummary {
+        mode: match mode {
+            UnwindMode::Auto => "auto",
+            UnwindMode::FramePointers => "fp",
+            UnwindMode::Tables => "tables",
+        }
+        .to_owned(),
+        stacks_with_tables: stats.get(Stat::UnwindTables),
+        stacks_fell_back: stats.get(Stat::UnwindFellBack),
+        stacks_before_tables_loaded: stats.get(Stat::UnwindProcessUnknown),
+        stacks_truncated: truncated_by_reason.values().sum(),
+        truncated_by_reason,
+        requests_lost: stats.get(Stat::UnwindEventsLost),
+        tables,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unwind_summary_names_every_truncation_reason() {
+        let mut stats = Stats::default();
+        stats.0[Stat::UnwindTables as usize] = 40;
+        stats.0[Stat::UnwindFellBack as usize] = 7;
+        stats.0[Stat::UnwindProcessUnknown as usize] = 2;
+        stats.0[Stat::TruncNoRule as usize] = 3;
+        stats.0[Stat::TruncNoTable as usize] = 5;
+        let s = unwind_summary(&stats, UnwindMode::Auto, None);
+        assert_eq!(s.mode, "auto");
+        assert_eq!((s.stacks_with_tables, s.stacks_fell_back, s.stacks_before_tables_loaded), (40, 7, 2));
+        assert_eq!(s.stacks_truncated, 8);
+        assert_eq!(s.truncated_by_reason, BTreeMap::from([("no_rule".to_owned(), 3), ("no_table".to_owned(), 5)]));
+        assert_eq!(unwind_summary(&Stats::default(), UnwindMode::FramePointers, None).mode, "fp");
+    }
 }

@@ -13,6 +13,7 @@ pub(crate) mod cputime;
 pub(crate) mod host;
 pub(crate) mod maps;
 pub(crate) mod mountinfo;
+pub(crate) mod pins;
 pub(crate) mod process;
 pub(crate) mod stat;
 pub(crate) mod status;

@@ -158,6 +158,68 @@ pub(crate) struct CaptureInfo {
     pub host: String,
     pub kernel: String,
     pub stackwatch_version: String,
+    /// How user stacks were walked, and how many could not be walked whole.
+    pub unwind: UnwindSummary,
+}
+
+/// The manifest's `unwind` section: the `--unwind` mode and what it did.
+/// Counts are of user stacks walked (a stack shared by many samples
+/// counts once per sample).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub(crate) struct UnwindSummary {
+    /// `auto`, `fp` or `tables`.
+    pub mode: String,
+    /// Walked to their end with unwind tables alone.
+    pub stacks_with_tables: u64,
+    /// Needed frame pointers for at least one frame (code without a table,
+    /// or a process whose tables were not loaded yet), not truncated.
+    pub stacks_fell_back: u64,
+    /// Of those, walked wholly with frame pointers because the process's
+    /// tables were not loaded yet.
+    pub stacks_before_tables_loaded: u64,
+    /// Cut short: they end in a `[truncated]` frame.
+    pub stacks_truncated: u64,
+    /// `stacks_truncated` by reason: `no_rule`, `unsupported_rule`,
+    /// `read_failed`, `bad_frame`, `too_deep`, `no_table`.
+    pub truncated_by_reason: std::collections::BTreeMap<String, u64>,
+    /// Requests for tables lost because the ring buffer was full.
+    pub requests_lost: u64,
+    /// The table manager's report (absent under `--unwind fp`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tables: Option<TablesReport>,
+}
+
+/// What the unwind table manager (`crate::bpf::tables`) did, for the
+/// capture manifest.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub(crate) struct TablesReport {
+    /// Executables whose table is in the kernel now.
+    pub tables_loaded: usize,
+    /// Bytes of rows, page index and rules in use in the kernel maps.
+    pub table_bytes: u64,
+    /// Capacity of those maps, in bytes.
+    pub table_capacity_bytes: u64,
+    /// Tables built since the manager started (each file at most once
+    /// while it stays loaded).
+    pub tables_built: u64,
+    /// Milliseconds spent building them.
+    pub build_ms: f64,
+    /// Tables evicted to make room.
+    pub evictions: u64,
+    /// Processes whose mappings the program knows.
+    pub processes: usize,
+    /// Requests from the program handled (new processes, unknown pcs).
+    pub requests: u64,
+    /// Executable files mapped by sampled processes that have no table, and
+    /// why (their frames are walked with frame pointers; at most 20 listed).
+    pub without_tables: Vec<NoTable>,
+}
+
+/// An executable file without an unwind table, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct NoTable {
+    pub path: String,
+    pub reason: String,
 }
 
 /// A capture the pipeline finished: what it was and its profiles, one per

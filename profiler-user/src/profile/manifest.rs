@@ -158,6 +158,8 @@ mod tests {
         assert_eq!(v["host"], "testhost");
         assert_eq!(v["kernel"], "6.8.0-test");
         assert_eq!(v["stackwatch_version"], "0.1.0-test");
+        assert_eq!(v["unwind"]["mode"], "auto");
+        assert_eq!(v["unwind"]["stacks_with_tables"], 15);
         assert_eq!(
             v["files"],
             json!([

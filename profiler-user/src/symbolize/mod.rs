@@ -25,11 +25,13 @@ use tracing::warn;
 mod kallsyms;
 mod objects;
 mod perfmap;
-mod pins;
 mod user;
 
 pub(crate) use objects::CacheBudget;
 pub use objects::CacheStats;
+
+/// The outermost frame of a user stack the unwinder could not finish.
+pub(crate) const TRUNCATED_FRAME: &str = "[truncated]";
 
 use crate::{
     aggregate::{Aggregate, Frames, RawSample},
@@ -230,6 +232,9 @@ impl Symbolizer {
                 Frames::Lost => locations.push(tables.placeholder("[lost user stack]", false)),
                 Frames::Missing => locations.push(tables.placeholder("[missing user stack]", false)),
                 Frames::None => {}
+            }
+            if s.user_truncated {
+                locations.push(tables.placeholder(TRUNCATED_FRAME, false));
             }
             if locations.is_empty() {
                 locations.push(tables.placeholder("[no stack]", false));

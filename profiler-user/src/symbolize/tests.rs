@@ -192,6 +192,7 @@ fn hot_profile(symbolizer: &mut Symbolizer, pid: u32, addr: u64) -> Profile {
         comm: "inline".into(),
         user: Frames::Addrs(vec![addr].into()),
         kernel: Frames::None,
+        user_truncated: false,
         count: 1,
         weight: 0,
         extra: 0,
@@ -201,6 +202,33 @@ fn hot_profile(symbolizer: &mut Symbolizer, pid: u32, addr: u64) -> Profile {
     let template = Profile::new_cpu(99, SystemTime::now(), Duration::from_secs(1));
     let period = template.period;
     symbolizer.build_profile(&agg, template, |s| vec![s.count as i64, s.count as i64 * period])
+}
+
+#[test]
+fn truncated_user_stacks_end_in_a_marker() {
+    let mut agg = Aggregate::default();
+    for truncated in [true, false] {
+        agg.samples.push(RawSample {
+            pid: Pid::new(1),
+            tid: Tid::new(1),
+            comm: "x".into(),
+            user: Frames::Lost,
+            kernel: Frames::None,
+            user_truncated: truncated,
+            count: 1,
+            weight: 0,
+            extra: 0,
+        });
+    }
+    agg.total = 2;
+    let template = Profile::new_cpu(99, SystemTime::now(), Duration::from_secs(1));
+    let p = Symbolizer::new().build_profile(&agg, template, |s| vec![s.count as i64]);
+    let outermost = |i: usize| {
+        let s = &p.samples[i];
+        p.locations[*s.locations.last().unwrap()].lines.last().unwrap().function.clone()
+    };
+    assert_eq!(outermost(0), super::TRUNCATED_FRAME);
+    assert_eq!(outermost(1), "[lost user stack]");
 }
 
 fn outer_function(p: &Profile) -> &str {

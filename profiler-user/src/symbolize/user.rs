@@ -31,12 +31,12 @@ use tracing::debug;
 use super::{
     objects::{Blaze, ObjectCache, ObjectId},
     perfmap::{perf_map_path, PerfMap},
-    pins::{exe_key, mapped_file_key, open_mapped_file},
     sym_lines,
 };
 use crate::addr::FileOffset;
 use crate::ids::Pid;
 use crate::objfile::debuginfo::DebugSearch;
+use crate::procfs::pins::{exe_key, mapped_file_key, open_mapped_file};
 use crate::procfs::{
     maps::{find_mapping, read_maps, MapsEntry},
     process, stat, status,

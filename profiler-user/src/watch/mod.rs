@@ -98,7 +98,12 @@ pub(crate) async fn run(config: WatchConfig) -> Result<()> {
     check_output_dir(&config.output_dir)?;
     Endpoints::check(&config.control)?;
     let rule_kinds: Vec<ProfileKind> = config.triggers.rules.iter().flat_map(Rule::kinds).collect();
-    let loaded = initial_load(&config.target, ProfileSet::of(&config.profiles), ProfileSet::of(&rule_kinds))?;
+    let loaded = initial_load(
+        &config.target,
+        ProfileSet::of(&config.profiles),
+        ProfileSet::of(&rule_kinds),
+        config.unwind.mode(),
+    )?;
     let created_output = create_output_dir(&config.output_dir)?;
     let mut endpoints = Endpoints::open(&config.control)?;
     created_output.keep();
@@ -478,7 +483,7 @@ impl Daemon {
                 }
                 // The new program first: if it fails, the daemon keeps the
                 // one it had and stays as ready as before.
-                let loader = match ondemand::load(&target.filter, kinds, missing) {
+                let loader = match ondemand::load(&target.filter, kinds, missing, self.config.unwind.mode()) {
                     Ok(loader) => loader,
                     Err(e) => {
                         self.loader = previous;
@@ -610,7 +615,7 @@ impl Daemon {
         if extra.is_empty() {
             return;
         }
-        match ondemand::load(&self.loaded_filter, self.base_kinds, ProfileSet::default()) {
+        match ondemand::load(&self.loaded_filter, self.base_kinds, ProfileSet::default(), self.config.unwind.mode()) {
             Ok(loader) => {
                 self.loader = Some(loader);
                 self.loaded_kinds = self.base_kinds;

@@ -14,15 +14,15 @@
 
 use anyhow::{anyhow, Result};
 
-use crate::bpf::Loader;
+use crate::bpf::{Loader, UnwindMode};
 use crate::kinds::programs_for;
 use crate::profile::ProfileSet;
 use crate::target::Filter;
 
 /// Loads the programs of `kinds` for `filter`. `extra` (the kinds loaded on
 /// demand) names the culprit when the load fails.
-pub(super) fn load(filter: &Filter, kinds: ProfileSet, extra: ProfileSet) -> Result<Loader> {
-    Loader::load_with(filter, programs_for(&kinds.to_vec())).map_err(|e| {
+pub(super) fn load(filter: &Filter, kinds: ProfileSet, extra: ProfileSet, unwind: UnwindMode) -> Result<Loader> {
+    Loader::load_with(filter, programs_for(&kinds.to_vec(), unwind)).map_err(|e| {
         if extra.is_empty() {
             e
         } else {

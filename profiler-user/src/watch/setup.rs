@@ -23,7 +23,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::{debug, warn};
 
 use super::fifo::{self, ControlFifo};
-use crate::bpf::Loader;
+use crate::bpf::{Loader, UnwindMode};
 use crate::control::socket_path;
 use crate::kinds::programs_for;
 use crate::profile::ProfileKind;
@@ -156,7 +156,12 @@ pub(super) struct Loaded {
 ///
 /// `required` kinds must load; `optional` ones are loaded when the kernel
 /// takes them.
-pub(super) fn initial_load(target: &TargetSpec, required: ProfileSet, optional: ProfileSet) -> Result<Loaded> {
+pub(super) fn initial_load(
+    target: &TargetSpec,
+    required: ProfileSet,
+    optional: ProfileSet,
+    unwind: UnwindMode,
+) -> Result<Loaded> {
     let resolved = target.resolve();
     if let Err(e) = &resolved {
         warn!("the target does not exist now ({e}); captures will be refused until it does");
@@ -168,28 +173,33 @@ pub(super) fn initial_load(target: &TargetSpec, required: ProfileSet, optional: 
         // the program now, and the first capture reloads it for the cgroup.
         TargetSpec::Cgroup(_) => resolved.map_or(Filter::All, |r| r.filter),
     };
-    let (loader, kinds) = load_kinds(&filter, required, optional)?;
+    let (loader, kinds) = load_kinds(&filter, required, optional, unwind)?;
     Ok(Loaded { loader, filter, kinds })
 }
 
 /// Loads the programs of `required` and of as many `optional` kinds as the
 /// kernel accepts; returns the kinds loaded. One load when everything works;
 /// otherwise one more per kind, to say exactly which one is missing.
-fn load_kinds(filter: &Filter, required: ProfileSet, optional: ProfileSet) -> Result<(Loader, ProfileSet)> {
+fn load_kinds(
+    filter: &Filter,
+    required: ProfileSet,
+    optional: ProfileSet,
+    unwind: UnwindMode,
+) -> Result<(Loader, ProfileSet)> {
     // The CPU sampler is part of every load.
     let required = required.union(ProfileSet::of(&[ProfileKind::Cpu]));
     let optional = optional.minus(required);
     let all = required.union(optional);
-    match Loader::load_with(filter, programs_for(&all.to_vec())) {
+    match Loader::load_with(filter, programs_for(&all.to_vec(), unwind)) {
         Ok(loader) => return Ok((loader, all)),
         Err(e) if optional.is_empty() => return Err(e),
         Err(e) => debug!("loading every program failed ({e:#}); trying the optional ones one by one"),
     }
-    let mut loader = Loader::load_with(filter, programs_for(&required.to_vec()))?;
+    let mut loader = Loader::load_with(filter, programs_for(&required.to_vec(), unwind))?;
     let mut loaded = required;
     for kind in optional.to_vec() {
         let trial = loaded.union(ProfileSet::of(&[kind]));
-        match Loader::load_with(filter, programs_for(&trial.to_vec())) {
+        match Loader::load_with(filter, programs_for(&trial.to_vec(), unwind)) {
             Ok(bigger) => {
                 loader = bigger;
                 loaded = trial;

@@ -16,14 +16,14 @@ use crate::sys::file::{FileKey, PinnedFile};
 
 /// The current version of the file mapped at `entry` in `pid`, without
 /// opening it (one `stat`).
-pub(super) fn mapped_file_key(pid: Pid, entry: &MapsEntry) -> Option<FileKey> {
+pub(crate) fn mapped_file_key(pid: Pid, entry: &MapsEntry) -> Option<FileKey> {
     let meta = std::fs::metadata(entry.map_files_path(pid)).ok()?;
     let key = FileKey::of(&meta);
     (key.id == entry.file_id()).then_some(key)
 }
 
 /// Opens the file mapped at `entry` in `pid` (see the module docs).
-pub(super) fn open_mapped_file(pid: Pid, entry: &MapsEntry) -> Option<PinnedFile> {
+pub(crate) fn open_mapped_file(pid: Pid, entry: &MapsEntry) -> Option<PinnedFile> {
     if let Some(pinned) = File::open(entry.map_files_path(pid)).ok().and_then(|f| PinnedFile::from_file(f).ok()) {
         return Some(pinned);
     }
@@ -37,7 +37,7 @@ pub(super) fn open_mapped_file(pid: Pid, entry: &MapsEntry) -> Option<PinnedFile
 }
 
 /// The identity of a process's executable (`/proc/<pid>/exe`).
-pub(super) fn exe_key(pid: Pid) -> Option<FileKey> {
+pub(crate) fn exe_key(pid: Pid) -> Option<FileKey> {
     std::fs::metadata(process::exe_path(pid)).ok().map(|m| FileKey::of(&m))
 }
 

@@ -1,0 +1,47 @@
+//! Builds the unwind table of each file given and prints its size and the
+//! time it took: `cargo run --release -p stackwatch-bench --bin unwind_tables -- [--json] FILE...`
+//! (`--json`: one JSON object a line, for `cargo xtask bench`).
+#![expect(unused_crate_dependencies, reason = "the harness's dependencies are the main binary's")]
+
+use std::time::Instant;
+
+use stackwatch::build_table;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let json = args.iter().any(|a| a == "--json");
+    for path in args.iter().filter(|a| *a != "--json") {
+        let data = match std::fs::read(path) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("{path}: {e}");
+                continue;
+            }
+        };
+        let start = Instant::now();
+        let table = build_table(&data);
+        let elapsed = start.elapsed();
+        match table {
+            Ok(t) if json => println!(
+                "{{\"path\":{path:?},\"file_bytes\":{},\"rows\":{},\"kernel_rows\":{},\"rules\":{},\"bytes\":{},\"ms\":{:.3}}}",
+                data.len(),
+                t.rows,
+                t.kernel_rows,
+                t.rules,
+                t.bytes,
+                elapsed.as_secs_f64() * 1e3
+            ),
+            Ok(t) => println!(
+                "{path}: {} rows, {} kernel rows, {} pages, {} rules, {} KiB, {:.1} ms ({} unsupported rows)",
+                t.rows,
+                t.kernel_rows,
+                t.pages,
+                t.rules,
+                t.bytes / 1024,
+                elapsed.as_secs_f64() * 1e3,
+                t.unsupported,
+            ),
+            Err(e) => println!("{path}: {e}"),
+        }
+    }
+}

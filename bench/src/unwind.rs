@@ -1,0 +1,383 @@
+//! What unwinding with `.eh_frame` tables costs, side by side in
+//! one run (these VMs are noisy: ratios, alternating order).
+//!
+//! - BPF time per sample on a program without frame pointers: stackwatch
+//!   `--unwind auto` (tables) and `--unwind fp`, and bpftrace's
+//!   frame-pointer-only `@[ustack, kstack] = count()` on the same process.
+//! - Table build time per file (libc, libstdc++, libpython, stackwatch's
+//!   own 60 MB Rust binary), from the `unwind_tables` binary.
+//! - A whole-host capture with libc, libstdc++, python3.11 and stackwatch
+//!   itself in use: BPF map memory, peak RSS, tables loaded.
+//! - The CPU a capture costs against `perf record -g` + inferno and
+//!   `perf record --call-graph dwarf` + `perf script`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+
+use xtask::cmd;
+
+use crate::ext::{Context, Row, Section, Status};
+use crate::measure::{self, bpf_snapshot, wait_usage, BpfSnapshot};
+use crate::report::Summary;
+
+const ID: &str = "unwind";
+const TITLE: &str = "Unwinding with .eh_frame tables";
+
+pub(crate) fn run(ctx: &Context) -> Result<Section> {
+    let mut section = Section {
+        id: ID,
+        title: TITLE,
+        status: Status::Measured,
+        rows: Vec::new(),
+        notes: Vec::new(),
+        commands: Vec::new(),
+    };
+    if let Err(e) = fill(ctx, &mut section) {
+        section.status = Status::Failed;
+        section.notes.push(format!("{e:#}"));
+    }
+    Ok(section)
+}
+
+fn row(section: &mut Section, name: &str, value: String, target: Option<&str>, pass: Option<bool>) {
+    eprintln!("bench:   {name}: {value}");
+    section.rows.push(Row { name: name.to_owned(), value, target: target.map(str::to_owned), pass });
+}
+
+fn fill(ctx: &Context, section: &mut Section) -> Result<()> {
+    let dir = ctx.work.join("unwind");
+    fs::create_dir_all(&dir).with_context(|| format!("failed to create `{}`", dir.display()))?;
+    let src = xtask::workspace_root().join("tests/workloads");
+    let nofp = dir.join("unwind_work_nofp");
+    cmd::run(
+        Command::new("gcc")
+            .args(["-O2", "-g", "-fomit-frame-pointer", "-fno-inline", "-pthread", "-o"])
+            .arg(&nofp)
+            .arg(src.join("unwind_work.c")),
+    )?;
+    let sort = dir.join("unwind_sort");
+    cmd::run(
+        Command::new("g++")
+            .args(["-O2", "-g", "-fomit-frame-pointer", "-o"])
+            .arg(&sort)
+            .arg(src.join("unwind_sort.cpp")),
+    )?;
+    section.commands.push(
+        "gcc -O2 -g -fomit-frame-pointer -fno-inline -pthread -o W tests/workloads/unwind_work.c; W cpu 0".to_owned(),
+    );
+
+    per_sample(ctx, section, &nofp, &dir)?;
+    table_builds(ctx, section)?;
+    whole_host(ctx, section, &sort, &dir)?;
+    capture_cpu(ctx, section, &nofp, &dir)?;
+    Ok(())
+}
+
+/// A running workload, killed on drop.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(cmd: &mut Command) -> Result<Child> {
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    Ok(Child(measure::spawn(cmd)?))
+}
+
+/// Whether the process has started exiting (its maps are being closed).
+fn is_zombie_soon(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
+        .unwrap_or(true)
+}
+
+/// Runs `cmd` (a profiler that ends by itself) and returns its BPF time per
+/// program run, its run count and its CPU.
+fn profile_once(cmd: &mut Command) -> Result<(f64, u64, measure::Usage)> {
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = measure::spawn(cmd)?;
+    let mut last = BpfSnapshot::default();
+    let pid = child.id();
+    let usage = loop {
+        let snap = bpf_snapshot(pid);
+        if snap.run_cnt() >= last.run_cnt() && !snap.progs.is_empty() {
+            last = snap;
+        }
+        if is_zombie_soon(pid) {
+            let (status, usage) = wait_usage(&child)?;
+            if !measure::exited_ok(status) {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    use std::io::Read as _;
+                    let _ = e.read_to_string(&mut err);
+                }
+                bail!("{} failed: {}: {err}", cmd::display(cmd), measure::describe_status(status));
+            }
+            break usage;
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    let _ = child.try_wait();
+    let runs = last.run_cnt();
+    let ns: u64 = last.progs.values().map(|p| p.run_time_ns).sum();
+    Ok((ns as f64 / runs.max(1) as f64, runs, usage))
+}
+
+fn median(v: &[f64]) -> f64 {
+    Summary::of(v.iter().copied()).map_or(f64::NAN, |s| s.median)
+}
+
+/// BPF time per sample: tables vs frame pointers vs bpftrace, alternating.
+fn per_sample(ctx: &Context, section: &mut Section, nofp: &Path, dir: &Path) -> Result<()> {
+    eprintln!("\nbench: {TITLE}: BPF time per sample");
+    let _work = start(Command::new(nofp).args(["cpu", "0"]))?;
+    let pid = _work.0.id().to_string();
+    thread::sleep(Duration::from_millis(300));
+    let secs = if ctx.quick { 4 } else { 8 };
+    let bpftrace = which("bpftrace");
+    let script =
+        format!("profile:hz:99 /pid == {pid}/ {{ @[ustack, kstack] = count(); }} interval:s:{secs} {{ exit(); }}");
+    let (mut auto, mut fp, mut bt) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ctx.runs.max(1) {
+        let mut order: Vec<&str> = vec!["auto", "fp"];
+        if bpftrace.is_some() {
+            order.push("bpftrace");
+        }
+        let n = order.len();
+        order.rotate_left(round % n);
+        for who in order {
+            let out = dir.join(format!("per-sample-{who}-{round}"));
+            let mut command = if who == "bpftrace" {
+                let mut c = Command::new("bpftrace");
+                c.args(["-e", &script]);
+                c
+            } else {
+                let mut c = Command::new(&ctx.stackwatch);
+                c.args([
+                    "record",
+                    "--pid",
+                    &pid,
+                    "--duration",
+                    &format!("{secs}s"),
+                    "--unwind",
+                    who,
+                    "--formats",
+                    "pprof",
+                    "--output-dir",
+                ])
+                .arg(&out);
+                c
+            };
+            let (ns, runs, _) = profile_once(&mut command)?;
+            eprintln!("bench:   {who}: {ns:.0} ns per run over {runs} runs");
+            match who {
+                "auto" => auto.push(ns),
+                "fp" => fp.push(ns),
+                _ => bt.push(ns),
+            }
+        }
+    }
+    let (a, f) = (median(&auto), median(&fp));
+    row(section, "BPF ns per sample, --unwind auto (tables)", format!("{a:.0} ns"), None, None);
+    row(section, "BPF ns per sample, --unwind fp", format!("{f:.0} ns"), None, None);
+    if bt.is_empty() {
+        section.notes.push("bpftrace is not installed (`apt-get install bpftrace`): no baseline ratio".to_owned());
+    } else {
+        let b = median(&bt);
+        row(section, "BPF ns per sample, bpftrace ustack+kstack", format!("{b:.0} ns"), None, None);
+        row(section, "tables ÷ bpftrace", format!("{:.2}×", a / b), Some("≤ 1.0×"), Some(a <= b));
+        row(section, "fp ÷ bpftrace", format!("{:.2}×", f / b), None, None);
+    }
+    section.commands.push(format!(
+        "stackwatch record --pid $PID --duration {secs}s --unwind auto|fp   # BPF run_time_ns / run_cnt from fdinfo"
+    ));
+    section.commands.push(format!("bpftrace -e '{script}'"));
+    Ok(())
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(tool)).find(|p| p.is_file())
+}
+
+/// Table build time and size per file.
+fn table_builds(ctx: &Context, section: &mut Section) -> Result<()> {
+    eprintln!("\nbench: {TITLE}: table builds");
+    let python = cmd::stdout(Command::new("python3.11").args(["-c", "import sys, sysconfig; print(sysconfig.get_config_var('LIBDIR') + '/' + (sysconfig.get_config_var('LDLIBRARY') or ''))"]))
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    let mut files = vec![
+        "/lib/x86_64-linux-gnu/libc.so.6".to_owned(),
+        "/usr/lib/x86_64-linux-gnu/libstdc++.so.6".to_owned(),
+        ctx.stackwatch.display().to_string(),
+    ];
+    if Path::new(&python).is_file() {
+        files.push(python);
+    }
+    let mut cmd = xtask::cargo();
+    cmd.args(["run", "--quiet", "--release", "-p", "stackwatch-bench", "--bin", "unwind_tables", "--", "--json"])
+        .args(&files);
+    let out = cmd::stdout(&mut cmd)?;
+    for line in out.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let path = v["path"].as_str().unwrap_or("?");
+        let name = Path::new(path).file_name().map_or(path.to_owned(), |n| n.to_string_lossy().into_owned());
+        let mib = v["file_bytes"].as_f64().unwrap_or(0.0) / 1048576.0;
+        let ms = v["ms"].as_f64().unwrap_or(f64::NAN);
+        let (target, limit) = if name.starts_with("libc.so") {
+            (Some("≤ 20 ms"), 20.0)
+        } else if mib >= 40.0 {
+            (Some("≤ 300 ms (50 MB Rust binary)"), 300.0)
+        } else {
+            (None, f64::INFINITY)
+        };
+        row(
+            section,
+            &format!("table build: {name} ({mib:.0} MB)"),
+            format!("{ms:.1} ms, {} rows, {} KiB", v["rows"], v["bytes"].as_u64().unwrap_or(0) / 1024),
+            target,
+            target.map(|_| ms <= limit),
+        );
+    }
+    section.commands.push("cargo run --release -p stackwatch-bench --bin unwind_tables -- --json FILE…".to_owned());
+    Ok(())
+}
+
+/// A whole-host capture while libc, libstdc++, python3.11 and stackwatch
+/// (a 60 MB Rust binary, sampling itself) run.
+fn whole_host(ctx: &Context, section: &mut Section, sort: &Path, dir: &Path) -> Result<()> {
+    eprintln!("\nbench: {TITLE}: whole-host capture");
+    let _sort = start(Command::new(sort).arg("0"))?;
+    let _python = start(
+        Command::new("python3.11").args(["-c", "import time\nwhile True:\n    sum(range(10000)); time.sleep(0.001)"]),
+    )?;
+    thread::sleep(Duration::from_millis(300));
+    let secs = if ctx.quick { 10 } else { 30 };
+    let out = dir.join("host");
+    let mut command = Command::new(&ctx.stackwatch);
+    command
+        .args(["record", "--duration", &format!("{secs}s"), "--formats", "pprof", "--output-dir"])
+        .arg(&out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = measure::spawn(&mut command)?;
+    let watcher = measure::BpfWatcher::start(child.id());
+    let (status, usage) = wait_usage(&child)?;
+    let _ = child.try_wait();
+    let watch = watcher.finish();
+    if !measure::exited_ok(status) {
+        bail!("the whole-host capture failed: {}", measure::describe_status(status));
+    }
+    let map_mib = watch.max_map_bytes as f64 / 1048576.0;
+    row(
+        section,
+        "whole host: BPF map memory (peak)",
+        format!("{map_mib:.1} MiB"),
+        Some("≤ 16 MiB"),
+        Some(map_mib <= 16.0),
+    );
+    row(
+        section,
+        "whole host: stackwatch peak RSS",
+        format!("{:.1} MiB", usage.max_rss_mib),
+        Some("≤ 32 MiB"),
+        Some(usage.max_rss_mib <= 32.0),
+    );
+    row(section, "whole host: capture CPU", format!("{:.2} s over {secs} s", usage.cpu_s()), None, None);
+    let manifest = fs::read_dir(&out)
+        .ok()
+        .and_then(|d| d.flatten().map(|e| e.path()).find(|p| p.to_string_lossy().ends_with(".json")))
+        .and_then(|p| fs::read_to_string(p).ok())
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    if let Some(m) = manifest {
+        let u = &m["unwind"];
+        let t = &u["tables"];
+        row(
+            section,
+            "whole host: unwind tables",
+            format!(
+                "{} files, {} KiB of {} KiB, built in {:.0} ms, {} processes",
+                t["tables_loaded"],
+                t["table_bytes"].as_u64().unwrap_or(0) / 1024,
+                t["table_capacity_bytes"].as_u64().unwrap_or(0) / 1024,
+                t["build_ms"].as_f64().unwrap_or(0.0),
+                t["processes"]
+            ),
+            None,
+            None,
+        );
+        row(
+            section,
+            "whole host: stacks",
+            format!(
+                "{} with tables, {} fell back, {} truncated {}",
+                u["stacks_with_tables"], u["stacks_fell_back"], u["stacks_truncated"], u["truncated_by_reason"]
+            ),
+            None,
+            None,
+        );
+    }
+    section.commands.push(format!(
+        "stackwatch record --duration {secs}s   # whole host, with unwind_sort and a python3.11 loop running"
+    ));
+    Ok(())
+}
+
+/// CPU of one 8 s capture of the no-frame-pointer workload: stackwatch vs
+/// `perf record -g` + inferno and `perf record --call-graph dwarf` + perf script.
+fn capture_cpu(ctx: &Context, section: &mut Section, nofp: &Path, dir: &Path) -> Result<()> {
+    eprintln!("\nbench: {TITLE}: capture CPU");
+    let work = start(Command::new(nofp).args(["cpu", "0"]))?;
+    let pid = work.0.id().to_string();
+    thread::sleep(Duration::from_millis(300));
+    let secs = "8";
+    let cpu_of = |cmd: &mut Command| -> Result<f64> {
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        let child = measure::spawn(cmd)?;
+        let (status, usage) = wait_usage(&child)?;
+        if !measure::exited_ok(status) {
+            bail!("{} failed: {}", cmd::display(cmd), measure::describe_status(status));
+        }
+        Ok(usage.cpu_s())
+    };
+    let (mut sw, mut fp_perf, mut dwarf) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ctx.runs.max(1) {
+        let out = dir.join(format!("cpu-{round}"));
+        sw.push(cpu_of(
+            Command::new(&ctx.stackwatch)
+                .args(["record", "--pid", &pid, "--duration", &format!("{secs}s"), "--output-dir"])
+                .arg(&out),
+        )?);
+        let data = dir.join(format!("perf-g-{round}.data"));
+        let script = format!(
+            "perf record -q -F 99 -g -p {pid} -o {d} -- sleep {secs} && perf script -i {d} | inferno-collapse-perf | inferno-flamegraph > {d}.svg",
+            d = data.display()
+        );
+        fp_perf.push(cpu_of(Command::new("sh").args(["-c", &script]))?);
+        let data = dir.join(format!("perf-dwarf-{round}.data"));
+        let script = format!(
+            "perf record -q -F 99 --call-graph dwarf -p {pid} -o {d} -- sleep {secs} && perf script -i {d} | inferno-collapse-perf | inferno-flamegraph > {d}.svg",
+            d = data.display()
+        );
+        dwarf.push(cpu_of(Command::new("sh").args(["-c", &script]))?);
+        let _ = fs::remove_file(&data);
+    }
+    drop(work);
+    let (s, g, d) = (median(&sw), median(&fp_perf), median(&dwarf));
+    row(section, "capture CPU, stackwatch (tables, pprof + svg)", format!("{s:.3} s"), None, None);
+    row(section, "capture CPU, perf record -g + inferno", format!("{g:.3} s"), None, None);
+    row(section, "capture CPU, perf record --call-graph dwarf + inferno", format!("{d:.3} s"), None, None);
+    row(section, "stackwatch ÷ perf -g", format!("{:.2}×", s / g), Some("≤ 0.5×"), Some(s <= 0.5 * g));
+    row(section, "stackwatch ÷ perf dwarf", format!("{:.2}×", s / d), None, None);
+    section.commands.push(format!("perf record -F 99 -g|--call-graph dwarf -p $PID -- sleep {secs} && perf script | inferno-collapse-perf | inferno-flamegraph"));
+    Ok(())
+}

@@ -1,0 +1,258 @@
+/*
+ * unwind_work: call graphs that a frame-pointer walk gets wrong, for the
+ * unwind-table tests. Built with and without frame pointers (-O2).
+ *
+ *   cpu SECONDS     thread_main -> work_loop -> leaf_a (75 %), leaf_b (25 %)
+ *                   leaf_a/leaf_b are true leaves: gcc 12 gives them no
+ *                   frame even with -mno-omit-leaf-frame-pointer, so a
+ *                   frame-pointer walk sampling in them loses work_loop.
+ *   offcpu SECONDS  three threads blocked through glibc's frameless
+ *                   wrappers: sleeper_main -> wait_for_io -> nanosleep,
+ *                   reader_main -> read_pipe -> read (a pipe main writes
+ *                   to every 20 ms), waiter_main -> wait_cond ->
+ *                   pthread_cond_wait (main signals every 20 ms); main
+ *                   sleeps in nanosleep between the two.
+ *   qsort SECONDS   main -> sort_loop -> qsort (libc, no frame pointers)
+ *                   -> compare_ints (this file): the callback's callers.
+ *   alloc SECONDS   main -> alloc_loop -> alloc_leaf -> malloc
+ *   dlopen SECONDS LIB
+ *                   after 1.5 s, dlopen()s LIB (unwind_plugin.c) and loops
+ *                   in it: main -> run_plugin -> plugin_work -> plugin_leaf.
+ *   signal SECONDS  main -> interrupted_loop -> leaf_a, interrupted every
+ *                   2 ms of CPU by SIGPROF, whose handler on_prof ->
+ *                   handler_work -> leaf_b runs on the same stack, above
+ *                   glibc's __restore_rt signal frame.
+ *
+ * Usage: unwind_work MODE SECONDS (0: until killed)
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CHUNK (1UL << 20)
+
+static volatile unsigned long sink;
+static double deadline;
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int done(void)
+{
+	return deadline > 0 && now() >= deadline;
+}
+
+__attribute__((noipa)) unsigned long leaf_a(unsigned long x, unsigned long n)
+{
+	for (unsigned long i = 0; i < n; i++)
+		x = x * 6364136223846793005UL + 1442695040888963407UL;
+	return x;
+}
+
+__attribute__((noipa)) unsigned long leaf_b(unsigned long x, unsigned long n)
+{
+	for (unsigned long i = 0; i < n; i++)
+		x = x * 6364136223846793005UL + 1442695040888963407UL;
+	return x;
+}
+
+__attribute__((noipa)) void work_loop(void)
+{
+	unsigned long x = sink;
+	while (!done()) {
+		x = leaf_a(x, 3 * CHUNK);
+		x = leaf_b(x, CHUNK);
+		sink = x;
+	}
+}
+
+__attribute__((noipa)) void *thread_main(void *arg)
+{
+	(void)arg;
+	work_loop();
+	return NULL;
+}
+
+__attribute__((noipa)) void wait_for_io(void)
+{
+	struct timespec ts = { 0, 20 * 1000 * 1000 };
+	nanosleep(&ts, NULL);
+}
+
+__attribute__((noipa)) void *sleeper_main(void *arg)
+{
+	(void)arg;
+	while (!done())
+		wait_for_io();
+	return NULL;
+}
+
+static int pipe_fds[2];
+
+__attribute__((noipa)) long read_pipe(void)
+{
+	char c;
+	return read(pipe_fds[0], &c, 1);
+}
+
+__attribute__((noipa)) void *reader_main(void *arg)
+{
+	(void)arg;
+	while (read_pipe() == 1)
+		;
+	return NULL;
+}
+
+static pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+static unsigned long ticks;
+
+__attribute__((noipa)) void wait_cond(void)
+{
+	pthread_mutex_lock(&mutex);
+	unsigned long seen = ticks;
+	while (ticks == seen)
+		pthread_cond_wait(&cond, &mutex);
+	pthread_mutex_unlock(&mutex);
+}
+
+__attribute__((noipa)) void *waiter_main(void *arg)
+{
+	(void)arg;
+	for (;;)
+		wait_cond();
+	return NULL;
+}
+
+__attribute__((noipa)) int compare_ints(const void *a, const void *b)
+{
+	int x = *(const int *)a, y = *(const int *)b;
+	return (x > y) - (x < y);
+}
+
+__attribute__((noipa)) void sort_loop(void)
+{
+	static int v[4096];
+	unsigned long seed = 1;
+	while (!done()) {
+		for (int i = 0; i < 4096; i++) {
+			seed = seed * 6364136223846793005UL + 1442695040888963407UL;
+			v[i] = (int)(seed >> 33);
+		}
+		qsort(v, 4096, sizeof v[0], compare_ints);
+	}
+}
+
+__attribute__((noipa)) void *alloc_leaf(size_t n)
+{
+	void *p = malloc(n);
+	if (p)
+		memset(p, 1, 64);
+	return p;
+}
+
+__attribute__((noipa)) void alloc_loop(void)
+{
+	while (!done()) {
+		for (int i = 0; i < 1000; i++)
+			free(alloc_leaf(4096 + (size_t)i));
+		struct timespec ts = { 0, 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+__attribute__((noipa)) unsigned long handler_work(void)
+{
+	return leaf_b(sink, CHUNK / 8);
+}
+
+static void on_prof(int sig)
+{
+	(void)sig;
+	sink = handler_work();
+}
+
+__attribute__((noipa)) void interrupted_loop(void)
+{
+	unsigned long x = sink;
+	while (!done())
+		x = leaf_a(x, CHUNK);
+	sink = x;
+}
+
+__attribute__((noipa)) void run_plugin(unsigned long (*work)(unsigned long))
+{
+	unsigned long x = sink;
+	while (!done())
+		x = work(x);
+	sink = x;
+}
+
+int main(int argc, char **argv)
+{
+	const char *mode = argc > 1 ? argv[1] : "cpu";
+	double seconds = argc > 2 ? atof(argv[2]) : 0;
+	if (seconds > 0)
+		deadline = now() + seconds;
+	pthread_t t[3];
+	if (strcmp(mode, "cpu") == 0) {
+		pthread_create(&t[0], NULL, thread_main, NULL);
+		pthread_join(t[0], NULL);
+	} else if (strcmp(mode, "offcpu") == 0) {
+		if (pipe(pipe_fds) != 0)
+			return 1;
+		pthread_create(&t[0], NULL, sleeper_main, NULL);
+		pthread_create(&t[1], NULL, reader_main, NULL);
+		pthread_create(&t[2], NULL, waiter_main, NULL);
+		while (!done()) {
+			struct timespec ts = { 0, 20 * 1000 * 1000 };
+			nanosleep(&ts, NULL);
+			if (write(pipe_fds[1], "x", 1) != 1)
+				return 1;
+			pthread_mutex_lock(&mutex);
+			ticks++;
+			pthread_cond_signal(&cond);
+			pthread_mutex_unlock(&mutex);
+		}
+		return 0;
+	} else if (strcmp(mode, "qsort") == 0) {
+		sort_loop();
+	} else if (strcmp(mode, "alloc") == 0) {
+		alloc_loop();
+	} else if (strcmp(mode, "dlopen") == 0 && argc > 3) {
+		struct timespec ts = { 1, 500 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+		void *lib = dlopen(argv[3], RTLD_NOW);
+		if (!lib) {
+			fprintf(stderr, "%s\n", dlerror());
+			return 1;
+		}
+		unsigned long (*work)(unsigned long) = (unsigned long (*)(unsigned long))dlsym(lib, "plugin_work");
+		if (!work)
+			return 1;
+		run_plugin(work);
+	} else if (strcmp(mode, "signal") == 0) {
+		struct sigaction sa;
+		memset(&sa, 0, sizeof sa);
+		sa.sa_handler = on_prof;
+		sigaction(SIGPROF, &sa, NULL);
+		struct itimerval it = { { 0, 2000 }, { 0, 2000 } };
+		setitimer(ITIMER_PROF, &it, NULL);
+		interrupted_loop();
+	} else {
+		fprintf(stderr, "unknown mode %s\n", mode);
+		return 2;
+	}
+	return 0;
+}
