@@ -7,6 +7,7 @@
 //! units, sys, ids, addr     values, OS facts, ids and address kinds
 //! procfs, objfile, unwind   one reader per /proc source; ELF, Go tables, debug files; the unwinder seam
 //! python                    CPython frames read from a live process (runtime reader)
+//! runtime                   what a process runs (Go, CPython, Node, JVM, native) and its stacks' facts
 //! profile                   the profile model, capture metadata, the pure encoders
 //! target                    what to profile: --pid, --name, --cgroup, host
 //! bpf                       the eBPF object: load, attach, maps, drain
@@ -38,8 +39,9 @@ pub mod logging;
 pub(crate) mod objfile;
 pub(crate) mod pipeline;
 pub(crate) mod procfs;
-pub mod python;
 pub(crate) mod profile;
+pub mod python;
+pub(crate) mod runtime;
 pub(crate) mod sink;
 pub(crate) mod symbolize;
 pub(crate) mod sys;

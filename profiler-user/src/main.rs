@@ -36,7 +36,7 @@ fn main() -> ExitCode {
             Ok(false) => ExitCode::from(EXIT_FAILURE),
             Err(e) => fail(&e),
         },
-        Command::Doctor(_) => match commands::doctor::run() {
+        Command::Doctor(args) => match commands::doctor::run(&args) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(EXIT_FAILURE),
             Err(e) => fail(&e),

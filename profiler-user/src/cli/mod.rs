@@ -57,7 +57,11 @@ pub enum Command {
     #[command(long_about = "Check that this host can run stackwatch and say what is missing.\n\n\
                       Checks the kernel version, privileges and capabilities, BTF, the bpf() and \
                       perf_event_open() system calls and the sysctls that restrict them. Exits \
-                      with 0 when everything `record` needs is there, 1 otherwise.")]
+                      with 0 when everything `record` needs is there, 1 otherwise.\n\n\
+                      With --pid, checks one process instead: the runtime detected (Go, CPython, \
+                      Node.js, a JVM, native code), whether its code keeps frame pointers, unwind \
+                      tables, symbols, debug files and a JIT perf map, and what to change in the \
+                      target so its stacks are whole and named.")]
     Doctor(DoctorArgs),
     /// Run as a daemon that captures on command (FIFO, SIGUSR2, `ctl`) or when a trigger fires
     #[command(
@@ -165,7 +169,12 @@ pub struct RecordArgs {
 }
 
 #[derive(Args, Debug, Clone, Default)]
-pub struct DoctorArgs {}
+pub struct DoctorArgs {
+    /// Check this process instead of the host: its runtime, frame pointers, unwind tables,
+    /// symbols, debug files and JIT perf map, and what to change in it
+    #[arg(long, value_name = "PID", value_parser = parse_pid)]
+    pub(crate) pid: Option<Pid>,
+}
 
 /// `watch`. Options are `Option`s so values from `--config` apply where a
 /// flag is absent; the defaults are in [`crate::config::WatchConfig`].

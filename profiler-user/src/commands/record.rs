@@ -121,6 +121,7 @@ pub async fn run(args: &RecordArgs) -> Result<()> {
     } else {
         writeln!(stdout, "captured {span}")?;
     }
+    write!(stdout, "{}", crate::profile::quality::render_text(&info.stack_quality))?;
     for profile in &capture.profiles {
         if profile.samples.is_empty() {
             continue;

@@ -158,6 +158,9 @@ pub(crate) struct CaptureInfo {
     pub host: String,
     pub kernel: String,
     pub stackwatch_version: String,
+    /// How complete and named the stacks are, per process (the busiest
+    /// first), with what is wrong and the fix.
+    pub stack_quality: Vec<super::quality::ProcessQuality>,
 }
 
 /// A capture the pipeline finished: what it was and its profiles, one per
