@@ -14,12 +14,13 @@
 //! aggregate                 drained maps → samples with frames (pure)
 //! kinds                     per profile kind: programs, drain, values, losses (cpu, offcpu, memory)
 //! symbolize                 addresses → functions, files, lines
+//! dump                      every thread's kernel and user stack of one process, once
 //! pipeline                  the capture session and finish, shared by record and watch
 //! sink                      where finished captures go: files in a directory
 //! triggers, control         threshold rules and target sampling; the control protocol
 //! cli, config               the command line, validated with the config file
 //! watch                     the daemon: state machine, FIFO and socket, writer
-//! commands                  record, watch, ctl, doctor
+//! commands                  record, watch, ctl, doctor, dump
 //! ```
 //!
 //! The binary (`main.rs`) parses the command line and runs a command; the
@@ -33,6 +34,7 @@ pub mod cli;
 pub mod commands;
 pub(crate) mod config;
 pub(crate) mod control;
+pub(crate) mod dump;
 pub(crate) mod ids;
 pub(crate) mod kinds;
 pub mod logging;

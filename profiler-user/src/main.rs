@@ -36,6 +36,10 @@ fn main() -> ExitCode {
             Ok(false) => ExitCode::from(EXIT_FAILURE),
             Err(e) => fail(&e),
         },
+        Command::Dump(args) => match commands::dump::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        },
         Command::Doctor(args) => match commands::doctor::run(&args) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(EXIT_FAILURE),

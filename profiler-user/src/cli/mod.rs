@@ -84,6 +84,29 @@ pub enum Command {
                       prints the daemon's answer, including the files a `stop` wrote. It exits with \
                       1 when the command fails or no daemon answers.")]
     Ctl(CtlArgs),
+    /// Print every thread's current kernel and user stack of one process, once
+    #[command(
+        long_about = "Print every thread's current kernel and user stack of one process, once.\n\n\
+                      For a process that hangs: each thread's name and state, the kernel function \
+                      it waits in and its kernel stack (where it blocks), and its user stack (who \
+                      called), with Python frames for CPython 3.8-3.13. Each thread is stopped only \
+                      while its registers and the top of its stack are copied (microseconds; the \
+                      longest stop is printed), one thread at a time. Needs root or CAP_SYS_PTRACE.",
+        after_long_help = "Examples:\n  sudo stackwatch dump --pid 1234\n  sudo stackwatch dump --pid 1234 --json | jq '.threads[].kernel_stack[0]'"
+    )]
+    Dump(DumpArgs),
+}
+
+/// `dump`.
+#[derive(Args, Debug, Clone)]
+pub struct DumpArgs {
+    /// The process to dump
+    #[arg(long, value_name = "PID", value_parser = parse_pid)]
+    pub(crate) pid: Pid,
+
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 const RECORD_EXAMPLES: &str = "\

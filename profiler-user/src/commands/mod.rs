@@ -5,5 +5,6 @@
 
 pub mod ctl;
 pub mod doctor;
+pub mod dump;
 pub mod record;
 pub mod watch;

@@ -160,6 +160,9 @@ mod tests {
         let out = dir.path().join("fp");
         let mut code = String::from("#include <stdio.h>\n");
         for i in 0..40 {
+            code.push_str(&format!("int f{i}(int x);\n"));
+        }
+        for i in 0..40 {
             code.push_str(&format!(
                 "__attribute__((noinline)) int f{i}(int x) {{ volatile int a[8]; a[x & 7] = x; printf(\"%d\", a[1]); return a[2] + f{}(x - 1); }}\n",
                 (i + 1) % 40

@@ -117,8 +117,7 @@ pub(crate) fn unnamed_frames(facts: Option<&ProcessFacts>) -> Finding {
     }
 }
 
-/// What can be seen wrong with a process without sampling it: for
-/// `doctor --pid`, and as the cause of short stacks in a capture.
+/// What can be seen wrong with a process without sampling it (`doctor --pid`).
 pub(crate) fn static_findings(facts: &ProcessFacts) -> Vec<Finding> {
     let mut out = Vec::new();
     for object in [facts.exe.as_ref(), facts.runtime_library.as_ref()].into_iter().flatten() {
@@ -128,6 +127,7 @@ pub(crate) fn static_findings(facts: &ProcessFacts) -> Vec<Finding> {
         }
         out.extend(missing_frame_pointers(object, &facts.runtime));
     }
+    out.extend(python_unnamed(facts));
     if facts.runtime.jit() && facts.perf_map.is_none() {
         out.push(jit_without_perf_map(facts));
     }

@@ -19,7 +19,7 @@ pub(super) fn run(pid: Pid) -> anyhow::Result<bool> {
     let facts = runtime::inspect(pid)?;
     let checks = checks(&facts);
     let mut text = super::render_rows(&checks);
-    text.push_str(&match checks.iter().filter(|c| c.status == Status::Warn).count() {
+    text.push_str(&match hints::static_findings(&facts).len() {
         0 => format!("\npid {pid} ({}): nothing to change for whole, named stacks\n", facts.comm),
         n => format!(
             "\npid {pid} ({}): {n} thing{} to change, see `fix:` above\n",
@@ -39,7 +39,7 @@ fn checks(facts: &ProcessFacts) -> Vec<Check> {
     out.push(runtime_check(facts));
     // An interpreter's executable is a thin `main` around its library:
     // the library's code is what the stacks run through.
-    for object in facts.runtime_library.as_ref().or(facts.exe.as_ref()) {
+    if let Some(object) = facts.runtime_library.as_ref().or(facts.exe.as_ref()) {
         out.push(frame_pointer_check(object, &facts.runtime));
         out.push(unwind_table_check(object));
         out.push(symbols_check(object, facts));
@@ -61,7 +61,7 @@ fn runtime_check(facts: &ProcessFacts) -> Check {
         },
         Runtime::Python { readable: false, note, .. } => Check::new(
             NAME,
-            Status::Warn,
+            Status::Info,
             format!("{label}: its Python frames cannot be read{}", note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default()),
         ),
         Runtime::Go { .. } => Check::new(NAME, Status::Ok, format!("{label}: Go keeps frame pointers; its function table names frames even when stripped")),
@@ -99,8 +99,7 @@ fn unwind_table_check(object: &ObjectInfo) -> Check {
         .filter_map(|(has, name)| has.then_some(name))
         .collect();
     if which.is_empty() {
-        let status = if f.frame_pointers() == Some(true) { Status::Info } else { Status::Warn };
-        Check::new(NAME, status, format!("`{}`: none (no .eh_frame, no .debug_frame)", object.path))
+        Check::new(NAME, Status::Info, format!("`{}`: none (no .eh_frame, no .debug_frame)", object.path))
     } else {
         Check::new(NAME, Status::Ok, format!("`{}`: {}", object.path, which.join(", ")))
     }
@@ -204,7 +203,7 @@ mod tests {
         assert_eq!(fp.status, Status::Warn);
         assert!(fp.detail.contains("has no frame pointers and no unwind tables; 3% of its functions"), "{fp:?}");
         assert!(fp.fix.as_deref().unwrap().contains("-fno-omit-frame-pointer"));
-        assert_eq!(find(&checks, "unwind tables").status, Status::Warn);
+        assert_eq!(find(&checks, "unwind tables").status, Status::Info);
         assert_eq!(find(&checks, "symbols").status, Status::Ok);
         assert!(checks.iter().all(|c| c.name != "JIT perf map"));
     }
