@@ -36,6 +36,15 @@ fn main() -> ExitCode {
             Ok(false) => ExitCode::from(EXIT_FAILURE),
             Err(e) => fail(&e),
         },
+        Command::GenerateMan { dir } => match stackwatch::cli::write_man_pages(&dir) {
+            Ok(pages) => {
+                for page in pages {
+                    println!("{}", page.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
         Command::Dump(args) => match commands::dump::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e),

@@ -11,7 +11,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 
 /// The nightly toolchain the eBPF object is built with (`-Z build-std=core`):
 /// Rust 1.98 or later for aya-ebpf 0.3, and LLVM 22 like bpf-linker, which
@@ -90,6 +90,23 @@ pub fn build() -> Result<PathBuf> {
         bail!("the build succeeded but `{}` is missing", bin.display());
     }
     Ok(bin)
+}
+
+/// Writes the manual pages (`stackwatch.1`, `stackwatch-record.1`, …,
+/// generated from the command line's definitions) into `dir`, building the
+/// release binary first; returns their paths. For `cargo xtask man` and
+/// the packages.
+pub fn man_pages(dir: &Path) -> Result<Vec<PathBuf>> {
+    let bin = build()?;
+    let output = Command::new(&bin)
+        .arg("generate-man")
+        .arg(dir)
+        .output()
+        .with_context(|| format!("failed to run `{}`", bin.display()))?;
+    if !output.status.success() {
+        bail!("`{} generate-man` failed: {}", bin.display(), String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).lines().map(PathBuf::from).collect())
 }
 
 #[cfg(test)]

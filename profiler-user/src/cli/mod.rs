@@ -11,7 +11,10 @@ use std::time::Duration;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use regex::Regex;
 
+mod man;
 pub(crate) mod triggers;
+
+pub use man::write_man_pages;
 
 use crate::ids::Pid;
 use crate::profile::ProfileKind;
@@ -95,6 +98,12 @@ pub enum Command {
         after_long_help = "Examples:\n  sudo stackwatch dump --pid 1234\n  sudo stackwatch dump --pid 1234 --json | jq '.threads[].kernel_stack[0]'"
     )]
     Dump(DumpArgs),
+    /// Write the manual pages into DIR (for packaging: `cargo xtask man`)
+    #[command(name = "generate-man", hide = true)]
+    GenerateMan {
+        /// Where to write `stackwatch.1` and a page per subcommand
+        dir: PathBuf,
+    },
 }
 
 /// `dump`.
