@@ -321,15 +321,15 @@ fn merge_python(
 ) -> Vec<Frame> {
     let mut chunks: Vec<Vec<Frame>> = vec![Vec::new()];
     for f in python {
-        chunks.last_mut().map(|c| {
+        if let Some(c) = chunks.last_mut() {
             c.push(Frame {
                 function: f.function.clone(),
                 file: (!f.file.is_empty()).then(|| f.file.clone()),
                 line: f.line,
                 address: 0,
                 kind: "python",
-            })
-        });
+            });
+        }
         if f.entry {
             chunks.push(Vec::new());
         }

@@ -26,6 +26,22 @@ const SAMPLED_FUNCTIONS: usize = 4000;
 /// builds 85–100 % (leaf functions and thunks make up the rest).
 const FRAME_POINTER_SHARE: f64 = 0.5;
 
+/// Functions the C runtime links into every executable (`crt1.o`,
+/// `crtbegin.o`), built the distribution's way whatever the program's
+/// flags: counting them would dilute a small program's share.
+const STARTUP: &[&str] = &[
+    "_start",
+    "_init",
+    "_fini",
+    "deregister_tm_clones",
+    "register_tm_clones",
+    "__do_global_dtors_aux",
+    "frame_dummy",
+    "__libc_csu_init",
+    "__libc_csu_fini",
+    "_dl_relocate_static_pie",
+];
+
 /// What an object file offers an unwinder and a symbolizer.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct ObjectFacts {
@@ -97,6 +113,7 @@ fn frame_pointer_share(file: &object::File<'_>) -> Option<f64> {
         .symbols()
         .chain(file.dynamic_symbols())
         .filter(|s| s.kind() == SymbolKind::Text && s.is_definition() && s.size() >= 8)
+        .filter(|s| !s.name().is_ok_and(|n| STARTUP.contains(&n)))
         .map(|s| (s.address(), s.size()))
         .collect();
     functions.sort_unstable();

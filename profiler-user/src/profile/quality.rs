@@ -131,7 +131,8 @@ struct Tally {
     eval_loop: bool,
 }
 
-/// Assesses the busiest [`MAX_PROCESSES`] processes of `profile`, with the
+/// Assesses the [`MAX_PROCESSES`] processes of `profile` with the most
+/// samples that have a user stack, with the
 /// facts known about them (a process missing from `facts` exited before it
 /// could be looked at: its figures stand, without a cause).
 pub(crate) fn assess(profile: &Profile, facts: &HashMap<Pid, ProcessFacts>) -> Vec<ProcessQuality> {
@@ -162,8 +163,10 @@ pub(crate) fn assess(profile: &Profile, facts: &HashMap<Pid, ProcessFacts>) -> V
         t.python_named |= user.iter().any(|k| k.python);
         t.eval_loop |= user.iter().any(|k| k.eval_loop);
     }
-    let mut order: Vec<(Pid, Tally)> = tallies.into_iter().collect();
-    order.sort_by(|a, b| b.1.samples.cmp(&a.1.samples).then(a.0.cmp(&b.0)));
+    // Kernel threads and samples without user stacks have nothing to judge.
+    let mut order: Vec<(Pid, Tally)> = tallies.into_iter().filter(|(_, t)| !t.depths.is_empty()).collect();
+    let user = |t: &Tally| t.depths.iter().map(|d| d.1).sum::<u64>();
+    order.sort_by(|a, b| user(&b.1).cmp(&user(&a.1)).then(a.0.cmp(&b.0)));
     order.into_iter().take(MAX_PROCESSES).map(|(pid, t)| summarize(pid, t, facts.get(&pid))).collect()
 }
 
@@ -474,6 +477,8 @@ mod tests {
         let few = one(&profile(&[(&["x"], 3)]), None);
         assert_eq!(few.user_samples, 3);
         assert!(few.findings.is_empty());
+        // Kernel-only samples (a kernel thread) are not assessed.
+        assert!(assess(&profile(&[(&["k:worker_thread", "k:kthread"], 50)]), &HashMap::new()).is_empty());
     }
 
     #[test]
