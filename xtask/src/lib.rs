@@ -112,6 +112,24 @@ pub fn man_pages(dir: &Path) -> Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn readme_is_for_users_first_and_starts_with_the_fresh_machine_commands() {
+        let readme = std::fs::read_to_string(super::workspace_root().join("README.md")).unwrap();
+        let commands: Vec<&str> = readme
+            .lines()
+            .filter(|l| l.starts_with("cargo ") || l.starts_with("sudo "))
+            .map(|l| l.split('#').next().unwrap_or_default().trim())
+            .collect();
+        assert_eq!(&commands[..2], ["cargo xtask run", "cargo xtask test"], "{commands:?}");
+        let at = |heading: &str| readme.find(heading).unwrap_or_else(|| panic!("README has no `{heading}`"));
+        assert!(at("## Install") < at("## Quick start") && at("## Quick start") < at("## Language support"));
+        assert!(at("## Language support") < at("## Building"), "users' sections come before the developers'");
+        let table = &readme[at("## Language support")..at("## Documentation")];
+        for language in ["| Go |", "| C/C++ |", "| Rust |", "| Python", "| Node.js |", "| JVM |"] {
+            assert!(table.contains(language), "no row for {language}");
+        }
+    }
+
+    #[test]
     fn the_build_script_builds_with_the_same_ebpf_toolchain() {
         let build = std::fs::read_to_string(super::workspace_root().join("profiler-user/build.rs")).unwrap();
         let pinned = format!("const EBPF_TOOLCHAIN: &str = \"{}\";", super::EBPF_TOOLCHAIN);
