@@ -209,3 +209,47 @@ fn a_capture_flags_stacks_a_frame_pointer_walk_cannot_follow() {
     assert_eq!(q["findings"].as_array().unwrap().len(), 0, "{q:#}");
     assert!(stdout.contains("stack quality: ok"), "{stdout}");
 }
+
+/// Removes a perf map a test's node wrote.
+struct PerfMapFile(std::path::PathBuf);
+
+impl Drop for PerfMapFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn a_capture_flags_javascript_frames_without_a_perf_map() {
+    let Some(_guard) = e2e_guard() else { return };
+    if !stackwatch_tests::symwork::require_node() {
+        return;
+    }
+    let script = workspace_root().join("tests/workloads/jit_hot.js");
+    let capture_of = |flags: &[&str], name: &str| {
+        let mut node = stackwatch_tests::symwork::Spawned::start({
+            let mut cmd = Command::new("node");
+            // node drops `isolate-*-v8.log` files in its working directory.
+            cmd.args(flags).arg(&script).current_dir(scratch_dir(&format!("{name}-cwd")));
+            cmd
+        });
+        let _map = PerfMapFile(format!("/tmp/perf-{}.map", node.pid()).into());
+        node.wait_for_cpu(Duration::from_millis(500), Duration::from_secs(30));
+        let (capture, stdout) = record(node.pid(), &scratch_dir(name));
+        (capture.manifest()["stack_quality"][0].clone(), stdout)
+    };
+
+    let (q, stdout) = capture_of(&[], "quality-node");
+    println!("node without a perf map: {q:#}");
+    assert!(q["jit_unnamed_share"].as_f64().unwrap() > 0.5, "{q:#}");
+    let finding = q["findings"].as_array().unwrap().iter().find(|f| f["problem"].as_str().unwrap().contains("JIT"));
+    let finding = finding.unwrap_or_else(|| panic!("no JIT finding: {q:#}"));
+    assert!(finding["problem"].as_str().unwrap().ends_with("no perf map for this JIT"), "{finding:#}");
+    assert_eq!(finding["fix"], "node: start with --perf-basic-prof --interpreted-frames-native-stack");
+    assert!(stdout.contains("node: start with --perf-basic-prof --interpreted-frames-native-stack"), "{stdout}");
+
+    let (q, _) = capture_of(&["--perf-basic-prof", "--interpreted-frames-native-stack"], "quality-node-map");
+    println!("node with a perf map: {q:#}");
+    assert!(q["jit_unnamed_share"].as_f64().unwrap() < 0.05, "{q:#}");
+    assert!(!q["findings"].to_string().contains("JIT"), "{q:#}");
+}

@@ -8,7 +8,9 @@
 //!   (`_start`, `main`, a thread entry, Go's `goexit`): a walk that got to
 //!   the bottom of the stack;
 //! - the share of unnamed frames (`[unknown]`, `libfoo.so+0x…`), and of
-//!   frames in generated code that no perf map names (`[anon]+0x…`).
+//!   samples running generated code that no perf map names (`[anon]+0x…`):
+//!   one such frame among twenty native ones is a small share of frames
+//!   but hides the JavaScript or Java function the sample was in.
 //!
 //! A pure function of the symbolized profile and of the facts about each
 //! process (`crate::runtime`), which explain the figures: the findings name
@@ -84,7 +86,7 @@ pub(crate) struct ProcessQuality {
     pub complete_share: f64,
     /// Share of user frames without a name (JIT frames included).
     pub unnamed_share: f64,
-    /// Share of user frames in generated code no perf map names.
+    /// Share of samples with a frame in generated code no perf map names.
     pub jit_unnamed_share: f64,
     /// What is wrong and how to fix it; empty when the stacks look right.
     pub findings: Vec<Finding>,
@@ -106,7 +108,7 @@ impl ProcessQuality {
             percent(self.unnamed_share),
         ));
         if self.jit_unnamed_share > 0.0 {
-            s.push_str(&format!(" ({} JIT without a perf map)", percent(self.jit_unnamed_share)));
+            s.push_str(&format!(", {} of samples in JIT code without names", percent(self.jit_unnamed_share)));
         }
         s
     }
@@ -126,7 +128,8 @@ struct Tally {
     complete: u64,
     frames: u64,
     unnamed: u64,
-    jit: u64,
+    jit_frames: u64,
+    jit_samples: u64,
     python_named: bool,
     eval_loop: bool,
 }
@@ -159,7 +162,11 @@ pub(crate) fn assess(profile: &Profile, facts: &HashMap<Pid, ProcessFacts>) -> V
         }
         t.frames += weight * user.len() as u64;
         t.unnamed += weight * user.iter().filter(|k| k.unnamed).count() as u64;
-        t.jit += weight * user.iter().filter(|k| k.jit).count() as u64;
+        let jit = user.iter().filter(|k| k.jit).count() as u64;
+        t.jit_frames += weight * jit;
+        if jit > 0 {
+            t.jit_samples += weight;
+        }
         t.python_named |= user.iter().any(|k| k.python);
         t.eval_loop |= user.iter().any(|k| k.eval_loop);
     }
@@ -184,11 +191,12 @@ fn summarize(pid: Pid, mut t: Tally, facts: Option<&ProcessFacts>) -> ProcessQua
         depth_p10: percentile(&t.depths, 0.1),
         complete_share: share(t.complete, user_samples),
         unnamed_share: share(t.unnamed, t.frames),
-        jit_unnamed_share: share(t.jit, t.frames),
+        jit_unnamed_share: share(t.jit_samples, user_samples),
         findings: Vec::new(),
     };
     if user_samples >= MIN_SAMPLES {
-        q.findings = findings(&q, t.python_named, t.eval_loop, facts);
+        let other_unnamed = share(t.unnamed - t.jit_frames, t.frames);
+        q.findings = findings(&q, other_unnamed, t.python_named, t.eval_loop, facts);
     }
     q
 }
@@ -206,7 +214,13 @@ fn percentile(sorted: &[(u32, u64)], p: f64) -> u32 {
     0
 }
 
-fn findings(q: &ProcessQuality, python_named: bool, eval_loop: bool, facts: Option<&ProcessFacts>) -> Vec<Finding> {
+fn findings(
+    q: &ProcessQuality,
+    other_unnamed: f64,
+    python_named: bool,
+    eval_loop: bool,
+    facts: Option<&ProcessFacts>,
+) -> Vec<Finding> {
     let mut out = Vec::new();
     if q.complete_share < COMPLETE_SHARE_LOW {
         let symptom = format!(
@@ -245,14 +259,13 @@ fn findings(q: &ProcessQuality, python_named: bool, eval_loop: bool, facts: Opti
         };
         out.push(Finding {
             problem: format!(
-                "{} of frames are JIT code without names: {}",
+                "{} of samples run JIT code without names: {}",
                 percent(q.jit_unnamed_share),
                 cause.problem
             ),
             fix: cause.fix,
         });
     }
-    let other_unnamed = q.unnamed_share - q.jit_unnamed_share;
     if other_unnamed >= UNNAMED_SHARE_HIGH {
         let cause = hints::unnamed_frames(facts);
         out.push(Finding {
@@ -442,14 +455,19 @@ mod tests {
 
     #[test]
     fn node_jit_frames_without_a_perf_map() {
-        let p = profile(&[(&["[anon]+0x7f001000", "[anon]+0x7f002000", "node::Start", "main"], 50)]);
+        // One JIT frame among many native ones: a small share of frames,
+        // yet every such sample lost the JavaScript function it was in.
+        let mut stack = vec!["[anon]+0x7f001000"];
+        stack.extend(["v8::Execution::Call", "node::LoadEnvironment", "node::Start", "main"].repeat(4));
+        let p = profile(&[(&stack, 30), (&["uv_run", "node::Start", "main"], 10)]);
         let q = one(&p, Some(facts(7, Runtime::Node, 0.9)));
-        assert!((q.jit_unnamed_share - 0.5).abs() < 1e-9 && (q.unnamed_share - 0.5).abs() < 1e-9, "{q:?}");
+        assert!((q.jit_unnamed_share - 0.75).abs() < 1e-9, "{q:?}");
+        assert!(q.unnamed_share < 0.1, "a small share of frames: {q:?}");
         assert_eq!(q.findings.len(), 1, "{q:#?}");
-        assert_eq!(q.findings[0].problem, "50% of frames are JIT code without names: no perf map for this JIT");
+        assert_eq!(q.findings[0].problem, "75% of samples run JIT code without names: no perf map for this JIT");
         assert_eq!(q.findings[0].fix, "node: start with --perf-basic-prof --interpreted-frames-native-stack");
         let line = headline(&[q]).unwrap();
-        assert!(line.starts_with("stack quality: pid 7 (app): 50% of frames are JIT code"), "{line}");
+        assert!(line.starts_with("stack quality: pid 7 (app): 75% of samples run JIT code"), "{line}");
     }
 
     #[test]
