@@ -7,19 +7,21 @@
 //! units, sys, ids, addr     values, OS facts, ids and address kinds
 //! procfs, objfile, unwind   one reader per /proc source; ELF, Go tables, debug files; the unwinder seam
 //! python                    CPython frames read from a live process (runtime reader)
+//! runtime                   what a process runs (Go, CPython, Node, JVM, native) and its stacks' facts
 //! profile                   the profile model, capture metadata, the pure encoders
 //! target                    what to profile: --pid, --name, --cgroup, host
 //! bpf                       the eBPF object: load, attach, maps, drain
 //! aggregate                 drained maps → samples with frames (pure)
 //! kinds                     per profile kind: programs, drain, values, losses (cpu, offcpu, memory)
 //! symbolize                 addresses → functions, files, lines
+//! dump                      every thread's kernel and user stack of one process, once
 //! pipeline                  the capture session and finish, shared by record and watch
 //! sink                      where finished captures go: files in a directory
 //! live                      `top`: the CPU counts taken every refresh, the table, the terminal
 //! triggers, control         threshold rules and target sampling; the control protocol
 //! cli, config               the command line, validated with the config file
 //! watch                     the daemon: state machine, FIFO and socket, writer
-//! commands                  record, watch, ctl, doctor
+//! commands                  record, watch, ctl, doctor, dump
 //! ```
 //!
 //! The binary (`main.rs`) parses the command line and runs a command; the
@@ -33,6 +35,7 @@ pub mod cli;
 pub mod commands;
 pub(crate) mod config;
 pub(crate) mod control;
+pub(crate) mod dump;
 pub(crate) mod ids;
 pub(crate) mod kinds;
 pub(crate) mod live;
@@ -42,6 +45,7 @@ pub(crate) mod pipeline;
 pub(crate) mod procfs;
 pub(crate) mod profile;
 pub mod python;
+pub(crate) mod runtime;
 pub(crate) mod sink;
 pub(crate) mod symbolize;
 pub(crate) mod sys;

@@ -48,7 +48,7 @@ pub use pprof::{go_pprof_top, go_pprof_top_index, parse_pprof_top, PprofTop, Top
 pub use process::{
     run_stackwatch, run_stackwatch_timeout, run_with_timeout, spawn_stackwatch, stackwatch_command, Background,
 };
-pub use workload::{Workload, WorkloadKind, C_FLAGS};
+pub use workload::{Workload, WorkloadKind, C_FLAGS, NO_FP_FLAGS};
 
 /// The workspace root (the directory holding the top-level `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {

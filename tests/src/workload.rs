@@ -43,7 +43,18 @@ pub enum WorkloadKind {
     /// `spin`: the crowded target that once kept probes counting long after
     /// a capture. Args: `[THREADS [SPIN_EVERY [SECONDS]]]`.
     ManyThreads,
+    /// `dump_block.c`: threads parked inside glibc in known functions
+    /// (`block_in_read`, `block_on_mutex`, `block_in_sleep`; the main
+    /// thread in `wait_for_workers`), named `sw-reader`, `sw-locker`,
+    /// `sw-sleeper`. Runs until killed.
+    DumpBlock,
+    /// `cpu_split.c` built the way release builds are: `-O2` without frame
+    /// pointers, so its stacks cannot be walked by frame pointers.
+    NoFramePointers,
 }
+
+/// gcc flags of [`WorkloadKind::NoFramePointers`].
+pub const NO_FP_FLAGS: &[&str] = &["-O2", "-g", "-fomit-frame-pointer", "-pthread"];
 
 impl WorkloadKind {
     /// The binary's file name, which is also the process name (`comm`).
@@ -54,6 +65,8 @@ impl WorkloadKind {
             Self::GoSplit => "gosplit",
             Self::Phases => "phases",
             Self::ManyThreads => "many_threads",
+            Self::DumpBlock => "dump_block",
+            Self::NoFramePointers => "cpu_split_nofp",
         }
     }
 
@@ -70,6 +83,8 @@ impl WorkloadKind {
             Self::GoSplit => vec![dir.join("gosplit/go.mod"), dir.join("gosplit/main.go")],
             Self::Phases => vec![dir.join("phases.c")],
             Self::ManyThreads => vec![dir.join("many_threads.c")],
+            Self::DumpBlock => vec![dir.join("dump_block.c")],
+            Self::NoFramePointers => vec![dir.join("cpu_split.c")],
         }
     }
 
@@ -111,7 +126,8 @@ impl WorkloadKind {
             hash = fnv1a(hash, &text);
         }
         let (compiler, flags): (&str, &[&str]) = match self {
-            Self::CpuSplit | Self::Syscalls | Self::Phases | Self::ManyThreads => ("gcc", C_FLAGS),
+            Self::CpuSplit | Self::Syscalls | Self::Phases | Self::ManyThreads | Self::DumpBlock => ("gcc", C_FLAGS),
+            Self::NoFramePointers => ("gcc", NO_FP_FLAGS),
             Self::GoSplit => ("go", &[]),
         };
         for flag in flags {
@@ -122,9 +138,12 @@ impl WorkloadKind {
 
     fn compile(self, out: &Path) -> io::Result<()> {
         match self {
-            Self::CpuSplit | Self::Syscalls | Self::Phases | Self::ManyThreads => {
+            Self::CpuSplit | Self::Syscalls | Self::Phases | Self::ManyThreads | Self::DumpBlock => {
                 run_ok(Command::new("gcc").args(C_FLAGS).args(["-Wall", "-Wextra", "-o"]).arg(out).args(self.sources()))
             }
+            Self::NoFramePointers => run_ok(
+                Command::new("gcc").args(NO_FP_FLAGS).args(["-Wall", "-Wextra", "-o"]).arg(out).args(self.sources()),
+            ),
             Self::GoSplit => run_ok(&mut go_build(&Self::source_dir().join("gosplit"), &[], out)),
         }
     }

@@ -11,7 +11,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 
 /// The nightly toolchain the eBPF object is built with (`-Z build-std=core`):
 /// Rust 1.98 or later for aya-ebpf 0.3, and LLVM 22 like bpf-linker, which
@@ -92,8 +92,43 @@ pub fn build() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// Writes the manual pages (`stackwatch.1`, `stackwatch-record.1`, …,
+/// generated from the command line's definitions) into `dir`, building the
+/// release binary first; returns their paths. For `cargo xtask man` and
+/// the packages.
+pub fn man_pages(dir: &Path) -> Result<Vec<PathBuf>> {
+    let bin = build()?;
+    let output = Command::new(&bin)
+        .arg("generate-man")
+        .arg(dir)
+        .output()
+        .with_context(|| format!("failed to run `{}`", bin.display()))?;
+    if !output.status.success() {
+        bail!("`{} generate-man` failed: {}", bin.display(), String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).lines().map(PathBuf::from).collect())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn readme_is_for_users_first_and_starts_with_the_fresh_machine_commands() {
+        let readme = std::fs::read_to_string(super::workspace_root().join("README.md")).unwrap();
+        let commands: Vec<&str> = readme
+            .lines()
+            .filter(|l| l.starts_with("cargo ") || l.starts_with("sudo "))
+            .map(|l| l.split('#').next().unwrap_or_default().trim())
+            .collect();
+        assert_eq!(&commands[..2], ["cargo xtask run", "cargo xtask test"], "{commands:?}");
+        let at = |heading: &str| readme.find(heading).unwrap_or_else(|| panic!("README has no `{heading}`"));
+        assert!(at("## Install") < at("## Quick start") && at("## Quick start") < at("## Language support"));
+        assert!(at("## Language support") < at("## Building"), "users' sections come before the developers'");
+        let table = &readme[at("## Language support")..at("## Documentation")];
+        for language in ["| Go |", "| C/C++ |", "| Rust |", "| Python", "| Node.js |", "| JVM |"] {
+            assert!(table.contains(language), "no row for {language}");
+        }
+    }
+
     #[test]
     fn the_build_script_builds_with_the_same_ebpf_toolchain() {
         let build = std::fs::read_to_string(super::workspace_root().join("profiler-user/build.rs")).unwrap();

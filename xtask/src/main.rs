@@ -48,6 +48,13 @@ enum Task {
         #[arg(last = true)]
         test_args: Vec<String>,
     },
+    /// Write the manual pages, generated from the command line's
+    /// definitions, into target/man (or --out DIR) and list them.
+    Man {
+        /// Where to write them [default: <target>/man].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Profile the whole host with the release binary and print the files
     /// written and the top functions.
     Run {
@@ -84,6 +91,14 @@ fn main() -> ExitCode {
         Task::Test { no_lint, test_args } => test(no_lint, &test_args),
         Task::Run { duration, output_dir, record_args } => run(&duration, output_dir, &record_args),
         Task::Bench { args } => bench(&args),
+        Task::Man { out } => {
+            let dir = out.unwrap_or_else(|| xtask::target_dir().join("man"));
+            setup::ensure().and_then(|()| xtask::man_pages(&dir)).map(|pages| {
+                for page in pages {
+                    println!("{}", page.display());
+                }
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,9 +11,11 @@ use std::time::Duration;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use regex::Regex;
 
+mod man;
 mod top;
 pub(crate) mod triggers;
 
+pub use man::write_man_pages;
 pub use top::TopArgs;
 
 use crate::ids::Pid;
@@ -60,7 +62,11 @@ pub enum Command {
     #[command(long_about = "Check that this host can run stackwatch and say what is missing.\n\n\
                       Checks the kernel version, privileges and capabilities, BTF, the bpf() and \
                       perf_event_open() system calls and the sysctls that restrict them. Exits \
-                      with 0 when everything `record` needs is there, 1 otherwise.")]
+                      with 0 when everything `record` needs is there, 1 otherwise.\n\n\
+                      With --pid, checks one process instead: the runtime detected (Go, CPython, \
+                      Node.js, a JVM, native code), whether its code keeps frame pointers, unwind \
+                      tables, symbols, debug files and a JIT perf map, and what to change in the \
+                      target so its stacks are whole and named.")]
     Doctor(DoctorArgs),
     /// Run as a daemon that captures on command (FIFO, SIGUSR2, `ctl`) or when a trigger fires
     #[command(
@@ -91,6 +97,35 @@ pub enum Command {
                       The target is one of --pid, --name or --cgroup; without one, the whole host. \
                       Where stdout is not a terminal, --once prints one table after one interval.")]
     Top(TopArgs),
+    /// Print every thread's current kernel and user stack of one process, once
+    #[command(
+        long_about = "Print every thread's current kernel and user stack of one process, once.\n\n\
+                      For a process that hangs: each thread's name and state, the kernel function \
+                      it waits in and its kernel stack (where it blocks), and its user stack (who \
+                      called), with Python frames for CPython 3.8-3.13. Each thread is stopped only \
+                      while its registers and the top of its stack are copied (microseconds; the \
+                      longest stop is printed), one thread at a time. Needs root or CAP_SYS_PTRACE.",
+        after_long_help = "Examples:\n  sudo stackwatch dump --pid 1234\n  sudo stackwatch dump --pid 1234 --json | jq '.threads[].kernel_stack[0]'"
+    )]
+    Dump(DumpArgs),
+    /// Write the manual pages into DIR (for packaging: `cargo xtask man`)
+    #[command(name = "generate-man", hide = true)]
+    GenerateMan {
+        /// Where to write `stackwatch.1` and a page per subcommand
+        dir: PathBuf,
+    },
+}
+
+/// `dump`.
+#[derive(Args, Debug, Clone)]
+pub struct DumpArgs {
+    /// The process to dump
+    #[arg(long, value_name = "PID", value_parser = parse_pid)]
+    pub(crate) pid: Pid,
+
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 const RECORD_EXAMPLES: &str = "\
@@ -205,7 +240,12 @@ impl Unwind {
 }
 
 #[derive(Args, Debug, Clone, Default)]
-pub struct DoctorArgs {}
+pub struct DoctorArgs {
+    /// Check this process instead of the host: its runtime, frame pointers, unwind tables,
+    /// symbols, debug files and JIT perf map, and what to change in it
+    #[arg(long, value_name = "PID", value_parser = parse_pid)]
+    pub(crate) pid: Option<Pid>,
+}
 
 /// `watch`. Options are `Option`s so values from `--config` apply where a
 /// flag is absent; the defaults are in [`crate::config::WatchConfig`].

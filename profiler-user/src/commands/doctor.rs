@@ -13,6 +13,8 @@ use std::os::fd::{FromRawFd as _, OwnedFd};
 
 use anyhow::Context as _;
 
+mod target;
+
 use crate::cli::MAX_FREQUENCY_HZ;
 use crate::procfs::{host, mountinfo, status};
 
@@ -83,15 +85,20 @@ impl Check {
 }
 
 /// Runs every check and prints the checklist on stdout. Returns whether
-/// everything `record` needs is there.
-pub fn run() -> anyhow::Result<bool> {
+/// everything `record` needs is there. With `--pid`, checks that process
+/// instead ([`target`]).
+pub fn run(args: &crate::cli::DoctorArgs) -> anyhow::Result<bool> {
+    if let Some(pid) = args.pid {
+        return target::run(pid);
+    }
     let checks = checks();
     let mut out = io::stdout().lock();
     out.write_all(render(&checks).as_bytes()).and_then(|()| out.flush()).context("failed to print the report")?;
     Ok(checks.iter().all(|c| c.status != Status::Missing))
 }
 
-fn render(checks: &[Check]) -> String {
+/// One line per check, and its fix under it.
+fn render_rows(checks: &[Check]) -> String {
     let mut text = String::new();
     for c in checks {
         text.push_str(&format!("{:<8} {:<20} {}\n", c.status.label(), c.name, c.detail));
@@ -99,6 +106,11 @@ fn render(checks: &[Check]) -> String {
             text.push_str(&format!("{:<8} {:<20} fix: {fix}\n", "", ""));
         }
     }
+    text
+}
+
+fn render(checks: &[Check]) -> String {
+    let mut text = render_rows(checks);
     let missing = checks.iter().filter(|c| c.status == Status::Missing).count();
     match missing {
         0 => text.push_str("\nall required checks passed: `stackwatch record` can run here\n"),

@@ -5,6 +5,7 @@
 
 pub mod ctl;
 pub mod doctor;
+pub mod dump;
 pub mod record;
 pub mod top;
 pub mod watch;

@@ -169,6 +169,7 @@ fn print_summary(
     } else {
         writeln!(stdout, "captured {span}")?;
     }
+    write!(stdout, "{}", crate::profile::quality::render_text(&info.stack_quality))?;
     for profile in &capture.profiles {
         if profile.samples.is_empty() {
             continue;

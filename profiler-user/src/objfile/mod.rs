@@ -7,6 +7,7 @@
 pub(crate) mod buildid;
 pub(crate) mod debuginfo;
 pub(crate) mod elf;
+pub(crate) mod facts;
 pub(crate) mod go;
 pub(crate) mod gopclntab;
 pub(crate) mod plt;

@@ -30,6 +30,30 @@ use crate::profile::capture::{
 use crate::profile::ProfileKind;
 use crate::symbolize::Symbolizer;
 
+/// The stack quality of the capture's busiest processes, from its cpu
+/// profile (else its first): their figures and, for the processes still
+/// running, the causes of what looks wrong.
+fn stack_quality(profiles: &[crate::profile::Profile]) -> Vec<crate::profile::quality::ProcessQuality> {
+    let Some(profile) = profiles.iter().find(|p| p.kind == ProfileKind::Cpu).or(profiles.first()) else {
+        return Vec::new();
+    };
+    let started = Instant::now();
+    let first = crate::profile::quality::assess(profile, &std::collections::HashMap::new());
+    let facts = first
+        .iter()
+        .filter_map(|q| match crate::runtime::inspect(q.pid) {
+            Ok(f) => Some((q.pid, f)),
+            Err(e) => {
+                debug!(pid = %q.pid, "no stack facts: {e:#}");
+                None
+            }
+        })
+        .collect();
+    let quality = crate::profile::quality::assess(profile, &facts);
+    debug!(elapsed_ms = started.elapsed().as_millis() as u64, "stack quality assessed");
+    quality
+}
+
 /// Drains, aggregates, symbolizes and describes an ended capture: one
 /// profile per kind, in the order of `kinds`. One symbolizer pass per kind
 /// shares its caches.
@@ -87,6 +111,7 @@ pub(crate) fn finish(
         kernel: crate::procfs::host::kernel_release().unwrap_or_else(|| "unknown".into()),
         stackwatch_version: env!("CARGO_PKG_VERSION").to_owned(),
         unwind: unwind_summary(&loader.stats()?, loader.programs().unwind, loader.unwind_report()),
+        stack_quality: stack_quality(&profiles),
     };
     Ok(FinishedCapture { info, profiles })
 }

@@ -160,6 +160,9 @@ pub(crate) struct CaptureInfo {
     pub stackwatch_version: String,
     /// How user stacks were walked, and how many could not be walked whole.
     pub unwind: UnwindSummary,
+    /// How complete and named the stacks are, per process (the busiest
+    /// first), with what is wrong and the fix.
+    pub stack_quality: Vec<super::quality::ProcessQuality>,
 }
 
 /// The manifest's `unwind` section: the `--unwind` mode and what it did.

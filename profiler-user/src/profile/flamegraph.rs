@@ -9,6 +9,8 @@
 //! its color across captures. Cpu uses inferno's annotation-aware palette
 //! (kernel `_[k]` orange, inlined `_[i]` aqua), off-cpu a cool blue one and
 //! memory the memory palette, so the kinds are told apart at a glance.
+//! Tooltips give time and bytes the way people read them (`9.93 s`,
+//! `1.50 MiB`), not inferno's raw unit counts (`9,929,456,627 ns`).
 
 use std::time::Duration;
 
@@ -27,7 +29,11 @@ use crate::profile::{Profile, ProfileKind};
 /// valid SVG carrying the title and a "no samples" notice.
 pub(crate) fn render(info: &CaptureInfo, profile: &Profile, lines: &[String]) -> anyhow::Result<Vec<u8>> {
     let title = title(info, profile);
-    let subtitle = info.trigger.summary();
+    let mut subtitle = info.trigger.summary();
+    if let Some(line) = crate::profile::quality::headline(&info.stack_quality) {
+        subtitle.push_str(" — ");
+        subtitle.push_str(&line);
+    }
     if lines.is_empty() {
         // inferno treats empty input as an error (and logs it); an empty
         // capture is a legitimate outcome, so draw a plain notice instead.
@@ -42,7 +48,53 @@ pub(crate) fn render(info: &CaptureInfo, profile: &Profile, lines: &[String]) ->
     let mut svg = Vec::new();
     flamegraph::from_lines(&mut options, lines.iter().map(String::as_str), &mut svg)
         .context("inferno failed to draw the flamegraph")?;
-    Ok(svg)
+    Ok(readable_tooltips(svg))
+}
+
+/// Rewrites inferno's tooltips, `<title>f (9,929,456,627 ns, 12.50%)</title>`,
+/// to `<title>f (9.93 s, 12.50%)</title>` (bytes as KiB, MiB…). inferno
+/// formats the count itself and offers no hook; its script strips the last
+/// parenthesis of a title to get the function name, which stays as it was.
+fn readable_tooltips(svg: Vec<u8>) -> Vec<u8> {
+    static TOOLTIP: std::sync::LazyLock<regex::bytes::Regex> = std::sync::LazyLock::new(|| {
+        regex::bytes::Regex::new(r"\(([0-9][0-9,]*) (ns|bytes), ([^()<]*%\))</title>").expect("a valid pattern")
+    });
+    let replaced = TOOLTIP.replace_all(&svg, |c: &regex::bytes::Captures<'_>| {
+        let digits: String = c[1].iter().filter(|b| b.is_ascii_digit()).map(|&b| char::from(b)).collect();
+        let unit = if &c[2] == b"ns" { "nanoseconds" } else { "bytes" };
+        let value =
+            digits.parse::<u64>().map_or_else(|_| String::from_utf8_lossy(&c[1]).into_owned(), |v| readable(v, unit));
+        let mut out = format!("({value}, ").into_bytes();
+        out.extend_from_slice(&c[3]);
+        out.extend_from_slice(b"</title>");
+        out
+    });
+    replaced.into_owned()
+}
+
+/// `9.93 s`, `12.5 ms`, `450 µs`, `1.50 MiB`, `512 B`: three significant
+/// digits, the largest unit the value reaches.
+pub(crate) fn readable(value: u64, unit: &str) -> String {
+    const TIME: [(f64, &str); 6] = [(3600e9, "h"), (60e9, "min"), (1e9, "s"), (1e6, "ms"), (1e3, "µs"), (1.0, "ns")];
+    const SIZE: [(f64, &str); 5] =
+        [(1_099_511_627_776.0, "TiB"), (1_073_741_824.0, "GiB"), (1_048_576.0, "MiB"), (1024.0, "KiB"), (1.0, "B")];
+    let scales: &[(f64, &str)] = match unit {
+        "nanoseconds" => &TIME,
+        "bytes" => &SIZE,
+        _ => return format!("{} {unit}", group_thousands(value as i64)),
+    };
+    let v = value as f64;
+    let (scale, suffix) = scales.iter().copied().find(|&(scale, _)| v >= scale).unwrap_or(scales[scales.len() - 1]);
+    let scaled = v / scale;
+    if scale == 1.0 {
+        format!("{value} {suffix}")
+    } else if scaled >= 100.0 {
+        format!("{scaled:.0} {suffix}")
+    } else if scaled >= 10.0 {
+        format!("{scaled:.1} {suffix}")
+    } else {
+        format!("{scaled:.2} {suffix}")
+    }
 }
 
 /// `stackwatch cpu — pid 1234 (myservice) — 2026-11-26 12:30:00Z → 12:30:30Z (30s) — 2,970 samples`
@@ -214,7 +266,10 @@ mod tests {
         let text = String::from_utf8(svg.clone()).unwrap();
         assert!(text.contains("stackwatch offcpu — pid 100 (myservice) — "), "{text}");
         assert!(text.contains("— 3 samples, 4.50ms offcpu"), "{text}");
-        assert!(text.contains(" ns, "), "counts are nanoseconds");
+        // Time in the tooltips as people read it, not inferno's raw count.
+        assert!(text.contains("<title>all (4.50 ms, 100%)</title>"), "{text}");
+        assert!(text.contains("<title>futex_wait (1.50 ms, 33.33%)</title>"), "{text}");
+        assert!(!text.contains(" ns, "), "no raw nanoseconds: {text}");
         assert!(text.contains("rgb(") && !text.contains("fill=\"rgb(2"), "blue palette, no hot colors");
         golden("flamegraph-offcpu.svg", &svg);
         golden("flamegraph-offcpu.folded", &folded);
@@ -228,6 +283,32 @@ mod tests {
         assert!(text.contains("— 0 samples"));
         assert!(text.contains("no samples were collected"));
         golden("flamegraph-empty.svg", &svg);
+    }
+
+    #[test]
+    fn readable_values() {
+        assert_eq!(readable(9_929_456_627, "nanoseconds"), "9.93 s");
+        assert_eq!(readable(12_345_678, "nanoseconds"), "12.3 ms");
+        assert_eq!(readable(450_000, "nanoseconds"), "450 µs");
+        assert_eq!(readable(999, "nanoseconds"), "999 ns");
+        assert_eq!(readable(90 * 1_000_000_000, "nanoseconds"), "1.50 min");
+        assert_eq!(readable(1_572_864, "bytes"), "1.50 MiB");
+        assert_eq!(readable(512, "bytes"), "512 B");
+        assert_eq!(readable(10 * 1024, "bytes"), "10.0 KiB");
+        assert_eq!(readable(3 * 1_073_741_824, "bytes"), "3.00 GiB");
+    }
+
+    #[test]
+    fn tooltips_are_rewritten_only_for_time_and_bytes() {
+        let svg = b"<title>f (9,929,456,627 ns, 12.50%)</title><title>a (b) (2,048 bytes, 1.00%; +0.50%)</title>\
+                    <title>g (1,234 samples, 5.00%)</title>"
+            .to_vec();
+        let out = String::from_utf8(readable_tooltips(svg)).unwrap();
+        assert_eq!(
+            out,
+            "<title>f (9.93 s, 12.50%)</title><title>a (b) (2.00 KiB, 1.00%; +0.50%)</title>\
+             <title>g (1,234 samples, 5.00%)</title>"
+        );
     }
 
     #[test]

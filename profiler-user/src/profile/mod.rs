@@ -16,6 +16,7 @@ pub(crate) mod format;
 pub(crate) mod kind;
 pub(crate) mod manifest;
 pub(crate) mod pprof;
+pub(crate) mod quality;
 pub(crate) mod report;
 #[cfg(test)]
 pub(crate) mod testdata;

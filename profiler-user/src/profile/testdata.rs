@@ -36,6 +36,7 @@ fn info(target: TargetInfo, trigger: Trigger) -> CaptureInfo {
         kernel: "6.8.0-test".into(),
         stackwatch_version: "0.1.0-test".into(),
         unwind: super::capture::UnwindSummary { mode: "auto".into(), stacks_with_tables: 15, ..Default::default() },
+        stack_quality: Vec::new(),
     }
 }
 

@@ -218,6 +218,7 @@ fn truncated_user_stacks_end_in_a_marker() {
             count: 1,
             weight: 0,
             extra: 0,
+            held: [0; 2],
         });
     }
     agg.total = 2;
