@@ -36,6 +36,10 @@ fn main() -> ExitCode {
             Ok(false) => ExitCode::from(EXIT_FAILURE),
             Err(e) => fail(&e),
         },
+        Command::Diff(args) => match commands::diff::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        },
         Command::Doctor(_) => match commands::doctor::run() {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(EXIT_FAILURE),

@@ -43,6 +43,11 @@ pub enum WorkloadKind {
     /// `spin`: the crowded target that once kept probes counting long after
     /// a capture. Args: `[THREADS [SPIN_EVERY [SECONDS]]]`.
     ManyThreads,
+    /// `godiff/`: `main.main -> main.phase -> {main.alpha, main.beta}`, in
+    /// phases `HOT:SECONDS[:PROFILE]` where HOT does 3× the other's work;
+    /// with PROFILE a phase writes Go's own CPU profile of itself. `diff`'s
+    /// known answer.
+    GoDiff,
 }
 
 impl WorkloadKind {
@@ -54,6 +59,7 @@ impl WorkloadKind {
             Self::GoSplit => "gosplit",
             Self::Phases => "phases",
             Self::ManyThreads => "many_threads",
+            Self::GoDiff => "godiff",
         }
     }
 
@@ -70,6 +76,7 @@ impl WorkloadKind {
             Self::GoSplit => vec![dir.join("gosplit/go.mod"), dir.join("gosplit/main.go")],
             Self::Phases => vec![dir.join("phases.c")],
             Self::ManyThreads => vec![dir.join("many_threads.c")],
+            Self::GoDiff => vec![dir.join("godiff/go.mod"), dir.join("godiff/main.go")],
         }
     }
 
@@ -112,7 +119,7 @@ impl WorkloadKind {
         }
         let (compiler, flags): (&str, &[&str]) = match self {
             Self::CpuSplit | Self::Syscalls | Self::Phases | Self::ManyThreads => ("gcc", C_FLAGS),
-            Self::GoSplit => ("go", &[]),
+            Self::GoSplit | Self::GoDiff => ("go", &[]),
         };
         for flag in flags {
             hash = fnv1a(hash, flag.as_bytes());
@@ -125,7 +132,7 @@ impl WorkloadKind {
             Self::CpuSplit | Self::Syscalls | Self::Phases | Self::ManyThreads => {
                 run_ok(Command::new("gcc").args(C_FLAGS).args(["-Wall", "-Wextra", "-o"]).arg(out).args(self.sources()))
             }
-            Self::GoSplit => run_ok(&mut go_build(&Self::source_dir().join("gosplit"), &[], out)),
+            Self::GoSplit | Self::GoDiff => run_ok(&mut go_build(&Self::source_dir().join(self.name()), &[], out)),
         }
     }
 
@@ -224,6 +231,12 @@ impl Workload {
     /// `Some(status)` once the process has exited (it is then reaped).
     pub fn try_status(&mut self) -> Option<ExitStatus> {
         self.child.try_status()
+    }
+
+    /// Waits for it to exit by itself, at most `timeout` (it is killed if
+    /// the test then panics).
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        self.child.wait(timeout)
     }
 
     /// Panics if the workload has exited.

@@ -14,6 +14,7 @@ use regex::Regex;
 pub(crate) mod triggers;
 
 use crate::ids::Pid;
+use crate::profile::diff::read::SampleIndex;
 use crate::profile::ProfileKind;
 use crate::profile::ProfileSet;
 use crate::triggers::TriggerArgs;
@@ -80,6 +81,20 @@ pub enum Command {
                       prints the daemon's answer, including the files a `stop` wrote. It exits with \
                       1 when the command fails or no daemon answers.")]
     Ctl(CtlArgs),
+    /// Compare two pprof profiles: what grew, what shrank, and a differential flamegraph
+    #[command(
+        long_about = "Compare two pprof profiles: the functions that grew and shrank most, and a \
+                      differential flamegraph.\n\n\
+                      BASE and NEW are pprof files of the same sample type, gzip-compressed or not: \
+                      stackwatch's captures, or Go's own profiles (runtime/pprof, net/http/pprof). \
+                      Each function's flat share (its own samples) and cumulative share (with its \
+                      callees) are taken of its profile's total, so profiles of different lengths \
+                      compare; the top growers are printed first, then the top shrinkers. With -o, \
+                      a differential flamegraph is written too: widths are NEW's, colors the change \
+                      (red grew, blue shrank). No root needed.",
+        after_long_help = DIFF_EXAMPLES
+    )]
+    Diff(DiffArgs),
 }
 
 const RECORD_EXAMPLES: &str = "\
@@ -97,6 +112,14 @@ Examples:
   sudo stackwatch watch --cgroup system.slice/foo.service --cpu-jump 50 --cooldown 30m
   sudo stackwatch watch --config /etc/stackwatch/watch.toml
   sudo kill -USR2 $(pidof stackwatch)              # toggle a capture";
+
+const DIFF_EXAMPLES: &str = "\
+Examples:
+  stackwatch diff before.pb.gz after.pb.gz
+  stackwatch diff before.pb.gz after.pb.gz -o diff.svg --top 20
+  stackwatch diff heap-1.pb.gz heap-2.pb.gz --sample-index inuse_space
+  curl -so now.pb.gz 'http://localhost:6060/debug/pprof/profile?seconds=30'
+  stackwatch diff baseline.pb.gz now.pb.gz --cum";
 
 /// What to profile. At most one of these; none means the whole host.
 #[derive(Args, Debug, Clone, Default)]
@@ -216,6 +239,36 @@ pub struct WatchArgs {
     pub(crate) triggers: TriggerArgs,
 }
 
+/// `diff`.
+#[derive(Args, Debug, Clone)]
+pub struct DiffArgs {
+    /// The profile from before: a pprof file (`.pb.gz`, or plain protobuf)
+    #[arg(value_name = "BASE")]
+    pub(crate) base: PathBuf,
+
+    /// The profile to compare with BASE
+    #[arg(value_name = "NEW")]
+    pub(crate) new: PathBuf,
+
+    /// Also write a differential flamegraph (SVG) to this file; an existing file is never
+    /// replaced
+    #[arg(short = 'o', long = "output", value_name = "OUT.svg")]
+    pub(crate) output: Option<PathBuf>,
+
+    /// How many growers, and how many shrinkers, to print
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = parse_top, allow_hyphen_values = true)]
+    pub(crate) top: usize,
+
+    /// The sample type to compare, by name (e.g. `alloc_space`) or by position from 0, as `go
+    /// tool pprof -sample_index` takes it [default: the profile's default, else its last]
+    #[arg(long, value_name = "NAME|N", value_parser = SampleIndex::parse)]
+    pub(crate) sample_index: Option<SampleIndex>,
+
+    /// Rank by cumulative share (a function with its callees) instead of flat share
+    #[arg(long)]
+    pub(crate) cum: bool,
+}
+
 /// `ctl`.
 #[derive(Args, Debug, Clone)]
 pub struct CtlArgs {
@@ -260,6 +313,14 @@ pub(crate) enum CtlCommand {
     Toggle,
     /// Show what the daemon is doing
     Status,
+}
+
+fn parse_top(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("at least one row must be shown".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("expected a whole number of rows, e.g. `10`".to_owned()),
+    }
 }
 
 fn parse_max_captures(s: &str) -> Result<usize, String> {
@@ -551,6 +612,40 @@ mod tests {
     #[test]
     fn ctl_help() {
         insta::assert_snapshot!(help(&["ctl"]));
+    }
+
+    #[test]
+    fn diff_help() {
+        insta::assert_snapshot!(help(&["diff"]));
+    }
+
+    #[test]
+    fn diff_values() {
+        let diff = |args: &[&str]| match parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}")).command {
+            Command::Diff(d) => d,
+            other => panic!("{other:?}"),
+        };
+        let d = diff(&["diff", "a.pb.gz", "b.pb.gz"]);
+        assert_eq!((d.base, d.new), (PathBuf::from("a.pb.gz"), PathBuf::from("b.pb.gz")));
+        assert_eq!((d.output, d.top, d.sample_index, d.cum), (None, 10, None, false));
+        let d = diff(&["diff", "a", "b", "-o", "d.svg", "--top", "3", "--sample-index", "alloc_space", "--cum"]);
+        assert_eq!(d.output, Some(PathBuf::from("d.svg")));
+        assert_eq!(d.top, 3);
+        assert_eq!(d.sample_index, Some(SampleIndex::Name("alloc_space".into())));
+        assert!(d.cum);
+        assert_eq!(diff(&["diff", "a", "b", "--sample-index=1"]).sample_index, Some(SampleIndex::Position(1)));
+        assert_eq!(diff(&["diff", "a", "b", "--output", "x.svg"]).output, Some(PathBuf::from("x.svg")));
+        for (args, expected) in [
+            (&["diff", "a", "b", "--top", "0"][..], "at least one row must be shown"),
+            (&["diff", "a", "b", "--top", "-3"], "expected a whole number of rows, e.g. `10`"),
+            (&["diff", "a", "b", "--sample-index", ""], "expected a sample type name such as `cpu`"),
+        ] {
+            let (kind, message) = error(args);
+            assert_eq!(kind, ErrorKind::ValueValidation, "{args:?}");
+            assert!(message.contains(expected), "{args:?}: {message}");
+        }
+        let (kind, _) = error(&["diff", "only-one.pb.gz"]);
+        assert_eq!(kind, ErrorKind::MissingRequiredArgument);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! the others lose nothing they need.
 
 pub(crate) mod capture;
+pub(crate) mod diff;
 pub(crate) mod flamegraph;
 pub(crate) mod folded;
 pub(crate) mod format;
