@@ -5,13 +5,14 @@
 use aya_ebpf::{
     helpers::generated::bpf_ktime_get_ns,
     macros::map,
-    maps::{Array, HashMap, PerCpuArray},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use profiler_common::{
     AllocValue, Config, OffCpuStart, OffCpuValue, SampleKey, StackRecord, Window, ALLOC_COUNTS_MAP_ENTRIES,
     COUNTS_MAP_ENTRIES, FAULT_COUNTS_MAP_ENTRIES, OFFCPU_COUNTS_MAP_ENTRIES, OFFCPU_START_MAP_ENTRIES,
     STACKS_MAP_ENTRIES, STATS_MAP_ENTRIES, TARGET_PIDS_MAP_ENTRIES,
 };
+use profiler_common::{HistoryStat, HISTORY_RING_BYTES};
 
 /// Written by the loader before the program is loaded (see `Config`).
 #[unsafe(no_mangle)]
@@ -52,6 +53,14 @@ pub(crate) static FAULT_COUNTS: HashMap<SampleKey, u64> = HashMap::with_max_entr
 
 #[map]
 pub(crate) static ALLOC_COUNTS: HashMap<SampleKey, AllocValue> = HashMap::with_max_entries(ALLOC_COUNTS_MAP_ENTRIES, 0);
+
+/// Flight-recorder samples on their way to user space (see `history`).
+#[map]
+pub(crate) static HISTORY: RingBuf = RingBuf::with_byte_size(HISTORY_RING_BYTES, 0);
+
+/// Flight-recorder counters, by `HistoryStat`.
+#[map]
+pub(crate) static HISTORY_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(HistoryStat::COUNT, 0);
 
 /// The capture window; all zeros (closed) until user space opens it.
 #[map]

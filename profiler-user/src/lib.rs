@@ -14,6 +14,7 @@
 //! kinds                     per profile kind: programs, drain, values, losses (cpu, offcpu, memory)
 //! symbolize                 addresses → functions, files, lines
 //! pipeline                  the capture session and finish, shared by record and watch
+//! history                   the flight recorder: low-rate samples in time slots, named at a capture
 //! sink                      where finished captures go: files in a directory
 //! triggers, control         threshold rules and target sampling; the control protocol
 //! cli, config               the command line, validated with the config file
@@ -32,6 +33,7 @@ pub mod cli;
 pub mod commands;
 pub(crate) mod config;
 pub(crate) mod control;
+pub(crate) mod history;
 pub(crate) mod ids;
 pub(crate) mod kinds;
 pub mod logging;

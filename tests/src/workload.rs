@@ -48,6 +48,9 @@ pub enum WorkloadKind {
     /// with PROFILE a phase writes Go's own CPU profile of itself. `diff`'s
     /// known answer.
     GoDiff,
+    /// `shift.c`: `alpha` a third of the time for ALPHA_SECONDS, then `beta`
+    /// all the time (3× the CPU). The flight recorder's known answer.
+    Shift,
 }
 
 impl WorkloadKind {
@@ -60,6 +63,7 @@ impl WorkloadKind {
             Self::Phases => "phases",
             Self::ManyThreads => "many_threads",
             Self::GoDiff => "godiff",
+            Self::Shift => "shift",
         }
     }
 
@@ -77,6 +81,7 @@ impl WorkloadKind {
             Self::Phases => vec![dir.join("phases.c")],
             Self::ManyThreads => vec![dir.join("many_threads.c")],
             Self::GoDiff => vec![dir.join("godiff/go.mod"), dir.join("godiff/main.go")],
+            Self::Shift => vec![dir.join("shift.c")],
         }
     }
 
@@ -118,7 +123,7 @@ impl WorkloadKind {
             hash = fnv1a(hash, &text);
         }
         let (compiler, flags): (&str, &[&str]) = match self {
-            Self::CpuSplit | Self::Syscalls | Self::Phases | Self::ManyThreads => ("gcc", C_FLAGS),
+            Self::CpuSplit | Self::Syscalls | Self::Phases | Self::ManyThreads | Self::Shift => ("gcc", C_FLAGS),
             Self::GoSplit | Self::GoDiff => ("go", &[]),
         };
         for flag in flags {
@@ -129,7 +134,7 @@ impl WorkloadKind {
 
     fn compile(self, out: &Path) -> io::Result<()> {
         match self {
-            Self::CpuSplit | Self::Syscalls | Self::Phases | Self::ManyThreads => {
+            Self::CpuSplit | Self::Syscalls | Self::Phases | Self::ManyThreads | Self::Shift => {
                 run_ok(Command::new("gcc").args(C_FLAGS).args(["-Wall", "-Wextra", "-o"]).arg(out).args(self.sources()))
             }
             Self::GoSplit | Self::GoDiff => run_ok(&mut go_build(&Self::source_dir().join(self.name()), &[], out)),

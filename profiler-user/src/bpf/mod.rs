@@ -1,17 +1,20 @@
 //! The kernel side as user space sees it: the embedded eBPF object, loaded
 //! with a target filter ([`loader`]), its programs attached to their events
 //! and detached again ([`links`]), typed access to its maps ([`maps`]), and
-//! what a capture left in them, drained as plain data ([`drain`]).
+//! what a capture left in them, drained as plain data ([`drain`]), and the
+//! flight recorder's own sampler and ring buffer ([`history`]).
 //!
 //! It knows which programs and maps the object has, not what profile kinds
 //! make of them: that is `crate::kinds`.
 
 pub(crate) mod drain;
+pub(crate) mod history;
 pub(crate) mod links;
 pub(crate) mod loader;
 pub(crate) mod maps;
 
 pub(crate) use drain::{Counted, RawCapture};
+pub(crate) use history::HistorySource;
 pub(crate) use links::{Detaching, UprobeSite};
 pub(crate) use loader::{Loader, Programs};
 pub(crate) use maps::Stats;

@@ -231,6 +231,25 @@ pub struct WatchArgs {
     #[arg(long, value_name = "SIZE", value_parser = crate::units::parse_size, allow_hyphen_values = true)]
     pub(crate) retain: Option<u64>,
 
+    /// Keep a low-rate CPU history of the target this far back (e.g. `10m`); each capture then
+    /// also writes it (`…-cpu-history-….pb.gz`) and a diff of what changed (`…-cpu-diff-….svg`)
+    /// [default: off]
+    #[arg(long, value_name = "DURATION", value_parser = parse_history, allow_hyphen_values = true)]
+    pub(crate) history: Option<Duration>,
+
+    /// History samples per second per CPU, 1 to 1000 [default: 19]
+    #[arg(long, value_name = "HZ", value_parser = parse_history_frequency, allow_hyphen_values = true)]
+    pub(crate) history_frequency: Option<u64>,
+
+    /// Memory the history may hold, at least 1MiB; past it the oldest slots are merged, then
+    /// dropped (and counted) [default: 32MiB]
+    #[arg(long, value_name = "SIZE", value_parser = parse_history_memory, allow_hyphen_values = true)]
+    pub(crate) history_memory: Option<u64>,
+
+    /// Length of a history time slot, 1s to 1m [default: 10s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_history_slot, hide = true)]
+    pub(crate) history_slot: Option<Duration>,
+
     /// TOML file with the same settings as these flags; flags override it
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
@@ -357,6 +376,31 @@ pub(crate) fn parse_frequency(s: &str) -> Result<u64, String> {
         ));
     }
     Ok(hz)
+}
+
+pub(crate) fn parse_history(s: &str) -> Result<Duration, String> {
+    crate::units::parse_duration_within(s, Duration::from_secs(10), Duration::from_secs(24 * 3600), "the history")
+}
+
+pub(crate) fn parse_history_slot(s: &str) -> Result<Duration, String> {
+    crate::units::parse_duration_within(s, Duration::from_secs(1), Duration::from_secs(60), "a history slot")
+}
+
+pub(crate) fn parse_history_frequency(s: &str) -> Result<u64, String> {
+    let hz: u64 =
+        s.trim().parse().map_err(|_| "expected a whole number of samples per second, e.g. `19`".to_owned())?;
+    if !(1..=1000).contains(&hz) {
+        return Err("the history frequency must be between 1 and 1000 Hz".to_owned());
+    }
+    Ok(hz)
+}
+
+pub(crate) fn parse_history_memory(s: &str) -> Result<u64, String> {
+    let bytes = crate::units::parse_size(s)?;
+    if bytes < 1 << 20 {
+        return Err("the history needs at least 1MiB, e.g. `32MiB`".to_owned());
+    }
+    Ok(bytes)
 }
 
 fn parse_profile_kind(s: &str) -> Result<ProfileKind, String> {

@@ -15,6 +15,7 @@ pub use self::error::UsageError;
 use self::file::{OneOrMany, OneOrSize, WatchFile};
 use crate::cli::{RecordArgs, TargetArgs, WatchArgs};
 use crate::control::DEFAULT_CONTROL_PATH;
+use crate::history::HistoryConfig;
 use crate::ids::Pid;
 use crate::profile::format::Formats;
 use crate::profile::ProfileKind;
@@ -82,6 +83,8 @@ pub(crate) struct WatchConfig {
     pub profiles: Vec<ProfileKind>,
     /// Trigger rules (none: no sampler runs), cooldown and sample interval.
     pub triggers: TriggerConfig,
+    /// The flight recorder, when `--history` is set.
+    pub history: Option<HistoryConfig>,
 }
 
 impl WatchConfig {
@@ -149,6 +152,7 @@ impl WatchConfig {
             }
         }
         let triggers = trigger_config(args, file, &bad)?;
+        let history = history_config(args, file, &bad)?;
         Ok(Self {
             target,
             control: args
@@ -167,8 +171,58 @@ impl WatchConfig {
             retention: retention::Policy { max_captures, max_bytes },
             profiles: distinct,
             triggers,
+            history,
         })
     }
+}
+
+/// The flight recorder's settings: each flag over the file's key; `None`
+/// unless `history` is set, and its companions alone are refused.
+fn history_config(
+    args: &WatchArgs,
+    file: &WatchFile,
+    bad: &dyn Fn(&str, String) -> UsageError,
+) -> Result<Option<HistoryConfig>, UsageError> {
+    use crate::cli::{parse_history, parse_history_frequency, parse_history_memory, parse_history_slot};
+    let window = match (args.history, &file.history) {
+        (Some(d), _) => Some(d),
+        (None, Some(text)) => Some(parse_history(text).map_err(|e| bad("history", e))?),
+        (None, None) => None,
+    };
+    let frequency_hz = match (args.history_frequency, file.history_frequency) {
+        (Some(hz), _) => Some(hz),
+        (None, Some(hz)) => Some(parse_history_frequency(&hz.to_string()).map_err(|e| bad("history-frequency", e))?),
+        (None, None) => None,
+    };
+    let memory_bytes = match (args.history_memory, &file.history_memory) {
+        (Some(n), _) => Some(n),
+        (None, Some(OneOrSize::Bytes(n))) => {
+            Some(parse_history_memory(&n.to_string()).map_err(|e| bad("history-memory", e))?)
+        }
+        (None, Some(OneOrSize::Text(t))) => Some(parse_history_memory(t).map_err(|e| bad("history-memory", e))?),
+        (None, None) => None,
+    };
+    let slot = match (args.history_slot, &file.history_slot) {
+        (Some(d), _) => Some(d),
+        (None, Some(text)) => Some(parse_history_slot(text).map_err(|e| bad("history-slot", e))?),
+        (None, None) => None,
+    };
+    let Some(window) = window else {
+        if frequency_hz.is_some() || memory_bytes.is_some() || slot.is_some() {
+            return Err(UsageError(
+                "`--history-frequency`, `--history-memory` and `--history-slot` need `--history DURATION` \
+                 (e.g. `--history 10m`)"
+                    .to_owned(),
+            ));
+        }
+        return Ok(None);
+    };
+    Ok(Some(HistoryConfig {
+        window,
+        frequency_hz: frequency_hz.unwrap_or(crate::history::DEFAULT_FREQUENCY_HZ),
+        memory_bytes: memory_bytes.unwrap_or(crate::history::DEFAULT_MEMORY_BYTES),
+        slot: slot.unwrap_or(crate::history::DEFAULT_SLOT),
+    }))
 }
 
 /// The trigger rules: the flags' if any were given, else the file's

@@ -82,5 +82,5 @@ pub(crate) fn finish(
         kernel: crate::procfs::host::kernel_release().unwrap_or_else(|| "unknown".into()),
         stackwatch_version: env!("CARGO_PKG_VERSION").to_owned(),
     };
-    Ok(FinishedCapture { info, profiles })
+    Ok(FinishedCapture { info, profiles, history: None })
 }

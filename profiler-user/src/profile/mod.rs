@@ -110,6 +110,9 @@ pub struct Profile {
     pub mappings: Vec<Mapping>,
     pub locations: Vec<Location>,
     pub samples: Vec<Sample>,
+    /// For the flight recorder's profile only: the start of each sample's
+    /// time slot, one per sample (labelled `slot` in pprof); empty otherwise.
+    pub slots: Vec<SystemTime>,
 }
 
 impl Profile {
@@ -127,6 +130,7 @@ impl Profile {
             mappings: Vec::new(),
             locations: Vec::new(),
             samples: Vec::new(),
+            slots: Vec::new(),
         }
     }
 
@@ -143,6 +147,7 @@ impl Profile {
             mappings: Vec::new(),
             locations: Vec::new(),
             samples: Vec::new(),
+            slots: Vec::new(),
         }
     }
 
@@ -167,6 +172,7 @@ impl Profile {
             mappings: Vec::new(),
             locations: Vec::new(),
             samples: Vec::new(),
+            slots: Vec::new(),
         }
     }
 
