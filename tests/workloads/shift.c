@@ -2,11 +2,12 @@
  * shift: a workload whose hot function changes at a known time, the flight
  * recorder's known answer.
  *
- *   shift ALPHA_SECONDS
- *       For ALPHA_SECONDS, one thread runs alpha about a third of the time
- *       (1 ms of work, 2 ms asleep); then it runs beta all the time (three
- *       times the CPU) until killed:
- *           main -> run_alpha -> alpha      then      main -> run_beta -> beta
+ *   shift ALPHA_SECONDS [THREADS]
+ *       For ALPHA_SECONDS, one thread runs alpha a third of the time (1 ms
+ *       of its CPU time, 2 ms asleep) while the other THREADS - 1 sleep;
+ *       then all THREADS (default 1) run beta all the time, at least three
+ *       times the CPU, until killed:
+ *           worker -> run_alpha -> alpha      then      worker -> run_beta -> beta
  *
  * alpha and beta end with a call so they are not leaves and keep their
  * frame pointer under gcc 12 (as in cpu_split.c).
@@ -15,13 +16,14 @@
  *            -fno-inline -pthread -o shift shift.c
  */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
-/* Iterations per call: about a millisecond of work. */
-#define CHUNK (1UL << 20)
+/* Iterations per call: a few microseconds of work. */
+#define CHUNK (1UL << 12)
 
 static volatile unsigned long sink;
 
@@ -53,11 +55,22 @@ __attribute__((noinline)) static void beta(void)
     touch(x);
 }
 
+static double thread_cpu(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* 1 ms of this thread's CPU in alpha, then 2 ms asleep: at most a third of
+ * a CPU whatever the machine's speed. */
 __attribute__((noinline)) static void run_alpha(double seconds)
 {
     double end = now() + seconds;
     while (now() < end) {
-        alpha();
+        double until = thread_cpu() + 0.001;
+        while (thread_cpu() < until)
+            alpha();
         usleep(2000);
     }
 }
@@ -68,15 +81,33 @@ __attribute__((noinline)) static void run_beta(void)
         beta();
 }
 
+static double alpha_seconds;
+
+static void *worker(void *arg)
+{
+    if (arg == NULL)
+        run_alpha(alpha_seconds);
+    else
+        usleep((useconds_t)(alpha_seconds * 1e6));
+    run_beta();
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: shift ALPHA_SECONDS\n");
+    if (argc < 2 || argc > 3) {
+        fprintf(stderr, "usage: shift ALPHA_SECONDS [THREADS]\n");
         return 2;
     }
-    run_alpha(atof(argv[1]));
-    printf("beta\n");
-    fflush(stdout);
-    run_beta();
+    alpha_seconds = atof(argv[1]);
+    int threads = argc == 3 ? atoi(argv[2]) : 1;
+    for (int i = 1; i < threads; i++) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, worker, &alpha_seconds) != 0) {
+            perror("pthread_create");
+            return 1;
+        }
+    }
+    worker(NULL);
     return 0;
 }

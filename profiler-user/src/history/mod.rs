@@ -125,18 +125,8 @@ impl Recorder {
     }
     /// What the recorder holds now.
     pub(crate) fn view(&self) -> HistoryView {
-        let slots = lock(&self.shared.slots);
-        let pids: HashSet<Pid> = slots.slots().flat_map(|s| s.counts.keys().map(|k| k.pid)).collect();
-        HistoryView {
-            config: self.config,
-            slots: slots.slots().cloned().collect(),
-            names: pids.into_iter().filter_map(|p| Some((p, slots.name(p)?.to_owned()))).collect(),
-            taken: SystemTime::now(),
-            dropped: slots.dropped(),
-            lost: self.shared.lost.load(Ordering::Relaxed),
-            bytes: slots.bytes(),
-            shared: Arc::clone(&self.shared),
-        }
+        let lost = self.shared.lost.load(Ordering::Relaxed);
+        HistoryView::of(self.config, &lock(&self.shared.slots), SystemTime::now(), lost, Arc::clone(&self.shared))
     }
 
     /// One line for `status` and the log.
@@ -223,6 +213,32 @@ impl Drop for Recorder {
 }
 
 impl HistoryView {
+    fn of(config: HistoryConfig, slots: &Slots, taken: SystemTime, lost: u64, shared: Arc<Shared>) -> Self {
+        let pids: HashSet<Pid> = slots.slots().flat_map(|s| s.counts.keys().map(|k| k.pid)).collect();
+        HistoryView {
+            config,
+            slots: slots.slots().cloned().collect(),
+            names: pids.into_iter().filter_map(|p| Some((p, slots.name(p)?.to_owned()))).collect(),
+            taken,
+            dropped: slots.dropped(),
+            lost,
+            bytes: slots.bytes(),
+            shared,
+        }
+    }
+
+    /// A view of `slots` taken at `taken`, with a symbolizer of its own.
+    #[cfg(test)]
+    pub(crate) fn detached(config: HistoryConfig, slots: Slots, taken: SystemTime) -> Self {
+        let shared = Arc::new(Shared {
+            symbolizer: Mutex::new(Symbolizer::new()),
+            lost: std::sync::atomic::AtomicU64::new(0),
+            stop: AtomicBool::new(true),
+            slots: Mutex::new(Slots::new(config.slot, config.window, 0)),
+        });
+        Self::of(config, &slots, taken, 0, shared)
+    }
+
     /// Runs `f` with the recorder's symbolizer (its snapshots name the
     /// processes that exited).
     pub(crate) fn with_symbolizer<R>(&self, f: impl FnOnce(&mut Symbolizer) -> R) -> R {

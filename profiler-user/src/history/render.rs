@@ -136,3 +136,91 @@ fn span_text(span: Span) -> String {
     let (a, b) = (UtcTime::from_system(span.start), UtcTime::from_system(span.end));
     format!("{}–{}Z", a.time(), b.time())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::history::slots::Slots;
+    use crate::history::HistoryConfig;
+
+    #[inline(never)]
+    fn history_test_alpha() -> u64 {
+        std::hint::black_box(1)
+    }
+
+    #[inline(never)]
+    fn history_test_beta() -> u64 {
+        std::hint::black_box(2)
+    }
+
+    fn at(seconds: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_696_200 + seconds)
+    }
+
+    fn fill_of(svg: &str, name: &str) -> (u8, u8, u8) {
+        crate::profile::diff::tests::fill_of(svg, name)
+    }
+
+    /// alpha for 60 s at one sample a second, then beta at three for 30 s,
+    /// in this very process so the frames have names.
+    #[test]
+    fn the_diff_is_cut_where_the_condition_first_held_and_every_sample_has_its_slot() {
+        let config = HistoryConfig {
+            window: Duration::from_secs(600),
+            frequency_hz: 19,
+            memory_bytes: 1 << 20,
+            slot: Duration::from_secs(10),
+        };
+        let pid = Pid::new(std::process::id());
+        // A return address points after the call; the leaf is the sampled
+        // instruction itself: one byte into each function is inside it.
+        let alpha = [history_test_alpha as usize as u64 + 1];
+        let beta = [history_test_beta as usize as u64 + 1];
+        assert!(history_test_alpha() + history_test_beta() == 3);
+        let mut slots = Slots::new(config.slot, config.window, 1 << 20);
+        for second in 0..60 {
+            slots.add(at(second), pid, "shift", &alpha, &[]);
+        }
+        for second in 60..90 {
+            for _ in 0..3 {
+                slots.add(at(second), pid, "shift", &beta, &[]);
+            }
+        }
+        let view = HistoryView::detached(config, slots, at(90));
+        let history = render(&view, Some(at(63)), "shift (pid 1)").unwrap();
+
+        // The cut is rounded down to the slot that holds it.
+        assert_eq!(history.info.since.start, at(60));
+        assert_eq!(history.info.before, Span { start: at(0), end: at(60) });
+        assert_eq!((history.info.before_samples, history.info.since_samples), (60, 90));
+        assert_eq!(history.info.condition_since, Some(at(63)));
+        assert_eq!(history.info.samples, 150);
+        // Every sample carries its slot; alpha's are all before the cut.
+        let profile = &history.profile;
+        assert_eq!(profile.slots.len(), profile.samples.len());
+        let name = |s: &crate::profile::Sample| profile.locations[s.locations[0]].lines[0].function.clone();
+        for (sample, slot) in profile.samples.iter().zip(&profile.slots) {
+            let function = name(sample);
+            assert!(function.contains("history_test_alpha") || function.contains("history_test_beta"), "{function}");
+            assert_eq!(function.contains("history_test_alpha"), *slot < at(60), "{function} at {slot:?}");
+        }
+        // Labelled in pprof.
+        let encoded = crate::profile::pprof::encode(profile);
+        let decoded = crate::profile::diff::read::decode(&encoded).unwrap();
+        assert_eq!(decoded.samples.len(), profile.samples.len());
+        // beta grew.
+        let svg = String::from_utf8(history.diff_svg).unwrap();
+        let leaf = |f: &str| {
+            let full = svg.split("<title>").map(|t| t.split(" (").next().unwrap_or("")).find(|t| t.contains(f));
+            full.unwrap_or_else(|| panic!("no `{f}` frame in the diff")).to_owned()
+        };
+        let (r, g, b) = fill_of(&svg, &leaf("history_test_beta"));
+        assert!(r == 255 && g == b && g < 250, "beta is red: rgb({r},{g},{b})");
+        // Widths are the new side's: alpha, gone since, has no frame (it
+        // leads the shrinkers in `stackwatch diff` of the two cuts instead).
+        assert!(!svg.contains("history_test_alpha"), "alpha has no width since the cut");
+        assert!(svg.contains("before 12:30:00–12:31:00Z (60 samples) → since 12:31:00–12:31:30Z (90 samples)"));
+    }
+}
