@@ -54,6 +54,15 @@ impl Report {
         self.shrank.first().map(|r| r.function.as_str())
     }
 
+    /// The first grower outside Go's runtime. On a crowded host Go's own
+    /// profiler charges the samples of a preempted goroutine to
+    /// `runtime.asyncPreempt` at the leaf (30 % of them with a load of 40
+    /// on 2 CPUs), which then grows against a stackwatch capture that saw
+    /// the same code: a true answer, but not the workload's change.
+    fn first_grower_outside_runtime(&self) -> Option<&str> {
+        self.grew.iter().map(|r| r.function.as_str()).find(|f| !f.starts_with("runtime."))
+    }
+
     fn row(&self, function: &str) -> Option<&Row> {
         self.grew.iter().chain(&self.shrank).find(|r| r.function == function)
     }
@@ -263,6 +272,6 @@ fn record_captures_diff_with_each_other_and_with_gos_own_profile() {
 
     // stackwatch's capture against Go's own profile: both cpu/nanoseconds.
     let (report, stdout) = diff_ok(&[path_str(&before), path_str(&go_beta), "--top", "5"]);
-    assert_eq!(report.first_grower(), Some("main.beta"), "{stdout}");
+    assert_eq!(report.first_grower_outside_runtime(), Some("main.beta"), "{stdout}");
     assert_eq!(report.first_shrinker(), Some("main.alpha"), "{stdout}");
 }

@@ -74,7 +74,7 @@ pub enum Command {
                       SIGTERM or SIGINT writes the running capture and exits.",
         after_long_help = WATCH_EXAMPLES
     )]
-    Watch(WatchArgs),
+    Watch(Box<WatchArgs>),
     /// Send a command to a running `stackwatch watch` and report the outcome
     #[command(long_about = "Send a command to a running `stackwatch watch` and report the outcome.\n\n\
                       `ctl` talks to the socket next to the control FIFO (`<control>.sock`) and \

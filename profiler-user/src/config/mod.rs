@@ -351,6 +351,33 @@ mod tests {
         );
     }
 
+    #[test]
+    fn history_is_off_unless_set_and_its_companions_need_it() {
+        use crate::history::HistoryConfig;
+        assert_eq!(watch(&[], "").unwrap().history, None);
+        let on = watch(&["--history", "10m"], "").unwrap().history;
+        assert_eq!(
+            on,
+            Some(HistoryConfig {
+                window: Duration::from_secs(600),
+                frequency_hz: 19,
+                memory_bytes: 32 << 20,
+                slot: Duration::from_secs(10),
+            })
+        );
+        // The file, and flags over the file.
+        let file = "history = \"5m\"\nhistory-frequency = 7\nhistory-memory = \"4MiB\"\n";
+        let h = watch(&[], file).unwrap().history.unwrap();
+        assert_eq!((h.window, h.frequency_hz, h.memory_bytes), (Duration::from_secs(300), 7, 4 << 20));
+        let h = watch(&["--history-frequency", "29"], file).unwrap().history.unwrap();
+        assert_eq!(h.frequency_hz, 29);
+        // Alone, a companion is refused with the fix.
+        let err = watch(&["--history-memory", "8MiB"], "").unwrap_err();
+        assert!(err.0.contains("need `--history DURATION`"), "{}", err.0);
+        let err = watch(&[], "history = \"10m\"\nhistory-memory = \"1KiB\"\n").unwrap_err();
+        assert!(err.0.contains("invalid `history-memory`") && err.0.contains("at least 1MiB"), "{}", err.0);
+    }
+
     fn watch(args: &[&str], file: &str) -> Result<WatchConfig, UsageError> {
         let argv = ["stackwatch", "watch"].into_iter().chain(args.iter().copied());
         let Command::Watch(args) = Cli::try_parse_from(argv).expect("valid command line").command else {

@@ -175,12 +175,12 @@ fn run(shared: &Shared, mut source: HistorySource, mut loader: Loader, follow: O
             seen.clear();
             // Checking every snapshot costs a `/proc` read each: once a
             // slot is enough.
-            if drains % 10 == 0 {
+            if drains.is_multiple_of(10) {
                 let slots = lock(&shared.slots);
                 symbolizer.forget_exited_unless(|pid| slots.holds(pid));
             }
         }
-        if drains % 10 == 0 {
+        if drains.is_multiple_of(10) {
             if let Some(target) = follow {
                 refresh_pids(&mut loader, target);
             }

@@ -176,8 +176,8 @@ mod tests {
         let pid = Pid::new(std::process::id());
         // A return address points after the call; the leaf is the sampled
         // instruction itself: one byte into each function is inside it.
-        let alpha = [history_test_alpha as usize as u64 + 1];
-        let beta = [history_test_beta as usize as u64 + 1];
+        let alpha = [history_test_alpha as *const () as u64 + 1];
+        let beta = [history_test_beta as *const () as u64 + 1];
         assert!(history_test_alpha() + history_test_beta() == 3);
         let mut slots = Slots::new(config.slot, config.window, 1 << 20);
         for second in 0..60 {
