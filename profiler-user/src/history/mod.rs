@@ -173,9 +173,9 @@ fn run(shared: &Shared, mut source: HistorySource, mut loader: Loader, follow: O
         if let Ok(mut symbolizer) = shared.symbolizer.try_lock() {
             symbolizer.observe_pids(&seen);
             seen.clear();
-            // Checking every snapshot costs a `/proc` read each: once a
-            // slot is enough.
-            if drains.is_multiple_of(10) {
+            // Checking every snapshot costs a `/proc` read each (thousands
+            // on a host that forks a lot): once a minute is enough.
+            if drains.is_multiple_of(60) {
                 let slots = lock(&shared.slots);
                 symbolizer.forget_exited_unless(|pid| slots.holds(pid));
             }

@@ -124,12 +124,17 @@ impl Slots {
     /// Retires slots that ended before `now - window`.
     pub(crate) fn expire(&mut self, now: SystemTime) {
         let Some(horizon) = now.checked_sub(self.window) else { return };
+        let mut retired = false;
         while self.slots.front().is_some_and(|s| s.start + s.span <= horizon) {
             if let Some(slot) = self.slots.pop_front() {
                 self.forget(slot);
+                retired = true;
             }
         }
-        self.prune_names();
+        // A pass over every entry: only when a slot went.
+        if retired {
+            self.prune_names();
+        }
     }
 
     /// The slots, oldest first.
