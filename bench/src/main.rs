@@ -4,7 +4,8 @@
 //!
 //! Sections: a CPU-bound workload on every CPU captured for 8 s at 99 and
 //! 999 Hz; a whole-host capture (60 s, 10 s with `--quick`); the idle `watch`
-//! daemon; and the sections of other features ([`ext`]). Start and stop
+//! daemon; the flight recorder over 10 minutes ([`history`]); and the
+//! sections of other features ([`ext`]). Start and stop
 //! latency and sample fidelity come from the CPU runs. Every figure is
 //! measured, never asserted: results go to `target/bench/results-<time>.json`
 //! and `.md`, and a full run also to `docs/benchmarks.{json,md}`.
@@ -17,6 +18,7 @@
 
 mod events;
 mod ext;
+mod history;
 mod measure;
 mod report;
 mod runs;
@@ -62,13 +64,15 @@ pub enum Part {
     Symbolize,
     /// Unwinding with .eh_frame tables: BPF time per sample against bpftrace, table builds, whole-host memory.
     Unwind,
+    /// The flight recorder (`watch --history`) over 10 minutes of whole-host churn.
+    History,
 }
 
 /// Measure stackwatch side by side with `perf record` + inferno (as root):
 /// profiler CPU and peak RSS, BPF time per sample and map memory,
 /// throughput loss, start and stop latency, fidelity, the idle daemon.
 /// Writes target/bench/results-<time>.{json,md}; a full run also updates
-/// docs/benchmarks.{md,json}. Takes about 12 minutes.
+/// docs/benchmarks.{md,json}. Takes about 23 minutes (10 of them the flight recorder).
 #[derive(Parser)]
 #[command(name = "stackwatch-bench", bin_name = "cargo xtask bench")]
 struct Options {
@@ -154,7 +158,7 @@ fn bench(options: Options) -> Result<()> {
     let quick = options.quick;
     let runs_each = options.runs.max(1);
     let parts = if options.only.is_empty() {
-        vec![Part::Cpu, Part::Host, Part::Idle, Part::OffcpuMemory, Part::Symbolize, Part::Unwind]
+        vec![Part::Cpu, Part::Host, Part::Idle, Part::OffcpuMemory, Part::Symbolize, Part::Unwind, Part::History]
     } else {
         options.only.clone()
     };
@@ -206,8 +210,13 @@ fn bench(options: Options) -> Result<()> {
     };
     let mut sections = Vec::new();
     type SectionFn = fn(&Context) -> Result<ext::Section>;
-    let hooks: [(Part, SectionFn); 3] =
-        [(Part::OffcpuMemory, ext::offcpu_memory), (Part::Symbolize, ext::symbolize), (Part::Unwind, unwind::run)];
+    let hooks: [(Part, SectionFn); 4] =
+        [
+            (Part::OffcpuMemory, ext::offcpu_memory),
+            (Part::Symbolize, ext::symbolize),
+            (Part::Unwind, unwind::run),
+            (Part::History, history::run),
+        ];
     for (part, run) in hooks {
         if parts.contains(&part) {
             sections.push(run(&ctx)?);

@@ -75,6 +75,53 @@ pub const MAP_ALLOC_PENDING: &str = "ALLOC_PENDING";
 pub const MAP_WINDOW: &str = "WINDOW";
 /// Name of the loader-set global holding [`Config`].
 pub const GLOBAL_CONFIG: &str = "CONFIG";
+/// Name of the flight recorder's ring buffer ([`HistoryRecord`]s).
+pub const MAP_HISTORY: &str = "HISTORY";
+/// Name of the flight recorder's per-CPU counters ([`HistoryStat`]).
+pub const MAP_HISTORY_STATS: &str = "HISTORY_STATS";
+/// Name of the flight recorder's perf_event program: loaded and attached
+/// only when `watch --history` is set, at its own low frequency.
+pub const PROG_HISTORY_SAMPLE: &str = "history_sample";
+
+/// Size of [`MAP_HISTORY`] when the flight recorder is on: 512 KiB holds
+/// 250 records, 6 s of a 2-CPU host sampled at 19 Hz with every sample a
+/// full record, and user space drains it every second. When it is off the
+/// loader shrinks it to one page. A sample that finds it full is counted in
+/// [`HistoryStat::Lost`].
+pub const HISTORY_RING_BYTES: u32 = 512 * 1024;
+
+/// One flight-recorder sample, sent whole to user space (the recorder
+/// aggregates there, into time slots, so a capture's maps are never
+/// touched): the task and both stacks, innermost frame first.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct HistoryRecord {
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: [u8; 16],
+    /// Frames in `user`, 0 for a kernel thread or a stack that could not be read.
+    pub user_len: u32,
+    /// Frames in `kernel`, 0 when the sample interrupted user code.
+    pub kernel_len: u32,
+    pub user: [u64; MAX_STACK_DEPTH],
+    pub kernel: [u64; MAX_STACK_DEPTH],
+}
+const _: () = assert!(size_of::<HistoryRecord>() == 32 + 2 * 8 * MAX_STACK_DEPTH);
+
+/// Counters of the flight recorder, apart from [`Stat`] so that history
+/// samples never show in a capture's accounting.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HistoryStat {
+    /// Samples sent to user space.
+    Sent = 0,
+    /// Samples dropped: the ring buffer was full.
+    Lost = 1,
+}
+
+impl HistoryStat {
+    pub const COUNT: u32 = 2;
+}
 /// Name of the CPU-clock perf_event program in the object.
 pub const PROG_CPU_SAMPLE: &str = "cpu_sample";
 /// Name of the `sched_switch` BTF tracepoint program (off-CPU time).
@@ -488,6 +535,7 @@ mod pod {
     unsafe impl aya::Pod for super::LiveKey {}
     unsafe impl aya::Pod for super::LiveAlloc {}
     unsafe impl aya::Pod for super::Window {}
+    unsafe impl aya::Pod for super::HistoryRecord {}
     unsafe impl aya::Pod for super::python::PyOffsets {}
     unsafe impl aya::Pod for super::python::PyProcInfo {}
 }

@@ -4,6 +4,8 @@
 //!
 //! - `cpu_sample` (perf_event, CPU clock on every CPU) and `fault_sample`
 //!   (perf_event, page faults): [`perf`];
+//! - `history_sample` (perf_event, CPU clock at a low rate, only with
+//!   `watch --history`): the flight recorder, [`history`];
 //! - `sched_switch` (BTF tracepoint): off-CPU intervals, [`offcpu`];
 //! - `malloc_entry`, `calloc_entry`, `realloc_entry`, `free_entry`,
 //!   `go_alloc` (uprobes) and `alloc_return` (uretprobe): allocations and
@@ -42,6 +44,8 @@ mod errno;
 #[cfg(target_arch = "bpf")]
 mod filter;
 #[cfg(target_arch = "bpf")]
+mod history;
+#[cfg(target_arch = "bpf")]
 mod key;
 #[cfg(target_arch = "bpf")]
 mod maps;
@@ -75,6 +79,11 @@ mod programs {
         match crate::perf::fault_sample(&ctx) {
             Ok(ret) | Err(ret) => ret,
         }
+    }
+
+    #[perf_event]
+    fn history_sample(ctx: PerfEventContext) -> u32 {
+        crate::history::history_sample(&ctx)
     }
 
     #[uprobe]

@@ -17,6 +17,7 @@ use profiler_common::{
     LIVE_ALLOCS_MAP_ENTRIES, OFFCPU_COUNTS_MAP_ENTRIES, OFFCPU_START_MAP_ENTRIES, STACKS_MAP_ENTRIES,
     STATS_MAP_ENTRIES, TARGET_PIDS_MAP_ENTRIES,
 };
+use profiler_common::{HistoryStat, HISTORY_RING_BYTES};
 
 /// Written by the loader before the program is loaded (see `Config`).
 #[unsafe(no_mangle)]
@@ -65,6 +66,14 @@ pub(crate) static LIVE_ALLOCS: HashMap<LiveKey, LiveAlloc> =
 #[map]
 pub(crate) static ALLOC_PENDING: HashMap<u32, LiveAlloc> =
     HashMap::with_max_entries(ALLOC_PENDING_MAP_ENTRIES, BPF_F_NO_PREALLOC);
+
+/// Flight-recorder samples on their way to user space (see `history`).
+#[map]
+pub(crate) static HISTORY: RingBuf = RingBuf::with_byte_size(HISTORY_RING_BYTES, 0);
+
+/// Flight-recorder counters, by `HistoryStat`.
+#[map]
+pub(crate) static HISTORY_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(HistoryStat::COUNT, 0);
 
 /// The capture window; all zeros (closed) until user space opens it.
 #[map]

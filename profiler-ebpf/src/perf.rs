@@ -63,7 +63,7 @@ fn perf_regs(ctx: &PerfEventContext, kernel: bool) -> RegsAt {
 /// would return none), so the helper call is skipped: for a CPU-bound
 /// program that is most samples.
 #[inline(always)]
-fn in_kernel(ctx: &PerfEventContext) -> bool {
+pub(crate) fn in_kernel(ctx: &PerfEventContext) -> bool {
     // SAFETY: the context of a perf_event program is a
     // `bpf_perf_event_data` whose `regs` the kernel filled; reading a
     // field of it is a plain context access.

@@ -125,7 +125,7 @@ pub(crate) fn aggregate(raw: &RawCapture) -> Aggregate {
 ///
 /// A zero address ends the stack: it is where a frame-pointer walk ran off
 /// a broken chain, not a frame.
-fn adjust_return_addresses(ips: &[u64]) -> Vec<u64> {
+pub(crate) fn adjust_return_addresses(ips: &[u64]) -> Vec<u64> {
     let end = ips.iter().skip(1).position(|&ip| ip == 0).map_or(ips.len(), |p| p + 1);
     ips[..end].iter().enumerate().map(|(i, &ip)| if i == 0 { ip } else { ip.saturating_sub(1) }).collect()
 }

@@ -16,6 +16,7 @@
 //! symbolize                 addresses → functions, files, lines
 //! dump                      every thread's kernel and user stack of one process, once
 //! pipeline                  the capture session and finish, shared by record and watch
+//! history                   the flight recorder: low-rate samples in time slots, named at a capture
 //! sink                      where finished captures go: files in a directory
 //! live                      `top`: the CPU counts taken every refresh, the table, the terminal
 //! triggers, control         threshold rules and target sampling; the control protocol
@@ -36,6 +37,7 @@ pub mod commands;
 pub(crate) mod config;
 pub(crate) mod control;
 pub(crate) mod dump;
+pub(crate) mod history;
 pub(crate) mod ids;
 pub(crate) mod kinds;
 pub(crate) mod live;

@@ -40,6 +40,10 @@ fn main() -> ExitCode {
             Ok(false) => ExitCode::from(EXIT_FAILURE),
             Err(e) => fail(&e),
         },
+        Command::Diff(args) => match commands::diff::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        },
         Command::GenerateMan { dir } => match stackwatch::cli::write_man_pages(&dir) {
             Ok(pages) => {
                 for page in pages {

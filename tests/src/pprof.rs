@@ -20,12 +20,24 @@ pub fn go_pprof_top_index(path: &Path, sample_index: &str) -> String {
     run_pprof(path, Some(sample_index))
 }
 
+/// `go tool pprof -symbolize=none ARGS… PATH`, e.g. `-traces` or
+/// `-top -tagfocus=…`. Panics if pprof fails.
+pub fn go_pprof(path: &Path, args: &[&str]) -> String {
+    let mut cmd = Command::new("go");
+    cmd.args(["tool", "pprof", "-symbolize=none"]).args(args);
+    pprof_output(cmd, path)
+}
+
 fn run_pprof(path: &Path, sample_index: Option<&str>) -> String {
     let mut cmd = Command::new("go");
     cmd.args(["tool", "pprof", "-top", "-nodecount=200", "-symbolize=none"]);
     if let Some(index) = sample_index {
         cmd.arg(format!("-sample_index={index}"));
     }
+    pprof_output(cmd, path)
+}
+
+fn pprof_output(mut cmd: Command, path: &Path) -> String {
     // pprof keeps state under $HOME/pprof and PPROF_TMPDIR; keep it in the
     // target dir whatever HOME root has.
     let tmp = work_dir().join("pprof-tmp");

@@ -35,8 +35,16 @@ pub fn idle_then_busy(idle: Duration) -> (Workload, SystemTime) {
     let spawned = SystemTime::now();
     let idle_arg = format!("{:.3}", idle.as_secs_f64());
     let threads = busy_threads().to_string();
-    let mut cmd = WorkloadKind::Phases.command();
-    cmd.args(["cpu", &idle_arg, &threads]);
+    let workload = spawn_favoured(WorkloadKind::Phases, &["cpu", &idle_arg, &threads]);
+    (workload, spawned + idle)
+}
+
+/// Starts `kind` with `args` in a session and autogroup of its own at
+/// niceness -10, so on a shared host its busy phase gets the CPU a rule
+/// expects.
+pub fn spawn_favoured(kind: WorkloadKind, args: &[&str]) -> Workload {
+    let mut cmd = kind.command();
+    cmd.args(args);
     // SAFETY: only async-signal-safe calls (setsid, open, write, close,
     // setpriority) on memory that outlives them.
     unsafe {
@@ -55,8 +63,7 @@ pub fn idle_then_busy(idle: Duration) -> (Workload, SystemTime) {
             Ok(())
         });
     }
-    let workload = Workload::spawn_command(WorkloadKind::Phases, cmd);
-    (workload, spawned + idle)
+    Workload::spawn_command(kind, cmd)
 }
 
 /// `phases grow STEP_KIB PERIOD_MS MAX_MIB`: resident memory grows by

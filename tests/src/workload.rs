@@ -51,6 +51,14 @@ pub enum WorkloadKind {
     /// `cpu_split.c` built the way release builds are: `-O2` without frame
     /// pointers, so its stacks cannot be walked by frame pointers.
     NoFramePointers,
+    /// `godiff/`: `main.main -> main.phase -> {main.alpha, main.beta}`, in
+    /// phases `HOT:SECONDS[:PROFILE]` where HOT does 3× the other's work;
+    /// with PROFILE a phase writes Go's own CPU profile of itself. `diff`'s
+    /// known answer.
+    GoDiff,
+    /// `shift.c`: `alpha` a third of the time for ALPHA_SECONDS, then `beta`
+    /// all the time (3× the CPU). The flight recorder's known answer.
+    Shift,
 }
 
 /// gcc flags of [`WorkloadKind::NoFramePointers`].
@@ -67,6 +75,8 @@ impl WorkloadKind {
             Self::ManyThreads => "many_threads",
             Self::DumpBlock => "dump_block",
             Self::NoFramePointers => "cpu_split_nofp",
+            Self::GoDiff => "godiff",
+            Self::Shift => "shift",
         }
     }
 
@@ -85,6 +95,8 @@ impl WorkloadKind {
             Self::ManyThreads => vec![dir.join("many_threads.c")],
             Self::DumpBlock => vec![dir.join("dump_block.c")],
             Self::NoFramePointers => vec![dir.join("cpu_split.c")],
+            Self::GoDiff => vec![dir.join("godiff/go.mod"), dir.join("godiff/main.go")],
+            Self::Shift => vec![dir.join("shift.c")],
         }
     }
 
@@ -126,9 +138,11 @@ impl WorkloadKind {
             hash = fnv1a(hash, &text);
         }
         let (compiler, flags): (&str, &[&str]) = match self {
-            Self::CpuSplit | Self::Syscalls | Self::Phases | Self::ManyThreads | Self::DumpBlock => ("gcc", C_FLAGS),
+            Self::CpuSplit | Self::Syscalls | Self::Phases | Self::ManyThreads | Self::DumpBlock | Self::Shift => {
+                ("gcc", C_FLAGS)
+            }
             Self::NoFramePointers => ("gcc", NO_FP_FLAGS),
-            Self::GoSplit => ("go", &[]),
+            Self::GoSplit | Self::GoDiff => ("go", &[]),
         };
         for flag in flags {
             hash = fnv1a(hash, flag.as_bytes());
@@ -138,13 +152,13 @@ impl WorkloadKind {
 
     fn compile(self, out: &Path) -> io::Result<()> {
         match self {
-            Self::CpuSplit | Self::Syscalls | Self::Phases | Self::ManyThreads | Self::DumpBlock => {
+            Self::CpuSplit | Self::Syscalls | Self::Phases | Self::ManyThreads | Self::DumpBlock | Self::Shift => {
                 run_ok(Command::new("gcc").args(C_FLAGS).args(["-Wall", "-Wextra", "-o"]).arg(out).args(self.sources()))
             }
             Self::NoFramePointers => run_ok(
                 Command::new("gcc").args(NO_FP_FLAGS).args(["-Wall", "-Wextra", "-o"]).arg(out).args(self.sources()),
             ),
-            Self::GoSplit => run_ok(&mut go_build(&Self::source_dir().join("gosplit"), &[], out)),
+            Self::GoSplit | Self::GoDiff => run_ok(&mut go_build(&Self::source_dir().join(self.name()), &[], out)),
         }
     }
 
@@ -243,6 +257,12 @@ impl Workload {
     /// `Some(status)` once the process has exited (it is then reaped).
     pub fn try_status(&mut self) -> Option<ExitStatus> {
         self.child.try_status()
+    }
+
+    /// Waits for it to exit by itself, at most `timeout` (it is killed if
+    /// the test then panics).
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        self.child.wait(timeout)
     }
 
     /// Panics if the workload has exited.

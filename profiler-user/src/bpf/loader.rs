@@ -22,10 +22,10 @@ use aya::{
 };
 pub(crate) use profiler_common::UnwindMode;
 use profiler_common::{
-    Config, FilterMode, Window, MAP_ALLOC_COUNTS, MAP_ALLOC_PENDING, MAP_FAULT_COUNTS, MAP_LIVE_ALLOCS,
+    Config, FilterMode, Window, MAP_ALLOC_COUNTS, MAP_ALLOC_PENDING, MAP_FAULT_COUNTS, MAP_HISTORY, MAP_LIVE_ALLOCS,
     MAP_OFFCPU_COUNTS, MAP_OFFCPU_START, MAP_TARGET_PIDS, MAP_WINDOW, PROG_ALLOC_RETURN, PROG_CALLOC_ENTRY,
-    PROG_CPU_SAMPLE, PROG_FAULT_SAMPLE, PROG_FREE_ENTRY, PROG_GO_ALLOC, PROG_MALLOC_ENTRY, PROG_REALLOC_ENTRY,
-    PROG_SCHED_SWITCH, TARGET_PIDS_MAP_ENTRIES,
+    PROG_CPU_SAMPLE, PROG_FAULT_SAMPLE, PROG_FREE_ENTRY, PROG_GO_ALLOC, PROG_HISTORY_SAMPLE, PROG_MALLOC_ENTRY,
+    PROG_REALLOC_ENTRY, PROG_SCHED_SWITCH, TARGET_PIDS_MAP_ENTRIES,
 };
 use tracing::warn;
 
@@ -58,6 +58,9 @@ pub(crate) struct Programs {
     pub malloc_sample_bytes: u64,
     /// How user stacks are walked.
     pub unwind: UnwindMode,
+    /// The flight recorder's sampler (`watch --history`), attached apart
+    /// from captures by [`Loader::start_history`].
+    pub history: bool,
 }
 
 impl Default for Programs {
@@ -69,6 +72,7 @@ impl Default for Programs {
             offcpu_min_ns: 1000,
             malloc_sample_bytes: 512 * 1024,
             unwind: UnwindMode::FramePointers,
+            history: false,
         }
     }
 }
@@ -142,6 +146,10 @@ impl Loader {
         for (map, _) in unused.filter(|(_, used)| !used) {
             ebpf_loader.map_max_entries(map, 1);
         }
+        if !programs.history {
+            // A ring buffer's size is in bytes, at least one page.
+            ebpf_loader.map_max_entries(MAP_HISTORY, page_size());
+        }
         let mut ebpf =
             ebpf_loader.load(EBPF_OBJECT).map_err(|e| privilege_aware(anyhow!(e), "failed to load the eBPF object"))?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
@@ -165,6 +173,10 @@ impl Loader {
         if programs.faults {
             let program: &mut PerfEvent = typed_program(&mut ebpf, PROG_FAULT_SAMPLE)?;
             program.load().map_err(|e| privilege_aware(anyhow!(e), "the kernel rejected the page-fault program"))?;
+        }
+        if programs.history {
+            let program: &mut PerfEvent = typed_program(&mut ebpf, PROG_HISTORY_SAMPLE)?;
+            program.load().map_err(|e| privilege_aware(anyhow!(e), "the kernel rejected the history sampler"))?;
         }
         if programs.alloc {
             for name in [
@@ -310,6 +322,13 @@ where
 {
     let program = ebpf.program_mut(name).ok_or_else(|| anyhow!("program `{name}` missing from the eBPF object"))?;
     <&mut T>::try_from(program).with_context(|| format!("program `{name}` has an unexpected type"))
+}
+
+/// The system's page size (4096 when it cannot be read).
+fn page_size() -> u32 {
+    // SAFETY: sysconf only reads a constant of the system.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u32::try_from(size).ok().filter(|&s| s > 0).unwrap_or(4096)
 }
 
 /// One sentence for `what` failing: with the privilege hint (and without

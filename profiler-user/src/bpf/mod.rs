@@ -2,14 +2,16 @@
 //! with a target filter ([`loader`]), its programs attached to their events
 //! and detached again ([`links`]), typed access to its maps ([`maps`]),
 //! what a capture left in them, drained as plain data ([`drain`]) or taken
-//! while sampling goes on, for a live view ([`live`]), and the unwind
-//! tables the table-driven user-stack walk reads, kept matching the sampled
-//! processes by a thread of their own ([`tables`]).
+//! while sampling goes on, for a live view ([`live`]), the unwind tables
+//! the table-driven user-stack walk reads, kept matching the sampled
+//! processes by a thread of their own ([`tables`]), and the flight
+//! recorder's own sampler and ring buffer ([`history`]).
 //!
 //! It knows which programs and maps the object has, not what profile kinds
 //! make of them: that is `crate::kinds`.
 
 pub(crate) mod drain;
+pub(crate) mod history;
 pub(crate) mod links;
 pub(crate) mod live;
 pub(crate) mod loader;
@@ -17,6 +19,7 @@ pub(crate) mod maps;
 pub(crate) mod tables;
 
 pub(crate) use drain::{Counted, RawCapture};
+pub(crate) use history::HistorySource;
 pub(crate) use links::{Detaching, UprobeSite};
 pub(crate) use loader::{Loader, Programs, UnwindMode};
 pub(crate) use maps::Stats;

@@ -19,6 +19,7 @@ pub use man::write_man_pages;
 pub use top::TopArgs;
 
 use crate::ids::Pid;
+use crate::profile::diff::read::SampleIndex;
 use crate::profile::ProfileKind;
 use crate::profile::ProfileSet;
 use crate::triggers::TriggerArgs;
@@ -82,7 +83,7 @@ pub enum Command {
                       SIGTERM or SIGINT writes the running capture and exits.",
         after_long_help = WATCH_EXAMPLES
     )]
-    Watch(WatchArgs),
+    Watch(Box<WatchArgs>),
     /// Send a command to a running `stackwatch watch` and report the outcome
     #[command(long_about = "Send a command to a running `stackwatch watch` and report the outcome.\n\n\
                       `ctl` talks to the socket next to the control FIFO (`<control>.sock`) and \
@@ -108,6 +109,20 @@ pub enum Command {
         after_long_help = "Examples:\n  sudo stackwatch dump --pid 1234\n  sudo stackwatch dump --pid 1234 --json | jq '.threads[].kernel_stack[0]'"
     )]
     Dump(DumpArgs),
+    /// Compare two pprof profiles: what grew, what shrank, and a differential flamegraph
+    #[command(
+        long_about = "Compare two pprof profiles: the functions that grew and shrank most, and a \
+                      differential flamegraph.\n\n\
+                      BASE and NEW are pprof files of the same sample type, gzip-compressed or not: \
+                      stackwatch's captures, or Go's own profiles (runtime/pprof, net/http/pprof). \
+                      Each function's flat share (its own samples) and cumulative share (with its \
+                      callees) are taken of its profile's total, so profiles of different lengths \
+                      compare; the top growers are printed first, then the top shrinkers. With -o, \
+                      a differential flamegraph is written too: widths are NEW's, colors the change \
+                      (red grew, blue shrank). No root needed.",
+        after_long_help = DIFF_EXAMPLES
+    )]
+    Diff(DiffArgs),
     /// Write the manual pages into DIR (for packaging: `cargo xtask man`)
     #[command(name = "generate-man", hide = true)]
     GenerateMan {
@@ -143,6 +158,14 @@ Examples:
   sudo stackwatch watch --cgroup system.slice/foo.service --cpu-jump 50 --cooldown 30m
   sudo stackwatch watch --config /etc/stackwatch/watch.toml
   sudo kill -USR2 $(pidof stackwatch)              # toggle a capture";
+
+const DIFF_EXAMPLES: &str = "\
+Examples:
+  stackwatch diff before.pb.gz after.pb.gz
+  stackwatch diff before.pb.gz after.pb.gz -o diff.svg --top 20
+  stackwatch diff heap-1.pb.gz heap-2.pb.gz --sample-index inuse_space
+  curl -so now.pb.gz 'http://localhost:6060/debug/pprof/profile?seconds=30'
+  stackwatch diff baseline.pb.gz now.pb.gz --cum";
 
 /// What to profile. At most one of these; none means the whole host.
 #[derive(Args, Debug, Clone, Default)]
@@ -292,12 +315,61 @@ pub struct WatchArgs {
     #[arg(long, value_name = "SIZE", value_parser = crate::units::parse_size, allow_hyphen_values = true)]
     pub(crate) retain: Option<u64>,
 
+    /// Keep a low-rate CPU history of the target this far back (e.g. `10m`); each capture then
+    /// also writes it (`…-cpu-history-….pb.gz`) and a diff of what changed (`…-cpu-diff-….svg`)
+    /// [default: off]
+    #[arg(long, value_name = "DURATION", value_parser = parse_history, allow_hyphen_values = true)]
+    pub(crate) history: Option<Duration>,
+
+    /// History samples per second per CPU, 1 to 1000 [default: 19]
+    #[arg(long, value_name = "HZ", value_parser = parse_history_frequency, allow_hyphen_values = true)]
+    pub(crate) history_frequency: Option<u64>,
+
+    /// Memory the history may hold, at least 1MiB; past it the oldest slots are merged, then
+    /// dropped (and counted) [default: 32MiB]
+    #[arg(long, value_name = "SIZE", value_parser = parse_history_memory, allow_hyphen_values = true)]
+    pub(crate) history_memory: Option<u64>,
+
+    /// Length of a history time slot, 1s to 1m [default: 10s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_history_slot, hide = true)]
+    pub(crate) history_slot: Option<Duration>,
+
     /// TOML file with the same settings as these flags; flags override it
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
 
     #[command(flatten)]
     pub(crate) triggers: TriggerArgs,
+}
+
+/// `diff`.
+#[derive(Args, Debug, Clone)]
+pub struct DiffArgs {
+    /// The profile from before: a pprof file (`.pb.gz`, or plain protobuf)
+    #[arg(value_name = "BASE")]
+    pub(crate) base: PathBuf,
+
+    /// The profile to compare with BASE
+    #[arg(value_name = "NEW")]
+    pub(crate) new: PathBuf,
+
+    /// Also write a differential flamegraph (SVG) to this file; an existing file is never
+    /// replaced
+    #[arg(short = 'o', long = "output", value_name = "OUT.svg")]
+    pub(crate) output: Option<PathBuf>,
+
+    /// How many growers, and how many shrinkers, to print
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = parse_top, allow_hyphen_values = true)]
+    pub(crate) top: usize,
+
+    /// The sample type to compare, by name (e.g. `alloc_space`) or by position from 0, as `go
+    /// tool pprof -sample_index` takes it [default: the profile's default, else its last]
+    #[arg(long, value_name = "NAME|N", value_parser = SampleIndex::parse)]
+    pub(crate) sample_index: Option<SampleIndex>,
+
+    /// Rank by cumulative share (a function with its callees) instead of flat share
+    #[arg(long)]
+    pub(crate) cum: bool,
 }
 
 /// `ctl`.
@@ -346,6 +418,14 @@ pub(crate) enum CtlCommand {
     Status,
 }
 
+fn parse_top(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("at least one row must be shown".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("expected a whole number of rows, e.g. `10`".to_owned()),
+    }
+}
+
 fn parse_max_captures(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(0) => Err("at least one capture must be kept".to_owned()),
@@ -390,6 +470,31 @@ pub(crate) fn parse_frequency(s: &str) -> Result<u64, String> {
         ));
     }
     Ok(hz)
+}
+
+pub(crate) fn parse_history(s: &str) -> Result<Duration, String> {
+    crate::units::parse_duration_within(s, Duration::from_secs(10), Duration::from_secs(24 * 3600), "the history")
+}
+
+pub(crate) fn parse_history_slot(s: &str) -> Result<Duration, String> {
+    crate::units::parse_duration_within(s, Duration::from_secs(1), Duration::from_secs(60), "a history slot")
+}
+
+pub(crate) fn parse_history_frequency(s: &str) -> Result<u64, String> {
+    let hz: u64 =
+        s.trim().parse().map_err(|_| "expected a whole number of samples per second, e.g. `19`".to_owned())?;
+    if !(1..=1000).contains(&hz) {
+        return Err("the history frequency must be between 1 and 1000 Hz".to_owned());
+    }
+    Ok(hz)
+}
+
+pub(crate) fn parse_history_memory(s: &str) -> Result<u64, String> {
+    let bytes = crate::units::parse_size(s)?;
+    if bytes < 1 << 20 {
+        return Err("the history needs at least 1MiB, e.g. `32MiB`".to_owned());
+    }
+    Ok(bytes)
 }
 
 fn parse_profile_kind(s: &str) -> Result<ProfileKind, String> {
@@ -665,6 +770,40 @@ mod tests {
     #[test]
     fn ctl_help() {
         insta::assert_snapshot!(help(&["ctl"]));
+    }
+
+    #[test]
+    fn diff_help() {
+        insta::assert_snapshot!(help(&["diff"]));
+    }
+
+    #[test]
+    fn diff_values() {
+        let diff = |args: &[&str]| match parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}")).command {
+            Command::Diff(d) => d,
+            other => panic!("{other:?}"),
+        };
+        let d = diff(&["diff", "a.pb.gz", "b.pb.gz"]);
+        assert_eq!((d.base, d.new), (PathBuf::from("a.pb.gz"), PathBuf::from("b.pb.gz")));
+        assert_eq!((d.output, d.top, d.sample_index, d.cum), (None, 10, None, false));
+        let d = diff(&["diff", "a", "b", "-o", "d.svg", "--top", "3", "--sample-index", "alloc_space", "--cum"]);
+        assert_eq!(d.output, Some(PathBuf::from("d.svg")));
+        assert_eq!(d.top, 3);
+        assert_eq!(d.sample_index, Some(SampleIndex::Name("alloc_space".into())));
+        assert!(d.cum);
+        assert_eq!(diff(&["diff", "a", "b", "--sample-index=1"]).sample_index, Some(SampleIndex::Position(1)));
+        assert_eq!(diff(&["diff", "a", "b", "--output", "x.svg"]).output, Some(PathBuf::from("x.svg")));
+        for (args, expected) in [
+            (&["diff", "a", "b", "--top", "0"][..], "at least one row must be shown"),
+            (&["diff", "a", "b", "--top", "-3"], "expected a whole number of rows, e.g. `10`"),
+            (&["diff", "a", "b", "--sample-index", ""], "expected a sample type name such as `cpu`"),
+        ] {
+            let (kind, message) = error(args);
+            assert_eq!(kind, ErrorKind::ValueValidation, "{args:?}");
+            assert!(message.contains(expected), "{args:?}: {message}");
+        }
+        let (kind, _) = error(&["diff", "only-one.pb.gz"]);
+        assert_eq!(kind, ErrorKind::MissingRequiredArgument);
     }
 
     #[test]

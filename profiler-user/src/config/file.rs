@@ -17,6 +17,11 @@
 //! triggers = ["cpu-above 80 for 3m", "mem-above 2GiB for 1m"]
 //! cooldown = "10m"
 //! sample-interval = "1s"
+//!
+//! # The flight recorder (off unless `history` is set).
+//! history = "10m"
+//! history-frequency = 19
+//! history-memory = "32MiB"
 //! ```
 //!
 //! Trigger flags on the command line replace the file's `triggers` as a
@@ -69,6 +74,10 @@ pub(crate) struct WatchFile {
     pub cooldown: Option<String>,
     pub sample_interval: Option<String>,
     pub unwind: Option<String>,
+    pub history: Option<String>,
+    pub history_frequency: Option<u64>,
+    pub history_memory: Option<OneOrSize>,
+    pub history_slot: Option<String>,
 }
 
 /// `retain = "2GiB"` or `retain = 1073741824`.

@@ -15,6 +15,7 @@ pub use self::error::UsageError;
 use self::file::{OneOrMany, OneOrSize, WatchFile};
 use crate::cli::{RecordArgs, TargetArgs, Unwind, WatchArgs};
 use crate::control::DEFAULT_CONTROL_PATH;
+use crate::history::HistoryConfig;
 use crate::ids::Pid;
 use crate::profile::format::Formats;
 use crate::profile::ProfileKind;
@@ -86,6 +87,8 @@ pub(crate) struct WatchConfig {
     pub triggers: TriggerConfig,
     /// How user stacks are walked.
     pub unwind: Unwind,
+    /// The flight recorder, when `--history` is set.
+    pub history: Option<HistoryConfig>,
 }
 
 impl WatchConfig {
@@ -159,6 +162,7 @@ impl WatchConfig {
                 .map_err(|_| bad("unwind", format!("unknown mode `{text}` (expected auto, fp or tables)")))?,
             (None, None) => Unwind::Auto,
         };
+        let history = history_config(args, file, &bad)?;
         Ok(Self {
             target,
             control: args
@@ -178,8 +182,58 @@ impl WatchConfig {
             profiles: distinct,
             triggers,
             unwind,
+            history,
         })
     }
+}
+
+/// The flight recorder's settings: each flag over the file's key; `None`
+/// unless `history` is set, and its companions alone are refused.
+fn history_config(
+    args: &WatchArgs,
+    file: &WatchFile,
+    bad: &dyn Fn(&str, String) -> UsageError,
+) -> Result<Option<HistoryConfig>, UsageError> {
+    use crate::cli::{parse_history, parse_history_frequency, parse_history_memory, parse_history_slot};
+    let window = match (args.history, &file.history) {
+        (Some(d), _) => Some(d),
+        (None, Some(text)) => Some(parse_history(text).map_err(|e| bad("history", e))?),
+        (None, None) => None,
+    };
+    let frequency_hz = match (args.history_frequency, file.history_frequency) {
+        (Some(hz), _) => Some(hz),
+        (None, Some(hz)) => Some(parse_history_frequency(&hz.to_string()).map_err(|e| bad("history-frequency", e))?),
+        (None, None) => None,
+    };
+    let memory_bytes = match (args.history_memory, &file.history_memory) {
+        (Some(n), _) => Some(n),
+        (None, Some(OneOrSize::Bytes(n))) => {
+            Some(parse_history_memory(&n.to_string()).map_err(|e| bad("history-memory", e))?)
+        }
+        (None, Some(OneOrSize::Text(t))) => Some(parse_history_memory(t).map_err(|e| bad("history-memory", e))?),
+        (None, None) => None,
+    };
+    let slot = match (args.history_slot, &file.history_slot) {
+        (Some(d), _) => Some(d),
+        (None, Some(text)) => Some(parse_history_slot(text).map_err(|e| bad("history-slot", e))?),
+        (None, None) => None,
+    };
+    let Some(window) = window else {
+        if frequency_hz.is_some() || memory_bytes.is_some() || slot.is_some() {
+            return Err(UsageError(
+                "`--history-frequency`, `--history-memory` and `--history-slot` need `--history DURATION` \
+                 (e.g. `--history 10m`)"
+                    .to_owned(),
+            ));
+        }
+        return Ok(None);
+    };
+    Ok(Some(HistoryConfig {
+        window,
+        frequency_hz: frequency_hz.unwrap_or(crate::history::DEFAULT_FREQUENCY_HZ),
+        memory_bytes: memory_bytes.unwrap_or(crate::history::DEFAULT_MEMORY_BYTES),
+        slot: slot.unwrap_or(crate::history::DEFAULT_SLOT),
+    }))
 }
 
 /// The trigger rules: the flags' if any were given, else the file's
@@ -306,6 +360,33 @@ mod tests {
             config(&["--profiles", "memory,cpu,offcpu,cpu"]).unwrap().profiles,
             vec![ProfileKind::Memory, ProfileKind::Cpu, ProfileKind::OffCpu]
         );
+    }
+
+    #[test]
+    fn history_is_off_unless_set_and_its_companions_need_it() {
+        use crate::history::HistoryConfig;
+        assert_eq!(watch(&[], "").unwrap().history, None);
+        let on = watch(&["--history", "10m"], "").unwrap().history;
+        assert_eq!(
+            on,
+            Some(HistoryConfig {
+                window: Duration::from_secs(600),
+                frequency_hz: 19,
+                memory_bytes: 32 << 20,
+                slot: Duration::from_secs(10),
+            })
+        );
+        // The file, and flags over the file.
+        let file = "history = \"5m\"\nhistory-frequency = 7\nhistory-memory = \"4MiB\"\n";
+        let h = watch(&[], file).unwrap().history.unwrap();
+        assert_eq!((h.window, h.frequency_hz, h.memory_bytes), (Duration::from_secs(300), 7, 4 << 20));
+        let h = watch(&["--history-frequency", "29"], file).unwrap().history.unwrap();
+        assert_eq!(h.frequency_hz, 29);
+        // Alone, a companion is refused with the fix.
+        let err = watch(&["--history-memory", "8MiB"], "").unwrap_err();
+        assert!(err.0.contains("need `--history DURATION`"), "{}", err.0);
+        let err = watch(&[], "history = \"10m\"\nhistory-memory = \"1KiB\"\n").unwrap_err();
+        assert!(err.0.contains("invalid `history-memory`") && err.0.contains("at least 1MiB"), "{}", err.0);
     }
 
     fn watch(args: &[&str], file: &str) -> Result<WatchConfig, UsageError> {

@@ -113,7 +113,7 @@ pub(crate) fn finish(
         unwind: unwind_summary(&loader.stats()?, loader.programs().unwind, loader.unwind_report()),
         stack_quality: stack_quality(&profiles),
     };
-    Ok(FinishedCapture { info, profiles })
+    Ok(FinishedCapture { info, profiles, history: None })
 }
 
 /// The manifest's `unwind` section, from the kernel counters and the table

@@ -231,6 +231,68 @@ pub(crate) struct NoTable {
 pub(crate) struct FinishedCapture {
     pub info: CaptureInfo,
     pub profiles: Vec<super::Profile>,
+    /// With `watch --history`: the minutes before the capture.
+    pub history: Option<HistoryAttachment>,
+}
+
+/// The flight recorder's part of a capture: the history window as a cpu
+/// profile whose samples carry their time slot, and the differential
+/// flamegraph of the window before the trigger's condition against the one
+/// since (`…-cpu-history-….pb.gz`, `…-cpu-diff-….svg`).
+#[derive(Clone, Debug)]
+pub(crate) struct HistoryAttachment {
+    pub info: HistoryInfo,
+    pub profile: super::Profile,
+    pub diff_svg: Vec<u8>,
+}
+
+/// A stretch of wall-clock time, `[start, end)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct Span {
+    #[serde(with = "humantime_serde_rfc3339")]
+    pub start: SystemTime,
+    #[serde(with = "humantime_serde_rfc3339")]
+    pub end: SystemTime,
+}
+
+/// The manifest's `history` object.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(crate) struct HistoryInfo {
+    /// What the history profile covers.
+    pub window: Span,
+    /// The diff's base: the history before `since`.
+    pub before: Span,
+    /// The diff's new side: since the rule's condition first held (for a
+    /// manual start, the last minute).
+    pub since: Span,
+    /// When the rule's condition first held (`None` for a manual start).
+    #[serde(with = "optional_rfc3339")]
+    pub condition_since: Option<SystemTime>,
+    pub frequency_hz: u64,
+    pub slot_seconds: f64,
+    pub samples: u64,
+    pub before_samples: u64,
+    pub since_samples: u64,
+    /// Given up to stay within `--history-memory`: merged slot pairs,
+    /// dropped slots and their samples.
+    pub merged_slots: u64,
+    pub dropped_slots: u64,
+    pub dropped_samples: u64,
+    /// Samples the kernel could not hand over (its ring buffer was full).
+    pub lost_samples: u64,
+    pub memory_bytes: u64,
+    pub memory_budget_bytes: u64,
+}
+
+mod optional_rfc3339 {
+    use std::time::SystemTime;
+
+    pub(super) fn serialize<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.collect_str(&humantime::format_rfc3339_millis(*t)),
+            None => s.serialize_none(),
+        }
+    }
 }
 
 /// RFC 3339 timestamps (UTC, seconds) in JSON.

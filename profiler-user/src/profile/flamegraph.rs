@@ -169,7 +169,7 @@ fn empty_svg(title: &str, subtitle: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-fn xml_escape(text: &str) -> String {
+pub(crate) fn xml_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -11,7 +11,7 @@
 
 use serde::Serialize;
 
-use crate::profile::capture::CaptureInfo;
+use crate::profile::capture::{CaptureInfo, HistoryInfo};
 use crate::profile::format::FileFormat;
 use crate::profile::report::{default_value_index, sample_count};
 use crate::profile::{Profile, ProfileKind};
@@ -48,6 +48,9 @@ struct Manifest<'a> {
     #[serde(flatten)]
     capture: &'a CaptureInfo,
     profiles: Vec<ProfileSummary<'a>>,
+    /// With `watch --history`: the history and diff windows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history: Option<&'a HistoryInfo>,
     files: &'a [FileEntry],
     /// Only present when some file could not be written.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
@@ -84,6 +87,7 @@ struct TypedTotal<'a> {
 pub(crate) fn render(
     info: &CaptureInfo,
     profiles: &[Profile],
+    history: Option<&HistoryInfo>,
     files: &[FileEntry],
     failed: &[FailedEntry],
 ) -> anyhow::Result<Vec<u8>> {
@@ -91,6 +95,7 @@ pub(crate) fn render(
         schema: SCHEMA_VERSION,
         capture: info,
         profiles: profiles.iter().map(summary).collect(),
+        history,
         files,
         failed,
     };
@@ -143,7 +148,7 @@ mod tests {
                 format: FileFormat::Svg,
             },
         ];
-        let bytes = render(&host_info(), &[sample_profile()], &files, &[]).unwrap();
+        let bytes = render(&host_info(), &[sample_profile()], None, &files, &[]).unwrap();
         assert!(bytes.ends_with(b"}\n"));
         let v: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(v["schema"], 1);
@@ -188,7 +193,7 @@ mod tests {
             error: "No space left on device (os error 28)".into(),
         }];
         let v: Value =
-            serde_json::from_slice(&render(&host_info(), &[empty_profile()], &[], &failed).unwrap()).unwrap();
+            serde_json::from_slice(&render(&host_info(), &[empty_profile()], None, &[], &failed).unwrap()).unwrap();
         assert_eq!(
             v["failed"],
             json!([{
@@ -204,7 +209,7 @@ mod tests {
     fn empty_capture_says_zero() {
         let mut info = host_info();
         info.samples_collected = 0;
-        let v: Value = serde_json::from_slice(&render(&info, &[empty_profile()], &[], &[]).unwrap()).unwrap();
+        let v: Value = serde_json::from_slice(&render(&info, &[empty_profile()], None, &[], &[]).unwrap()).unwrap();
         assert_eq!(v["samples_collected"], 0);
         assert_eq!(v["profiles"][0]["samples"], 0);
         assert_eq!(v["profiles"][0]["total_value"], 0);

@@ -10,6 +10,7 @@
 //! the others lose nothing they need.
 
 pub(crate) mod capture;
+pub(crate) mod diff;
 pub(crate) mod flamegraph;
 pub(crate) mod folded;
 pub(crate) mod format;
@@ -110,6 +111,9 @@ pub struct Profile {
     pub mappings: Vec<Mapping>,
     pub locations: Vec<Location>,
     pub samples: Vec<Sample>,
+    /// For the flight recorder's profile only: the start of each sample's
+    /// time slot, one per sample (labelled `slot` in pprof); empty otherwise.
+    pub slots: Vec<SystemTime>,
 }
 
 impl Profile {
@@ -127,6 +131,7 @@ impl Profile {
             mappings: Vec::new(),
             locations: Vec::new(),
             samples: Vec::new(),
+            slots: Vec::new(),
         }
     }
 
@@ -143,6 +148,7 @@ impl Profile {
             mappings: Vec::new(),
             locations: Vec::new(),
             samples: Vec::new(),
+            slots: Vec::new(),
         }
     }
 
@@ -170,6 +176,7 @@ impl Profile {
             mappings: Vec::new(),
             locations: Vec::new(),
             samples: Vec::new(),
+            slots: Vec::new(),
         }
     }
 

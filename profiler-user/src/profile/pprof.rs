@@ -209,6 +209,13 @@ impl<'a> Strings<'a> {
         i
     }
 
+    /// Adds a string made here (not borrowed from the profile); callers
+    /// deduplicate it themselves.
+    fn push_owned(&mut self, s: String) -> i64 {
+        self.table.push(s);
+        self.table.len() as i64 - 1
+    }
+
     fn value_type(&mut self, t: &'a crate::profile::ValueType) -> proto::ValueType {
         proto::ValueType { r#type: self.intern(&t.kind), unit: self.intern(&t.unit) }
     }
@@ -232,8 +239,13 @@ fn build<'a>(profile: &'a Profile, comments: &'a [String]) -> proto::Profile {
 
     // Labels keys first so they sit together at the start of the table.
     let (pid_key, tid_key, comm_key) = (strings.intern("pid"), strings.intern("tid"), strings.intern("comm"));
+    // The flight recorder's profile: each sample's time slot, as text for
+    // `-tagfocus=slot=…T03:1` and as a number (Unix seconds) for ranges.
+    let slot_keys = (profile.slots.len() == profile.samples.len() && !profile.slots.is_empty())
+        .then(|| (strings.intern("slot"), strings.intern("slot_start"), strings.intern("seconds")));
+    let mut slot_strings: HashMap<std::time::SystemTime, i64> = HashMap::new();
     let n_values = profile.sample_types.len();
-    for sample in &profile.samples {
+    for (index, sample) in profile.samples.iter().enumerate() {
         let mut value = sample.values.clone();
         // pprof rejects samples whose value count differs from sample_type's.
         value.resize(n_values, 0);
@@ -251,6 +263,16 @@ fn build<'a>(profile: &'a Profile, comments: &'a [String]) -> proto::Profile {
                 proto::Label { key: comm_key, str: strings.intern(&sample.comm), ..Default::default() },
             ],
         });
+        if let (Some((slot_key, start_key, seconds)), Some(&slot)) = (slot_keys, profile.slots.get(index)) {
+            let text = *slot_strings
+                .entry(slot)
+                .or_insert_with(|| strings.push_owned(humantime::format_rfc3339_seconds(slot).to_string()));
+            let unix = slot.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+            if let Some(last) = out.sample.last_mut() {
+                last.label.push(proto::Label { key: slot_key, str: text, ..Default::default() });
+                last.label.push(proto::Label { key: start_key, num: unix, num_unit: seconds, ..Default::default() });
+            }
+        }
     }
 
     let mut details = vec![MappingDetail::default(); profile.mappings.len()];

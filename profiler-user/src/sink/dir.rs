@@ -26,7 +26,7 @@ use super::{FailedFile, Sink, Written};
 use crate::profile::capture::{CaptureInfo, FinishedCapture, TargetInfo};
 use crate::profile::format::{FileFormat, Formats};
 use crate::profile::time::UtcTime;
-use crate::profile::{flamegraph, folded, manifest, pprof, Profile};
+use crate::profile::{flamegraph, folded, manifest, pprof, ProfileKind};
 
 /// Files in a directory, named by the contract (see the module docs).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,7 +45,7 @@ impl DirSink {
 
 impl Sink for DirSink {
     fn write(&self, capture: &FinishedCapture) -> anyhow::Result<Written> {
-        write_capture(&self.dir, &capture.info, &capture.profiles, self.formats, self.owner)
+        write_capture(&self.dir, capture, self.formats, self.owner)
     }
 }
 
@@ -81,8 +81,19 @@ struct Planned {
     /// File name without suffix and extension.
     stem: String,
     format: FileFormat,
-    /// Index into the capture's profiles (`None` for the manifest).
-    profile: Option<usize>,
+    content: Content,
+}
+
+/// What a planned file holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Content {
+    /// The capture's profile at this index.
+    Profile(usize),
+    /// The flight recorder's window (`…-cpu-history-….pb.gz`).
+    History,
+    /// Its differential flamegraph (`…-cpu-diff-….svg`).
+    Diff,
+    Manifest,
 }
 
 impl Planned {
@@ -107,11 +118,11 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// opened, no free name); otherwise [`Written`] says what happened.
 pub(crate) fn write_capture(
     dir: &Path,
-    info: &CaptureInfo,
-    profiles: &[Profile],
+    capture: &FinishedCapture,
     formats: Formats,
     owner: Option<(u32, u32)>,
 ) -> anyhow::Result<Written> {
+    let (info, profiles) = (&capture.info, &capture.profiles[..]);
     let mut kinds = BTreeSet::new();
     for profile in profiles {
         if !kinds.insert(profile.kind) {
@@ -134,23 +145,34 @@ pub(crate) fn write_capture(
             [(FileFormat::Pprof, formats.pprof), (FileFormat::Svg, formats.svg), (FileFormat::Folded, formats.folded)]
         {
             if wanted {
-                plan.push(Planned { stem: stem.clone(), format, profile: Some(index) });
+                plan.push(Planned { stem: stem.clone(), format, content: Content::Profile(index) });
             }
         }
     }
-    plan.push(Planned { stem: format!("{base}-capture-{timestamp}"), format: FileFormat::Manifest, profile: None });
+    if capture.history.is_some() {
+        // Whatever --formats says: these two are what the history is for.
+        let stem = |what: &str| format!("{base}-{}-{what}-{timestamp}", ProfileKind::Cpu);
+        plan.push(Planned { stem: stem("history"), format: FileFormat::Pprof, content: Content::History });
+        plan.push(Planned { stem: stem("diff"), format: FileFormat::Svg, content: Content::Diff });
+    }
+    plan.push(Planned {
+        stem: format!("{base}-capture-{timestamp}"),
+        format: FileFormat::Manifest,
+        content: Content::Manifest,
+    });
     let suffix = free_suffix(&out, &plan)?;
-    Ok(write_planned(&out, info, profiles, &plan, &suffix, owner))
+    Ok(write_planned(&out, capture, &plan, &suffix, owner))
 }
 
 fn write_planned(
     out: &OutputDir,
-    info: &CaptureInfo,
-    profiles: &[Profile],
+    capture: &FinishedCapture,
     plan: &[Planned],
     suffix: &str,
     owner: Option<(u32, u32)>,
 ) -> Written {
+    let (info, profiles) = (&capture.info, &capture.profiles[..]);
+    let history = capture.history.as_ref();
     // Folded stacks feed both the flamegraph and the `.folded` file.
     let mut folded_cache: Vec<Option<Vec<String>>> = vec![None; profiles.len()];
     let mut written = Written::default();
@@ -158,15 +180,31 @@ fn write_planned(
     let mut failed_entries = Vec::new();
     for planned in plan {
         let name = planned.file_name(suffix);
-        let profile = planned.profile.and_then(|i| profiles.get(i).map(|p| (i, p)));
+        let profile = match planned.content {
+            Content::Profile(i) => profiles.get(i).map(|p| (i, p)),
+            _ => None,
+        };
         let result = (|| {
             #[cfg(test)]
             tests::injected_failure(&name)?;
-            let bytes = match (planned.format, profile) {
-                (FileFormat::Manifest, _) => manifest::render(info, profiles, &entries, &failed_entries)?,
-                (FileFormat::Pprof, Some((_, profile))) => pprof::encode_gzip(profile, &pprof_comments(info))
-                    .with_context(|| format!("failed to encode the {} pprof", profile.kind))?,
-                (FileFormat::Svg | FileFormat::Folded, Some((index, profile))) => {
+            let bytes = match (planned.content, planned.format, profile) {
+                (Content::Manifest, ..) => {
+                    manifest::render(info, profiles, history.map(|h| &h.info), &entries, &failed_entries)?
+                }
+                (Content::History, ..) => match history {
+                    Some(h) => pprof::encode_gzip(&h.profile, &pprof_comments(info))
+                        .context("failed to encode the history pprof")?,
+                    None => bail!("internal error: no history for `{name}`"),
+                },
+                (Content::Diff, ..) => match history {
+                    Some(h) => h.diff_svg.clone(),
+                    None => bail!("internal error: no history for `{name}`"),
+                },
+                (Content::Profile(_), FileFormat::Pprof, Some((_, profile))) => {
+                    pprof::encode_gzip(profile, &pprof_comments(info))
+                        .with_context(|| format!("failed to encode the {} pprof", profile.kind))?
+                }
+                (Content::Profile(_), FileFormat::Svg | FileFormat::Folded, Some((index, profile))) => {
                     let lines = folded_cache[index].get_or_insert_with(|| {
                         folded::folded_lines(profile, folded::flame_value_index(profile), info.target.multi_process())
                     });
@@ -177,11 +215,14 @@ fn write_planned(
                         folded::render(lines)
                     }
                 }
-                (_, None) => bail!("internal error: no profile for `{name}`"),
+                _ => bail!("internal error: no profile for `{name}`"),
             };
             out.write_file(&name, &bytes, owner)
         })();
-        let kind = profile.map(|(_, p)| p.kind);
+        let kind = match planned.content {
+            Content::History | Content::Diff => Some(ProfileKind::Cpu),
+            _ => profile.map(|(_, p)| p.kind),
+        };
         match result {
             Ok(path) => {
                 written.paths.push(path);
@@ -301,6 +342,18 @@ mod tests {
 
     use super::*;
     use crate::profile::testdata::{empty_profile, host_info, offcpu_profile, pid_info, sample_profile};
+    use crate::profile::Profile;
+
+    fn write_parts(
+        dir: &Path,
+        info: &CaptureInfo,
+        profiles: &[Profile],
+        formats: Formats,
+        owner: Option<(u32, u32)>,
+    ) -> anyhow::Result<Written> {
+        let capture = FinishedCapture { info: info.clone(), profiles: profiles.to_vec(), history: None };
+        write_capture(dir, &capture, formats, owner)
+    }
 
     thread_local! {
         /// Makes `write_planned` fail before writing a file whose name ends so.
@@ -330,7 +383,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let formats = Formats { folded: true, ..Formats::default() };
         let paths =
-            write_capture(tmp.path(), &host_info(), &[sample_profile()], formats, None).unwrap().into_result().unwrap();
+            write_parts(tmp.path(), &host_info(), &[sample_profile()], formats, None).unwrap().into_result().unwrap();
         assert_eq!(
             names(&paths),
             [
@@ -367,7 +420,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let profiles = [sample_profile(), offcpu_profile()];
         let paths =
-            write_capture(tmp.path(), &pid_info(), &profiles, Formats::default(), None).unwrap().into_result().unwrap();
+            write_parts(tmp.path(), &pid_info(), &profiles, Formats::default(), None).unwrap().into_result().unwrap();
         assert_eq!(
             names(&paths),
             [
@@ -385,14 +438,14 @@ mod tests {
     #[test]
     fn second_capture_in_the_same_second_gets_a_suffix() {
         let tmp = tempfile::tempdir().unwrap();
-        let first = write_capture(tmp.path(), &host_info(), &[sample_profile()], Formats::default(), None)
+        let first = write_parts(tmp.path(), &host_info(), &[sample_profile()], Formats::default(), None)
             .unwrap()
             .into_result()
             .unwrap();
         let before: Vec<Vec<u8>> = first.iter().map(|p| std::fs::read(p).unwrap()).collect();
         let mut other = host_info();
         other.samples_collected = 1;
-        let second = write_capture(tmp.path(), &other, &[empty_profile()], Formats::default(), None)
+        let second = write_parts(tmp.path(), &other, &[empty_profile()], Formats::default(), None)
             .unwrap()
             .into_result()
             .unwrap();
@@ -409,7 +462,7 @@ mod tests {
 
         // A stray file taking just one of the names moves the whole capture.
         std::fs::write(tmp.path().join("host-capture-20261126T123000Z-2.json"), b"stray").unwrap();
-        let third = write_capture(tmp.path(), &host_info(), &[empty_profile()], Formats::default(), None)
+        let third = write_parts(tmp.path(), &host_info(), &[empty_profile()], Formats::default(), None)
             .unwrap()
             .into_result()
             .unwrap();
@@ -429,7 +482,7 @@ mod tests {
                     let (dir, barrier) = (tmp.path().to_owned(), barrier.clone());
                     std::thread::spawn(move || {
                         barrier.wait();
-                        write_capture(&dir, &host_info(), &[sample_profile()], Formats::default(), None)
+                        write_parts(&dir, &host_info(), &[sample_profile()], Formats::default(), None)
                             .unwrap()
                             .into_result()
                             .unwrap()
@@ -465,7 +518,7 @@ mod tests {
         let mut info = host_info();
         info.samples_collected = 0;
         let formats = Formats { folded: true, ..Formats::default() };
-        let paths = write_capture(tmp.path(), &info, &[empty_profile()], formats, None).unwrap().into_result().unwrap();
+        let paths = write_parts(tmp.path(), &info, &[empty_profile()], formats, None).unwrap().into_result().unwrap();
         assert_eq!(paths.len(), 4);
         assert!(pprof::decode(&std::fs::read(&paths[0]).unwrap()).unwrap().sample.is_empty());
         assert!(std::fs::read_to_string(&paths[1]).unwrap().contains("no samples were collected"));
@@ -481,7 +534,7 @@ mod tests {
         // SAFETY: geteuid/getuid/getgid have no preconditions.
         let owner =
             if unsafe { libc::geteuid() } == 0 { (65534, 65534) } else { unsafe { (libc::getuid(), libc::getgid()) } };
-        let paths = write_capture(tmp.path(), &host_info(), &[sample_profile()], Formats::default(), Some(owner))
+        let paths = write_parts(tmp.path(), &host_info(), &[sample_profile()], Formats::default(), Some(owner))
             .unwrap()
             .into_result()
             .unwrap();
@@ -497,7 +550,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         FAIL_ON.with(|f| f.set(Some(".svg")));
         let formats = Formats { folded: true, ..Formats::default() };
-        let result = write_capture(tmp.path(), &host_info(), &[sample_profile()], formats, None);
+        let result = write_parts(tmp.path(), &host_info(), &[sample_profile()], formats, None);
         FAIL_ON.with(|f| f.set(None));
         let written = result.unwrap();
         assert_eq!(
@@ -535,7 +588,7 @@ mod tests {
     fn a_failing_manifest_is_reported_and_the_profiles_kept() {
         let tmp = tempfile::tempdir().unwrap();
         FAIL_ON.with(|f| f.set(Some(".json")));
-        let result = write_capture(tmp.path(), &host_info(), &[sample_profile()], Formats::default(), None);
+        let result = write_parts(tmp.path(), &host_info(), &[sample_profile()], Formats::default(), None);
         FAIL_ON.with(|f| f.set(None));
         let written = result.unwrap();
         assert_eq!(names(&written.paths), ["host-cpu-20261126T123000Z.pb.gz", "host-cpu-20261126T123000Z.svg"]);
@@ -548,7 +601,7 @@ mod tests {
     fn nothing_written_gives_the_cause() {
         let tmp = tempfile::tempdir().unwrap();
         FAIL_ON.with(|f| f.set(Some("")));
-        let result = write_capture(tmp.path(), &host_info(), &[empty_profile()], Formats::default(), None);
+        let result = write_parts(tmp.path(), &host_info(), &[empty_profile()], Formats::default(), None);
         FAIL_ON.with(|f| f.set(None));
         let written = result.unwrap();
         assert!(written.paths.is_empty() && written.failed.len() == 3);
@@ -562,9 +615,8 @@ mod tests {
     #[test]
     fn rejects_two_profiles_of_one_kind() {
         let tmp = tempfile::tempdir().unwrap();
-        let err =
-            write_capture(tmp.path(), &host_info(), &[empty_profile(), empty_profile()], Formats::default(), None)
-                .unwrap_err();
+        let err = write_parts(tmp.path(), &host_info(), &[empty_profile(), empty_profile()], Formats::default(), None)
+            .unwrap_err();
         assert!(err.to_string().contains("two cpu profiles"), "{err}");
         assert!(dir_entries(tmp.path()).is_empty());
     }
@@ -573,7 +625,7 @@ mod tests {
     fn missing_output_dir_is_named() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("missing");
-        let err = write_capture(&dir, &host_info(), &[empty_profile()], Formats::default(), None).unwrap_err();
+        let err = write_parts(&dir, &host_info(), &[empty_profile()], Formats::default(), None).unwrap_err();
         assert_eq!(
             format!("{err:#}"),
             format!("cannot write to output directory `{}`: No such file or directory (os error 2)", dir.display())

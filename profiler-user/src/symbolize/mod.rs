@@ -180,6 +180,12 @@ impl Symbolizer {
         self.processes.forget_exited();
     }
 
+    /// Forgets the snapshots of processes that have exited, except those
+    /// `keep` still needs (the flight recorder's slots refer to them).
+    pub(crate) fn forget_exited_unless(&mut self, keep: impl Fn(Pid) -> bool) {
+        self.processes.forget_exited_unless(keep);
+    }
+
     pub fn stats(&self) -> SymbolizerStats {
         SymbolizerStats {
             cache: self.objects.stats(),

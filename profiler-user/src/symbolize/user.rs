@@ -156,7 +156,12 @@ impl Processes {
     /// Drops the snapshots of processes that have exited (or whose pid was
     /// reused), and the files only they kept open.
     pub(super) fn forget_exited(&mut self) {
-        self.snapshots.retain(|&pid, s| s.start_time.is_some() && stat::start_time(pid) == s.start_time);
+        self.forget_exited_unless(|_| false);
+    }
+
+    /// [`Processes::forget_exited`], keeping the snapshots of the pids `keep` names.
+    pub(super) fn forget_exited_unless(&mut self, keep: impl Fn(Pid) -> bool) {
+        self.snapshots.retain(|&pid, s| keep(pid) || (s.start_time.is_some() && stat::start_time(pid) == s.start_time));
         self.pinned.retain(|_, w| w.strong_count() > 0);
         self.capped = false;
     }

@@ -65,6 +65,7 @@ use tracing::{debug, error, info, warn};
 use crate::bpf::Loader;
 use crate::config::WatchConfig;
 use crate::control::{CaptureStatus, Command, DaemonState, Reply};
+use crate::history::{HistoryView, Recorder};
 use crate::pipeline::Session;
 use crate::profile::capture::Trigger;
 use crate::profile::ProfileKind;
@@ -104,6 +105,8 @@ pub(crate) async fn run(config: WatchConfig) -> Result<()> {
         ProfileSet::of(&rule_kinds),
         config.unwind.mode(),
     )?;
+    // Its own copy of the program: a capture's maps and counts never see it.
+    let recorder = config.history.map(|h| Recorder::start(h, &config.target)).transpose()?;
     let created_output = create_output_dir(&config.output_dir)?;
     let mut endpoints = Endpoints::open(&config.control)?;
     created_output.keep();
@@ -133,9 +136,18 @@ pub(crate) async fn run(config: WatchConfig) -> Result<()> {
             triggers.rules_text()
         );
     }
+    if let Some(h) = &config.history {
+        info!(
+            history = %humantime::format_duration(h.window),
+            frequency_hz = h.frequency_hz,
+            memory_bytes = h.memory_bytes,
+            "flight recorder on: each capture also writes the history before it and a diff of what changed"
+        );
+    }
     sd_notify("READY=1\nSTATUS=idle");
 
     let mut daemon = Daemon::new(config, loaded, triggers);
+    daemon.history = recorder;
     let signal_name = daemon.serve(&mut rx, &mut signals).await;
     sd_notify("STOPPING=1\nSTATUS=stopping");
     // New requests are answered "shutting down" from here on.
@@ -201,6 +213,8 @@ struct CaptureRequest {
     kinds: Vec<ProfileKind>,
     source: Source,
     trigger: Trigger,
+    /// When the rule's condition first held (a triggered capture).
+    condition_since: Option<SystemTime>,
 }
 
 /// The running capture.
@@ -212,6 +226,9 @@ struct Capture {
     session: Session,
     started: Instant,
     duration: Duration,
+    /// The flight recorder's slots when the capture started, and when the
+    /// rule's condition first held.
+    history: Option<(HistoryView, Option<SystemTime>)>,
 }
 
 /// What a `ctl` caller waiting on a write wants to hear.
@@ -257,6 +274,8 @@ struct Daemon {
     triggers: Option<Triggers>,
     /// One line about the last capture, for `status`.
     last: Option<String>,
+    /// The flight recorder, with `--history`.
+    history: Option<Recorder>,
 }
 
 impl Daemon {
@@ -277,6 +296,7 @@ impl Daemon {
             ticker,
             triggers,
             last: None,
+            history: None,
         }
     }
 
@@ -347,6 +367,7 @@ impl Daemon {
             kinds,
             source: Source::Rule,
             trigger: firing.trigger(),
+            condition_since: Some(firing.window_start),
         };
         let answer = self.start_capture(request);
         if answer.ok {
@@ -431,6 +452,7 @@ impl Daemon {
             kinds,
             source: request.source,
             trigger: Trigger::Manual { source: request.source.as_str().to_owned() },
+            condition_since: None,
         })
     }
 
@@ -521,6 +543,7 @@ impl Daemon {
             session,
             started: Instant::now(),
             duration: request.duration,
+            history: self.history.as_ref().map(|r| (r.view(), request.condition_since)),
         });
         Ok(())
     }
@@ -550,6 +573,7 @@ impl Daemon {
             frequency_hz: self.config.frequency_hz,
             ended,
             target: capture.target,
+            history: capture.history,
         };
         let symbolizer = self.symbolizer.take().unwrap_or_default();
         let handle = tokio::task::spawn_blocking(move || write_job(loader, symbolizer, job));
@@ -785,7 +809,8 @@ impl Daemon {
                 ProfileSet::of(&self.config.profiles),
             ),
         };
-        state + &triggers
+        let history = self.history.as_ref().map(|h| format!("\n{}", h.describe())).unwrap_or_default();
+        state + &triggers + &history
     }
 }
 

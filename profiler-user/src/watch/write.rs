@@ -5,11 +5,13 @@
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use anyhow::{Context as _, Result};
 use tracing::{info, warn};
 
 use crate::bpf::{Detaching, Loader};
+use crate::history::{self, HistoryView};
 use crate::pipeline::{self, Ended};
 use crate::profile::capture::Trigger;
 use crate::profile::ProfileKind;
@@ -31,6 +33,9 @@ pub(super) struct WriteJob {
     pub frequency_hz: u64,
     /// As counted: closed, the kernel changes nothing in the maps any more.
     pub ended: Ended,
+    /// The flight recorder's view at the start, and when the rule's
+    /// condition first held.
+    pub history: Option<(HistoryView, Option<SystemTime>)>,
 }
 
 /// A capture that reached the output stage.
@@ -101,7 +106,7 @@ fn write_files(loader: &Loader, symbolizer: &mut Symbolizer, job: &WriteJob) -> 
         .mode(0o750)
         .create(&job.output_dir)
         .with_context(|| format!("cannot create output directory `{}`", job.output_dir.display()))?;
-    let capture = pipeline::finish(
+    let mut capture = pipeline::finish(
         loader,
         symbolizer,
         job.target.info.clone(),
@@ -110,6 +115,14 @@ fn write_files(loader: &Loader, symbolizer: &mut Symbolizer, job: &WriteJob) -> 
         &job.kinds,
         job.ended,
     )?;
+    if let Some((view, since)) = &job.history {
+        // The capture's own files matter more: a history that cannot be
+        // drawn is logged and left out.
+        match history::render::render(view, *since, &capture.info.target.description) {
+            Ok(attachment) => capture.history = Some(attachment),
+            Err(e) => warn!("the history of this capture is left out: {e:#}"),
+        }
+    }
     let written = job
         .sink
         .write(&capture)

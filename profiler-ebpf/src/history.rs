@@ -1,0 +1,63 @@
+//! The flight recorder (`watch --history`): a low-rate CPU sample of the
+//! target, sent whole to user space through the `HISTORY` ring buffer.
+//!
+//! It runs beside captures, not inside them: it ignores the capture window,
+//! never touches `STACKS`, the count maps or `STATS` (its own counters are
+//! in `HISTORY_STATS`), so a capture's counts are the same with or without
+//! it; and it is loaded and attached only when the recorder is configured.
+//! Both stacks are read straight into the reserved record, so a sample
+//! costs two `bpf_get_stack` calls and no map update.
+
+use aya_ebpf::{
+    bindings::BPF_F_USER_STACK,
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, generated::bpf_get_stack},
+    programs::PerfEventContext,
+    EbpfContext,
+};
+use profiler_common::{HistoryRecord, HistoryStat, MAX_STACK_DEPTH};
+
+use crate::filter::wanted;
+use crate::maps::{HISTORY, HISTORY_STATS};
+use crate::perf::in_kernel;
+
+/// A flight-recorder sample.
+#[inline(always)]
+pub(crate) fn history_sample(ctx: &PerfEventContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    if tid == 0 || !wanted(tgid) {
+        return 0;
+    }
+    let Some(mut entry) = HISTORY.reserve::<HistoryRecord>(0) else {
+        bump(HistoryStat::Lost);
+        return 0;
+    };
+    let record = entry.as_mut_ptr();
+    let bytes = (MAX_STACK_DEPTH * 8) as u32;
+    // SAFETY: `record` is the reserved, exclusively owned entry; every
+    // field is written before it is submitted, and each `bpf_get_stack`
+    // writes at most `bytes`, the size of the array it is given.
+    unsafe {
+        (*record).pid = tgid;
+        (*record).tid = tid;
+        (*record).comm = bpf_get_current_comm().unwrap_or_default();
+        let user = bpf_get_stack(ctx.as_ptr(), (*record).user.as_mut_ptr().cast(), bytes, BPF_F_USER_STACK as u64);
+        (*record).user_len = if user > 0 { (user / 8) as u32 } else { 0 };
+        (*record).kernel_len = 0;
+        if in_kernel(ctx) {
+            let kernel = bpf_get_stack(ctx.as_ptr(), (*record).kernel.as_mut_ptr().cast(), bytes, 0);
+            (*record).kernel_len = if kernel > 0 { (kernel / 8) as u32 } else { 0 };
+        }
+    }
+    entry.submit(0);
+    bump(HistoryStat::Sent);
+    0
+}
+
+fn bump(stat: HistoryStat) {
+    if let Some(slot) = HISTORY_STATS.get_ptr_mut(stat as u32) {
+        // SAFETY: this CPU's slot of a per-CPU array; perf-event programs
+        // do not nest on one CPU.
+        unsafe { *slot += 1 };
+    }
+}
