@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! units, sys, ids, addr     values, OS facts, ids and address kinds
+//! metrics                   the daemon's Prometheus metrics (atomics; a leaf)
 //! procfs, objfile, unwind   one reader per /proc source; ELF, Go tables, debug files; the unwinder seam
 //! python                    CPython frames read from a live process (runtime reader)
 //! profile                   the profile model, capture metadata, the pure encoders
@@ -14,7 +15,7 @@
 //! kinds                     per profile kind: programs, drain, values, losses (cpu, offcpu, memory)
 //! symbolize                 addresses → functions, files, lines
 //! pipeline                  the capture session and finish, shared by record and watch
-//! sink                      where finished captures go: files in a directory
+//! sink                      where finished captures go: files in a directory, a Pyroscope push
 //! triggers, control         threshold rules and target sampling; the control protocol
 //! cli, config               the command line, validated with the config file
 //! watch                     the daemon: state machine, FIFO and socket, writer
@@ -35,6 +36,7 @@ pub(crate) mod control;
 pub(crate) mod ids;
 pub(crate) mod kinds;
 pub mod logging;
+pub(crate) mod metrics;
 pub(crate) mod objfile;
 pub(crate) mod pipeline;
 pub(crate) mod procfs;

@@ -26,6 +26,7 @@
 mod build;
 pub mod capture;
 pub mod daemon;
+pub mod ops;
 mod pprof;
 mod process;
 pub mod profwork;

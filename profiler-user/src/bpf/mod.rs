@@ -13,5 +13,5 @@ pub(crate) mod maps;
 
 pub(crate) use drain::{Counted, RawCapture};
 pub(crate) use links::{Detaching, UprobeSite};
-pub(crate) use loader::{Loader, Programs};
+pub(crate) use loader::{enable_run_stats, Loader, Programs};
 pub(crate) use maps::Stats;

@@ -11,8 +11,10 @@ use std::time::Duration;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use regex::Regex;
 
+pub(crate) mod ops;
 pub(crate) mod triggers;
 
+use self::ops::{ListenArgs, PushArgs};
 use crate::ids::Pid;
 use crate::profile::ProfileKind;
 use crate::profile::ProfileSet;
@@ -162,6 +164,9 @@ pub struct RecordArgs {
     /// File formats to write, comma-separated: pprof, svg, folded
     #[arg(long, value_name = "FORMATS", default_value = "pprof,svg")]
     pub(crate) formats: String,
+
+    #[command(flatten)]
+    pub(crate) push: PushArgs,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -214,6 +219,12 @@ pub struct WatchArgs {
 
     #[command(flatten)]
     pub(crate) triggers: TriggerArgs,
+
+    #[command(flatten)]
+    pub(crate) listen: ListenArgs,
+
+    #[command(flatten)]
+    pub(crate) push: PushArgs,
 }
 
 /// `ctl`.

@@ -129,6 +129,10 @@ pub async fn run(args: &RecordArgs) -> Result<()> {
         write!(stdout, "{}", crate::profile::report::format_top_table(profile, 10))?;
     }
     drop(stdout);
+    let pushed = match &config.push {
+        Some(push) => push_capture(push, &capture).await,
+        None => Ok(()),
+    };
     // The probes count nothing any more; this only keeps the process
     // around until the kernel has let go of them.
     if let Err(e) = detaching.wait() {
@@ -137,6 +141,7 @@ pub async fn run(args: &RecordArgs) -> Result<()> {
     if let Some(e) = written.error() {
         return Err(e.context(format!("failed to write the capture to `{}`", out_dir.display())));
     }
+    pushed?;
     if config.profiles.contains(&ProfileKind::Cpu) {
         check_not_silently_empty(info)
     } else {
@@ -225,4 +230,21 @@ async fn wait_for_end(
     }
     loader.flush_logs();
     reason
+}
+
+/// How long `record --push` keeps trying a server that does not answer.
+const PUSH_DEADLINE: Duration = Duration::from_secs(30);
+
+/// `--push`: after the files are written, so a server that is down costs
+/// the push, never the capture.
+async fn push_capture(config: &crate::sink::push::PushConfig, capture: &crate::profile::capture::FinishedCapture) -> Result<()> {
+    let url = config.ingest_url();
+    let pusher = crate::sink::push::Pusher::new(config.clone())?;
+    match crate::sink::push::push_now(&pusher, capture, PUSH_DEADLINE).await {
+        Ok(sent) => {
+            println!("pushed {sent} profile{} to {url}", if sent == 1 { "" } else { "s" });
+            Ok(())
+        }
+        Err(e) => Err(e.context(format!("the files are written, but pushing them to `{url}` failed"))),
+    }
 }

@@ -7,6 +7,7 @@
 
 pub(crate) mod error;
 pub(crate) mod file;
+pub(crate) mod ops;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -35,6 +36,8 @@ pub(crate) struct RecordConfig {
     /// Distinct, in the order given.
     pub profiles: Vec<ProfileKind>,
     pub formats: Formats,
+    /// `--push`: Pyroscope, if any (no spool: `record` pushes before it exits).
+    pub push: Option<crate::sink::push::PushConfig>,
 }
 
 impl RecordConfig {
@@ -57,6 +60,9 @@ impl RecordConfig {
             output_dir: args.output_dir.clone(),
             profiles,
             formats,
+            push: ops::push_config(&args.push, &WatchFile::default(), Path::new(""), &|key, reason| {
+                UsageError(format!("invalid `--{key}`: {reason}"))
+            })?,
         })
     }
 }
@@ -82,6 +88,12 @@ pub(crate) struct WatchConfig {
     pub profiles: Vec<ProfileKind>,
     /// Trigger rules (none: no sampler runs), cooldown and sample interval.
     pub triggers: TriggerConfig,
+    /// `--listen`: the HTTP endpoint, if any.
+    pub listen: Option<ops::ListenConfig>,
+    /// `[alert-targets]`: label → target template, checked by the endpoint.
+    pub alert_targets: std::collections::BTreeMap<String, String>,
+    /// `--push`: Pyroscope, if any.
+    pub push: Option<crate::sink::push::PushConfig>,
 }
 
 impl WatchConfig {
@@ -149,6 +161,10 @@ impl WatchConfig {
             }
         }
         let triggers = trigger_config(args, file, &bad)?;
+        let output_dir: PathBuf =
+            args.output_dir.clone().or_else(|| file.output_dir.clone()).unwrap_or_else(|| DEFAULT_WATCH_OUTPUT_DIR.into());
+        let listen = ops::listen_config(&args.listen, file, &bad)?;
+        let push = ops::push_config(&args.push, file, &output_dir.join(".push-spool"), &bad)?;
         Ok(Self {
             target,
             control: args
@@ -156,17 +172,16 @@ impl WatchConfig {
                 .clone()
                 .or_else(|| file.control.clone())
                 .unwrap_or_else(|| DEFAULT_CONTROL_PATH.into()),
-            output_dir: args
-                .output_dir
-                .clone()
-                .or_else(|| file.output_dir.clone())
-                .unwrap_or_else(|| DEFAULT_WATCH_OUTPUT_DIR.into()),
+            output_dir,
             capture_duration,
             frequency_hz,
             formats,
             retention: retention::Policy { max_captures, max_bytes },
             profiles: distinct,
             triggers,
+            listen,
+            alert_targets: file.alert_targets.clone().unwrap_or_default(),
+            push,
         })
     }
 }
