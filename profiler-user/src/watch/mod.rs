@@ -107,19 +107,19 @@ pub(crate) async fn run(config: WatchConfig) -> Result<()> {
         .map_err(|e| UsageError(format!("invalid `[alert-targets]` in the config file: {e}")))?;
     let rule_kinds: Vec<ProfileKind> = config.triggers.rules.iter().flat_map(Rule::kinds).collect();
     let loaded = initial_load(&config.target, ProfileSet::of(&config.profiles), ProfileSet::of(&rule_kinds))?;
-    let bound = match &config.listen {
-        Some(listen) => Some(http::Bound::bind(&listen.addr).await?),
-        None => None,
-    };
     let created_output = create_output_dir(&config.output_dir)?;
-    let mut endpoints = match Endpoints::open(&config.control) {
-        Ok(endpoints) => endpoints,
-        Err(e) => {
-            if let Some(listen) = &config.listen {
-                http::remove_socket(&listen.addr);
+    let mut endpoints = Endpoints::open(&config.control)?;
+    // After the control directory exists: `unix:/run/stackwatch/http.sock`
+    // may live in it. A refusal takes back what was made.
+    let bound = match &config.listen {
+        Some(listen) => match http::Bound::bind(&listen.addr).await {
+            Ok(bound) => Some(bound),
+            Err(e) => {
+                endpoints.remove();
+                return Err(e);
             }
-            return Err(e);
-        }
+        },
+        None => None,
     };
     created_output.keep();
     let metrics = Metrics::default();
