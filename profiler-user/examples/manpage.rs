@@ -20,7 +20,9 @@ fn main() -> std::io::Result<()> {
     render(&command, "stackwatch", &dir)?;
     for sub in command.get_subcommands() {
         let name = format!("stackwatch-{}", sub.get_name());
-        let sub = sub.clone().name(name.clone()).version(env!("CARGO_PKG_VERSION"));
+        // clap names are `&'static str` here; this process ends right after.
+        let static_name: &'static str = Box::leak(name.clone().into_boxed_str());
+        let sub = sub.clone().name(static_name).version(env!("CARGO_PKG_VERSION"));
         render(&sub, &name, &dir)?;
     }
     Ok(())

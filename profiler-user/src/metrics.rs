@@ -58,7 +58,7 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    /// Counts `counter` for `reason` in `family`.
+    /// Counts one in `family` for the series `label="value"`.
     pub(crate) fn inc(family: &Family<Labels, Counter>, label: &'static str, value: &str) {
         family.get_or_create(&vec![(label, value.to_owned())]).inc();
     }

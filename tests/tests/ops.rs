@@ -220,7 +220,7 @@ fn webhook_answers_auth_rejects_and_coalesces() {
     let dir = scratch_dir("ops-webhook-token");
     let token = write_file(&dir, "token", "s3cret-token\n");
     let token_arg = token.to_string_lossy().into_owned();
-    let mut daemon = WatchDaemon::start(
+    let daemon = WatchDaemon::start(
         "ops-webhook",
         &["--listen", "127.0.0.1:0", "--listen-token-file", &token_arg, "--capture-duration", "2m"],
     );

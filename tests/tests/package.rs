@@ -93,7 +93,10 @@ fn deb_installs_and_its_unit_verifies() {
         .unwrap_or_else(|e| panic!("{e}"));
     let err = String::from_utf8_lossy(&check.stderr);
     assert_eq!(check.status.code(), Some(2), "{err}");
-    assert!(err.contains("`listen`") && !err.contains("config file"), "the file parsed; the bad flag was refused: {err}");
+    assert!(
+        err.contains("`not-an-address` is not an address") && !err.contains("invalid config file"),
+        "the file parsed; the bad flag was refused: {err}"
+    );
     let man = run(Command::new("zcat").arg("/usr/share/man/man1/stackwatch-watch.1.gz"));
     assert!(String::from_utf8_lossy(&man.stdout).contains("listen"), "the man page documents --listen");
     run(Command::new("dpkg").args(["--purge", "stackwatch"]));

@@ -130,7 +130,8 @@ impl Trigger {
                     .filter(|(k, _)| k.as_str() != "alertname")
                     .map(|(k, v)| format!("{k}=\"{v}\""))
                     .collect();
-                let mut line = format!("alert {alert}{{{}}} ({via})", labels.join(","));
+                let labels = if labels.is_empty() { String::new() } else { format!("{{{}}}", labels.join(",")) };
+                let mut line = format!("alert {alert}{labels} ({via})");
                 if let Some(summary) = annotations.get("summary").or_else(|| annotations.get("description")) {
                     line.push_str(": ");
                     line.push_str(summary);

@@ -60,7 +60,7 @@ impl Daemon {
         let AlertCapture { key, alert: name, target, duration, trigger, received } = alert;
         let now = Instant::now();
         if self.capture.as_ref().is_some_and(|c| c.alert_key.as_deref() == Some(key.as_str())) {
-            debug!("alert {name} repeated while its capture runs: coalesced");
+            info!("alert {name} repeated while its capture runs: coalesced");
             Metrics::inc(&self.metrics.captures_skipped, "reason", "cooldown");
             return;
         }

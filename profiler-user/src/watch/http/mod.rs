@@ -121,8 +121,8 @@ impl Bound {
     }
 }
 
-/// Serves until the daemon stops (the task is aborted then); removes a
-/// unix socket on the way out is the daemon's job ([`remove_socket`]).
+/// Serves until the daemon stops (the task is aborted then); the daemon
+/// removes a unix socket afterwards ([`remove_socket`]).
 pub(super) async fn serve(
     bound: Bound,
     token: Option<String>,
