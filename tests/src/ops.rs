@@ -31,7 +31,8 @@ pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body
         Err(err) => panic!("cannot connect to {addr}: {err}"),
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     for (k, v) in headers {
         request.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -53,7 +54,8 @@ pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect::<BTreeMap<_, _>>();
-    let body = if headers.get("transfer-encoding").is_some_and(|v| v == "chunked") { dechunk(body) } else { body.to_owned() };
+    let body =
+        if headers.get("transfer-encoding").is_some_and(|v| v == "chunked") { dechunk(body) } else { body.to_owned() };
     HttpResponse { status, headers, body }
 }
 
@@ -138,7 +140,8 @@ impl Receiver {
         let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let _ = listener.set_nonblocking(true);
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let respond: Arc<Mutex<Box<dyn FnMut(&Received) -> (u16, String) + Send>>> = Arc::new(Mutex::new(Box::new(respond)));
+        let respond: Arc<Mutex<Box<dyn FnMut(&Received) -> (u16, String) + Send>>> =
+            Arc::new(Mutex::new(Box::new(respond)));
         let stop = Arc::new(Mutex::new(false));
         let (reqs, resp, halt) = (Arc::clone(&requests), Arc::clone(&respond), Arc::clone(&stop));
         thread::spawn(move || loop {

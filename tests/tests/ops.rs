@@ -67,7 +67,8 @@ fn prometheus_alert_captures_the_alerted_process_until_resolved() {
         "ops-prometheus",
         &["--name", "^no-such-process-for-ops$", "--listen", "127.0.0.1:0", "--capture-duration", "2m"],
     );
-    let stackwatch = listen_addr(&daemon.stderr()).unwrap_or_else(|| panic!("no listen address logged\n{}", daemon.stderr()));
+    let stackwatch =
+        listen_addr(&daemon.stderr()).unwrap_or_else(|| panic!("no listen address logged\n{}", daemon.stderr()));
 
     // The "spike": a series the test switches on and off.
     let hot = Arc::new(AtomicU32::new(0));
@@ -185,7 +186,8 @@ receivers:
     assert_eq!(trigger["annotations"]["summary"], format!("pid {pid} burns CPU"), "{m}");
     assert_eq!(m["target"]["pids"], serde_json::json!([pid]), "{m}");
     assert_cpu_split_profile(&pprof_of(&written[0]));
-    let svg = std::fs::read_to_string(pprof_of(&written[0]).with_extension("").with_extension("svg")).unwrap_or_default();
+    let svg =
+        std::fs::read_to_string(pprof_of(&written[0]).with_extension("").with_extension("svg")).unwrap_or_default();
     assert!(svg.contains("alert CpuSpike"), "the flamegraph's subtitle names the alert");
 
     // Prometheus scraped stackwatch's metrics all along.
@@ -383,7 +385,11 @@ fn push_reaches_pyroscope_after_an_outage_and_files_stay() {
         SETTLE,
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("pushed 1 profile to"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("pushed 1 profile to"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let got = server.wait_for(4, SETTLE);
     assert!(!got[3].headers.contains_key("authorization"));
     assert_ingest(&got[3], "cpu_split", "manual", &out_dir);

@@ -52,7 +52,8 @@ fn deb_installs_and_its_unit_verifies() {
     // dpkg's database is the machine's: one installing test at a time.
     let _lock = exclusive();
     let deb = package(".deb");
-    let contents = String::from_utf8_lossy(&run(Command::new("dpkg-deb").arg("--contents").arg(&deb)).stdout).into_owned();
+    let contents =
+        String::from_utf8_lossy(&run(Command::new("dpkg-deb").arg("--contents").arg(&deb)).stdout).into_owned();
     for path in [
         "./usr/bin/stackwatch",
         "./lib/systemd/system/stackwatch.service",
@@ -64,14 +65,15 @@ fn deb_installs_and_its_unit_verifies() {
     ] {
         assert!(contents.lines().any(|l| l.ends_with(path)), "`{path}` missing from the .deb:\n{contents}");
     }
-    let info = String::from_utf8_lossy(&run(Command::new("dpkg-deb").arg("--field").arg(&deb).arg("conffiles")).stdout)
+    let info = String::from_utf8_lossy(&run(Command::new("dpkg-deb").arg("--info").arg(&deb).arg("conffiles")).stdout)
         .into_owned();
     assert!(info.contains("/etc/stackwatch/watch.toml"), "the config is a conffile: {info}");
 
     let _installed = Installed;
     run(Command::new("dpkg").arg("-i").arg(&deb));
-    let status = String::from_utf8_lossy(&run(Command::new("dpkg-query").args(["-W", "-f=${Status}", "stackwatch"])).stdout)
-        .into_owned();
+    let status =
+        String::from_utf8_lossy(&run(Command::new("dpkg-query").args(["-W", "-f=${Status}", "stackwatch"])).stdout)
+            .into_owned();
     assert_eq!(status, "install ok installed");
     let unit = Path::new("/lib/systemd/system/stackwatch.service");
     let text = std::fs::read_to_string(unit).unwrap_or_default();

@@ -50,7 +50,11 @@ pub fn dist() -> Result<Vec<PathBuf>> {
     let binary = work.join("stackwatch");
     cmd::run(Command::new("strip").arg("--strip-debug").arg("-o").arg(&binary).arg(&bin))?;
     let man_dir = work.join("man");
-    cmd::run(cargo().args(["run", "--quiet", "--release", "-p", "profiler-user", "--example", "manpage", "--"]).arg(&man_dir))?;
+    cmd::run(
+        cargo()
+            .args(["run", "--quiet", "--release", "-p", "profiler-user", "--example", "manpage", "--"])
+            .arg(&man_dir),
+    )?;
     let payload = Payload { binary, man_dir };
 
     let deb = out.join(format!("stackwatch_{version}_{arch}.deb"));
@@ -86,7 +90,9 @@ enum Layout {
 
 fn stage_tree(root: &Path, payload: &Payload, stage: &Path, layout: Layout) -> Result<()> {
     let (bin_dir, unit_dir, etc_dir, doc_dir, man1) = match layout {
-        Layout::Deb => ("usr/bin", "lib/systemd/system", "etc/stackwatch", "usr/share/doc/stackwatch", "usr/share/man/man1"),
+        Layout::Deb => {
+            ("usr/bin", "lib/systemd/system", "etc/stackwatch", "usr/share/doc/stackwatch", "usr/share/man/man1")
+        }
         Layout::Tarball => ("bin", "systemd", "etc", "share/doc/stackwatch", "share/man/man1"),
     };
     let bin = stage.join(bin_dir).join("stackwatch");

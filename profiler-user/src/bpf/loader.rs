@@ -290,5 +290,7 @@ mod tests {
 /// program run, so `watch --listen` holds it only while a capture runs.
 /// `None` when the kernel refuses (the metric then stays 0).
 pub(crate) fn enable_run_stats() -> Option<std::os::fd::OwnedFd> {
-    aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(|e| log::debug!("BPF run-time statistics are off: {e}")).ok()
+    aya::sys::enable_stats(aya::sys::Stats::RunTime)
+        .map_err(|e| log::debug!("BPF run-time statistics are off: {e}"))
+        .ok()
 }

@@ -237,7 +237,10 @@ const PUSH_DEADLINE: Duration = Duration::from_secs(30);
 
 /// `--push`: after the files are written, so a server that is down costs
 /// the push, never the capture.
-async fn push_capture(config: &crate::sink::push::PushConfig, capture: &crate::profile::capture::FinishedCapture) -> Result<()> {
+async fn push_capture(
+    config: &crate::sink::push::PushConfig,
+    capture: &crate::profile::capture::FinishedCapture,
+) -> Result<()> {
     let url = config.ingest_url();
     let pusher = crate::sink::push::Pusher::new(config.clone())?;
     match crate::sink::push::push_now(&pusher, capture, PUSH_DEADLINE).await {

@@ -161,8 +161,11 @@ impl WatchConfig {
             }
         }
         let triggers = trigger_config(args, file, &bad)?;
-        let output_dir: PathBuf =
-            args.output_dir.clone().or_else(|| file.output_dir.clone()).unwrap_or_else(|| DEFAULT_WATCH_OUTPUT_DIR.into());
+        let output_dir: PathBuf = args
+            .output_dir
+            .clone()
+            .or_else(|| file.output_dir.clone())
+            .unwrap_or_else(|| DEFAULT_WATCH_OUTPUT_DIR.into());
         let listen = ops::listen_config(&args.listen, file, &bad)?;
         let push = ops::push_config(&args.push, file, &output_dir.join(".push-spool"), &bad)?;
         Ok(Self {

@@ -38,7 +38,10 @@ pub(crate) struct ListenConfig {
 
 impl std::fmt::Debug for ListenConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ListenConfig").field("addr", &self.addr).field("token", &self.token.as_ref().map(|_| "…")).finish()
+        f.debug_struct("ListenConfig")
+            .field("addr", &self.addr)
+            .field("token", &self.token.as_ref().map(|_| "…"))
+            .finish()
     }
 }
 
@@ -125,12 +128,8 @@ pub(crate) fn push_config(
         (None, Some(user), Some(path)) => {
             PushAuth::Basic { user, password: read_secret(&path).map_err(|e| bad("push-password-file", e))? }
         }
-        (None, Some(_), None) => {
-            return Err(bad("push-user", "basic auth needs `push-password-file` too".to_owned()))
-        }
-        (None, None, Some(_)) => {
-            return Err(bad("push-password-file", "basic auth needs `push-user` too".to_owned()))
-        }
+        (None, Some(_), None) => return Err(bad("push-user", "basic auth needs `push-password-file` too".to_owned())),
+        (None, None, Some(_)) => return Err(bad("push-password-file", "basic auth needs `push-user` too".to_owned())),
         (None, None, None) => PushAuth::None,
     };
     let timeout = match &file.push_timeout {
@@ -212,8 +211,9 @@ mod tests {
             push_tenant: Some("team-a".into()),
             ..PushArgs::default()
         };
-        let file = WatchFile::parse("push-labels = { env = \"prod\" }\npush-spool-size = \"64MiB\"\npush-timeout = \"5s\"\n")
-            .unwrap();
+        let file =
+            WatchFile::parse("push-labels = { env = \"prod\" }\npush-spool-size = \"64MiB\"\npush-timeout = \"5s\"\n")
+                .unwrap();
         let c = push_config(&args, &file, Path::new("/var/lib/stackwatch/.push-spool"), &bad).unwrap().unwrap();
         assert_eq!(c.auth, PushAuth::Basic { user: "123".into(), password: "hunter2".into() });
         assert_eq!(c.tenant.as_deref(), Some("team-a"));

@@ -408,8 +408,18 @@ impl Objects {
         let chars: Option<String> = match width {
             1 if ascii => data.is_ascii().then(|| data.iter().map(|&b| b as char).collect()),
             1 => Some(data.iter().map(|&b| b as char).collect()),
-            2 => data.as_chunks::<2>().0.iter().map(|c| char::from_u32(u32::from(u16::from_le_bytes([c[0], c[1]])))).collect(),
-            _ => data.as_chunks::<4>().0.iter().map(|c| char::from_u32(u32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect(),
+            2 => data
+                .as_chunks::<2>()
+                .0
+                .iter()
+                .map(|c| char::from_u32(u32::from(u16::from_le_bytes([c[0], c[1]]))))
+                .collect(),
+            _ => data
+                .as_chunks::<4>()
+                .0
+                .iter()
+                .map(|c| char::from_u32(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+                .collect(),
         };
         chars.ok_or_else(|| format!("invalid characters in string at {addr:#x}"))
     }

@@ -157,7 +157,11 @@ fn trigger_label(trigger: &Trigger) -> &'static str {
 }
 
 /// The ingest request for one profile of a capture.
-pub(crate) fn upload(info: &CaptureInfo, profile: &Profile, extra: &BTreeMap<String, String>) -> anyhow::Result<Upload> {
+pub(crate) fn upload(
+    info: &CaptureInfo,
+    profile: &Profile,
+    extra: &BTreeMap<String, String>,
+) -> anyhow::Result<Upload> {
     let mut labels: BTreeMap<String, String> = BTreeMap::new();
     labels.insert("host".to_owned(), info.host.clone());
     labels.insert("kind".to_owned(), profile.kind.to_string());
@@ -260,11 +264,7 @@ impl Pusher {
         let mut url = reqwest::Url::parse(&self.config.ingest_url())
             .map_err(|e| SendError::Permanent(format!("bad push URL: {e}")))?;
         url.query_pairs_mut().extend_pairs(upload.query.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let mut request = self
-            .client
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, content_type)
-            .body(body);
+        let mut request = self.client.post(url).header(reqwest::header::CONTENT_TYPE, content_type).body(body);
         request = match &self.config.auth {
             PushAuth::None => request,
             PushAuth::Basic { user, password } => request.basic_auth(user, Some(password)),
@@ -481,7 +481,9 @@ pub(crate) async fn push_now(pusher: &Pusher, capture: &FinishedCapture, deadlin
                     sent += 1;
                     break;
                 }
-                Err(SendError::Permanent(reason)) => return Err(anyhow!("the server refused the {} profile: {reason}", profile.kind)),
+                Err(SendError::Permanent(reason)) => {
+                    return Err(anyhow!("the server refused the {} profile: {reason}", profile.kind))
+                }
                 Err(SendError::Transient(reason)) if tokio::time::Instant::now() + backoff >= until => {
                     return Err(anyhow!("{reason}; gave up after {}", humantime::format_duration(deadline)));
                 }

@@ -228,9 +228,9 @@ fn choose_target(
 
 /// `pid:N` | `name:REGEX` | `cgroup:PATH` | `unit:NAME`.
 pub(crate) fn parse_target(text: &str) -> Result<AlertTarget, String> {
-    let (kind, value) = text
-        .split_once(':')
-        .ok_or_else(|| format!("`{text}` is not a target: write `pid:N`, `name:REGEX`, `cgroup:PATH` or `unit:NAME`"))?;
+    let (kind, value) = text.split_once(':').ok_or_else(|| {
+        format!("`{text}` is not a target: write `pid:N`, `name:REGEX`, `cgroup:PATH` or `unit:NAME`")
+    })?;
     let value = value.trim();
     if value.is_empty() {
         return Err(format!("`{text}` names no {kind}"));
@@ -358,7 +358,9 @@ mod tests {
     #[test]
     fn resolved_ends_and_mapping_applies_in_order() {
         let body = am(&alert("resolved", r#""alertname":"HighCpu""#, ""));
-        assert!(matches!(one(&body, &AlertTargets::default()), AlertAction::Resolve { ref key, .. } if key == "c0ffee"));
+        assert!(
+            matches!(one(&body, &AlertTargets::default()), AlertAction::Resolve { ref key, .. } if key == "c0ffee")
+        );
 
         let table: BTreeMap<String, String> = [
             ("job".to_owned(), "unit:{}".to_owned()),
@@ -372,7 +374,11 @@ mod tests {
         assert_eq!(order, ["container", "job", "zone"]);
         let body = am(&alert("firing", r#""alertname":"A","job":"nginx","container":"web.1""#, ""));
         let AlertAction::Start(start) = one(&body, &targets) else { panic!() };
-        assert!(matches!(&start.target, AlertTarget::Spec(TargetSpec::Name(re)) if re.as_str() == r"^web\.1$"), "{:?}", start.target);
+        assert!(
+            matches!(&start.target, AlertTarget::Spec(TargetSpec::Name(re)) if re.as_str() == r"^web\.1$"),
+            "{:?}",
+            start.target
+        );
         let body = am(&alert("firing", r#""alertname":"A","job":"nginx""#, ""));
         let AlertAction::Start(start) = one(&body, &targets) else { panic!() };
         assert!(matches!(&start.target, AlertTarget::Unit(u) if u == "nginx.service"));

@@ -95,7 +95,10 @@ impl Bound {
                 if let Ok(meta) = std::fs::symlink_metadata(path) {
                     use std::os::unix::fs::FileTypeExt as _;
                     if !meta.file_type().is_socket() {
-                        bail!("`{}` exists and is not a socket; remove it or choose another `--listen` path", path.display());
+                        bail!(
+                            "`{}` exists and is not a socket; remove it or choose another `--listen` path",
+                            path.display()
+                        );
                     }
                     // A socket nobody accepts on is a leftover of ours.
                     if std::os::unix::net::UnixStream::connect(path).is_ok() {
@@ -156,7 +159,8 @@ pub(super) fn remove_socket(addr: &ListenAddr) {
 /// `None` when the request may go on; else the 401 to answer.
 fn deny(endpoint: &Endpoint, headers: &HeaderMap) -> Option<Response> {
     let token = endpoint.token.as_deref()?;
-    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let given =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     match given {
         Some(given) if constant_time_eq(given.trim().as_bytes(), token.as_bytes()) => None,
         _ => Some(
@@ -214,7 +218,11 @@ async fn post_alerts(State(endpoint): State<Arc<Endpoint>>, headers: HeaderMap, 
     };
     let mut answer = AlertsAnswer::default();
     let count = |status: &str, outcome: &str| {
-        endpoint.metrics.alerts.get_or_create(&vec![("status", status.to_owned()), ("outcome", outcome.to_owned())]).inc();
+        endpoint
+            .metrics
+            .alerts
+            .get_or_create(&vec![("status", status.to_owned()), ("outcome", outcome.to_owned())])
+            .inc();
     };
     for action in actions {
         let event = match action {
@@ -247,7 +255,11 @@ async fn post_alerts(State(endpoint): State<Arc<Endpoint>>, headers: HeaderMap, 
                     }
                 };
                 count("firing", "accepted");
-                answer.accepted.push(Accepted { alert: start.alert.clone(), status: "firing", target: Some(description) });
+                answer.accepted.push(Accepted {
+                    alert: start.alert.clone(),
+                    status: "firing",
+                    target: Some(description),
+                });
                 AlertEvent::Start(AlertCapture {
                     key: start.key,
                     alert: start.alert,
