@@ -127,7 +127,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 pub struct Receiver {
     pub addr: String,
     pub requests: Arc<Mutex<Vec<Received>>>,
-    respond: Arc<Mutex<Box<dyn FnMut(&Received) -> (u16, String) + Send>>>,
+    respond: Respond,
     stop: Arc<Mutex<bool>>,
 }
 
@@ -140,8 +140,7 @@ impl Receiver {
         let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let _ = listener.set_nonblocking(true);
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let respond: Arc<Mutex<Box<dyn FnMut(&Received) -> (u16, String) + Send>>> =
-            Arc::new(Mutex::new(Box::new(respond)));
+        let respond: Respond = Arc::new(Mutex::new(Box::new(respond)));
         let stop = Arc::new(Mutex::new(false));
         let (reqs, resp, halt) = (Arc::clone(&requests), Arc::clone(&respond), Arc::clone(&stop));
         thread::spawn(move || loop {
@@ -192,6 +191,7 @@ impl Drop for Receiver {
     }
 }
 
+/// What a [`Receiver`] answers each request with.
 type Respond = Arc<Mutex<Box<dyn FnMut(&Received) -> (u16, String) + Send>>>;
 
 fn serve_one(stream: TcpStream, requests: &Mutex<Vec<Received>>, respond: &Respond) {

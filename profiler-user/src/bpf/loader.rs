@@ -262,6 +262,16 @@ pub(super) fn privilege_aware(err: anyhow::Error, what: &str) -> anyhow::Error {
     }
 }
 
+/// Turns on the kernel's BPF run-time statistics for as long as the
+/// descriptor is held (`BPF_ENABLE_STATS`, 5.8+): two clock reads per
+/// program run, so `watch --listen` holds it only while a capture runs.
+/// `None` when the kernel refuses (the metric then stays 0).
+pub(crate) fn enable_run_stats() -> Option<std::os::fd::OwnedFd> {
+    aya::sys::enable_stats(aya::sys::Stats::RunTime)
+        .map_err(|e| log::debug!("BPF run-time statistics are off: {e}"))
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,14 +293,4 @@ mod tests {
         let text = privilege_aware(anyhow!(words), "failed to load").to_string();
         assert!(!text.contains("CAP_BPF"), "{text}");
     }
-}
-
-/// Turns on the kernel's BPF run-time statistics for as long as the
-/// descriptor is held (`BPF_ENABLE_STATS`, 5.8+): two clock reads per
-/// program run, so `watch --listen` holds it only while a capture runs.
-/// `None` when the kernel refuses (the metric then stays 0).
-pub(crate) fn enable_run_stats() -> Option<std::os::fd::OwnedFd> {
-    aya::sys::enable_stats(aya::sys::Stats::RunTime)
-        .map_err(|e| log::debug!("BPF run-time statistics are off: {e}"))
-        .ok()
 }
