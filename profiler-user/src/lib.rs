@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! units, sys, ids, addr     values, OS facts, ids and address kinds
+//! metrics                   the daemon's Prometheus metrics (atomics; a leaf)
 //! procfs, objfile, unwind   one reader per /proc source; ELF, Go tables, debug files; the unwinder seam
 //! python                    CPython frames read from a live process (runtime reader)
 //! runtime                   what a process runs (Go, CPython, Node, JVM, native) and its stacks' facts
@@ -17,7 +18,7 @@
 //! dump                      every thread's kernel and user stack of one process, once
 //! pipeline                  the capture session and finish, shared by record and watch
 //! history                   the flight recorder: low-rate samples in time slots, named at a capture
-//! sink                      where finished captures go: files in a directory
+//! sink                      where finished captures go: files in a directory, a Pyroscope push
 //! live                      `top`: the CPU counts taken every refresh, the table, the terminal
 //! triggers, control         threshold rules and target sampling; the control protocol
 //! cli, config               the command line, validated with the config file
@@ -42,6 +43,7 @@ pub(crate) mod ids;
 pub(crate) mod kinds;
 pub(crate) mod live;
 pub mod logging;
+pub(crate) mod metrics;
 pub(crate) mod objfile;
 pub(crate) mod pipeline;
 pub(crate) mod procfs;
@@ -56,6 +58,10 @@ pub(crate) mod triggers;
 pub(crate) mod units;
 pub(crate) mod unwind;
 pub(crate) mod watch;
+
+// A dev-dependency of `examples/manpage.rs` only (`cargo xtask dist`).
+#[cfg(test)]
+use clap_mangen as _;
 
 pub use aggregate::{Aggregate, Frames, RawSample};
 pub use config::UsageError;

@@ -27,6 +27,7 @@ mod build;
 pub mod capture;
 pub mod daemon;
 pub mod hostile;
+pub mod ops;
 mod pprof;
 mod process;
 pub mod profwork;

@@ -5,6 +5,7 @@
 #![expect(unused_crate_dependencies, reason = "clap is the command line's, in main.rs")]
 
 pub mod cmd;
+pub mod dist;
 pub mod setup;
 
 use std::env;

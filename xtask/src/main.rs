@@ -55,6 +55,9 @@ enum Task {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Build the packages under target/dist/: a .deb (binary, systemd unit, default config,
+    /// docs, man pages) and a tarball with the same files.
+    Dist,
     /// Profile the whole host with the release binary and print the files
     /// written and the top functions.
     Run {
@@ -89,6 +92,11 @@ fn main() -> ExitCode {
             println!("{}", bin.display());
         }),
         Task::Test { no_lint, test_args } => test(no_lint, &test_args),
+        Task::Dist => setup::ensure().and_then(|()| xtask::dist::dist()).map(|paths| {
+            for path in paths {
+                println!("{}", path.display());
+            }
+        }),
         Task::Run { duration, output_dir, record_args } => run(&duration, output_dir, &record_args),
         Task::Bench { args } => bench(&args),
         Task::Man { out } => {
@@ -121,6 +129,8 @@ fn test(no_lint: bool, test_args: &[String]) -> Result<()> {
     let bin = bin.canonicalize().with_context(|| format!("failed to resolve `{}`", bin.display()))?;
 
     let mut steps: Vec<(&str, Result<()>)> = Vec::new();
+    // The packaging tests install what `dist` built.
+    steps.push(("cargo xtask dist", xtask::dist::dist().map(drop)));
     let mut tests = cargo();
     // --no-fail-fast: every test binary runs even after one fails, so a
     // failure in one crate does not hide the results of the others.

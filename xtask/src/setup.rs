@@ -26,6 +26,9 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("binutils", "objcopy/readelf for the separate-debug-file symbolization test, objdump for the Python one"),
     ("python3", "Debian's static CPython build for the Python stack tests (pyenv provides 3.6-3.13)"),
     ("tmux", "a real terminal for the `stackwatch top` tests"),
+    ("prometheus", "the alerting test: Prometheus evaluates a rule and scrapes `/metrics`; `promtool check metrics`"),
+    ("prometheus-alertmanager", "the alerting test: Alertmanager calls the `/alerts` webhook"),
+    ("systemd", "`systemd-analyze verify` on the packaged unit (the binary only: systemd need not run)"),
 ];
 
 /// Where Debian's llvm-22-dev lives; bpf-linker's build finds LLVM there.

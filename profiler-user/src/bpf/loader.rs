@@ -291,6 +291,19 @@ impl Loader {
         self.programs
     }
 
+    /// Total time the kernel ran the loaded programs, and how many runs, as
+    /// counted while BPF run-time statistics were on ([`enable_run_stats`]).
+    pub(crate) fn run_totals(&self) -> (std::time::Duration, u64) {
+        let mut total = (std::time::Duration::ZERO, 0);
+        for (_, program) in self.ebpf.programs() {
+            if let Ok(info) = program.info() {
+                total.0 += info.run_time();
+                total.1 += info.run_count();
+            }
+        }
+        total
+    }
+
     /// Forwards pending eBPF log records to the `log` facade.
     pub(crate) fn flush_logs(&mut self) {
         if let Some(logger) = &mut self.logger {
@@ -341,6 +354,16 @@ pub(super) fn privilege_aware(err: anyhow::Error, what: &str) -> anyhow::Error {
     } else {
         anyhow!("{what}: {err:#}")
     }
+}
+
+/// Turns on the kernel's BPF run-time statistics for as long as the
+/// descriptor is held (`BPF_ENABLE_STATS`, 5.8+): two clock reads per
+/// program run, so `watch --listen` holds it only while a capture runs.
+/// `None` when the kernel refuses (the metric then stays 0).
+pub(crate) fn enable_run_stats() -> Option<std::os::fd::OwnedFd> {
+    aya::sys::enable_stats(aya::sys::Stats::RunTime)
+        .map_err(|e| log::debug!("BPF run-time statistics are off: {e}"))
+        .ok()
 }
 
 #[cfg(test)]

@@ -21,5 +21,5 @@ pub(crate) mod tables;
 pub(crate) use drain::{Counted, RawCapture};
 pub(crate) use history::HistorySource;
 pub(crate) use links::{Detaching, UprobeSite};
-pub(crate) use loader::{Loader, Programs, UnwindMode};
+pub(crate) use loader::{enable_run_stats, Loader, Programs, UnwindMode};
 pub(crate) use maps::Stats;

@@ -12,12 +12,14 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 use regex::Regex;
 
 mod man;
+pub(crate) mod ops;
 mod top;
 pub(crate) mod triggers;
 
 pub use man::write_man_pages;
 pub use top::TopArgs;
 
+use self::ops::{ListenArgs, PushArgs};
 use crate::ids::Pid;
 use crate::profile::diff::read::SampleIndex;
 use crate::profile::ProfileKind;
@@ -237,6 +239,9 @@ pub struct RecordArgs {
     /// code without one ends its stack in a [truncated] frame)
     #[arg(long, value_name = "MODE", value_enum, default_value_t = Unwind::Auto)]
     pub(crate) unwind: Unwind,
+
+    #[command(flatten)]
+    pub(crate) push: PushArgs,
 }
 
 /// `--unwind`: how user stacks are walked.
@@ -340,6 +345,12 @@ pub struct WatchArgs {
 
     #[command(flatten)]
     pub(crate) triggers: TriggerArgs,
+
+    #[command(flatten)]
+    pub(crate) listen: ListenArgs,
+
+    #[command(flatten)]
+    pub(crate) push: PushArgs,
 }
 
 /// `diff`.

@@ -115,6 +115,10 @@ pub async fn run(args: &RecordArgs) -> Result<()> {
     // loses nothing: the files are written. Said after the files' own
     // errors, which matter more.
     let printed = print_summary(&written, &capture, &config.profiles, window.duration());
+    let pushed = match &config.push {
+        Some(push) => push_capture(push, &capture).await,
+        None => Ok(()),
+    };
     // The probes count nothing any more; this only keeps the process
     // around until the kernel has let go of them.
     if let Err(e) = detaching.wait() {
@@ -134,6 +138,7 @@ pub async fn run(args: &RecordArgs) -> Result<()> {
             out_dir.display()
         );
     }
+    pushed?;
     if config.profiles.contains(&ProfileKind::Cpu) {
         check_not_silently_empty(info)
     } else {
@@ -275,4 +280,24 @@ async fn wait_for_end(
     }
     loader.flush_logs();
     reason
+}
+
+/// How long `record --push` keeps trying a server that does not answer.
+const PUSH_DEADLINE: Duration = Duration::from_secs(30);
+
+/// `--push`: after the files are written, so a server that is down costs
+/// the push, never the capture.
+async fn push_capture(
+    config: &crate::sink::push::PushConfig,
+    capture: &crate::profile::capture::FinishedCapture,
+) -> Result<()> {
+    let url = config.ingest_url();
+    let pusher = crate::sink::push::Pusher::new(config.clone())?;
+    match crate::sink::push::push_now(&pusher, capture, PUSH_DEADLINE).await {
+        Ok(sent) => {
+            println!("pushed {sent} profile{} to {url}", if sent == 1 { "" } else { "s" });
+            Ok(())
+        }
+        Err(e) => Err(e.context(format!("the files are written, but pushing them to `{url}` failed"))),
+    }
 }

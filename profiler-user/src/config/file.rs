@@ -78,6 +78,20 @@ pub(crate) struct WatchFile {
     pub history_frequency: Option<u64>,
     pub history_memory: Option<OneOrSize>,
     pub history_slot: Option<String>,
+    // `watch --listen` and `--push` (see `config::ops` and docs/usage.md).
+    pub listen: Option<String>,
+    pub listen_token_file: Option<PathBuf>,
+    /// `[alert-targets]`: label → target template (`name:^{}$`).
+    pub alert_targets: Option<std::collections::BTreeMap<String, String>>,
+    pub push: Option<String>,
+    pub push_token_file: Option<PathBuf>,
+    pub push_user: Option<String>,
+    pub push_password_file: Option<PathBuf>,
+    pub push_tenant: Option<String>,
+    pub push_timeout: Option<String>,
+    pub push_labels: Option<std::collections::BTreeMap<String, String>>,
+    pub push_spool_dir: Option<PathBuf>,
+    pub push_spool_size: Option<OneOrSize>,
 }
 
 /// `retain = "2GiB"` or `retain = 1073741824`.

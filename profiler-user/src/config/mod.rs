@@ -7,6 +7,7 @@
 
 pub(crate) mod error;
 pub(crate) mod file;
+pub(crate) mod ops;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -37,6 +38,8 @@ pub(crate) struct RecordConfig {
     pub profiles: Vec<ProfileKind>,
     pub formats: Formats,
     pub unwind: Unwind,
+    /// `--push`: Pyroscope, if any (no spool: `record` pushes before it exits).
+    pub push: Option<crate::sink::push::PushConfig>,
 }
 
 impl RecordConfig {
@@ -60,6 +63,9 @@ impl RecordConfig {
             profiles,
             formats,
             unwind: args.unwind,
+            push: ops::push_config(&args.push, &WatchFile::default(), Path::new(""), &|key, reason| {
+                UsageError(format!("invalid `--{key}`: {reason}"))
+            })?,
         })
     }
 }
@@ -89,6 +95,12 @@ pub(crate) struct WatchConfig {
     pub unwind: Unwind,
     /// The flight recorder, when `--history` is set.
     pub history: Option<HistoryConfig>,
+    /// `--listen`: the HTTP endpoint, if any.
+    pub listen: Option<ops::ListenConfig>,
+    /// `[alert-targets]`: label → target template, checked by the endpoint.
+    pub alert_targets: std::collections::BTreeMap<String, String>,
+    /// `--push`: Pyroscope, if any.
+    pub push: Option<crate::sink::push::PushConfig>,
 }
 
 impl WatchConfig {
@@ -163,6 +175,13 @@ impl WatchConfig {
             (None, None) => Unwind::Auto,
         };
         let history = history_config(args, file, &bad)?;
+        let output_dir: PathBuf = args
+            .output_dir
+            .clone()
+            .or_else(|| file.output_dir.clone())
+            .unwrap_or_else(|| DEFAULT_WATCH_OUTPUT_DIR.into());
+        let listen = ops::listen_config(&args.listen, file, &bad)?;
+        let push = ops::push_config(&args.push, file, &output_dir.join(".push-spool"), &bad)?;
         Ok(Self {
             target,
             control: args
@@ -170,11 +189,7 @@ impl WatchConfig {
                 .clone()
                 .or_else(|| file.control.clone())
                 .unwrap_or_else(|| DEFAULT_CONTROL_PATH.into()),
-            output_dir: args
-                .output_dir
-                .clone()
-                .or_else(|| file.output_dir.clone())
-                .unwrap_or_else(|| DEFAULT_WATCH_OUTPUT_DIR.into()),
+            output_dir,
             capture_duration,
             frequency_hz,
             formats,
@@ -183,6 +198,9 @@ impl WatchConfig {
             triggers,
             unwind,
             history,
+            listen,
+            alert_targets: file.alert_targets.clone().unwrap_or_default(),
+            push,
         })
     }
 }

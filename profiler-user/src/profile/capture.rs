@@ -103,6 +103,17 @@ pub(crate) enum Trigger {
     Manual { source: String },
     /// A threshold rule fired.
     Rule { rule: String, observed: String, window: String },
+    /// An alert from Prometheus Alertmanager or Grafana (`watch --listen`):
+    /// its name, labels and annotations as the alerting system sent them.
+    Alert {
+        alert: String,
+        /// `alertmanager` or `grafana`.
+        via: String,
+        /// The alert's `stackwatch_target` (or the configured label mapping) that chose the target.
+        matched: String,
+        labels: std::collections::BTreeMap<String, String>,
+        annotations: std::collections::BTreeMap<String, String>,
+    },
 }
 
 impl Trigger {
@@ -112,6 +123,20 @@ impl Trigger {
             Trigger::Manual { source } => format!("manual ({source})"),
             Trigger::Rule { rule, observed, window } => {
                 format!("triggered: {rule} (observed {observed} over {window})")
+            }
+            Trigger::Alert { alert, via, labels, annotations, .. } => {
+                let labels: Vec<String> = labels
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != "alertname")
+                    .map(|(k, v)| format!("{k}=\"{v}\""))
+                    .collect();
+                let labels = if labels.is_empty() { String::new() } else { format!("{{{}}}", labels.join(",")) };
+                let mut line = format!("alert {alert}{labels} ({via})");
+                if let Some(summary) = annotations.get("summary").or_else(|| annotations.get("description")) {
+                    line.push_str(": ");
+                    line.push_str(summary);
+                }
+                line
             }
         }
     }

@@ -64,6 +64,20 @@ pub(crate) fn pid_info() -> CaptureInfo {
     info(target, trigger)
 }
 
+/// A capture an Alertmanager alert started: pid target, CPU profile.
+pub(crate) fn alert_capture() -> (CaptureInfo, Vec<Profile>) {
+    let mut info = pid_info();
+    let labels = [("alertname", "HighCpu"), ("job", "api"), ("severity", "page")];
+    info.trigger = Trigger::Alert {
+        alert: "HighCpu".into(),
+        via: "alertmanager".into(),
+        matched: "stackwatch_target=pid:100".into(),
+        labels: labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        annotations: [("summary".to_owned(), "api burns CPU".to_owned())].into_iter().collect(),
+    };
+    (info, vec![single_process_profile()])
+}
+
 fn line(function: &str, file: Option<&str>, line: Option<u32>) -> Line {
     Line { function: function.into(), file: file.map(Into::into), line }
 }

@@ -1,10 +1,12 @@
 //! Where finished captures go. The capture pipeline hands each one to a
 //! [`Sink`], which writes, pushes or keeps it: files in a directory
-//! ([`dir::DirSink`], with atomic no-clobber [`files`] and [`retention`])
-//! today; a push to a profiling server is another implementation, next to it.
+//! ([`dir::DirSink`], with atomic no-clobber [`files`] and [`retention`]),
+//! a push to Grafana Pyroscope ([`push::PushSink`], spooled so it never
+//! blocks or loses a capture), or both ([`Fanout`]).
 
 pub(crate) mod dir;
 pub(crate) mod files;
+pub(crate) mod push;
 pub(crate) mod retention;
 
 pub(crate) use dir::DirSink;
@@ -21,6 +23,39 @@ pub(crate) trait Sink: Send + Sync {
     /// (the directory cannot be opened); otherwise [`Written`] says what was
     /// kept and what was not, and why.
     fn write(&self, capture: &FinishedCapture) -> anyhow::Result<Written>;
+}
+
+/// Several sinks, in order: the capture goes to each (files first, then
+/// the push), and what they kept is reported together. `Err` only when
+/// every sink failed to attempt anything.
+pub(crate) struct Fanout(pub Vec<std::sync::Arc<dyn Sink>>);
+
+impl Sink for Fanout {
+    fn write(&self, capture: &FinishedCapture) -> anyhow::Result<Written> {
+        let mut all = Written::default();
+        let mut first_error = None;
+        let mut attempted = false;
+        for sink in &self.0 {
+            match sink.write(capture) {
+                Ok(written) => {
+                    attempted = true;
+                    all.paths.extend(written.paths);
+                    all.failed.extend(written.failed);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) if !attempted => Err(e),
+            Some(e) => {
+                all.failed.push(FailedFile { path: PathBuf::new(), reason: format!("{e:#}") });
+                Ok(all)
+            }
+            None => Ok(all),
+        }
+    }
 }
 
 /// A file of a capture that could not be written.

@@ -60,6 +60,8 @@ pub(super) enum Source {
     Signal,
     /// A trigger rule fired.
     Rule,
+    /// An alert arrived on `POST /alerts`.
+    Alert,
 }
 
 impl Source {
@@ -69,6 +71,7 @@ impl Source {
             Source::Ctl => "ctl",
             Source::Signal => "SIGUSR2",
             Source::Rule => "rule",
+            Source::Alert => "alert",
         }
     }
 }

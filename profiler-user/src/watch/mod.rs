@@ -45,7 +45,9 @@
 //! says the capture was not written and the daemon is stopping), the
 //! program is detached and unloaded, and the FIFO and socket are removed.
 
+mod alerting;
 mod fifo;
+mod http;
 mod listen;
 mod ondemand;
 mod setup;
@@ -63,18 +65,22 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tracing::{debug, error, info, warn};
 
 use crate::bpf::Loader;
-use crate::config::WatchConfig;
+use crate::config::{UsageError, WatchConfig};
 use crate::control::{CaptureStatus, Command, DaemonState, Reply};
 use crate::history::{HistoryView, Recorder};
+use crate::metrics::Metrics;
 use crate::pipeline::Session;
 use crate::profile::capture::Trigger;
 use crate::profile::ProfileKind;
 use crate::profile::ProfileSet;
-use crate::sink::{DirSink, Sink};
+use crate::sink::push::PushSink;
+use crate::sink::{DirSink, Fanout, Sink};
 use crate::symbolize::Symbolizer;
 use crate::target::{Filter, ResolvedTarget, TargetSpec};
 use crate::triggers::Rule;
 
+use self::alerting::AlertState;
+use self::http::AlertEvent;
 use self::listen::{sd_notify, Request, Source};
 use self::setup::{check_output_dir, compatible, create_output_dir, initial_load, Endpoints, Loaded, Signals};
 use self::triggers::Triggers;
@@ -98,6 +104,8 @@ pub(crate) async fn run(config: WatchConfig) -> Result<()> {
     // made: a refused start leaves nothing behind.
     check_output_dir(&config.output_dir)?;
     Endpoints::check(&config.control)?;
+    let alert_targets = http::alerts::AlertTargets::new(&config.alert_targets)
+        .map_err(|e| UsageError(format!("invalid `[alert-targets]` in the config file: {e}")))?;
     let rule_kinds: Vec<ProfileKind> = config.triggers.rules.iter().flat_map(Rule::kinds).collect();
     let loaded = initial_load(
         &config.target,
@@ -109,7 +117,26 @@ pub(crate) async fn run(config: WatchConfig) -> Result<()> {
     let recorder = config.history.map(|h| Recorder::start(h, &config.target)).transpose()?;
     let created_output = create_output_dir(&config.output_dir)?;
     let mut endpoints = Endpoints::open(&config.control)?;
+    // After the control directory exists: `unix:/run/stackwatch/http.sock`
+    // may live in it. A refusal takes back what was made.
+    let bound = match &config.listen {
+        Some(listen) => match http::Bound::bind(&listen.addr).await {
+            Ok(bound) => Some(bound),
+            Err(e) => {
+                endpoints.remove();
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     created_output.keep();
+    let metrics = Metrics::default();
+    let dir_sink: Arc<dyn Sink> = Arc::new(DirSink::new(config.output_dir.clone(), config.formats, None));
+    let sink: Arc<dyn Sink> = match &config.push {
+        // Files first, then the push: a push never costs the files.
+        Some(push) => Arc::new(Fanout(vec![dir_sink, Arc::new(PushSink::start(push.clone(), metrics.clone())?)])),
+        None => dir_sink,
+    };
     crate::sink::files::sweep_and_log(&config.output_dir);
     let triggers = Triggers::new(&config.triggers, &config.target);
 
@@ -118,6 +145,17 @@ pub(crate) async fn run(config: WatchConfig) -> Result<()> {
     let fifo_task = tokio::spawn(listen::read_fifo(fifo_fd, config.control.clone(), tx.clone()));
     let listener = endpoints.take_listener()?;
     let socket_task = tokio::spawn(listen::serve_socket(listener, tx));
+    // The sender lives as long as the daemon, so the queue never closes
+    // (without `--listen` nothing sends).
+    let (alert_tx, mut alert_rx) = mpsc::channel(http::QUEUE);
+    let http_task = match (bound, &config.listen) {
+        (Some(bound), Some(listen)) => {
+            info!(listen = %bound.describe(), "HTTP endpoint: POST /alerts, GET /metrics, GET /healthz");
+            let token = listen.token.clone();
+            Some(tokio::spawn(http::serve(bound, token, alert_targets, alert_tx.clone(), metrics.clone())))
+        }
+        _ => None,
+    };
 
     info!(
         control = %config.control.display(),
@@ -146,17 +184,25 @@ pub(crate) async fn run(config: WatchConfig) -> Result<()> {
     }
     sd_notify("READY=1\nSTATUS=idle");
 
-    let mut daemon = Daemon::new(config, loaded, triggers);
+    let listen = config.listen.clone();
+    let mut daemon = Daemon::new(config, loaded, triggers, sink, metrics);
     daemon.history = recorder;
-    let signal_name = daemon.serve(&mut rx, &mut signals).await;
+    let signal_name = daemon.serve(&mut rx, &mut alert_rx, &mut signals).await;
     sd_notify("STOPPING=1\nSTATUS=stopping");
     // New requests are answered "shutting down" from here on.
     rx.close();
     let result = daemon.shutdown(signal_name, &mut signals).await;
     fifo_task.abort();
     socket_task.abort();
+    if let Some(task) = http_task {
+        task.abort();
+    }
+    drop(alert_tx);
     drop(daemon);
     endpoints.remove();
+    if let Some(listen) = &listen {
+        http::remove_socket(&listen.addr);
+    }
     info!("stopped");
     result
 }
@@ -168,6 +214,8 @@ enum EndReason {
     Duration,
     TargetExited,
     Signal(&'static str),
+    /// The alert that started the capture was resolved.
+    Resolved,
 }
 
 impl std::fmt::Display for EndReason {
@@ -177,6 +225,7 @@ impl std::fmt::Display for EndReason {
             EndReason::Duration => f.write_str("its duration ran out"),
             EndReason::TargetExited => f.write_str("every target process exited"),
             EndReason::Signal(name) => write!(f, "{name}"),
+            EndReason::Resolved => f.write_str("its alert was resolved"),
         }
     }
 }
@@ -215,11 +264,20 @@ struct CaptureRequest {
     trigger: Trigger,
     /// When the rule's condition first held (a triggered capture).
     condition_since: Option<SystemTime>,
+    /// Another target than the daemon's (an alert's); `None`: the daemon's.
+    target: Option<TargetSpec>,
+    /// The alert that asked for it, whose resolution ends it.
+    alert_key: Option<String>,
 }
 
 /// The running capture.
 struct Capture {
+    /// As asked for: `--name` is looked up again every tick.
+    spec: TargetSpec,
     target: ResolvedTarget,
+    alert_key: Option<String>,
+    /// BPF run totals of the loader when the capture started.
+    bpf_before: (Duration, u64),
     source: Source,
     trigger: Trigger,
     kinds: Vec<ProfileKind>,
@@ -248,6 +306,8 @@ struct Writing {
     /// written, or none.
     pending: Option<StartRequest>,
     waiters: Vec<(Wants, oneshot::Sender<Reply>)>,
+    /// `manual`, `rule` or `alert`, for the metrics.
+    why: &'static str,
 }
 
 struct Daemon {
@@ -276,13 +336,24 @@ struct Daemon {
     last: Option<String>,
     /// The flight recorder, with `--history`.
     history: Option<Recorder>,
+    metrics: Metrics,
+    /// Alert captures: cooldowns and the start latency.
+    alerts: AlertState,
+    /// Held while a capture runs: keeps the kernel's BPF run-time
+    /// statistics on (only with `--listen`, where they are shown).
+    run_stats: Option<std::os::fd::OwnedFd>,
 }
 
 impl Daemon {
-    fn new(config: WatchConfig, loaded: Loaded, triggers: Option<Triggers>) -> Self {
+    fn new(
+        config: WatchConfig,
+        loaded: Loaded,
+        triggers: Option<Triggers>,
+        sink: Arc<dyn Sink>,
+        metrics: Metrics,
+    ) -> Self {
         let mut ticker = tokio::time::interval(TICK);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let sink = Arc::new(DirSink::new(config.output_dir.clone(), config.formats, None));
         Self {
             config,
             sink,
@@ -297,6 +368,9 @@ impl Daemon {
             triggers,
             last: None,
             history: None,
+            metrics,
+            alerts: AlertState::default(),
+            run_stats: None,
         }
     }
 
@@ -311,7 +385,12 @@ impl Daemon {
     }
 
     /// Handles events until SIGTERM or SIGINT; returns the signal's name.
-    async fn serve(&mut self, rx: &mut mpsc::Receiver<Request>, signals: &mut Signals) -> &'static str {
+    async fn serve(
+        &mut self,
+        rx: &mut mpsc::Receiver<Request>,
+        alerts: &mut mpsc::Receiver<AlertEvent>,
+        signals: &mut Signals,
+    ) -> &'static str {
         loop {
             let deadline = self.capture.as_ref().map(|c| c.started + c.duration);
             let capturing = deadline.is_some();
@@ -332,6 +411,7 @@ impl Daemon {
                     self.handle(Request { command: Ok(Command::Toggle), source: Source::Signal, reply: None });
                 }
                 Some(request) = rx.recv() => self.handle(request),
+                Some(event) = alerts.recv() => self.handle_alert(event),
             }
             // Whatever the event was, the monitor must know whether a
             // capture now runs: no rule fires while one does.
@@ -345,8 +425,13 @@ impl Daemon {
     /// A trigger sample: a rule that fires starts a capture, unless one is
     /// already running.
     fn sample_triggers(&mut self) {
-        let Some(firing) = self.triggers.as_mut().and_then(Triggers::sample) else { return };
+        let firing = self.triggers.as_mut().and_then(Triggers::sample);
+        if let Some(triggers) = &self.triggers {
+            triggers.export(&self.metrics);
+        }
+        let Some(firing) = firing else { return };
         info!("{firing}");
+        Metrics::inc(&self.metrics.rule_firings, "rule", &firing.trigger().summary());
         let state = self.state();
         if state != DaemonState::Idle {
             // Not reachable while `sync` keeps the monitor quiet during
@@ -368,6 +453,8 @@ impl Daemon {
             source: Source::Rule,
             trigger: firing.trigger(),
             condition_since: Some(firing.window_start),
+            target: None,
+            alert_key: None,
         };
         let answer = self.start_capture(request);
         if answer.ok {
@@ -453,6 +540,8 @@ impl Daemon {
             source: request.source,
             trigger: Trigger::Manual { source: request.source.as_str().to_owned() },
             condition_since: None,
+            target: None,
+            alert_key: None,
         })
     }
 
@@ -467,9 +556,11 @@ impl Daemon {
                 let duration = humantime::format_duration(capture.duration);
                 let profiles = ProfileSet::of(&capture.kinds);
                 let why = match &capture.trigger {
-                    Trigger::Rule { .. } => format!("; {}", capture.trigger.summary()),
+                    Trigger::Rule { .. } | Trigger::Alert { .. } => format!("; {}", capture.trigger.summary()),
                     Trigger::Manual { .. } => String::new(),
                 };
+                Metrics::inc(&self.metrics.captures_started, "reason", reason_label(&capture.trigger));
+                self.metrics.capturing.set(1);
                 info!(
                     target = %target,
                     duration = %duration,
@@ -486,13 +577,15 @@ impl Daemon {
             Err(e) => {
                 let message = format!("no capture started: {e:#}");
                 error!("{message}");
+                Metrics::inc(&self.metrics.captures_skipped, "reason", "error");
                 self.reply(false, message)
             }
         }
     }
 
     fn try_start(&mut self, request: CaptureRequest) -> Result<()> {
-        let target = self.config.target.resolve()?;
+        let spec = request.target.clone().unwrap_or_else(|| self.config.target.clone());
+        let target = spec.resolve()?;
         let missing = ProfileSet::of(&request.kinds).minus(self.loaded_kinds);
         let loader = match self.loader.take() {
             Some(loader) if missing.is_empty() && compatible(&self.loaded_filter, &target.filter) => loader,
@@ -525,7 +618,7 @@ impl Daemon {
         // Normally already empty (the writer clears); a failed clear must
         // not leak an old capture's samples into this one.
         loader.clear().context("failed to empty the kernel maps before the capture")?;
-        let cgroup_dir = self.config.target.cgroup_dir();
+        let cgroup_dir = spec.cgroup_dir();
         let session = Session::start(
             loader,
             &request.kinds,
@@ -535,8 +628,15 @@ impl Daemon {
             request.duration,
         )?;
         self.ticker.reset();
+        if self.config.listen.is_some() && self.run_stats.is_none() {
+            self.run_stats = crate::bpf::enable_run_stats();
+        }
+        let bpf_before = loader.run_totals();
         self.capture = Some(Capture {
+            spec,
             target,
+            alert_key: request.alert_key,
+            bpf_before,
             source: request.source,
             trigger: request.trigger,
             kinds: request.kinds,
@@ -561,6 +661,11 @@ impl Daemon {
         // the writing thread detaches, however long that takes.
         let ended = capture.session.stop(&mut loader);
         loader.flush_logs();
+        let (time, runs) = loader.run_totals();
+        self.metrics.add_bpf_run(time.saturating_sub(capture.bpf_before.0), runs.saturating_sub(capture.bpf_before.1));
+        self.run_stats = None;
+        self.metrics.capturing.set(0);
+        let why = reason_label(&capture.trigger);
         let description = capture.target.info.description.clone();
         info!(target = %description, "capture ended ({reason}); writing its files");
         sd_notify(&format!("STATUS=writing {description}"));
@@ -578,13 +683,13 @@ impl Daemon {
         let symbolizer = self.symbolizer.take().unwrap_or_default();
         let handle = tokio::task::spawn_blocking(move || write_job(loader, symbolizer, job));
         let waiters = reply.into_iter().map(|r| (Wants::Files, r)).collect();
-        self.writing = Some(Writing { handle, target: description, reason, pending: None, waiters });
+        self.writing = Some(Writing { handle, target: description, reason, pending: None, waiters, why });
     }
 
     fn tick(&mut self) {
         let (Some(loader), Some(capture)) = (self.loader.as_mut(), self.capture.as_ref()) else { return };
         let symbolizer = self.symbolizer.get_or_insert_with(Symbolizer::new);
-        if !capture.session.tick(loader, symbolizer, &self.config.target, &capture.target.info.pids) {
+        if !capture.session.tick(loader, symbolizer, &capture.spec, &capture.target.info.pids) {
             self.stop_capture(EndReason::TargetExited, None);
         }
     }
@@ -656,12 +761,21 @@ impl Daemon {
     fn record_write(&mut self, writing: &Writing, written: Result<Captured>, then: AfterWrite) -> Reply {
         let when = humantime::format_rfc3339_seconds(SystemTime::now());
         let (paths, samples, failure) = match written {
-            Ok(Captured { written, samples }) => {
+            Ok(Captured { written, samples, lost }) => {
+                self.metrics.samples_collected.inc_by(samples);
+                for (reason, count) in lost {
+                    self.metrics.samples_lost.get_or_create(&vec![("reason", reason)]).inc_by(count);
+                }
                 let failure = written.error();
                 (written.paths, samples, failure)
             }
             Err(e) => (Vec::new(), 0, Some(e)),
         };
+        let family = if failure.is_none() { &self.metrics.captures_written } else { &self.metrics.captures_failed };
+        Metrics::inc(family, "reason", writing.why);
+        if !paths.is_empty() {
+            self.metrics.set_last_capture(SystemTime::now());
+        }
         let Some(e) = failure else {
             info!(
                 target = %writing.target,
@@ -774,7 +888,8 @@ impl Daemon {
             elapsed_ms: elapsed.as_millis() as u64,
             remaining_ms: capture.duration.saturating_sub(elapsed).as_millis() as u64,
             samples,
-            trigger: matches!(capture.trigger, Trigger::Rule { .. }).then(|| capture.trigger.summary()),
+            trigger: matches!(capture.trigger, Trigger::Rule { .. } | Trigger::Alert { .. })
+                .then(|| capture.trigger.summary()),
             profiles: ProfileSet::of(&capture.kinds).to_string(),
         })
     }
@@ -820,6 +935,15 @@ fn respond(slot: Option<oneshot::Sender<Reply>>, reply: Reply) {
     if let Some(slot) = slot {
         // The client may have gone (timeout); nothing to do then.
         let _ = slot.send(reply);
+    }
+}
+
+/// The `reason` label of a capture's metrics.
+fn reason_label(trigger: &Trigger) -> &'static str {
+    match trigger {
+        Trigger::Manual { .. } => "manual",
+        Trigger::Rule { .. } => "rule",
+        Trigger::Alert { .. } => "alert",
     }
 }
 

@@ -109,6 +109,20 @@ impl Triggers {
 
     /// One line for `status`: the rules and how long each has held, the
     /// latest readings, the cooldown and what sampling costs.
+    /// The target as last read, for `/metrics`.
+    pub(super) fn export(&self, metrics: &crate::metrics::Metrics) {
+        let status = self.monitor.status(Instant::now());
+        if let Some(cpu) = status.cpu_pct {
+            metrics.target_cpu_ratio.set(cpu / 100.0);
+        }
+        if let Some(mem) = status.mem_bytes {
+            metrics.target_memory.set(i64::try_from(mem).unwrap_or(i64::MAX));
+        }
+        if let Some(limit) = status.mem_limit {
+            metrics.target_memory_limit.set(i64::try_from(limit).unwrap_or(i64::MAX));
+        }
+    }
+
     pub(super) fn status(&self) -> String {
         let status = self.monitor.status(Instant::now());
         let rules: Vec<String> = status

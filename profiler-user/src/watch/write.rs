@@ -44,6 +44,8 @@ pub(super) struct Captured {
     pub written: Written,
     /// Samples collected.
     pub samples: u64,
+    /// Losses by reason, for the metrics.
+    pub lost: Vec<(String, u64)>,
 }
 
 /// What the writing thread hands back.
@@ -127,7 +129,8 @@ fn write_files(loader: &Loader, symbolizer: &mut Symbolizer, job: &WriteJob) -> 
         .sink
         .write(&capture)
         .with_context(|| format!("failed to write the capture to `{}`", job.output_dir.display()))?;
-    Ok(Captured { written, samples: capture.info.samples_collected })
+    let lost = capture.info.losses.iter().map(|l| (l.reason.clone(), l.count)).collect();
+    Ok(Captured { written, samples: capture.info.samples_collected, lost })
 }
 
 fn apply_retention(dir: &Path, policy: &Policy, keep: Option<&CaptureKey>) {
