@@ -125,8 +125,13 @@ pub struct Config {
     pub offcpu_min_ns: u64,
     /// `malloc` sampling: one sample per this many bytes allocated (per CPU).
     pub malloc_sample_bytes: u64,
+    /// Offset of `task_struct.thread.fsbase` (the thread pointer, where
+    /// glibc's `struct pthread` starts), from the kernel's BTF; 0 when it
+    /// could not be found, which turns the Python walk off.
+    pub task_fsbase_offset: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(size_of::<Config>() == 32);
+const _: () = assert!(size_of::<Config>() == 40);
 
 impl Config {
     pub const fn all() -> Self {
@@ -136,6 +141,8 @@ impl Config {
             cgroup_id: 0,
             offcpu_min_ns: 1000,
             malloc_sample_bytes: 512 * 1024,
+            task_fsbase_offset: 0,
+            _pad: 0,
         }
     }
 }
@@ -194,7 +201,7 @@ pub struct OffCpuStart {
     /// The aggregation key the interval is added to when the thread runs again.
     pub key: SampleKey,
 }
-const _: () = assert!(size_of::<OffCpuStart>() == 48);
+const _: () = assert!(size_of::<OffCpuStart>() == 56);
 
 /// Value of [`MAP_OFFCPU_COUNTS`] (keyed by [`SampleKey`]).
 #[repr(C)]
@@ -221,8 +228,12 @@ pub struct SampleKey {
     pub kernel_stack_id: u64,
     /// The thread's `comm`, NUL-padded.
     pub comm: [u8; 16],
+    /// Key into [`MAP_STACKS`] of the thread's Python frames (see
+    /// [`python::PY_FRAME_WORDS`]), or [`STACK_ID_NONE`] when the process
+    /// is not a known Python process or the thread runs no Python code.
+    pub py_stack_id: u64,
 }
-const _: () = assert!(size_of::<SampleKey>() == 40);
+const _: () = assert!(size_of::<SampleKey>() == 48);
 
 /// Value of [`MAP_STACKS`] (keyed by a 64-bit hash of the frames) and of the
 /// per-CPU [`MAP_SCRATCH`] buffer the program assembles it in.
@@ -293,10 +304,17 @@ pub enum Stat {
     AllocRecorded = 15,
     /// Allocation samples dropped: [`MAP_ALLOC_COUNTS`] full.
     AllocCountsMapFull = 16,
+    /// Python stacks walked and stored (samples of Python threads).
+    PyStacks = 17,
+    /// Python stacks cut at [`python::PY_MAX_FRAMES`] (outermost frames lost).
+    PyStackTruncated = 18,
+    /// Python stacks that could not be stored (the sample keeps its native
+    /// stack only).
+    PyStackLost = 19,
 }
 
 impl Stat {
-    pub const COUNT: u32 = 17;
+    pub const COUNT: u32 = 20;
     pub const ALL: [Stat; Self::COUNT as usize] = [
         Stat::Recorded,
         Stat::CountsMapFull,
@@ -315,6 +333,9 @@ impl Stat {
         Stat::FaultCountsMapFull,
         Stat::AllocRecorded,
         Stat::AllocCountsMapFull,
+        Stat::PyStacks,
+        Stat::PyStackTruncated,
+        Stat::PyStackLost,
     ];
 }
 

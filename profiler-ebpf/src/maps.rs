@@ -8,6 +8,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray},
 };
 use profiler_common::{
+    python::{PyProcInfo, PY_CODE_READ_MAX, PY_PROCS_MAP_ENTRIES},
     AllocValue, Config, OffCpuStart, OffCpuValue, SampleKey, StackRecord, Window, ALLOC_COUNTS_MAP_ENTRIES,
     COUNTS_MAP_ENTRIES, FAULT_COUNTS_MAP_ENTRIES, OFFCPU_COUNTS_MAP_ENTRIES, OFFCPU_START_MAP_ENTRIES,
     STACKS_MAP_ENTRIES, STATS_MAP_ENTRIES, TARGET_PIDS_MAP_ENTRIES,
@@ -65,6 +66,25 @@ pub(crate) static MALLOC_COUNTDOWN: PerCpuArray<u64> = PerCpuArray::with_max_ent
 /// stack.
 #[map]
 pub(crate) static SCRATCH: PerCpuArray<StackRecord> = PerCpuArray::with_max_entries(1, 0);
+
+/// Python processes of the capture, by tgid (filled by user space).
+#[map]
+pub(crate) static PY_PROCS: HashMap<u32, PyProcInfo> = HashMap::with_max_entries(PY_PROCS_MAP_ENTRIES, 0);
+
+/// Words of each [`PyScratch`] buffer.
+pub(crate) const PY_SCRATCH_WORDS: usize = PY_CODE_READ_MAX / 8 + 1;
+
+/// Room for one frame and one code object header, read whole (one helper
+/// call each) and picked apart at the version's offsets, a word at a time
+/// (word-sized buffers: no unaligned reads, no temporaries on the stack).
+#[repr(C)]
+pub(crate) struct PyScratch {
+    pub frame: [u64; PY_SCRATCH_WORDS],
+    pub code: [u64; PY_SCRATCH_WORDS],
+}
+
+#[map]
+pub(crate) static PY_SCRATCH: PerCpuArray<PyScratch> = PerCpuArray::with_max_entries(1, 0);
 
 /// The capture window as it is now.
 #[inline(always)]

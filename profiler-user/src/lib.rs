@@ -49,7 +49,7 @@ pub(crate) mod units;
 pub(crate) mod unwind;
 pub(crate) mod watch;
 
-pub use aggregate::{Aggregate, Frames, RawSample};
+pub use aggregate::{Aggregate, Frames, PyFrame, RawSample};
 pub use config::UsageError;
 pub use ids::{Pid, Tid};
 pub use procfs::maps::{parse_maps, MapsEntry};

@@ -152,6 +152,7 @@ fn addresses(pids: &[u32], per_mapping: u64) -> Aggregate {
             count: 1,
             weight: 0,
             extra: 0,
+            python: Vec::new().into(),
         });
         agg.total += 1;
         agg.user_addrs.insert(Pid::new(pid), addrs);

@@ -67,7 +67,7 @@ impl Merged {
 fn read_stacks(loader: &Loader, counts: &[Counted]) -> Result<HashMap<u64, Vec<u64>>> {
     let mut stacks = HashMap::new();
     for Counted { key, .. } in counts {
-        for id in [key.user_stack_id, key.kernel_stack_id] {
+        for id in [key.user_stack_id, key.kernel_stack_id, key.py_stack_id] {
             if id == STACK_ID_NONE || id == STACK_ID_LOST || stacks.contains_key(&id) {
                 continue;
             }

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use anyhow::{anyhow, Context as _, Result};
 use aya::maps::{HashMap, MapData, PerCpuArray};
 use profiler_common::{
+    python::{PyProcInfo, MAP_PY_PROCS},
     AllocValue, OffCpuStart, OffCpuValue, SampleKey, StackRecord, Stat, Window, MAP_ALLOC_COUNTS, MAP_COUNTS,
     MAP_FAULT_COUNTS, MAP_OFFCPU_COUNTS, MAP_OFFCPU_START, MAP_STACKS, MAP_STATS,
 };
@@ -54,6 +55,7 @@ impl Loader {
             comm: [0; 16],
             user_stack_id: profiler_common::STACK_ID_NONE,
             kernel_stack_id: profiler_common::STACK_ID_NONE,
+            py_stack_id: profiler_common::STACK_ID_NONE,
         };
         self.prime_allocator(MAP_COUNTS, cpus, key, 0u64);
     }
@@ -146,6 +148,9 @@ impl Loader {
         self.clear_map::<u64, OffCpuStart>(MAP_OFFCPU_START)?;
         self.clear_map::<SampleKey, u64>(MAP_FAULT_COUNTS)?;
         self.clear_map::<SampleKey, AllocValue>(MAP_ALLOC_COUNTS)?;
+        // Registered again at each start: a pid reused by another program
+        // must not keep an old process's Python layout.
+        self.clear_map::<u32, PyProcInfo>(MAP_PY_PROCS)?;
         let mut map: PerCpuArray<&mut MapData, u64> = PerCpuArray::try_from(self.map_mut(MAP_STATS)?)?;
         let ncpus = aya::util::nr_cpus().map_err(|(path, e)| anyhow!("failed to read `{path}`: {e}"))?;
         for stat in Stat::ALL {

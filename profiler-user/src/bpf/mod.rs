@@ -6,6 +6,7 @@
 //! It knows which programs and maps the object has, not what profile kinds
 //! make of them: that is `crate::kinds`.
 
+mod btf;
 pub(crate) mod drain;
 pub(crate) mod links;
 pub(crate) mod loader;

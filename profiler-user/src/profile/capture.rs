@@ -158,6 +158,10 @@ pub(crate) struct CaptureInfo {
     pub host: String,
     pub kernel: String,
     pub stackwatch_version: String,
+    /// What the profiles cannot show, e.g. a Python interpreter that
+    /// cannot be read (its code shows as `[python 3.x: unsupported]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// A capture the pipeline finished: what it was and its profiles, one per

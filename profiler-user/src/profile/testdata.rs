@@ -35,6 +35,7 @@ fn info(target: TargetInfo, trigger: Trigger) -> CaptureInfo {
         host: "testhost".into(),
         kernel: "6.8.0-test".into(),
         stackwatch_version: "0.1.0-test".into(),
+        notes: Vec::new(),
     }
 }
 

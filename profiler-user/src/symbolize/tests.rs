@@ -195,6 +195,7 @@ fn hot_profile(symbolizer: &mut Symbolizer, pid: u32, addr: u64) -> Profile {
         count: 1,
         weight: 0,
         extra: 0,
+        python: Vec::new().into(),
     });
     agg.total = 1;
     let template = Profile::new_cpu(99, SystemTime::now(), Duration::from_secs(1));
