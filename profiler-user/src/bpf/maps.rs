@@ -127,6 +127,21 @@ impl Loader {
         Ok(pids.into_iter().collect())
     }
 
+    /// The Python stacks referenced by CPU samples so far, with their
+    /// process, so their code objects can be named while it runs.
+    pub(crate) fn python_stacks_seen(&self) -> Result<Vec<(Pid, u64)>> {
+        let map: HashMap<&MapData, SampleKey, u64> = HashMap::try_from(self.map(MAP_COUNTS)?)?;
+        let ids: HashSet<(Pid, u64)> = map
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| {
+                k.py_stack_id != profiler_common::STACK_ID_NONE && k.py_stack_id != profiler_common::STACK_ID_LOST
+            })
+            .map(|k| (Pid::new(k.pid), k.py_stack_id))
+            .collect();
+        Ok(ids.into_iter().collect())
+    }
+
     /// Looks up one stored stack.
     pub(crate) fn stack(&self, id: u64) -> Result<Option<StackRecord>> {
         let map: HashMap<&MapData, u64, StackRecord> = HashMap::try_from(self.map(MAP_STACKS)?)?;

@@ -88,6 +88,7 @@ impl Session {
         loader.flush_logs();
         let seen = loader.pids_seen().unwrap_or_default();
         symbolizer.observe_pids(&seen);
+        name_python_stacks(loader, symbolizer);
         let mut candidates = seen;
         let alive = match spec {
             TargetSpec::Name(re) => {
@@ -147,5 +148,19 @@ fn register_python(loader: &mut Loader, symbolizer: &mut Symbolizer, pids: &[Pid
     }
     if let Err(e) = loader.add_python_processes(&procs) {
         warn!("Python frames will be missing: {e:#}");
+    }
+}
+
+/// Names the code objects of the Python stacks sampled so far, while their
+/// processes run (one that exits before the capture ends keeps them).
+fn name_python_stacks(loader: &Loader, symbolizer: &mut Symbolizer) {
+    let Ok(ids) = loader.python_stacks_seen() else { return };
+    for (pid, id) in ids {
+        if !symbolizer.python_needs(pid, id) {
+            continue;
+        }
+        if let Ok(Some(record)) = loader.stack(id) {
+            symbolizer.remember_python(pid, id, &crate::aggregate::py_frames(record.frames()));
+        }
     }
 }

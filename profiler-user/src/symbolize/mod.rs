@@ -201,6 +201,18 @@ impl Symbolizer {
         self.python.proc_infos(pids)
     }
 
+    /// Whether the kernel's Python stack `id` of `pid` still needs naming
+    /// ([`Self::remember_python`]).
+    pub(crate) fn python_needs(&self, pid: Pid, id: u64) -> bool {
+        self.python.needs(pid, id)
+    }
+
+    /// Names the frames of a Python stack the kernel stored, while the
+    /// process runs, so they keep their names if it exits.
+    pub(crate) fn remember_python(&mut self, pid: Pid, id: u64, frames: &[crate::aggregate::PyFrame]) {
+        self.python.remember(pid, id, frames);
+    }
+
     /// Manifest notes about `pids`: Python interpreters that cannot be read.
     pub(crate) fn notes(&self, pids: &[Pid]) -> Vec<String> {
         self.python.notes(pids)

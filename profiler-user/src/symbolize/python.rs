@@ -53,6 +53,8 @@ pub(crate) enum Slot {
 pub(crate) struct PythonFrames {
     procs: HashMap<Pid, PyProc>,
     resolver: CodeResolver,
+    /// Kernel stack ids already named by [`Self::remember`].
+    remembered: std::collections::HashSet<(Pid, u64)>,
 }
 
 impl PythonFrames {
@@ -108,6 +110,21 @@ impl PythonFrames {
                 // A thread or the process that exits meanwhile is no error.
                 let _ = crate::python::dump(p, &mut self.resolver);
             }
+        }
+    }
+
+    /// Whether the kernel's Python stack `id` of `pid` still needs naming.
+    pub(crate) fn needs(&self, pid: Pid, id: u64) -> bool {
+        matches!(self.procs.get(&pid), Some(PyProc::Supported(_))) && !self.remembered.contains(&(pid, id))
+    }
+
+    /// Names the code objects of a Python stack the kernel stored, while
+    /// the process lives (cached by the checksum the kernel saw).
+    pub(crate) fn remember(&mut self, pid: Pid, id: u64, frames: &[PyFrame]) {
+        let Some(PyProc::Supported(p)) = self.procs.get(&pid) else { return };
+        let items: Vec<(u64, Option<u32>)> = frames.iter().map(|f| (f.code, Some(f.checksum))).collect();
+        if self.resolver.resolve_many(&p.code_reader(), &items).iter().all(Result::is_ok) {
+            self.remembered.insert((pid, id));
         }
     }
 
