@@ -2,7 +2,8 @@
 
 Usage: py_split.py [--exit-after SECONDS]. The main thread runs caller(),
 which spends three times as long in hot_a() as in hot_b() (three calls of
-the same work against one); the "sorter" thread sorts with a Python key
+the same work against one, each call far shorter than a sampling period,
+so the loop cannot alias with the sampling clock); the "sorter" thread sorts with a Python key
 function, so the interpreter calls Python from C (sorted) called from
 Python; the "napper" thread sleeps in nap(). Prints "ready" once every
 thread runs. Lines the tests check carry a "MARK:" comment: the tests find
@@ -16,14 +17,14 @@ import time
 
 def hot_a():
     x = 0
-    for i in range(20000):
+    for i in range(2000):
         x = (x * 31 + i) % 1000003  # MARK: hot_a
     return x
 
 
 def hot_b():
     x = 0
-    for i in range(20000):
+    for i in range(2000):
         x = (x * 31 + i) % 1000003  # MARK: hot_b
     return x
 
