@@ -74,7 +74,9 @@ pub struct PyFrame {
 /// Decodes a Python stack record.
 pub(crate) fn py_frames(words: &[u64]) -> Vec<PyFrame> {
     words
-        .chunks_exact(PY_FRAME_WORDS)
+        .as_chunks::<PY_FRAME_WORDS>()
+        .0
+        .iter()
         .map(|w| PyFrame {
             code: w[0] & !PY_FRAME_ENTRY,
             lasti: w[1] as u32 as i32,

@@ -88,6 +88,6 @@ mod tests {
         // The running kernel's own BTF (every kernel stackwatch supports has
         // it; `doctor` says so otherwise).
         let off = super::task_fsbase_offset().unwrap();
-        assert!(off > 0 && off < 16384 && off % 8 == 0, "{off}");
+        assert!(off > 0 && off < 16384 && off.is_multiple_of(8), "{off}");
     }
 }
