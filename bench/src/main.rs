@@ -210,13 +210,12 @@ fn bench(options: Options) -> Result<()> {
     };
     let mut sections = Vec::new();
     type SectionFn = fn(&Context) -> Result<ext::Section>;
-    let hooks: [(Part, SectionFn); 4] =
-        [
-            (Part::OffcpuMemory, ext::offcpu_memory),
-            (Part::Symbolize, ext::symbolize),
-            (Part::Unwind, unwind::run),
-            (Part::History, history::run),
-        ];
+    let hooks: [(Part, SectionFn); 4] = [
+        (Part::OffcpuMemory, ext::offcpu_memory),
+        (Part::Symbolize, ext::symbolize),
+        (Part::Unwind, unwind::run),
+        (Part::History, history::run),
+    ];
     for (part, run) in hooks {
         if parts.contains(&part) {
             sections.push(run(&ctx)?);

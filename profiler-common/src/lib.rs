@@ -201,7 +201,10 @@ pub struct Config {
     pub malloc_sample_bytes: u64,
     /// An [`UnwindMode`] discriminant: how user stacks are walked.
     pub unwind_mode: u32,
-    pub _pad: u32,
+    /// Offset of `task_struct.thread.fsbase` (the thread pointer, where
+    /// glibc's `struct pthread` starts), from the kernel's BTF; 0 when it
+    /// could not be found, which turns the Python walk off.
+    pub task_fsbase_offset: u32,
 }
 const _: () = assert!(size_of::<Config>() == 40);
 
@@ -214,7 +217,7 @@ impl Config {
             offcpu_min_ns: 1000,
             malloc_sample_bytes: 512 * 1024,
             unwind_mode: UnwindMode::FramePointers as u32,
-            _pad: 0,
+            task_fsbase_offset: 0,
         }
     }
 }
@@ -273,7 +276,7 @@ pub struct OffCpuStart {
     /// The aggregation key the interval is added to when the thread runs again.
     pub key: SampleKey,
 }
-const _: () = assert!(size_of::<OffCpuStart>() == 48);
+const _: () = assert!(size_of::<OffCpuStart>() == 56);
 
 /// Value of [`MAP_OFFCPU_COUNTS`] (keyed by [`SampleKey`]).
 #[repr(C)]
@@ -300,8 +303,12 @@ pub struct SampleKey {
     pub kernel_stack_id: u64,
     /// The thread's `comm`, NUL-padded.
     pub comm: [u8; 16],
+    /// Key into [`MAP_STACKS`] of the thread's Python frames (see
+    /// [`python::PY_FRAME_WORDS`]), or [`STACK_ID_NONE`] when the process
+    /// is not a known Python process or the thread runs no Python code.
+    pub py_stack_id: u64,
 }
-const _: () = assert!(size_of::<SampleKey>() == 40);
+const _: () = assert!(size_of::<SampleKey>() == 48);
 
 /// Value of [`MAP_STACKS`] (keyed by a 64-bit hash of the frames) and of the
 /// per-CPU [`MAP_SCRATCH`] buffer the program assembles it in.
@@ -367,7 +374,7 @@ pub struct LiveAlloc {
     pub key: SampleKey,
     pub value: AllocValue,
 }
-const _: () = assert!(size_of::<LiveAlloc>() == 56);
+const _: () = assert!(size_of::<LiveAlloc>() == 64);
 
 /// Indices of the per-CPU counters in [`MAP_STATS`].
 #[repr(u32)]
@@ -438,10 +445,17 @@ pub enum Stat {
     TruncNoTable = 28,
     /// Requests to user space (new process, unknown pc) lost: ring buffer full.
     UnwindEventsLost = 29,
+    /// Python stacks walked and stored (samples of Python threads).
+    PyStacks = 30,
+    /// Python stacks cut at [`python::PY_MAX_FRAMES`] (outermost frames lost).
+    PyStackTruncated = 31,
+    /// Python stacks that could not be stored (the sample keeps its native
+    /// stack only).
+    PyStackLost = 32,
 }
 
 impl Stat {
-    pub const COUNT: u32 = 30;
+    pub const COUNT: u32 = 33;
     pub const ALL: [Stat; Self::COUNT as usize] = [
         Stat::Recorded,
         Stat::CountsMapFull,
@@ -473,6 +487,9 @@ impl Stat {
         Stat::TruncDepth,
         Stat::TruncNoTable,
         Stat::UnwindEventsLost,
+        Stat::PyStacks,
+        Stat::PyStackTruncated,
+        Stat::PyStackLost,
     ];
 
     /// The counter of stacks truncated for `reason`.

@@ -178,6 +178,22 @@ pub struct PyProcInfo {
 }
 const _: () = assert!(size_of::<PyProcInfo>() == 144);
 
+/// Python frames kept per sample: each takes [`PY_FRAME_WORDS`] slots of a
+/// `StackRecord`.
+pub const PY_MAX_FRAMES: usize = 63;
+/// A Python frame in a `StackRecord` (stored in `STACKS` like a native
+/// stack, referenced by `SampleKey::py_stack_id`), innermost first: word 0
+/// is the code object's address, with [`PY_FRAME_ENTRY`] set when the frame
+/// is the outermost of its `_PyEval_EvalFrameDefault` call; word 1 holds the
+/// instruction index (low 32 bits, signed) and the code object's
+/// [`code_checksum`] (high 32 bits).
+pub const PY_FRAME_WORDS: usize = 2;
+/// See [`PY_FRAME_WORDS`]. User-space addresses stay below 2^57.
+pub const PY_FRAME_ENTRY: u64 = 1 << 63;
+/// Code objects larger than this are not read whole for the checksum
+/// (`PyOffsets::code_size` is 200-odd bytes in every supported version).
+pub const PY_CODE_READ_MAX: usize = 256;
+
 /// Words of a code object mixed into its checksum.
 pub const PY_CODE_IDENT_WORDS: usize = 8;
 
@@ -189,13 +205,30 @@ pub const PY_CODE_IDENT_WORDS: usize = 8;
 /// in at least one of those pointers; from 3.12 `co_version` also differs
 /// for every code object ever created.
 pub const fn code_checksum(words: &[u64; PY_CODE_IDENT_WORDS]) -> u32 {
-    let mut h: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h = CODE_CHECKSUM_SEED;
     let mut i = 0;
     while i < PY_CODE_IDENT_WORDS {
-        h = (h ^ words[i]).wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 29;
+        h = code_checksum_step(h, words[i]);
         i += 1;
     }
+    code_checksum_finish(h)
+}
+
+/// [`code_checksum`] one word at a time (the eBPF program has no stack
+/// room for the array): start from this, [`code_checksum_step`] each word
+/// in order, then [`code_checksum_finish`].
+pub const CODE_CHECKSUM_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// See [`CODE_CHECKSUM_SEED`].
+#[inline(always)]
+pub const fn code_checksum_step(h: u64, word: u64) -> u64 {
+    let h = (h ^ word).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 29)
+}
+
+/// See [`CODE_CHECKSUM_SEED`].
+#[inline(always)]
+pub const fn code_checksum_finish(h: u64) -> u32 {
     (h ^ (h >> 32)) as u32
 }
 

@@ -1,5 +1,6 @@
 //! The aggregation key of the current task: its ids, its `comm` and its
-//! stacks. Events with equal keys are summed in the count maps.
+//! stacks (native, and for a Python process its Python frames). Events
+//! with equal keys are summed in the count maps.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
@@ -9,6 +10,7 @@ use aya_ebpf::{
 use profiler_common::{SampleKey, Stat, STACK_ID_NONE};
 
 use crate::filter::wanted;
+use crate::python::py_stack;
 use crate::stack::{kernel_stack, user_stack, UserStart};
 use crate::stats::bump;
 use crate::unwind::RegsAt;
@@ -35,6 +37,7 @@ pub(crate) fn current_key<C: EbpfContext>(ctx: &C, kernel: bool, regs: RegsAt) -
         user_stack_id: user_stack(ctx, tgid, UserStart::Interrupted, regs),
         kernel_stack_id: if kernel { kernel_stack(ctx) } else { STACK_ID_NONE },
         comm: bpf_get_current_comm().unwrap_or_default(),
+        py_stack_id: py_stack(ctx, tgid),
     })
 }
 
@@ -52,5 +55,6 @@ pub(crate) fn entry_key(ctx: &ProbeContext) -> SampleKey {
         user_stack_id: user_stack(ctx, tgid, UserStart::FunctionEntry { sp }, RegsAt::Ctx(ctx.regs.cast_const())),
         kernel_stack_id: STACK_ID_NONE,
         comm: bpf_get_current_comm().unwrap_or_default(),
+        py_stack_id: py_stack(ctx, tgid),
     }
 }

@@ -14,7 +14,8 @@
 //! Every sample of a target task (the [`filter`] runs before any stack is
 //! walked) is counted under its key ([`key`]: ids, comm, the ids of its
 //! stacks, stored once each by [`stack`]) with one race-free upsert
-//! ([`count`]). Every event that cannot be kept whole is counted in
+//! ([`count`]). A sample of a Python process also carries the Python
+//! frames of its thread ([`python`]). Every event that cannot be kept whole is counted in
 //! `STATS` ([`stats`]); nothing is dropped silently. Every program first
 //! checks the capture window ([`maps::window`], see
 //! `profiler_common::Window`): outside it, an event costs one clock read
@@ -53,6 +54,8 @@ mod maps;
 mod offcpu;
 #[cfg(target_arch = "bpf")]
 mod perf;
+#[cfg(target_arch = "bpf")]
+mod python;
 #[cfg(target_arch = "bpf")]
 mod stack;
 #[cfg(target_arch = "bpf")]

@@ -12,6 +12,7 @@ use profiler_common::unwind::{
     UNWIND_NOTIFIED_ENTRIES, UNWIND_PAGES_ENTRIES, UNWIND_PROCS_ENTRIES, UNWIND_ROWS_ENTRIES, UNWIND_RULES_ENTRIES,
 };
 use profiler_common::{
+    python::{PyProcInfo, PY_CODE_READ_MAX, PY_PROCS_MAP_ENTRIES},
     AllocValue, Config, LiveAlloc, LiveKey, OffCpuStart, OffCpuValue, SampleKey, StackRecord, Window,
     ALLOC_COUNTS_MAP_ENTRIES, ALLOC_PENDING_MAP_ENTRIES, COUNTS_MAP_ENTRIES, FAULT_COUNTS_MAP_ENTRIES,
     LIVE_ALLOCS_MAP_ENTRIES, OFFCPU_COUNTS_MAP_ENTRIES, OFFCPU_START_MAP_ENTRIES, STACKS_MAP_ENTRIES,
@@ -123,6 +124,25 @@ pub(crate) static UNWIND_NOTIFIED: LruHashMap<u32, u64> = LruHashMap::with_max_e
 /// This CPU's walk in progress (see `crate::unwind::Walk`).
 #[map]
 pub(crate) static UNWIND_WALK: PerCpuArray<crate::unwind::Walk> = PerCpuArray::with_max_entries(1, 0);
+
+/// Python processes of the capture, by tgid (filled by user space).
+#[map]
+pub(crate) static PY_PROCS: HashMap<u32, PyProcInfo> = HashMap::with_max_entries(PY_PROCS_MAP_ENTRIES, 0);
+
+/// Words of each [`PyScratch`] buffer.
+pub(crate) const PY_SCRATCH_WORDS: usize = PY_CODE_READ_MAX / 8 + 1;
+
+/// Room for one frame and one code object header, read whole (one helper
+/// call each) and picked apart at the version's offsets, a word at a time
+/// (word-sized buffers: no unaligned reads, no temporaries on the stack).
+#[repr(C)]
+pub(crate) struct PyScratch {
+    pub frame: [u64; PY_SCRATCH_WORDS],
+    pub code: [u64; PY_SCRATCH_WORDS],
+}
+
+#[map]
+pub(crate) static PY_SCRATCH: PerCpuArray<PyScratch> = PerCpuArray::with_max_entries(1, 0);
 
 /// The capture window as it is now.
 #[inline(always)]

@@ -6,7 +6,10 @@ use std::{
     sync::Arc,
 };
 
-use profiler_common::{STACK_ID_LOST, STACK_ID_NONE};
+use profiler_common::{
+    python::{PY_FRAME_ENTRY, PY_FRAME_WORDS},
+    STACK_ID_LOST, STACK_ID_NONE,
+};
 
 use crate::bpf::RawCapture;
 use crate::ids::{Pid, Tid};
@@ -55,6 +58,37 @@ pub struct RawSample {
     pub extra: u64,
     /// Objects and bytes still held at the window's end (memory profile).
     pub held: [u64; 2],
+    /// The thread's Python frames at the event, innermost first (empty
+    /// outside Python processes).
+    pub python: Arc<[PyFrame]>,
+}
+
+/// A Python frame as the kernel saw it (see `profiler_common::python::PY_FRAME_WORDS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PyFrame {
+    /// The code object's address.
+    pub code: u64,
+    /// The instruction being executed, in code units (-1: not started).
+    pub lasti: i32,
+    /// The code object's checksum when the frame was seen.
+    pub checksum: u32,
+    /// The outermost Python frame of its `_PyEval_EvalFrameDefault` call.
+    pub entry: bool,
+}
+
+/// Decodes a Python stack record.
+pub(crate) fn py_frames(words: &[u64]) -> Vec<PyFrame> {
+    words
+        .as_chunks::<PY_FRAME_WORDS>()
+        .0
+        .iter()
+        .map(|w| PyFrame {
+            code: w[0] & !PY_FRAME_ENTRY,
+            lasti: w[1] as u32 as i32,
+            checksum: (w[1] >> 32) as u32,
+            entry: w[0] & PY_FRAME_ENTRY != 0,
+        })
+        .collect()
 }
 
 /// All samples of a capture and the addresses to symbolize.
@@ -87,6 +121,8 @@ pub(crate) fn aggregate(raw: &RawCapture) -> Aggregate {
     };
     let mut user_addrs: BTreeMap<Pid, BTreeSet<u64>> = BTreeMap::new();
     let mut kernel_addrs = BTreeSet::new();
+    let mut python: BTreeMap<u64, Arc<[PyFrame]>> = BTreeMap::new();
+    let no_python: Arc<[PyFrame]> = Arc::from(Vec::new());
     let mut samples = Vec::with_capacity(raw.counts.len());
     let mut total = 0;
     for &crate::bpf::Counted { key, count, weight, extra, held } in &raw.counts {
@@ -96,6 +132,12 @@ pub(crate) fn aggregate(raw: &RawCapture) -> Aggregate {
         user_addrs.entry(pid).or_default().extend(user.addrs().iter().copied());
         kernel_addrs.extend(kernel.addrs().iter().copied());
         total += count;
+        let python = match raw.stacks.get(&key.py_stack_id) {
+            Some(words) if key.py_stack_id != STACK_ID_NONE && key.py_stack_id != STACK_ID_LOST => {
+                python.entry(key.py_stack_id).or_insert_with(|| py_frames(words).into()).clone()
+            }
+            _ => no_python.clone(),
+        };
         samples.push(RawSample {
             pid,
             tid,
@@ -107,6 +149,7 @@ pub(crate) fn aggregate(raw: &RawCapture) -> Aggregate {
             weight,
             extra,
             held,
+            python,
         });
     }
     // Deterministic order for writers and tests.
@@ -149,7 +192,7 @@ mod tests {
     fn key(pid: u32, tid: u32, user: u64, kernel: u64) -> SampleKey {
         let mut comm = [0u8; 16];
         comm[..4].copy_from_slice(b"work");
-        SampleKey { pid, tid, user_stack_id: user, kernel_stack_id: kernel, comm }
+        SampleKey { pid, tid, user_stack_id: user, kernel_stack_id: kernel, comm, py_stack_id: STACK_ID_NONE }
     }
 
     #[test]

@@ -63,7 +63,7 @@ pub(crate) mod watch;
 #[cfg(test)]
 use clap_mangen as _;
 
-pub use aggregate::{Aggregate, Frames, RawSample};
+pub use aggregate::{Aggregate, Frames, PyFrame, RawSample};
 pub use config::UsageError;
 pub use ids::{Pid, Tid};
 pub use procfs::maps::{parse_maps, MapsEntry};

@@ -154,6 +154,7 @@ fn addresses(pids: &[u32], per_mapping: u64) -> Aggregate {
             weight: 0,
             extra: 0,
             held: [0; 2],
+            python: Vec::new().into(),
         });
         agg.total += 1;
         agg.user_addrs.insert(Pid::new(pid), addrs);

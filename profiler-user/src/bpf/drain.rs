@@ -84,7 +84,7 @@ fn read_stacks(loader: &Loader, counts: &[Counted]) -> Result<Stacks> {
     let mut stacks = HashMap::new();
     let mut truncated = HashSet::new();
     for Counted { key, .. } in counts {
-        for id in [key.user_stack_id, key.kernel_stack_id] {
+        for id in [key.user_stack_id, key.kernel_stack_id, key.py_stack_id] {
             if id == STACK_ID_NONE || id == STACK_ID_LOST || stacks.contains_key(&id) {
                 continue;
             }

@@ -22,6 +22,7 @@ use aya::{
 };
 pub(crate) use profiler_common::UnwindMode;
 use profiler_common::{
+    python::{PyProcInfo, MAP_PY_PROCS, PY_PROCS_MAP_ENTRIES},
     Config, FilterMode, Window, MAP_ALLOC_COUNTS, MAP_ALLOC_PENDING, MAP_FAULT_COUNTS, MAP_HISTORY, MAP_LIVE_ALLOCS,
     MAP_OFFCPU_COUNTS, MAP_OFFCPU_START, MAP_TARGET_PIDS, MAP_WINDOW, PROG_ALLOC_RETURN, PROG_CALLOC_ENTRY,
     PROG_CPU_SAMPLE, PROG_FAULT_SAMPLE, PROG_FREE_ENTRY, PROG_GO_ALLOC, PROG_HISTORY_SAMPLE, PROG_MALLOC_ENTRY,
@@ -124,6 +125,13 @@ impl Loader {
         config.offcpu_min_ns = programs.offcpu_min_ns;
         config.malloc_sample_bytes = programs.malloc_sample_bytes.max(1);
         config.unwind_mode = programs.unwind as u32;
+        config.task_fsbase_offset = match super::btf::task_fsbase_offset() {
+            Ok(offset) => offset,
+            Err(e) => {
+                warn!("Python functions will not be named: {e:#}");
+                0
+            }
+        };
         let mut ebpf_loader = EbpfLoader::new();
         ebpf_loader.override_global(profiler_common::GLOBAL_CONFIG, &config, true);
         // The maps of programs not loaded, and the pid filter outside pid-set
@@ -258,6 +266,16 @@ impl Loader {
     /// What the table manager did so far; `None` under `--unwind fp`.
     pub(crate) fn unwind_report(&self) -> Option<TablesReport> {
         self.tables.as_ref().map(TableManager::report)
+    }
+
+    /// Adds (or updates) Python processes whose frames the program walks.
+    pub(crate) fn add_python_processes(&mut self, procs: &[(Pid, PyProcInfo)]) -> Result<()> {
+        let mut map: HashMap<&mut MapData, u32, PyProcInfo> = HashMap::try_from(self.map_mut(MAP_PY_PROCS)?)?;
+        for (pid, info) in procs.iter().take(PY_PROCS_MAP_ENTRIES as usize) {
+            map.insert(&pid.get(), info, 0)
+                .with_context(|| format!("failed to add Python process {pid} to the kernel map"))?;
+        }
+        Ok(())
     }
 
     /// Starts counting, for `duration` (the kernel stops at the end by

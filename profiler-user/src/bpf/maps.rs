@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use anyhow::{anyhow, Context as _, Result};
 use aya::maps::{HashMap, MapData, PerCpuArray};
 use profiler_common::{
+    python::{PyProcInfo, MAP_PY_PROCS},
     AllocValue, LiveAlloc, LiveKey, OffCpuStart, OffCpuValue, SampleKey, StackRecord, Stat, Window, MAP_ALLOC_COUNTS,
     MAP_ALLOC_PENDING, MAP_COUNTS, MAP_FAULT_COUNTS, MAP_LIVE_ALLOCS, MAP_OFFCPU_COUNTS, MAP_OFFCPU_START, MAP_STACKS,
     MAP_STATS,
@@ -16,8 +17,14 @@ use super::loader::Loader;
 use crate::ids::Pid;
 
 /// Per-capture counters summed over CPUs, indexed like [`Stat`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Stats(pub [u64; Stat::COUNT as usize]);
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self([0; Stat::COUNT as usize])
+    }
+}
 
 impl Stats {
     pub(crate) fn get(&self, stat: Stat) -> u64 {
@@ -55,6 +62,7 @@ impl Loader {
             comm: [0; 16],
             user_stack_id: profiler_common::STACK_ID_NONE,
             kernel_stack_id: profiler_common::STACK_ID_NONE,
+            py_stack_id: profiler_common::STACK_ID_NONE,
         };
         self.prime_allocator(MAP_COUNTS, cpus, key, 0u64);
     }
@@ -126,6 +134,21 @@ impl Loader {
         Ok(pids.into_iter().collect())
     }
 
+    /// The Python stacks referenced by CPU samples so far, with their
+    /// process, so their code objects can be named while it runs.
+    pub(crate) fn python_stacks_seen(&self) -> Result<Vec<(Pid, u64)>> {
+        let map: HashMap<&MapData, SampleKey, u64> = HashMap::try_from(self.map(MAP_COUNTS)?)?;
+        let ids: HashSet<(Pid, u64)> = map
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| {
+                k.py_stack_id != profiler_common::STACK_ID_NONE && k.py_stack_id != profiler_common::STACK_ID_LOST
+            })
+            .map(|k| (Pid::new(k.pid), k.py_stack_id))
+            .collect();
+        Ok(ids.into_iter().collect())
+    }
+
     /// Looks up one stored stack.
     pub(crate) fn stack(&self, id: u64) -> Result<Option<StackRecord>> {
         let map: HashMap<&MapData, u64, StackRecord> = HashMap::try_from(self.map(MAP_STACKS)?)?;
@@ -149,6 +172,9 @@ impl Loader {
         self.clear_map::<SampleKey, AllocValue>(MAP_ALLOC_COUNTS)?;
         self.clear_map::<LiveKey, LiveAlloc>(MAP_LIVE_ALLOCS)?;
         self.clear_map::<u32, LiveAlloc>(MAP_ALLOC_PENDING)?;
+        // Registered again at each start: a pid reused by another program
+        // must not keep an old process's Python layout.
+        self.clear_map::<u32, PyProcInfo>(MAP_PY_PROCS)?;
         let mut map: PerCpuArray<&mut MapData, u64> = PerCpuArray::try_from(self.map_mut(MAP_STATS)?)?;
         let ncpus = aya::util::nr_cpus().map_err(|(path, e)| anyhow!("failed to read `{path}`: {e}"))?;
         for stat in Stat::ALL {

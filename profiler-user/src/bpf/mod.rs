@@ -10,6 +10,7 @@
 //! It knows which programs and maps the object has, not what profile kinds
 //! make of them: that is `crate::kinds`.
 
+mod btf;
 pub(crate) mod drain;
 pub(crate) mod history;
 pub(crate) mod links;

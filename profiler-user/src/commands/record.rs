@@ -64,6 +64,7 @@ pub async fn run(args: &RecordArgs) -> Result<()> {
     let attaching = Instant::now();
     let session = Session::start(
         &mut loader,
+        &mut symbolizer,
         &config.profiles,
         config.frequency_hz,
         &resolved.filter,

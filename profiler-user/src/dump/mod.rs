@@ -264,6 +264,7 @@ fn name(pid: Pid, comm: &str, raws: &[Raw], symbolizer: &mut Symbolizer) -> Prof
             weight: 0,
             extra: 0,
             held: [0; 2],
+            python: Vec::new().into(),
         })
         .collect();
     let agg =

@@ -58,6 +58,7 @@ pub(crate) fn render(
                 weight: 0,
                 extra: 0,
                 held: [0; 2],
+                python: Vec::new().into(),
             });
             agg.total += count;
             slot_of.push(slot.start);

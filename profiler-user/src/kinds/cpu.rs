@@ -64,6 +64,16 @@ impl Kind for Cpu {
                 "user stacks cut at 127 frames (outermost callers missing)",
             ),
             ("kernel_stack_truncated", stats.get(Stat::KernelStackTruncated), "kernel stacks cut at 127 frames"),
+            (
+                "py_stack_truncated",
+                stats.get(Stat::PyStackTruncated),
+                "Python stacks cut at 63 frames, in every profile kind (outermost Python callers missing)",
+            ),
+            (
+                "py_stack_lost",
+                stats.get(Stat::PyStackLost),
+                "Python stacks that could not be stored, in every profile kind (native frames only)",
+            ),
             ("user_stack_missing", missing_user, "user stacks referenced by samples but absent from the stack map"),
             (
                 "kernel_stack_missing",

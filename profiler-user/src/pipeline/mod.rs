@@ -73,6 +73,7 @@ pub(crate) fn finish(
     let mut profiles = Vec::with_capacity(kinds.len());
     let mut losses = Vec::new();
     let mut samples_collected = 0;
+    let mut pids_sampled = std::collections::BTreeSet::new();
     let shape = Shape { frequency_hz, programs: loader.programs(), start, duration };
     for &kind in kinds {
         let plugin = kinds::of(kind);
@@ -82,6 +83,7 @@ pub(crate) fn finish(
             .with_context(|| format!("failed to read the {kind} samples from the kernel"))?;
         debug!(elapsed_ms = started.elapsed().as_millis() as u64, "{kind} samples drained");
         let agg = aggregate::aggregate(&raw);
+        pids_sampled.extend(agg.user_addrs.keys().copied());
         if let Some(n) = plugin.samples_collected(&agg) {
             samples_collected = n;
         }
@@ -112,6 +114,7 @@ pub(crate) fn finish(
         stackwatch_version: env!("CARGO_PKG_VERSION").to_owned(),
         unwind: unwind_summary(&loader.stats()?, loader.programs().unwind, loader.unwind_report()),
         stack_quality: stack_quality(&profiles),
+        notes: symbolizer.notes(&pids_sampled.into_iter().collect::<Vec<_>>()),
     };
     Ok(FinishedCapture { info, profiles, history: None })
 }

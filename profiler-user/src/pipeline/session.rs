@@ -45,6 +45,7 @@ impl Session {
     /// step fails.
     pub(crate) fn start(
         loader: &mut Loader,
+        symbolizer: &mut Symbolizer,
         kinds: &[ProfileKind],
         frequency_hz: u64,
         filter: &Filter,
@@ -52,6 +53,13 @@ impl Session {
         duration: Duration,
     ) -> Result<Session> {
         let target = AttachTarget { frequency_hz, filter, cgroup_dir };
+        // Python processes started before the capture: their frames are
+        // walked from the first sample on.
+        let candidates = match filter {
+            Filter::Pids(pids) => pids.clone(),
+            Filter::All | Filter::Cgroup { .. } => process::all_pids().unwrap_or_default(),
+        };
+        register_python(loader, symbolizer, &candidates);
         let started = kinds::attach(loader, kinds, &target).and_then(|()| {
             let meter = CpuMeter::start(filter, cgroup_dir);
             Ok(Session { window: loader.open_window(duration)?, meter })
@@ -78,10 +86,11 @@ impl Session {
         pids: &[Pid],
     ) -> bool {
         loader.flush_logs();
-        if let Ok(seen) = loader.pids_seen() {
-            symbolizer.observe_pids(&seen);
-        }
-        match spec {
+        let seen = loader.pids_seen().unwrap_or_default();
+        symbolizer.observe_pids(&seen);
+        name_python_stacks(loader, symbolizer);
+        let mut candidates = seen;
+        let alive = match spec {
             TargetSpec::Name(re) => {
                 let pids = find_pids_by_name(re);
                 if !pids.is_empty() {
@@ -90,11 +99,21 @@ impl Session {
                     }
                     self.meter.set_pids(&pids);
                 }
+                candidates.extend_from_slice(&pids);
                 true
             }
-            TargetSpec::Pids(_) => pids.iter().any(|&p| process::is_running(p)),
+            TargetSpec::Pids(_) => {
+                candidates.extend_from_slice(pids);
+                pids.iter().any(|&p| process::is_running(p))
+            }
             TargetSpec::Cgroup(_) | TargetSpec::Host => true,
-        }
+        };
+        // Processes that started (or finished starting their interpreter)
+        // since: new `--name` matches, new pids in a host or cgroup capture.
+        candidates.sort_unstable();
+        candidates.dedup();
+        register_python(loader, symbolizer, &candidates);
+        alive
     }
 
     /// Ends the capture: the kernel stops counting now (at the deadline it
@@ -116,5 +135,32 @@ impl Session {
         };
         let cpu_seconds = self.meter.finish(&window);
         Ended { window, cpu_seconds }
+    }
+}
+
+/// Hands the kernel the Python processes among `pids` (replacing the
+/// previous set only when one is found: a process is dropped from it when
+/// the next capture starts).
+fn register_python(loader: &mut Loader, symbolizer: &mut Symbolizer, pids: &[Pid]) {
+    let procs = symbolizer.python_processes(pids);
+    if procs.is_empty() {
+        return;
+    }
+    if let Err(e) = loader.add_python_processes(&procs) {
+        warn!("Python frames will be missing: {e:#}");
+    }
+}
+
+/// Names the code objects of the Python stacks sampled so far, while their
+/// processes run (one that exits before the capture ends keeps them).
+fn name_python_stacks(loader: &Loader, symbolizer: &mut Symbolizer) {
+    let Ok(ids) = loader.python_stacks_seen() else { return };
+    for (pid, id) in ids {
+        if !symbolizer.python_needs(pid, id) {
+            continue;
+        }
+        if let Ok(Some(record)) = loader.stack(id) {
+            symbolizer.remember_python(pid, id, &crate::aggregate::py_frames(record.frames()));
+        }
     }
 }

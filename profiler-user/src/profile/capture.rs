@@ -188,6 +188,10 @@ pub(crate) struct CaptureInfo {
     /// How complete and named the stacks are, per process (the busiest
     /// first), with what is wrong and the fix.
     pub stack_quality: Vec<super::quality::ProcessQuality>,
+    /// What the profiles cannot show, e.g. a Python interpreter that
+    /// cannot be read (its code shows as `[python 3.x: unsupported]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// The manifest's `unwind` section: the `--unwind` mode and what it did.

@@ -37,6 +37,7 @@ fn info(target: TargetInfo, trigger: Trigger) -> CaptureInfo {
         stackwatch_version: "0.1.0-test".into(),
         unwind: super::capture::UnwindSummary { mode: "auto".into(), stacks_with_tables: 15, ..Default::default() },
         stack_quality: Vec::new(),
+        notes: Vec::new(),
     }
 }
 

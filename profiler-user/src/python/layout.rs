@@ -337,6 +337,10 @@ mod tests {
             // Word-aligned, and never the reference count (offset 0), which
             // changes all the time.
             assert!(o.code_ident.iter().all(|w| *w % 8 == 0 && *w >= 16), "3.{minor}: {:?}", o.code_ident);
+            // The eBPF walk reads a frame and a code header whole into
+            // buffers of this size (and masks offsets to it).
+            let max = profiler_common::python::PY_CODE_READ_MAX as u16;
+            assert!(o.frame_size < max && o.code_size < max && o.object_type + 8 <= o.code_size, "3.{minor}");
         }
         assert!(offsets(MIN_MINOR - 1).is_none() && offsets(MAX_MINOR + 1).is_none());
     }

@@ -25,6 +25,7 @@ use tracing::warn;
 mod kallsyms;
 mod objects;
 mod perfmap;
+mod python;
 mod user;
 
 pub(crate) use objects::CacheBudget;
@@ -41,6 +42,7 @@ use crate::{
     profile::{Line, Location, Mapping, Profile, Sample},
 };
 use objects::{Blaze, ObjectCache};
+use python::{PythonFrames, Slot};
 use user::{Context, Processes, Resolved};
 
 /// Where the tables keep kernel locations: no process has pid 0 (the
@@ -93,6 +95,7 @@ pub struct Symbolizer {
     /// Whether the "cannot read kallsyms" warning was given (once per
     /// symbolizer: the daemon's lives for many captures).
     kallsyms_warned: bool,
+    python: PythonFrames,
 }
 
 /// Where kernel frames are named from.
@@ -113,9 +116,26 @@ struct Tables {
     mappings: HashMap<(Pid, u64), usize>,
     /// Placeholder locations (lost/missing stacks) by name.
     placeholders: HashMap<&'static str, usize>,
+    /// Python frames: one location per function and line.
+    python: HashMap<python::PyName, usize>,
 }
 
 impl Tables {
+    fn python_location(&mut self, name: &python::PyName) -> usize {
+        if let Some(&i) = self.python.get(name) {
+            return i;
+        }
+        let i = self.profile.locations.len();
+        self.profile.locations.push(Location {
+            address: 0,
+            mapping: None,
+            lines: vec![Line { function: name.function.clone(), file: name.file.clone(), line: name.line }],
+            kernel: false,
+        });
+        self.python.insert(name.clone(), i);
+        i
+    }
+
     fn placeholder(&mut self, name: &'static str, kernel: bool) -> usize {
         if let Some(&i) = self.placeholders.get(name) {
             return i;
@@ -161,6 +181,7 @@ impl Symbolizer {
             debug_dirs: config.debug_dirs,
             kernel_build_id: None,
             kallsyms_warned: false,
+            python: PythonFrames::default(),
         }
     }
 
@@ -172,6 +193,31 @@ impl Symbolizer {
         for &pid in pids.iter().filter(|&&p| p != KERNEL) {
             self.processes.observe(pid);
         }
+        self.python.observe(pids);
+        self.python.warm(pids);
+    }
+
+    /// The Python processes among `pids`, with what the kernel needs to
+    /// walk their frames (for the `PY_PROCS` map).
+    pub(crate) fn python_processes(&mut self, pids: &[Pid]) -> Vec<(Pid, profiler_common::python::PyProcInfo)> {
+        self.python.proc_infos(pids)
+    }
+
+    /// Whether the kernel's Python stack `id` of `pid` still needs naming
+    /// ([`Self::remember_python`]).
+    pub(crate) fn python_needs(&self, pid: Pid, id: u64) -> bool {
+        self.python.needs(pid, id)
+    }
+
+    /// Names the frames of a Python stack the kernel stored, while the
+    /// process runs, so they keep their names if it exits.
+    pub(crate) fn remember_python(&mut self, pid: Pid, id: u64, frames: &[crate::aggregate::PyFrame]) {
+        self.python.remember(pid, id, frames);
+    }
+
+    /// Manifest notes about `pids`: Python interpreters that cannot be read.
+    pub(crate) fn notes(&self, pids: &[Pid]) -> Vec<String> {
+        self.python.notes(pids)
     }
 
     /// Forgets the snapshots of processes that have exited. Call it once a
@@ -209,6 +255,7 @@ impl Symbolizer {
             locations: HashMap::new(),
             mappings: HashMap::new(),
             placeholders: HashMap::new(),
+            python: HashMap::new(),
         };
         self.add_kernel_locations(&mut tables, &agg.kernel_addrs);
         for (&pid, addrs) in &agg.user_addrs {
@@ -233,11 +280,26 @@ impl Symbolizer {
                 Frames::Missing => locations.push(tables.placeholder("[missing kernel stack]", true)),
                 Frames::None => {}
             }
+            let native = s.user.addrs();
+            match self.python.splice(s.pid, native, &s.python) {
+                Some((slots, names)) => {
+                    for slot in slots {
+                        locations.push(match slot {
+                            Slot::Native(i) => tables.locations[&(s.pid, native[i])],
+                            Slot::Python(i) => tables.python_location(&names[i]),
+                        });
+                    }
+                }
+                None => locations.extend(native.iter().map(|addr| tables.locations[&(s.pid, *addr)])),
+            }
             match &s.user {
-                Frames::Addrs(a) => locations.extend(a.iter().map(|addr| tables.locations[&(s.pid, *addr)])),
                 Frames::Lost => locations.push(tables.placeholder("[lost user stack]", false)),
                 Frames::Missing => locations.push(tables.placeholder("[missing user stack]", false)),
-                Frames::None => {}
+                Frames::Addrs(_) | Frames::None => {}
+            }
+            if let Some(frame) = self.python.unsupported_frame(s.pid) {
+                let i = tables.python_location(&python::PyName { function: frame, file: None, line: None });
+                locations.push(i);
             }
             if s.user_truncated {
                 locations.push(tables.placeholder(TRUNCATED_FRAME, false));

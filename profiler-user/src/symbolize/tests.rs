@@ -197,6 +197,7 @@ fn hot_profile(symbolizer: &mut Symbolizer, pid: u32, addr: u64) -> Profile {
         weight: 0,
         extra: 0,
         held: [0; 2],
+        python: Vec::new().into(),
     });
     agg.total = 1;
     let template = Profile::new_cpu(99, SystemTime::now(), Duration::from_secs(1));
@@ -219,6 +220,7 @@ fn truncated_user_stacks_end_in_a_marker() {
             weight: 0,
             extra: 0,
             held: [0; 2],
+            python: Vec::new().into(),
         });
     }
     agg.total = 2;

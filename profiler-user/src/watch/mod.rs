@@ -619,8 +619,10 @@ impl Daemon {
         // not leak an old capture's samples into this one.
         loader.clear().context("failed to empty the kernel maps before the capture")?;
         let cgroup_dir = spec.cgroup_dir();
+        let symbolizer = self.symbolizer.get_or_insert_with(Symbolizer::new);
         let session = Session::start(
             loader,
+            symbolizer,
             &request.kinds,
             self.config.frequency_hz,
             &target.filter,

@@ -1,0 +1,93 @@
+//! Field offsets of kernel structs, from the kernel's BTF: our object has
+//! no CO-RE relocations (see `docs/architecture.md`), so the one offset the
+//! Python walk needs — `task_struct.thread.fsbase`, the thread pointer — is
+//! looked up here and handed over in `CONFIG`. aya does not expose struct
+//! members, and the format is small: the types section is walked once.
+
+use anyhow::{bail, Context as _, Result};
+
+/// Where the running kernel publishes its BTF.
+const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+const BTF_MAGIC: u16 = 0xeb9f;
+const KIND_STRUCT: u32 = 4;
+const KIND_UNION: u32 = 5;
+
+/// `offsetof(struct task_struct, thread.fsbase)` of the running kernel.
+pub(crate) fn task_fsbase_offset() -> Result<u32> {
+    let data = std::fs::read(VMLINUX_BTF).with_context(|| format!("failed to read `{VMLINUX_BTF}`"))?;
+    let btf = parse(&data)?;
+    let thread = btf.member_offset("task_struct", "thread").context("no `task_struct.thread` in the kernel's BTF")?;
+    let fsbase =
+        btf.member_offset("thread_struct", "fsbase").context("no `thread_struct.fsbase` in the kernel's BTF")?;
+    Ok(thread + fsbase)
+}
+
+/// The structs of a BTF blob: name → members (name, byte offset).
+struct Structs<'a> {
+    structs: Vec<(&'a str, Vec<(&'a str, u32)>)>,
+}
+
+impl Structs<'_> {
+    fn member_offset(&self, strukt: &str, member: &str) -> Option<u32> {
+        self.structs.iter().find(|(n, _)| *n == strukt)?.1.iter().find(|(m, _)| *m == member).map(|(_, off)| *off)
+    }
+}
+
+fn parse(data: &[u8]) -> Result<Structs<'_>> {
+    let u16_at = |off: usize| data.get(off..off + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u32_at = |off: usize| data.get(off..off + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    if u16_at(0) != Some(BTF_MAGIC) {
+        bail!("not little-endian BTF");
+    }
+    let field = |off| u32_at(off).map(|v| v as usize).context("truncated BTF header");
+    let hdr_len = field(4)?;
+    let (type_off, type_len, str_off, str_len) = (field(8)?, field(12)?, field(16)?, field(20)?);
+    let strings = data.get(hdr_len + str_off..hdr_len + str_off + str_len).context("truncated BTF strings")?;
+    let name = |off: u32| -> &str {
+        let rest = strings.get(off as usize..).unwrap_or(&[]);
+        let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+        std::str::from_utf8(&rest[..end]).unwrap_or("")
+    };
+    let (start, end) = (hdr_len + type_off, hdr_len + type_off + type_len);
+    let mut structs = Vec::new();
+    let mut at = start;
+    while at + 12 <= end {
+        let (name_off, info) = (u32_at(at).unwrap_or(0), u32_at(at + 4).unwrap_or(0));
+        let (kind, vlen, kind_flag) = ((info >> 24) & 0x1f, (info & 0xffff) as usize, info >> 31);
+        at += 12;
+        let extra = match kind {
+            1 | 14 | 17 => 4, // int, var, decl tag
+            3 => 12,          // array
+            KIND_STRUCT | KIND_UNION => vlen * 12,
+            6 | 13 => vlen * 8,        // enum, func proto
+            15 | 19 => vlen * 12,      // datasec, enum64
+            2 | 7..=12 | 16 | 18 => 0, // ptr, fwd, typedef, qualifiers, func, float, type tag
+            other => bail!("unknown BTF kind {other}"),
+        };
+        if kind == KIND_STRUCT && name_off != 0 {
+            let members = (0..vlen)
+                .filter_map(|i| {
+                    let m = at + i * 12;
+                    let bits = u32_at(m + 8)?;
+                    let bits = if kind_flag == 1 { bits & 0x00ff_ffff } else { bits };
+                    Some((name(u32_at(m)?), bits / 8))
+                })
+                .collect();
+            structs.push((name(name_off), members));
+        }
+        at += extra;
+    }
+    Ok(Structs { structs })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fsbase_is_inside_the_task_struct() {
+        // The running kernel's own BTF (every kernel stackwatch supports has
+        // it; `doctor` says so otherwise).
+        let off = super::task_fsbase_offset().unwrap();
+        assert!(off > 0 && off < 16384 && off.is_multiple_of(8), "{off}");
+    }
+}
