@@ -55,17 +55,30 @@ fn runtime_check(facts: &ProcessFacts) -> Check {
     const NAME: &str = "runtime";
     let label = facts.runtime.label();
     match &facts.runtime {
-        Runtime::Python { readable: true, .. } => match hints::python_unnamed(facts) {
-            Some(hint) => Check::new(NAME, Status::Warn, format!("{label}: Python frames are readable by `stackwatch dump`; in profiles they show as `_PyEval_EvalFrameDefault`")).fix(hint.fix),
-            None => Check::new(NAME, Status::Ok, label),
-        },
+        // The capture's Python walk and `dump` read its frames from outside.
+        Runtime::Python { readable: true, .. } => Check::new(
+            NAME,
+            Status::Ok,
+            format!(
+                "{label}: Python functions are named in profiles and by `stackwatch dump` (read from the interpreter)"
+            ),
+        ),
         Runtime::Python { readable: false, note, .. } => Check::new(
             NAME,
             Status::Info,
-            format!("{label}: its Python frames cannot be read{}", note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default()),
+            format!(
+                "{label}: its Python frames cannot be read{}",
+                note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default()
+            ),
         ),
-        Runtime::Go { .. } => Check::new(NAME, Status::Ok, format!("{label}: Go keeps frame pointers; its function table names frames even when stripped")),
-        Runtime::Node | Runtime::Java => Check::new(NAME, Status::Info, format!("{label}: generated code is named only through a perf map")),
+        Runtime::Go { .. } => Check::new(
+            NAME,
+            Status::Ok,
+            format!("{label}: Go keeps frame pointers; its function table names frames even when stripped"),
+        ),
+        Runtime::Node | Runtime::Java => {
+            Check::new(NAME, Status::Info, format!("{label}: generated code is named only through a perf map"))
+        }
         Runtime::Native { .. } => Check::new(NAME, Status::Info, format!("{label}: native code")),
     }
 }
