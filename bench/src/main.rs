@@ -20,6 +20,7 @@ mod events;
 mod ext;
 mod history;
 mod measure;
+mod python;
 mod report;
 mod runs;
 mod unwind;
@@ -66,6 +67,8 @@ pub enum Part {
     Unwind,
     /// The flight recorder (`watch --history`) over 10 minutes of whole-host churn.
     History,
+    /// Python stacks: BPF time per sample against a native target, and py-spy side by side.
+    Python,
 }
 
 /// Measure stackwatch side by side with `perf record` + inferno (as root):
@@ -158,7 +161,16 @@ fn bench(options: Options) -> Result<()> {
     let quick = options.quick;
     let runs_each = options.runs.max(1);
     let parts = if options.only.is_empty() {
-        vec![Part::Cpu, Part::Host, Part::Idle, Part::OffcpuMemory, Part::Symbolize, Part::Unwind, Part::History]
+        vec![
+            Part::Cpu,
+            Part::Host,
+            Part::Idle,
+            Part::OffcpuMemory,
+            Part::Symbolize,
+            Part::Unwind,
+            Part::Python,
+            Part::History,
+        ]
     } else {
         options.only.clone()
     };
@@ -210,10 +222,11 @@ fn bench(options: Options) -> Result<()> {
     };
     let mut sections = Vec::new();
     type SectionFn = fn(&Context) -> Result<ext::Section>;
-    let hooks: [(Part, SectionFn); 4] = [
+    let hooks: [(Part, SectionFn); 5] = [
         (Part::OffcpuMemory, ext::offcpu_memory),
         (Part::Symbolize, ext::symbolize),
         (Part::Unwind, unwind::run),
+        (Part::Python, python::run),
         (Part::History, history::run),
     ];
     for (part, run) in hooks {

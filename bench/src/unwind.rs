@@ -44,7 +44,7 @@ pub(crate) fn run(ctx: &Context) -> Result<Section> {
     Ok(section)
 }
 
-fn row(section: &mut Section, name: &str, value: String, target: Option<&str>, pass: Option<bool>) {
+pub(crate) fn row(section: &mut Section, name: &str, value: String, target: Option<&str>, pass: Option<bool>) {
     eprintln!("bench:   {name}: {value}");
     section.rows.push(Row { name: name.to_owned(), value, target: target.map(str::to_owned), pass });
 }
@@ -79,7 +79,7 @@ fn fill(ctx: &Context, section: &mut Section) -> Result<()> {
 }
 
 /// A running workload, killed on drop.
-struct Child(std::process::Child);
+pub(crate) struct Child(pub(crate) std::process::Child);
 
 impl Drop for Child {
     fn drop(&mut self) {
@@ -88,7 +88,7 @@ impl Drop for Child {
     }
 }
 
-fn start(cmd: &mut Command) -> Result<Child> {
+pub(crate) fn start(cmd: &mut Command) -> Result<Child> {
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     Ok(Child(measure::spawn(cmd)?))
 }
@@ -102,7 +102,7 @@ fn is_zombie_soon(pid: u32) -> bool {
 
 /// Runs `cmd` (a profiler that ends by itself) and returns its BPF time per
 /// program run, its run count and its CPU.
-fn profile_once(cmd: &mut Command) -> Result<(f64, u64, measure::Usage)> {
+pub(crate) fn profile_once(cmd: &mut Command) -> Result<(f64, u64, measure::Usage)> {
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     let mut child = measure::spawn(cmd)?;
     let mut last = BpfSnapshot::default();
@@ -132,7 +132,7 @@ fn profile_once(cmd: &mut Command) -> Result<(f64, u64, measure::Usage)> {
     Ok((ns as f64 / runs.max(1) as f64, runs, usage))
 }
 
-fn median(v: &[f64]) -> f64 {
+pub(crate) fn median(v: &[f64]) -> f64 {
     Summary::of(v.iter().copied()).map_or(f64::NAN, |s| s.median)
 }
 
@@ -204,7 +204,7 @@ fn per_sample(ctx: &Context, section: &mut Section, nofp: &Path, dir: &Path) -> 
     Ok(())
 }
 
-fn which(tool: &str) -> Option<PathBuf> {
+pub(crate) fn which(tool: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(tool)).find(|p| p.is_file())
 }
 

@@ -59,10 +59,6 @@ pub(crate) mod units;
 pub(crate) mod unwind;
 pub(crate) mod watch;
 
-// A dev-dependency of `examples/manpage.rs` only (`cargo xtask dist`).
-#[cfg(test)]
-use clap_mangen as _;
-
 pub use aggregate::{Aggregate, Frames, PyFrame, RawSample};
 pub use config::UsageError;
 pub use ids::{Pid, Tid};

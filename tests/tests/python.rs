@@ -6,7 +6,10 @@
 //! functions 3:1 under a common caller, a thread sorting with a Python key
 //! function (Python → C `sorted` → Python) and a thread sleeping in a named
 //! function. Expected names and lines come from the script itself (its
-//! `MARK:` comments), never from a previous run. Under `CI=true` a missing
+//! `MARK:` comments), never from a previous run. Every profile kind is
+//! covered (on-CPU, off-CPU, allocations), as are a process that exits
+//! mid-capture, one in a private mount namespace, and processes a
+//! `watch --name` daemon finds before and during a capture. Under `CI=true` a missing
 //! interpreter fails the test instead of skipping it.
 #![expect(unused_crate_dependencies, reason = "each test file uses some of the package's dependencies")]
 
@@ -17,6 +20,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use stackwatch_tests::capture::{assert_exit, pprof_raw, Capture, RawProfile, RawSample};
+use stackwatch_tests::daemon::WatchDaemon;
+use stackwatch_tests::symwork::spawn_in_private_mount;
 use stackwatch_tests::{e2e_guard, is_ci, run_stackwatch, scratch_dir, workspace_root};
 
 /// The workload's module name: its file's stem.
@@ -82,6 +87,19 @@ fn mark(name: &str) -> u64 {
     let tag = format!("# MARK: {name}");
     let index = text.lines().position(|l| l.trim_end().ends_with(&tag));
     index.map(|i| i as u64 + 1).unwrap_or_else(|| panic!("no `{tag}` in the workload"))
+}
+
+/// Lines of `def name(…)` in the workload: from the `def` (3.11+ charge a
+/// function's first instruction, `RESUME`, to it) to the last line before
+/// the next blank one.
+fn body(name: &str) -> std::ops::RangeInclusive<u64> {
+    let text = std::fs::read_to_string(script()).expect("the workload is in the repository");
+    let lines: Vec<&str> = text.lines().collect();
+    let def =
+        lines.iter().position(|l| l.starts_with(&format!("def {name}("))).unwrap_or_else(|| panic!("no `def {name}`"));
+    let len = lines[def + 1..].iter().position(|l| l.trim().is_empty()).unwrap_or(lines.len() - def - 1);
+    // 1-based: the def is line def + 1, its body lines def + 2 ..= def + 1 + len.
+    (def as u64 + 1)..=(def + 1 + len) as u64
 }
 
 /// The workload, killed when dropped.
@@ -196,11 +214,19 @@ fn check_cpu(label: &str, raw: &RawProfile) {
     assert!(a + b >= 50, "{label}: only {} samples in the hot functions", a + b);
     assert!((share_a - 0.75).abs() <= 0.08, "{label}: hot_a has {:.1} % of the hot samples, not 75 %", share_a * 100.0);
     assert!(orphans as f64 <= 0.02 * total, "{label}: {orphans} hot samples without `{caller}` above them");
-    // Lines: inside each function's loop (the `for` line or its body).
+    // Lines: inside the functions, nearly all in their loops (the `for`
+    // line or its body; a sample may land on the `def`, `x = 0` or `return x`).
+    let (body_a, body_b) = (body("hot_a"), body("hot_b"));
+    let mut in_loops = 0;
     for (line, n) in &lines {
-        let ok = [hot_a_line, hot_b_line].iter().any(|m| *line + 1 == *m || *line == *m);
-        assert!(ok, "{label}: {n} samples of a hot function at line {line}, outside its loop");
+        let ok = body_a.contains(line) || body_b.contains(line);
+        assert!(ok, "{label}: {n} samples of a hot function at line {line}, outside its body");
+        if [hot_a_line, hot_b_line].iter().any(|m| *line + 1 == *m || *line == *m) {
+            in_loops += n;
+        }
     }
+    let all: u64 = lines.values().sum();
+    assert!(in_loops as f64 >= 0.9 * all as f64, "{label}: only {in_loops} of {all} hot samples on their loops' lines");
     assert!(lines.contains_key(&hot_a_line), "{label}: no sample at the hot_a line {hot_a_line}");
 
     // The callback: sort_loop → (C) sorted → key_fn.
@@ -291,4 +317,146 @@ fn a_python_process_that_exits_mid_capture_keeps_its_names() {
         );
         assert!(raw.samples.iter().any(|s| s.has_function(&py_function("hot_a"))), "{}: no hot_a", interp.label);
     }
+}
+
+/// Sums value `index` of the samples that `keep` accepts.
+fn sum_value(raw: &RawProfile, index: usize, keep: impl Fn(&RawSample) -> bool) -> i64 {
+    raw.samples.iter().filter(|s| keep(s)).map(|s| s.values.get(index).copied().unwrap_or(0)).sum()
+}
+
+/// The allocations of `grow` (64 KiB `bytearray`s, from malloc) carry
+/// the Python function and line that made them.
+fn check_memory(label: &str, raw: &RawProfile) {
+    let (share, frames) = named_share(raw);
+    let (grow, line) = (py_function("grow"), mark("grow"));
+    // alloc_space/bytes is the second value of a memory profile.
+    let total = sum_value(raw, 1, |_| true);
+    let in_grow = sum_value(raw, 1, |s| s.stack.iter().any(|f| f.function == grow && f.line == line));
+    println!(
+        "{label}: {frames} python frames in allocation stacks, {:.2} % named; grow() at line {line} made {:.1} of {:.1} MiB",
+        share * 100.0,
+        in_grow as f64 / 1048576.0,
+        total as f64 / 1048576.0
+    );
+    assert!(frames > 0 && share >= 0.99, "{label}: {:.2} % of {frames} Python frames named", share * 100.0);
+    assert!(total > 0, "{label}: no bytes allocated at all");
+    assert!(
+        in_grow as f64 >= 0.8 * total as f64,
+        "{label}: `{grow}` at line {line} made only {in_grow} of {total} bytes"
+    );
+}
+
+#[test]
+fn python_allocations_are_named_in_every_version() {
+    let Some(_guard) = e2e_guard() else { return };
+    let dir = scratch_dir("python-memory");
+    for interp in interpreters() {
+        let workload = Workload::start(&interp, &["--alloc"]);
+        let pid = workload.pid().to_string();
+        let case = dir.join(interp.label.replace(' ', "-"));
+        let capture = record(&case, &["--pid", &pid, "--duration", "3s", "--profiles", "memory"]);
+        check_memory(&interp.label, &pprof_of(&capture, "memory"));
+    }
+}
+
+/// The hot functions of process `pid` in `raw`, by Python name.
+fn check_process(label: &str, raw: &RawProfile, pid: u32) {
+    let pid = pid.to_string();
+    let mine = RawProfile {
+        samples: raw.samples.iter().filter(|s| s.label("pid") == Some(&pid)).cloned().collect(),
+        ..raw.clone()
+    };
+    let (share, frames) = named_share(&mine);
+    let hot = mine.samples.iter().filter(|s| s.has_function(&py_function("hot_a"))).map(RawSample::count).sum::<u64>();
+    println!("{label} (pid {pid}): {frames} python frames, {:.2} % named, {hot} samples in hot_a", share * 100.0);
+    assert!(frames > 0 && share >= 0.99, "{label}: {:.2} % of {frames} Python frames named", share * 100.0);
+    assert!(hot >= 20, "{label}: only {hot} samples in hot_a");
+}
+
+#[test]
+fn watch_by_name_names_python_processes_found_before_and_during_a_capture() {
+    let Some(_guard) = e2e_guard() else { return };
+    let interps = interpreters();
+    let (Some(first), Some(last)) = (interps.first(), interps.last()) else { return };
+    let before = Workload::start(first, &[]);
+    let mut daemon = WatchDaemon::start("python-watch-name", &["--name", r"py_split\.py", "--capture-duration", "5m"]);
+    daemon.ctl_ok(&["start"]);
+    std::thread::sleep(Duration::from_millis(500));
+    // Found by the daemon's once-a-second look at the process table.
+    let during = Workload::start(last, &[]);
+    std::thread::sleep(Duration::from_secs(4));
+    let stopped = daemon.ctl_ok(&["stop"]);
+    let pprofs: Vec<PathBuf> = stopped
+        .lines()
+        .filter_map(|l| l.strip_prefix("  "))
+        .filter(|l| l.contains("-cpu-") && l.ends_with(".pb.gz"))
+        .map(PathBuf::from)
+        .collect();
+    assert_eq!(pprofs.len(), 1, "one cpu pprof expected: {stopped}");
+    let raw = pprof_raw(&pprofs[0]);
+    check_process(&format!("{} (running before the capture)", first.label), &raw, before.pid());
+    check_process(&format!("{} (started during the capture)", last.label), &raw, during.pid());
+    assert_eq!(daemon.stop().status.code(), Some(0));
+}
+
+#[test]
+fn a_python_process_in_a_private_mount_namespace_is_named() {
+    let Some(_guard) = e2e_guard() else { return };
+    // Debian's interpreter, one static file: copied into a tmpfs that only
+    // the process's mount namespace has (its standard library is found
+    // under /usr, which both see). The host cannot open the executable
+    // by its path, only through /proc/<pid>/root.
+    let python = PathBuf::from("/usr/bin/python3.11");
+    if !python.exists() {
+        missing("no `/usr/bin/python3.11` (`cargo xtask setup` installs it)");
+        return;
+    }
+    let dir = scratch_dir("python-mount-ns");
+    let mountpoint = dir.join("private");
+    let script = script();
+    let mut workload = spawn_in_private_mount(&python, &mountpoint, &[script.to_str().expect("UTF-8 path")]);
+    workload.wait_for_cpu(Duration::from_millis(300), Duration::from_secs(10));
+    let pid = workload.pid().to_string();
+    let capture = record(&dir, &["--pid", &pid, "--duration", "3s"]);
+    assert!(
+        !mountpoint.join("python3.11").exists(),
+        "the interpreter must be visible only inside the process's mount namespace"
+    );
+    check_cpu("python3.11 in a private mount namespace", &pprof_of(&capture, "cpu"));
+}
+
+#[test]
+fn an_unsupported_interpreter_is_one_named_frame_and_a_note_never_wrong_names() {
+    let Some(_guard) = e2e_guard() else { return };
+    // CPython 3.7: older than the walk supports (pyenv has it here).
+    let Some(path) = pyenv_python(7) else {
+        missing(&format!("no CPython 3.7 under `{}`", pyenv_root().display()));
+        return;
+    };
+    let interp = Interpreter { label: "pyenv 3.7".into(), path };
+    let workload = Workload::start(&interp, &[]);
+    let pid = workload.pid().to_string();
+    let dir = scratch_dir("python-unsupported");
+    let capture = record(&dir, &["--pid", &pid, "--duration", "2s"]);
+    let raw = pprof_of(&capture, "cpu");
+    let frame = "[python 3.7: unsupported]";
+    let total: u64 = raw.samples.iter().map(RawSample::count).sum();
+    let marked: u64 = raw.samples.iter().filter(|s| s.has_function(frame)).map(RawSample::count).sum();
+    let named: u64 = raw
+        .samples
+        .iter()
+        .filter(|s| s.stack.iter().any(|f| f.file.ends_with(".py") || f.function.starts_with(MODULE)))
+        .map(RawSample::count)
+        .sum();
+    println!("{}: {marked} of {total} samples carry `{frame}`, {named} carry a Python name", interp.label);
+    assert!(total >= 50, "only {total} samples");
+    assert!(marked as f64 >= 0.99 * total as f64, "only {marked} of {total} samples carry `{frame}`");
+    assert_eq!(named, 0, "an unsupported interpreter must never get Python names");
+    let manifest = capture.manifest();
+    let notes: Vec<&str> =
+        manifest["notes"].as_array().map(|a| a.iter().filter_map(|n| n.as_str()).collect()).unwrap_or_default();
+    assert!(
+        notes.iter().any(|n| n.contains(&pid) && n.contains("3.7")),
+        "the manifest must say which process is unsupported and why: {notes:?}"
+    );
 }

@@ -71,8 +71,12 @@ __attribute__((noipa)) void work_loop(void)
 {
 	unsigned long x = sink;
 	while (!done()) {
-		x = leaf_a(x, 3 * CHUNK);
-		x = leaf_b(x, CHUNK);
+		/* A random length per round (CHUNK/8 to 3*CHUNK/8): a strictly
+		 * periodic 3:1 loop phase-locks with the sampling clock on a
+		 * quiet host; the expected split stays exactly 3:1. */
+		unsigned long n = CHUNK / 8 + (x >> 33) % (CHUNK / 4);
+		x = leaf_a(x, 3 * n);
+		x = leaf_b(x, n);
 		sink = x;
 	}
 }

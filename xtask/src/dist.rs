@@ -21,7 +21,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::{build, cargo, cmd, target_dir, workspace_root};
+use crate::{build, cmd, target_dir, workspace_root};
 
 /// Where the packages go.
 pub fn dist_dir() -> PathBuf {
@@ -50,11 +50,7 @@ pub fn dist() -> Result<Vec<PathBuf>> {
     let binary = work.join("stackwatch");
     cmd::run(Command::new("strip").arg("--strip-debug").arg("-o").arg(&binary).arg(&bin))?;
     let man_dir = work.join("man");
-    cmd::run(
-        cargo()
-            .args(["run", "--quiet", "--release", "-p", "profiler-user", "--example", "manpage", "--"])
-            .arg(&man_dir),
-    )?;
+    crate::man_pages(&man_dir)?;
     let payload = Payload { binary, man_dir };
 
     let deb = out.join(format!("stackwatch_{version}_{arch}.deb"));

@@ -117,10 +117,16 @@ mod tests {
         let readme = std::fs::read_to_string(super::workspace_root().join("README.md")).unwrap();
         let commands: Vec<&str> = readme
             .lines()
-            .filter(|l| l.starts_with("cargo ") || l.starts_with("sudo "))
+            .filter(|l| l.starts_with("cargo ") || l.starts_with("sudo ") || l.starts_with("rustup "))
             .map(|l| l.split('#').next().unwrap_or_default().trim())
             .collect();
-        assert_eq!(&commands[..2], ["cargo xtask run", "cargo xtask test"], "{commands:?}");
+        // rustup first: where it does not install the pinned toolchain on
+        // demand (RUSTUP_AUTO_INSTALL=0), no cargo command would start.
+        assert_eq!(
+            &commands[..2],
+            ["rustup toolchain install && cargo xtask run", "rustup toolchain install && cargo xtask test"],
+            "{commands:?}"
+        );
         let at = |heading: &str| readme.find(heading).unwrap_or_else(|| panic!("README has no `{heading}`"));
         assert!(at("## Install") < at("## Quick start") && at("## Quick start") < at("## Language support"));
         assert!(at("## Language support") < at("## Building"), "users' sections come before the developers'");

@@ -165,7 +165,13 @@ fn test(no_lint: bool, test_args: &[String]) -> Result<()> {
         }
     }
     // A plain closing line with the libtest totals over all test binaries.
-    let skipped = if counts.ignored > 0 { format!(", {} skipped", counts.ignored) } else { String::new() };
+    // `#[ignore]`d tests here are the bodies that other tests run in a
+    // child process (a changed umask or uid), not skipped ones.
+    let skipped = if counts.ignored > 0 {
+        format!(", {} ignored (run by other tests in a child process)", counts.ignored)
+    } else {
+        String::new()
+    };
     println!("tests: {} passed, {} failed{skipped}", counts.passed, counts.failed);
     if !failed.is_empty() {
         bail!("failed: {}", failed.join(", "));

@@ -99,6 +99,8 @@ impl Loader {
     /// Under `--unwind auto`, a kernel that rejects the table unwinder
     /// (older than 5.17: no `bpf_loop`) gets the frame-pointer walk instead.
     pub(crate) fn load_with(filter: &Filter, programs: Programs) -> Result<Self> {
+        // The verifier runs on this thread: ahead of a busy target's threads.
+        let _urgent = crate::sys::Urgent::enter();
         match Self::load_once(filter, programs) {
             Err(e) if programs.unwind == UnwindMode::Auto => {
                 let fp = Programs { unwind: UnwindMode::FramePointers, ..programs };

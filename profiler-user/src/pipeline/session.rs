@@ -20,7 +20,7 @@ use crate::procfs::process;
 use crate::profile::capture::CaptureWindow;
 use crate::profile::ProfileKind;
 use crate::symbolize::Symbolizer;
-use crate::sys::monotonic_ns;
+use crate::sys::{monotonic_ns, Urgent};
 use crate::target::{find_pids_by_name, Filter, TargetSpec};
 
 /// A running capture.
@@ -52,6 +52,8 @@ impl Session {
         cgroup_dir: Option<&Path>,
         duration: Duration,
     ) -> Result<Session> {
+        // Attaching is bounded work that a busy target must not delay.
+        let _urgent = Urgent::enter();
         let target = AttachTarget { frequency_hz, filter, cgroup_dir };
         // Python processes started before the capture: their frames are
         // walked from the first sample on.
@@ -121,6 +123,7 @@ impl Session {
     /// window. Should the window not close, everything is detached at once
     /// instead.
     pub(crate) fn stop(self, loader: &mut Loader) -> Ended {
+        let _urgent = Urgent::enter();
         let window = match loader.close_window() {
             Ok(Some(window)) => window,
             failed => {

@@ -1,11 +1,13 @@
 """CPU-bound Python for the profiler's end-to-end tests.
 
-Usage: py_split.py [--exit-after SECONDS]. The main thread runs caller(),
+Usage: py_split.py [--exit-after SECONDS] [--alloc]. The main thread runs caller(),
 which spends three times as long in hot_a() as in hot_b() (three calls of
 the same work against one, each call far shorter than a sampling period,
 so the loop cannot alias with the sampling clock); the "sorter" thread sorts with a Python key
 function, so the interpreter calls Python from C (sorted) called from
-Python; the "napper" thread sleeps in nap(). Prints "ready" once every
+Python; the "napper" thread sleeps in nap(); with --alloc, the
+"allocator" thread allocates 64 KiB buffers (from malloc: larger than
+pymalloc's objects) in grow(), about 64 MiB/s. Prints "ready" once every
 thread runs. Lines the tests check carry a "MARK:" comment: the tests find
 them in this file. Runs on CPython 3.8 and later.
 """
@@ -58,11 +60,23 @@ def nap():
         time.sleep(0.05)  # MARK: nap
 
 
+def grow():
+    held = []
+    while True:
+        held.append(bytearray(65536))  # MARK: grow
+        if len(held) >= 64:
+            held.clear()
+        time.sleep(0.001)
+
+
 def main():
     exit_after = 3600.0
     if "--exit-after" in sys.argv:
         exit_after = float(sys.argv[sys.argv.index("--exit-after") + 1])
-    for name, target in (("sorter", sort_loop), ("napper", nap)):
+    threads = [("sorter", sort_loop), ("napper", nap)]
+    if "--alloc" in sys.argv:
+        threads.append(("allocator", grow))
+    for name, target in threads:
         threading.Thread(target=target, name=name, daemon=True).start()
     print("ready", flush=True)
     caller(time.monotonic() + exit_after)
