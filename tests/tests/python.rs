@@ -379,7 +379,7 @@ fn watch_by_name_names_python_processes_found_before_and_during_a_capture() {
     let interps = interpreters();
     let (Some(first), Some(last)) = (interps.first(), interps.last()) else { return };
     let before = Workload::start(first, &[]);
-    let mut daemon = WatchDaemon::start("python-watch-name", &["--name", r"py_split\.py", "--capture-duration", "5m"]);
+    let daemon = WatchDaemon::start("python-watch-name", &["--name", r"py_split\.py", "--capture-duration", "5m"]);
     daemon.ctl_ok(&["start"]);
     std::thread::sleep(Duration::from_millis(500));
     // Found by the daemon's once-a-second look at the process table.

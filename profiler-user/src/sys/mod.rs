@@ -87,50 +87,6 @@ pub(crate) fn raise_open_files_limit(wanted: libc::rlim_t) {
     unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ids::Pid;
-
-    #[test]
-    fn urgent_raises_this_thread_only_and_gives_it_back() {
-        std::thread::spawn(|| {
-            // SAFETY: no preconditions; 0 is the calling thread.
-            let policy = || unsafe { libc::sched_getscheduler(0) } & !SCHED_RESET_ON_FORK;
-            assert_eq!(policy(), libc::SCHED_OTHER);
-            let urgent = Urgent::enter();
-            // Root (CAP_SYS_NICE) may raise itself; the tests run as root in CI.
-            if euid() == 0 {
-                assert!(urgent.is_raised());
-                assert_eq!(policy(), libc::SCHED_FIFO);
-                let child = std::thread::spawn(move || policy()).join().expect("child thread");
-                assert_eq!(child, libc::SCHED_OTHER, "a thread started meanwhile must not inherit it");
-            } else {
-                assert!(!urgent.is_raised());
-            }
-            drop(urgent);
-            assert_eq!(policy(), libc::SCHED_OTHER);
-        })
-        .join()
-        .expect("test thread");
-    }
-
-    #[test]
-    fn os_error_is_found_among_the_causes() {
-        let eperm = anyhow::Error::new(std::io::Error::from_raw_os_error(libc::EPERM)).context("loading");
-        assert_eq!(os_error(&eperm.context("outer")), Some(libc::EPERM));
-        // Words are not an errno.
-        let words = anyhow::anyhow!("Operation not permitted");
-        assert_eq!(os_error(&words), None);
-    }
-
-    #[test]
-    fn boot_time_is_after_our_start() {
-        let me = crate::procfs::stat::read(Pid::new(std::process::id())).unwrap();
-        assert!(boot_time_ticks().unwrap() >= me.start_ticks);
-    }
-}
-
 /// The calling thread runs ahead of ordinary tasks until this is dropped:
 /// `SCHED_FIFO` at the lowest real-time priority, for the short, bounded
 /// steps a capture cannot have delayed — loading (the kernel's verifier
@@ -188,5 +144,49 @@ impl Drop for Urgent {
                 tracing::warn!("failed to return to normal priority: {}", std::io::Error::last_os_error());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::Pid;
+
+    #[test]
+    fn urgent_raises_this_thread_only_and_gives_it_back() {
+        std::thread::spawn(|| {
+            // SAFETY: no preconditions; 0 is the calling thread.
+            let policy = || unsafe { libc::sched_getscheduler(0) } & !SCHED_RESET_ON_FORK;
+            assert_eq!(policy(), libc::SCHED_OTHER);
+            let urgent = Urgent::enter();
+            // Root (CAP_SYS_NICE) may raise itself; the tests run as root in CI.
+            if euid() == 0 {
+                assert!(urgent.is_raised());
+                assert_eq!(policy(), libc::SCHED_FIFO);
+                let child = std::thread::spawn(policy).join().expect("child thread");
+                assert_eq!(child, libc::SCHED_OTHER, "a thread started meanwhile must not inherit it");
+            } else {
+                assert!(!urgent.is_raised());
+            }
+            drop(urgent);
+            assert_eq!(policy(), libc::SCHED_OTHER);
+        })
+        .join()
+        .expect("test thread");
+    }
+
+    #[test]
+    fn os_error_is_found_among_the_causes() {
+        let eperm = anyhow::Error::new(std::io::Error::from_raw_os_error(libc::EPERM)).context("loading");
+        assert_eq!(os_error(&eperm.context("outer")), Some(libc::EPERM));
+        // Words are not an errno.
+        let words = anyhow::anyhow!("Operation not permitted");
+        assert_eq!(os_error(&words), None);
+    }
+
+    #[test]
+    fn boot_time_is_after_our_start() {
+        let me = crate::procfs::stat::read(Pid::new(std::process::id())).unwrap();
+        assert!(boot_time_ticks().unwrap() >= me.start_ticks);
     }
 }
