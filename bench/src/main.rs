@@ -75,7 +75,7 @@ pub enum Part {
 /// profiler CPU and peak RSS, BPF time per sample and map memory,
 /// throughput loss, start and stop latency, fidelity, the idle daemon.
 /// Writes target/bench/results-<time>.{json,md}; a full run also updates
-/// docs/benchmarks.{md,json}. Takes about 23 minutes (10 of them the flight recorder).
+/// docs/benchmarks.{md,json}. Takes about 30 minutes (10 of them the flight recorder, 6 the Python section).
 #[derive(Parser)]
 #[command(name = "stackwatch-bench", bin_name = "cargo xtask bench")]
 struct Options {

@@ -19,6 +19,7 @@
 pub(crate) mod render;
 pub(crate) mod slots;
 
+use prometheus_client::metrics::gauge::Gauge;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -96,7 +97,9 @@ impl Recorder {
     /// Loads the recorder's own copy of the program for `target` (so a
     /// capture's maps and counts are never touched), attaches it and starts
     /// draining it on a thread of its own.
-    pub(crate) fn start(config: HistoryConfig, target: &TargetSpec) -> anyhow::Result<Self> {
+    /// `memory` follows the bytes the rolling profile holds (the
+    /// `history_memory` metric).
+    pub(crate) fn start(config: HistoryConfig, target: &TargetSpec, memory: Gauge) -> anyhow::Result<Self> {
         let filter = match target {
             TargetSpec::Host => Filter::All,
             TargetSpec::Pids(_) | TargetSpec::Name(_) => Filter::Pids(Vec::new()),
@@ -119,7 +122,7 @@ impl Recorder {
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("stackwatch-history".into())
-            .spawn(move || run(&thread_shared, source, loader, follow.as_ref()))
+            .spawn(move || run(&thread_shared, source, loader, follow.as_ref(), &memory))
             .context("failed to start the history thread")?;
         Ok(Self { config, shared, thread: Some(thread) })
     }
@@ -146,7 +149,7 @@ impl Recorder {
 
 /// The recorder's thread: drains the ring buffer every second into the
 /// slots, snapshots the processes it sees, and follows a pid or name target.
-fn run(shared: &Shared, mut source: HistorySource, mut loader: Loader, follow: Option<&TargetSpec>) {
+fn run(shared: &Shared, mut source: HistorySource, mut loader: Loader, follow: Option<&TargetSpec>, memory: &Gauge) {
     let mut seen: Vec<Pid> = Vec::new();
     let mut drains = 0u64;
     while !shared.stop.load(Ordering::Relaxed) {
@@ -163,6 +166,7 @@ fn run(shared: &Shared, mut source: HistorySource, mut loader: Loader, follow: O
                 slots.add(now, *pid, comm, user, kernel);
             }
             slots.expire(now);
+            memory.set(i64::try_from(slots.bytes()).unwrap_or(i64::MAX));
         }
         shared.lost.store(source.lost(), Ordering::Relaxed);
         seen.extend(batch.iter().map(|(pid, ..)| *pid));

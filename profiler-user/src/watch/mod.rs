@@ -113,8 +113,10 @@ pub(crate) async fn run(config: WatchConfig) -> Result<()> {
         ProfileSet::of(&rule_kinds),
         config.unwind.mode(),
     )?;
+    let metrics = Metrics::default();
     // Its own copy of the program: a capture's maps and counts never see it.
-    let recorder = config.history.map(|h| Recorder::start(h, &config.target)).transpose()?;
+    let recorder =
+        config.history.map(|h| Recorder::start(h, &config.target, metrics.history_memory.clone())).transpose()?;
     let created_output = create_output_dir(&config.output_dir)?;
     let mut endpoints = Endpoints::open(&config.control)?;
     // After the control directory exists: `unix:/run/stackwatch/http.sock`
@@ -130,7 +132,6 @@ pub(crate) async fn run(config: WatchConfig) -> Result<()> {
         None => None,
     };
     created_output.keep();
-    let metrics = Metrics::default();
     let dir_sink: Arc<dyn Sink> = Arc::new(DirSink::new(config.output_dir.clone(), config.formats, None));
     let sink: Arc<dyn Sink> = match &config.push {
         // Files first, then the push: a push never costs the files.

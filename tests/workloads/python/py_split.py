@@ -1,13 +1,14 @@
 """CPU-bound Python for the profiler's end-to-end tests.
 
-Usage: py_split.py [--exit-after SECONDS] [--alloc]. The main thread runs caller(),
+Usage: py_split.py [--exit-after SECONDS] [--alloc] [--single]. The main thread runs caller(),
 which spends three times as long in hot_a() as in hot_b() (three calls of
 the same work against one, each call far shorter than a sampling period,
 so the loop cannot alias with the sampling clock); the "sorter" thread sorts with a Python key
 function, so the interpreter calls Python from C (sorted) called from
 Python; the "napper" thread sleeps in nap(); with --alloc, the
 "allocator" thread allocates 64 KiB buffers (from malloc: larger than
-pymalloc's objects) in grow(), about 64 MiB/s. Prints "ready" once every
+pymalloc's objects) in grow(), about 64 MiB/s; with --single, only the
+main thread runs (no sorter, no napper). Prints "ready" once every
 thread runs. Lines the tests check carry a "MARK:" comment: the tests find
 them in this file. Runs on CPython 3.8 and later.
 """
@@ -73,7 +74,7 @@ def main():
     exit_after = 3600.0
     if "--exit-after" in sys.argv:
         exit_after = float(sys.argv[sys.argv.index("--exit-after") + 1])
-    threads = [("sorter", sort_loop), ("napper", nap)]
+    threads = [] if "--single" in sys.argv else [("sorter", sort_loop), ("napper", nap)]
     if "--alloc" in sys.argv:
         threads.append(("allocator", grow))
     for name, target in threads:
