@@ -351,7 +351,9 @@ fn python_allocations_are_named_in_every_version() {
     let Some(_guard) = e2e_guard() else { return };
     let dir = scratch_dir("python-memory");
     for interp in interpreters() {
-        let workload = Workload::start(&interp, &["--alloc"]);
+        // Only the allocating thread beside the main one, whose loops do
+        // not call malloc: the sorter's lists would share the bytes.
+        let workload = Workload::start(&interp, &["--alloc", "--single"]);
         let pid = workload.pid().to_string();
         let case = dir.join(interp.label.replace(' ', "-"));
         let capture = record(&case, &["--pid", &pid, "--duration", "3s", "--profiles", "memory"]);
@@ -458,5 +460,32 @@ fn an_unsupported_interpreter_is_one_named_frame_and_a_note_never_wrong_names() 
     assert!(
         notes.iter().any(|n| n.contains(&pid) && n.contains("3.7")),
         "the manifest must say which process is unsupported and why: {notes:?}"
+    );
+}
+
+#[test]
+fn top_names_python_functions() {
+    let Some(_guard) = e2e_guard() else { return };
+    let interps = interpreters();
+    let Some(interp) = interps.last() else { return };
+    let workload = Workload::start(interp, &["--single"]);
+    let pid = workload.pid().to_string();
+    // Not a terminal: one table after one interval.
+    let output = run_stackwatch(&["top", "--pid", &pid, "--once", "--interval", "2s"]);
+    assert_exit(&output, 0, "stackwatch top --once");
+    let table = String::from_utf8_lossy(&output.stdout);
+    println!("{table}");
+    let row = |name: &str| table.lines().find(|l| l.trim_end().ends_with(&py_function(name))).map(str::to_owned);
+    // %Total (the second column): the function with what it calls, the
+    // interpreter's C helpers included.
+    let total = |line: &str| line.split_whitespace().nth(1).and_then(|c| c.trim_end_matches('%').parse::<f64>().ok());
+    let (Some(a), Some(b)) = (row("hot_a"), row("hot_b")) else {
+        panic!("{}: `top` must name the Python functions:\n{table}", interp.label)
+    };
+    let (a, b) = (total(&a).unwrap_or(0.0), total(&b).unwrap_or(0.0));
+    assert!(
+        (55.0..=95.0).contains(&a) && b >= 5.0 && a > 2.0 * b,
+        "{}: hot_a {a} % and hot_b {b} % of the samples in `top` (3:1 expected):\n{table}",
+        interp.label
     );
 }

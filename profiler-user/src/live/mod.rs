@@ -20,6 +20,8 @@ use crate::aggregate;
 use crate::bpf::live::LIVE_WINDOW;
 use crate::bpf::{Loader, UnwindMode};
 use crate::kinds::{self, AttachTarget, Shape};
+use crate::pipeline::session::register_python;
+use crate::procfs::process;
 use crate::profile::ProfileKind;
 use crate::symbolize::Symbolizer;
 use crate::target::{Filter, ResolvedTarget, TargetSpec};
@@ -46,18 +48,19 @@ impl LiveTop {
         if let Filter::Pids(pids) = &target.filter {
             loader.load_unwind_tables(pids);
         }
+        // Python processes running now: their frames are walked from the
+        // first sample, as in a capture.
+        let mut symbolizer = Symbolizer::new();
+        let candidates = match &target.filter {
+            Filter::Pids(pids) => pids.clone(),
+            Filter::All | Filter::Cgroup { .. } => process::all_pids().unwrap_or_default(),
+        };
+        register_python(&mut loader, &mut symbolizer, &candidates);
         let cgroup_dir = spec.cgroup_dir();
         let attach = AttachTarget { frequency_hz, filter: &target.filter, cgroup_dir: cgroup_dir.as_deref() };
         kinds::attach(&mut loader, &kinds, &attach)?;
         loader.open_window(LIVE_WINDOW).context("failed to start counting")?;
-        Ok(Self {
-            loader,
-            symbolizer: Symbolizer::new(),
-            frequency_hz,
-            spec: spec.clone(),
-            target,
-            table: TopTable::default(),
-        })
+        Ok(Self { loader, symbolizer, frequency_hz, spec: spec.clone(), target, table: TopTable::default() })
     }
 
     /// What is watched, for the header.
@@ -70,13 +73,22 @@ impl LiveTop {
     pub(crate) fn refresh(&mut self, interval: Duration) -> Result<()> {
         if let TargetSpec::Name(_) = &self.spec {
             if let Ok(now) = self.spec.resolve() {
-                if let crate::target::Filter::Pids(pids) = &now.filter {
+                if let Filter::Pids(pids) = &now.filter {
                     self.loader.set_target_pids(pids)?;
                 }
                 self.target = now;
             }
         }
         self.loader.flush_logs();
+        // Python processes that appeared since (new `--name` matches, new
+        // pids on the host): walked from the next refresh on.
+        let mut candidates = self.loader.pids_seen().unwrap_or_default();
+        if let Filter::Pids(pids) = &self.target.filter {
+            candidates.extend_from_slice(pids);
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        register_python(&mut self.loader, &mut self.symbolizer, &candidates);
         let raw = self.loader.take_cpu_counts().context("failed to read the samples from the kernel")?;
         let agg = aggregate::aggregate(&raw);
         let plugin = kinds::of(ProfileKind::Cpu);

@@ -144,7 +144,7 @@ impl Session {
 /// Hands the kernel the Python processes among `pids` (replacing the
 /// previous set only when one is found: a process is dropped from it when
 /// the next capture starts).
-fn register_python(loader: &mut Loader, symbolizer: &mut Symbolizer, pids: &[Pid]) {
+pub(crate) fn register_python(loader: &mut Loader, symbolizer: &mut Symbolizer, pids: &[Pid]) {
     let procs = symbolizer.python_processes(pids);
     if procs.is_empty() {
         return;
