@@ -56,6 +56,24 @@ pub struct Section {
     pub commands: Vec<String>,
 }
 
+impl Section {
+    /// An empty section, measured unless a step fails.
+    pub(crate) fn new(id: &'static str, title: &'static str) -> Self {
+        Self { id, title, status: Status::Measured, rows: Vec::new(), notes: Vec::new(), commands: Vec::new() }
+    }
+
+    /// Runs `fill` into a new section: an error marks it failed, with the
+    /// error as a note, and keeps the rows measured before it.
+    pub(crate) fn measure(id: &'static str, title: &'static str, fill: impl FnOnce(&mut Self) -> Result<()>) -> Self {
+        let mut section = Self::new(id, title);
+        if let Err(e) = fill(&mut section) {
+            section.status = Status::Failed;
+            section.notes.push(format!("{e:#}"));
+        }
+        section
+    }
+}
+
 /// The cost of `--profiles offcpu` and `--profiles memory`
 /// on workloads that do little but make the events they pay for.
 pub(crate) fn offcpu_memory(ctx: &Context) -> Result<Section> {
@@ -72,16 +90,10 @@ pub(crate) fn symbolize(_ctx: &Context) -> Result<Section> {
     cmd.args(["run", "--quiet", "--release", "-p", "stackwatch-bench", "--bin", "symbolize_bench"]);
     let line = xtask::cmd::display(&cmd);
     eprintln!("\nbench: {TITLE}\n$ {line}");
-    let mut section = Section {
-        id: ID,
-        title: TITLE,
-        status: Status::Measured,
-        rows: Vec::new(),
-        notes: Vec::new(),
-        commands: vec![
-            "cargo run --release -p stackwatch-bench --bin symbolize_bench   # every process on the host".to_owned()
-        ],
-    };
+    let mut section = Section::new(ID, TITLE);
+    section
+        .commands
+        .push("cargo run --release -p stackwatch-bench --bin symbolize_bench   # every process on the host".to_owned());
     let out = match xtask::cmd::stdout(&mut cmd) {
         Ok(out) => out,
         Err(e) => {

@@ -20,8 +20,8 @@ use anyhow::{bail, Context as _, Result};
 
 use xtask::cmd;
 
-use crate::ext::{Context, Section, Status};
-use crate::unwind::{median, profile_once, row, start, which};
+use crate::ext::{Context, Section};
+use crate::unwind::{build_nofp_workload, median, profile_once, row, start, which};
 
 const ID: &str = "python";
 const TITLE: &str = "Python stacks";
@@ -33,19 +33,7 @@ const MODULE: &str = "py_split";
 const SHARE_POINTS: f64 = 5.0;
 
 pub(crate) fn run(ctx: &Context) -> Result<Section> {
-    let mut section = Section {
-        id: ID,
-        title: TITLE,
-        status: Status::Measured,
-        rows: Vec::new(),
-        notes: Vec::new(),
-        commands: Vec::new(),
-    };
-    if let Err(e) = fill(ctx, &mut section) {
-        section.status = Status::Failed;
-        section.notes.push(format!("{e:#}"));
-    }
-    Ok(section)
+    Ok(Section::measure(ID, TITLE, |section| fill(ctx, section)))
 }
 
 fn fill(ctx: &Context, section: &mut Section) -> Result<()> {
@@ -54,15 +42,8 @@ fn fill(ctx: &Context, section: &mut Section) -> Result<()> {
     if !Path::new(PYTHON).exists() {
         bail!("`{PYTHON}` is missing (`cargo xtask setup` installs Debian's python3.11)");
     }
-    let src = xtask::workspace_root().join("tests/workloads");
-    let nofp = dir.join("unwind_work_nofp");
-    cmd::run(
-        Command::new("gcc")
-            .args(["-O2", "-g", "-fomit-frame-pointer", "-fno-inline", "-pthread", "-o"])
-            .arg(&nofp)
-            .arg(src.join("unwind_work.c")),
-    )?;
-    let script = src.join("python/py_split.py");
+    let nofp = build_nofp_workload(&dir)?;
+    let script = xtask::workspace_root().join("tests/workloads/python/py_split.py");
     section.commands.push(format!("{PYTHON} tests/workloads/python/py_split.py   # the Python target"));
     per_sample(ctx, section, &nofp, &script, &dir)?;
     against_py_spy(ctx, section, &script, &dir)?;

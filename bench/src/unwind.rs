@@ -21,7 +21,7 @@ use anyhow::{bail, Context as _, Result};
 
 use xtask::cmd;
 
-use crate::ext::{Context, Row, Section, Status};
+use crate::ext::{Context, Row, Section};
 use crate::measure::{self, bpf_snapshot, wait_usage, BpfSnapshot};
 use crate::report::Summary;
 
@@ -29,19 +29,7 @@ const ID: &str = "unwind";
 const TITLE: &str = "Unwinding with .eh_frame tables";
 
 pub(crate) fn run(ctx: &Context) -> Result<Section> {
-    let mut section = Section {
-        id: ID,
-        title: TITLE,
-        status: Status::Measured,
-        rows: Vec::new(),
-        notes: Vec::new(),
-        commands: Vec::new(),
-    };
-    if let Err(e) = fill(ctx, &mut section) {
-        section.status = Status::Failed;
-        section.notes.push(format!("{e:#}"));
-    }
-    Ok(section)
+    Ok(Section::measure(ID, TITLE, |section| fill(ctx, section)))
 }
 
 pub(crate) fn row(section: &mut Section, name: &str, value: String, target: Option<&str>, pass: Option<bool>) {
@@ -53,13 +41,7 @@ fn fill(ctx: &Context, section: &mut Section) -> Result<()> {
     let dir = ctx.work.join("unwind");
     fs::create_dir_all(&dir).with_context(|| format!("failed to create `{}`", dir.display()))?;
     let src = xtask::workspace_root().join("tests/workloads");
-    let nofp = dir.join("unwind_work_nofp");
-    cmd::run(
-        Command::new("gcc")
-            .args(["-O2", "-g", "-fomit-frame-pointer", "-fno-inline", "-pthread", "-o"])
-            .arg(&nofp)
-            .arg(src.join("unwind_work.c")),
-    )?;
+    let nofp = build_nofp_workload(&dir)?;
     let sort = dir.join("unwind_sort");
     cmd::run(
         Command::new("g++")
@@ -76,6 +58,19 @@ fn fill(ctx: &Context, section: &mut Section) -> Result<()> {
     whole_host(ctx, section, &sort, &dir)?;
     capture_cpu(ctx, section, &nofp, &dir)?;
     Ok(())
+}
+
+/// `tests/workloads/unwind_work.c` built without frame pointers, into
+/// `dir`: the native target of the unwinding and Python sections.
+pub(crate) fn build_nofp_workload(dir: &Path) -> Result<PathBuf> {
+    let nofp = dir.join("unwind_work_nofp");
+    cmd::run(
+        Command::new("gcc")
+            .args(["-O2", "-g", "-fomit-frame-pointer", "-fno-inline", "-pthread", "-o"])
+            .arg(&nofp)
+            .arg(xtask::workspace_root().join("tests/workloads/unwind_work.c")),
+    )?;
+    Ok(nofp)
 }
 
 /// A running workload, killed on drop.
