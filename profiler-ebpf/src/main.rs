@@ -57,11 +57,15 @@ mod perf;
 #[cfg(target_arch = "bpf")]
 mod python;
 #[cfg(target_arch = "bpf")]
+mod record;
+#[cfg(target_arch = "bpf")]
 mod stack;
 #[cfg(target_arch = "bpf")]
 mod stats;
 #[cfg(target_arch = "bpf")]
 mod unwind;
+#[cfg(target_arch = "bpf")]
+mod walk;
 
 #[cfg(target_arch = "bpf")]
 mod programs {

@@ -121,9 +121,9 @@ pub(crate) static UNWIND_EVENTS: RingBuf = RingBuf::with_byte_size(UNWIND_EVENTS
 #[map]
 pub(crate) static UNWIND_NOTIFIED: LruHashMap<u32, u64> = LruHashMap::with_max_entries(UNWIND_NOTIFIED_ENTRIES, 0);
 
-/// This CPU's walk in progress (see `crate::unwind::Walk`).
+/// This CPU's walk in progress (see `crate::walk::Walk`).
 #[map]
-pub(crate) static UNWIND_WALK: PerCpuArray<crate::unwind::Walk> = PerCpuArray::with_max_entries(1, 0);
+pub(crate) static UNWIND_WALK: PerCpuArray<crate::walk::Walk> = PerCpuArray::with_max_entries(1, 0);
 
 /// Python processes of the capture, by tgid (filled by user space).
 #[map]

@@ -34,7 +34,7 @@ use profiler_common::{
 
 use crate::maps::PY_SCRATCH_WORDS;
 use crate::maps::{config, PyScratch, PY_PROCS, PY_SCRATCH, SCRATCH};
-use crate::stack::store_record;
+use crate::record::store_record;
 use crate::stats::bump;
 
 /// Frames visited at most: the kept ones plus 3.12+'s shims between them.

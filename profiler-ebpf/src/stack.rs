@@ -11,15 +11,15 @@
 //! tagged with why it stopped early if it did.
 
 use aya_ebpf::{
-    bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
+    bindings::BPF_F_USER_STACK,
     helpers::{bpf_probe_read_user, generated::bpf_get_stack},
     EbpfContext,
 };
-use aya_log_ebpf::warn;
 use profiler_common::{StackRecord, Stat, UnwindMode, MAX_STACK_DEPTH, STACK_ID_LOST, STACK_ID_NONE};
 
-use crate::errno::{EEXIST, EFAULT};
-use crate::maps::{config, SCRATCH, STACKS};
+use crate::errno::EFAULT;
+use crate::maps::{config, SCRATCH};
+use crate::record::store_record;
 use crate::stats::bump;
 use crate::unwind::{self, RegsAt};
 
@@ -158,54 +158,4 @@ fn finish_stack<C: EbpfContext>(
         bump(truncated);
     }
     store_record(ctx, buf, len, 0)
-}
-
-/// Hashes the first `len` frames of `buf` and stores them in `STACKS`
-/// unless that stack is there already; returns the stack's id. `tag` is a
-/// `Truncation` already shifted to `STACK_TRUNCATION_SHIFT` (0: the walk
-/// finished): kept in the record's length word and part of its hash, so a
-/// truncated stack never shares an id with a complete one of equal frames.
-#[inline(always)]
-pub(crate) fn store_record<C: EbpfContext>(ctx: &C, buf: *mut StackRecord, len: usize, tag: u64) -> u64 {
-    if len == 0 {
-        return STACK_ID_NONE;
-    }
-    // FNV-1a over whole words, then a final avalanche: cheap and good
-    // enough that two distinct stacks sharing a 64-bit key is negligible.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325 ^ len as u64 ^ tag;
-    let mut i = 0;
-    while i < MAX_STACK_DEPTH {
-        if i >= len {
-            break;
-        }
-        // SAFETY: i < MAX_STACK_DEPTH, the array's length.
-        let ip = unsafe { *(*buf).ips.as_ptr().add(i) };
-        hash = (hash ^ ip).wrapping_mul(0x0000_0100_0000_01b3);
-        i += 1;
-    }
-    hash ^= hash >> 33;
-    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    hash ^= hash >> 33;
-    if hash == STACK_ID_NONE || hash == STACK_ID_LOST {
-        hash = 1;
-    }
-    // SAFETY: as above.
-    unsafe { (*buf).len = len as u64 | tag };
-    if STACKS.get_ptr(&hash).is_some() {
-        return hash;
-    }
-    // SAFETY: `buf` is valid for the whole record.
-    // By reference: the 1 KiB record must not be copied onto the 512-byte
-    // BPF stack.
-    let record: &StackRecord = unsafe { &*buf };
-    match STACKS.insert(&hash, record, BPF_NOEXIST as u64) {
-        // Another CPU stored the same stack just now.
-        Ok(()) | Err(EEXIST) => hash,
-        Err(err) => {
-            if bump(Stat::StackStoreFailed) == 0 {
-                warn!(ctx, "failed to store a stack (error {}): such stacks are counted as lost", err);
-            }
-            STACK_ID_LOST
-        }
-    }
 }

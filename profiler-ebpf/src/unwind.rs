@@ -23,7 +23,7 @@
 //!   entry), the mode, and `last`, the mapping of the previous frame (a
 //!   cache: callers are mostly in the same file).
 //! - When the loop ends, the frames `SCRATCH.ips[..walk.len]` are hashed and
-//!   stored once (`crate::stack::store_record`) with the truncation tag,
+//!   stored once (`crate::record::store_record`) with the truncation tag,
 //!   and the outcome is counted in `STATS` (`UnwindTables`,
 //!   `UnwindFellBack`, `Trunc*`).
 //!
@@ -58,8 +58,9 @@ use crate::maps::{
     now_ns, SCRATCH, UNWIND_EVENTS, UNWIND_EXECS, UNWIND_NOTIFIED, UNWIND_PAGES, UNWIND_PROCS, UNWIND_ROWS,
     UNWIND_RULES, UNWIND_WALK,
 };
-use crate::stack::store_record;
+use crate::record::store_record;
 use crate::stats::bump;
+pub(crate) use crate::walk::Walk;
 
 /// A task's user registers where its stack walk starts.
 #[derive(Clone, Copy)]
@@ -135,32 +136,6 @@ const PC_EXACT: u32 = 4;
 /// [`Walk::flags`]: the walk starts at a function's first instruction (an
 /// entry probe): nothing pushed yet, the return address is at `sp`.
 const AT_ENTRY: u32 = 8;
-
-/// The walk's state between frames. It lives in a per-CPU map, not on the
-/// stack handed to `bpf_loop` as its context: the verifier then sees
-/// unknown values at each frame and checks the callback once, instead of
-/// following the state from iteration to iteration (which made loading
-/// take ~0.15 s of CPU).
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub(crate) struct Walk {
-    pub(crate) pc: u64,
-    pub(crate) sp: u64,
-    pub(crate) bp: u64,
-    pub(crate) now: u64,
-    pub(crate) pid: u32,
-    /// Frames stored so far.
-    pub(crate) len: u32,
-    /// A [`Truncation`] once the walk stopped early.
-    pub(crate) reason: u32,
-    pub(crate) flags: u32,
-    pub(crate) mode: u32,
-    pub(crate) _pad: u32,
-    /// The mapping the previous frame was in (`end` 0: none yet): callers
-    /// are mostly in the same file, and this skips the process lookup and
-    /// the search of its mappings.
-    pub(crate) last: ExecMapping,
-}
 
 /// The mappings of a process the program knows (see [`process_mappings`]).
 #[derive(Clone, Copy)]
