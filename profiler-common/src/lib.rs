@@ -103,10 +103,15 @@ pub struct HistoryRecord {
     pub user_len: u32,
     /// Frames in `kernel`, 0 when the sample interrupted user code.
     pub kernel_len: u32,
+    /// When the process started (its leader's `start_boottime`, ns since
+    /// boot, what `/proc/PID/stat` gives in clock ticks), 0 if unknown: a
+    /// pid is reused within minutes on a busy host, and the pair tells two
+    /// processes that had the same pid apart.
+    pub start_ns: u64,
     pub user: [u64; MAX_STACK_DEPTH],
     pub kernel: [u64; MAX_STACK_DEPTH],
 }
-const _: () = assert!(size_of::<HistoryRecord>() == 32 + 2 * 8 * MAX_STACK_DEPTH);
+const _: () = assert!(size_of::<HistoryRecord>() == 40 + 2 * 8 * MAX_STACK_DEPTH);
 
 /// Counters of the flight recorder, apart from [`Stat`] so that history
 /// samples never show in a capture's accounting.
@@ -205,8 +210,12 @@ pub struct Config {
     /// glibc's `struct pthread` starts), from the kernel's BTF; 0 when it
     /// could not be found, which turns the Python walk off.
     pub task_fsbase_offset: u32,
+    /// Offsets of `task_struct.group_leader` and `.start_boottime`, from
+    /// the kernel's BTF (0: not found, history samples carry no start time).
+    pub task_group_leader_offset: u32,
+    pub task_start_boottime_offset: u32,
 }
-const _: () = assert!(size_of::<Config>() == 40);
+const _: () = assert!(size_of::<Config>() == 48);
 
 impl Config {
     pub const fn all() -> Self {
@@ -218,6 +227,8 @@ impl Config {
             malloc_sample_bytes: 512 * 1024,
             unwind_mode: UnwindMode::FramePointers as u32,
             task_fsbase_offset: 0,
+            task_group_leader_offset: 0,
+            task_start_boottime_offset: 0,
         }
     }
 }

@@ -10,14 +10,17 @@
 
 use aya_ebpf::{
     bindings::BPF_F_USER_STACK,
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, generated::bpf_get_stack},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
+        generated::{bpf_get_current_task, bpf_get_stack},
+    },
     programs::PerfEventContext,
     EbpfContext,
 };
 use profiler_common::{HistoryRecord, HistoryStat, MAX_STACK_DEPTH};
 
 use crate::filter::wanted;
-use crate::maps::{HISTORY, HISTORY_STATS};
+use crate::maps::{config, HISTORY, HISTORY_STATS};
 use crate::perf::in_kernel;
 
 /// A flight-recorder sample.
@@ -41,6 +44,7 @@ pub(crate) fn history_sample(ctx: &PerfEventContext) -> u32 {
         (*record).pid = tgid;
         (*record).tid = tid;
         (*record).comm = bpf_get_current_comm().unwrap_or_default();
+        (*record).start_ns = process_start_ns();
         let user = bpf_get_stack(ctx.as_ptr(), (*record).user.as_mut_ptr().cast(), bytes, BPF_F_USER_STACK as u64);
         (*record).user_len = if user > 0 { (user / 8) as u32 } else { 0 };
         (*record).kernel_len = 0;
@@ -52,6 +56,24 @@ pub(crate) fn history_sample(ctx: &PerfEventContext) -> u32 {
     entry.submit(0);
     bump(HistoryStat::Sent);
     0
+}
+
+/// The current process's start (its leader's `start_boottime`), or 0 when
+/// the loader found no offsets for it.
+#[inline(always)]
+fn process_start_ns() -> u64 {
+    let config = config();
+    let (leader_off, start_off) = (config.task_group_leader_offset, config.task_start_boottime_offset);
+    if leader_off == 0 || start_off == 0 {
+        return 0;
+    }
+    // SAFETY: plain helper call; the pointers are only read through the
+    // checked kernel-read helper.
+    unsafe {
+        let task = bpf_get_current_task();
+        let Ok(leader) = bpf_probe_read_kernel((task + u64::from(leader_off)) as *const u64) else { return 0 };
+        bpf_probe_read_kernel((leader + u64::from(start_off)) as *const u64).unwrap_or(0)
+    }
 }
 
 fn bump(stat: HistoryStat) {

@@ -1,7 +1,9 @@
 //! Field offsets of kernel structs, from the kernel's BTF: our object has
-//! no CO-RE relocations (see `docs/architecture.md`), so the one offset the
-//! Python walk needs — `task_struct.thread.fsbase`, the thread pointer — is
-//! looked up here and handed over in `CONFIG`. aya does not expose struct
+//! no CO-RE relocations (see `docs/architecture.md`), so the offsets the
+//! programs need — `task_struct.thread.fsbase` (the thread pointer, for the
+//! Python walk), `.group_leader` and `.start_boottime` (a process's start,
+//! for the flight recorder) — are looked up here and handed over in
+//! `CONFIG`. aya does not expose struct
 //! members, and the format is small: the types section is walked once.
 
 use anyhow::{bail, Context as _, Result};
@@ -13,14 +15,31 @@ const BTF_MAGIC: u16 = 0xeb9f;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
 
-/// `offsetof(struct task_struct, thread.fsbase)` of the running kernel.
-pub(crate) fn task_fsbase_offset() -> Result<u32> {
+/// The `task_struct` offsets the programs need, from one read of the
+/// kernel's BTF.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TaskOffsets {
+    /// `thread.fsbase`: the thread pointer (the Python walk).
+    pub fsbase: Option<u32>,
+    /// `group_leader` and `start_boottime`: a process's start time (the
+    /// flight recorder tells processes with a reused pid apart by it).
+    pub group_leader: Option<u32>,
+    pub start_boottime: Option<u32>,
+}
+
+/// The `task_struct` offsets of the running kernel.
+pub(crate) fn task_offsets() -> Result<TaskOffsets> {
     let data = std::fs::read(VMLINUX_BTF).with_context(|| format!("failed to read `{VMLINUX_BTF}`"))?;
     let btf = parse(&data)?;
-    let thread = btf.member_offset("task_struct", "thread").context("no `task_struct.thread` in the kernel's BTF")?;
-    let fsbase =
-        btf.member_offset("thread_struct", "fsbase").context("no `thread_struct.fsbase` in the kernel's BTF")?;
-    Ok(thread + fsbase)
+    let fsbase = btf
+        .member_offset("task_struct", "thread")
+        .zip(btf.member_offset("thread_struct", "fsbase"))
+        .map(|(thread, fsbase)| thread + fsbase);
+    Ok(TaskOffsets {
+        fsbase,
+        group_leader: btf.member_offset("task_struct", "group_leader"),
+        start_boottime: btf.member_offset("task_struct", "start_boottime"),
+    })
 }
 
 /// The structs of a BTF blob: name → members (name, byte offset).
@@ -84,10 +103,14 @@ fn parse(data: &[u8]) -> Result<Structs<'_>> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn fsbase_is_inside_the_task_struct() {
+    fn task_offsets_are_inside_the_task_struct() {
         // The running kernel's own BTF (every kernel stackwatch supports has
         // it; `doctor` says so otherwise).
-        let off = super::task_fsbase_offset().unwrap();
-        assert!(off > 0 && off < 16384 && off.is_multiple_of(8), "{off}");
+        let offsets = super::task_offsets().unwrap();
+        for off in [offsets.fsbase, offsets.group_leader, offsets.start_boottime] {
+            let off = off.expect("found");
+            assert!(off > 0 && off < 16384 && off.is_multiple_of(8), "{offsets:?}");
+        }
+        assert_ne!(offsets.group_leader, offsets.start_boottime);
     }
 }

@@ -127,13 +127,18 @@ impl Loader {
         config.offcpu_min_ns = programs.offcpu_min_ns;
         config.malloc_sample_bytes = programs.malloc_sample_bytes.max(1);
         config.unwind_mode = programs.unwind as u32;
-        config.task_fsbase_offset = match super::btf::task_fsbase_offset() {
-            Ok(offset) => offset,
-            Err(e) => {
-                warn!("Python functions will not be named: {e:#}");
-                0
-            }
-        };
+        let task = super::btf::task_offsets().unwrap_or_else(|e| {
+            warn!("cannot read the kernel's BTF: {e:#}");
+            super::btf::TaskOffsets::default()
+        });
+        config.task_fsbase_offset = task.fsbase.unwrap_or_else(|| {
+            warn!("Python functions will not be named: no `task_struct.thread.fsbase` in the kernel's BTF");
+            0
+        });
+        if let (Some(leader), Some(start)) = (task.group_leader, task.start_boottime) {
+            config.task_group_leader_offset = leader;
+            config.task_start_boottime_offset = start;
+        }
         let mut ebpf_loader = EbpfLoader::new();
         ebpf_loader.override_global(profiler_common::GLOBAL_CONFIG, &config, true);
         // The maps of programs not loaded, and the pid filter outside pid-set

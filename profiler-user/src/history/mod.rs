@@ -157,13 +157,13 @@ fn run(shared: &Shared, mut source: HistorySource, mut loader: Loader, follow: O
         source.drain(DRAIN_EVERY, |r| {
             let user = adjust_return_addresses(&r.user[..(r.user_len as usize).min(r.user.len())]);
             let kernel = adjust_return_addresses(&r.kernel[..(r.kernel_len as usize).min(r.kernel.len())]);
-            batch.push((Pid::new(r.pid), comm_string(&r.comm), user, kernel));
+            batch.push((Pid::new(r.pid), start_ticks(r.start_ns), comm_string(&r.comm), user, kernel));
         });
         let now = SystemTime::now();
         {
             let mut slots = lock(&shared.slots);
-            for (pid, comm, user, kernel) in &batch {
-                slots.add(now, *pid, comm, user, kernel);
+            for (pid, start, comm, user, kernel) in &batch {
+                slots.add(now, *pid, *start, comm, user, kernel);
             }
             slots.expire(now);
             memory.set(i64::try_from(slots.bytes()).unwrap_or(i64::MAX));
@@ -175,7 +175,7 @@ fn run(shared: &Shared, mut source: HistorySource, mut loader: Loader, follow: O
         drains += 1;
         // Snapshots wait while a capture's history is being named.
         if let Ok(mut symbolizer) = shared.symbolizer.try_lock() {
-            symbolizer.observe_pids(&seen);
+            symbolizer.observe_native(&seen);
             seen.clear();
             // Checking every snapshot costs a `/proc` read each (thousands
             // on a host that forks a lot): once a minute is enough.
@@ -191,6 +191,14 @@ fn run(shared: &Shared, mut source: HistorySource, mut loader: Loader, follow: O
         }
     }
     debug!("history recorder stopped");
+}
+
+/// A process start from the kernel (ns since boot) in the clock ticks of
+/// `/proc/PID/stat`; 0 stays unknown.
+fn start_ticks(start_ns: u64) -> u64 {
+    // Whole ticks, as the kernel's `nsec_to_clock_t` rounds them.
+    let ns_per_tick = (1e9 / crate::sys::ticks_per_second()) as u64;
+    start_ns / ns_per_tick.max(1)
 }
 
 /// Points the sampler at the processes a pid or name target has now (a

@@ -6,7 +6,7 @@
 //! A slot belongs to the side its start falls in, so the split is exact to
 //! a slot (10 s by default); the subtitle states both windows as cut.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -34,42 +34,59 @@ pub(crate) fn render(
     let cut = condition_since.unwrap_or_else(|| end.checked_sub(MANUAL_RECENT).unwrap_or(end)).clamp(start, end);
     let cut = align_down(cut, config.slot).max(start);
 
-    let mut agg = Aggregate::default();
-    let mut slot_of = Vec::new();
-    let mut user_addrs: BTreeMap<Pid, std::collections::BTreeSet<u64>> = BTreeMap::new();
-    let mut kernel_addrs = std::collections::BTreeSet::new();
-    for slot in &view.slots {
-        for (key, &count) in &slot.counts {
-            let frames =
-                |stack: &Arc<[u64]>| if stack.is_empty() { Frames::None } else { Frames::Addrs(stack.clone()) };
-            let (user, kernel) = (frames(&key.user), frames(&key.kernel));
-            user_addrs.entry(key.pid).or_default().extend(user.addrs().iter().copied());
-            kernel_addrs.extend(kernel.addrs().iter().copied());
-            agg.samples.push(RawSample {
-                pid: key.pid,
-                // The recorder keeps no thread ids: the label is the process's.
-                tid: Tid::new(key.pid.get()),
-                comm: view.names.get(&key.pid).cloned().unwrap_or_default(),
-                user,
-                kernel,
-                // The recorder's walk is the kernel's frame-pointer one.
-                user_truncated: false,
-                count,
-                weight: 0,
-                extra: 0,
-                held: [0; 2],
-                python: Vec::new().into(),
-            });
-            agg.total += count;
-            slot_of.push(slot.start);
+    let period = Profile::new_cpu(config.frequency_hz, start, end.duration_since(start).unwrap_or_default()).period;
+    let (mut profile, slot_of) = view.with_symbolizer(|symbolizer| {
+        // Each process under the pid its samples are named under: a pid
+        // reused within the window is two processes, each named from its
+        // own mappings.
+        let mut instances: HashMap<(Pid, u64), Pid> = HashMap::new();
+        let mut agg = Aggregate::default();
+        let mut slot_of = Vec::new();
+        let mut real_pids = Vec::new();
+        let mut user_addrs: BTreeMap<Pid, BTreeSet<u64>> = BTreeMap::new();
+        let mut kernel_addrs = BTreeSet::new();
+        for slot in &view.slots {
+            for (key, &count) in &slot.counts {
+                let named_as = *instances
+                    .entry((key.pid, key.start))
+                    .or_insert_with(|| symbolizer.process_instance(key.pid, key.start));
+                let frames =
+                    |stack: &Arc<[u64]>| if stack.is_empty() { Frames::None } else { Frames::Addrs(stack.clone()) };
+                let (user, kernel) = (frames(&key.user), frames(&key.kernel));
+                user_addrs.entry(named_as).or_default().extend(user.addrs().iter().copied());
+                kernel_addrs.extend(kernel.addrs().iter().copied());
+                agg.samples.push(RawSample {
+                    pid: named_as,
+                    // The recorder keeps no thread ids: the label is the process's.
+                    tid: Tid::new(key.pid.get()),
+                    comm: view.names.get(&key.pid).cloned().unwrap_or_default(),
+                    user,
+                    kernel,
+                    // The recorder's walk is the kernel's frame-pointer one.
+                    user_truncated: false,
+                    count,
+                    weight: 0,
+                    extra: 0,
+                    held: [0; 2],
+                    python: Vec::new().into(),
+                });
+                agg.total += count;
+                slot_of.push(slot.start);
+                real_pids.push(key.pid);
+            }
         }
-    }
-    agg.user_addrs = user_addrs.into_iter().map(|(p, s)| (p, s.into_iter().collect())).collect();
-    agg.kernel_addrs = kernel_addrs.into_iter().collect();
-    let template = Profile::new_cpu(config.frequency_hz, start, end.duration_since(start).unwrap_or_default());
-    let period = template.period;
-    let mut profile =
-        view.with_symbolizer(|s| s.build_profile(&agg, template, |s| vec![s.count as i64, s.count as i64 * period]));
+        agg.user_addrs = user_addrs.into_iter().map(|(p, s)| (p, s.into_iter().collect())).collect();
+        agg.kernel_addrs = kernel_addrs.into_iter().collect();
+        let template = Profile::new_cpu(config.frequency_hz, start, end.duration_since(start).unwrap_or_default());
+        let mut profile = symbolizer.build_profile(&agg, template, |s| vec![s.count as i64, s.count as i64 * period]);
+        symbolizer.drop_aliases();
+        // Samples keep the order they were given in: labels get the real pid.
+        for (sample, pid) in profile.samples.iter_mut().zip(real_pids) {
+            sample.pid = pid;
+        }
+        (profile, slot_of)
+    });
+    let total: u64 = profile.samples.iter().map(|s| s.values[0].max(0) as u64).sum();
     profile.slots = slot_of;
 
     let (mut before, mut since) = (profile.clone(), profile.clone());
@@ -115,7 +132,7 @@ pub(crate) fn render(
         condition_since,
         frequency_hz: config.frequency_hz,
         slot_seconds: config.slot.as_secs_f64(),
-        samples: agg.total,
+        samples: total,
         before_samples: count(&before),
         since_samples: count(&since),
         merged_slots: view.dropped.merges,
@@ -185,11 +202,11 @@ mod tests {
         assert!(history_test_alpha() + history_test_beta() == 3);
         let mut slots = Slots::new(config.slot, config.window, 1 << 20);
         for second in 0..60 {
-            slots.add(at(second), pid, "shift", &alpha, &[]);
+            slots.add(at(second), pid, 0, "shift", &alpha, &[]);
         }
         for second in 60..90 {
             for _ in 0..3 {
-                slots.add(at(second), pid, "shift", &beta, &[]);
+                slots.add(at(second), pid, 0, "shift", &beta, &[]);
             }
         }
         let view = HistoryView::detached(config, slots, at(90));

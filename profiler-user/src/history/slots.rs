@@ -32,6 +32,9 @@ pub(crate) type Stack = Arc<[u64]>;
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct SlotKey {
     pub pid: Pid,
+    /// The process's start in clock ticks since boot (`/proc/PID/stat`'s
+    /// `starttime`), 0 if unknown: with the pid, which process it was.
+    pub start: u64,
     pub user: Stack,
     pub kernel: Stack,
 }
@@ -93,13 +96,14 @@ impl Slots {
         }
     }
 
-    /// Counts one sample taken at `at`.
-    pub(crate) fn add(&mut self, at: SystemTime, pid: Pid, comm: &str, user: &[u64], kernel: &[u64]) {
-        let start = self.slot_start(at);
+    /// Counts one sample taken at `at` in process `pid` started at `start`
+    /// (see [`SlotKey::start`]).
+    pub(crate) fn add(&mut self, at: SystemTime, pid: Pid, start: u64, comm: &str, user: &[u64], kernel: &[u64]) {
+        let slot_start = self.slot_start(at);
         // Samples arrive in time order per CPU and within a second of each
         // other across CPUs: a late one joins the newest slot.
-        if self.slots.back().is_none_or(|s| s.start < start) {
-            self.slots.push_back(Slot { start, span: self.slot, merged: 1, counts: HashMap::new() });
+        if self.slots.back().is_none_or(|s| s.start < slot_start) {
+            self.slots.push_back(Slot { start: slot_start, span: self.slot, merged: 1, counts: HashMap::new() });
         }
         let user = self.intern(user);
         let kernel = self.intern(kernel);
@@ -110,7 +114,7 @@ impl Slots {
             self.bytes += NAME_BYTES + comm.len();
         }
         let Some(slot) = self.slots.back_mut() else { return };
-        let key = SlotKey { pid, user, kernel };
+        let key = SlotKey { pid, start, user, kernel };
         if let Some(count) = slot.counts.get_mut(&key) {
             *count += 1;
             Self::release(&mut self.stacks, &mut self.bytes, &key);
@@ -275,9 +279,9 @@ mod tests {
     fn samples_land_in_their_slot_and_equal_stacks_are_shared() {
         let mut s = Slots::new(SLOT, Duration::from_secs(600), 1 << 20);
         for second in 0..30 {
-            s.add(at(second), Pid::new(7), "alpha", &stack(1, 20), &[]);
+            s.add(at(second), Pid::new(7), 0, "alpha", &stack(1, 20), &[]);
         }
-        s.add(at(31), Pid::new(8), "beta", &stack(2, 5), &stack(3, 4));
+        s.add(at(31), Pid::new(8), 0, "beta", &stack(2, 5), &stack(3, 4));
         let slots: Vec<(u64, u64)> =
             s.slots().map(|slot| (slot.start.duration_since(at(0)).unwrap().as_secs(), slot.samples())).collect();
         assert_eq!(slots, vec![(0, 10), (10, 10), (20, 10), (30, 1)]);
@@ -289,10 +293,24 @@ mod tests {
     }
 
     #[test]
+    fn two_processes_with_one_pid_are_counted_apart() {
+        let mut s = Slots::new(SLOT, Duration::from_secs(600), 1 << 20);
+        s.add(at(1), Pid::new(9), 100, "sh", &stack(1, 6), &[]);
+        s.add(at(2), Pid::new(9), 100, "sh", &stack(1, 6), &[]);
+        // The pid reused by a later process: same stack addresses, other process.
+        s.add(at(3), Pid::new(9), 250, "sh", &stack(1, 6), &[]);
+        let slot = s.slots().next().expect("one slot");
+        let mut counts: Vec<(u64, u64)> = slot.counts.iter().map(|(k, &c)| (k.start, c)).collect();
+        counts.sort_unstable();
+        assert_eq!(counts, vec![(100, 2), (250, 1)]);
+        assert_eq!(s.bytes(), recount(&s));
+    }
+
+    #[test]
     fn slots_older_than_the_window_retire_without_counting_as_dropped() {
         let mut s = Slots::new(SLOT, Duration::from_secs(30), 1 << 20);
         for second in 0..60 {
-            s.add(at(second), Pid::new(second as u32 % 3 + 1), "w", &stack(second % 3, 8), &[]);
+            s.add(at(second), Pid::new(second as u32 % 3 + 1), 0, "w", &stack(second % 3, 8), &[]);
         }
         s.expire(at(60));
         let first = s.slots().next().unwrap().start;
@@ -313,7 +331,14 @@ mod tests {
         let mut added = 0u64;
         for second in 0..600u64 {
             for k in 0..4 {
-                s.add(at(second), Pid::new(100 + (second % 50) as u32), "short-lived", &stack(second * 4 + k, 30), &[]);
+                s.add(
+                    at(second),
+                    Pid::new(100 + (second % 50) as u32),
+                    0,
+                    "short-lived",
+                    &stack(second * 4 + k, 30),
+                    &[],
+                );
                 added += 1;
                 let newest = s.slots().last().map_or(0, |slot| slot.counts.len() * (ENTRY_BYTES + 400));
                 assert!(s.bytes() <= budget + newest, "{} bytes over a {budget} budget", s.bytes());

@@ -43,7 +43,7 @@ use crate::{
 };
 use objects::{Blaze, ObjectCache};
 use python::{PythonFrames, Slot};
-use user::{Context, Processes, Resolved};
+use user::{Context, Observed, Processes, Resolved};
 
 /// Where the tables keep kernel locations: no process has pid 0 (the
 /// kernel's idle tasks, never sampled).
@@ -190,11 +190,41 @@ impl Symbolizer {
     /// sampling, about every second, with the pids seen in the sample map
     /// so far. Cheap for pids already observed.
     pub fn observe_pids(&mut self, pids: &[Pid]) {
+        let mut live = Vec::with_capacity(pids.len());
+        for &pid in pids.iter().filter(|&&p| p != KERNEL) {
+            match self.processes.observe(pid) {
+                // Nothing to detect in a process that is gone.
+                Observed::Gone => continue,
+                Observed::Replaced => self.python.forget(pid),
+                Observed::Known | Observed::New => {}
+            }
+            live.push(pid);
+        }
+        self.python.observe(&live);
+        self.python.warm(&live);
+    }
+
+    /// [`Self::observe_pids`] for native stacks only: the snapshots, no
+    /// Python detection (the flight recorder's samples carry no Python
+    /// frames, and detecting and reading interpreters costs it CPU for
+    /// nothing).
+    pub(crate) fn observe_native(&mut self, pids: &[Pid]) {
         for &pid in pids.iter().filter(|&&p| p != KERNEL) {
             self.processes.observe(pid);
         }
-        self.python.observe(pids);
-        self.python.warm(pids);
+    }
+
+    /// The pid under which to symbolize samples of process `pid` started at
+    /// `start` (clock ticks since boot, 0 unknown): `pid`, or a made-up one
+    /// when another process has taken the pid since (see
+    /// `user::Processes::instance`). [`Self::drop_aliases`] after the profile.
+    pub(crate) fn process_instance(&mut self, pid: Pid, start: u64) -> Pid {
+        self.processes.instance(pid, start)
+    }
+
+    /// Forgets the pids [`Self::process_instance`] made up.
+    pub(crate) fn drop_aliases(&mut self) {
+        self.processes.drop_aliases();
     }
 
     /// The Python processes among `pids`, with what the kernel needs to
@@ -224,12 +254,14 @@ impl Symbolizer {
     /// capture's profiles are all built (a daemon, between captures).
     pub fn forget_exited(&mut self) {
         self.processes.forget_exited();
+        self.python.forget_exited();
     }
 
     /// Forgets the snapshots of processes that have exited, except those
     /// `keep` still needs (the flight recorder's slots refer to them).
     pub(crate) fn forget_exited_unless(&mut self, keep: impl Fn(Pid) -> bool) {
         self.processes.forget_exited_unless(keep);
+        self.python.forget_exited();
     }
 
     pub fn stats(&self) -> SymbolizerStats {

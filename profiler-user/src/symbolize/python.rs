@@ -84,6 +84,21 @@ impl PythonFrames {
         }
     }
 
+    /// Forgets what was detected in `pid`: another program runs under it
+    /// now (the pid was reused, or the process called `execve`).
+    pub(crate) fn forget(&mut self, pid: Pid) {
+        self.procs.remove(&pid);
+        self.remembered.retain(|&(p, _)| p != pid);
+    }
+
+    /// Forgets the processes that have exited (a busy host goes through
+    /// every pid in minutes; a reused one must be detected afresh).
+    pub(crate) fn forget_exited(&mut self) {
+        self.procs.retain(|&pid, _| crate::procfs::process::exists(pid));
+        let procs = &self.procs;
+        self.remembered.retain(|(pid, _)| procs.contains_key(pid));
+    }
+
     /// The kernel map's entries: the supported processes among `pids`
     /// whose thread states can be found from the kernel (their threads'
     /// key slot is known once a thread state exists).

@@ -284,6 +284,69 @@ fn exited_and_deleted_processes_keep_their_names() {
     assert!(mapping.build_id.is_some());
 }
 
+/// Spawns `binary` with pid `pid` (free again), by setting the kernel's
+/// last-allocated pid just below it; `None` if another fork on the host
+/// took the pid first every time.
+fn spawn_with_pid(pid: u32, binary: &Path, args: &[&str]) -> Option<std::process::Child> {
+    for _ in 0..50 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).expect("write ns_last_pid");
+        let mut child = spawn(binary, args);
+        if child.id() == pid {
+            return Some(child);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    None
+}
+
+#[test]
+fn a_reused_pid_is_named_from_each_process_own_snapshot() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "setting ns_last_pid and map_files need root");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let binary = compile(dir.path(), "first").expect("gcc");
+    let offsets = function_offsets(&binary, "hot");
+    let mut symbolizer = Symbolizer::new();
+
+    // The first process: observed while it runs, then gone.
+    let mut first = spawn(&binary, &["1", "300"]);
+    let pid = first.id();
+    std::thread::sleep(Duration::from_millis(100));
+    let addr = hot_address(pid, &offsets);
+    let first_start = crate::procfs::stat::start_time(Pid::new(pid)).expect("start");
+    symbolizer.observe_native(&[Pid::new(pid)]);
+    first.wait().expect("wait");
+
+    // A second program under the same pid, started at least a tick later.
+    std::thread::sleep(Duration::from_millis(30));
+    let mut second = spawn_with_pid(pid, Path::new("/bin/sleep"), &["5"]).expect("the pid was free again");
+    let second_start = crate::procfs::stat::start_time(Pid::new(pid)).expect("start");
+    assert_ne!(first_start, second_start);
+    symbolizer.observe_native(&[Pid::new(pid)]);
+
+    // The first process's samples: named from its own (retired) snapshot
+    // under a made-up pid, not from `sleep`'s mappings.
+    let alias = symbolizer.process_instance(Pid::new(pid), first_start);
+    assert!(alias.get() >= 1 << 22, "{alias}");
+    let p = hot_profile(&mut symbolizer, alias.get(), addr);
+    assert_eq!(outer_function(&p), "hot");
+    // The second process is itself.
+    assert_eq!(symbolizer.process_instance(Pid::new(pid), second_start), Pid::new(pid));
+    // A process that had the pid and was never observed: another alias,
+    // with no mappings, so its address is not named from `sleep`'s.
+    let unknown = symbolizer.process_instance(Pid::new(pid), first_start.saturating_sub(1).max(1));
+    assert!(unknown.get() >= 1 << 22 && unknown != alias);
+    let p = hot_profile(&mut symbolizer, unknown.get(), addr);
+    assert_ne!(outer_function(&p), "hot");
+    symbolizer.drop_aliases();
+
+    let _ = second.kill();
+    let _ = second.wait();
+    symbolizer.forget_exited();
+    assert_eq!(symbolizer.stats().snapshots, 0);
+}
+
 #[test]
 fn cache_is_bounded_and_shared_by_build_id() {
     let dir = tempfile::tempdir().expect("tempdir");

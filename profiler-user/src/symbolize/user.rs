@@ -51,6 +51,8 @@ pub(super) const MAX_PINNED_FILES: usize = 2048;
 /// A live process's snapshot is retaken after this long, to catch libraries
 /// loaded (and code generated) since: one `maps` read per process.
 const REFRESH: Duration = Duration::from_secs(10);
+/// Snapshots checked for a live process when the cap is reached.
+const MAKE_ROOM_TRIES: usize = 16;
 
 /// What a process looked like when it was observed.
 struct Snapshot {
@@ -69,6 +71,17 @@ impl Snapshot {
     fn has_anonymous_code(&self) -> bool {
         self.maps.iter().any(|m| m.path.is_empty())
     }
+
+    fn duplicate(&self) -> Self {
+        Self {
+            start_time: self.start_time,
+            exe: self.exe,
+            taken: self.taken,
+            maps: self.maps.clone(),
+            pins: self.pins.clone(),
+            perf_map: self.perf_map.as_ref().and_then(|f| f.try_clone().ok()),
+        }
+    }
 }
 
 /// Snapshots of observed processes (see the module docs).
@@ -79,11 +92,37 @@ pub(super) struct Processes {
     pinned: HashMap<FileId, Weak<PinnedFile>>,
     /// Whether hitting a cap was logged already.
     capped: bool,
+    /// At [`MAX_SNAPSHOTS`] with no live process's snapshot to give up.
+    full: bool,
+    /// Snapshots of processes whose pid another process took since, by
+    /// (pid, start time): the flight recorder's older samples name them.
+    retired: HashMap<(Pid, u64), Snapshot>,
+    /// Pids made up by [`Processes::instance`], dropped after the profile.
+    aliases: Vec<Pid>,
+}
+
+/// Made-up pids start here, above any real one (the kernel's
+/// `PID_MAX_LIMIT` is 2^22): a process whose pid was reused is symbolized
+/// under one, from its snapshot, never from the new process's mappings.
+const ALIAS_BASE: u32 = 1 << 22;
+
+/// What [`Processes::observe`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Observed {
+    /// No such process any more (or not readable).
+    Gone,
+    /// Seen before, the same program.
+    Known,
+    /// A process not seen before.
+    New,
+    /// Another program than the one seen before under this pid: a new
+    /// process that reused it, or an `execve`.
+    Replaced,
 }
 
 impl Processes {
     pub(super) fn len(&self) -> usize {
-        self.snapshots.len()
+        self.snapshots.len() + self.retired.len()
     }
 
     pub(super) fn pinned_files(&self) -> usize {
@@ -92,24 +131,49 @@ impl Processes {
 
     /// Snapshots `pid` unless it is known already (same start time and
     /// executable, snapshot not stale); for a known JIT process, opens its
-    /// perf map once it exists.
-    pub(super) fn observe(&mut self, pid: Pid) {
-        let start_time = stat::start_time(pid);
+    /// perf map once it exists. Says what it found, so the caller's other
+    /// per-process state can follow (a reused pid is a new process).
+    ///
+    /// Cheap for what a busy host mostly offers: a process that is gone by
+    /// the time it is observed costs one failed `/proc` open, and past the
+    /// cap a new process costs nothing until snapshots are forgotten.
+    pub(super) fn observe(&mut self, pid: Pid) -> Observed {
+        let Some(start_time) = stat::start_time(pid) else { return Observed::Gone };
         let exe = exe_key(pid);
-        if let Some(snapshot) = self.snapshots.get_mut(&pid) {
-            if snapshot.start_time == start_time && snapshot.exe == exe && snapshot.taken.elapsed() < REFRESH {
+        // Same start time and executable: the same program (an `execve`
+        // keeps the pid and start time, and replaces every mapping). A
+        // zombie's executable cannot be read: still the same program.
+        let same =
+            self.snapshots.get(&pid).map(|s| s.start_time == Some(start_time) && (exe.is_none() || s.exe == exe));
+        let outcome = match same {
+            Some(true) => Observed::Known,
+            Some(false) => Observed::Replaced,
+            None => Observed::New,
+        };
+        if let Some(snapshot) = self.snapshots.get_mut(&pid).filter(|_| same == Some(true)) {
+            if snapshot.taken.elapsed() < REFRESH {
                 if snapshot.perf_map.is_none() && snapshot.has_anonymous_code() {
                     snapshot.perf_map = open_perf_map(pid);
                 }
-                return;
+                return outcome;
             }
         }
-        if !self.snapshots.contains_key(&pid) && self.snapshots.len() >= MAX_SNAPSHOTS && !self.make_room() {
-            self.note_cap("processes");
-            return;
+        if same == Some(false) {
+            // Kept for the samples the earlier process left (another
+            // program now: a reused pid; an `execve` keeps the start time,
+            // and its old mappings are of no use).
+            if let Some(old) = self.snapshots.remove(&pid) {
+                if let Some(old_start) = old.start_time.filter(|&t| t != start_time) {
+                    self.retired.insert((pid, old_start), old);
+                }
+            }
         }
-        // Kernel threads have no mappings: nothing to keep.
-        let Some(maps) = read_maps(pid).filter(|m| !m.is_empty()) else { return };
+        if !self.snapshots.contains_key(&pid) && self.len() >= MAX_SNAPSHOTS && !self.make_room() {
+            self.note_cap("processes");
+            return outcome;
+        }
+        // Kernel threads and zombies have no mappings: nothing to keep.
+        let Some(maps) = read_maps(pid).filter(|m| !m.is_empty()) else { return outcome };
         let mut pins = HashMap::new();
         for entry in maps.iter().filter(|m| m.is_file()) {
             if let Some(pin) = self.pin(pid, entry) {
@@ -117,15 +181,17 @@ impl Processes {
             }
         }
         let perf_map = if maps.iter().any(|m| m.path.is_empty()) { open_perf_map(pid) } else { None };
-        self.snapshots.insert(pid, Snapshot { start_time, exe, taken: Instant::now(), maps, pins, perf_map });
+        self.snapshots
+            .insert(pid, Snapshot { start_time: Some(start_time), exe, taken: Instant::now(), maps, pins, perf_map });
+        outcome
     }
 
     fn pin(&mut self, pid: Pid, entry: &MapsEntry) -> Option<Arc<PinnedFile>> {
+        // A pinned file is held open, so its inode number cannot have been
+        // given to another file since: the same (device, inode) is the same
+        // file, no `statx` needed.
         if let Some(pin) = self.pinned.get(&entry.file_id()).and_then(Weak::upgrade) {
-            // The same inode number may have been recycled for a new file.
-            if mapped_file_key(pid, entry).is_none_or(|key| key == pin.key) {
-                return Some(pin);
-            }
+            return Some(pin);
         }
         if self.pinned.len() >= MAX_PINNED_FILES {
             self.pinned.retain(|_, w| w.strong_count() > 0);
@@ -140,10 +206,26 @@ impl Processes {
     }
 
     /// Frees a slot by dropping the snapshot of a live process (which
-    /// `/proc` still describes); false if every snapshot is of a dead one.
+    /// `/proc` still describes); false if none of the oldest
+    /// [`MAKE_ROOM_TRIES`] is. Once that fails, no more tries (each is a
+    /// `/proc` lookup) until [`Self::forget_exited_unless`] frees slots.
     fn make_room(&mut self) -> bool {
-        let live = self.snapshots.keys().copied().find(|&pid| process::exists(pid));
-        live.is_some_and(|pid| self.snapshots.remove(&pid).is_some())
+        if self.full {
+            return false;
+        }
+        let mut oldest: Vec<(Instant, Pid)> = self.snapshots.iter().map(|(&pid, s)| (s.taken, pid)).collect();
+        let tries = MAKE_ROOM_TRIES.min(oldest.len());
+        if tries > 0 {
+            oldest.select_nth_unstable(tries - 1);
+        }
+        let live = oldest[..tries].iter().map(|&(_, pid)| pid).find(|&pid| process::exists(pid));
+        match live {
+            Some(pid) => self.snapshots.remove(&pid).is_some(),
+            None => {
+                self.full = true;
+                false
+            }
+        }
     }
 
     fn note_cap(&mut self, what: &str) {
@@ -162,8 +244,47 @@ impl Processes {
     /// [`Processes::forget_exited`], keeping the snapshots of the pids `keep` names.
     pub(super) fn forget_exited_unless(&mut self, keep: impl Fn(Pid) -> bool) {
         self.snapshots.retain(|&pid, s| keep(pid) || (s.start_time.is_some() && stat::start_time(pid) == s.start_time));
+        self.retired.retain(|&(pid, _), _| keep(pid));
         self.pinned.retain(|_, w| w.strong_count() > 0);
         self.capped = false;
+        self.full = false;
+    }
+}
+
+impl Processes {
+    /// The pid to symbolize the samples of process `pid` started at `start`
+    /// (clock ticks since boot; 0: unknown, taken as `pid`) under: `pid`
+    /// itself while that is the process `/proc` or the snapshot describes,
+    /// else a made-up pid holding the earlier process's snapshot (none if
+    /// it never had one: its frames then keep only addresses, rather than
+    /// being named from another process's mappings). Call
+    /// [`Self::drop_aliases`] once the profile is built.
+    pub(super) fn instance(&mut self, pid: Pid, start: u64) -> Pid {
+        if start == 0 {
+            return pid;
+        }
+        let live = stat::start_time(pid);
+        if live == Some(start) {
+            return pid;
+        }
+        let current = self.snapshots.get(&pid).filter(|s| s.start_time == Some(start));
+        if live.is_none() && current.is_some() {
+            return pid;
+        }
+        let snapshot = current.or_else(|| self.retired.get(&(pid, start))).map(Snapshot::duplicate);
+        let alias = Pid::new(ALIAS_BASE + u32::try_from(self.aliases.len()).unwrap_or(u32::MAX - ALIAS_BASE));
+        self.aliases.push(alias);
+        if let Some(snapshot) = snapshot {
+            self.snapshots.insert(alias, snapshot);
+        }
+        alias
+    }
+
+    /// Forgets the pids [`Self::instance`] made up.
+    pub(super) fn drop_aliases(&mut self) {
+        for alias in std::mem::take(&mut self.aliases) {
+            self.snapshots.remove(&alias);
+        }
     }
 }
 
