@@ -9,7 +9,7 @@
 //! costs two `bpf_get_stack` calls and no map update.
 
 use aya_ebpf::{
-    bindings::BPF_F_USER_STACK,
+    bindings::{BPF_F_USER_STACK, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
         generated::{bpf_get_current_task, bpf_get_stack},
@@ -17,7 +17,7 @@ use aya_ebpf::{
     programs::PerfEventContext,
     EbpfContext,
 };
-use profiler_common::{HistoryRecord, HistoryStat, MAX_STACK_DEPTH};
+use profiler_common::{HistoryRecord, HistoryStat, HISTORY_RING_BYTES, MAX_STACK_DEPTH};
 
 use crate::filter::wanted;
 use crate::maps::{config, HISTORY, HISTORY_STATS};
@@ -36,6 +36,7 @@ pub(crate) fn history_sample(ctx: &PerfEventContext) -> u32 {
         return 0;
     };
     let record = entry.as_mut_ptr();
+    let start = process_start_ns();
     let bytes = (MAX_STACK_DEPTH * 8) as u32;
     // SAFETY: `record` is the reserved, exclusively owned entry; every
     // field is written before it is submitted, and each `bpf_get_stack`
@@ -44,7 +45,7 @@ pub(crate) fn history_sample(ctx: &PerfEventContext) -> u32 {
         (*record).pid = tgid;
         (*record).tid = tid;
         (*record).comm = bpf_get_current_comm().unwrap_or_default();
-        (*record).start_ns = process_start_ns();
+        (*record).start_ns = start;
         let user = bpf_get_stack(ctx.as_ptr(), (*record).user.as_mut_ptr().cast(), bytes, BPF_F_USER_STACK as u64);
         (*record).user_len = if user > 0 { (user / 8) as u32 } else { 0 };
         (*record).kernel_len = 0;
@@ -53,7 +54,13 @@ pub(crate) fn history_sample(ctx: &PerfEventContext) -> u32 {
             (*record).kernel_len = if kernel > 0 { (kernel / 8) as u32 } else { 0 };
         }
     }
-    entry.submit(0);
+    // User space drains the buffer once a second: no wake-up per sample
+    // (at 19 Hz on every CPU that was the recorder's loop running dozens
+    // of times a second), unless the buffer is half full (a high
+    // `--history-frequency`), so nothing is lost waiting for the second.
+    let pending = HISTORY.query(BPF_RB_AVAIL_DATA as u64);
+    let wake = if pending >= u64::from(HISTORY_RING_BYTES / 2) { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP };
+    entry.submit(wake as u64);
     bump(HistoryStat::Sent);
     0
 }

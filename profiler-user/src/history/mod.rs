@@ -24,7 +24,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 use tracing::{debug, warn};
@@ -47,6 +47,10 @@ pub(crate) const DEFAULT_SLOT: Duration = Duration::from_secs(10);
 pub(crate) const MANUAL_RECENT: Duration = Duration::from_secs(60);
 /// How often the ring buffer is drained.
 const DRAIN_EVERY: Duration = Duration::from_secs(1);
+/// How often the snapshots of exited processes no slot needs are dropped.
+const FORGET_EVERY: Duration = Duration::from_secs(60);
+/// How often a pid or name target's processes are looked up again.
+const REFRESH_TARGET_EVERY: Duration = Duration::from_secs(10);
 
 /// The recorder's settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,9 +155,11 @@ impl Recorder {
 /// slots, snapshots the processes it sees, and follows a pid or name target.
 fn run(shared: &Shared, mut source: HistorySource, mut loader: Loader, follow: Option<&TargetSpec>, memory: &Gauge) {
     let mut seen: Vec<Pid> = Vec::new();
-    let mut drains = 0u64;
+    let (mut last_forget, mut last_refresh) = (Instant::now(), Instant::now());
     while !shared.stop.load(Ordering::Relaxed) {
         let mut batch = Vec::new();
+        // The kernel wakes this thread only when its buffer is half full
+        // (see `history_sample`): normally a drain a second.
         source.drain(DRAIN_EVERY, |r| {
             let user = adjust_return_addresses(&r.user[..(r.user_len as usize).min(r.user.len())]);
             let kernel = adjust_return_addresses(&r.kernel[..(r.kernel_len as usize).min(r.kernel.len())]);
@@ -169,22 +175,25 @@ fn run(shared: &Shared, mut source: HistorySource, mut loader: Loader, follow: O
             memory.set(i64::try_from(slots.bytes()).unwrap_or(i64::MAX));
         }
         shared.lost.store(source.lost(), Ordering::Relaxed);
-        seen.extend(batch.iter().map(|(pid, ..)| *pid));
+        // Only processes with user frames need their mappings kept (kernel
+        // threads have none).
+        seen.extend(batch.iter().filter(|(.., user, _)| !user.is_empty()).map(|(pid, ..)| *pid));
         seen.sort_unstable();
         seen.dedup();
-        drains += 1;
         // Snapshots wait while a capture's history is being named.
         if let Ok(mut symbolizer) = shared.symbolizer.try_lock() {
             symbolizer.observe_native(&seen);
             seen.clear();
             // Checking every snapshot costs a `/proc` read each (thousands
             // on a host that forks a lot): once a minute is enough.
-            if drains.is_multiple_of(60) {
+            if last_forget.elapsed() >= FORGET_EVERY {
+                last_forget = Instant::now();
                 let slots = lock(&shared.slots);
                 symbolizer.forget_exited_unless(|pid| slots.holds(pid));
             }
         }
-        if drains.is_multiple_of(10) {
+        if last_refresh.elapsed() >= REFRESH_TARGET_EVERY {
+            last_refresh = Instant::now();
             if let Some(target) = follow {
                 refresh_pids(&mut loader, target);
             }
