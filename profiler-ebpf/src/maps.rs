@@ -135,14 +135,10 @@ pub(crate) const PY_SCRATCH_WORDS: usize = PY_CODE_READ_MAX / 8 + 1;
 /// Room for one frame and one code object header, read whole (one helper
 /// call each) and picked apart at the version's offsets, a word at a time
 /// (word-sized buffers: no unaligned reads, no temporaries on the stack).
-/// Also a copy of the walked process's `PY_PROCS` entry, so each frame of
-/// the walk reads it from this CPU's slot instead of looking up the hash
-/// map again.
 #[repr(C)]
 pub(crate) struct PyScratch {
     pub frame: [u64; PY_SCRATCH_WORDS],
     pub code: [u64; PY_SCRATCH_WORDS],
-    pub info: PyProcInfo,
 }
 
 #[map]

@@ -126,14 +126,9 @@ fn thread_state(info: &PyProcInfo) -> u64 {
 /// sampling programs' frames past the 512-byte stack.
 #[inline(never)]
 pub(crate) fn py_stack<C: EbpfContext>(ctx: &C, tgid: u32) -> u64 {
-    let (Some(info), Some(scratch)) = (PY_PROCS.get_ptr(&tgid), PY_SCRATCH.get_ptr_mut(0)) else {
-        return STACK_ID_NONE;
-    };
-    // SAFETY: a live map value, read only; this CPU's scratch slot
-    // (programs do not nest on a CPU).
-    let (info, scratch) = unsafe { (&*info, &mut *scratch) };
-    // The walk's steps read the entry from here (see `PyScratch`).
-    scratch.info = *info;
+    let Some(info) = PY_PROCS.get_ptr(&tgid) else { return STACK_ID_NONE };
+    // SAFETY: pointer to a live map value, read only.
+    let info = unsafe { &*info };
     let tstate = thread_state(info);
     if tstate == 0 {
         return STACK_ID_NONE;
@@ -146,7 +141,7 @@ pub(crate) fn py_stack<C: EbpfContext>(ctx: &C, tgid: u32) -> u64 {
     if frame == 0 {
         return STACK_ID_NONE;
     }
-    let mut walk = Walk { n: 0, frame };
+    let mut walk = Walk { tgid, n: 0, frame };
     // One frame per iteration of `bpf_loop`: the verifier checks the step
     // once instead of every unrolled path of a 79-iteration loop.
     // SAFETY: `walk_step` has the callback signature; `walk` outlives the call.
@@ -175,8 +170,9 @@ pub(crate) fn py_stack<C: EbpfContext>(ctx: &C, tgid: u32) -> u64 {
 /// The state of a walk, carried between `bpf_loop` iterations.
 #[repr(C)]
 struct Walk {
+    tgid: u32,
     /// Frames stored so far.
-    n: u64,
+    n: u32,
     /// The next frame to read, 0 at the end.
     frame: u64,
 }
@@ -190,48 +186,47 @@ extern "C" fn walk_step(_index: u64, ctx: *mut c_void) -> i64 {
     if frame == 0 || n >= PY_MAX_FRAMES {
         return 1;
     }
-    let (Some(buf), Some(scratch)) = (SCRATCH.get_ptr_mut(0), PY_SCRATCH.get_ptr_mut(0)) else {
+    let (Some(info), Some(buf), Some(scratch)) =
+        (PY_PROCS.get_ptr(&walk.tgid), SCRATCH.get_ptr_mut(0), PY_SCRATCH.get_ptr_mut(0))
+    else {
         return 1;
     };
-    // SAFETY: this CPU's scratch buffers; `scratch.info` was set by
-    // `py_stack` for this walk.
-    let (record, scratch): (&mut StackRecord, &mut PyScratch) = unsafe { (&mut *buf, &mut *scratch) };
-    // Field by field: the entry is read in place, never copied to the stack.
-    let PyScratch { frame: frame_buf, code: code_buf, info } = scratch;
-    let info: &PyProcInfo = info;
+    // SAFETY: live map values; this CPU's scratch buffers.
+    let (info, record, scratch): (&PyProcInfo, &mut StackRecord, &mut PyScratch) =
+        unsafe { (&*info, &mut *buf, &mut *scratch) };
     let o = &info.offsets;
-    if !read_into(frame_buf, frame, o.frame_size) {
+    if !read_into(&mut scratch.frame, frame, o.frame_size) {
         return 1;
     }
-    let previous = u64_at(frame_buf, o.frame_previous);
-    let code = u64_at(frame_buf, o.frame_code);
+    let previous = u64_at(&scratch.frame, o.frame_previous);
+    let code = u64_at(&scratch.frame, o.frame_code);
     walk.frame = previous;
-    if o.entry_kind == PY_ENTRY_SHIM && u8_at(frame_buf, o.frame_entry) == o.owner_cstack {
+    if o.entry_kind == PY_ENTRY_SHIM && u8_at(&scratch.frame, o.frame_entry) == o.owner_cstack {
         // The shim ends the frames of the previous native call.
         if n > 0 {
             mark_entry(record, n - 1);
         }
         return 0;
     }
-    if !read_into(code_buf, code, o.code_size) || u64_at(code_buf, o.object_type) != info.code_type {
+    if !read_into(&mut scratch.code, code, o.code_size) || u64_at(&scratch.code, o.object_type) != info.code_type {
         // Not a code object (freed under us, or a frame of something
         // else): not named, not guessed.
         return 0;
     }
     let lasti: i32 = if o.lasti_kind == PY_LASTI_BYTES {
-        (u32_at(frame_buf, o.frame_lasti) as i32) >> 1
+        (u32_at(&scratch.frame, o.frame_lasti) as i32) >> 1
     } else if o.lasti_kind == PY_LASTI_CODE_UNITS {
-        u32_at(frame_buf, o.frame_lasti) as i32
+        u32_at(&scratch.frame, o.frame_lasti) as i32
     } else {
-        let ptr = u64_at(frame_buf, o.frame_lasti);
+        let ptr = u64_at(&scratch.frame, o.frame_lasti);
         (ptr.wrapping_sub(code + o.code_adaptive as u64) as i64 >> 1) as i32
     };
-    let entry =
-        o.entry_kind == PY_ENTRY_EACH_FRAME || (o.entry_kind == PY_ENTRY_FLAG && u8_at(frame_buf, o.frame_entry) != 0);
+    let entry = o.entry_kind == PY_ENTRY_EACH_FRAME
+        || (o.entry_kind == PY_ENTRY_FLAG && u8_at(&scratch.frame, o.frame_entry) != 0);
     let mut h = CODE_CHECKSUM_SEED;
     let mut w = 0;
     while w < PY_CODE_IDENT_WORDS {
-        h = code_checksum_step(h, u64_at(code_buf, o.code_ident[w]));
+        h = code_checksum_step(h, u64_at(&scratch.code, o.code_ident[w]));
         w += 1;
     }
     let checksum = code_checksum_finish(h);
