@@ -34,8 +34,9 @@ pub(crate) fn render(
     let cut = condition_since.unwrap_or_else(|| end.checked_sub(MANUAL_RECENT).unwrap_or(end)).clamp(start, end);
     let cut = align_down(cut, config.slot).max(start);
 
-    let period = Profile::new_cpu(config.frequency_hz, start, end.duration_since(start).unwrap_or_default()).period;
-    let (mut profile, slot_of) = view.with_symbolizer(|symbolizer| {
+    let template = Profile::new_cpu(config.frequency_hz, start, end.duration_since(start).unwrap_or_default());
+    let period = template.period;
+    let (mut profile, slot_of, total) = view.with_symbolizer(|symbolizer| {
         // Each process under the pid its samples are named under: a pid
         // reused within the window is two processes, each named from its
         // own mappings.
@@ -77,16 +78,14 @@ pub(crate) fn render(
         }
         agg.user_addrs = user_addrs.into_iter().map(|(p, s)| (p, s.into_iter().collect())).collect();
         agg.kernel_addrs = kernel_addrs.into_iter().collect();
-        let template = Profile::new_cpu(config.frequency_hz, start, end.duration_since(start).unwrap_or_default());
         let mut profile = symbolizer.build_profile(&agg, template, |s| vec![s.count as i64, s.count as i64 * period]);
         symbolizer.drop_aliases();
         // Samples keep the order they were given in: labels get the real pid.
         for (sample, pid) in profile.samples.iter_mut().zip(real_pids) {
             sample.pid = pid;
         }
-        (profile, slot_of)
+        (profile, slot_of, agg.total)
     });
-    let total: u64 = profile.samples.iter().map(|s| s.values[0].max(0) as u64).sum();
     profile.slots = slot_of;
 
     let (mut before, mut since) = (profile.clone(), profile.clone());
