@@ -131,6 +131,9 @@ impl HistoryStat {
 pub const PROG_CPU_SAMPLE: &str = "cpu_sample";
 /// Name of the `sched_switch` BTF tracepoint program (off-CPU time).
 pub const PROG_SCHED_SWITCH: &str = "sched_switch";
+/// Name of the `sched_process_exec` raw tracepoint program: a process that
+/// replaced its program loses the mappings the table unwinder knew.
+pub const PROG_PROCESS_EXEC: &str = "process_exec";
 /// Name of the page-fault perf_event program (memory growth).
 pub const PROG_FAULT_SAMPLE: &str = "fault_sample";
 /// Name of the uprobe on C `malloc` (size in the first argument).

@@ -62,8 +62,55 @@ pub const UNWIND_PROCS_ENTRIES: u32 = 4096;
 pub const UNWIND_EVENTS_BYTES: u32 = 64 * 1024;
 /// Capacity of [`MAP_UNWIND_NOTIFIED`] (an LRU: the oldest pids drop out).
 pub const UNWIND_NOTIFIED_ENTRIES: u32 = 4096;
-/// Minimum time between two requests about one process.
+/// Time after a process's first request before it may ask again; each
+/// later request waits twice as long as the one before, up to
+/// [`NOTIFY_INTERVAL_NS`]. A process sampled while it starts (between
+/// `exec` and the dynamic loader mapping its libraries) asks again 10 ms
+/// later, not after a whole interval of stacks without tables.
+pub const NOTIFY_FIRST_RETRY_NS: u64 = 10_000_000;
+/// Longest time between two requests about one process (a pc that stays
+/// outside every mapping: JIT code in memory mapped since).
 pub const NOTIFY_INTERVAL_NS: u64 = 200_000_000;
+/// A process that asked nothing for this long starts again at
+/// [`NOTIFY_FIRST_RETRY_NS`] (a `dlopen` or `exec` long after start).
+pub const NOTIFY_QUIET_NS: u64 = 2_000_000_000;
+
+/// [`MAP_UNWIND_NOTIFIED`]'s value: when a process last asked, and how
+/// many requests it has made in a row without a quiet time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NotifyState {
+    pub last_ns: u64,
+    pub streak: u32,
+    pub _pad: u32,
+}
+
+impl NotifyState {
+    /// How long after `last_ns` the next request may go.
+    #[inline(always)]
+    pub fn wait_ns(&self) -> u64 {
+        // 10, 20, 40, 80, 160, then 200 ms.
+        let shift = if self.streak < 5 { self.streak } else { 5 };
+        let wait = NOTIFY_FIRST_RETRY_NS << shift;
+        if wait < NOTIFY_INTERVAL_NS {
+            wait
+        } else {
+            NOTIFY_INTERVAL_NS
+        }
+    }
+
+    /// Whether a request may go at `now`; if so, records it.
+    #[inline(always)]
+    pub fn admit(&mut self, now: u64) -> bool {
+        let gap = now.wrapping_sub(self.last_ns);
+        if gap < self.wait_ns() {
+            return false;
+        }
+        self.streak = if gap >= NOTIFY_QUIET_NS { 0 } else { self.streak.saturating_add(1) };
+        self.last_ns = now;
+        true
+    }
+}
 
 /// Executable mappings kept per process. 120 keeps a value in one 4 KiB
 /// slab object; mappings past it (rare: interpreters with hundreds of
@@ -273,4 +320,34 @@ mod pod {
     unsafe impl aya::Pod for super::ExecMapping {}
     unsafe impl aya::Pod for super::ProcMappings {}
     unsafe impl aya::Pod for super::UnwindEvent {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A process sampled while it starts asks again 10 ms after its first
+    /// request, then ever more rarely (a pc that never resolves costs at
+    /// most five requests a second), and quickly again after a quiet time.
+    #[test]
+    fn requests_back_off_from_10_ms_to_the_interval() {
+        const MS: u64 = 1_000_000;
+        let start = 5_000 * MS;
+        let mut s = NotifyState { last_ns: start, streak: 0, _pad: 0 };
+        assert!(!s.admit(start + 9 * MS));
+        assert!(s.admit(start + 10 * MS));
+        let mut now = start + 10 * MS;
+        let mut gaps = [0u64; 7];
+        for gap in &mut gaps {
+            let wait = s.wait_ns();
+            assert!(!s.admit(now + wait - 1));
+            now += wait;
+            assert!(s.admit(now));
+            *gap = wait / MS;
+        }
+        assert_eq!(gaps, [20, 40, 80, 160, 200, 200, 200]);
+        now += NOTIFY_QUIET_NS;
+        assert!(s.admit(now));
+        assert_eq!(s.wait_ns(), NOTIFY_FIRST_RETRY_NS);
+    }
 }

@@ -70,8 +70,8 @@ mod walk;
 #[cfg(target_arch = "bpf")]
 mod programs {
     use aya_ebpf::{
-        macros::{btf_tracepoint, perf_event, uprobe, uretprobe},
-        programs::{BtfTracePointContext, PerfEventContext, ProbeContext, RetProbeContext},
+        macros::{btf_tracepoint, perf_event, raw_tracepoint, uprobe, uretprobe},
+        programs::{BtfTracePointContext, PerfEventContext, ProbeContext, RawTracePointContext, RetProbeContext},
     };
 
     #[perf_event]
@@ -126,6 +126,12 @@ mod programs {
     #[btf_tracepoint(function = "sched_switch")]
     fn sched_switch(ctx: BtfTracePointContext) -> u32 {
         crate::offcpu::sched_switch(&ctx)
+    }
+
+    #[raw_tracepoint(tracepoint = "sched_process_exec")]
+    fn process_exec(_ctx: RawTracePointContext) -> u32 {
+        crate::unwind::process_exec();
+        0
     }
 
     #[cfg(not(test))]

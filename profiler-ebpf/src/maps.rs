@@ -8,7 +8,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use profiler_common::unwind::{
-    ExecTable, ProcMappings, UnwindPage, UnwindRule, UNWIND_EVENTS_BYTES, UNWIND_EXECS_ENTRIES,
+    ExecTable, NotifyState, ProcMappings, UnwindPage, UnwindRule, UNWIND_EVENTS_BYTES, UNWIND_EXECS_ENTRIES,
     UNWIND_NOTIFIED_ENTRIES, UNWIND_PAGES_ENTRIES, UNWIND_PROCS_ENTRIES, UNWIND_ROWS_ENTRIES, UNWIND_RULES_ENTRIES,
 };
 use profiler_common::{
@@ -117,9 +117,10 @@ pub(crate) static UNWIND_PROCS: HashMap<u32, ProcMappings> =
 #[map]
 pub(crate) static UNWIND_EVENTS: RingBuf = RingBuf::with_byte_size(UNWIND_EVENTS_BYTES, 0);
 
-/// Per process, when it was last the subject of an event.
+/// Per process, when it last asked user space and how often in a row.
 #[map]
-pub(crate) static UNWIND_NOTIFIED: LruHashMap<u32, u64> = LruHashMap::with_max_entries(UNWIND_NOTIFIED_ENTRIES, 0);
+pub(crate) static UNWIND_NOTIFIED: LruHashMap<u32, NotifyState> =
+    LruHashMap::with_max_entries(UNWIND_NOTIFIED_ENTRIES, 0);
 
 /// This CPU's walk in progress (see `crate::walk::Walk`).
 #[map]

@@ -47,8 +47,8 @@ use aya_ebpf::{
 };
 use profiler_common::{
     unwind::{
-        row_offset, row_rule, CfaKind, ExecMapping, ProcMappings, RbpKind, UnwindEvent, UnwindRule, EVENT_NEW_PROCESS,
-        EVENT_UNKNOWN_PC, EXEC_ID_NONE, MAPPING_SEARCH_STEPS, MAX_PROC_MAPPINGS, NOTIFY_INTERVAL_NS, PAGE_BITS,
+        row_offset, row_rule, CfaKind, ExecMapping, NotifyState, ProcMappings, RbpKind, UnwindEvent, UnwindRule,
+        EVENT_NEW_PROCESS, EVENT_UNKNOWN_PC, EXEC_ID_NONE, MAPPING_SEARCH_STEPS, MAX_PROC_MAPPINGS, PAGE_BITS,
         PAGE_SIZE, ROW_SEARCH_STEPS,
     },
     Stat, Truncation, UnwindMode, MAX_STACK_DEPTH, STACK_ID_LOST, STACK_TRUNCATION_SHIFT,
@@ -153,18 +153,27 @@ pub(crate) fn process_mappings(pid: u32) -> Option<Known> {
     None
 }
 
+/// The current process replaced its program (`execve`): the mappings user
+/// space loaded for it are gone, and its pcs could fall inside them with
+/// another file's table. Forgotten, so its next sample asks at once.
+#[inline(always)]
+pub(crate) fn process_exec() {
+    let pid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
+    // Nothing to do for a process never sampled: removing a missing key
+    // fails harmlessly.
+    let _ = UNWIND_PROCS.remove(&pid);
+    let _ = UNWIND_NOTIFIED.remove(&pid);
+}
+
 #[inline(always)]
 fn notify(pid: u32, kind: u32, pc: u64, now: u64) {
-    if let Some(last) = UNWIND_NOTIFIED.get_ptr_mut(&pid) {
+    if let Some(state) = UNWIND_NOTIFIED.get_ptr_mut(&pid) {
         // SAFETY: live LRU value; a racing CPU writing the same slot only
         // lets one more event through.
-        unsafe {
-            if now.wrapping_sub(*last) < NOTIFY_INTERVAL_NS {
-                return;
-            }
-            *last = now;
+        if !unsafe { (*state).admit(now) } {
+            return;
         }
-    } else if UNWIND_NOTIFIED.insert(&pid, &now, 0).is_err() {
+    } else if UNWIND_NOTIFIED.insert(&pid, &NotifyState { last_ns: now, streak: 0, _pad: 0 }, 0).is_err() {
         return;
     }
     if UNWIND_EVENTS.output(&UnwindEvent { pid, kind, pc }, 0).is_err() {

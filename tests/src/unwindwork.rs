@@ -123,6 +123,15 @@ impl Variant {
         cmd.args(args);
         Spawned::start(cmd)
     }
+
+    /// Starts the program with `args` and address randomization off
+    /// (`setarch -R`, inherited across `execve`): every program it runs is
+    /// loaded at the same addresses.
+    pub fn spawn_unrandomized<S: AsRef<std::ffi::OsStr>>(self, args: &[S]) -> Spawned {
+        let mut cmd = Command::new("setarch");
+        cmd.args(["x86_64", "-R"]).arg(self.binary()).args(args);
+        Spawned::start(cmd)
+    }
 }
 
 /// A stack as `perf script` prints it: function names, innermost first.

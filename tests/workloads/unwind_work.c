@@ -18,6 +18,9 @@
  *   dlopen SECONDS LIB
  *                   after 1.5 s, dlopen()s LIB (unwind_plugin.c) and loops
  *                   in it: main -> run_plugin -> plugin_work -> plugin_leaf.
+ *   exec SECONDS PROGRAM ARGS...
+ *                   spins in spin_before_exec for SECONDS, then execv()s
+ *                   PROGRAM ARGS (the same pid runs another program).
  *   signal SECONDS  main -> interrupted_loop -> leaf_a, interrupted every
  *                   2 ms of CPU by SIGPROF, whose handler on_prof ->
  *                   handler_work -> leaf_b runs on the same stack, above
@@ -203,6 +206,14 @@ __attribute__((noipa)) void run_plugin(unsigned long (*work)(unsigned long))
 	sink = x;
 }
 
+__attribute__((noipa)) void spin_before_exec(void)
+{
+	unsigned long x = sink;
+	while (!done())
+		x = x * 2862933555777941757UL + 3037000493UL;
+	sink = x;
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "cpu";
@@ -246,6 +257,11 @@ int main(int argc, char **argv)
 		if (!work)
 			return 1;
 		run_plugin(work);
+	} else if (strcmp(mode, "exec") == 0 && argc > 3) {
+		spin_before_exec();
+		execv(argv[3], argv + 3);
+		perror("execv");
+		return 1;
 	} else if (strcmp(mode, "signal") == 0) {
 		struct sigaction sa;
 		memset(&sa, 0, sizeof sa);

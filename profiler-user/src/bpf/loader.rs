@@ -17,7 +17,7 @@ use std::{collections::HashSet, time::Duration};
 use anyhow::{anyhow, Context as _, Result};
 use aya::{
     maps::{Array, HashMap, MapData},
-    programs::{perf_event::PerfEventLinkId, uprobe::UProbeLinkId, BtfTracePoint, PerfEvent, UProbe},
+    programs::{perf_event::PerfEventLinkId, uprobe::UProbeLinkId, BtfTracePoint, PerfEvent, RawTracePoint, UProbe},
     Btf, Ebpf, EbpfLoader,
 };
 pub(crate) use profiler_common::UnwindMode;
@@ -26,7 +26,7 @@ use profiler_common::{
     Config, FilterMode, Window, MAP_ALLOC_COUNTS, MAP_ALLOC_PENDING, MAP_FAULT_COUNTS, MAP_HISTORY, MAP_LIVE_ALLOCS,
     MAP_OFFCPU_COUNTS, MAP_OFFCPU_START, MAP_TARGET_PIDS, MAP_WINDOW, PROG_ALLOC_RETURN, PROG_CALLOC_ENTRY,
     PROG_CPU_SAMPLE, PROG_FAULT_SAMPLE, PROG_FREE_ENTRY, PROG_GO_ALLOC, PROG_HISTORY_SAMPLE, PROG_MALLOC_ENTRY,
-    PROG_REALLOC_ENTRY, PROG_SCHED_SWITCH, TARGET_PIDS_MAP_ENTRIES,
+    PROG_PROCESS_EXEC, PROG_REALLOC_ENTRY, PROG_SCHED_SWITCH, TARGET_PIDS_MAP_ENTRIES,
 };
 use tracing::warn;
 
@@ -92,6 +92,24 @@ pub(crate) struct Loader {
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     /// Owns the unwind tables (absent under `--unwind fp`).
     tables: Option<TableManager>,
+}
+
+/// Attaches the `sched_process_exec` hook for as long as the program is
+/// loaded: a process that runs `execve` has its table-unwinder mappings
+/// dropped, so its new program's pcs are never looked up in the old
+/// program's files (and its next sample asks for the new mappings at once).
+/// Without it (a kernel refusing the raw tracepoint), such a process asks
+/// again only when a pc falls outside every mapping it had: logged, not
+/// fatal.
+fn attach_exec_hook(ebpf: &mut Ebpf) {
+    let attached = typed_program::<RawTracePoint>(ebpf, PROG_PROCESS_EXEC).and_then(|program| {
+        program.load().map_err(|e| anyhow!(e))?;
+        program.attach("sched_process_exec").map_err(|e| anyhow!(e))?;
+        Ok(())
+    });
+    if let Err(e) = attached {
+        warn!("cannot follow exec (the sched_process_exec raw tracepoint): {e:#}; a process that runs a new program keeps its old mappings until a pc falls outside them");
+    }
 }
 
 impl Loader {
@@ -211,6 +229,7 @@ impl Loader {
         let tables = if programs.unwind == UnwindMode::FramePointers {
             None
         } else {
+            attach_exec_hook(&mut ebpf);
             let maps = TableMaps::take(&mut ebpf)?;
             Some(TableManager::start(maps)?)
         };
