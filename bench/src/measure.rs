@@ -171,7 +171,13 @@ pub(crate) fn nproc() -> usize {
 pub(crate) struct ProgStat {
     pub run_time_ns: u64,
     pub run_cnt: u64,
+    /// A perf_event program: its runs are samples. Others (stackwatch's
+    /// exec hook, tracepoints) cost time but take no sample.
+    pub sampler: bool,
 }
+
+/// `BPF_PROG_TYPE_PERF_EVENT`, as fdinfo's `prog_type:` prints it.
+const PROG_TYPE_PERF_EVENT: u64 = 7;
 
 /// One BPF map as fdinfo shows it: `memlock` is the kernel's estimate of
 /// what the map pins (all preallocated elements, or the elements present
@@ -195,8 +201,12 @@ impl BpfSnapshot {
         self.maps.values().map(|m| m.memlock).sum()
     }
 
+    /// Samples taken: the runs of the perf_event programs (of every
+    /// program if there is none), so that time per run is time per sample
+    /// with the time of the other programs included.
     pub(crate) fn run_cnt(&self) -> u64 {
-        self.progs.values().map(|p| p.run_cnt).sum()
+        let any_sampler = self.progs.values().any(|p| p.sampler);
+        self.progs.values().filter(|p| p.sampler || !any_sampler).map(|p| p.run_cnt).sum()
     }
 }
 
@@ -218,8 +228,11 @@ pub(crate) fn bpf_snapshot(pid: u32) -> BpfSnapshot {
             continue;
         }
         if let Some(id) = field("prog_id:") {
-            let stat =
-                ProgStat { run_time_ns: field("run_time_ns:").unwrap_or(0), run_cnt: field("run_cnt:").unwrap_or(0) };
+            let stat = ProgStat {
+                run_time_ns: field("run_time_ns:").unwrap_or(0),
+                run_cnt: field("run_cnt:").unwrap_or(0),
+                sampler: field("prog_type:") == Some(PROG_TYPE_PERF_EVENT),
+            };
             snap.progs.insert(id as u32, stat);
         } else if let Some(id) = field("map_id:") {
             let stat = MapStat {

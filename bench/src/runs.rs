@@ -131,7 +131,7 @@ pub struct MapFigures {
 
 impl BpfFigures {
     fn from_watch(watch: &BpfWatch) -> BpfFigures {
-        let run_cnt = watch.last.progs.values().map(|p| p.run_cnt).sum();
+        let run_cnt = watch.last.run_cnt();
         let run_time_ns = watch.last.progs.values().map(|p| p.run_time_ns).sum();
         let name = |names: &std::collections::BTreeMap<u32, String>, id: &u32| {
             names.get(id).cloned().unwrap_or_else(|| format!("id {id}"))

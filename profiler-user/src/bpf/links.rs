@@ -11,12 +11,12 @@ use anyhow::{anyhow, Context as _, Result};
 use aya::programs::{
     perf_event::{PerfEventConfig, PerfEventLinkId, PerfEventScope, SamplePolicy, SoftwareEvent},
     uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
-    BtfTracePoint, PerfEvent, UProbe,
+    BtfTracePoint, PerfEvent, RawTracePoint, UProbe,
 };
-use profiler_common::{Window, PROG_CPU_SAMPLE, PROG_FAULT_SAMPLE, PROG_SCHED_SWITCH};
+use profiler_common::{Window, PROG_CPU_SAMPLE, PROG_FAULT_SAMPLE, PROG_PROCESS_EXEC, PROG_SCHED_SWITCH};
 use tracing::{debug, warn};
 
-use super::loader::{privilege_aware, typed_program, Loader};
+use super::loader::{privilege_aware, typed_program, ExecHook, Loader};
 use crate::addr::FileOffset;
 use crate::ids::Pid;
 
@@ -41,12 +41,38 @@ pub(crate) struct UprobeSite {
 }
 
 impl Loader {
+    /// Attaches the `sched_process_exec` hook (when it is loaded) for as
+    /// long as anything samples user stacks; an idle daemon keeps no link.
+    /// Attached again after an idle time, it has the table manager re-read
+    /// every known process's mappings: one may have run a new program
+    /// meanwhile. A failure is logged: stacks of such processes heal when
+    /// a pc falls outside the old mappings.
+    fn follow_exec(&mut self) {
+        if self.exec == ExecHook::Absent || self.exec_link.is_some() {
+            return;
+        }
+        let attached = typed_program::<RawTracePoint>(&mut self.ebpf, PROG_PROCESS_EXEC)
+            .and_then(|program| program.attach("sched_process_exec").map_err(|e| anyhow!(e)));
+        match attached {
+            Ok(link) => {
+                self.exec_link = Some(link);
+                if self.exec == ExecHook::WasAttached {
+                    if let Some(tables) = &self.tables {
+                        tables.refresh_all();
+                    }
+                }
+            }
+            Err(e) => warn!("cannot follow exec (the sched_process_exec raw tracepoint): {e:#}"),
+        }
+    }
+
     /// Starts CPU sampling: one CPU-clock perf event per online CPU, every
     /// `1/frequency_hz` seconds of CPU time.
     pub(crate) fn attach_cpu(&mut self, frequency_hz: u64) -> Result<()> {
         if !self.cpu_links.is_empty() {
             return Ok(());
         }
+        self.follow_exec();
         let period_ns = 1_000_000_000 / frequency_hz.max(1);
         let links = self.attach_per_cpu(PROG_CPU_SAMPLE, SoftwareEvent::CpuClock, period_ns, "perf event")?;
         debug!(cpus = links.len(), period_ns, "perf events attached");
@@ -61,6 +87,7 @@ impl Loader {
             return Ok(());
         }
         anyhow::ensure!(self.programs.faults, "the page-fault program was not loaded");
+        self.follow_exec();
         self.fault_links =
             self.attach_per_cpu(PROG_FAULT_SAMPLE, SoftwareEvent::PageFaults, period.max(1), "the page-fault event")?;
         Ok(())
@@ -106,6 +133,7 @@ impl Loader {
             return Ok(());
         }
         anyhow::ensure!(self.programs.offcpu, "the off-CPU program was not loaded");
+        self.follow_exec();
         self.prime_stack_allocator_all();
         if self.window.is_none() {
             // Switch-outs from now on are tracked, so threads already
@@ -125,6 +153,7 @@ impl Loader {
     /// is skipped with a warning; returns how many were attached.
     pub(crate) fn attach_uprobes(&mut self, sites: &[UprobeSite]) -> Result<usize> {
         anyhow::ensure!(self.programs.alloc, "the allocation probes were not loaded");
+        self.follow_exec();
         self.prime_stack_allocator_all();
         let mut attached = 0;
         for site in sites {
@@ -171,6 +200,11 @@ impl Loader {
         if let Some(link) = self.offcpu_link.take() {
             let program: &mut BtfTracePoint = typed_program(&mut self.ebpf, PROG_SCHED_SWITCH)?;
             program.detach(link).context("failed to detach the sched_switch program")?;
+        }
+        if let Some(link) = self.exec_link.take() {
+            let program: &mut RawTracePoint = typed_program(&mut self.ebpf, PROG_PROCESS_EXEC)?;
+            program.detach(link).context("failed to detach the sched_process_exec program")?;
+            self.exec = ExecHook::WasAttached;
         }
         for (name, links) in [(PROG_CPU_SAMPLE, &mut self.cpu_links), (PROG_FAULT_SAMPLE, &mut self.fault_links)] {
             let links = std::mem::take(links);

@@ -84,6 +84,9 @@ pub(crate) struct Loader {
     pub(super) cpu_links: Vec<PerfEventLinkId>,
     pub(super) fault_links: Vec<PerfEventLinkId>,
     pub(super) offcpu_link: Option<aya::programs::tp_btf::BtfTracePointLinkId>,
+    /// The `sched_process_exec` hook, attached while anything samples.
+    pub(super) exec_link: Option<aya::programs::raw_trace_point::RawTracePointLinkId>,
+    pub(super) exec: ExecHook,
     /// Attached uprobes, with the name of their program.
     pub(super) uprobe_links: Vec<(&'static str, UProbeLinkId)>,
     /// The open (or last) capture window; `None` while it is closed.
@@ -91,25 +94,35 @@ pub(crate) struct Loader {
     pub(super) programs: Programs,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     /// Owns the unwind tables (absent under `--unwind fp`).
-    tables: Option<TableManager>,
+    pub(super) tables: Option<TableManager>,
 }
 
-/// Attaches the `sched_process_exec` hook for as long as the program is
-/// loaded: a process that runs `execve` has its table-unwinder mappings
-/// dropped, so its new program's pcs are never looked up in the old
-/// program's files (and its next sample asks for the new mappings at once).
-/// Without it (a kernel refusing the raw tracepoint), such a process asks
-/// again only when a pc falls outside every mapping it had: logged, not
-/// fatal.
-fn attach_exec_hook(ebpf: &mut Ebpf) {
-    let attached = typed_program::<RawTracePoint>(ebpf, PROG_PROCESS_EXEC).and_then(|program| {
-        program.load().map_err(|e| anyhow!(e))?;
-        program.attach("sched_process_exec").map_err(|e| anyhow!(e))?;
-        Ok(())
-    });
-    if let Err(e) = attached {
+/// The `sched_process_exec` hook's state (see [`load_exec_hook`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ExecHook {
+    /// Not loaded (`--unwind fp`, or the kernel refused it).
+    Absent,
+    /// Loaded, never attached.
+    Loaded,
+    /// Attached once and detached since: processes may have run a new
+    /// program unseen.
+    WasAttached,
+}
+
+/// Loads the `sched_process_exec` hook (attached while a capture runs, by
+/// [`Loader::follow_exec`]): a process that runs `execve` has its
+/// table-unwinder mappings dropped, so its new program's pcs are never
+/// looked up in the old program's files (and its next sample asks for the
+/// new mappings at once). Without it (a kernel refusing the raw
+/// tracepoint), such a process asks again only when a pc falls outside
+/// every mapping it had: logged, not fatal.
+fn load_exec_hook(ebpf: &mut Ebpf) -> bool {
+    let loaded = typed_program::<RawTracePoint>(ebpf, PROG_PROCESS_EXEC)
+        .and_then(|program| program.load().map_err(|e| anyhow!(e)));
+    if let Err(e) = &loaded {
         warn!("cannot follow exec (the sched_process_exec raw tracepoint): {e:#}; a process that runs a new program keeps its old mappings until a pc falls outside them");
     }
+    loaded.is_ok()
 }
 
 impl Loader {
@@ -226,10 +239,11 @@ impl Loader {
                     .map_err(|e| privilege_aware(anyhow!(e), &format!("the kernel rejected the `{name}` uprobe")))?;
             }
         }
+        let mut exec_hook = false;
         let tables = if programs.unwind == UnwindMode::FramePointers {
             None
         } else {
-            attach_exec_hook(&mut ebpf);
+            exec_hook = load_exec_hook(&mut ebpf);
             let maps = TableMaps::take(&mut ebpf)?;
             Some(TableManager::start(maps)?)
         };
@@ -240,6 +254,8 @@ impl Loader {
             fault_links: Vec::new(),
             offcpu_link: None,
             uprobe_links: Vec::new(),
+            exec_link: None,
+            exec: if exec_hook { ExecHook::Loaded } else { ExecHook::Absent },
             window: None,
             programs,
             logger,

@@ -49,6 +49,9 @@ pub(crate) const MAP_NAMES: [&str; 6] =
 enum Request {
     /// Load these processes' mappings and tables, then answer.
     Load(Vec<u32>, mpsc::Sender<()>),
+    /// Re-read the mappings of every process known: some may have run a
+    /// new program while nothing followed `execve` (between captures).
+    RefreshAll,
     Report(mpsc::Sender<TablesReport>),
 }
 
@@ -127,6 +130,11 @@ impl TableManager {
     pub(crate) fn load_later(&self, pids: &[u32]) {
         let (tx, _rx) = mpsc::channel();
         self.send(Request::Load(pids.to_vec(), tx));
+    }
+
+    /// Re-reads every known process's mappings in the background.
+    pub(crate) fn refresh_all(&self) {
+        self.send(Request::RefreshAll);
     }
 
     pub(crate) fn report(&self) -> TablesReport {
@@ -381,6 +389,13 @@ impl State {
                             self.refresh(pid, true);
                         }
                         let _ = done.send(());
+                    }
+                    Ok(Request::RefreshAll) => {
+                        self.sweep();
+                        let known: Vec<u32> = self.known.iter().copied().collect();
+                        for pid in known {
+                            self.refresh(pid, false);
+                        }
                     }
                     Ok(Request::Report(reply)) => {
                         let _ = reply.send(self.current_report());
