@@ -127,11 +127,67 @@ pub(crate) fn profile_once(cmd: &mut Command) -> Result<(f64, u64, measure::Usag
     Ok((ns as f64 / runs.max(1) as f64, runs, usage))
 }
 
+/// Runs `cmds` (profilers that end by themselves) at the same time and
+/// returns each one's BPF time per sample and its sample count. Run side
+/// by side, they meet the same host conditions: on these VMs the time per
+/// run of one program drifts 2–3× between runs minutes apart (a trivial
+/// bpftrace `count()` measured 1.4–2.5 µs), which swamps differences
+/// measured one after the other.
+pub(crate) fn profile_together(cmds: &mut [Command]) -> Result<Vec<(f64, u64)>> {
+    let mut children = Vec::with_capacity(cmds.len());
+    for cmd in cmds.iter_mut() {
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        children.push(Some(measure::spawn(cmd)?));
+    }
+    let mut last = vec![BpfSnapshot::default(); cmds.len()];
+    while children.iter().any(Option::is_some) {
+        for (i, slot) in children.iter_mut().enumerate() {
+            let Some(child) = slot.as_mut() else { continue };
+            let pid = child.id();
+            let snap = bpf_snapshot(pid);
+            if snap.run_cnt() >= last[i].run_cnt() && !snap.progs.is_empty() {
+                last[i] = snap;
+            }
+            if is_zombie_soon(pid) {
+                let (status, _) = wait_usage(child)?;
+                if !measure::exited_ok(status) {
+                    let mut err = String::new();
+                    if let Some(mut e) = child.stderr.take() {
+                        use std::io::Read as _;
+                        let _ = e.read_to_string(&mut err);
+                    }
+                    bail!("{} failed: {}: {err}", cmd::display(&cmds[i]), measure::describe_status(status));
+                }
+                let _ = child.try_wait();
+                *slot = None;
+            }
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    Ok(last
+        .iter()
+        .map(|snap| {
+            let ns: u64 = snap.progs.values().map(|p| p.run_time_ns).sum();
+            let runs = snap.run_cnt();
+            (ns as f64 / runs.max(1) as f64, runs)
+        })
+        .collect())
+}
+
+/// The median of the per-round ratios `a[i] / b[i]`, and their range.
+pub(crate) fn paired_ratio(a: &[f64], b: &[f64]) -> (f64, f64, f64) {
+    let ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
+    let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (median(&ratios), lo, hi)
+}
+
 pub(crate) fn median(v: &[f64]) -> f64 {
     Summary::of(v.iter().copied()).map_or(f64::NAN, |s| s.median)
 }
 
-/// BPF time per sample: tables vs frame pointers vs bpftrace, alternating.
+/// BPF time per sample: tables vs frame pointers vs bpftrace, the three
+/// profilers sampling the same process at the same time, in rounds.
 fn per_sample(ctx: &Context, section: &mut Section, nofp: &Path, dir: &Path) -> Result<()> {
     eprintln!("\nbench: {TITLE}: BPF time per sample");
     let _work = start(Command::new(nofp).args(["cpu", "0"]))?;
@@ -142,39 +198,34 @@ fn per_sample(ctx: &Context, section: &mut Section, nofp: &Path, dir: &Path) -> 
     let script =
         format!("profile:hz:99 /pid == {pid}/ {{ @[ustack, kstack] = count(); }} interval:s:{secs} {{ exit(); }}");
     let (mut auto, mut fp, mut bt) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..ctx.runs.max(1) {
-        let mut order: Vec<&str> = vec!["auto", "fp"];
+    let rounds = if ctx.quick { 1 } else { 3 * ctx.runs.max(1) };
+    for round in 0..rounds {
+        let mut who: Vec<&str> = vec!["auto", "fp"];
         if bpftrace.is_some() {
-            order.push("bpftrace");
+            who.push("bpftrace");
         }
-        let n = order.len();
-        order.rotate_left(round % n);
-        for who in order {
-            let out = dir.join(format!("per-sample-{who}-{round}"));
-            let mut command = if who == "bpftrace" {
-                let mut c = Command::new("bpftrace");
-                c.args(["-e", &script]);
-                c
-            } else {
-                let mut c = Command::new(&ctx.stackwatch);
-                c.args([
-                    "record",
-                    "--pid",
-                    &pid,
-                    "--duration",
-                    &format!("{secs}s"),
-                    "--unwind",
-                    who,
-                    "--formats",
-                    "pprof",
-                    "--output-dir",
-                ])
-                .arg(&out);
-                c
-            };
-            let (ns, runs, _) = profile_once(&mut command)?;
-            eprintln!("bench:   {who}: {ns:.0} ns per run over {runs} runs");
-            match who {
+        let n = who.len();
+        who.rotate_left(round % n);
+        let mut commands: Vec<Command> = who
+            .iter()
+            .map(|&w| {
+                if w == "bpftrace" {
+                    let mut c = Command::new("bpftrace");
+                    c.args(["-e", &script]);
+                    c
+                } else {
+                    let mut c = Command::new(&ctx.stackwatch);
+                    c.args(["record", "--pid", &pid, "--duration", &format!("{secs}s"), "--unwind", w])
+                        .args(["--formats", "pprof", "--output-dir"])
+                        .arg(dir.join(format!("per-sample-{w}-{round}")));
+                    c
+                }
+            })
+            .collect();
+        let results = profile_together(&mut commands)?;
+        for (w, (ns, runs)) in who.iter().zip(results) {
+            eprintln!("bench:   round {round}, {w}: {ns:.0} ns per sample over {runs} samples");
+            match *w {
                 "auto" => auto.push(ns),
                 "fp" => fp.push(ns),
                 _ => bt.push(ns),
@@ -184,16 +235,26 @@ fn per_sample(ctx: &Context, section: &mut Section, nofp: &Path, dir: &Path) -> 
     let (a, f) = (median(&auto), median(&fp));
     row(section, "BPF ns per sample, --unwind auto (tables)", format!("{a:.0} ns"), None, None);
     row(section, "BPF ns per sample, --unwind fp", format!("{f:.0} ns"), None, None);
+    let (tf, tf_lo, tf_hi) = paired_ratio(&auto, &fp);
+    row(section, "tables ÷ fp (median of rounds)", format!("{tf:.2}× ({tf_lo:.2}–{tf_hi:.2}×)"), None, None);
     if bt.is_empty() {
         section.notes.push("bpftrace is not installed (`apt-get install bpftrace`): no baseline ratio".to_owned());
     } else {
         let b = median(&bt);
         row(section, "BPF ns per sample, bpftrace ustack+kstack", format!("{b:.0} ns"), None, None);
-        row(section, "tables ÷ bpftrace", format!("{:.2}×", a / b), Some("≤ 1.0×"), Some(a <= b));
-        row(section, "fp ÷ bpftrace", format!("{:.2}×", f / b), None, None);
+        let (r, lo, hi) = paired_ratio(&auto, &bt);
+        row(
+            section,
+            "tables ÷ bpftrace (median of rounds)",
+            format!("{r:.2}× ({lo:.2}–{hi:.2}×)"),
+            Some("≤ 1.0×"),
+            Some(r <= 1.0),
+        );
+        let (r, lo, hi) = paired_ratio(&fp, &bt);
+        row(section, "fp ÷ bpftrace (median of rounds)", format!("{r:.2}× ({lo:.2}–{hi:.2}×)"), None, None);
     }
     section.commands.push(format!(
-        "stackwatch record --pid $PID --duration {secs}s --unwind auto|fp   # BPF run_time_ns / run_cnt from fdinfo"
+        "stackwatch record --pid $PID --duration {secs}s --unwind auto  &  … --unwind fp  &  bpftrace …   # at the same time, {rounds} rounds; BPF run_time_ns / run_cnt of perf_event programs from fdinfo"
     ));
     section.commands.push(format!("bpftrace -e '{script}'"));
     Ok(())
