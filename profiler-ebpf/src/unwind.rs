@@ -127,6 +127,10 @@ fn task_user_regs() -> Option<UserRegs> {
     }
 }
 
+/// How stale an executable's `last_used_ns` may get before a walk through
+/// it writes it again (user space evicts tables idle for 10 s or more).
+const LAST_USED_GRANULE_NS: u64 = 1_000_000_000;
+
 /// [`Walk::flags`]: at least one frame was unwound with frame pointers.
 const FELL_BACK: u32 = 1;
 /// [`Walk::flags`]: `bp` holds nothing the walk can trust.
@@ -312,7 +316,11 @@ fn step(walk: &mut Walk) -> i64 {
         notify(walk.pid, EVENT_UNKNOWN_PC, pc, walk.now);
         return frame_pointer_step(walk);
     }
-    exec_ref.last_used_ns = walk.now;
+    // The eviction order needs seconds, not every frame: writing the
+    // shared value on every frame moved its cache line between CPUs.
+    if walk.now.wrapping_sub(exec_ref.last_used_ns) > LAST_USED_GRANULE_NS {
+        exec_ref.last_used_ns = walk.now;
+    }
     let vaddr = lookup_pc.wrapping_sub(m.bias);
     let page = (vaddr >> PAGE_BITS).wrapping_sub(exec_ref.first_page);
     if page >= u64::from(exec_ref.page_count) {
@@ -441,16 +449,29 @@ fn apply(walk: &mut Walk, rule: UnwindRule) -> i64 {
     if cfa <= sp {
         return stop(walk, Truncation::BadFrame);
     }
-    let Some(ra) = read(cfa.wrapping_sub(8)) else { return stop(walk, Truncation::ReadFailed) };
-    if rule.rbp_kind == RbpKind::AtCfa as u8 {
-        let Some(nbp) = read(cfa.wrapping_add(rule.rbp_offset as i64 as u64)) else {
+    let ra = if rule.rbp_kind == RbpKind::AtCfa as u8 && rule.rbp_offset == -16 {
+        // The usual `push rbp` frame: the saved rbp sits right below the
+        // return address, and one read takes both.
+        // SAFETY: the helper checks the address.
+        let Ok([nbp, ra]) = (unsafe { bpf_probe_read_user(cfa.wrapping_sub(16) as *const [u64; 2]) }) else {
             return stop(walk, Truncation::ReadFailed);
         };
         walk.bp = nbp;
         walk.flags &= !BP_UNKNOWN;
-    } else if rule.rbp_kind == RbpKind::Unsupported as u8 {
-        walk.flags |= BP_UNKNOWN;
-    }
+        ra
+    } else {
+        let Some(ra) = read(cfa.wrapping_sub(8)) else { return stop(walk, Truncation::ReadFailed) };
+        if rule.rbp_kind == RbpKind::AtCfa as u8 {
+            let Some(nbp) = read(cfa.wrapping_add(rule.rbp_offset as i64 as u64)) else {
+                return stop(walk, Truncation::ReadFailed);
+            };
+            walk.bp = nbp;
+            walk.flags &= !BP_UNKNOWN;
+        } else if rule.rbp_kind == RbpKind::Unsupported as u8 {
+            walk.flags |= BP_UNKNOWN;
+        }
+        ra
+    };
     walk.sp = cfa;
     walk.pc = ra;
     walk.flags &= !(PC_EXACT | AT_ENTRY);
