@@ -21,7 +21,7 @@ use anyhow::{bail, Context as _, Result};
 use xtask::cmd;
 
 use crate::ext::{Context, Section};
-use crate::unwind::{build_nofp_workload, median, paired_ratio, profile_once, profile_together, row, start, which};
+use crate::unwind::{build_nofp_workload, median, paired_ratio, profile_once, row, start, which};
 
 const ID: &str = "python";
 const TITLE: &str = "Python stacks";
@@ -82,27 +82,30 @@ fn record_for(ctx: &Context, pid: u32, out: &Path, formats: &str, secs: u64) -> 
     c
 }
 
-/// BPF time per sample: the Python target against a native one, each
-/// sampled by its own stackwatch at the same time (see
-/// [`profile_together`]), in rounds.
+/// BPF time per sample: the Python target against a native one, one after
+/// the other in each round (order alternating), judged on the median of
+/// the rounds' ratios. Not at the same time: each stackwatch's perf events
+/// fire on every CPU, so with both targets busy half of each one's runs
+/// would be the other target's, filtered out cheaply, which pulls both
+/// averages together.
 fn per_sample(ctx: &Context, section: &mut Section, nofp: &Path, script: &Path, dir: &Path) -> Result<()> {
     eprintln!("\nbench: {TITLE}: BPF time per sample");
     let (mut python, mut native) = (Vec::new(), Vec::new());
     let rounds = if ctx.quick { 1 } else { 3 * ctx.runs.max(1) };
     for round in 0..rounds {
-        let py = start(Command::new(PYTHON).arg(script))?;
-        let nat = start(Command::new(nofp).args(["cpu", "0"]))?;
-        thread::sleep(Duration::from_millis(500));
-        let mut who = [("python", py.0.id()), ("native", nat.0.id())];
-        who.rotate_left(round % 2);
-        let mut commands: Vec<Command> = who
-            .iter()
-            .map(|(w, pid)| record(ctx, *pid, &dir.join(format!("per-sample-{w}-{round}")), "pprof"))
-            .collect();
-        let results = profile_together(&mut commands)?;
-        for ((w, _), (ns, runs)) in who.iter().zip(results) {
-            eprintln!("bench:   round {round}, {w}: {ns:.0} ns per sample over {runs} samples");
-            if *w == "python" {
+        let mut order = ["python", "native"];
+        order.rotate_left(round % 2);
+        for who in order {
+            let work = if who == "python" {
+                start(Command::new(PYTHON).arg(script))?
+            } else {
+                start(Command::new(nofp).args(["cpu", "0"]))?
+            };
+            thread::sleep(Duration::from_millis(500));
+            let out = dir.join(format!("per-sample-{who}-{round}"));
+            let (ns, runs, _) = profile_once(&mut record(ctx, work.0.id(), &out, "pprof"))?;
+            eprintln!("bench:   round {round}, {who}: {ns:.0} ns per sample over {runs} samples");
+            if who == "python" {
                 python.push(ns);
             } else {
                 native.push(ns);
@@ -127,7 +130,7 @@ fn per_sample(ctx: &Context, section: &mut Section, nofp: &Path, script: &Path, 
         Some(r <= 2.0),
     );
     section.commands.push(format!(
-        "stackwatch record --pid PY --duration {s}s --formats pprof  &  stackwatch record --pid NATIVE --duration {s}s --formats pprof   # at the same time, {rounds} rounds; BPF run time and count from /proc/PID/fdinfo",
+        "stackwatch record --pid PY --duration {s}s --formats pprof;  stackwatch record --pid NATIVE --duration {s}s --formats pprof   # one after the other, {rounds} rounds; BPF run time and count from /proc/PID/fdinfo",
         s = secs(ctx),
     ));
     Ok(())
