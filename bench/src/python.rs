@@ -21,7 +21,7 @@ use anyhow::{bail, Context as _, Result};
 use xtask::cmd;
 
 use crate::ext::{Context, Section};
-use crate::unwind::{build_nofp_workload, median, paired_ratio, profile_once, row, start, which};
+use crate::unwind::{build_nofp_workload, manifest_samples, median, paired_ratio, profile_once, row, start, which};
 
 const ID: &str = "python";
 const TITLE: &str = "Python stacks";
@@ -86,8 +86,8 @@ fn record_for(ctx: &Context, pid: u32, out: &Path, formats: &str, secs: u64) -> 
 /// the other in each round (order alternating), judged on the median of
 /// the rounds' ratios. Not at the same time: each stackwatch's perf events
 /// fire on every CPU, so with both targets busy half of each one's runs
-/// would be the other target's, filtered out cheaply, which pulls both
-/// averages together.
+/// would be the other target's ticks, filtered out, charged to both alike,
+/// which pulls the ratio towards 1.
 fn per_sample(ctx: &Context, section: &mut Section, nofp: &Path, script: &Path, dir: &Path) -> Result<()> {
     eprintln!("\nbench: {TITLE}: BPF time per sample");
     let (mut python, mut native) = (Vec::new(), Vec::new());
@@ -103,8 +103,12 @@ fn per_sample(ctx: &Context, section: &mut Section, nofp: &Path, script: &Path, 
             };
             thread::sleep(Duration::from_millis(500));
             let out = dir.join(format!("per-sample-{who}-{round}"));
-            let (ns, runs, _) = profile_once(&mut record(ctx, work.0.id(), &out, "pprof"))?;
-            eprintln!("bench:   round {round}, {who}: {ns:.0} ns per sample over {runs} samples");
+            let (total, runs, _) = profile_once(&mut record(ctx, work.0.id(), &out, "pprof"))?;
+            let samples = manifest_samples(&out)?;
+            let ns = total as f64 / samples.max(1) as f64;
+            eprintln!(
+                "bench:   round {round}, {who}: {ns:.0} ns per sample of the target ({samples} samples, {runs} runs)"
+            );
             if who == "python" {
                 python.push(ns);
             } else {
@@ -130,7 +134,7 @@ fn per_sample(ctx: &Context, section: &mut Section, nofp: &Path, script: &Path, 
         Some(r <= 2.0),
     );
     section.commands.push(format!(
-        "stackwatch record --pid PY --duration {s}s --formats pprof;  stackwatch record --pid NATIVE --duration {s}s --formats pprof   # one after the other, {rounds} rounds; BPF run time and count from /proc/PID/fdinfo",
+        "stackwatch record --pid PY --duration {s}s --formats pprof;  stackwatch record --pid NATIVE --duration {s}s --formats pprof   # one after the other, {rounds} rounds; all programs' BPF run time (fdinfo) ÷ the target's samples kept (manifest)",
         s = secs(ctx),
     ));
     Ok(())

@@ -95,9 +95,9 @@ fn is_zombie_soon(pid: u32) -> bool {
         .unwrap_or(true)
 }
 
-/// Runs `cmd` (a profiler that ends by itself) and returns its BPF time per
-/// program run, its run count and its CPU.
-pub(crate) fn profile_once(cmd: &mut Command) -> Result<(f64, u64, measure::Usage)> {
+/// Runs `cmd` (a profiler that ends by itself) and returns its programs'
+/// total BPF time (ns), its perf_event programs' run count and its CPU.
+pub(crate) fn profile_once(cmd: &mut Command) -> Result<(u64, u64, measure::Usage)> {
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     let mut child = measure::spawn(cmd)?;
     let mut last = BpfSnapshot::default();
@@ -124,16 +124,43 @@ pub(crate) fn profile_once(cmd: &mut Command) -> Result<(f64, u64, measure::Usag
     let _ = child.try_wait();
     let runs = last.run_cnt();
     let ns: u64 = last.progs.values().map(|p| p.run_time_ns).sum();
-    Ok((ns as f64 / runs.max(1) as f64, runs, usage))
+    Ok((ns, runs, usage))
+}
+
+/// Samples of its target a stackwatch capture kept (`samples_collected` of
+/// the one manifest in `out`). A profiler's perf events fire on every CPU
+/// and its runs include other processes' ticks, filtered out cheaply: how
+/// many depends on what else ran, so time per *run* swung 2× between
+/// rounds. Time per kept sample is what a sample of the target costs.
+pub(crate) fn manifest_samples(out: &Path) -> Result<u64> {
+    for entry in fs::read_dir(out).with_context(|| format!("failed to read `{}`", out.display()))? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name.contains("-capture-") && name.ends_with(".json") {
+            let text = fs::read_to_string(&path)?;
+            let manifest: serde_json::Value = serde_json::from_str(&text)?;
+            return manifest["samples_collected"]
+                .as_u64()
+                .with_context(|| format!("`{}` has no samples_collected", path.display()));
+        }
+    }
+    bail!("no capture manifest in `{}`", out.display())
+}
+
+/// Samples bpftrace counted: the sum of its map's values in its output
+/// (`@[…]: N` lines).
+fn bpftrace_samples(output: &Path) -> Result<u64> {
+    let text = fs::read_to_string(output).with_context(|| format!("failed to read `{}`", output.display()))?;
+    Ok(text.lines().filter_map(|l| l.rsplit_once("]: ")).filter_map(|(_, n)| n.trim().parse::<u64>().ok()).sum())
 }
 
 /// Runs `cmds` (profilers that end by themselves) at the same time and
-/// returns each one's BPF time per sample and its sample count. Run side
+/// returns each one's total BPF time (ns) and perf_event run count. Run side
 /// by side, they meet the same host conditions: on these VMs the time per
 /// run of one program drifts 2–3× between runs minutes apart (a trivial
 /// bpftrace `count()` measured 1.4–2.5 µs), which swamps differences
 /// measured one after the other.
-pub(crate) fn profile_together(cmds: &mut [Command]) -> Result<Vec<(f64, u64)>> {
+pub(crate) fn profile_together(cmds: &mut [Command]) -> Result<Vec<(u64, u64)>> {
     let mut children = Vec::with_capacity(cmds.len());
     for cmd in cmds.iter_mut() {
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
@@ -164,14 +191,7 @@ pub(crate) fn profile_together(cmds: &mut [Command]) -> Result<Vec<(f64, u64)>> 
         }
         thread::sleep(Duration::from_millis(100));
     }
-    Ok(last
-        .iter()
-        .map(|snap| {
-            let ns: u64 = snap.progs.values().map(|p| p.run_time_ns).sum();
-            let runs = snap.run_cnt();
-            (ns as f64 / runs.max(1) as f64, runs)
-        })
-        .collect())
+    Ok(last.iter().map(|snap| (snap.progs.values().map(|p| p.run_time_ns).sum(), snap.run_cnt())).collect())
 }
 
 /// The median of the per-round ratios `a[i] / b[i]`, and their range.
@@ -211,7 +231,7 @@ fn per_sample(ctx: &Context, section: &mut Section, nofp: &Path, dir: &Path) -> 
             .map(|&w| {
                 if w == "bpftrace" {
                     let mut c = Command::new("bpftrace");
-                    c.args(["-e", &script]);
+                    c.args(["-e", &script, "-o"]).arg(dir.join(format!("per-sample-bpftrace-{round}.txt")));
                     c
                 } else {
                     let mut c = Command::new(&ctx.stackwatch);
@@ -223,8 +243,16 @@ fn per_sample(ctx: &Context, section: &mut Section, nofp: &Path, dir: &Path) -> 
             })
             .collect();
         let results = profile_together(&mut commands)?;
-        for (w, (ns, runs)) in who.iter().zip(results) {
-            eprintln!("bench:   round {round}, {w}: {ns:.0} ns per sample over {runs} samples");
+        for (w, (total, runs)) in who.iter().zip(results) {
+            let samples = if *w == "bpftrace" {
+                bpftrace_samples(&dir.join(format!("per-sample-bpftrace-{round}.txt")))?
+            } else {
+                manifest_samples(&dir.join(format!("per-sample-{w}-{round}")))?
+            };
+            let ns = total as f64 / samples.max(1) as f64;
+            eprintln!(
+                "bench:   round {round}, {w}: {ns:.0} ns per sample of the target ({samples} samples, {runs} runs)"
+            );
             match *w {
                 "auto" => auto.push(ns),
                 "fp" => fp.push(ns),
@@ -254,7 +282,7 @@ fn per_sample(ctx: &Context, section: &mut Section, nofp: &Path, dir: &Path) -> 
         row(section, "fp ÷ bpftrace (median of rounds)", format!("{r:.2}× ({lo:.2}–{hi:.2}×)"), None, None);
     }
     section.commands.push(format!(
-        "stackwatch record --pid $PID --duration {secs}s --unwind auto  &  … --unwind fp  &  bpftrace …   # at the same time, {rounds} rounds; BPF run_time_ns / run_cnt of perf_event programs from fdinfo"
+        "stackwatch record --pid $PID --duration {secs}s --unwind auto  &  … --unwind fp  &  bpftrace …   # at the same time, {rounds} rounds; all programs' BPF run_time_ns (fdinfo) ÷ the target's samples kept (manifest; bpftrace: its map's counts)"
     ));
     section.commands.push(format!("bpftrace -e '{script}'"));
     Ok(())

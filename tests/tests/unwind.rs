@@ -389,12 +389,8 @@ fn short_lived_process_gets_tables() {
     assert_exit(&output, 0, "stackwatch record (whole host)");
     let capture = Capture::read(&out);
     let raw = profile_of(&capture, "cpu");
-    let mine: Vec<_> = raw.samples.iter().filter(|s| s.label("pid") == Some(pid.as_str())).collect();
-    let leaves: Vec<_> =
-        mine.iter().filter(|s| s.user_leaf().is_some_and(|l| l == "leaf_a" || l == "leaf_b")).collect();
-    let total: u64 = leaves.iter().map(|s| s.count()).sum();
-    let whole: u64 = leaves.iter().filter(|s| s.has_function("work_loop")).map(|s| s.count()).sum();
-    let share = whole as f64 / total.max(1) as f64;
+    let mine = raw.samples.iter().filter(|s| s.label("pid") == Some(pid.as_str()));
+    let (whole, total, share) = whole_leaf_share(mine, &["work_loop"]);
     println!(
         "short-lived (1 s): {whole} of {total} leaf samples whole ({:.1} %); unwind {}",
         share * 100.0,
@@ -427,15 +423,8 @@ fn exec_unwinds_the_new_program_with_its_own_table() {
     // The old program's samples are left out: they are named from the
     // process's mappings as they are at the end (see troubleshooting).
     let new_comm = &Variant::NoFramePointers.name()[..15];
-    let leaves: Vec<_> = raw
-        .samples
-        .iter()
-        .filter(|s| s.label("comm") == Some(new_comm))
-        .filter(|s| s.user_leaf().is_some_and(|l| l == "leaf_a" || l == "leaf_b"))
-        .collect();
-    let total: u64 = leaves.iter().map(|s| s.count()).sum();
-    let whole: u64 = leaves.iter().filter(|s| has_chain(s, &["work_loop", "thread_main"])).map(|s| s.count()).sum();
-    let share = whole as f64 / total.max(1) as f64;
+    let new_program = raw.samples.iter().filter(|s| s.label("comm") == Some(new_comm));
+    let (whole, total, share) = whole_leaf_share(new_program, &["work_loop", "thread_main"]);
     println!(
         "after exec: {whole} of {total} leaf samples whole ({:.1} %); unwind {}",
         share * 100.0,
@@ -443,6 +432,23 @@ fn exec_unwinds_the_new_program_with_its_own_table() {
     );
     assert!(total >= 200, "too few samples after the exec: {total}");
     assert!(share >= 0.97, "only {:.1} % of the stacks after exec were whole", share * 100.0);
+}
+
+/// Of `samples` whose user leaf is `leaf_a` or `leaf_b` (`unwind_work
+/// cpu`): how many have every function of `callers`, how many there are,
+/// and the share.
+fn whole_leaf_share<'a>(
+    samples: impl Iterator<Item = &'a stackwatch_tests::capture::RawSample>,
+    callers: &[&str],
+) -> (u64, u64, f64) {
+    let (mut whole, mut total) = (0, 0);
+    for s in samples.filter(|s| s.user_leaf().is_some_and(|l| l == "leaf_a" || l == "leaf_b")) {
+        total += s.count();
+        if has_chain(s, callers) {
+            whole += s.count();
+        }
+    }
+    (whole, total, whole as f64 / total.max(1) as f64)
 }
 
 fn has_chain(s: &stackwatch_tests::capture::RawSample, chain: &[&str]) -> bool {

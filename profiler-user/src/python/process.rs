@@ -591,6 +591,10 @@ fn candidates(maps: &[Mapping], exe_inode: Option<u64>) -> Vec<Vec<&Mapping>> {
             None => groups.push(vec![m]),
         }
     }
+    // Only files whose code is mapped: a process that merely reads a
+    // libpython (`mmap` without exec: a backup, a symbolizer, a test) runs
+    // no Python.
+    groups.retain(|g| g.iter().any(|m| m.executable));
     groups.retain(|g| exe_inode == Some(g[0].inode) || version_from_name(&g[0].path).is_some());
     groups.sort_by_key(|g| exe_inode != Some(g[0].inode));
     groups
@@ -634,6 +638,20 @@ fn version_from_name(path: &str) -> Option<(PyVersion, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_libpython_mapped_without_exec_is_no_candidate() {
+        let maps = super::super::maps::parse_maps(
+            "\
+7f0000000000-7f0000400000 r--p 00000000 fd:01 99 /usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0
+7f1000000000-7f1000001000 r--p 00000000 fd:01 98 /usr/lib/x86_64-linux-gnu/libpython3.9.so.1.0
+7f1000001000-7f1000002000 r-xp 00001000 fd:01 98 /usr/lib/x86_64-linux-gnu/libpython3.9.so.1.0
+",
+        );
+        let groups = candidates(&maps, None);
+        assert_eq!(groups.len(), 1, "{groups:?}");
+        assert!(groups[0][0].path.ends_with("libpython3.9.so.1.0"));
+    }
 
     #[test]
     fn versions_from_file_names() {
