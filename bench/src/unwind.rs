@@ -98,33 +98,8 @@ fn is_zombie_soon(pid: u32) -> bool {
 /// Runs `cmd` (a profiler that ends by itself) and returns its programs'
 /// total BPF time (ns), its perf_event programs' run count and its CPU.
 pub(crate) fn profile_once(cmd: &mut Command) -> Result<(u64, u64, measure::Usage)> {
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-    let mut child = measure::spawn(cmd)?;
-    let mut last = BpfSnapshot::default();
-    let pid = child.id();
-    let usage = loop {
-        let snap = bpf_snapshot(pid);
-        if snap.run_cnt() >= last.run_cnt() && !snap.progs.is_empty() {
-            last = snap;
-        }
-        if is_zombie_soon(pid) {
-            let (status, usage) = wait_usage(&child)?;
-            if !measure::exited_ok(status) {
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    use std::io::Read as _;
-                    let _ = e.read_to_string(&mut err);
-                }
-                bail!("{} failed: {}: {err}", cmd::display(cmd), measure::describe_status(status));
-            }
-            break usage;
-        }
-        thread::sleep(Duration::from_millis(100));
-    };
-    let _ = child.try_wait();
-    let runs = last.run_cnt();
-    let ns: u64 = last.progs.values().map(|p| p.run_time_ns).sum();
-    Ok((ns, runs, usage))
+    let mut results = profile_together(std::slice::from_mut(cmd))?;
+    results.pop().context("no result for the one profiler run")
 }
 
 /// Samples of its target a stackwatch capture kept (`samples_collected` of
@@ -155,18 +130,19 @@ fn bpftrace_samples(output: &Path) -> Result<u64> {
 }
 
 /// Runs `cmds` (profilers that end by themselves) at the same time and
-/// returns each one's total BPF time (ns) and perf_event run count. Run side
-/// by side, they meet the same host conditions: on these VMs the time per
-/// run of one program drifts 2–3× between runs minutes apart (a trivial
-/// bpftrace `count()` measured 1.4–2.5 µs), which swamps differences
-/// measured one after the other.
-pub(crate) fn profile_together(cmds: &mut [Command]) -> Result<Vec<(u64, u64)>> {
+/// returns each one's total BPF time (ns), perf_event run count and CPU.
+/// Run side by side, they meet the same host conditions: on these VMs the
+/// time per run of one program drifts 2–3× between runs minutes apart (a
+/// trivial bpftrace `count()` measured 1.4–2.5 µs), which swamps
+/// differences measured one after the other.
+pub(crate) fn profile_together(cmds: &mut [Command]) -> Result<Vec<(u64, u64, measure::Usage)>> {
     let mut children = Vec::with_capacity(cmds.len());
     for cmd in cmds.iter_mut() {
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         children.push(Some(measure::spawn(cmd)?));
     }
     let mut last = vec![BpfSnapshot::default(); cmds.len()];
+    let mut usage = vec![None; cmds.len()];
     while children.iter().any(Option::is_some) {
         for (i, slot) in children.iter_mut().enumerate() {
             let Some(child) = slot.as_mut() else { continue };
@@ -176,7 +152,7 @@ pub(crate) fn profile_together(cmds: &mut [Command]) -> Result<Vec<(u64, u64)>> 
                 last[i] = snap;
             }
             if is_zombie_soon(pid) {
-                let (status, _) = wait_usage(child)?;
+                let (status, used) = wait_usage(child)?;
                 if !measure::exited_ok(status) {
                     let mut err = String::new();
                     if let Some(mut e) = child.stderr.take() {
@@ -186,12 +162,22 @@ pub(crate) fn profile_together(cmds: &mut [Command]) -> Result<Vec<(u64, u64)>> 
                     bail!("{} failed: {}: {err}", cmd::display(&cmds[i]), measure::describe_status(status));
                 }
                 let _ = child.try_wait();
+                usage[i] = Some(used);
                 *slot = None;
             }
         }
-        thread::sleep(Duration::from_millis(100));
+        if children.iter().any(Option::is_some) {
+            thread::sleep(Duration::from_millis(100));
+        }
     }
-    Ok(last.iter().map(|snap| (snap.progs.values().map(|p| p.run_time_ns).sum(), snap.run_cnt())).collect())
+    Ok(last
+        .iter()
+        .zip(usage)
+        .map(|(snap, used)| {
+            let ns = snap.progs.values().map(|p| p.run_time_ns).sum();
+            (ns, snap.run_cnt(), used.unwrap_or_default())
+        })
+        .collect())
 }
 
 /// The median of the per-round ratios `a[i] / b[i]`, and their range.
@@ -226,29 +212,37 @@ fn per_sample(ctx: &Context, section: &mut Section, nofp: &Path, dir: &Path) -> 
         }
         let n = who.len();
         who.rotate_left(round % n);
-        let mut commands: Vec<Command> = who
+        // bpftrace's output file, stackwatch's output directory.
+        let outputs: Vec<PathBuf> = who
             .iter()
             .map(|&w| {
                 if w == "bpftrace" {
+                    dir.join(format!("per-sample-bpftrace-{round}.txt"))
+                } else {
+                    dir.join(format!("per-sample-{w}-{round}"))
+                }
+            })
+            .collect();
+        let mut commands: Vec<Command> = who
+            .iter()
+            .zip(&outputs)
+            .map(|(&w, out)| {
+                if w == "bpftrace" {
                     let mut c = Command::new("bpftrace");
-                    c.args(["-e", &script, "-o"]).arg(dir.join(format!("per-sample-bpftrace-{round}.txt")));
+                    c.args(["-e", &script, "-o"]).arg(out);
                     c
                 } else {
                     let mut c = Command::new(&ctx.stackwatch);
                     c.args(["record", "--pid", &pid, "--duration", &format!("{secs}s"), "--unwind", w])
                         .args(["--formats", "pprof", "--output-dir"])
-                        .arg(dir.join(format!("per-sample-{w}-{round}")));
+                        .arg(out);
                     c
                 }
             })
             .collect();
         let results = profile_together(&mut commands)?;
-        for (w, (total, runs)) in who.iter().zip(results) {
-            let samples = if *w == "bpftrace" {
-                bpftrace_samples(&dir.join(format!("per-sample-bpftrace-{round}.txt")))?
-            } else {
-                manifest_samples(&dir.join(format!("per-sample-{w}-{round}")))?
-            };
+        for ((w, out), (total, runs, _)) in who.iter().zip(&outputs).zip(results) {
+            let samples = if *w == "bpftrace" { bpftrace_samples(out)? } else { manifest_samples(out)? };
             let ns = total as f64 / samples.max(1) as f64;
             eprintln!(
                 "bench:   round {round}, {w}: {ns:.0} ns per sample of the target ({samples} samples, {runs} runs)"

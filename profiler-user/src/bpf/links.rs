@@ -48,19 +48,19 @@ impl Loader {
     /// meanwhile. A failure is logged: stacks of such processes heal when
     /// a pc falls outside the old mappings.
     fn follow_exec(&mut self) {
-        if self.exec == ExecHook::Absent || self.exec_link.is_some() {
+        if matches!(self.exec, ExecHook::Absent | ExecHook::Attached(_)) {
             return;
         }
         let attached = typed_program::<RawTracePoint>(&mut self.ebpf, PROG_PROCESS_EXEC)
             .and_then(|program| program.attach("sched_process_exec").map_err(|e| anyhow!(e)));
         match attached {
             Ok(link) => {
-                self.exec_link = Some(link);
-                if self.exec == ExecHook::WasAttached {
+                if matches!(self.exec, ExecHook::WasAttached) {
                     if let Some(tables) = &self.tables {
                         tables.refresh_all();
                     }
                 }
+                self.exec = ExecHook::Attached(link);
             }
             Err(e) => warn!("cannot follow exec (the sched_process_exec raw tracepoint): {e:#}"),
         }
@@ -201,10 +201,11 @@ impl Loader {
             let program: &mut BtfTracePoint = typed_program(&mut self.ebpf, PROG_SCHED_SWITCH)?;
             program.detach(link).context("failed to detach the sched_switch program")?;
         }
-        if let Some(link) = self.exec_link.take() {
-            let program: &mut RawTracePoint = typed_program(&mut self.ebpf, PROG_PROCESS_EXEC)?;
-            program.detach(link).context("failed to detach the sched_process_exec program")?;
-            self.exec = ExecHook::WasAttached;
+        if matches!(self.exec, ExecHook::Attached(_)) {
+            if let ExecHook::Attached(link) = std::mem::replace(&mut self.exec, ExecHook::WasAttached) {
+                let program: &mut RawTracePoint = typed_program(&mut self.ebpf, PROG_PROCESS_EXEC)?;
+                program.detach(link).context("failed to detach the sched_process_exec program")?;
+            }
         }
         for (name, links) in [(PROG_CPU_SAMPLE, &mut self.cpu_links), (PROG_FAULT_SAMPLE, &mut self.fault_links)] {
             let links = std::mem::take(links);

@@ -85,7 +85,6 @@ pub(crate) struct Loader {
     pub(super) fault_links: Vec<PerfEventLinkId>,
     pub(super) offcpu_link: Option<aya::programs::tp_btf::BtfTracePointLinkId>,
     /// The `sched_process_exec` hook, attached while anything samples.
-    pub(super) exec_link: Option<aya::programs::raw_trace_point::RawTracePointLinkId>,
     pub(super) exec: ExecHook,
     /// Attached uprobes, with the name of their program.
     pub(super) uprobe_links: Vec<(&'static str, UProbeLinkId)>,
@@ -98,12 +97,14 @@ pub(crate) struct Loader {
 }
 
 /// The `sched_process_exec` hook's state (see [`load_exec_hook`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum ExecHook {
     /// Not loaded (`--unwind fp`, or the kernel refused it).
     Absent,
     /// Loaded, never attached.
     Loaded,
+    /// Attached: a capture samples.
+    Attached(aya::programs::raw_trace_point::RawTracePointLinkId),
     /// Attached once and detached since: processes may have run a new
     /// program unseen.
     WasAttached,
@@ -254,7 +255,6 @@ impl Loader {
             fault_links: Vec::new(),
             offcpu_link: None,
             uprobe_links: Vec::new(),
-            exec_link: None,
             exec: if exec_hook { ExecHook::Loaded } else { ExecHook::Absent },
             window: None,
             programs,

@@ -591,11 +591,12 @@ fn candidates(maps: &[Mapping], exe_inode: Option<u64>) -> Vec<Vec<&Mapping>> {
             None => groups.push(vec![m]),
         }
     }
-    // Only files whose code is mapped: a process that merely reads a
-    // libpython (`mmap` without exec: a backup, a symbolizer, a test) runs
-    // no Python.
-    groups.retain(|g| g.iter().any(|m| m.executable));
-    groups.retain(|g| exe_inode == Some(g[0].inode) || version_from_name(&g[0].path).is_some());
+    // Only files whose code is mapped (a process that merely reads a
+    // libpython with `mmap`, as a backup or a symbolizer does, runs no
+    // Python), and only the executable or files named like Python.
+    groups.retain(|g| {
+        g.iter().any(|m| m.executable) && (exe_inode == Some(g[0].inode) || version_from_name(&g[0].path).is_some())
+    });
     groups.sort_by_key(|g| exe_inode != Some(g[0].inode));
     groups
 }
