@@ -18,6 +18,7 @@ pub(super) struct Mapping {
     /// File offset mapped at `start`.
     pub offset: u64,
     pub executable: bool,
+    pub writable: bool,
     pub inode: u64,
     /// The path as the process sees it, without the ` (deleted)` suffix;
     /// empty for anonymous memory, `[name]` for pseudo mappings.
@@ -82,6 +83,7 @@ fn parse_line(line: &str) -> Option<Mapping> {
         end: u64::from_str_radix(end, 16).ok()?,
         offset,
         executable: perms.as_bytes().get(2) == Some(&b'x'),
+        writable: perms.as_bytes().get(1) == Some(&b'w'),
         inode,
         path: path.to_owned(),
         deleted,
@@ -104,11 +106,11 @@ garbage
         let maps = parse_maps(text);
         assert_eq!(maps.len(), 4);
         assert_eq!(maps[0].path, "/usr/bin/python3.11");
-        assert!(!maps[0].executable && maps[0].is_file());
+        assert!(!maps[0].executable && !maps[0].writable && maps[0].is_file());
         assert_eq!(maps[1].path, "/opt/my app/libpython3.9.so.1.0");
         assert!(maps[1].deleted && maps[1].executable);
         assert_eq!((maps[1].start, maps[1].offset), (0x7f00_0000_0000, 0x1000));
-        assert!(!maps[2].is_file() && maps[2].path.is_empty());
+        assert!(!maps[2].is_file() && maps[2].path.is_empty() && maps[2].writable);
         assert_eq!(maps[3].path, "[vdso]");
     }
 }

@@ -198,11 +198,12 @@ impl PythonProcess {
                 .or(elf.rodata_version.map(|(major, minor)| PyVersion { major, minor, micro: None }));
             let suffix = file_version.map(|(_, s)| s).unwrap_or_default();
             let is_static = exe_inode == Some(first.inode);
-            return Ok(Self::attach(pid, first, &elf, runtime, version, &suffix, is_static));
+            return Ok(Self::attach(pid, &maps, first, &elf, runtime, version, &suffix, is_static));
         }
         // A shared build's executable runs before the loader mapped its
-        // libpython.
-        if awaiting_libpython && !maps.iter().any(|m| m.path.contains("/libpython")) {
+        // libpython's code (the loader maps the file read-only first, then
+        // each segment with its own permissions).
+        if awaiting_libpython && !maps.iter().any(|m| m.executable && m.path.contains("/libpython")) {
             return Ok(Detection::NotReady("libpython is not loaded yet".into()));
         }
         // A Python without `_PyRuntime` (3.6 and older) or one we could not
@@ -222,8 +223,10 @@ impl PythonProcess {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn attach(
         pid: u32,
+        maps: &[Mapping],
         mapping: &Mapping,
         elf: &PyElf,
         runtime: u64,
@@ -253,6 +256,13 @@ impl PythonProcess {
             return unsupported("missing symbols (`_PyEval_EvalFrameDefault`, `PyCode_Type`, …)".into());
         };
         let add = |a: u64| a.wrapping_add(bias);
+        // The runtime and the type objects are writable data. Until the
+        // loader has mapped that segment, their addresses hold whatever
+        // part of the file its first read-only mapping put there.
+        let writable = |a: u64| maps.iter().any(|m| m.writable && (m.start..m.end).contains(&a));
+        if !writable(add(runtime)) || !writable(add(code)) {
+            return Detection::NotReady(format!("the data of `{}` is not mapped yet", mapping.path));
+        }
         let process = PythonProcess {
             pid,
             path: mapping.path.clone(),
@@ -267,10 +277,13 @@ impl PythonProcess {
             threading: std::sync::Mutex::new(Threading::default()),
         };
         let frame_type = elf.frame_type.map(add);
+        // Before the dynamic loader and `Py_Initialize` ran, pointers in the
+        // type objects are not relocated yet and the runtime has no
+        // interpreter. Read that first: a process starting up may finish
+        // both while the layout is checked, and a check that failed on
+        // unrelocated pointers must not then be blamed on the layout.
+        let head = process.mem.read_u64(process.runtime + u64::from(offsets.runtime_interpreters_head));
         if let Err(reason) = layout::verify(&process.mem, &offsets, process.types.code, frame_type, process.runtime) {
-            // Before the dynamic loader and `Py_Initialize` ran, pointers in
-            // the type objects are not relocated yet and the runtime is empty.
-            let head = process.mem.read_u64(process.runtime + u64::from(offsets.runtime_interpreters_head));
             return match head {
                 Ok(0) => Detection::NotReady(reason),
                 Err(err) if err.process_gone() => Detection::NotReady(err.to_string()),
