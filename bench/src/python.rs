@@ -21,7 +21,10 @@ use anyhow::{bail, Context as _, Result};
 use xtask::cmd;
 
 use crate::ext::{Context, Section};
-use crate::unwind::{build_nofp_workload, manifest_samples, median, paired_ratio, profile_once, row, start, which};
+use crate::unwind::{
+    build_nofp_workload, manifest_frames_per_walk, manifest_samples, median, paired_ratio, profile_once, row, start,
+    which,
+};
 
 const ID: &str = "python";
 const TITLE: &str = "Python stacks";
@@ -91,6 +94,7 @@ fn record_for(ctx: &Context, pid: u32, out: &Path, formats: &str, secs: u64) -> 
 fn per_sample(ctx: &Context, section: &mut Section, nofp: &Path, script: &Path, dir: &Path) -> Result<()> {
     eprintln!("\nbench: {TITLE}: BPF time per sample");
     let (mut python, mut native) = (Vec::new(), Vec::new());
+    let (mut python_frames, mut native_frames) = (Vec::new(), Vec::new());
     let rounds = if ctx.quick { 1 } else { 3 * ctx.runs.max(1) };
     for round in 0..rounds {
         let mut order = ["python", "native"];
@@ -105,14 +109,17 @@ fn per_sample(ctx: &Context, section: &mut Section, nofp: &Path, script: &Path, 
             let out = dir.join(format!("per-sample-{who}-{round}"));
             let (total, runs, _) = profile_once(&mut record(ctx, work.0.id(), &out, "pprof"))?;
             let samples = manifest_samples(&out)?;
+            let frames = manifest_frames_per_walk(&out)?.unwrap_or(0.0);
             let ns = total as f64 / samples.max(1) as f64;
             eprintln!(
-                "bench:   round {round}, {who}: {ns:.0} ns per sample of the target ({samples} samples, {runs} runs)"
+                "bench:   round {round}, {who}: {ns:.0} ns per sample of the target ({samples} samples, {runs} runs, {frames:.1} native frames per stack)"
             );
             if who == "python" {
                 python.push(ns);
+                python_frames.push(frames);
             } else {
                 native.push(ns);
+                native_frames.push(frames);
             }
         }
     }
@@ -125,6 +132,25 @@ fn per_sample(ctx: &Context, section: &mut Section, nofp: &Path, script: &Path, 
         None,
     );
     row(section, "BPF ns per sample, native target without frame pointers (tables)", format!("{n:.0} ns"), None, None);
+    // What a sample's cost follows: the native frames the table walk
+    // stores (the interpreter's own C stack is deep), then the Python walk.
+    let (pf, nf) = (median(&python_frames), median(&native_frames));
+    row(
+        section,
+        "native frames per stack (manifest `unwind.frames_per_walk`), Python / native target",
+        format!("{pf:.1} / {nf:.1}"),
+        None,
+        None,
+    );
+    if pf > 0.0 && nf > 0.0 {
+        row(
+            section,
+            "BPF ns per sample ÷ native frames per stack, Python / native target",
+            format!("{:.0} / {:.0} ns", p / pf, n / nf),
+            None,
+            None,
+        );
+    }
     let (r, lo, hi) = paired_ratio(&python, &native);
     row(
         section,

@@ -108,15 +108,25 @@ pub(crate) fn profile_once(cmd: &mut Command) -> Result<(u64, u64, measure::Usag
 /// many depends on what else ran, so time per *run* swung 2× between
 /// rounds. Time per kept sample is what a sample of the target costs.
 pub(crate) fn manifest_samples(out: &Path) -> Result<u64> {
+    let (path, manifest) = manifest(out)?;
+    manifest["samples_collected"].as_u64().with_context(|| format!("`{}` has no samples_collected", path.display()))
+}
+
+/// Frames per user stack the table walk stored in the capture in `out`
+/// (the manifest's `unwind.frames_per_walk`), if it walked any.
+pub(crate) fn manifest_frames_per_walk(out: &Path) -> Result<Option<f64>> {
+    Ok(manifest(out)?.1["unwind"]["frames_per_walk"].as_f64())
+}
+
+/// The one capture manifest in `out`, parsed.
+fn manifest(out: &Path) -> Result<(std::path::PathBuf, serde_json::Value)> {
     for entry in fs::read_dir(out).with_context(|| format!("failed to read `{}`", out.display()))? {
         let path = entry?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         if name.contains("-capture-") && name.ends_with(".json") {
             let text = fs::read_to_string(&path)?;
-            let manifest: serde_json::Value = serde_json::from_str(&text)?;
-            return manifest["samples_collected"]
-                .as_u64()
-                .with_context(|| format!("`{}` has no samples_collected", path.display()));
+            let manifest = serde_json::from_str(&text)?;
+            return Ok((path, manifest));
         }
     }
     bail!("no capture manifest in `{}`", out.display())

@@ -466,10 +466,15 @@ pub enum Stat {
     /// Python stacks that could not be stored (the sample keeps its native
     /// stack only).
     PyStackLost = 32,
+    /// User stacks walked with the tables (whatever their outcome).
+    UnwindWalks = 33,
+    /// Frames those walks stored, summed: with [`Stat::UnwindWalks`], how
+    /// deep the stacks were, which is what a walk's cost follows.
+    UnwindWalkFrames = 34,
 }
 
 impl Stat {
-    pub const COUNT: u32 = 33;
+    pub const COUNT: u32 = 35;
     pub const ALL: [Stat; Self::COUNT as usize] = [
         Stat::Recorded,
         Stat::CountsMapFull,
@@ -504,6 +509,8 @@ impl Stat {
         Stat::PyStacks,
         Stat::PyStackTruncated,
         Stat::PyStackLost,
+        Stat::UnwindWalks,
+        Stat::UnwindWalkFrames,
     ];
 
     /// The counter of stacks truncated for `reason`.

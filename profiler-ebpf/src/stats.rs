@@ -20,3 +20,12 @@ pub(crate) fn bump(stat: Stat) -> u64 {
         None => 0,
     }
 }
+
+/// Adds `n` to `stat` on this CPU.
+#[inline(always)]
+pub(crate) fn add(stat: Stat, n: u64) {
+    if let Some(slot) = STATS.get_ptr_mut(stat as u32) {
+        // SAFETY: as in `bump`.
+        unsafe { *slot += n };
+    }
+}

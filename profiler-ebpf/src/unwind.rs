@@ -59,7 +59,7 @@ use crate::maps::{
     UNWIND_RULES, UNWIND_WALK,
 };
 use crate::record::store_record;
-use crate::stats::bump;
+use crate::stats::{add, bump};
 pub(crate) use crate::walk::Walk;
 
 /// A task's user registers where its stack walk starts.
@@ -243,6 +243,8 @@ pub(crate) fn walk_user_stack<C: EbpfContext>(
         bump(Stat::UnwindTables);
     }
     let len = (walk.len as usize).min(MAX_STACK_DEPTH);
+    bump(Stat::UnwindWalks);
+    add(Stat::UnwindWalkFrames, len as u64);
     let tag = u64::from(reason & 0xff) << STACK_TRUNCATION_SHIFT;
     store_record(ctx, buf, len, tag)
 }

@@ -216,6 +216,10 @@ pub(crate) struct UnwindSummary {
     pub truncated_by_reason: std::collections::BTreeMap<String, u64>,
     /// Requests for tables lost because the ring buffer was full.
     pub requests_lost: u64,
+    /// Frames per stack walked with the tables, on average (absent when
+    /// none was): what the walk's cost per sample follows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frames_per_walk: Option<f64>,
     /// The table manager's report (absent under `--unwind fp`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tables: Option<TablesReport>,
