@@ -9,23 +9,20 @@ use crate::maps::STATS;
 /// can warn on the first occurrence only.
 #[inline(always)]
 pub(crate) fn bump(stat: Stat) -> u64 {
+    add(stat, 1)
+}
+
+/// Adds `n` to `stat` on this CPU; returns the count before.
+#[inline(always)]
+pub(crate) fn add(stat: Stat, n: u64) -> u64 {
     match STATS.get_ptr_mut(stat as u32) {
         // SAFETY: the pointer is to this CPU's slot of a per-CPU array, and
         // these programs do not nest on one CPU.
         Some(slot) => unsafe {
             let old = *slot;
-            *slot = old + 1;
+            *slot = old + n;
             old
         },
         None => 0,
-    }
-}
-
-/// Adds `n` to `stat` on this CPU.
-#[inline(always)]
-pub(crate) fn add(stat: Stat, n: u64) {
-    if let Some(slot) = STATS.get_ptr_mut(stat as u32) {
-        // SAFETY: as in `bump`.
-        unsafe { *slot += n };
     }
 }
