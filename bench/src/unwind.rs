@@ -1,9 +1,11 @@
 //! What unwinding with `.eh_frame` tables costs, side by side in
 //! one run (these VMs are noisy: ratios, alternating order).
 //!
-//! - BPF time per sample on a program without frame pointers: stackwatch
-//!   `--unwind auto` (tables) and `--unwind fp`, and bpftrace's
-//!   frame-pointer-only `@[ustack, kstack] = count()` on the same process.
+//! - BPF time per sample on a program without frame pointers, and on the
+//!   same program built with them (where every unwinder walks the whole
+//!   stack): stackwatch `--unwind auto` (tables) and `--unwind fp`, and
+//!   bpftrace's frame-pointer-only `@[ustack, kstack] = count()` on the
+//!   same process.
 //! - Table build time per file (libc, libstdc++, libpython, stackwatch's
 //!   own 60 MB Rust binary), from the `unwind_tables` binary.
 //! - A whole-host capture with libc, libstdc++, python3.11 and stackwatch
@@ -42,6 +44,14 @@ fn fill(ctx: &Context, section: &mut Section) -> Result<()> {
     fs::create_dir_all(&dir).with_context(|| format!("failed to create `{}`", dir.display()))?;
     let src = xtask::workspace_root().join("tests/workloads");
     let nofp = build_nofp_workload(&dir)?;
+    let fp_build = dir.join("unwind_work_fp");
+    cmd::run(
+        Command::new("gcc")
+            .args(["-O2", "-g", "-fno-omit-frame-pointer", "-mno-omit-leaf-frame-pointer", "-fno-inline", "-pthread"])
+            .arg("-o")
+            .arg(&fp_build)
+            .arg(src.join("unwind_work.c")),
+    )?;
     let sort = dir.join("unwind_sort");
     cmd::run(
         Command::new("g++")
@@ -52,8 +62,13 @@ fn fill(ctx: &Context, section: &mut Section) -> Result<()> {
     section.commands.push(
         "gcc -O2 -g -fomit-frame-pointer -fno-inline -pthread -o W tests/workloads/unwind_work.c; W cpu 0".to_owned(),
     );
+    section.commands.push(
+        "gcc -O2 -g -fno-omit-frame-pointer -mno-omit-leaf-frame-pointer -fno-inline -pthread -o Wfp tests/workloads/unwind_work.c; Wfp cpu 0"
+            .to_owned(),
+    );
 
-    per_sample(ctx, section, &nofp, &dir)?;
+    per_sample(ctx, section, &Workload::NoFramePointers, &nofp, &dir)?;
+    per_sample(ctx, section, &Workload::FramePointers, &fp_build, &dir)?;
     table_builds(ctx, section)?;
     whole_host(ctx, section, &sort, &dir)?;
     capture_cpu(ctx, section, &nofp, &dir)?;
@@ -202,11 +217,40 @@ pub(crate) fn median(v: &[f64]) -> f64 {
     Summary::of(v.iter().copied()).map_or(f64::NAN, |s| s.median)
 }
 
+/// The two builds of `unwind_work.c` the per-sample cost is measured on.
+enum Workload {
+    /// `-fomit-frame-pointer`: the table walk follows every frame, the
+    /// frame-pointer walks (stackwatch `fp`, bpftrace) stop after one or
+    /// two, so they do less work and their stacks are wrong.
+    NoFramePointers,
+    /// Frame pointers everywhere in the program: every unwinder walks the
+    /// whole stack (libc's frames excepted), so the ratios compare the
+    /// cost of the same stacks.
+    FramePointers,
+}
+
+impl Workload {
+    fn label(&self) -> &'static str {
+        match self {
+            Self::NoFramePointers => "no frame pointers",
+            Self::FramePointers => "frame pointers",
+        }
+    }
+
+    fn tag(&self) -> &'static str {
+        match self {
+            Self::NoFramePointers => "nofp",
+            Self::FramePointers => "fp-build",
+        }
+    }
+}
+
 /// BPF time per sample: tables vs frame pointers vs bpftrace, the three
 /// profilers sampling the same process at the same time, in rounds.
-fn per_sample(ctx: &Context, section: &mut Section, nofp: &Path, dir: &Path) -> Result<()> {
-    eprintln!("\nbench: {TITLE}: BPF time per sample");
-    let _work = start(Command::new(nofp).args(["cpu", "0"]))?;
+fn per_sample(ctx: &Context, section: &mut Section, workload: &Workload, program: &Path, dir: &Path) -> Result<()> {
+    let (label, tag) = (workload.label(), workload.tag());
+    eprintln!("\nbench: {TITLE}: BPF time per sample, {label}");
+    let _work = start(Command::new(program).args(["cpu", "0"]))?;
     let pid = _work.0.id().to_string();
     thread::sleep(Duration::from_millis(300));
     let secs = if ctx.quick { 4 } else { 8 };
@@ -227,9 +271,9 @@ fn per_sample(ctx: &Context, section: &mut Section, nofp: &Path, dir: &Path) -> 
             .iter()
             .map(|&w| {
                 if w == "bpftrace" {
-                    dir.join(format!("per-sample-bpftrace-{round}.txt"))
+                    dir.join(format!("per-sample-{tag}-bpftrace-{round}.txt"))
                 } else {
-                    dir.join(format!("per-sample-{w}-{round}"))
+                    dir.join(format!("per-sample-{tag}-{w}-{round}"))
                 }
             })
             .collect();
@@ -255,7 +299,7 @@ fn per_sample(ctx: &Context, section: &mut Section, nofp: &Path, dir: &Path) -> 
             let samples = if *w == "bpftrace" { bpftrace_samples(out)? } else { manifest_samples(out)? };
             let ns = total as f64 / samples.max(1) as f64;
             eprintln!(
-                "bench:   round {round}, {w}: {ns:.0} ns per sample of the target ({samples} samples, {runs} runs)"
+                "bench:   {label}, round {round}, {w}: {ns:.0} ns per sample of the target ({samples} samples, {runs} runs)"
             );
             match *w {
                 "auto" => auto.push(ns),
@@ -265,25 +309,40 @@ fn per_sample(ctx: &Context, section: &mut Section, nofp: &Path, dir: &Path) -> 
         }
     }
     let (a, f) = (median(&auto), median(&fp));
-    row(section, "BPF ns per sample, --unwind auto (tables)", format!("{a:.0} ns"), None, None);
-    row(section, "BPF ns per sample, --unwind fp", format!("{f:.0} ns"), None, None);
+    row(section, &format!("{label}: BPF ns per sample, --unwind auto (tables)"), format!("{a:.0} ns"), None, None);
+    row(section, &format!("{label}: BPF ns per sample, --unwind fp"), format!("{f:.0} ns"), None, None);
     let (tf, tf_lo, tf_hi) = paired_ratio(&auto, &fp);
-    row(section, "tables ÷ fp (median of rounds)", format!("{tf:.2}× ({tf_lo:.2}–{tf_hi:.2}×)"), None, None);
+    row(
+        section,
+        &format!("{label}: tables ÷ fp (median of rounds)"),
+        format!("{tf:.2}× ({tf_lo:.2}–{tf_hi:.2}×)"),
+        None,
+        None,
+    );
     if bt.is_empty() {
         section.notes.push("bpftrace is not installed (`apt-get install bpftrace`): no baseline ratio".to_owned());
     } else {
         let b = median(&bt);
-        row(section, "BPF ns per sample, bpftrace ustack+kstack", format!("{b:.0} ns"), None, None);
+        row(section, &format!("{label}: BPF ns per sample, bpftrace ustack+kstack"), format!("{b:.0} ns"), None, None);
         let (r, lo, hi) = paired_ratio(&auto, &bt);
         row(
             section,
-            "tables ÷ bpftrace (median of rounds)",
+            &format!("{label}: tables ÷ bpftrace (median of rounds)"),
             format!("{r:.2}× ({lo:.2}–{hi:.2}×)"),
             Some("≤ 1.0×"),
             Some(r <= 1.0),
         );
         let (r, lo, hi) = paired_ratio(&fp, &bt);
-        row(section, "fp ÷ bpftrace (median of rounds)", format!("{r:.2}× ({lo:.2}–{hi:.2}×)"), None, None);
+        row(
+            section,
+            &format!("{label}: fp ÷ bpftrace (median of rounds)"),
+            format!("{r:.2}× ({lo:.2}–{hi:.2}×)"),
+            None,
+            None,
+        );
+    }
+    if matches!(workload, Workload::FramePointers) {
+        return Ok(());
     }
     section.commands.push(format!(
         "stackwatch record --pid $PID --duration {secs}s --unwind auto  &  … --unwind fp  &  bpftrace …   # at the same time, {rounds} rounds; all programs' BPF run_time_ns (fdinfo) ÷ the target's samples kept (manifest; bpftrace: its map's counts)"
