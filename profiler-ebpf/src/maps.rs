@@ -13,7 +13,7 @@ use profiler_common::unwind::{
 };
 use profiler_common::{
     python::{PyProcInfo, PY_CODE_READ_MAX, PY_PROCS_MAP_ENTRIES},
-    AllocValue, Config, LiveAlloc, LiveKey, OffCpuStart, OffCpuValue, SampleKey, StackRecord, Window,
+    AllocValue, Config, Gate, LiveAlloc, LiveKey, OffCpuStart, OffCpuValue, SampleKey, StackRecord, Window,
     ALLOC_COUNTS_MAP_ENTRIES, ALLOC_PENDING_MAP_ENTRIES, COUNTS_MAP_ENTRIES, FAULT_COUNTS_MAP_ENTRIES,
     LIVE_ALLOCS_MAP_ENTRIES, OFFCPU_COUNTS_MAP_ENTRIES, OFFCPU_START_MAP_ENTRIES, STACKS_MAP_ENTRIES,
     STATS_MAP_ENTRIES, TARGET_PIDS_MAP_ENTRIES,
@@ -76,9 +76,10 @@ pub(crate) static HISTORY: RingBuf = RingBuf::with_byte_size(HISTORY_RING_BYTES,
 #[map]
 pub(crate) static HISTORY_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(HistoryStat::COUNT, 0);
 
-/// The capture window; all zeros (closed) until user space opens it.
+/// The capture window and a small target's pids; all zeros (closed, no
+/// pids) until user space writes it.
 #[map]
-static WINDOW: Array<Window> = Array::with_max_entries(1, 0);
+static WINDOW: Array<Gate> = Array::with_max_entries(1, 0);
 
 /// Per-CPU byte countdown to the next `malloc` sample.
 #[map]
@@ -151,9 +152,18 @@ pub(crate) fn window() -> Window {
     match WINDOW.get_ptr(0) {
         // SAFETY: pointer to the map's only value; user space rewrites
         // it as a whole, and each field is read once.
-        Some(w) => unsafe { core::ptr::read_volatile(w) },
+        Some(g) => unsafe { core::ptr::read_volatile(&raw const (*g).window) },
         None => Window::CLOSED,
     }
+}
+
+/// Whether the gate's pid set holds `tgid`: `None` when the set is too
+/// large to be held there (or the map is missing).
+#[inline(always)]
+pub(crate) fn gate_holds(tgid: u32) -> Option<bool> {
+    // SAFETY: as above; a compare racing a rewrite sees the old or the
+    // new set's pid in each slot.
+    WINDOW.get_ptr(0).and_then(|g| unsafe { (*g).holds(tgid) })
 }
 
 /// `CLOCK_MONOTONIC` now, the clock of the window.

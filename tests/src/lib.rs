@@ -45,6 +45,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+pub use build::Spawned;
 pub use pprof::{go_pprof, go_pprof_top, go_pprof_top_index, parse_pprof_top, PprofTop, TopRow};
 pub use process::{
     run_stackwatch, run_stackwatch_timeout, run_with_timeout, spawn_stackwatch, stackwatch_command, Background,

@@ -23,7 +23,7 @@ use stackwatch_tests::capture::{
 };
 use stackwatch_tests::{
     e2e_guard, go_pprof_top, parse_pprof_top, require_go, run_stackwatch, run_with_timeout, scratch_dir,
-    stackwatch_bin, Workload, WorkloadKind,
+    stackwatch_bin, Spawned, Workload, WorkloadKind,
 };
 
 /// The tolerance of the 3:1 split, in share points.
@@ -555,6 +555,42 @@ fn name_target_matching_two_processes_is_named_by_the_pattern() {
     }
     let manifest = capture.manifest();
     assert_eq!(manifest["target"]["file_pid"], serde_json::Value::Null, "{manifest:#}");
+}
+
+/// A `--pid` set larger than the kernel's in-place filter (the 11 pids a
+/// `Gate` holds beside the capture window) is filtered through the pid
+/// map: of two busy processes, only the one in the set is sampled. (Sets
+/// of one or two pids, the in-place path, are what the other `--pid` and
+/// `--name` tests capture.)
+#[test]
+fn pid_set_larger_than_the_in_place_filter_keeps_only_its_processes() {
+    let Some(_guard) = e2e_guard() else { return };
+    let dir = scratch_dir("record-many-pids");
+    let out = dir.join("out");
+    let mut inside = Workload::cpu_split();
+    let mut outside = Workload::syscalls();
+    let sleepers: Vec<Spawned> = (0..12)
+        .map(|_| {
+            let mut sleep = Command::new("sleep");
+            sleep.arg("600");
+            Spawned::start(sleep)
+        })
+        .collect();
+    inside.wait_busy();
+    outside.wait_busy();
+    let mut pids: Vec<String> = sleepers.iter().map(|s| s.pid().to_string()).collect();
+    pids.push(inside.pid().to_string());
+    let list = pids.join(",");
+
+    let (capture, _) = record_ok(&["record", "--pid", &list, "--duration", "3s", "--formats", "pprof"], &out);
+    inside.assert_running();
+    outside.assert_running();
+    let raw = pprof_raw(capture.pprof());
+    let (sampled, comms) = who(&raw);
+    eprintln!("measured: --pid with {} pids sampled pids {sampled:?} ({} samples)", pids.len(), raw.total());
+    assert_eq!(sampled, BTreeSet::from([inside.pid().to_string()]), "only the busy process of the set: {comms:?}");
+    assert!(raw.count_where(|s| s.has_function("hot_a")) > 0, "the process in the set is sampled");
+    assert_eq!(raw.count_where(|s| s.has_function("syscall_loop")), 0, "the process outside the set is not");
 }
 
 #[test]

@@ -23,10 +23,10 @@ use aya::{
 pub(crate) use profiler_common::UnwindMode;
 use profiler_common::{
     python::{PyProcInfo, MAP_PY_PROCS, PY_PROCS_MAP_ENTRIES},
-    Config, FilterMode, Window, MAP_ALLOC_COUNTS, MAP_ALLOC_PENDING, MAP_FAULT_COUNTS, MAP_HISTORY, MAP_LIVE_ALLOCS,
-    MAP_OFFCPU_COUNTS, MAP_OFFCPU_START, MAP_TARGET_PIDS, MAP_WINDOW, PROG_ALLOC_RETURN, PROG_CALLOC_ENTRY,
-    PROG_CPU_SAMPLE, PROG_FAULT_SAMPLE, PROG_FREE_ENTRY, PROG_GO_ALLOC, PROG_HISTORY_SAMPLE, PROG_MALLOC_ENTRY,
-    PROG_PROCESS_EXEC, PROG_REALLOC_ENTRY, PROG_SCHED_SWITCH, TARGET_PIDS_MAP_ENTRIES,
+    Config, FilterMode, Gate, Window, MAP_ALLOC_COUNTS, MAP_ALLOC_PENDING, MAP_FAULT_COUNTS, MAP_HISTORY,
+    MAP_LIVE_ALLOCS, MAP_OFFCPU_COUNTS, MAP_OFFCPU_START, MAP_TARGET_PIDS, MAP_WINDOW, PROG_ALLOC_RETURN,
+    PROG_CALLOC_ENTRY, PROG_CPU_SAMPLE, PROG_FAULT_SAMPLE, PROG_FREE_ENTRY, PROG_GO_ALLOC, PROG_HISTORY_SAMPLE,
+    PROG_MALLOC_ENTRY, PROG_PROCESS_EXEC, PROG_REALLOC_ENTRY, PROG_SCHED_SWITCH, TARGET_PIDS_MAP_ENTRIES,
 };
 use tracing::warn;
 
@@ -90,6 +90,11 @@ pub(crate) struct Loader {
     pub(super) uprobe_links: Vec<(&'static str, UProbeLinkId)>,
     /// The open (or last) capture window; `None` while it is closed.
     pub(super) window: Option<CaptureWindow>,
+    /// What the kernel's gate holds: the window last written, and the
+    /// target's pids (both rewritten together, see `Gate`).
+    gate: Gate,
+    /// The pid set, sorted (under `Filter::Pids`).
+    target_pids: Vec<u32>,
     pub(super) programs: Programs,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     /// Owns the unwind tables (absent under `--unwind fp`).
@@ -257,6 +262,8 @@ impl Loader {
             uprobe_links: Vec::new(),
             exec: if exec_hook { ExecHook::Loaded } else { ExecHook::Absent },
             window: None,
+            gate: Gate::new(Window::CLOSED, &[]),
+            target_pids: Vec::new(),
             programs,
             logger,
         };
@@ -274,19 +281,27 @@ impl Loader {
                 pids.len()
             );
         }
-        let mut map: HashMap<&mut MapData, u32, u8> = HashMap::try_from(self.map_mut(MAP_TARGET_PIDS)?)?;
         let wanted: HashSet<u32> = pids.iter().map(|p| p.get()).collect();
+        // The hash map always holds the whole set, and is written first: a
+        // set that outgrows the gate is complete there when the gate sends
+        // the program to it.
+        let mut map: HashMap<&mut MapData, u32, u8> = HashMap::try_from(self.map_mut(MAP_TARGET_PIDS)?)?;
         let stale: Vec<u32> = map.keys().filter_map(Result::ok).filter(|p| !wanted.contains(p)).collect();
         for pid in stale {
             map.remove(&pid).with_context(|| format!("failed to remove pid {pid} from the filter"))?;
         }
         let mut added = Vec::new();
-        for pid in wanted {
+        for &pid in &wanted {
             if map.get(&pid, 0).is_err() {
                 added.push(pid);
             }
             map.insert(&pid, &1, 0).with_context(|| format!("failed to add pid {pid} to the filter"))?;
         }
+        let mut sorted: Vec<u32> = wanted.into_iter().collect();
+        sorted.sort_unstable();
+        self.target_pids = sorted;
+        let gate = Gate::new(self.gate.window, &self.target_pids);
+        self.write_gate(gate).context("failed to write the filter's pids")?;
         if let Some(tables) = &self.tables {
             // Processes that just entered the target: their tables are
             // built in the background (the program asks too, on their
@@ -342,8 +357,15 @@ impl Loader {
     }
 
     pub(super) fn write_window(&mut self, window: Window) -> Result<()> {
-        let mut map: Array<&mut MapData, Window> = Array::try_from(self.map_mut(MAP_WINDOW)?)?;
-        map.set(0, &window, 0).context("failed to set the capture window")
+        let gate = Gate::new(window, &self.target_pids);
+        self.write_gate(gate).context("failed to set the capture window")
+    }
+
+    fn write_gate(&mut self, gate: Gate) -> Result<()> {
+        let mut map: Array<&mut MapData, Gate> = Array::try_from(self.map_mut(MAP_WINDOW)?)?;
+        map.set(0, &gate, 0)?;
+        self.gate = gate;
+        Ok(())
     }
 
     /// What was loaded.
