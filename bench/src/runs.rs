@@ -588,6 +588,9 @@ pub struct Idle {
     /// BPF map memory held while idle.
     pub map_bytes: u64,
     pub maps: Vec<MapFigures>,
+    /// VmRSS and VmHWM 2 s after one whole-host capture (5 s, written to
+    /// files): what an idle daemon that has captured holds.
+    pub after_capture: Option<(f64, f64)>,
     pub dir: PathBuf,
 }
 
@@ -645,6 +648,7 @@ pub(crate) fn idle_daemon(stackwatch: &Path, window: Duration, dir: &Path) -> Re
             })
             .collect();
         maps.sort_by_key(|m| std::cmp::Reverse(m.bytes));
+        let after_capture = Some(after_one_capture(pid, &control, &dir.join("out"), &err_path)?);
         Ok(Idle {
             window_s,
             ready_s,
@@ -655,6 +659,7 @@ pub(crate) fn idle_daemon(stackwatch: &Path, window: Duration, dir: &Path) -> Re
             bpf_runs: bpf1.run_cnt().saturating_sub(bpf0.run_cnt()),
             map_bytes: bpf1.map_bytes(),
             maps,
+            after_capture,
             dir: dir.to_owned(),
         })
     })();
@@ -672,6 +677,44 @@ pub(crate) fn idle_daemon(stackwatch: &Path, window: Duration, dir: &Path) -> Re
         }
     }
     result
+}
+
+/// Has the daemon `pid` capture the whole host for 5 s through its
+/// `control` FIFO while a python3.11 loop runs (something to unwind and
+/// name: libpython and libc), waits for the manifest in `out`, then 2 s
+/// more: its (VmRSS, VmHWM) in MiB.
+fn after_one_capture(pid: u32, control: &Path, out: &Path, err_path: &Path) -> Result<(f64, f64)> {
+    eprintln!("bench: one 5 s whole-host capture of the idle daemon, a python3.11 loop running");
+    let mut python = measure::spawn(
+        Command::new("python3.11")
+            .args(["-c", "import time\nwhile True:\n    sum(range(10000)); time.sleep(0.001)"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null()),
+    )?;
+    let result = capture_and_measure(pid, control, out, err_path);
+    let _ = python.kill();
+    let _ = python.wait();
+    result
+}
+
+fn capture_and_measure(pid: u32, control: &Path, out: &Path, err_path: &Path) -> Result<(f64, f64)> {
+    let manifests = || {
+        fs::read_dir(out)
+            .map(|d| d.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "json")).count())
+            .unwrap_or(0)
+    };
+    // A directory kept from an earlier run may hold manifests already.
+    let before = manifests();
+    fs::write(control, "start 5s\n").with_context(|| format!("failed to write to `{}`", control.display()))?;
+    let deadline = measure::monotonic_ns() + 120_000_000_000;
+    while manifests() <= before {
+        if measure::monotonic_ns() > deadline {
+            bail!("the daemon wrote no capture within 120 s:\n{}", tail(err_path));
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    thread::sleep(Duration::from_secs(2));
+    measure::process_rss_mib(pid)
 }
 
 #[cfg(test)]

@@ -40,6 +40,7 @@ use crate::{
     objfile::buildid::kernel_build_id,
     procfs::maps::MapsEntry,
     profile::{Line, Location, Mapping, Profile, Sample},
+    sys::views::FileViews,
 };
 use objects::{Blaze, ObjectCache};
 use python::{PythonFrames, Slot};
@@ -82,6 +83,9 @@ pub struct SymbolizerStats {
     /// Processes with a snapshot, and the files their snapshots hold open.
     pub snapshots: usize,
     pub pinned_files: usize,
+    /// Resident bytes of file views given back so far
+    /// ([`crate::sys::views`]).
+    pub released_view_bytes: u64,
 }
 
 /// The long-lived symbolizer (see the module docs). `Send`, so a daemon
@@ -96,6 +100,9 @@ pub struct Symbolizer {
     /// symbolizer: the daemon's lives for many captures).
     kallsyms_warned: bool,
     python: PythonFrames,
+    /// The pages of the files read for names, given back as they pile up
+    /// and after every profile.
+    views: FileViews,
 }
 
 /// Where kernel frames are named from.
@@ -182,6 +189,7 @@ impl Symbolizer {
             kernel_build_id: None,
             kallsyms_warned: false,
             python: PythonFrames::default(),
+            views: FileViews::new(FileViews::SLACK),
         }
     }
 
@@ -202,6 +210,7 @@ impl Symbolizer {
         }
         self.python.observe(&live);
         self.python.warm(&live);
+        self.views.settle();
     }
 
     /// [`Self::observe_pids`] for native stacks only: the snapshots, no
@@ -269,6 +278,7 @@ impl Symbolizer {
             cache: self.objects.stats(),
             snapshots: self.processes.len(),
             pinned_files: self.processes.pinned_files(),
+            released_view_bytes: self.views.released_bytes(),
         }
     }
 
@@ -292,6 +302,7 @@ impl Symbolizer {
         self.add_kernel_locations(&mut tables, &agg.kernel_addrs);
         for (&pid, addrs) in &agg.user_addrs {
             self.add_user_locations(&mut tables, pid, addrs);
+            self.views.settle();
         }
         for s in &agg.samples {
             let mut locations = Vec::with_capacity(s.kernel.addrs().len() + s.user.addrs().len());
@@ -350,6 +361,9 @@ impl Symbolizer {
         // Within budget again for the next capture; objects still needed
         // are reopened from their pins or `/proc`.
         self.objects.evict_over_budget(&mut self.blaze);
+        // The parsed debug info stays cached (on the heap); the pages of
+        // the files it was read from are not needed until the next lookup.
+        self.views.release();
         tables.profile
     }
 

@@ -414,3 +414,60 @@ fn symbolizes_own_process() {
     let _ = hot_profile(&mut s, pid, addr);
     assert!(s.stats().cache.hits > hits);
 }
+
+/// Resident bytes of this process's read-only shared mappings of files:
+/// the views the symbolizer reads object files through.
+fn resident_file_views() -> u64 {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let mut in_view = false;
+    let mut total = 0;
+    for line in smaps.lines() {
+        let fields: Vec<&str> = line.split_ascii_whitespace().collect();
+        if fields.first().is_some_and(|f| f.contains('-') && !f.ends_with(':')) && fields.len() >= 5 {
+            in_view = fields[1] == "r--s" && fields.get(5).is_some_and(|p| p.starts_with('/'));
+        } else if in_view && fields.first() == Some(&"Rss:") {
+            total += fields[1].parse::<u64>().unwrap() * 1024;
+        }
+    }
+    total
+}
+
+/// Other tests of this binary symbolize on other threads (mapping and
+/// reading files): the check runs in a child process of its own.
+#[test]
+fn a_profile_leaves_no_pages_of_the_files_it_read_resident() {
+    let module = module_path!().split_once("::").map_or(module_path!(), |(_, rest)| rest);
+    let test = format!("{module}::child_profile_releases_file_views");
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", &test, "--ignored", "--nocapture", "--test-threads=1"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "child test {test} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+#[ignore = "run by a_profile_leaves_no_pages_of_the_files_it_read_resident in a child process"]
+fn child_profile_releases_file_views() {
+    let addr = child_profile_releases_file_views as *const () as u64;
+    let pid = std::process::id();
+    let mut s = Symbolizer::new();
+    let p = hot_profile(&mut s, pid, addr);
+    // Named from this test binary's DWARF, read through a mapping …
+    assert!(outer_function(&p).contains("child_profile_releases_file_views"), "got {}", outer_function(&p));
+    // … whose pages were given back once the profile was built.
+    let released = s.stats().released_view_bytes;
+    assert!(released >= 1 << 20, "released {released} bytes");
+    let resident = resident_file_views();
+    assert!(resident < 256 << 10, "{resident} bytes of file views still resident");
+    // The parsed debug info is still cached: a second profile names the
+    // same frame again, reading the pages back in.
+    let hits = s.stats().cache.hits;
+    let p = hot_profile(&mut s, pid, addr);
+    assert!(outer_function(&p).contains("child_profile_releases_file_views"), "got {}", outer_function(&p));
+    assert!(s.stats().cache.hits > hits);
+}

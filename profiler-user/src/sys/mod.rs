@@ -1,10 +1,12 @@
 //! Small facts and knobs of the operating system that several layers need:
 //! the clocks a capture is timed with, the process's own limits and
-//! identity, directories made so they can be taken back ([`dirs`]), and
-//! open files held by identity ([`file`]).
+//! identity, directories made so they can be taken back ([`dirs`]),
+//! open files held by identity ([`file`]) and the pages of read-only file
+//! views given back ([`views`]).
 
 pub(crate) mod dirs;
 pub(crate) mod file;
+pub(crate) mod views;
 
 use std::time::Duration;
 

@@ -1,0 +1,270 @@
+//! Giving back the pages of the read-only file views the symbolizer maps.
+//!
+//! blazesym, the Go table reader and the Python reader read object files
+//! through read-only shared mappings (`memmap2`'s default). Every page they
+//! touch stays mapped, so it counts in the process's resident set until the
+//! mapping goes: after one whole-host capture a `watch` daemon sat at
+//! 112 MiB RSS, 86 MiB of it pages of debug info it had read once (most of
+//! them the DWARF of its own 110 MB binary).
+//!
+//! Those pages belong to the page cache, not to the process: dropping the
+//! page-table entries (`madvise(MADV_DONTNEED)`) loses nothing, the next
+//! read faults the page back in from the cache (or the file), and a page
+//! no process maps is one the kernel can reclaim cheaply. [`FileViews`]
+//! does that when the resident file pages have grown by more than a slack
+//! since the last time, and always once a profile is built.
+//!
+//! Only mappings that are read-only, shared, not executable and of a path
+//! (`r--s /…`, not under `/dev`) are touched: the views above. Executable
+//! code, private mappings (whose pages may be copies) and the BPF ring
+//! buffers (`anon_inode:…`, whose pages have no fault handler to bring them
+//! back) are left alone.
+
+use std::io;
+
+/// The views of this process whose pages [`release`] drops, from the text
+/// of `/proc/self/maps`: `(start, end)` pairs.
+fn file_views(maps: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    for line in maps.lines() {
+        let mut fields = line.split_ascii_whitespace();
+        let (Some(range), Some(perms), Some(_offset), Some(_dev), Some(inode)) =
+            (fields.next(), fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let path = fields.next().unwrap_or("");
+        if perms != "r--s" || inode == "0" || !path.starts_with('/') || path.starts_with("/dev/") {
+            continue;
+        }
+        let Some((start, end)) = range.split_once('-') else { continue };
+        let (Ok(start), Ok(end)) = (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16)) else {
+            continue;
+        };
+        out.push((start, end));
+    }
+    out
+}
+
+/// What one [`release`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Released {
+    /// Views whose pages were dropped.
+    pub views: usize,
+    /// Their length (not all of it was resident).
+    pub bytes: u64,
+}
+
+/// Drops the resident pages of this process's read-only file views (see
+/// the module docs). A view unmapped meanwhile by another thread is
+/// skipped.
+pub(crate) fn release() -> io::Result<Released> {
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    let mut done = Released::default();
+    for (start, end) in file_views(&maps) {
+        // SAFETY: the range is a whole read-only shared file mapping of
+        // this process (or, if another thread unmapped it since, no mapping
+        // or a new one, which the call cannot harm: MADV_DONTNEED on a
+        // shared mapping only drops page-table entries, the data stays in
+        // the file). No Rust reference is invalidated: the next access
+        // faults the same bytes back in.
+        if unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) } == 0 {
+            done.views += 1;
+            done.bytes += (end - start) as u64;
+        }
+    }
+    Ok(done)
+}
+
+/// Resident pages backed by files or shared memory (the third field of
+/// `/proc/self/statm`), in bytes: one short read, cheap enough to check
+/// after every process a profile symbolizes.
+pub(crate) fn resident_shared_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_ascii_whitespace().nth(2)?.parse().ok()?;
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok().filter(|&p| p > 0).unwrap_or(4096))
+}
+
+/// Keeps the resident pages of file views within a slack of what they were
+/// after the last release (see the module docs).
+#[derive(Debug)]
+pub(crate) struct FileViews {
+    slack: u64,
+    /// What [`Self::meter`] read right after the last release.
+    baseline: u64,
+    released: u64,
+    meter: fn() -> Option<u64>,
+    drop_pages: fn() -> io::Result<Released>,
+}
+
+impl FileViews {
+    /// Growth of the resident file pages tolerated between two releases.
+    pub(crate) const SLACK: u64 = 16 << 20;
+
+    /// Measures with [`resident_shared_bytes`], drops with [`release`].
+    pub(crate) fn new(slack: u64) -> Self {
+        Self::with(slack, resident_shared_bytes, release)
+    }
+
+    fn with(slack: u64, meter: fn() -> Option<u64>, drop_pages: fn() -> io::Result<Released>) -> Self {
+        Self { slack, baseline: meter().unwrap_or(0), released: 0, meter, drop_pages }
+    }
+
+    /// Releases the views' pages if the resident file pages grew by more
+    /// than the slack since the last release.
+    pub(crate) fn settle(&mut self) {
+        match (self.meter)() {
+            Some(now) if now > self.baseline.saturating_add(self.slack) => self.release(),
+            _ => {}
+        }
+    }
+
+    /// Releases the views' pages now.
+    pub(crate) fn release(&mut self) {
+        let before = (self.meter)().unwrap_or(0);
+        match (self.drop_pages)() {
+            Ok(done) => {
+                tracing::debug!("released the pages of {} file views ({} bytes mapped)", done.views, done.bytes)
+            }
+            Err(e) => tracing::debug!("cannot release file views: {e}"),
+        }
+        self.baseline = (self.meter)().unwrap_or(0);
+        self.released += before.saturating_sub(self.baseline);
+    }
+
+    /// Resident bytes given back so far (measured, not the views' length).
+    pub(crate) fn released_bytes(&self) -> u64 {
+        self.released
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::Write as _,
+        process::Command,
+        sync::atomic::{AtomicU64, Ordering},
+    };
+
+    use super::*;
+
+    /// Resident bytes of the mapping starting at `start`, from
+    /// `/proc/self/smaps`.
+    fn rss_of(start: usize) -> u64 {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let head = format!("{start:x}-");
+        let mut lines = smaps.lines().skip_while(|l| !l.starts_with(&head)).skip(1);
+        let rss = lines.find(|l| l.starts_with("Rss:")).expect("the mapping is in smaps");
+        rss.split_ascii_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+    }
+
+    /// Other tests of this binary map files and build profiles (which
+    /// release views) on other threads: the release is checked in a child
+    /// process of its own.
+    #[test]
+    fn pages_of_a_file_view_are_dropped_and_read_back_the_same() {
+        let module = module_path!().split_once("::").map_or(module_path!(), |(_, rest)| rest);
+        let test = format!("{module}::child_release_file_views");
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", &test, "--ignored", "--nocapture", "--test-threads=1"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "child test {test} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    #[ignore = "run by pages_of_a_file_view_are_dropped_and_read_back_the_same in a child process"]
+    fn child_release_file_views() {
+        let mut file = tempfile::tempfile().unwrap();
+        let data: Vec<u8> = (0..4u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        file.write_all(&data).unwrap();
+        // SAFETY: a private temporary file nobody else writes.
+        let view = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+        // A private writable mapping of the same file and anonymous memory:
+        // neither may lose a byte.
+        // SAFETY: as above.
+        let mut private = unsafe { memmap2::MmapOptions::new().map_copy(&file) }.unwrap();
+        private[0] ^= 0xff;
+        let mut anon = memmap2::MmapMut::map_anon(1 << 20).unwrap();
+        anon.fill(0x5a);
+
+        let sum: u64 = view.iter().step_by(4096).map(|&b| u64::from(b)).sum();
+        assert!(sum > 0);
+        let start = view.as_ptr() as usize;
+        assert_eq!(rss_of(start), 4 << 20, "every page of the view was read");
+        let shared_before = resident_shared_bytes().unwrap();
+
+        let done = release().unwrap();
+        assert!(done.views >= 1 && done.bytes >= 4 << 20, "{done:?}");
+        assert_eq!(rss_of(start), 0, "the view's pages are no longer mapped");
+        let shared_after = resident_shared_bytes().unwrap();
+        // Less than all 4 MiB: code pages of this test fault in meanwhile.
+        assert!(shared_after + (3 << 20) <= shared_before, "statm: {shared_before} -> {shared_after}");
+        assert_eq!(&view[..], &data[..], "and read back the same");
+        assert_eq!(private[0], data[0] ^ 0xff, "a private copy keeps its write");
+        assert!(anon.iter().all(|&b| b == 0x5a), "anonymous memory is untouched");
+    }
+
+    #[test]
+    fn only_read_only_shared_views_of_paths_are_chosen() {
+        let maps = "\
+55d0c0000000-55d0c0001000 r--p 00000000 fe:00 123 /usr/bin/stackwatch
+55d0c0001000-55d0c0002000 r-xp 00001000 fe:00 123 /usr/bin/stackwatch
+7f0000000000-7f0000100000 r--s 00000000 fe:00 456 /usr/lib/debug/x.debug
+7f0000100000-7f0000200000 r--s 00000000 00:0e 789 anon_inode:bpf-map
+7f0000200000-7f0000300000 rw-s 00000000 00:0e 789 anon_inode:bpf-map
+7f0000300000-7f0000400000 r--s 00000000 00:05 12 /dev/something
+7f0000400000-7f0000500000 r--s 00000000 00:01 34 /memfd:sealed (deleted)
+7f0000500000-7f0000600000 r--s 00000000 00:2a 56 /var/lib/containers/overlay/lib/libc.so.6 (deleted)
+7f0000600000-7f0000700000 rw-p 00000000 00:00 0
+";
+        assert_eq!(
+            file_views(maps),
+            [
+                (0x7f00_0000_0000, 0x7f00_0010_0000),
+                (0x7f00_0040_0000, 0x7f00_0050_0000),
+                (0x7f00_0050_0000, 0x7f00_0060_0000)
+            ]
+        );
+    }
+
+    static METER: AtomicU64 = AtomicU64::new(0);
+    static DROPS: AtomicU64 = AtomicU64::new(0);
+
+    fn fake_meter() -> Option<u64> {
+        Some(METER.load(Ordering::SeqCst))
+    }
+
+    /// A release that brings the meter back to 10 MiB.
+    fn fake_drop() -> io::Result<Released> {
+        DROPS.fetch_add(1, Ordering::SeqCst);
+        METER.store(10 << 20, Ordering::SeqCst);
+        Ok(Released { views: 1, bytes: 64 << 20 })
+    }
+
+    #[test]
+    fn settle_releases_only_past_the_slack() {
+        METER.store(10 << 20, Ordering::SeqCst);
+        let mut views = FileViews::with(4 << 20, fake_meter, fake_drop);
+        METER.store(13 << 20, Ordering::SeqCst);
+        views.settle();
+        assert_eq!(DROPS.load(Ordering::SeqCst), 0, "3 MiB of growth is within the 4 MiB slack");
+        METER.store(15 << 20, Ordering::SeqCst);
+        views.settle();
+        assert_eq!(DROPS.load(Ordering::SeqCst), 1, "5 MiB is past it");
+        assert_eq!(views.released_bytes(), 5 << 20);
+        METER.store(12 << 20, Ordering::SeqCst);
+        views.settle();
+        assert_eq!(DROPS.load(Ordering::SeqCst), 1, "the slack counts from the level after the release");
+        views.release();
+        assert_eq!(DROPS.load(Ordering::SeqCst), 2, "release() always drops");
+        assert_eq!(views.released_bytes(), 7 << 20);
+    }
+}
