@@ -436,18 +436,7 @@ fn resident_file_views() -> u64 {
 /// reading files): the check runs in a child process of its own.
 #[test]
 fn a_profile_leaves_no_pages_of_the_files_it_read_resident() {
-    let module = module_path!().split_once("::").map_or(module_path!(), |(_, rest)| rest);
-    let test = format!("{module}::child_profile_releases_file_views");
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", &test, "--ignored", "--nocapture", "--test-threads=1"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "child test {test} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::sys::run_child_test(module_path!(), "child_profile_releases_file_views");
 }
 
 #[test]

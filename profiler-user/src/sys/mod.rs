@@ -8,6 +8,26 @@ pub(crate) mod dirs;
 pub(crate) mod file;
 pub(crate) mod views;
 
+/// Runs the `#[ignore]`d test `name` of module `module` (its
+/// `module_path!()`) of this test binary in a child process of its own, for
+/// checks of process-wide state (the resident set) that other tests'
+/// threads would disturb, and asserts that it passed.
+#[cfg(test)]
+pub(crate) fn run_child_test(module: &str, name: &str) {
+    let module = module.split_once("::").map_or(module, |(_, rest)| rest);
+    let test = format!("{module}::{name}");
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", &test, "--ignored", "--nocapture", "--test-threads=1"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "child test {test} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 use std::time::Duration;
 
 /// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`.

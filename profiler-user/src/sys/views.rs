@@ -144,7 +144,6 @@ impl FileViews {
 mod tests {
     use std::{
         io::Write as _,
-        process::Command,
         sync::atomic::{AtomicU64, Ordering},
     };
 
@@ -165,18 +164,7 @@ mod tests {
     /// process of its own.
     #[test]
     fn pages_of_a_file_view_are_dropped_and_read_back_the_same() {
-        let module = module_path!().split_once("::").map_or(module_path!(), |(_, rest)| rest);
-        let test = format!("{module}::child_release_file_views");
-        let out = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", &test, "--ignored", "--nocapture", "--test-threads=1"])
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && stdout.contains("1 passed"),
-            "child test {test} failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::sys::run_child_test(module_path!(), "child_release_file_views");
     }
 
     #[test]
