@@ -182,6 +182,11 @@ impl WatchDaemon {
         self.daemon().signal(signal);
     }
 
+    /// Sends a signal unless the daemon has exited (then `false`).
+    pub fn signal_if_running(&mut self, signal: libc::c_int) -> bool {
+        self.daemon().signal_if_running(signal)
+    }
+
     /// `Some(status)` once it has exited.
     pub fn try_status(&mut self) -> Option<std::process::ExitStatus> {
         self.daemon().try_status()

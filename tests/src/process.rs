@@ -185,6 +185,20 @@ impl Background {
         unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
     }
 
+    /// Sends `signal` unless the process has exited (then `false`): for
+    /// storms of signals, which the process may answer by exiting at any
+    /// moment. Safe against pid reuse: the child is only reaped by
+    /// [`Self::try_status`], so until then its pid stays its own (a zombie
+    /// ignores the signal).
+    pub fn signal_if_running(&mut self, signal: libc::c_int) -> bool {
+        if self.try_status().is_some() {
+            return false;
+        }
+        // SAFETY: kill has no memory-safety preconditions; the child is not reaped.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        true
+    }
+
     /// Polls `cond` on (stdout, stderr) every 50 ms until it holds; panics
     /// after `timeout` or if the process exits first.
     pub fn wait_for_output(&mut self, timeout: Duration, cond: impl Fn(&str, &str) -> bool) {

@@ -210,10 +210,9 @@ pub(super) fn record_faults(tally: &mut Tally, burner: u32) {
         let mut bg = record_bg(&["--pid", bp, "--duration", "30s"], dir);
         thread::sleep(Duration::from_millis(300));
         for _ in 0..50 {
-            if bg.try_status().is_some() {
+            if !bg.signal_if_running(libc::SIGTERM) {
                 break;
             }
-            bg.signal(libc::SIGTERM);
             thread::sleep(Duration::from_millis(5));
         }
         let out = wait_exit(bg, SETTLE);
@@ -247,9 +246,7 @@ pub(super) fn record_faults(tally: &mut Tally, burner: u32) {
             ]);
             bg.wait_for_output(SETTLE, |_, err| err.contains("window closed"));
             thread::sleep(Duration::from_millis(delay));
-            if bg.try_status().is_none() {
-                bg.signal(libc::SIGKILL);
-            }
+            bg.signal_if_running(libc::SIGKILL);
             let _ = wait_exit(bg, SETTLE);
             // Whole files only; those written before the manifest may have none.
             assert_captures_valid(dir, true);

@@ -374,10 +374,9 @@ pub(super) fn daemon_faults(tally: &mut Tally, target: u32) {
     for (signal, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGINT, "SIGINT")] {
         daemon_fault(tally, &format!("a storm of 100 {name} while idle"), target, &[], |d| {
             for _ in 0..100 {
-                if d.try_status().is_some() {
+                if !d.signal_if_running(signal) {
                     break;
                 }
-                d.signal(signal);
             }
             assert_eq!(wait_daemon_exit(d), Some(0), "{}", d.stderr());
             assert!(fs::symlink_metadata(&d.control).is_err() && fs::symlink_metadata(socket_of(&d.control)).is_err());
@@ -388,10 +387,9 @@ pub(super) fn daemon_faults(tally: &mut Tally, target: u32) {
         d.ctl_ok(&["start"]);
         thread::sleep(Duration::from_millis(500));
         for _ in 0..100 {
-            if d.try_status().is_some() {
+            if !d.signal_if_running(libc::SIGTERM) {
                 break;
             }
-            d.signal(libc::SIGTERM);
         }
         let code = wait_daemon_exit(d);
         let log = d.stderr();
