@@ -22,6 +22,11 @@ use serde::Serialize;
 
 use xtask::cmd;
 
+/// A python3.11 program that keeps the interpreter busy, sleeping 1 ms
+/// per round: something for a whole-host capture to unwind and name
+/// (libpython, libc). Run as `python3.11 -c PYTHON_LOOP`.
+pub(crate) const PYTHON_LOOP: &str = "import time\nwhile True:\n    sum(range(10000)); time.sleep(0.001)";
+
 /// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`, of
 /// `perf record -k CLOCK_MONOTONIC` and of the workload's readings.
 pub(crate) fn monotonic_ns() -> u64 {

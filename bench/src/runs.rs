@@ -686,10 +686,7 @@ pub(crate) fn idle_daemon(stackwatch: &Path, window: Duration, dir: &Path) -> Re
 fn after_one_capture(pid: u32, control: &Path, out: &Path, err_path: &Path) -> Result<(f64, f64)> {
     eprintln!("bench: one 5 s whole-host capture of the idle daemon, a python3.11 loop running");
     let mut python = measure::spawn(
-        Command::new("python3.11")
-            .args(["-c", "import time\nwhile True:\n    sum(range(10000)); time.sleep(0.001)"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null()),
+        Command::new("python3.11").args(["-c", measure::PYTHON_LOOP]).stdin(Stdio::null()).stdout(Stdio::null()),
     )?;
     let result = capture_and_measure(pid, control, out, err_path);
     let _ = python.kill();

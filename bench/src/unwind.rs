@@ -403,9 +403,7 @@ fn table_builds(ctx: &Context, section: &mut Section) -> Result<()> {
 fn whole_host(ctx: &Context, section: &mut Section, sort: &Path, dir: &Path) -> Result<()> {
     eprintln!("\nbench: {TITLE}: whole-host capture");
     let _sort = start(Command::new(sort).arg("0"))?;
-    let _python = start(
-        Command::new("python3.11").args(["-c", "import time\nwhile True:\n    sum(range(10000)); time.sleep(0.001)"]),
-    )?;
+    let _python = start(Command::new("python3.11").args(["-c", measure::PYTHON_LOOP]))?;
     thread::sleep(Duration::from_millis(300));
     let secs = if ctx.quick { 10 } else { 30 };
     let out = dir.join("host");

@@ -483,8 +483,7 @@ mod tests {
 
     /// The name libtest knows the test `name` of this module by.
     fn this_module_test(name: &str) -> String {
-        let module = module_path!().split_once("::").map_or(module_path!(), |(_, rest)| rest);
-        format!("{module}::{name}")
+        crate::sys::child_test_name(module_path!(), name)
     }
 
     /// Runs one `#[ignore]`d test of this binary in a child process (so
@@ -503,7 +502,6 @@ mod tests {
             exe = copy;
         }
         let mut cmd = Command::new(exe);
-        cmd.args(["--exact", test, "--ignored", "--nocapture", "--test-threads=1"]);
         for (key, value) in env {
             cmd.env(key, value);
         }
@@ -511,13 +509,7 @@ mod tests {
             // std drops supplementary groups itself when root sets a uid.
             cmd.uid(65534).gid(65534);
         }
-        let out = cmd.output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && stdout.contains("1 passed"),
-            "child test {test} failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::sys::run_child_test_with(cmd, test);
     }
 
     thread_local! {

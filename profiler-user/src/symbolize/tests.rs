@@ -415,23 +415,6 @@ fn symbolizes_own_process() {
     assert!(s.stats().cache.hits > hits);
 }
 
-/// Resident bytes of this process's read-only shared mappings of files:
-/// the views the symbolizer reads object files through.
-fn resident_file_views() -> u64 {
-    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
-    let mut in_view = false;
-    let mut total = 0;
-    for line in smaps.lines() {
-        let fields: Vec<&str> = line.split_ascii_whitespace().collect();
-        if fields.first().is_some_and(|f| f.contains('-') && !f.ends_with(':')) && fields.len() >= 5 {
-            in_view = fields[1] == "r--s" && fields.get(5).is_some_and(|p| p.starts_with('/'));
-        } else if in_view && fields.first() == Some(&"Rss:") {
-            total += fields[1].parse::<u64>().unwrap() * 1024;
-        }
-    }
-    total
-}
-
 /// Other tests of this binary symbolize on other threads (mapping and
 /// reading files): the check runs in a child process of its own.
 #[test]
@@ -451,7 +434,7 @@ fn child_profile_releases_file_views() {
     // … whose pages were given back once the profile was built.
     let released = s.stats().released_view_bytes;
     assert!(released >= 1 << 20, "released {released} bytes");
-    let resident = resident_file_views();
+    let resident = crate::sys::views::resident_view_bytes();
     assert!(resident < 256 << 10, "{resident} bytes of file views still resident");
     // The parsed debug info is still cached: a second profile names the
     // same frame again, reading the pages back in.

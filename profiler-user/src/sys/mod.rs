@@ -8,24 +8,36 @@ pub(crate) mod dirs;
 pub(crate) mod file;
 pub(crate) mod views;
 
-/// Runs the `#[ignore]`d test `name` of module `module` (its
-/// `module_path!()`) of this test binary in a child process of its own, for
-/// checks of process-wide state (the resident set) that other tests'
-/// threads would disturb, and asserts that it passed.
+/// The name to run test `name` of module `module` (its `module_path!()`)
+/// by, in this test binary: the path without the crate's name.
 #[cfg(test)]
-pub(crate) fn run_child_test(module: &str, name: &str) {
+pub(crate) fn child_test_name(module: &str, name: &str) -> String {
     let module = module.split_once("::").map_or(module, |(_, rest)| rest);
-    let test = format!("{module}::{name}");
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", &test, "--ignored", "--nocapture", "--test-threads=1"])
-        .output()
-        .unwrap();
+    format!("{module}::{name}")
+}
+
+/// Runs the `#[ignore]`d test `test` ([`child_test_name`]) with `cmd`, a
+/// command for this test binary (or a copy) set up as the test needs, and
+/// asserts that it passed: for checks of process-wide state (the umask,
+/// the uid, the resident set) that other tests' threads would disturb.
+#[cfg(test)]
+pub(crate) fn run_child_test_with(mut cmd: std::process::Command, test: &str) {
+    cmd.args(["--exact", test, "--ignored", "--nocapture", "--test-threads=1"]);
+    let out = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("1 passed"),
         "child test {test} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// [`run_child_test_with`] this test binary, as it is, for test `name` of
+/// module `module` (its `module_path!()`).
+#[cfg(test)]
+pub(crate) fn run_child_test(module: &str, name: &str) {
+    let exe = std::process::Command::new(std::env::current_exe().unwrap());
+    run_child_test_with(exe, &child_test_name(module, name));
 }
 
 use std::time::Duration;

@@ -46,6 +46,24 @@ fn file_views(maps: &str) -> Vec<(usize, usize)> {
     out
 }
 
+/// Resident bytes of this process's views (the mappings [`release`]
+/// drops), from `/proc/self/maps` and `/proc/self/smaps`.
+#[cfg(test)]
+pub(crate) fn resident_view_bytes() -> u64 {
+    let views = file_views(&std::fs::read_to_string("/proc/self/maps").unwrap());
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let mut in_view = false;
+    let mut total = 0;
+    for line in smaps.lines() {
+        if let Some(start) = line.split_once('-').and_then(|(s, _)| usize::from_str_radix(s, 16).ok()) {
+            in_view = views.iter().any(|&(s, _)| s == start);
+        } else if let Some(kib) = line.strip_prefix("Rss:").filter(|_| in_view) {
+            total += kib.trim().trim_end_matches(" kB").parse::<u64>().unwrap() * 1024;
+        }
+    }
+    total
+}
+
 /// What one [`release`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Released {
