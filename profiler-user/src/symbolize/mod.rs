@@ -40,7 +40,7 @@ use crate::{
     objfile::buildid::kernel_build_id,
     procfs::maps::MapsEntry,
     profile::{Line, Location, Mapping, Profile, Sample},
-    sys::views::FileViews,
+    sys::views::{FileViews, Paging},
 };
 use objects::{Blaze, ObjectCache};
 use python::{PythonFrames, Slot};
@@ -198,6 +198,7 @@ impl Symbolizer {
     /// sampling, about every second, with the pids seen in the sample map
     /// so far. Cheap for pids already observed.
     pub fn observe_pids(&mut self, pids: &[Pid]) {
+        let _paging = Paging::start();
         let mut live = Vec::with_capacity(pids.len());
         for &pid in pids.iter().filter(|&&p| p != KERNEL) {
             match self.processes.observe(pid) {
@@ -210,7 +211,6 @@ impl Symbolizer {
         }
         self.python.observe(&live);
         self.python.warm(&live);
-        self.views.settle();
     }
 
     /// [`Self::observe_pids`] for native stacks only: the snapshots, no
@@ -278,7 +278,7 @@ impl Symbolizer {
             cache: self.objects.stats(),
             snapshots: self.processes.len(),
             pinned_files: self.processes.pinned_files(),
-            released_view_bytes: self.views.released_bytes(),
+            released_view_bytes: self.views.released_bytes() + Paging::released_bytes(),
         }
     }
 
@@ -291,6 +291,7 @@ impl Symbolizer {
         template: Profile,
         values: impl Fn(&RawSample) -> Vec<i64>,
     ) -> Profile {
+        let _paging = Paging::start();
         self.objects.next_generation();
         let mut tables = Tables {
             profile: template,
@@ -302,7 +303,6 @@ impl Symbolizer {
         self.add_kernel_locations(&mut tables, &agg.kernel_addrs);
         for (&pid, addrs) in &agg.user_addrs {
             self.add_user_locations(&mut tables, pid, addrs);
-            self.views.settle();
         }
         for s in &agg.samples {
             let mut locations = Vec::with_capacity(s.kernel.addrs().len() + s.user.addrs().len());

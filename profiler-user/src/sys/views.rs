@@ -14,13 +14,29 @@
 //! does that when the resident file pages have grown by more than a slack
 //! since the last time, and always once a profile is built.
 //!
+//! Between those points one call can read a whole file: blazesym's first
+//! parse of a binary's DWARF reads every unit header, and on this kernel a
+//! fault on a cached file maps its whole folio (≈ 150 KiB per scattered
+//! read of a 110 MB binary, whatever `madvise` advice the view has), so the
+//! parse alone maps most of the debug sections. While a [`Paging`] guard
+//! lives, a thread checks the resident file pages every [`Paging::TICK`]
+//! and releases past [`Paging::SLACK`], which bounds the peak, not just
+//! what is left after.
+//!
 //! Only mappings that are read-only, shared, not executable and of a path
 //! (`r--s /…`, not under `/dev`) are touched: the views above. Executable
 //! code, private mappings (whose pages may be copies) and the BPF ring
 //! buffers (`anon_inode:…`, whose pages have no fault handler to bring them
 //! back) are left alone.
 
-use std::io;
+use std::{
+    io,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Condvar, Mutex, OnceLock,
+    },
+    time::Duration,
+};
 
 /// The views of this process whose pages [`release`] drops, from the text
 /// of `/proc/self/maps`: `(start, end)` pairs.
@@ -139,6 +155,11 @@ impl FileViews {
         }
     }
 
+    /// Counts the slack from the resident file pages now.
+    fn rebase(&mut self) {
+        self.baseline = (self.meter)().unwrap_or(0);
+    }
+
     /// Releases the views' pages now.
     pub(crate) fn release(&mut self) {
         let before = (self.meter)().unwrap_or(0);
@@ -155,6 +176,89 @@ impl FileViews {
     /// Resident bytes given back so far (measured, not the views' length).
     pub(crate) fn released_bytes(&self) -> u64 {
         self.released
+    }
+}
+
+/// While one lives, file views are released as they grow (see the module
+/// docs): take one around work that reads object files. Guards nest and may
+/// live on several threads; one thread does the checking for all.
+#[must_use = "paging stops when the guard is dropped"]
+pub(crate) struct Paging(());
+
+/// The checking thread's state: how many guards live.
+struct Pager {
+    guards: Mutex<usize>,
+    wake: Condvar,
+    /// Resident bytes the thread gave back.
+    released: AtomicU64,
+}
+
+impl Paging {
+    /// How often the resident file pages are read (one read of
+    /// `/proc/self/statm`, a few µs) while a guard lives.
+    pub(crate) const TICK: Duration = Duration::from_millis(1);
+    /// Growth of the resident file pages tolerated while paging.
+    pub(crate) const SLACK: u64 = 2 << 20;
+
+    pub(crate) fn start() -> Self {
+        let pager = Self::pager();
+        let mut guards = pager.guards.lock().unwrap_or_else(|e| e.into_inner());
+        *guards += 1;
+        if *guards == 1 {
+            pager.wake.notify_all();
+        }
+        Self(())
+    }
+
+    /// Resident bytes released while paging, by every guard so far.
+    pub(crate) fn released_bytes() -> u64 {
+        Self::pager().released.load(Ordering::Relaxed)
+    }
+
+    fn pager() -> &'static Pager {
+        static PAGER: OnceLock<Pager> = OnceLock::new();
+        let mut spawn = false;
+        let pager = PAGER.get_or_init(|| {
+            spawn = true;
+            Pager { guards: Mutex::new(0), wake: Condvar::new(), released: AtomicU64::new(0) }
+        });
+        if spawn {
+            let views = FileViews::new(Self::SLACK);
+            if let Err(e) = std::thread::Builder::new().name("view-pager".to_owned()).spawn(move || page(pager, views))
+            {
+                // Pages are then given back only between processes and
+                // after each profile (the symbolizer's own releases).
+                tracing::warn!("cannot start the thread that releases file views: {e}");
+            }
+        }
+        pager
+    }
+}
+
+impl Drop for Paging {
+    fn drop(&mut self) {
+        let pager = Self::pager();
+        let mut guards = pager.guards.lock().unwrap_or_else(|e| e.into_inner());
+        *guards = guards.saturating_sub(1);
+    }
+}
+
+/// The checking thread: asleep while no guard lives.
+fn page(pager: &Pager, mut views: FileViews) {
+    loop {
+        {
+            let mut guards = pager.guards.lock().unwrap_or_else(|e| e.into_inner());
+            while *guards == 0 {
+                guards = pager.wake.wait(guards).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        views.rebase();
+        while *pager.guards.lock().unwrap_or_else(|e| e.into_inner()) > 0 {
+            std::thread::sleep(Paging::TICK);
+            let before = views.released_bytes();
+            views.settle();
+            pager.released.fetch_add(views.released_bytes() - before, Ordering::Relaxed);
+        }
     }
 }
 
@@ -218,6 +322,57 @@ mod tests {
         assert_eq!(&view[..], &data[..], "and read back the same");
         assert_eq!(private[0], data[0] ^ 0xff, "a private copy keeps its write");
         assert!(anon.iter().all(|&b| b == 0x5a), "anonymous memory is untouched");
+    }
+
+    /// The pager is one thread for the whole process: checked in a child
+    /// process of its own, like the release above.
+    #[test]
+    fn paging_bounds_the_pages_of_a_view_while_it_is_read() {
+        crate::sys::run_child_test(module_path!(), "child_paging_bounds_views");
+    }
+
+    #[test]
+    #[ignore = "run by paging_bounds_the_pages_of_a_view_while_it_is_read in a child process"]
+    fn child_paging_bounds_views() {
+        const MIB: usize = 1 << 20;
+        let mut file = tempfile::tempfile().unwrap();
+        for i in 0..64u8 {
+            file.write_all(&[i; MIB]).unwrap();
+        }
+        // SAFETY: a private temporary file nobody else writes.
+        let view = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+        let start = view.as_ptr() as usize;
+        let read_all = |pause: bool| {
+            let mut most = 0;
+            for (i, mib) in view.chunks(MIB).enumerate() {
+                let sum: u64 = mib.iter().step_by(4096).map(|&b| u64::from(b)).sum();
+                assert_eq!(sum, i as u64 * 256, "MiB {i} reads back the same");
+                if pause {
+                    std::thread::sleep(Paging::TICK * 2);
+                }
+                most = most.max(rss_of(start));
+            }
+            most
+        };
+
+        let most = {
+            let _paging = Paging::start();
+            read_all(true)
+        };
+        // The slack is 2 MiB: a quarter of the file leaves room for a
+        // pager thread that a busy machine runs late.
+        assert!(most <= 16 * MIB as u64, "{} MiB of the 64 MiB view resident at once", most >> 20);
+        assert!(Paging::released_bytes() >= 32 * MIB as u64, "released {}", Paging::released_bytes());
+
+        // Without a guard nothing is released: no thread works in between.
+        std::thread::sleep(Paging::TICK * 10);
+        release().unwrap();
+        let released = Paging::released_bytes();
+        let most = read_all(false);
+        std::thread::sleep(Paging::TICK * 10);
+        assert!(most >= 60 * MIB as u64, "only {} MiB resident without paging", most >> 20);
+        assert_eq!(rss_of(start), most, "nothing released after the guard");
+        assert_eq!(Paging::released_bytes(), released);
     }
 
     #[test]

@@ -1,0 +1,3 @@
+module github.com/libbpf/blazesym/go
+
+go 1.25.0

@@ -1,0 +1,4 @@
+mod common;
+mod inspect;
+mod normalize;
+mod symbolize;
