@@ -84,7 +84,8 @@ pub struct SymbolizerStats {
     pub snapshots: usize,
     pub pinned_files: usize,
     /// Resident bytes of file views given back so far
-    /// ([`crate::sys::views`]).
+    /// ([`crate::sys::views`]): by this symbolizer after its profiles, and
+    /// by the process's pager while any symbolizer was naming.
     pub released_view_bytes: u64,
 }
 
