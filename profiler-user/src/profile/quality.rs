@@ -301,7 +301,11 @@ impl FrameKind {
             unnamed: is_unnamed(name),
             jit: name.starts_with("[anon]+0x"),
             python: any(&|n| n.starts_with("py::"))
-                || loc.lines.iter().any(|l| l.file.as_deref().is_some_and(|f| f.ends_with(".py"))),
+                || loc.lines.iter().any(|l| l.file.as_deref().is_some_and(|f| f.ends_with(".py")))
+                // Named by the interpreter walk: no address in any file, but
+                // a source file, which for `python -c`, `exec` and frozen
+                // modules is `<string>`, `<frozen …>`, not a `.py` path.
+                || (!loc.kernel && loc.mapping.is_none() && loc.lines.iter().any(|l| l.file.is_some())),
             eval_loop: any(&|n| n == "_PyEval_EvalFrameDefault" || n == "PyEval_EvalFrameEx"),
         }
     }
@@ -480,7 +484,17 @@ mod tests {
         assert!(q.findings[0].fix.contains("stackwatch dump --pid 7"), "{q:#?}");
         // Named by `-X perf`'s perf map: nothing to say.
         let named: &[&str] = &["py::work:/srv/app.py", "_PyEval_EvalFrameDefault", "Py_RunMain", "main"];
-        assert!(one(&profile(&[(named, 40)]), Some(facts(7, python, 0.9))).findings.is_empty());
+        assert!(one(&profile(&[(named, 40)]), Some(facts(7, python.clone(), 0.9))).findings.is_empty());
+        // Named by the interpreter walk, code of `python -c` (file
+        // `<string>`): nothing to say either.
+        let walked: &[&str] = &["<string>.<genexpr>", "_PyEval_EvalFrameDefault", "Py_RunMain", "main"];
+        let mut p = profile(&[(walked, 40)]);
+        let frame = &mut p.locations[0];
+        (frame.address, frame.lines[0].file) = (0, Some("<string>".into()));
+        assert!(one(&p, Some(facts(7, python.clone(), 0.9))).findings.is_empty(), "{:#?}", one(&p, None));
+        // A native frame with a source file is no Python frame.
+        p.locations[0].mapping = Some(0);
+        assert_eq!(one(&p, Some(facts(7, python, 0.9))).findings.len(), 1);
     }
 
     #[test]
