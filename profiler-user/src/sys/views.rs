@@ -245,6 +245,10 @@ impl Drop for Paging {
 
 /// The checking thread: asleep while no guard lives.
 fn page(pager: &Pager, mut views: FileViews) {
+    // Ahead of ordinary tasks (`SCHED_FIFO` 1), so a busy host cannot delay
+    // a check by a whole time slice while the symbolizer maps pages: a few
+    // µs of work per tick, and nothing at all while no guard lives.
+    let _urgent = super::Urgent::enter();
     loop {
         {
             let mut guards = pager.guards.lock().unwrap_or_else(|e| e.into_inner());
