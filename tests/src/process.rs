@@ -175,14 +175,9 @@ impl Background {
 
     /// Sends `signal` (e.g. `libc::SIGUSR2`); panics if it has exited.
     pub fn signal(&mut self, signal: libc::c_int) {
-        assert!(
-            self.try_status().is_none(),
-            "stackwatch (pid {}) has exited\n--- stderr\n{}",
-            self.pid(),
-            self.stderr()
-        );
-        // SAFETY: kill has no memory-safety preconditions; the child is not reaped.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        if !self.signal_if_running(signal) {
+            panic!("stackwatch (pid {}) has exited\n--- stderr\n{}", self.pid(), self.stderr());
+        }
     }
 
     /// Sends `signal` unless the process has exited (then `false`): for

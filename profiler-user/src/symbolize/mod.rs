@@ -40,7 +40,7 @@ use crate::{
     objfile::buildid::kernel_build_id,
     procfs::maps::MapsEntry,
     profile::{Line, Location, Mapping, Profile, Sample},
-    sys::views::{FileViews, Paging},
+    sys::views::Paging,
 };
 use objects::{Blaze, ObjectCache};
 use python::{PythonFrames, Slot};
@@ -83,9 +83,8 @@ pub struct SymbolizerStats {
     /// Processes with a snapshot, and the files their snapshots hold open.
     pub snapshots: usize,
     pub pinned_files: usize,
-    /// Resident bytes of file views given back so far
-    /// ([`crate::sys::views`]): by this symbolizer after its profiles, and
-    /// by the process's pager while any symbolizer was naming.
+    /// Resident bytes of file views this process has given back so far
+    /// ([`crate::sys::views`]): while naming and after every profile.
     pub released_view_bytes: u64,
 }
 
@@ -101,9 +100,6 @@ pub struct Symbolizer {
     /// symbolizer: the daemon's lives for many captures).
     kallsyms_warned: bool,
     python: PythonFrames,
-    /// The pages of the files read for names, given back as they pile up
-    /// and after every profile.
-    views: FileViews,
 }
 
 /// Where kernel frames are named from.
@@ -190,7 +186,6 @@ impl Symbolizer {
             kernel_build_id: None,
             kallsyms_warned: false,
             python: PythonFrames::default(),
-            views: FileViews::new(FileViews::SLACK),
         }
     }
 
@@ -279,7 +274,7 @@ impl Symbolizer {
             cache: self.objects.stats(),
             snapshots: self.processes.len(),
             pinned_files: self.processes.pinned_files(),
-            released_view_bytes: self.views.released_bytes() + Paging::released_bytes(),
+            released_view_bytes: Paging::released_bytes(),
         }
     }
 
@@ -364,7 +359,7 @@ impl Symbolizer {
         self.objects.evict_over_budget(&mut self.blaze);
         // The parsed debug info stays cached (on the heap); the pages of
         // the files it was read from are not needed until the next lookup.
-        self.views.release();
+        Paging::release_now();
         tables.profile
     }
 

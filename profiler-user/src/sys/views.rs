@@ -10,18 +10,16 @@
 //! Those pages belong to the page cache, not to the process: dropping the
 //! page-table entries (`madvise(MADV_DONTNEED)`) loses nothing, the next
 //! read faults the page back in from the cache (or the file), and a page
-//! no process maps is one the kernel can reclaim cheaply. [`FileViews`]
-//! does that when the resident file pages have grown by more than a slack
-//! since the last time, and always once a profile is built.
+//! no process maps is one the kernel can reclaim cheaply.
 //!
-//! Between those points one call can read a whole file: blazesym's first
-//! parse of a binary's DWARF reads every unit header, and on this kernel a
-//! fault on a cached file maps its whole folio (≈ 150 KiB per scattered
-//! read of a 110 MB binary, whatever `madvise` advice the view has), so the
-//! parse alone maps most of the debug sections. While a [`Paging`] guard
-//! lives, a thread checks the resident file pages every [`Paging::TICK`]
-//! and releases past [`Paging::SLACK`], which bounds the peak, not just
-//! what is left after.
+//! One call can read a whole file: blazesym's first parse of a binary's
+//! DWARF reads every unit header, and on this kernel a fault on a cached
+//! file maps its whole folio (≈ 150 KiB per scattered read of a 110 MB
+//! binary, whatever `madvise` advice the view has), so the parse alone maps
+//! most of the debug sections. While a [`Paging`] guard lives, a thread
+//! checks the resident file pages every [`Paging::TICK`] and releases past
+//! [`Paging::SLACK`] of growth, which bounds the peak;
+//! [`Paging::release_now`] gives back the rest once a profile is built.
 //!
 //! Only mappings that are read-only, shared, not executable and of a path
 //! (`r--s /…`, not under `/dev`) are touched: the views above. Executable
@@ -31,10 +29,7 @@
 
 use std::{
     io,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Condvar, Mutex, OnceLock,
-    },
+    sync::{Condvar, Mutex, MutexGuard, OnceLock},
     time::Duration,
 };
 
@@ -124,7 +119,7 @@ pub(crate) fn resident_shared_bytes() -> Option<u64> {
 /// Keeps the resident pages of file views within a slack of what they were
 /// after the last release (see the module docs).
 #[derive(Debug)]
-pub(crate) struct FileViews {
+struct FileViews {
     slack: u64,
     /// What [`Self::meter`] read right after the last release.
     baseline: u64,
@@ -134,11 +129,8 @@ pub(crate) struct FileViews {
 }
 
 impl FileViews {
-    /// Growth of the resident file pages tolerated between two releases.
-    pub(crate) const SLACK: u64 = 16 << 20;
-
     /// Measures with [`resident_shared_bytes`], drops with [`release`].
-    pub(crate) fn new(slack: u64) -> Self {
+    fn new(slack: u64) -> Self {
         Self::with(slack, resident_shared_bytes, release)
     }
 
@@ -148,7 +140,7 @@ impl FileViews {
 
     /// Releases the views' pages if the resident file pages grew by more
     /// than the slack since the last release.
-    pub(crate) fn settle(&mut self) {
+    fn settle(&mut self) {
         match (self.meter)() {
             Some(now) if now > self.baseline.saturating_add(self.slack) => self.release(),
             _ => {}
@@ -161,7 +153,7 @@ impl FileViews {
     }
 
     /// Releases the views' pages now.
-    pub(crate) fn release(&mut self) {
+    fn release(&mut self) {
         let before = (self.meter)().unwrap_or(0);
         match (self.drop_pages)() {
             Ok(done) => {
@@ -174,7 +166,7 @@ impl FileViews {
     }
 
     /// Resident bytes given back so far (measured, not the views' length).
-    pub(crate) fn released_bytes(&self) -> u64 {
+    fn released_bytes(&self) -> u64 {
         self.released
     }
 }
@@ -185,12 +177,12 @@ impl FileViews {
 #[must_use = "paging stops when the guard is dropped"]
 pub(crate) struct Paging(());
 
-/// The checking thread's state: how many guards live.
+/// The checking thread's state: how many guards live, and the views it
+/// keeps within the slack (which [`Paging::release_now`] releases too).
 struct Pager {
     guards: Mutex<usize>,
     wake: Condvar,
-    /// Resident bytes the thread gave back.
-    released: AtomicU64,
+    views: Mutex<FileViews>,
 }
 
 impl Paging {
@@ -210,9 +202,16 @@ impl Paging {
         Self(())
     }
 
-    /// Resident bytes released while paging, by every guard so far.
+    /// Releases the views' pages now, whatever they grew by: once work
+    /// that read files is done.
+    pub(crate) fn release_now() {
+        Self::pager().views().release();
+    }
+
+    /// Resident bytes this process has given back so far, while paging and
+    /// by [`Self::release_now`].
     pub(crate) fn released_bytes() -> u64 {
-        Self::pager().released.load(Ordering::Relaxed)
+        Self::pager().views().released_bytes()
     }
 
     fn pager() -> &'static Pager {
@@ -220,18 +219,21 @@ impl Paging {
         let mut spawn = false;
         let pager = PAGER.get_or_init(|| {
             spawn = true;
-            Pager { guards: Mutex::new(0), wake: Condvar::new(), released: AtomicU64::new(0) }
+            Pager { guards: Mutex::new(0), wake: Condvar::new(), views: Mutex::new(FileViews::new(Self::SLACK)) }
         });
         if spawn {
-            let views = FileViews::new(Self::SLACK);
-            if let Err(e) = std::thread::Builder::new().name("view-pager".to_owned()).spawn(move || page(pager, views))
-            {
-                // Pages are then given back only between processes and
-                // after each profile (the symbolizer's own releases).
+            if let Err(e) = std::thread::Builder::new().name("view-pager".to_owned()).spawn(move || page(pager)) {
+                // Pages are then given back only by `release_now`.
                 tracing::warn!("cannot start the thread that releases file views: {e}");
             }
         }
         pager
+    }
+}
+
+impl Pager {
+    fn views(&self) -> MutexGuard<'_, FileViews> {
+        self.views.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -244,7 +246,7 @@ impl Drop for Paging {
 }
 
 /// The checking thread: asleep while no guard lives.
-fn page(pager: &Pager, mut views: FileViews) {
+fn page(pager: &Pager) {
     // Ahead of ordinary tasks (`SCHED_FIFO` 1), so a busy host cannot delay
     // a check by a whole time slice while the symbolizer maps pages: a few
     // µs of work per tick, and nothing at all while no guard lives.
@@ -256,12 +258,10 @@ fn page(pager: &Pager, mut views: FileViews) {
                 guards = pager.wake.wait(guards).unwrap_or_else(|e| e.into_inner());
             }
         }
-        views.rebase();
+        pager.views().rebase();
         while *pager.guards.lock().unwrap_or_else(|e| e.into_inner()) > 0 {
             std::thread::sleep(Paging::TICK);
-            let before = views.released_bytes();
-            views.settle();
-            pager.released.fetch_add(views.released_bytes() - before, Ordering::Relaxed);
+            pager.views().settle();
         }
     }
 }
