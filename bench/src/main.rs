@@ -187,7 +187,7 @@ fn bench(options: Options) -> Result<()> {
         Some(path) => path.clone(),
         None => {
             xtask::setup::ensure()?;
-            xtask::build()?
+            xtask::build_shipped()?
         }
     };
     // A private copy: other builds in this tree may replace the binary mid-run.
@@ -200,7 +200,7 @@ fn bench(options: Options) -> Result<()> {
     let mut machine = machine(&ctx.stackwatch)?;
     machine.stackwatch_binary = match &options.stackwatch {
         Some(path) => path.display().to_string(),
-        None => "built from the tree".to_owned(),
+        None => "built from the tree (`--profile release-lto`, as packaged)".to_owned(),
     };
     let mut comparisons = Vec::new();
     if parts.contains(&Part::Cpu) {

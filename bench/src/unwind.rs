@@ -69,7 +69,7 @@ fn fill(ctx: &Context, section: &mut Section) -> Result<()> {
 
     per_sample(ctx, section, &Workload::NoFramePointers, &nofp, &dir)?;
     per_sample(ctx, section, &Workload::FramePointers, &fp_build, &dir)?;
-    table_builds(ctx, section)?;
+    table_builds(section)?;
     whole_host(ctx, section, &sort, &dir)?;
     capture_cpu(ctx, section, &nofp, &dir)?;
     Ok(())
@@ -356,22 +356,23 @@ pub(crate) fn which(tool: &str) -> Option<PathBuf> {
 }
 
 /// Table build time and size per file.
-fn table_builds(ctx: &Context, section: &mut Section) -> Result<()> {
+fn table_builds(section: &mut Section) -> Result<()> {
     eprintln!("\nbench: {TITLE}: table builds");
     let python = cmd::stdout(Command::new("python3.11").args(["-c", "import sys, sysconfig; print(sysconfig.get_config_var('LIBDIR') + '/' + (sysconfig.get_config_var('LDLIBRARY') or ''))"]))
         .map(|s| s.trim().to_owned())
         .unwrap_or_default();
+    let tables = unwind_tables_binary()?;
+    // The large Rust binary: this one, a release build with its DWARF.
     let mut files = vec![
         "/lib/x86_64-linux-gnu/libc.so.6".to_owned(),
         "/usr/lib/x86_64-linux-gnu/libstdc++.so.6".to_owned(),
-        ctx.stackwatch.display().to_string(),
+        tables.display().to_string(),
     ];
     if Path::new(&python).is_file() {
         files.push(python);
     }
-    let mut cmd = xtask::cargo();
-    cmd.args(["run", "--quiet", "--release", "-p", "stackwatch-bench", "--bin", "unwind_tables", "--", "--json"])
-        .args(&files);
+    let mut cmd = Command::new(&tables);
+    cmd.arg("--json").args(&files);
     let out = cmd::stdout(&mut cmd)?;
     for line in out.lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
@@ -394,18 +395,44 @@ fn table_builds(ctx: &Context, section: &mut Section) -> Result<()> {
             target.map(|_| ms <= limit),
         );
     }
-    section.commands.push("cargo run --release -p stackwatch-bench --bin unwind_tables -- --json FILE…".to_owned());
+    section.commands.push(
+        "cargo build --release -p stackwatch-bench --bin unwind_tables; target/release/unwind_tables --json FILE…"
+            .to_owned(),
+    );
     Ok(())
 }
 
-/// A whole-host capture while libc, libstdc++, python3.11 and stackwatch
-/// (a 60 MB Rust binary, sampling itself) run.
+/// `unwind_tables` (`bench/src/bin`), built: a release build of a Rust
+/// program with its DWARF, about 90 MB.
+fn unwind_tables_binary() -> Result<PathBuf> {
+    cmd::run(xtask::cargo().args([
+        "build",
+        "--quiet",
+        "--release",
+        "-p",
+        "stackwatch-bench",
+        "--bin",
+        "unwind_tables",
+    ]))?;
+    let bin = xtask::target_dir().join("release").join("unwind_tables");
+    if !bin.is_file() {
+        bail!("the build succeeded but `{}` is missing", bin.display());
+    }
+    Ok(bin)
+}
+
+/// A whole-host capture while libc, libstdc++ (`unwind_sort`), python3.11
+/// and a busy large Rust binary (`unwind_tables --busy`, 90 MB with its
+/// DWARF, building tables in a loop) run: all four are sampled, their
+/// tables built and their frames named.
 fn whole_host(ctx: &Context, section: &mut Section, sort: &Path, dir: &Path) -> Result<()> {
     eprintln!("\nbench: {TITLE}: whole-host capture");
+    let secs = if ctx.quick { 10 } else { 30 };
+    let tables = unwind_tables_binary()?;
     let _sort = start(Command::new(sort).arg("0"))?;
     let _python = start(Command::new("python3.11").args(["-c", measure::PYTHON_LOOP]))?;
+    let _rust = start(Command::new(&tables).arg("--busy").arg((secs + 30).to_string()).arg(&tables))?;
     thread::sleep(Duration::from_millis(300));
-    let secs = if ctx.quick { 10 } else { 30 };
     let out = dir.join("host");
     let mut command = Command::new(&ctx.stackwatch);
     command
@@ -472,7 +499,7 @@ fn whole_host(ctx: &Context, section: &mut Section, sort: &Path, dir: &Path) -> 
         );
     }
     section.commands.push(format!(
-        "stackwatch record --duration {secs}s   # whole host, with unwind_sort and a python3.11 loop running"
+        "stackwatch record --duration {secs}s   # whole host, with unwind_sort, a python3.11 loop and `unwind_tables --busy` running"
     ));
     Ok(())
 }

@@ -65,5 +65,6 @@ pub use ids::{Pid, Tid};
 pub use procfs::maps::{parse_maps, MapsEntry};
 pub use profile::Profile;
 pub use symbolize::{CacheStats, Symbolizer, SymbolizerStats};
+pub use sys::one_malloc_arena;
 pub use target::TargetError;
 pub use unwind::{build_table, TableSize};

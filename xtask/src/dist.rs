@@ -9,10 +9,10 @@
 //! - `stackwatch-<version>-<arch>-linux.tar.gz`: the same files in one
 //!   directory, for hosts without dpkg.
 //!
-//! The binary is the release build with its DWARF stripped (what the
-//! `dist` profile does, without a second full build): the symbol table
-//! stays, so stackwatch still names its own frames. Only dpkg-deb, strip,
-//! gzip and tar are used: nothing to install beyond Debian's base.
+//! The binary is the `release-lto` build ([`crate::build_shipped`]: fat
+//! LTO, DWARF stripped, the symbol table kept so stackwatch still names its
+//! own frames). Only dpkg-deb, gzip and tar are used: nothing to install
+//! beyond Debian's base.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
@@ -21,7 +21,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::{build, cmd, target_dir, workspace_root};
+use crate::{build_shipped, cmd, target_dir, workspace_root};
 
 /// Where the packages go.
 pub fn dist_dir() -> PathBuf {
@@ -36,7 +36,7 @@ struct Payload {
 
 /// Builds both packages; returns their paths (.deb first).
 pub fn dist() -> Result<Vec<PathBuf>> {
-    let bin = build()?;
+    let bin = build_shipped()?;
     let root = workspace_root();
     let version = env!("CARGO_PKG_VERSION");
     let arch = deb_arch()?;
@@ -48,9 +48,9 @@ pub fn dist() -> Result<Vec<PathBuf>> {
     fs::create_dir_all(&work).with_context(|| format!("failed to create `{}`", work.display()))?;
 
     let binary = work.join("stackwatch");
-    cmd::run(Command::new("strip").arg("--strip-debug").arg("-o").arg(&binary).arg(&bin))?;
+    fs::copy(&bin, &binary).with_context(|| format!("failed to copy `{}`", bin.display()))?;
     let man_dir = work.join("man");
-    crate::man_pages(&man_dir)?;
+    crate::man_pages_of(&bin, &man_dir)?;
     let payload = Payload { binary, man_dir };
 
     let deb = out.join(format!("stackwatch_{version}_{arch}.deb"));

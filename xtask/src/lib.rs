@@ -93,13 +93,28 @@ pub fn build() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// Builds the binary the packages ship (`--profile release-lto`: fat LTO,
+/// DWARF stripped; see the workspace `Cargo.toml`) and returns its path.
+pub fn build_shipped() -> Result<PathBuf> {
+    cmd::run(cargo().args(["build", "--profile", "release-lto", "-p", "profiler-user"]))?;
+    let bin = target_dir().join("release-lto").join("stackwatch");
+    if !bin.is_file() {
+        bail!("the build succeeded but `{}` is missing", bin.display());
+    }
+    Ok(bin)
+}
+
 /// Writes the manual pages (`stackwatch.1`, `stackwatch-record.1`, …,
 /// generated from the command line's definitions) into `dir`, building the
 /// release binary first; returns their paths. For `cargo xtask man` and
 /// the packages.
 pub fn man_pages(dir: &Path) -> Result<Vec<PathBuf>> {
-    let bin = build()?;
-    let output = Command::new(&bin)
+    man_pages_of(&build()?, dir)
+}
+
+/// [`man_pages`] written by the stackwatch binary `bin`.
+pub fn man_pages_of(bin: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
+    let output = Command::new(bin)
         .arg("generate-man")
         .arg(dir)
         .output()

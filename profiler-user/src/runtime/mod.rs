@@ -186,7 +186,7 @@ fn object_info(pid: Pid, open: &Path, path: &str) -> Option<ObjectInfo> {
     // fault, as it can for every profiler that reads binaries this way
     // (blazesym maps them too).
     let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
-    let facts = ObjectFacts::of(&map)?;
+    let facts = ObjectFacts::of_file(&map, Some(&file))?;
     let debug_file = !facts.debug_info && {
         let info = crate::objfile::elf::ElfInfo::parse(&map)?;
         let search = crate::objfile::debuginfo::DebugSearch {

@@ -81,10 +81,16 @@ pub(crate) struct LineSequence {
     pub(crate) rows: Box<[LineRow]>,
 }
 
+// PATCH(stackwatch): 16 bytes a row instead of 24. Upstream keeps the
+// row's absolute address (u64) and file index (u64); here the address is
+// an offset from its sequence's start (a sequence longer than 4 GiB is cut
+// into several) and the file index a u32. A lookup parses every row of a
+// compilation unit it hits and keeps them for the resolver's life: in a
+// whole-host capture with a busy 90 MB Rust binary, 5.3 MiB of rows.
 #[derive(Debug)]
 pub(crate) struct LineRow {
-    pub(crate) address: u64,
-    pub(crate) file_index: u64,
+    pub(crate) offset: u32,
+    pub(crate) file_index: u32,
     pub(crate) line: u32,
     pub(crate) column: u32,
 }
@@ -102,32 +108,50 @@ impl<'dwarf> Lines<'dwarf> {
     ) -> gimli::Result<Self> {
         let mut sequences = Vec::new();
         let mut sequence_rows = Vec::<LineRow>::new();
+        // The start of the sequence being read, once it has a row.
+        let mut start = None::<u64>;
         let mut rows = ilnp.rows();
         while let Some((_, row)) = rows.next_row()? {
+            let address = row.address();
             if row.end_sequence() {
-                if let Some(start) = sequence_rows.first().map(|x| x.address) {
-                    let end = row.address();
-                    let mut rows = Vec::new();
-                    mem::swap(&mut rows, &mut sequence_rows);
+                if let Some(start) = start.take() {
                     sequences.push(LineSequence {
                         start,
-                        end,
-                        rows: rows.into_boxed_slice(),
+                        end: address,
+                        rows: mem::take(&mut sequence_rows).into_boxed_slice(),
                     });
                 }
                 continue
             }
 
-            let address = row.address();
-            let file_index = row.file_index();
+            let file_index = u32::try_from(row.file_index()).unwrap_or(u32::MAX);
             let line = row.line().map(NonZeroU64::get).unwrap_or(0) as u32;
             let column = match row.column() {
                 gimli::ColumnType::LeftEdge => 0,
                 gimli::ColumnType::Column(x) => x.get() as u32,
             };
 
+            let offset = match start {
+                Some(s) if address >= s && address - s <= u64::from(u32::MAX) => (address - s) as u32,
+                Some(s) => {
+                    // Too far from the start for an offset: the rows so far
+                    // become a sequence of their own, ending here.
+                    sequences.push(LineSequence {
+                        start: s,
+                        end: address,
+                        rows: mem::take(&mut sequence_rows).into_boxed_slice(),
+                    });
+                    start = Some(address);
+                    0
+                }
+                None => {
+                    start = Some(address);
+                    0
+                }
+            };
+
             if let Some(last_row) = sequence_rows.last_mut() {
-                if last_row.address == address {
+                if last_row.offset == offset {
                     last_row.file_index = file_index;
                     last_row.line = line;
                     last_row.column = column;
@@ -136,7 +160,7 @@ impl<'dwarf> Lines<'dwarf> {
             }
 
             sequence_rows.push(LineRow {
-                address,
+                offset,
                 file_index,
                 line,
                 column,
@@ -195,9 +219,11 @@ impl<'dwarf> Lines<'dwarf> {
         };
         let sequence = &self.sequences[seq_idx];
 
+        // `probe` is in `start..end`, so in a sequence cut at 4 GiB.
+        let offset = (probe - sequence.start) as u32;
         let idx = sequence
             .rows
-            .binary_search_by(|row| row.address.cmp(&probe));
+            .binary_search_by(|row| row.offset.cmp(&offset));
         let idx = match idx {
             Ok(x) => x,
             Err(0) => return Ok(None),
