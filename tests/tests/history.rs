@@ -186,11 +186,13 @@ impl Drop for Churn {
 fn the_history_stays_within_its_memory_budget_under_churn() {
     let Some(_guard) = e2e_guard() else { return };
     // Whole host, fast sampling and 1 s slots: many slots of new stacks
-    // from new processes, far more than 1 MiB in the 30 s the test runs.
+    // from new processes, far more than 1 MiB in the 30 s the test runs
+    // (about 80 bytes a sample: at 199 Hz two CPUs give at most 12 000
+    // samples, 0.96 MiB, which once fell short; at 499 Hz, 2.4 MiB).
     let churn = Churn::start();
     let daemon = WatchDaemon::start(
         "history_budget",
-        &["--history", "10m", "--history-slot", "1s", "--history-memory", "1MiB", "--history-frequency", "199"],
+        &["--history", "10m", "--history-slot", "1s", "--history-memory", "1MiB", "--history-frequency", "499"],
     );
     let budget_kib = 1024;
     for _ in 0..6 {

@@ -28,7 +28,7 @@ use profiler_common::{
     PROG_CALLOC_ENTRY, PROG_CPU_SAMPLE, PROG_FAULT_SAMPLE, PROG_FREE_ENTRY, PROG_GO_ALLOC, PROG_HISTORY_SAMPLE,
     PROG_MALLOC_ENTRY, PROG_PROCESS_EXEC, PROG_REALLOC_ENTRY, PROG_SCHED_SWITCH, TARGET_PIDS_MAP_ENTRIES,
 };
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::tables::{TableManager, TableMaps, TablesReport, MAP_NAMES};
 use crate::ids::Pid;
@@ -244,6 +244,12 @@ impl Loader {
                     .load()
                     .map_err(|e| privilege_aware(anyhow!(e), &format!("the kernel rejected the `{name}` uprobe")))?;
             }
+        }
+        // Everything is parsed and loaded: the object's pages (2 MiB, read
+        // whole by the parse) are not needed until the next load.
+        match crate::sys::views::release_constant(EBPF_OBJECT) {
+            Ok(bytes) => debug!("gave back {} KiB of the embedded eBPF object's pages", bytes / 1024),
+            Err(e) => debug!("could not give back the embedded eBPF object's pages: {e}"),
         }
         let mut exec_hook = false;
         let tables = if programs.unwind == UnwindMode::FramePointers {

@@ -105,6 +105,73 @@ pub(crate) fn release() -> io::Result<Released> {
     Ok(done)
 }
 
+/// Drops the resident pages of `bytes`, constant data of this program's
+/// own file (the embedded eBPF object, read once per load: 2 MiB that
+/// otherwise stay mapped for the life of the process), whole pages inside
+/// it only. Returns the bytes released, 0 when it refused.
+///
+/// Unlike the views above this is a private mapping, where dropping a page
+/// someone wrote (a copy-on-write copy: relocated data after `RELRO`) would
+/// bring back the file's bytes. So it only acts when the one mapping that
+/// holds `bytes` is read-only, private, of a file, and has no anonymous
+/// (copied) pages at all — `.rodata`, never written — and the next read
+/// faults the same bytes back from the file.
+pub(crate) fn release_constant(bytes: &'static [u8]) -> io::Result<usize> {
+    let page = page_size();
+    let start = (bytes.as_ptr() as usize).div_ceil(page) * page;
+    let end = (bytes.as_ptr() as usize + bytes.len()) / page * page;
+    if end <= start {
+        return Ok(0);
+    }
+    let smaps = std::fs::read_to_string("/proc/self/smaps")?;
+    if !only_file_pages(&smaps, start, end) {
+        return Ok(0);
+    }
+    // SAFETY: `start..end` lies in one read-only private file mapping with
+    // no anonymous page (checked just above; it cannot gain one, being
+    // read-only), so every page dropped reads back from the file unchanged,
+    // and `bytes` is `'static` constant data: no reference sees a change.
+    if unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(end - start)
+}
+
+/// Whether one mapping in `smaps` (the text of `/proc/self/smaps`) holds
+/// `start..end` and is read-only (`r--p`), of a file, with `Anonymous: 0 kB`.
+fn only_file_pages(smaps: &str, start: usize, end: usize) -> bool {
+    let mut inside = false;
+    for line in smaps.lines() {
+        let mut fields = line.split_ascii_whitespace();
+        let first = fields.next().unwrap_or("");
+        if let Some((a, b)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
+            let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else {
+                inside = false;
+                continue;
+            };
+            let perms = fields.next().unwrap_or("");
+            let inode = fields.nth(2).unwrap_or("0");
+            let path = fields.next().unwrap_or("");
+            if a <= start && end <= b {
+                if perms != "r--p" || inode == "0" || !path.starts_with('/') {
+                    return false;
+                }
+                inside = true;
+            } else {
+                inside = false;
+            }
+        } else if inside && first == "Anonymous:" {
+            return fields.next() == Some("0");
+        }
+    }
+    false
+}
+
+fn page_size() -> usize {
+    // SAFETY: plain libc call.
+    usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096)
+}
+
 /// Resident pages backed by files or shared memory (the third field of
 /// `/proc/self/statm`), in bytes: one short read, cheap enough to check
 /// after every process a profile symbolizes.
@@ -433,5 +500,70 @@ mod tests {
         views.release();
         assert_eq!(DROPS.load(Ordering::SeqCst), 2, "release() always drops");
         assert_eq!(views.released_bytes(), 7 << 20);
+    }
+
+    /// Pages of `start..end` present in this process's page tables, from
+    /// `/proc/self/pagemap` (bit 63 of each page's entry).
+    fn present_pages(start: usize, end: usize) -> usize {
+        use std::os::unix::fs::FileExt as _;
+        let page = page_size();
+        let pagemap = std::fs::File::open("/proc/self/pagemap").unwrap();
+        let mut entries = vec![0u8; (end - start) / page * 8];
+        pagemap.read_exact_at(&mut entries, (start / page * 8) as u64).unwrap();
+        entries.chunks_exact(8).filter(|e| u64::from_le_bytes((*e).try_into().unwrap()) >> 63 == 1).count()
+    }
+
+    /// Constant data of the test binary itself, 16 pages or so.
+    static CONSTANT: &[u8] = include_bytes!("../../../Cargo.lock");
+
+    #[test]
+    fn pages_of_constant_data_are_dropped_and_read_back_the_same() {
+        crate::sys::run_child_test(module_path!(), "child_release_constant");
+    }
+
+    #[test]
+    #[ignore = "run by pages_of_constant_data_are_dropped_and_read_back_the_same in a child process"]
+    fn child_release_constant() {
+        let on_disk = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock")).unwrap();
+        assert_eq!(CONSTANT, &on_disk[..], "the test reads the file it embedded");
+        let page = page_size();
+        let start = (CONSTANT.as_ptr() as usize).div_ceil(page) * page;
+        let end = (CONSTANT.as_ptr() as usize + CONSTANT.len()) / page * page;
+        assert!(end - start >= 4 * page, "{} bytes embedded", CONSTANT.len());
+        let sum: u64 = CONSTANT.iter().map(|&b| u64::from(b)).sum();
+        assert!(sum > 0);
+        assert_eq!(present_pages(start, end), (end - start) / page, "every page was read");
+
+        let released = release_constant(CONSTANT).unwrap();
+        assert_eq!(released, end - start, "the whole pages inside it");
+        assert_eq!(present_pages(start, end), 0, "no longer mapped");
+        assert_eq!(CONSTANT, &on_disk[..], "and read back the same");
+
+        // Heap memory and written data are refused, and keep their bytes.
+        let heap: &'static [u8] = Box::leak(vec![0x5a; 8 * page].into_boxed_slice());
+        assert_eq!(release_constant(heap).unwrap(), 0);
+        assert!(heap.iter().all(|&b| b == 0x5a));
+    }
+
+    #[test]
+    fn only_unwritten_read_only_file_mappings_are_released() {
+        let smaps = "\
+1000-5000 r--p 00000000 08:01 42 /usr/bin/x
+Rss:                  16 kB
+Anonymous:             0 kB
+5000-9000 r--p 00004000 08:01 42 /usr/bin/x
+Rss:                  16 kB
+Anonymous:             4 kB
+9000-d000 rw-p 00008000 08:01 42 /usr/bin/x
+Anonymous:             0 kB
+d000-11000 r--p 00000000 00:00 0
+Anonymous:             0 kB
+";
+        assert!(only_file_pages(smaps, 0x2000, 0x4000));
+        assert!(!only_file_pages(smaps, 0x4000, 0x6000), "across two mappings");
+        assert!(!only_file_pages(smaps, 0x6000, 0x8000), "a copied page: relocated data");
+        assert!(!only_file_pages(smaps, 0xa000, 0xc000), "writable");
+        assert!(!only_file_pages(smaps, 0xe000, 0x10000), "anonymous");
+        assert!(!only_file_pages(smaps, 0x20000, 0x21000), "no mapping");
     }
 }
