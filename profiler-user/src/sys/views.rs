@@ -510,7 +510,8 @@ mod tests {
         let pagemap = std::fs::File::open("/proc/self/pagemap").unwrap();
         let mut entries = vec![0u8; (end - start) / page * 8];
         pagemap.read_exact_at(&mut entries, (start / page * 8) as u64).unwrap();
-        entries.chunks_exact(8).filter(|e| u64::from_le_bytes((*e).try_into().unwrap()) >> 63 == 1).count()
+        let (entries, _) = entries.as_chunks::<8>();
+        entries.iter().filter(|&&e| u64::from_le_bytes(e) >> 63 == 1).count()
     }
 
     /// Constant data of the test binary itself, 16 pages or so.
