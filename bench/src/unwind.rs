@@ -69,8 +69,9 @@ fn fill(ctx: &Context, section: &mut Section) -> Result<()> {
 
     per_sample(ctx, section, &Workload::NoFramePointers, &nofp, &dir)?;
     per_sample(ctx, section, &Workload::FramePointers, &fp_build, &dir)?;
-    table_builds(section)?;
-    whole_host(ctx, section, &sort, &dir)?;
+    let tables = unwind_tables_binary()?;
+    table_builds(section, &tables)?;
+    whole_host(ctx, section, &sort, &tables, &dir)?;
     capture_cpu(ctx, section, &nofp, &dir)?;
     Ok(())
 }
@@ -355,13 +356,13 @@ pub(crate) fn which(tool: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(tool)).find(|p| p.is_file())
 }
 
-/// Table build time and size per file.
-fn table_builds(section: &mut Section) -> Result<()> {
+/// Table build time and size per file, measured by `tables`
+/// ([`unwind_tables_binary`]).
+fn table_builds(section: &mut Section, tables: &Path) -> Result<()> {
     eprintln!("\nbench: {TITLE}: table builds");
     let python = cmd::stdout(Command::new("python3.11").args(["-c", "import sys, sysconfig; print(sysconfig.get_config_var('LIBDIR') + '/' + (sysconfig.get_config_var('LDLIBRARY') or ''))"]))
         .map(|s| s.trim().to_owned())
         .unwrap_or_default();
-    let tables = unwind_tables_binary()?;
     // The large Rust binary: stackwatch's release build (110 MB with its
     // DWARF, 9 MB of code). `unwind_tables` is as large but nearly all
     // DWARF: the linker dropped the code it does not call.
@@ -374,7 +375,7 @@ fn table_builds(section: &mut Section) -> Result<()> {
     if Path::new(&python).is_file() {
         files.push(python);
     }
-    let mut cmd = Command::new(&tables);
+    let mut cmd = Command::new(tables);
     cmd.arg("--json").args(&files);
     let out = cmd::stdout(&mut cmd)?;
     for line in out.lines() {
@@ -408,33 +409,23 @@ fn table_builds(section: &mut Section) -> Result<()> {
 /// `unwind_tables` (`bench/src/bin`), built: a release build of a Rust
 /// program with its DWARF, about 90 MB (of which 0.4 MB of code).
 fn unwind_tables_binary() -> Result<PathBuf> {
-    cmd::run(xtask::cargo().args([
-        "build",
-        "--quiet",
-        "--release",
-        "-p",
-        "stackwatch-bench",
-        "--bin",
+    xtask::build_binary(
+        &["--quiet", "--release", "-p", "stackwatch-bench", "--bin", "unwind_tables"],
+        "release",
         "unwind_tables",
-    ]))?;
-    let bin = xtask::target_dir().join("release").join("unwind_tables");
-    if !bin.is_file() {
-        bail!("the build succeeded but `{}` is missing", bin.display());
-    }
-    Ok(bin)
+    )
 }
 
 /// A whole-host capture while libc, libstdc++ (`unwind_sort`), python3.11
 /// and a busy large Rust binary (`unwind_tables --busy`, 90 MB with its
-/// DWARF, building tables in a loop) run: all four are sampled, their
-/// tables built and their frames named.
-fn whole_host(ctx: &Context, section: &mut Section, sort: &Path, dir: &Path) -> Result<()> {
+/// DWARF, building tables in a loop; `tables`, [`unwind_tables_binary`])
+/// run: all four are sampled, their tables built and their frames named.
+fn whole_host(ctx: &Context, section: &mut Section, sort: &Path, tables: &Path, dir: &Path) -> Result<()> {
     eprintln!("\nbench: {TITLE}: whole-host capture");
     let secs = if ctx.quick { 10 } else { 30 };
-    let tables = unwind_tables_binary()?;
     let _sort = start(Command::new(sort).arg("0"))?;
     let _python = start(Command::new("python3.11").args(["-c", measure::PYTHON_LOOP]))?;
-    let _rust = start(Command::new(&tables).arg("--busy").arg((secs + 30).to_string()).arg(&tables))?;
+    let _rust = start(Command::new(tables).arg("--busy").arg((secs + 30).to_string()).arg(tables))?;
     thread::sleep(Duration::from_millis(300));
     let out = dir.join("host");
     let mut command = Command::new(&ctx.stackwatch);

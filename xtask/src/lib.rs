@@ -85,19 +85,20 @@ pub fn build_ebpf() -> Result<PathBuf> {
 /// `cargo build --release --workspace`; returns the path of `stackwatch`.
 /// The eBPF object is built and embedded by profiler-user's build.rs.
 pub fn build() -> Result<PathBuf> {
-    cmd::run(cargo().args(["build", "--release", "--workspace"]))?;
-    let bin = target_dir().join("release").join("stackwatch");
-    if !bin.is_file() {
-        bail!("the build succeeded but `{}` is missing", bin.display());
-    }
-    Ok(bin)
+    build_binary(&["--release", "--workspace"], "release", "stackwatch")
 }
 
 /// Builds the binary the packages ship (`--profile release-lto`: fat LTO,
 /// DWARF stripped; see the workspace `Cargo.toml`) and returns its path.
 pub fn build_shipped() -> Result<PathBuf> {
-    cmd::run(cargo().args(["build", "--profile", "release-lto", "-p", "profiler-user"]))?;
-    let bin = target_dir().join("release-lto").join("stackwatch");
+    build_binary(&["--profile", "release-lto", "-p", "profiler-user"], "release-lto", "stackwatch")
+}
+
+/// `cargo build ARGS`; returns the path of binary `name` in the target
+/// directory's `profile_dir`, which the build must have left there.
+pub fn build_binary(args: &[&str], profile_dir: &str, name: &str) -> Result<PathBuf> {
+    cmd::run(cargo().arg("build").args(args))?;
+    let bin = target_dir().join(profile_dir).join(name);
     if !bin.is_file() {
         bail!("the build succeeded but `{}` is missing", bin.display());
     }

@@ -33,7 +33,7 @@ use tracing::{debug, warn};
 use super::tables::{TableManager, TableMaps, TablesReport, MAP_NAMES};
 use crate::ids::Pid;
 use crate::profile::capture::CaptureWindow;
-use crate::sys::{monotonic_ns, raise_memlock_limit};
+use crate::sys::{monotonic_ns, page_size, raise_memlock_limit};
 use crate::target::Filter;
 
 /// The eBPF object built from `profiler-ebpf` by `build.rs`.
@@ -200,7 +200,7 @@ impl Loader {
         }
         if !programs.history {
             // A ring buffer's size is in bytes, at least one page.
-            ebpf_loader.map_max_entries(MAP_HISTORY, page_size());
+            ebpf_loader.map_max_entries(MAP_HISTORY, u32::try_from(page_size()).unwrap_or(4096));
         }
         let mut ebpf =
             ebpf_loader.load(EBPF_OBJECT).map_err(|e| privilege_aware(anyhow!(e), "failed to load the eBPF object"))?;
@@ -423,13 +423,6 @@ where
 {
     let program = ebpf.program_mut(name).ok_or_else(|| anyhow!("program `{name}` missing from the eBPF object"))?;
     <&mut T>::try_from(program).with_context(|| format!("program `{name}` has an unexpected type"))
-}
-
-/// The system's page size (4096 when it cannot be read).
-fn page_size() -> u32 {
-    // SAFETY: sysconf only reads a constant of the system.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u32::try_from(size).ok().filter(|&s| s > 0).unwrap_or(4096)
 }
 
 /// One sentence for `what` failing: with the privilege hint (and without

@@ -81,11 +81,9 @@ impl ObjectFacts {
     /// code through a mapping maps every page of it (a fault maps a whole
     /// folio): 6.9 MiB of stackwatch's own 8 MiB of code at the peak of a
     /// whole-host capture, for 128 KiB of reads.
-    pub(crate) fn of_file(data: &[u8], file: Option<&std::fs::File>) -> Option<Self> {
-        let code_file = file;
+    pub(crate) fn of_file(data: &[u8], code_file: Option<&std::fs::File>) -> Option<Self> {
         let info = ElfInfo::parse(data)?;
-        let elf = object::File::parse(data).ok()?;
-        let file = &elf;
+        let file = object::File::parse(data).ok()?;
         let nonempty = |name: &str| file.section_by_name(name).is_some_and(|s| s.size() > 8);
         let go_version = super::go::go_version(data);
         let is_go = go_version.is_some() || info.gopclntab.is_some() || info.maybe_go;
@@ -95,7 +93,7 @@ impl ObjectFacts {
         });
         Some(Self {
             is_rust,
-            frame_pointer_share: if is_go { Some(1.0) } else { frame_pointer_share(&elf, code_file) },
+            frame_pointer_share: if is_go { Some(1.0) } else { frame_pointer_share(&file, code_file) },
             go_version,
             is_go,
             eh_frame: nonempty(".eh_frame"),
@@ -161,7 +159,7 @@ fn read_code_at<'b>(
     buf: &'b mut [u8; 32],
 ) -> Option<&'b [u8]> {
     use std::os::unix::fs::FileExt as _;
-    let section = file.sections().find(|s| s.address() <= address && address < s.address() + s.size())?;
+    let section = section_at(file, address)?;
     let (offset, size) = section.file_range()?;
     let within = address - section.address();
     let len = len.min(size.checked_sub(within)?).min(32) as usize;
@@ -170,12 +168,16 @@ fn read_code_at<'b>(
 }
 
 fn code_at<'d>(file: &object::File<'d>, address: u64, len: u64) -> Option<&'d [u8]> {
-    file.sections().find(|s| s.address() <= address && address < s.address() + s.size()).and_then(|s| {
-        let data = s.data().ok()?;
-        let start = usize::try_from(address - s.address()).ok()?;
-        let end = start.saturating_add(len as usize).min(data.len());
-        data.get(start..end)
-    })
+    let s = section_at(file, address)?;
+    let data = s.data().ok()?;
+    let start = usize::try_from(address - s.address()).ok()?;
+    let end = start.saturating_add(len as usize).min(data.len());
+    data.get(start..end)
+}
+
+/// The section of `file` that holds `address`.
+fn section_at<'d, 'f>(file: &'f object::File<'d>, address: u64) -> Option<object::Section<'d, 'f>> {
+    file.sections().find(|s| s.address() <= address && address < s.address() + s.size())
 }
 
 /// `push %rbp` and then `mov %rsp,%rbp` (either encoding: `48 89 e5`,

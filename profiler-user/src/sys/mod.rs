@@ -117,6 +117,13 @@ pub fn one_malloc_arena() {
     }
 }
 
+/// The system's page size (4096 when it cannot be read).
+pub(crate) fn page_size() -> usize {
+    // SAFETY: sysconf only reads a constant of the system.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).ok().filter(|&s| s > 0).unwrap_or(4096)
+}
+
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; raise it so such
 /// hosts do not fail with a confusing EPERM. Harmless elsewhere.
 pub(crate) fn raise_memlock_limit() {

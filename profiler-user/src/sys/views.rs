@@ -117,7 +117,7 @@ pub(crate) fn release() -> io::Result<Released> {
 /// (copied) pages at all — `.rodata`, never written — and the next read
 /// faults the same bytes back from the file.
 pub(crate) fn release_constant(bytes: &'static [u8]) -> io::Result<usize> {
-    let page = page_size();
+    let page = super::page_size();
     let start = (bytes.as_ptr() as usize).div_ceil(page) * page;
     let end = (bytes.as_ptr() as usize + bytes.len()) / page * page;
     if end <= start {
@@ -167,20 +167,13 @@ fn only_file_pages(smaps: &str, start: usize, end: usize) -> bool {
     false
 }
 
-fn page_size() -> usize {
-    // SAFETY: plain libc call.
-    usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096)
-}
-
 /// Resident pages backed by files or shared memory (the third field of
 /// `/proc/self/statm`), in bytes: one short read, cheap enough to check
 /// after every process a profile symbolizes.
 pub(crate) fn resident_shared_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_ascii_whitespace().nth(2)?.parse().ok()?;
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages * u64::try_from(page).ok().filter(|&p| p > 0).unwrap_or(4096))
+    Some(pages * super::page_size() as u64)
 }
 
 /// Keeps the resident pages of file views within a slack of what they were
@@ -506,7 +499,7 @@ mod tests {
     /// `/proc/self/pagemap` (bit 63 of each page's entry).
     fn present_pages(start: usize, end: usize) -> usize {
         use std::os::unix::fs::FileExt as _;
-        let page = page_size();
+        let page = crate::sys::page_size();
         let pagemap = std::fs::File::open("/proc/self/pagemap").unwrap();
         let mut entries = vec![0u8; (end - start) / page * 8];
         pagemap.read_exact_at(&mut entries, (start / page * 8) as u64).unwrap();
@@ -527,7 +520,7 @@ mod tests {
     fn child_release_constant() {
         let on_disk = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock")).unwrap();
         assert_eq!(CONSTANT, &on_disk[..], "the test reads the file it embedded");
-        let page = page_size();
+        let page = crate::sys::page_size();
         let start = (CONSTANT.as_ptr() as usize).div_ceil(page) * page;
         let end = (CONSTANT.as_ptr() as usize + CONSTANT.len()) / page * page;
         assert!(end - start >= 4 * page, "{} bytes embedded", CONSTANT.len());
