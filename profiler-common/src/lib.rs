@@ -19,11 +19,23 @@ pub use unwind::{Truncation, UnwindMode};
 /// [`Stat::KernelStackTruncated`]).
 pub const MAX_STACK_DEPTH: usize = 127;
 
-/// Capacity of [`MAP_STACKS`]. Distinct stacks (user and kernel alike) seen in
-/// one capture; a 30 s whole-host capture on a busy 2-CPU host sees a few
-/// thousand. The map is not preallocated, so memory is only used as stacks
-/// arrive: at most `8192 × 1 KiB = 8 MiB`.
+/// Capacity of [`MAP_STACKS`]: distinct stacks of more than
+/// [`SHORT_STACK_DEPTH`] frames seen in one capture. The map is not
+/// preallocated, so memory is only used as stacks arrive: at most
+/// `8192 × 1 KiB = 8 MiB`.
 pub const STACKS_MAP_ENTRIES: u32 = 8192;
+
+/// Frames of a stack kept in [`MAP_SHORT_STACKS`] rather than
+/// [`MAP_STACKS`]: most stacks (a Python thread's 14 native frames and its
+/// interpreter frames, a CPU-bound program's handful) are this short, and
+/// storing a new one copies and allocates a quarter of a [`StackRecord`].
+pub const SHORT_STACK_DEPTH: usize = 31;
+
+/// Capacity of [`MAP_SHORT_STACKS`]: distinct stacks of at most
+/// [`SHORT_STACK_DEPTH`] frames (user and kernel alike) seen in one
+/// capture; a 30 s whole-host capture on a busy 2-CPU host sees a few
+/// thousand. Not preallocated: at most `8192 × 256 B = 2 MiB`.
+pub const SHORT_STACKS_MAP_ENTRIES: u32 = 8192;
 
 /// Capacity of [`MAP_COUNTS`]: distinct (pid, tid, comm, user stack, kernel
 /// stack) tuples per capture. Not preallocated: an entry (48 bytes of key and
@@ -58,6 +70,8 @@ pub const ALLOC_PENDING_MAP_ENTRIES: u32 = 4096;
 pub const TARGET_PIDS_MAP_ENTRIES: u32 = 4096;
 
 pub const MAP_STACKS: &str = "STACKS";
+/// Stacks of at most [`SHORT_STACK_DEPTH`] frames (see [`ShortStackRecord`]).
+pub const MAP_SHORT_STACKS: &str = "SHORT_STACKS";
 pub const MAP_COUNTS: &str = "COUNTS";
 pub const MAP_TARGET_PIDS: &str = "TARGET_PIDS";
 pub const MAP_STATS: &str = "STATS";
@@ -395,6 +409,28 @@ pub struct StackRecord {
 }
 const _: () = assert!(size_of::<StackRecord>() == 1024);
 
+/// Value of [`MAP_SHORT_STACKS`]: a stack of at most [`SHORT_STACK_DEPTH`]
+/// frames, laid out as the first 256 bytes of a [`StackRecord`] (so the
+/// program stores it straight from its scratch record). A stack id is in
+/// one of the two maps, picked by the stack's length.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ShortStackRecord {
+    /// As [`StackRecord::len`].
+    pub len: u64,
+    /// Instruction pointers, innermost frame first.
+    pub ips: [u64; SHORT_STACK_DEPTH],
+}
+const _: () = assert!(size_of::<ShortStackRecord>() == 256);
+
+impl From<ShortStackRecord> for StackRecord {
+    fn from(short: ShortStackRecord) -> Self {
+        let mut ips = [0; MAX_STACK_DEPTH];
+        ips[..SHORT_STACK_DEPTH].copy_from_slice(&short.ips);
+        Self { len: short.len, ips }
+    }
+}
+
 impl StackRecord {
     /// The valid frames, innermost first.
     pub fn frames(&self) -> &[u64] {
@@ -590,7 +626,29 @@ pub const STATS_MAP_ENTRIES: u32 = Stat::COUNT;
 
 #[cfg(test)]
 mod tests {
-    use super::{Gate, Window, GATE_PIDS, GATE_PIDS_IN_MAP};
+    use super::{
+        Gate, ShortStackRecord, StackRecord, Truncation, Window, GATE_PIDS, GATE_PIDS_IN_MAP, SHORT_STACK_DEPTH,
+        STACK_TRUNCATION_SHIFT,
+    };
+
+    /// The program stores a short stack from the first 256 bytes of its
+    /// scratch `StackRecord`: read back, it is the same stack.
+    #[test]
+    fn a_short_record_is_the_head_of_a_full_one() {
+        let mut full = StackRecord { len: 0, ips: [0; super::MAX_STACK_DEPTH] };
+        for (i, ip) in full.ips.iter_mut().enumerate() {
+            *ip = 0x1000 + i as u64;
+        }
+        full.len = SHORT_STACK_DEPTH as u64 | (Truncation::ReadFailed as u64) << STACK_TRUNCATION_SHIFT;
+        // SAFETY: both are plain `repr(C)` words, and a `StackRecord` is
+        // larger: the head is read as the program's map update reads it.
+        let short: ShortStackRecord = unsafe { core::ptr::read((&raw const full).cast()) };
+        let back = StackRecord::from(short);
+        assert_eq!(back.frames(), full.frames());
+        assert_eq!(back.frames().len(), SHORT_STACK_DEPTH);
+        assert_eq!(back.truncation(), Some(Truncation::ReadFailed));
+        assert!(back.ips[SHORT_STACK_DEPTH..].iter().all(|&ip| ip == 0));
+    }
 
     #[test]
     fn a_gate_holds_a_small_pid_set_in_place_and_sends_a_larger_one_to_the_map() {
@@ -645,6 +703,7 @@ mod pod {
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::SampleKey {}
     unsafe impl aya::Pod for super::StackRecord {}
+    unsafe impl aya::Pod for super::ShortStackRecord {}
     unsafe impl aya::Pod for super::OffCpuStart {}
     unsafe impl aya::Pod for super::OffCpuValue {}
     unsafe impl aya::Pod for super::AllocValue {}

@@ -1,17 +1,20 @@
-//! Storing a stack record once: hashed, and put in `STACKS` unless an
-//! equal stack is there already. Every way of getting a stack (the kernel's
+//! Storing a stack record once: hashed, and put in `SHORT_STACKS` (at most
+//! `SHORT_STACK_DEPTH` frames) or `STACKS` unless an equal stack is there
+//! already. Every way of getting a stack (the kernel's
 //! frame-pointer walk, the table unwinder, the Python walk) ends here.
 
 use aya_ebpf::{bindings::BPF_NOEXIST, EbpfContext};
 use aya_log_ebpf::warn;
-use profiler_common::{StackRecord, Stat, MAX_STACK_DEPTH, STACK_ID_LOST, STACK_ID_NONE};
+use profiler_common::{
+    ShortStackRecord, StackRecord, Stat, MAX_STACK_DEPTH, SHORT_STACK_DEPTH, STACK_ID_LOST, STACK_ID_NONE,
+};
 
 use crate::errno::EEXIST;
-use crate::maps::STACKS;
+use crate::maps::{SHORT_STACKS, STACKS};
 use crate::stats::bump;
 
-/// Hashes the first `len` frames of `buf` and stores them in `STACKS`
-/// unless that stack is there already; returns the stack's id. `tag` is a
+/// Hashes the first `len` frames of `buf` and stores them in `SHORT_STACKS`
+/// or `STACKS` (by `len`) unless that stack is there already; returns the stack's id. `tag` is a
 /// `Truncation` already shifted to `STACK_TRUNCATION_SHIFT` (0: the walk
 /// finished): kept in the record's length word and part of its hash, so a
 /// truncated stack never shares an id with a complete one of equal frames.
@@ -41,14 +44,24 @@ pub(crate) fn store_record<C: EbpfContext>(ctx: &C, buf: *mut StackRecord, len: 
     }
     // SAFETY: as above.
     unsafe { (*buf).len = len as u64 | tag };
-    if STACKS.get_ptr(&hash).is_some() {
-        return hash;
-    }
-    // SAFETY: `buf` is valid for the whole record.
-    // By reference: the 1 KiB record must not be copied onto the 512-byte
-    // BPF stack.
-    let record: &StackRecord = unsafe { &*buf };
-    match STACKS.insert(&hash, record, BPF_NOEXIST as u64) {
+    let stored = if len <= SHORT_STACK_DEPTH {
+        if SHORT_STACKS.get_ptr(&hash).is_some() {
+            return hash;
+        }
+        // SAFETY: a `ShortStackRecord` is the first 256 bytes of a
+        // `StackRecord`, and `buf` is valid for the whole record. By
+        // reference: records must not be copied onto the 512-byte BPF stack.
+        let record: &ShortStackRecord = unsafe { &*buf.cast::<ShortStackRecord>() };
+        SHORT_STACKS.insert(&hash, record, BPF_NOEXIST as u64)
+    } else {
+        if STACKS.get_ptr(&hash).is_some() {
+            return hash;
+        }
+        // SAFETY: `buf` is valid for the whole record.
+        let record: &StackRecord = unsafe { &*buf };
+        STACKS.insert(&hash, record, BPF_NOEXIST as u64)
+    };
+    match stored {
         // Another CPU stored the same stack just now.
         Ok(()) | Err(EEXIST) => hash,
         Err(err) => {

@@ -538,3 +538,47 @@ fn tables_mode_marks_code_without_a_table() {
     let without = unwind["tables"]["without_tables"].as_array().cloned().unwrap_or_default();
     assert!(without.iter().any(|w| w["reason"].as_str().is_some_and(|r| r.contains("Go"))), "{unwind}");
 }
+
+/// Deep stacks: 50 levels of recursion (stored apart from stacks of up to
+/// 31 frames) come back whole, down to `main`; 200 levels keep the 127
+/// innermost frames and end in `[truncated]`, counted as too deep.
+#[test]
+fn deep_stacks_are_whole_up_to_the_limit_and_marked_past_it() {
+    let Some(_guard) = e2e_guard() else { return };
+    for (depth, whole) in [(50usize, true), (200, false)] {
+        let mut work = Variant::NoFramePointers.spawn(&["deep", "0", &depth.to_string()]);
+        work.wait_for_cpu(Duration::from_millis(200), Duration::from_secs(20));
+        let pid = work.pid().to_string();
+        let out = scratch_dir(&format!("unwind-deep-{depth}"));
+        let capture = record_ok(&["record", "--pid", &pid, "--duration", "2s", "--frequency", "199"], &out);
+        let raw = profile_of(&capture, "cpu");
+        let unwind = manifest_unwind(&capture);
+        let in_leaf: Vec<_> = raw.samples.iter().filter(|s| s.user_leaf() == Some("leaf_a")).collect();
+        let total: u64 = in_leaf.iter().map(|s| s.count()).sum();
+        let levels =
+            |s: &&stackwatch_tests::capture::RawSample| s.user_root_first().iter().filter(|f| **f == "descend").count();
+        let right: u64 = in_leaf
+            .iter()
+            .filter(|s| {
+                let frames = s.user_root_first();
+                if whole {
+                    levels(s) == depth && frames.contains(&"main")
+                } else {
+                    // leaf_a and 126 levels of descend, below the marker.
+                    levels(s) == 126 && frames.first() == Some(&"[truncated]") && !frames.contains(&"main")
+                }
+            })
+            .map(|s| s.count())
+            .sum();
+        println!("deep {depth}: {right} of {total} leaf samples as expected; unwind {unwind}");
+        assert!(total >= 50, "too few samples in leaf_a: {total}");
+        assert!(
+            right as f64 >= 0.99 * total as f64,
+            "depth {depth}: only {right} of {total} stacks right; one: {:?}",
+            in_leaf.first().map(|s| s.user_root_first())
+        );
+        if !whole {
+            assert!(unwind["truncated_by_reason"]["too_deep"].as_u64().unwrap_or(0) > 0, "{unwind}");
+        }
+    }
+}

@@ -25,6 +25,10 @@
  *                   2 ms of CPU by SIGPROF, whose handler on_prof ->
  *                   handler_work -> leaf_b runs on the same stack, above
  *                   glibc's __restore_rt signal frame.
+ *   deep SECONDS DEPTH
+ *                   main -> descend x DEPTH -> leaf_a: a stack of
+ *                   DEPTH + 3 frames or so (the stack maps keep stacks of
+ *                   up to 31 frames apart from longer ones; 127 at most).
  *
  * Usage: unwind_work MODE SECONDS (0: until killed)
  */
@@ -82,6 +86,19 @@ __attribute__((noipa)) void work_loop(void)
 		x = leaf_b(x, n);
 		sink = x;
 	}
+}
+
+/* Not a tail call (the store after it), so each level keeps its frame. */
+__attribute__((noipa)) unsigned long descend(int depth, unsigned long x)
+{
+	if (depth <= 1) {
+		while (!done())
+			x = leaf_a(x, CHUNK / 8);
+		return x;
+	}
+	x = descend(depth - 1, x);
+	sink = x;
+	return x + (unsigned long)depth;
 }
 
 __attribute__((noipa)) void *thread_main(void *arg)
@@ -241,6 +258,8 @@ int main(int argc, char **argv)
 			pthread_mutex_unlock(&mutex);
 		}
 		return 0;
+	} else if (strcmp(mode, "deep") == 0 && argc > 3) {
+		sink = descend(atoi(argv[3]), sink);
 	} else if (strcmp(mode, "qsort") == 0) {
 		sort_loop();
 	} else if (strcmp(mode, "alloc") == 0) {

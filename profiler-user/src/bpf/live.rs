@@ -11,12 +11,15 @@
 
 use anyhow::Result;
 use aya::maps::{HashMap, MapData};
-use profiler_common::{SampleKey, StackRecord, MAP_COUNTS, MAP_STACKS, STACKS_MAP_ENTRIES};
+use profiler_common::{
+    SampleKey, ShortStackRecord, StackRecord, MAP_COUNTS, MAP_SHORT_STACKS, MAP_STACKS, SHORT_STACKS_MAP_ENTRIES,
+    STACKS_MAP_ENTRIES,
+};
 
 use super::drain::{self, Counted, RawCapture};
 use super::Loader;
 
-/// Share of `STACKS` beyond which a live view empties it.
+/// Share of a stack map beyond which a live view empties it.
 const STACKS_HIGH_WATER: f64 = 0.75;
 
 impl Loader {
@@ -39,11 +42,16 @@ impl Loader {
         Ok(capture)
     }
 
-    /// Empties `STACKS` once it is past [`STACKS_HIGH_WATER`].
+    /// Empties each stack map once it is past [`STACKS_HIGH_WATER`].
     fn trim_stacks(&mut self) -> Result<()> {
-        let mut map: HashMap<&mut MapData, u64, StackRecord> = HashMap::try_from(self.map_mut(MAP_STACKS)?)?;
+        self.trim::<StackRecord>(MAP_STACKS, STACKS_MAP_ENTRIES)?;
+        self.trim::<ShortStackRecord>(MAP_SHORT_STACKS, SHORT_STACKS_MAP_ENTRIES)
+    }
+
+    fn trim<V: aya::Pod>(&mut self, name: &str, capacity: u32) -> Result<()> {
+        let mut map: HashMap<&mut MapData, u64, V> = HashMap::try_from(self.map_mut(name)?)?;
         let keys: Vec<u64> = map.keys().filter_map(Result::ok).collect();
-        if (keys.len() as f64) < f64::from(STACKS_MAP_ENTRIES) * STACKS_HIGH_WATER {
+        if (keys.len() as f64) < f64::from(capacity) * STACKS_HIGH_WATER {
             return Ok(());
         }
         for key in keys {

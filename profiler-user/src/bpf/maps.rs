@@ -8,9 +8,9 @@ use anyhow::{anyhow, Context as _, Result};
 use aya::maps::{HashMap, MapData, PerCpuArray};
 use profiler_common::{
     python::{PyProcInfo, MAP_PY_PROCS},
-    AllocValue, LiveAlloc, LiveKey, OffCpuStart, OffCpuValue, SampleKey, StackRecord, Stat, Window, MAP_ALLOC_COUNTS,
-    MAP_ALLOC_PENDING, MAP_COUNTS, MAP_FAULT_COUNTS, MAP_LIVE_ALLOCS, MAP_OFFCPU_COUNTS, MAP_OFFCPU_START, MAP_STACKS,
-    MAP_STATS,
+    AllocValue, LiveAlloc, LiveKey, OffCpuStart, OffCpuValue, SampleKey, ShortStackRecord, StackRecord, Stat, Window,
+    MAP_ALLOC_COUNTS, MAP_ALLOC_PENDING, MAP_COUNTS, MAP_FAULT_COUNTS, MAP_LIVE_ALLOCS, MAP_OFFCPU_COUNTS,
+    MAP_OFFCPU_START, MAP_SHORT_STACKS, MAP_STACKS, MAP_STATS,
 };
 
 use super::loader::Loader;
@@ -39,7 +39,7 @@ impl Loader {
         }
     }
 
-    /// `STACKS` is not preallocated: the kernel serves its elements from
+    /// `STACKS` and `SHORT_STACKS` are not preallocated: the kernel serves its elements from
     /// small per-CPU caches that are refilled asynchronously, so a burst of
     /// new stacks right after attaching can find a cache empty (ENOMEM, a
     /// lost stack). Inserting and deleting a few elements from each CPU
@@ -48,7 +48,10 @@ impl Loader {
         let record = StackRecord { len: 0, ips: [0; profiler_common::MAX_STACK_DEPTH] };
         // Keys the program never produces (hashes are remapped away from 0
         // and u64::MAX, but these are just improbable values).
-        self.prime_allocator(MAP_STACKS, cpus, |cpu, i| 0x5354_4143_4b00_0000 | (u64::from(cpu) << 8) | i, record);
+        let key = |cpu: u32, i: u64| 0x5354_4143_4b00_0000 | (u64::from(cpu) << 8) | i;
+        self.prime_allocator(MAP_STACKS, cpus, key, record);
+        let short = ShortStackRecord { len: 0, ips: [0; profiler_common::SHORT_STACK_DEPTH] };
+        self.prime_allocator(MAP_SHORT_STACKS, cpus, key, short);
     }
 
     /// [`Self::prime_stack_allocator`] for `COUNTS`, which is not
@@ -149,13 +152,21 @@ impl Loader {
         Ok(ids.into_iter().collect())
     }
 
-    /// Looks up one stored stack.
+    /// Looks up one stored stack, in whichever of the two stack maps its
+    /// length put it.
     pub(crate) fn stack(&self, id: u64) -> Result<Option<StackRecord>> {
-        let map: HashMap<&MapData, u64, StackRecord> = HashMap::try_from(self.map(MAP_STACKS)?)?;
+        if let Some(short) = self.stored::<ShortStackRecord>(MAP_SHORT_STACKS, id)? {
+            return Ok(Some(short.into()));
+        }
+        self.stored::<StackRecord>(MAP_STACKS, id)
+    }
+
+    fn stored<V: aya::Pod>(&self, name: &str, id: u64) -> Result<Option<V>> {
+        let map: HashMap<&MapData, u64, V> = HashMap::try_from(self.map(name)?)?;
         match map.get(&id, 0) {
             Ok(rec) => Ok(Some(rec)),
             Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(e).context("failed to read the stack map"),
+            Err(e) => Err(e).with_context(|| format!("failed to read the stack map `{name}`")),
         }
     }
 
@@ -166,6 +177,7 @@ impl Loader {
         self.window = None;
         self.clear_map::<SampleKey, u64>(MAP_COUNTS)?;
         self.clear_map::<u64, StackRecord>(MAP_STACKS)?;
+        self.clear_map::<u64, ShortStackRecord>(MAP_SHORT_STACKS)?;
         self.clear_map::<SampleKey, OffCpuValue>(MAP_OFFCPU_COUNTS)?;
         self.clear_map::<u64, OffCpuStart>(MAP_OFFCPU_START)?;
         self.clear_map::<SampleKey, u64>(MAP_FAULT_COUNTS)?;
