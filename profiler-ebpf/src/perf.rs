@@ -34,8 +34,7 @@ fn count_sample(
     if !in_window() {
         return Ok(0);
     }
-    let kernel = in_kernel(ctx);
-    let Some(key) = current_key(ctx, kernel, perf_regs(ctx, kernel)) else { return Ok(0) };
+    let Some(key) = current_key(ctx, in_kernel(ctx), RegsAt::Task) else { return Ok(0) };
     if count::add(counts, &key, 1).is_err() {
         if bump(full) == 0 {
             warn!(ctx, "sample map full: later samples are lost (counted)");
@@ -44,18 +43,6 @@ fn count_sample(
     }
     bump(recorded);
     Ok(0)
-}
-
-/// Where a sample's user registers are: in the context when it
-/// interrupted user code, else saved on the task's kernel entry.
-#[inline(always)]
-fn perf_regs(ctx: &PerfEventContext, kernel: bool) -> RegsAt {
-    if kernel {
-        RegsAt::Task
-    } else {
-        // SAFETY: a pointer into the context, read field by field.
-        RegsAt::Ctx(unsafe { &raw const (*ctx.ctx).regs }.cast())
-    }
 }
 
 /// Whether the event interrupted kernel code. When it interrupted user
