@@ -73,10 +73,10 @@ pub(crate) struct UserRegs {
 /// Where a program finds the user registers a stack walk starts from.
 #[derive(Clone, Copy)]
 pub(crate) enum RegsAt {
-    /// The context's register set (a perf_event in user mode, a uprobe).
+    /// The context's register set (a uprobe).
     Ctx(*const aya_ebpf::bindings::pt_regs),
-    /// The task's saved user registers (a sample in the kernel, a task
-    /// switching out).
+    /// The task's saved user registers (a perf_event sample, in user or
+    /// kernel mode; a task switching out).
     Task,
 }
 
@@ -91,7 +91,7 @@ pub(crate) fn user_regs(at: RegsAt) -> Option<UserRegs> {
 }
 
 /// User registers from a `pt_regs` the program may read directly (a
-/// perf_event or uprobe context), or `None` when they are not user mode.
+/// uprobe context), or `None` when they are not user mode.
 #[inline(always)]
 fn regs_from(regs: *const aya_ebpf::bindings::pt_regs) -> Option<UserRegs> {
     // SAFETY: the caller passes its context's register set.

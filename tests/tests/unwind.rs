@@ -414,8 +414,10 @@ fn exec_unwinds_the_new_program_with_its_own_table() {
     work.wait_for_cpu(Duration::from_millis(100), Duration::from_secs(20));
     let pid = work.pid().to_string();
     let out = scratch_dir("unwind-exec");
+    // 499 Hz: at 199 Hz the new program got 186–230 samples, around the
+    // 200 this test needs, on a loaded host.
     let capture =
-        record_ok(&["record", "--pid", &pid, "--duration", "3s", "--profiles", "cpu", "--frequency", "199"], &out);
+        record_ok(&["record", "--pid", &pid, "--duration", "3s", "--profiles", "cpu", "--frequency", "499"], &out);
     let status = work.wait(Duration::from_secs(10));
     assert!(status.success(), "the workload failed: {status}");
     let raw = profile_of(&capture, "cpu");

@@ -34,21 +34,24 @@ pub(super) fn resolve(mut reader: impl BufRead, addrs: &[u64]) -> io::Result<Vec
     debug_assert!(addrs.windows(2).all(|w| w[0] < w[1]), "addresses must be sorted and unique");
     // The best symbol offered to each address directly.
     let mut offered: Vec<Option<KernelSymbol>> = vec![None; addrs.len()];
-    let mut line = String::new();
+    // Bytes, not `String`: the whole file is ASCII, and checking 120 k lines
+    // for UTF-8 cost as much as the parsing itself. Only kept names are
+    // converted.
+    let mut line = Vec::new();
     let mut lines = 0u64;
     let mut nonzero = false;
     loop {
         line.clear();
-        if reader.read_line(&mut line)? == 0 {
+        if reader.read_until(b'\n', &mut line)? == 0 {
             break;
         }
         lines += 1;
-        let mut words = line.split_ascii_whitespace();
+        let mut words = line.split(u8::is_ascii_whitespace).filter(|w| !w.is_empty());
         let (Some(addr), Some(kind), Some(name)) = (words.next(), words.next(), words.next()) else { continue };
-        let Ok(addr) = u64::from_str_radix(addr, 16) else { continue };
+        let Some(addr) = hex(addr) else { continue };
         nonzero |= addr != 0;
         // Text symbols only: data symbols would name code wrongly.
-        if !matches!(kind, "t" | "T" | "w" | "W") || addr == 0 {
+        if !matches!(kind, b"t" | b"T" | b"w" | b"W") || addr == 0 {
             continue;
         }
         let k = addrs.partition_point(|&a| a < addr);
@@ -58,7 +61,11 @@ pub(super) fn resolve(mut reader: impl BufRead, addrs: &[u64]) -> io::Result<Vec
         if slot.as_ref().is_some_and(|s| s.addr > addr || (s.addr == addr && s.name.len() <= name.len())) {
             continue;
         }
-        let module = words.next().map(|m| m.trim_start_matches('[').trim_end_matches(']'));
+        let Ok(name) = std::str::from_utf8(name) else { continue };
+        let module = words
+            .next()
+            .and_then(|m| std::str::from_utf8(m).ok())
+            .map(|m| m.trim_start_matches('[').trim_end_matches(']'));
         match slot {
             // Reuse the allocation: in a sorted file every symbol between two
             // wanted addresses replaces the previous one.
@@ -89,6 +96,14 @@ pub(super) fn resolve(mut reader: impl BufRead, addrs: &[u64]) -> io::Result<Vec
         out.push(best.clone());
     }
     Ok(out)
+}
+
+/// A hexadecimal number of at most 16 digits.
+fn hex(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 16 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| Some(n << 4 | u64::from((d as char).to_digit(16)?)))
 }
 
 #[cfg(test)]
@@ -136,6 +151,16 @@ ffffffffc0000000 t mod_first\t[mymod]
         );
         assert_eq!(out[6].as_ref().unwrap().module.as_deref(), Some("mymod"));
         assert_eq!(out[3].as_ref().unwrap().module, None);
+    }
+
+    #[test]
+    fn hex_reads_kallsyms_addresses_and_nothing_else() {
+        assert_eq!(hex(b"ffffffff81000000"), Some(0xffff_ffff_8100_0000));
+        assert_eq!(hex(b"0000000000000000"), Some(0));
+        assert_eq!(hex(b"DeadBeef"), Some(0xdead_beef));
+        assert_eq!(hex(b""), None);
+        assert_eq!(hex(b"12g4"), None);
+        assert_eq!(hex(b"1ffffffffffffffff"), None);
     }
 
     #[test]
