@@ -3,7 +3,7 @@
 //! already. Every way of getting a stack (the kernel's
 //! frame-pointer walk, the table unwinder, the Python walk) ends here.
 
-use aya_ebpf::{bindings::BPF_NOEXIST, EbpfContext};
+use aya_ebpf::{bindings::BPF_NOEXIST, maps::HashMap, EbpfContext};
 use aya_log_ebpf::warn;
 use profiler_common::{
     ShortStackRecord, StackRecord, Stat, MAX_STACK_DEPTH, SHORT_STACK_DEPTH, STACK_ID_LOST, STACK_ID_NONE,
@@ -14,10 +14,11 @@ use crate::maps::{SHORT_STACKS, STACKS};
 use crate::stats::bump;
 
 /// Hashes the first `len` frames of `buf` and stores them in `SHORT_STACKS`
-/// or `STACKS` (by `len`) unless that stack is there already; returns the stack's id. `tag` is a
-/// `Truncation` already shifted to `STACK_TRUNCATION_SHIFT` (0: the walk
-/// finished): kept in the record's length word and part of its hash, so a
-/// truncated stack never shares an id with a complete one of equal frames.
+/// or `STACKS` (by `len`) unless that stack is there already; returns the
+/// stack's id. `tag` is a `Truncation` already shifted to
+/// `STACK_TRUNCATION_SHIFT` (0: the walk finished): kept in the record's
+/// length word and part of its hash, so a truncated stack never shares an
+/// id with a complete one of equal frames.
 #[inline(always)]
 pub(crate) fn store_record<C: EbpfContext>(ctx: &C, buf: *mut StackRecord, len: usize, tag: u64) -> u64 {
     if len == 0 {
@@ -45,30 +46,35 @@ pub(crate) fn store_record<C: EbpfContext>(ctx: &C, buf: *mut StackRecord, len: 
     // SAFETY: as above.
     unsafe { (*buf).len = len as u64 | tag };
     let stored = if len <= SHORT_STACK_DEPTH {
-        if SHORT_STACKS.get_ptr(&hash).is_some() {
-            return hash;
-        }
         // SAFETY: a `ShortStackRecord` is the first 256 bytes of a
         // `StackRecord`, and `buf` is valid for the whole record. By
         // reference: records must not be copied onto the 512-byte BPF stack.
-        let record: &ShortStackRecord = unsafe { &*buf.cast::<ShortStackRecord>() };
-        SHORT_STACKS.insert(&hash, record, BPF_NOEXIST as u64)
+        store_once(&SHORT_STACKS, hash, unsafe { &*buf.cast::<ShortStackRecord>() })
     } else {
-        if STACKS.get_ptr(&hash).is_some() {
-            return hash;
-        }
         // SAFETY: `buf` is valid for the whole record.
-        let record: &StackRecord = unsafe { &*buf };
-        STACKS.insert(&hash, record, BPF_NOEXIST as u64)
+        store_once(&STACKS, hash, unsafe { &*buf })
     };
     match stored {
-        // Another CPU stored the same stack just now.
-        Ok(()) | Err(EEXIST) => hash,
+        Ok(()) => hash,
         Err(err) => {
             if bump(Stat::StackStoreFailed) == 0 {
                 warn!(ctx, "failed to store a stack (error {}): such stacks are counted as lost", err);
             }
             STACK_ID_LOST
         }
+    }
+}
+
+/// Puts `record` in `map` under `hash` unless a record is there already
+/// (stored earlier, or by another CPU just now). `Err` with the helper's
+/// error when the map is full.
+#[inline(always)]
+fn store_once<V>(map: &HashMap<u64, V>, hash: u64, record: &V) -> Result<(), i32> {
+    if map.get_ptr(&hash).is_some() {
+        return Ok(());
+    }
+    match map.insert(&hash, record, BPF_NOEXIST as u64) {
+        Ok(()) | Err(EEXIST) => Ok(()),
+        Err(err) => Err(err),
     }
 }

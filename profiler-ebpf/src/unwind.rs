@@ -509,7 +509,9 @@ fn frame_pointer_step(walk: &mut Walk) -> i64 {
     if walk.flags & BP_UNKNOWN != 0 || bp == 0 || bp < walk.sp {
         return STOP;
     }
-    let (Some(next_bp), Some(ra)) = (read(bp), read(bp.wrapping_add(8))) else { return STOP };
+    // One read for both words: a helper call costs more than its bytes.
+    // SAFETY: the helper checks the address.
+    let Ok([next_bp, ra]) = (unsafe { bpf_probe_read_user(bp as *const [u64; 2]) }) else { return STOP };
     if ra == 0 {
         return STOP;
     }

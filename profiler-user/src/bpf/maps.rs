@@ -39,11 +39,12 @@ impl Loader {
         }
     }
 
-    /// `STACKS` and `SHORT_STACKS` are not preallocated: the kernel serves its elements from
-    /// small per-CPU caches that are refilled asynchronously, so a burst of
-    /// new stacks right after attaching can find a cache empty (ENOMEM, a
-    /// lost stack). Inserting and deleting a few elements from each CPU
-    /// leaves freed elements in every CPU's cache before the first sample.
+    /// `STACKS` and `SHORT_STACKS` are not preallocated: the kernel serves
+    /// their elements from small per-CPU caches that are refilled
+    /// asynchronously, so a burst of new stacks right after attaching can
+    /// find a cache empty (ENOMEM, a lost stack). Inserting and deleting a
+    /// few elements from each CPU leaves freed elements in every CPU's cache
+    /// before the first sample.
     pub(super) fn prime_stack_allocator(&mut self, cpus: &[u32]) {
         let record = StackRecord { len: 0, ips: [0; profiler_common::MAX_STACK_DEPTH] };
         // Keys the program never produces (hashes are remapped away from 0

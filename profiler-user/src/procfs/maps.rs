@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use crate::addr::FileOffset;
 use crate::ids::Pid;
-use crate::sys::file::FileId;
+use crate::sys::{file::FileId, maps_line::MapsLine};
 
 /// One executable mapping of a process.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,33 +56,19 @@ impl MapsEntry {
 /// Parses the executable lines of a `/proc/<pid>/maps` text (file-backed,
 /// pseudo and anonymous), in address order.
 pub fn parse_maps(text: &str) -> Vec<MapsEntry> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let mut fields = line.splitn(6, ' ');
-        let (Some(range), Some(perms), Some(offset), Some(dev), Some(inode)) =
-            (fields.next(), fields.next(), fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        if !perms.contains('x') {
-            continue;
-        }
-        let path = fields.next().unwrap_or("").trim_start();
-        let Some((start, end)) = range.split_once('-') else { continue };
-        let Some((major, minor)) = dev.split_once(':') else { continue };
-        let (Ok(start), Ok(end), Ok(offset), Ok(major), Ok(minor), Ok(inode)) = (
-            u64::from_str_radix(start, 16),
-            u64::from_str_radix(end, 16),
-            u64::from_str_radix(offset, 16),
-            u32::from_str_radix(major, 16),
-            u32::from_str_radix(minor, 16),
-            inode.parse::<u64>(),
-        ) else {
-            continue;
-        };
-        let dev = libc::makedev(major, minor);
-        out.push(MapsEntry { start, end, offset, dev, inode, path: path.to_owned() });
-    }
+    let mut out: Vec<MapsEntry> = text
+        .lines()
+        .filter_map(MapsLine::parse)
+        .filter(|l| l.perms.contains('x'))
+        .map(|l| MapsEntry {
+            start: l.start,
+            end: l.end,
+            offset: l.offset,
+            dev: l.dev,
+            inode: l.inode,
+            path: l.path.to_owned(),
+        })
+        .collect();
     out.sort_by_key(|m| m.start);
     out
 }

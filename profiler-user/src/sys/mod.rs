@@ -1,11 +1,13 @@
 //! Small facts and knobs of the operating system that several layers need:
 //! the clocks a capture is timed with, the process's own limits and
 //! identity, directories made so they can be taken back ([`dirs`]),
-//! open files held by identity ([`file`]) and the pages of read-only file
-//! views given back ([`views`]).
+//! open files held by identity ([`file`]), the lines of `/proc/PID/maps`
+//! ([`maps_line`]) and the pages of read-only file views given back
+//! ([`views`]).
 
 pub(crate) mod dirs;
 pub(crate) mod file;
+pub(crate) mod maps_line;
 pub(crate) mod views;
 
 /// The name to run test `name` of module `module` (its `module_path!()`)

@@ -33,28 +33,16 @@ use std::{
     time::Duration,
 };
 
+use super::maps_line::MapsLine;
+
 /// The views of this process whose pages [`release`] drops, from the text
 /// of `/proc/self/maps`: `(start, end)` pairs.
 fn file_views(maps: &str) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    for line in maps.lines() {
-        let mut fields = line.split_ascii_whitespace();
-        let (Some(range), Some(perms), Some(_offset), Some(_dev), Some(inode)) =
-            (fields.next(), fields.next(), fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        let path = fields.next().unwrap_or("");
-        if perms != "r--s" || inode == "0" || !path.starts_with('/') || path.starts_with("/dev/") {
-            continue;
-        }
-        let Some((start, end)) = range.split_once('-') else { continue };
-        let (Ok(start), Ok(end)) = (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16)) else {
-            continue;
-        };
-        out.push((start, end));
-    }
-    out
+    maps.lines()
+        .filter_map(MapsLine::parse)
+        .filter(|l| l.perms == "r--s" && l.inode != 0 && l.path.starts_with('/') && !l.path.starts_with("/dev/"))
+        .map(|l| (l.start as usize, l.end as usize))
+        .collect()
 }
 
 /// Resident bytes of this process's views (the mappings [`release`]
@@ -142,26 +130,17 @@ pub(crate) fn release_constant(bytes: &'static [u8]) -> io::Result<usize> {
 fn only_file_pages(smaps: &str, start: usize, end: usize) -> bool {
     let mut inside = false;
     for line in smaps.lines() {
-        let mut fields = line.split_ascii_whitespace();
-        let first = fields.next().unwrap_or("");
-        if let Some((a, b)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
-            let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else {
-                inside = false;
-                continue;
-            };
-            let perms = fields.next().unwrap_or("");
-            let inode = fields.nth(2).unwrap_or("0");
-            let path = fields.next().unwrap_or("");
-            if a <= start && end <= b {
-                if perms != "r--p" || inode == "0" || !path.starts_with('/') {
+        if let Some(l) = MapsLine::parse(line) {
+            if l.start as usize <= start && end <= l.end as usize {
+                if l.perms != "r--p" || l.inode == 0 || !l.path.starts_with('/') {
                     return false;
                 }
                 inside = true;
             } else {
                 inside = false;
             }
-        } else if inside && first == "Anonymous:" {
-            return fields.next() == Some("0");
+        } else if let Some(kib) = line.strip_prefix("Anonymous:").filter(|_| inside) {
+            return kib.trim() == "0 kB";
         }
     }
     false
