@@ -22,9 +22,9 @@
 //! [`Paging::release_now`] gives back the rest once a profile is built.
 //!
 //! Only mappings that are read-only, shared, not executable and of a path
-//! (`r--s /…`, not under `/dev`) are touched: the views above. Executable
-//! code, private mappings (whose pages may be copies) and the BPF ring
-//! buffers (`anon_inode:…`, whose pages have no fault handler to bring them
+//! (`r--s /…`, not a device under `/dev`; `/dev/shm` is a tmpfs) are
+//! touched: the views above. Executable code, private mappings (whose
+//! pages may be copies) and the BPF ring buffers (`anon_inode:…`, whose pages have no fault handler to bring them
 //! back) are left alone.
 
 use std::{
@@ -40,9 +40,15 @@ use super::maps_line::MapsLine;
 fn file_views(maps: &str) -> Vec<(usize, usize)> {
     maps.lines()
         .filter_map(MapsLine::parse)
-        .filter(|l| l.perms == "r--s" && l.inode != 0 && l.path.starts_with('/') && !l.path.starts_with("/dev/"))
+        .filter(|l| l.perms == "r--s" && l.inode != 0 && l.path.starts_with('/') && !is_device(l.path))
         .map(|l| (l.start as usize, l.end as usize))
         .collect()
+}
+
+/// Whether `path` may be a device (whose mapping's pages may not fault back
+/// in): anything under `/dev` except the files of `/dev/shm`, a tmpfs.
+fn is_device(path: &str) -> bool {
+    path.starts_with("/dev/") && !path.starts_with("/dev/shm/")
 }
 
 /// Resident bytes of this process's views (the mappings [`release`]
@@ -430,13 +436,15 @@ mod tests {
 7f0000400000-7f0000500000 r--s 00000000 00:01 34 /memfd:sealed (deleted)
 7f0000500000-7f0000600000 r--s 00000000 00:2a 56 /var/lib/containers/overlay/lib/libc.so.6 (deleted)
 7f0000600000-7f0000700000 rw-p 00000000 00:00 0
+7f0000700000-7f0000800000 r--s 00000000 00:1a 78 /dev/shm/app/bin/server
 ";
         assert_eq!(
             file_views(maps),
             [
                 (0x7f00_0000_0000, 0x7f00_0010_0000),
                 (0x7f00_0040_0000, 0x7f00_0050_0000),
-                (0x7f00_0050_0000, 0x7f00_0060_0000)
+                (0x7f00_0050_0000, 0x7f00_0060_0000),
+                (0x7f00_0070_0000, 0x7f00_0080_0000)
             ]
         );
     }

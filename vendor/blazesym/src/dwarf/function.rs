@@ -34,10 +34,54 @@ use std::vec;
 
 use gimli::Error;
 use gimli::Reader as _;
+use gimli::Section as _;
 
 use super::range::RangeAttributes;
 use super::reader::R;
 use super::units::Units;
+
+
+/// PATCH(stackwatch): a name attribute whose string is cut at its NUL only
+/// when the name is used. Upstream resolves the name of every function of a
+/// unit when the unit's functions are first parsed: one scattered read of
+/// `.debug_str` per function, thousands per unit of a large Rust binary,
+/// and on a kernel whose page faults map whole (large) folios of the page
+/// cache each such read maps up to 2 MiB of the file. A lookup needs the
+/// names of the few functions it finds.
+#[derive(Clone, Debug)]
+pub(crate) enum Name<'dwarf> {
+    /// The string itself (an inline `DW_FORM_string`, or a form read
+    /// eagerly).
+    Resolved(R<'dwarf>),
+    /// `.debug_str` from the string's first byte to the section's end.
+    Unterminated(R<'dwarf>),
+}
+
+impl<'dwarf> Name<'dwarf> {
+    /// The string, without its NUL; `None` if it has none.
+    pub(crate) fn get(&self) -> Option<R<'dwarf>> {
+        match self {
+            Self::Resolved(string) => Some(string.clone()),
+            Self::Unterminated(rest) => rest.clone().read_null_terminated_slice().ok(),
+        }
+    }
+}
+
+/// The string of a name attribute, cut at its NUL later ([`Name`]) when it
+/// lives in `.debug_str`; `None` when the value is no string.
+fn lazy_string<'dwarf>(
+    unit: gimli::UnitRef<'_, R<'dwarf>>,
+    value: gimli::AttributeValue<R<'dwarf>>,
+) -> Option<Name<'dwarf>> {
+    let offset = match value {
+        gimli::AttributeValue::DebugStrRef(offset) => offset,
+        gimli::AttributeValue::DebugStrOffsetsIndex(index) => unit.string_offset(index).ok()?,
+        other => return unit.attr_string(other).ok().map(Name::Resolved),
+    };
+    let mut rest = unit.dwarf.debug_str.reader().clone();
+    rest.skip(offset.0).ok()?;
+    Some(Name::Unterminated(rest))
+}
 
 
 fn name_entry<'dwarf>(
@@ -45,7 +89,7 @@ fn name_entry<'dwarf>(
     offset: gimli::UnitOffset<<R<'_> as gimli::Reader>::Offset>,
     units: &Units<'dwarf>,
     recursion_limit: usize,
-) -> Result<Option<R<'dwarf>>, Error> {
+) -> Result<Option<Name<'dwarf>>, Error> {
     let mut entries = unit.entries_raw(Some(offset))?;
     let abbrev = if let Some(abbrev) = entries.read_abbreviation()? {
         abbrev
@@ -59,12 +103,12 @@ fn name_entry<'dwarf>(
         let attr = &entries.read_attribute(*spec)?;
         match attr.name() {
             gimli::DW_AT_linkage_name | gimli::DW_AT_MIPS_linkage_name => {
-                if let Ok(val) = unit.attr_string(attr.value()) {
+                if let Some(val) = lazy_string(unit, attr.value()) {
                     return Ok(Some(val))
                 }
             }
             gimli::DW_AT_name => {
-                if let Ok(val) = unit.attr_string(attr.value()) {
+                if let Some(val) = lazy_string(unit, attr.value()) {
                     name = Some(val);
                 }
             }
@@ -92,7 +136,7 @@ fn name_attr<'dwarf>(
     unit: gimli::UnitRef<'_, R<'dwarf>>,
     units: &Units<'dwarf>,
     recursion_limit: usize,
-) -> Result<Option<R<'dwarf>>, Error> {
+) -> Result<Option<Name<'dwarf>>, Error> {
     if recursion_limit == 0 {
         return Ok(None)
     }
@@ -122,7 +166,7 @@ struct InlinedState<'call, 'dwarf> {
 
 #[derive(Debug)]
 pub(super) struct InlinedFunction<'dwarf> {
-    pub(crate) name: Option<R<'dwarf>>,
+    pub(crate) name: Option<Name<'dwarf>>,
     pub(crate) call_file: Option<u64>,
     pub(crate) call_line: u32,
     pub(crate) call_column: u32,
@@ -162,13 +206,13 @@ impl<'dwarf> InlinedFunction<'dwarf> {
                     ranges.ranges_offset = state.unit.attr_ranges_offset(attr.value())?;
                 }
                 gimli::DW_AT_linkage_name | gimli::DW_AT_MIPS_linkage_name => {
-                    if let Ok(val) = state.unit.attr_string(attr.value()) {
+                    if let Some(val) = lazy_string(state.unit, attr.value()) {
                         name = Some(val);
                     }
                 }
                 gimli::DW_AT_name => {
                     if name.is_none() {
-                        name = state.unit.attr_string(attr.value()).ok();
+                        name = lazy_string(state.unit, attr.value());
                     }
                 }
                 gimli::DW_AT_abstract_origin | gimli::DW_AT_specification => {
@@ -345,7 +389,7 @@ pub(crate) struct FunctionAddress {
 pub(crate) struct Function<'dwarf> {
     pub(crate) dw_die_offset: gimli::UnitOffset<<R<'dwarf> as gimli::Reader>::Offset>,
     /// The function's name, if present.
-    pub(crate) name: Option<R<'dwarf>>,
+    pub(crate) name: Option<Name<'dwarf>>,
     /// The function's range (begin and end address).
     pub(crate) range: Option<gimli::Range>,
     /// List of inlined function calls.
@@ -420,7 +464,7 @@ impl Debug for Function<'_> {
             .field("dw_die_offset", dw_die_offset)
             .field(
                 "name",
-                match name.as_ref().and_then(|r| r.to_string().ok()) {
+                match name.as_ref().and_then(Name::get).and_then(|r| r.to_string().ok().map(|s| s.into_owned())) {
                     Some(ref s) => s,
                     None => &name,
                 },
@@ -458,13 +502,13 @@ impl<'dwarf> Functions<'dwarf> {
                             let attr = &entries.read_attribute(*spec)?;
                             match attr.name() {
                                 gimli::DW_AT_linkage_name | gimli::DW_AT_MIPS_linkage_name => {
-                                    if let Ok(val) = unit.attr_string(attr.value()) {
+                                    if let Some(val) = lazy_string(unit, attr.value()) {
                                         name = Some(val);
                                     }
                                 }
                                 gimli::DW_AT_name => {
                                     if name.is_none() {
-                                        name = unit.attr_string(attr.value()).ok();
+                                        name = lazy_string(unit, attr.value());
                                     }
                                 }
                                 gimli::DW_AT_abstract_origin | gimli::DW_AT_specification => {

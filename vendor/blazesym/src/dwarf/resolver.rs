@@ -55,6 +55,7 @@ use super::debug_link::DebugFileIter;
 use super::debug_sup::read_debug_sup;
 use super::debug_sup::DebugSupInfo;
 use super::function::Function;
+use super::function::Name;
 use super::location::Location;
 use super::reader;
 use super::unit::Unit;
@@ -505,7 +506,7 @@ impl DwarfResolver {
         function: &'slf Function,
         offset_in_file: bool,
     ) -> Result<Option<SymInfo<'slf>>> {
-        let name = if let Some(ref name) = function.name {
+        let name = if let Some(name) = function.name.as_ref().and_then(Name::get) {
             name.inner().to_string().unwrap()
         } else {
             return Ok(None)
@@ -544,6 +545,7 @@ impl Symbolize for DwarfResolver {
             let name = function
                 .name
                 .as_ref()
+                .and_then(Name::get)
                 .map(|name| name.inner().to_string())
                 .transpose()?
                 .unwrap_or("");

@@ -28,6 +28,7 @@
 use std::cell::OnceCell;
 
 use super::function::Function;
+use super::function::Name;
 use super::function::Functions;
 use super::lines::Lines;
 use super::location::Location;
@@ -276,7 +277,7 @@ impl<'dwarf> Unit<'dwarf> {
         let functions = self.parse_functions_dwarf_and_unit(unit, units)?;
         for func in functions.functions.iter() {
             let name = Some(name.as_bytes());
-            if func.name.as_ref().map(|r| r.inner().slice()) == name {
+            if func.name.as_ref().and_then(Name::get).map(|r| r.inner().slice()) == name {
                 return Ok(Some(func))
             }
         }

@@ -28,11 +28,15 @@
 use std::cell::OnceCell;
 use std::ops::ControlFlow;
 
+use gimli::Reader as _;
+use gimli::Section as _;
+
 use crate::log::warn;
 use crate::util::OnceCellExt as _;
 use crate::Result;
 
 use super::function::Function;
+use super::function::Name;
 use super::lines::Lines;
 use super::location::Location;
 use super::range::RangeAttributes;
@@ -68,6 +72,38 @@ impl<'dwarf> Units<'dwarf> {
             }
             aranges.sort_unstable_by_key(|i| i.0);
             aranges
+        };
+
+        // PATCH(stackwatch): the units below are built only for their
+        // ranges, from a copy of the sections without `.debug_str`:
+        // `gimli::Unit::new` reads each unit's name and compilation
+        // directory from it, one scattered read per unit (thousands in a
+        // large Rust binary), and on a kernel whose page faults map whole
+        // (large) folios of the page cache each such read maps up to 2 MiB
+        // of the file. The units an address falls in are built again from
+        // the real sections (`Unit::new_deferred`).
+        let scan = {
+            let mut empty = sections.debug_str.reader().clone();
+            let () = empty.truncate(0)?;
+            gimli::Dwarf {
+                debug_abbrev: sections.debug_abbrev.clone(),
+                debug_addr: sections.debug_addr.clone(),
+                debug_aranges: sections.debug_aranges.clone(),
+                debug_info: sections.debug_info.clone(),
+                debug_line: sections.debug_line.clone(),
+                debug_line_str: sections.debug_line_str.clone(),
+                debug_macinfo: sections.debug_macinfo.clone(),
+                debug_macro: sections.debug_macro.clone(),
+                debug_names: sections.debug_names.clone(),
+                debug_str: gimli::DebugStr::from(empty),
+                debug_str_offsets: sections.debug_str_offsets.clone(),
+                debug_types: sections.debug_types.clone(),
+                locations: sections.locations.clone(),
+                ranges: sections.ranges.clone(),
+                file_type: sections.file_type,
+                sup: sections.sup.clone(),
+                abbreviations_cache: gimli::AbbreviationsCache::new(),
+            }
         };
 
         let mut unit_ranges = Vec::with_capacity(aranges.len());
@@ -139,12 +175,12 @@ impl<'dwarf> Units<'dwarf> {
             }
 
             let deferred_header = header.clone();
-            let dw_unit = match sections.unit(header).map(Box::new) {
+            let dw_unit = match scan.unit(header).map(Box::new) {
                 Ok(dw_unit) => dw_unit,
                 Err(_) => continue,
             };
 
-            let dw_unit_ref = gimli::UnitRef::new(&sections, &dw_unit);
+            let dw_unit_ref = gimli::UnitRef::new(&scan, &dw_unit);
             let mut lang = None;
             let mut entries = dw_unit_ref.entries_raw(None)?;
 
@@ -205,6 +241,8 @@ impl<'dwarf> Units<'dwarf> {
                 // The unit did not declare any ranges.
                 // Try to get some ranges from the line program sequences.
                 if let Some(ref ilnp) = dw_unit.line_program {
+                    // The line program's file names may be in `.debug_str`.
+                    let dw_unit_ref = gimli::UnitRef::new(&sections, &dw_unit);
                     if let Ok(lines) =
                         lines.get_or_try_init_(|| Lines::parse(dw_unit_ref, ilnp.clone()))
                     {
@@ -390,6 +428,7 @@ impl<'dwarf> Units<'dwarf> {
             let name = inlined_fn
                 .name
                 .as_ref()
+                .and_then(Name::get)
                 .map(|name| name.inner().to_string())
                 .transpose()?
                 .unwrap_or("");
@@ -551,7 +590,7 @@ mod tests {
             let mut funcs = units.find_name("fibonacci");
             let func = funcs.next().unwrap().unwrap();
             assert_eq!(
-                func.name.as_ref().unwrap().inner().to_string().unwrap(),
+                func.name.as_ref().unwrap().get().unwrap().inner().to_string().unwrap(),
                 "fibonacci"
             );
 
@@ -584,7 +623,7 @@ mod tests {
             let mut funcs = units.find_name("factorial");
             let func = funcs.next().unwrap().unwrap();
             assert_eq!(
-                func.name.as_ref().unwrap().inner().to_string().unwrap(),
+                func.name.as_ref().unwrap().get().unwrap().inner().to_string().unwrap(),
                 "factorial"
             );
 
