@@ -407,6 +407,14 @@ fn read(addr: u64) -> Option<u64> {
     unsafe { bpf_probe_read_user(addr as *const u64) }.ok()
 }
 
+/// The two words at `addr` in one helper call (a call costs more than its
+/// bytes): a saved rbp and the return address above it.
+#[inline(always)]
+fn read_pair(addr: u64) -> Option<[u64; 2]> {
+    // SAFETY: the helper checks the address.
+    unsafe { bpf_probe_read_user(addr as *const [u64; 2]) }.ok()
+}
+
 /// `ucontext_t` offsets of the saved `rbp`, `rsp` and `rip` (x86-64
 /// `struct sigcontext` after `uc_flags`, `uc_link` and `uc_stack`): what
 /// glibc's `__restore_rt` CFI says too.
@@ -454,8 +462,7 @@ fn apply(walk: &mut Walk, rule: UnwindRule) -> i64 {
     let ra = if rule.rbp_kind == RbpKind::AtCfa as u8 && rule.rbp_offset == -16 {
         // The usual `push rbp` frame: the saved rbp sits right below the
         // return address, and one read takes both.
-        // SAFETY: the helper checks the address.
-        let Ok([nbp, ra]) = (unsafe { bpf_probe_read_user(cfa.wrapping_sub(16) as *const [u64; 2]) }) else {
+        let Some([nbp, ra]) = read_pair(cfa.wrapping_sub(16)) else {
             return stop(walk, Truncation::ReadFailed);
         };
         walk.bp = nbp;
@@ -509,9 +516,7 @@ fn frame_pointer_step(walk: &mut Walk) -> i64 {
     if walk.flags & BP_UNKNOWN != 0 || bp == 0 || bp < walk.sp {
         return STOP;
     }
-    // One read for both words: a helper call costs more than its bytes.
-    // SAFETY: the helper checks the address.
-    let Ok([next_bp, ra]) = (unsafe { bpf_probe_read_user(bp as *const [u64; 2]) }) else { return STOP };
+    let Some([next_bp, ra]) = read_pair(bp) else { return STOP };
     if ra == 0 {
         return STOP;
     }

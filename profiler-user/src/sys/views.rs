@@ -24,8 +24,8 @@
 //! Only mappings that are read-only, shared, not executable and of a path
 //! (`r--s /…`, not a device under `/dev`; `/dev/shm` is a tmpfs) are
 //! touched: the views above. Executable code, private mappings (whose
-//! pages may be copies) and the BPF ring buffers (`anon_inode:…`, whose pages have no fault handler to bring them
-//! back) are left alone.
+//! pages may be copies) and the BPF ring buffers (`anon_inode:…`, whose
+//! pages have no fault handler to bring them back) are left alone.
 
 use std::{
     io,
@@ -60,8 +60,8 @@ pub(crate) fn resident_view_bytes() -> u64 {
     let mut in_view = false;
     let mut total = 0;
     for line in smaps.lines() {
-        if let Some(start) = line.split_once('-').and_then(|(s, _)| usize::from_str_radix(s, 16).ok()) {
-            in_view = views.iter().any(|&(s, _)| s == start);
+        if let Some(mapping) = MapsLine::parse(line) {
+            in_view = views.iter().any(|&(s, _)| s == mapping.start as usize);
         } else if let Some(kib) = line.strip_prefix("Rss:").filter(|_| in_view) {
             total += kib.trim().trim_end_matches(" kB").parse::<u64>().unwrap() * 1024;
         }
