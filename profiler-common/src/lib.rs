@@ -565,10 +565,14 @@ pub enum Stat {
     /// Frames those walks stored, summed: with [`Stat::UnwindWalks`], how
     /// deep the stacks were, which is what a walk's cost follows.
     UnwindWalkFrames = 34,
+    /// Of [`Stat::UnwindWalks`], those that took their outer frames from
+    /// the thread's last walk (its stack base, unchanged) instead of
+    /// walking them again.
+    UnwindBaseReused = 35,
 }
 
 impl Stat {
-    pub const COUNT: u32 = 35;
+    pub const COUNT: u32 = 36;
     pub const ALL: [Stat; Self::COUNT as usize] = [
         Stat::Recorded,
         Stat::CountsMapFull,
@@ -605,6 +609,7 @@ impl Stat {
         Stat::PyStackLost,
         Stat::UnwindWalks,
         Stat::UnwindWalkFrames,
+        Stat::UnwindBaseReused,
     ];
 
     /// The counter of stacks truncated for `reason`.

@@ -242,7 +242,10 @@ const _: () = assert!(size_of::<ExecMapping>() == 32);
 pub struct ProcMappings {
     /// Valid entries of `mappings`, sorted by `start`, not overlapping.
     pub count: u32,
-    pub _pad: u32,
+    /// Set by the program (user space writes 0): a thread of this process
+    /// had a walk deep enough to keep as its stack base, so walks of its
+    /// threads look for one (others skip the lookup).
+    pub deep_stacks: u32,
     pub mappings: [ExecMapping; MAX_PROC_MAPPINGS],
 }
 const _: () = assert!(size_of::<ProcMappings>() == 8 + 32 * MAX_PROC_MAPPINGS);

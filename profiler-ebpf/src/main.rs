@@ -39,6 +39,8 @@ use profiler_ebpf as _;
 #[cfg(target_arch = "bpf")]
 mod alloc;
 #[cfg(target_arch = "bpf")]
+mod base;
+#[cfg(target_arch = "bpf")]
 mod count;
 #[cfg(target_arch = "bpf")]
 mod errno;

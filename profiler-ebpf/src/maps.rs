@@ -133,6 +133,28 @@ pub(crate) static UNWIND_NOTIFIED: LruHashMap<u32, NotifyState> =
 #[map]
 pub(crate) static UNWIND_WALK: PerCpuArray<crate::walk::Walk> = PerCpuArray::with_max_entries(1, 0);
 
+/// Threads kept in [`THREAD_BASES`]: the ones sampled most recently.
+/// 2.5 KiB each, preallocated: 2.5 MiB.
+const THREAD_BASES_ENTRIES: u32 = 1024;
+
+/// Per thread, its last complete table walk (see `crate::walk::ThreadBase`).
+#[map]
+pub(crate) static THREAD_BASES: LruHashMap<u32, crate::walk::ThreadBase> =
+    LruHashMap::with_max_entries(THREAD_BASES_ENTRIES, 0);
+
+/// This CPU's walk as it goes, in the form it is kept in [`THREAD_BASES`].
+#[map]
+pub(crate) static BASE_BUILD: PerCpuArray<crate::walk::ThreadBase> = PerCpuArray::with_max_entries(1, 0);
+
+/// Bytes of stack a walk that met its base copies to compare (the frames
+/// from `main` or a thread's entry down usually take a few hundred).
+pub(crate) const BASE_STACK_BYTES: usize = 4096;
+pub(crate) const BASE_STACK_WORDS: usize = BASE_STACK_BYTES / 8;
+
+/// This CPU's copy of the stack under a frame where a walk met its base.
+#[map]
+pub(crate) static BASE_STACK: PerCpuArray<[u64; BASE_STACK_WORDS]> = PerCpuArray::with_max_entries(1, 0);
+
 /// Python processes of the capture, by tgid (filled by user space).
 #[map]
 pub(crate) static PY_PROCS: HashMap<u32, PyProcInfo> = HashMap::with_max_entries(PY_PROCS_MAP_ENTRIES, 0);

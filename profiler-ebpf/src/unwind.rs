@@ -22,6 +22,10 @@
 //!   unknown, `pc` exact rather than a return address, at a function's
 //!   entry), the mode, and `last`, the mapping of the previous frame (a
 //!   cache: callers are mostly in the same file).
+//! - A thread whose last deep walk was kept as its stack base
+//!   (`crate::base`) stops at the frame whose `sp` reaches the base's
+//!   anchor (reason `base::AT_BASE`); `base::meet` then appends the base's
+//!   frames if the stack under that frame is unchanged, or the loop goes on.
 //! - When the loop ends, the frames `SCRATCH.ips[..walk.len]` are hashed and
 //!   stored once (`crate::record::store_record`) with the truncation tag,
 //!   and the outcome is counted in `STATS` (`UnwindTables`,
@@ -54,13 +58,15 @@ use profiler_common::{
     Stat, Truncation, UnwindMode, MAX_STACK_DEPTH, STACK_ID_LOST, STACK_TRUNCATION_SHIFT,
 };
 
+use crate::base;
 use crate::maps::{
-    now_ns, SCRATCH, UNWIND_EVENTS, UNWIND_EXECS, UNWIND_NOTIFIED, UNWIND_PAGES, UNWIND_PROCS, UNWIND_ROWS,
-    UNWIND_RULES, UNWIND_WALK,
+    now_ns, SCRATCH, THREAD_BASES, UNWIND_EVENTS, UNWIND_EXECS, UNWIND_NOTIFIED, UNWIND_PAGES, UNWIND_PROCS,
+    UNWIND_ROWS, UNWIND_RULES, UNWIND_WALK,
 };
 use crate::record::store_record;
 use crate::stats::{add, bump};
 pub(crate) use crate::walk::Walk;
+use crate::walk::{AT_ENTRY, BP_UNKNOWN, FELL_BACK, PC_EXACT};
 
 /// A task's user registers where its stack walk starts.
 #[derive(Clone, Copy)]
@@ -131,26 +137,16 @@ fn task_user_regs() -> Option<UserRegs> {
 /// it writes it again (user space evicts tables idle for 10 s or more).
 const LAST_USED_GRANULE_NS: u64 = 1_000_000_000;
 
-/// [`Walk::flags`]: at least one frame was unwound with frame pointers.
-const FELL_BACK: u32 = 1;
-/// [`Walk::flags`]: `bp` holds nothing the walk can trust.
-const BP_UNKNOWN: u32 = 2;
-/// [`Walk::flags`]: `pc` is where the frame is, not a return address.
-const PC_EXACT: u32 = 4;
-/// [`Walk::flags`]: the walk starts at a function's first instruction (an
-/// entry probe): nothing pushed yet, the return address is at `sp`.
-const AT_ENTRY: u32 = 8;
-
 /// The mappings of a process the program knows (see [`process_mappings`]).
 #[derive(Clone, Copy)]
-pub(crate) struct Known(*const ProcMappings);
+pub(crate) struct Known(*mut ProcMappings);
 
 /// The mappings of process `pid`, if user space loaded them; if not, asks
 /// user space for them (rate-limited) so the next stacks can use tables.
 /// The walk starts with them, so its first frame costs no second lookup.
 #[inline(always)]
 pub(crate) fn process_mappings(pid: u32) -> Option<Known> {
-    if let Some(procs) = UNWIND_PROCS.get_ptr(&pid) {
+    if let Some(procs) = UNWIND_PROCS.get_ptr_mut(&pid) {
         return Some(Known(procs));
     }
     notify(pid, EVENT_NEW_PROCESS, 0, now_ns());
@@ -162,11 +158,13 @@ pub(crate) fn process_mappings(pid: u32) -> Option<Known> {
 /// another file's table. Forgotten, so its next sample asks at once.
 #[inline(always)]
 pub(crate) fn process_exec() {
-    let pid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
+    let pid_tgid = aya_ebpf::helpers::bpf_get_current_pid_tgid();
+    let pid = (pid_tgid >> 32) as u32;
     // Nothing to do for a process never sampled: removing a missing key
     // fails harmlessly.
     let _ = UNWIND_PROCS.remove(&pid);
     let _ = UNWIND_NOTIFIED.remove(&pid);
+    let _ = THREAD_BASES.remove(&(pid_tgid as u32));
 }
 
 #[inline(always)]
@@ -214,7 +212,7 @@ pub(crate) fn walk_user_stack<C: EbpfContext>(
         reason: Truncation::Complete as u32,
         flags: if at_entry { PC_EXACT | AT_ENTRY } else { PC_EXACT },
         mode,
-        _pad: 0,
+        tid: aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32,
         // The innermost frame's mapping, looked up at its exact pc.
         last: search(known.0, regs.pc).unwrap_or(ExecMapping {
             start: 0,
@@ -223,17 +221,45 @@ pub(crate) fn walk_user_stack<C: EbpfContext>(
             exec_id: EXEC_ID_NONE,
             tag: 0,
         }),
+        reads: 0,
+        base_live: 0,
+        base_used: 0,
+        bp_use: 0,
+        may_keep: 0,
+        anchor_index: 0,
+        anchor: base::NO_FRAME,
     };
     // SAFETY: this CPU's slot; programs do not nest on one CPU.
-    unsafe { *walk_ptr = start };
-    // One more iteration than frames kept: the last one only finds out
-    // whether there was more (then the stack is marked truncated).
-    // SAFETY: the callback is a static function of this program.
     unsafe {
-        bpf_loop(MAX_STACK_DEPTH as u32 + 1, unwind_step as *mut c_void, core::ptr::null_mut(), 0);
+        *walk_ptr = start;
+        base::start(&mut *walk_ptr, known.0);
+    }
+    run_steps();
+    // A walk that reached its thread's base stops there (`base::AT_BASE`):
+    // it takes the base's frames, or goes on comparing further out.
+    let mut round = 0;
+    // SAFETY: as above (read afresh: the steps and `meet` write it).
+    while round < MEET_ROUNDS && unsafe { (*walk_ptr).reason } == base::AT_BASE {
+        if base::meet() {
+            break;
+        }
+        run_steps();
+        round += 1;
+    }
+    // SAFETY: as above.
+    unsafe {
+        if (*walk_ptr).reason == base::AT_BASE {
+            (*walk_ptr).reason = Truncation::Complete as u32;
+            (*walk_ptr).base_live = 0;
+            run_steps();
+        }
     }
     // SAFETY: as above.
     let walk = unsafe { *walk_ptr };
+    base::keep(&walk, known.0);
+    if walk.base_used != 0 {
+        bump(Stat::UnwindBaseReused);
+    }
     let reason = walk.reason;
     if let Some(stat) = Truncation::from_u8(reason as u8).and_then(Stat::truncated) {
         bump(stat);
@@ -247,6 +273,22 @@ pub(crate) fn walk_user_stack<C: EbpfContext>(
     add(Stat::UnwindWalkFrames, len as u64);
     let tag = u64::from(reason & 0xff) << STACK_TRUNCATION_SHIFT;
     store_record(ctx, buf, len, tag)
+}
+
+/// Times a walk may stop at its thread's base and go on (each time its
+/// anchor is further out); after that it goes on without the base.
+const MEET_ROUNDS: u32 = 3;
+
+/// Runs the steps of this CPU's walk until it stops.
+#[inline(always)]
+fn run_steps() {
+    // One more iteration than frames kept: the last one only finds out
+    // whether there was more (then the stack is marked truncated). A walk
+    // resumed after `base::meet` starts its count again; `len` bounds it.
+    // SAFETY: the callback is a static function of this program.
+    unsafe {
+        bpf_loop(MAX_STACK_DEPTH as u32 + 1, unwind_step as *mut c_void, core::ptr::null_mut(), 0);
+    }
 }
 
 /// Stores a one-frame stack ending in `[truncated]`: `--unwind tables` and
@@ -290,6 +332,11 @@ fn step(walk: &mut Walk) -> i64 {
     if len >= MAX_STACK_DEPTH {
         return stop(walk, Truncation::Depth);
     }
+    if walk.base_live != 0 && walk.sp >= walk.anchor.sp {
+        walk.reason = base::AT_BASE;
+        return STOP;
+    }
+    base::note_frame(walk);
     let pc = walk.pc;
     // SAFETY: `len < MAX_STACK_DEPTH`, the length of `ips`.
     unsafe { *(*buf).ips.as_mut_ptr().add(len) = pc };
@@ -431,6 +478,7 @@ fn apply(walk: &mut Walk, rule: UnwindRule) -> i64 {
             if walk.flags & BP_UNKNOWN != 0 {
                 return stop(walk, Truncation::Unsupported);
             }
+            walk.bp_use = walk.len;
             bp.wrapping_add(rule.cfa_offset as i64 as u64)
         }
         k if k == CfaKind::Plt as u8 => {
@@ -439,9 +487,11 @@ fn apply(walk: &mut Walk, rule: UnwindRule) -> i64 {
         }
         k if k == CfaKind::End as u8 => return STOP,
         k if k == CfaKind::Signal as u8 => {
-            let (Some(nbp), Some(nsp), Some(npc)) =
-                (read(sp.wrapping_add(UC_RBP)), read(sp.wrapping_add(UC_RSP)), read(sp.wrapping_add(UC_RIP)))
-            else {
+            let (Some(nbp), Some(nsp), Some(npc)) = (
+                base::read(walk, sp.wrapping_add(UC_RBP)),
+                base::read(walk, sp.wrapping_add(UC_RSP)),
+                base::read(walk, sp.wrapping_add(UC_RIP)),
+            ) else {
                 return stop(walk, Truncation::ReadFailed);
             };
             if npc == 0 {
@@ -462,16 +512,16 @@ fn apply(walk: &mut Walk, rule: UnwindRule) -> i64 {
     let ra = if rule.rbp_kind == RbpKind::AtCfa as u8 && rule.rbp_offset == -16 {
         // The usual `push rbp` frame: the saved rbp sits right below the
         // return address, and one read takes both.
-        let Some([nbp, ra]) = read_pair(cfa.wrapping_sub(16)) else {
+        let Some([nbp, ra]) = base::read_pair(walk, cfa.wrapping_sub(16)) else {
             return stop(walk, Truncation::ReadFailed);
         };
         walk.bp = nbp;
         walk.flags &= !BP_UNKNOWN;
         ra
     } else {
-        let Some(ra) = read(cfa.wrapping_sub(8)) else { return stop(walk, Truncation::ReadFailed) };
+        let Some(ra) = base::read(walk, cfa.wrapping_sub(8)) else { return stop(walk, Truncation::ReadFailed) };
         if rule.rbp_kind == RbpKind::AtCfa as u8 {
-            let Some(nbp) = read(cfa.wrapping_add(rule.rbp_offset as i64 as u64)) else {
+            let Some(nbp) = base::read(walk, cfa.wrapping_add(rule.rbp_offset as i64 as u64)) else {
                 return stop(walk, Truncation::ReadFailed);
             };
             walk.bp = nbp;

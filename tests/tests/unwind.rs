@@ -584,3 +584,42 @@ fn deep_stacks_are_whole_up_to_the_limit_and_marked_past_it() {
         }
     }
 }
+
+/// The same ten frames at the same stack addresses under two callers in
+/// turn (3:1): every leaf sample has all ten and exactly one of the two
+/// callers, split 3:1, though most stacks take their outer frames from the
+/// thread's previous walk (its stack base); `perf --call-graph dwarf`
+/// splits them alike.
+#[test]
+fn stack_base_is_taken_only_where_the_stack_under_it_is_unchanged() {
+    let Some(_guard) = e2e_guard() else { return };
+    let (capture, raw, perf) = capture_with_perf(Variant::NoFramePointers, &["paths", "0"], "cpu", "4s");
+    let in_leaf: Vec<_> = raw.samples.iter().filter(|s| s.user_leaf() == Some("leaf_a")).collect();
+    let total: u64 = in_leaf.iter().map(|s| s.count()).sum();
+    let whole = |frames: &[&str]| {
+        frames.iter().filter(|f| **f == "climb").count() == 10
+            && frames.contains(&"paths_loop")
+            && frames.contains(&"main")
+            && (frames.contains(&"path_a") != frames.contains(&"path_b"))
+    };
+    let right: u64 = in_leaf.iter().filter(|s| whole(&s.user_root_first())).map(|s| s.count()).sum();
+    let under_a: u64 = in_leaf.iter().filter(|s| s.has_function("path_a")).map(|s| s.count()).sum();
+    let split = under_a as f64 / total.max(1) as f64;
+    let unwind = manifest_unwind(&capture);
+    let reused = unwind["stacks_reusing_base"].as_u64().unwrap_or(0);
+    let perf_leaf: Vec<_> = perf.iter().filter(|s| s.first().is_some_and(|l| l == "leaf_a")).collect();
+    let perf_a = perf_leaf.iter().filter(|s| s.iter().any(|f| f == "path_a")).count();
+    let perf_split = perf_a as f64 / perf_leaf.len().max(1) as f64;
+    println!(
+        "paths: {right} of {total} leaf samples whole, path_a {:.1} % (perf {:.1} % of {}); unwind {unwind}",
+        split * 100.0,
+        perf_split * 100.0,
+        perf_leaf.len()
+    );
+    assert!(total >= 100, "too few samples in leaf_a: {total}");
+    assert!(right as f64 >= 0.99 * total as f64, "only {right} of {total} stacks whole with one caller");
+    assert!((split - 0.75).abs() <= 0.05, "path_a has {:.1} % of the leaf samples, not 75 %", split * 100.0);
+    assert!(perf_leaf.len() >= 50, "perf took too few samples: {}", perf_leaf.len());
+    assert!((split - perf_split).abs() <= 0.08, "stackwatch {split} vs perf {perf_split}");
+    assert!(reused >= total / 4, "only {reused} stacks took their base ({total} leaf samples): {unwind}");
+}

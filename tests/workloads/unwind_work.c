@@ -25,6 +25,11 @@
  *                   2 ms of CPU by SIGPROF, whose handler on_prof ->
  *                   handler_work -> leaf_b runs on the same stack, above
  *                   glibc's __restore_rt signal frame.
+ *   paths SECONDS   main -> paths_loop -> path_a (75 %) | path_b (25 %)
+ *                   -> climb x 10 -> leaf_a: the same ten frames, at the
+ *                   same stack addresses, under two callers in turn (a
+ *                   thread's remembered stack base must not be taken for
+ *                   the other path's).
  *   deep SECONDS DEPTH
  *                   main -> descend x DEPTH -> leaf_a: a stack of
  *                   DEPTH + 3 frames or so (the stack maps keep stacks of
@@ -99,6 +104,46 @@ __attribute__((noipa)) unsigned long descend(int depth, unsigned long x)
 	x = descend(depth - 1, x);
 	sink = x;
 	return x + (unsigned long)depth;
+}
+
+/* DEPTH levels that run leaf_a once and return (no tail calls: each
+ * level keeps its frame). */
+__attribute__((noipa)) unsigned long climb(int depth, unsigned long x, unsigned long n)
+{
+	if (depth <= 1)
+		x = leaf_a(x, n);
+	else
+		x = climb(depth - 1, x, n);
+	sink = x;
+	return x + (unsigned long)depth;
+}
+
+/* Two callers of the same frame size, not folded into one (the bodies
+ * differ): climb's frames sit at the same addresses under either. */
+__attribute__((noipa)) unsigned long path_a(unsigned long x, unsigned long n)
+{
+	x = climb(10, x, n);
+	sink = x;
+	return x + 1;
+}
+
+__attribute__((noipa)) unsigned long path_b(unsigned long x, unsigned long n)
+{
+	x = climb(10, x, n);
+	sink = x;
+	return x + 2;
+}
+
+__attribute__((noipa)) void paths_loop(void)
+{
+	unsigned long x = sink;
+	while (!done()) {
+		/* Random lengths, as in work_loop. */
+		unsigned long n = CHUNK / 8 + (x >> 33) % (CHUNK / 4);
+		x = path_a(x, 3 * n);
+		x = path_b(x, n);
+		sink = x;
+	}
 }
 
 __attribute__((noipa)) void *thread_main(void *arg)
@@ -258,6 +303,8 @@ int main(int argc, char **argv)
 			pthread_mutex_unlock(&mutex);
 		}
 		return 0;
+	} else if (strcmp(mode, "paths") == 0) {
+		paths_loop();
 	} else if (strcmp(mode, "deep") == 0 && argc > 3) {
 		sink = descend(atoi(argv[3]), sink);
 	} else if (strcmp(mode, "qsort") == 0) {

@@ -461,8 +461,11 @@ impl State {
             out.retain(|m| m.exec_id != EXEC_ID_NONE);
             out.truncate(MAX_PROC_MAPPINGS);
         }
-        let mut value =
-            ProcMappings { count: out.len() as u32, _pad: 0, mappings: [ExecMapping::default(); MAX_PROC_MAPPINGS] };
+        let mut value = ProcMappings {
+            count: out.len() as u32,
+            deep_stacks: 0,
+            mappings: [ExecMapping::default(); MAX_PROC_MAPPINGS],
+        };
         value.mappings[..out.len()].copy_from_slice(&out);
         match self.procs.insert(&pid, &value, 0) {
             Ok(()) => {

@@ -148,6 +148,7 @@ fn unwind_summary(stats: &Stats, mode: UnwindMode, tables: Option<TablesReport>)
         stacks_truncated: truncated_by_reason.values().sum(),
         truncated_by_reason,
         requests_lost: stats.get(Stat::UnwindEventsLost),
+        stacks_reusing_base: stats.get(Stat::UnwindBaseReused),
         frames_per_walk: match stats.get(Stat::UnwindWalks) {
             0 => None,
             walks => Some((stats.get(Stat::UnwindWalkFrames) as f64 / walks as f64 * 10.0).round() / 10.0),
@@ -170,8 +171,10 @@ mod tests {
         stats.0[Stat::TruncNoTable as usize] = 5;
         stats.0[Stat::UnwindWalks as usize] = 3;
         stats.0[Stat::UnwindWalkFrames as usize] = 38;
+        stats.0[Stat::UnwindBaseReused as usize] = 2;
         let s = unwind_summary(&stats, UnwindMode::Auto, None);
         assert_eq!(s.frames_per_walk, Some(12.7));
+        assert_eq!(s.stacks_reusing_base, 2);
         assert_eq!(s.mode, "auto");
         assert_eq!((s.stacks_with_tables, s.stacks_fell_back, s.stacks_before_tables_loaded), (40, 7, 2));
         assert_eq!(s.stacks_truncated, 8);

@@ -216,6 +216,10 @@ pub(crate) struct UnwindSummary {
     pub truncated_by_reason: std::collections::BTreeMap<String, u64>,
     /// Requests for tables lost because the ring buffer was full.
     pub requests_lost: u64,
+    /// Of the stacks walked with the tables, those whose outer frames were
+    /// taken from the thread's previous walk (its stack base, checked
+    /// unchanged word by word) rather than walked again.
+    pub stacks_reusing_base: u64,
     /// Frames per stack walked with the tables, on average (absent when
     /// none was): what the walk's cost per sample follows.
     #[serde(skip_serializing_if = "Option::is_none")]
