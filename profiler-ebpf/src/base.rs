@@ -27,7 +27,7 @@ use aya_ebpf::helpers::{
     bpf_probe_read_user,
     generated::{bpf_loop, bpf_probe_read_user as raw_probe_read_user},
 };
-use profiler_common::{unwind::ProcMappings, StackRecord, Truncation, MAX_STACK_DEPTH};
+use profiler_common::{unwind::ProcMappings, Truncation, MAX_STACK_DEPTH};
 
 use crate::maps::{BASE_BUILD, BASE_STACK, BASE_STACK_BYTES, BASE_STACK_WORDS, SCRATCH, THREAD_BASES, UNWIND_WALK};
 use crate::walk::{BaseFrame, BaseRead, ThreadBase, Walk, BASE_FRAMES, BASE_READS, FELL_BACK, READ_PAIR, STEP_FLAGS};
@@ -135,48 +135,43 @@ pub(crate) const AT_BASE: u32 = 0x100;
 /// did; if not, the walk goes on, its anchor further out (or its base
 /// given up), so it does not stop at this frame again.
 ///
-/// A subprogram of its own, called after `bpf_loop` returns rather than
-/// from the per-frame callback: its loops inside the callback made the
-/// verifier follow too many paths ("sequence of jumps is too complex").
+/// Its three loops (find the frame, compare the words, append the frames)
+/// are `bpf_loop` callbacks that keep their counters in the walk (a map
+/// value, as the steps do): the verifier then checks each callback once,
+/// with unknown counters, instead of once per value of a counter.
 #[inline(never)]
 pub(crate) fn meet() -> bool {
     let Some(walk) = UNWIND_WALK.get_ptr_mut(0) else { return false };
     // SAFETY: this CPU's walk.
     let walk = unsafe { &mut *walk };
     walk.reason = Truncation::Complete as u32;
-    let Some(buf) = SCRATCH.get_ptr_mut(0) else {
-        walk.base_live = 0;
-        return false;
-    };
     let Some(base) = THREAD_BASES.get_ptr_mut(&walk.tid) else {
         walk.base_live = 0;
         return false;
     };
-    // SAFETY: a live map value (see `start`).
-    let base = unsafe { &mut *base };
-    let len = base.len;
+    let mut ctx = MeetCtx { base };
+    let ctx_ptr: *mut c_void = (&raw mut ctx).cast();
     // The first of the base's frames at or above this `sp`, not this one
     // if it has the same `sp` but differs.
-    let (mut k, mut f) = (walk.anchor_index, walk.anchor);
-    let mut i = 0;
-    while f.sp < walk.sp || (f.sp == walk.sp && !same(&f, walk, k < base.bp_use)) {
-        k += 1;
-        i += 1;
-        if k >= len || i >= BASE_FRAMES {
+    walk.m.k = walk.anchor_index;
+    walk.m.state = SEEKING;
+    // SAFETY: the callbacks are static functions of this program; their
+    // context is `ctx`, on this stack.
+    unsafe { bpf_loop(BASE_FRAMES as u32, seek_frame as *mut c_void, ctx_ptr, 0) };
+    if walk.m.state != FOUND {
+        if walk.m.state != PASSED {
             walk.base_live = 0;
-            return false;
         }
-        f = base.frames[k as usize & (BASE_FRAMES - 1)];
-    }
-    walk.anchor = f;
-    walk.anchor_index = k;
-    if f.sp != walk.sp {
         return false;
     }
+    // SAFETY: a live map value (see `start`).
+    let (len, reads) = unsafe { ((*base).len, (*base).reads) };
+    let k = walk.anchor_index;
     // Every word the base's walk read from this frame on, read again.
-    let (first, end) = (f.first_read, base.reads);
-    let taken = len - k;
-    if end.wrapping_sub(first) > BASE_READS as u32
+    let (first, end) = (walk.anchor.first_read, reads);
+    let taken = len.wrapping_sub(k);
+    if first == end
+        || end.wrapping_sub(first) > BASE_READS as u32
         || taken > BASE_FRAMES as u32
         || walk.len + taken > MAX_STACK_DEPTH as u32
     {
@@ -190,59 +185,95 @@ pub(crate) fn meet() -> bool {
         walk.base_live = 0;
         return false;
     };
-    let last = base.read_log[end.wrapping_sub(1) as usize & (BASE_READS - 1)].addr & !READ_PAIR;
+    // SAFETY: a live map value; the index is masked to the array.
+    let last = unsafe { (*base).read_log[end.wrapping_sub(1) as usize & (BASE_READS - 1)].addr } & !READ_PAIR;
     let size = last.wrapping_add(16).wrapping_sub(walk.sp);
-    let size = if first != end && size <= BASE_STACK_BYTES as u64 { size as u32 } else { 0 };
+    let size = if size <= BASE_STACK_BYTES as u64 { size as u32 } else { 0 };
     // SAFETY: `size` is at most the buffer's size; the helper checks the
     // address.
     let copied = size != 0
         && unsafe { raw_probe_read_user(copy_buf.cast(), size & BASE_STACK_MASK, walk.sp as *const c_void) } == 0;
-    let mut check = Check { base, lo: walk.sp, size: if copied { size } else { 0 }, next: first, end, ok: 1, _pad: 0 };
-    // SAFETY: the callback is a static function of this program; its
-    // context is `check`, on this stack.
-    unsafe { bpf_loop(BASE_READS as u32, check_read as *mut c_void, (&raw mut check).cast(), 0) };
-    if check.ok == 0 || check.next != end {
+    walk.m.lo = walk.sp;
+    walk.m.size = if copied { size } else { 0 };
+    walk.m.next = first;
+    walk.m.end = end;
+    walk.m.state = SEEKING;
+    // SAFETY: as above.
+    unsafe { bpf_loop(BASE_READS as u32, check_read as *mut c_void, ctx_ptr, 0) };
+    if walk.m.state != FOUND {
         walk.base_live = 0;
         return false;
     }
-    let mut copy = Copy { base, buf, at: walk.len, k, left: taken, _pad: 0 };
+    walk.m.k = k;
+    walk.m.left = taken;
     // SAFETY: as above.
-    unsafe { bpf_loop(BASE_FRAMES as u32, copy_frame as *mut c_void, (&raw mut copy).cast(), 0) };
-    walk.len += taken;
+    unsafe { bpf_loop(BASE_FRAMES as u32, copy_frame as *mut c_void, ctx_ptr, 0) };
     walk.base_used = 1;
-    base.anchor = k;
+    // SAFETY: as above.
+    unsafe { (*base).anchor = k };
     true
 }
 
-/// [`check_read`]'s state: the reads `next..end` of `base` are left.
+/// [`WalkMeet::state`]: still looking / comparing.
+const SEEKING: u32 = 0;
+/// [`WalkMeet::state`]: the frame was found / every word was unchanged.
+const FOUND: u32 = 1;
+/// [`WalkMeet::state`]: the base's next frame is further out than this one.
+const PASSED: u32 = 2;
+/// [`WalkMeet::state`]: the base has no frame at or beyond this one, or a
+/// word changed.
+const GONE: u32 = 3;
+
+/// The callbacks' context: the base (a map value pointer, which a map
+/// value could not hold).
 #[repr(C)]
-struct Check {
-    base: *const ThreadBase,
-    /// `BASE_STACK` holds `size` bytes of the stack from `lo` (`size` 0:
-    /// nothing copied).
-    lo: u64,
-    size: u32,
-    next: u32,
-    end: u32,
-    /// 0 once a word changed or could not be read.
-    ok: u32,
-    _pad: u32,
+struct MeetCtx {
+    base: *mut ThreadBase,
 }
 
-/// Reads one word the base's walk read and compares (a `bpf_loop` callback:
-/// in a loop of the program the verifier followed every iteration's paths).
+/// The walk and its base, for a callback.
+#[inline(always)]
+fn meet_parts(ctx: *mut c_void) -> Option<(&'static mut Walk, *mut ThreadBase)> {
+    let walk = UNWIND_WALK.get_ptr_mut(0)?;
+    // SAFETY: `meet` passes its `MeetCtx`; the walk is this CPU's.
+    unsafe { Some((&mut *walk, (*ctx.cast::<MeetCtx>()).base)) }
+}
+
+/// Looks at the base's frame `m.k` (a `bpf_loop` callback).
+#[inline(never)]
+extern "C" fn seek_frame(_index: u64, ctx: *mut c_void) -> i64 {
+    let Some((walk, base)) = meet_parts(ctx) else { return 1 };
+    let k = walk.m.k;
+    // SAFETY: a live map value; the index is masked to the array.
+    let (len, bp_use, f) = unsafe { ((*base).len, (*base).bp_use, (*base).frames[k as usize & (BASE_FRAMES - 1)]) };
+    if k >= len {
+        walk.m.state = GONE;
+        return 1;
+    }
+    if f.sp > walk.sp || (f.sp == walk.sp && same(&f, walk, k < bp_use)) {
+        walk.m.state = if f.sp == walk.sp { FOUND } else { PASSED };
+        walk.anchor = f;
+        walk.anchor_index = k;
+        return 1;
+    }
+    walk.m.k = k.wrapping_add(1);
+    0
+}
+
+/// Compares one word the base's walk read (a `bpf_loop` callback).
 #[inline(never)]
 extern "C" fn check_read(_index: u64, ctx: *mut c_void) -> i64 {
-    // SAFETY: `meet` passes its `Check`.
-    let c = unsafe { &mut *ctx.cast::<Check>() };
-    if c.next == c.end {
+    let Some((walk, base)) = meet_parts(ctx) else { return 1 };
+    let m = &mut walk.m;
+    if m.next == m.end {
+        m.state = FOUND;
         return 1;
     }
     // SAFETY: a live map value; the index is masked to the array.
-    let e = unsafe { (*c.base).read_log[c.next as usize & (BASE_READS - 1)] };
-    let off = (e.addr & !READ_PAIR).wrapping_sub(c.lo);
+    let e = unsafe { (*base).read_log[m.next as usize & (BASE_READS - 1)] };
+    let off = (e.addr & !READ_PAIR).wrapping_sub(m.lo);
     let copied = BASE_STACK.get_ptr(0);
-    let unchanged = if let Some(words) = copied.filter(|_| off & 7 == 0 && off + 16 <= u64::from(c.size)) {
+    let unchanged = if let Some(words) = copied.filter(|_| off & 7 == 0 && off + 16 <= u64::from(m.size)) {
         // In the copy: both words of a pair are (the copy ends 16 bytes
         // past the last read).
         let i = (off >> 3) as usize;
@@ -258,40 +289,28 @@ extern "C" fn check_read(_index: u64, ctx: *mut c_void) -> i64 {
         unsafe { bpf_probe_read_user(e.addr as *const u64) }.is_ok_and(|v| v == e.v[0])
     };
     if !unchanged {
-        c.ok = 0;
+        m.state = GONE;
         return 1;
     }
-    c.next = c.next.wrapping_add(1);
+    m.next = m.next.wrapping_add(1);
     0
 }
 
-/// [`copy_frame`]'s state: `left` frames of `base` from `k` go to
-/// `buf.ips[at..]`.
-#[repr(C)]
-struct Copy {
-    base: *const ThreadBase,
-    buf: *mut StackRecord,
-    at: u32,
-    k: u32,
-    left: u32,
-    _pad: u32,
-}
-
-/// Appends one of the base's frames to the stack (a `bpf_loop` callback).
+/// Appends the base's frame `m.k` to the stack (a `bpf_loop` callback).
 #[inline(never)]
 extern "C" fn copy_frame(_index: u64, ctx: *mut c_void) -> i64 {
-    // SAFETY: `meet` passes its `Copy`.
-    let c = unsafe { &mut *ctx.cast::<Copy>() };
-    let at = c.at as usize;
-    if c.left == 0 || at >= MAX_STACK_DEPTH {
+    let Some((walk, base)) = meet_parts(ctx) else { return 1 };
+    let Some(buf) = SCRATCH.get_ptr_mut(0) else { return 1 };
+    let at = walk.len as usize;
+    if walk.m.left == 0 || at >= MAX_STACK_DEPTH {
         return 1;
     }
     // SAFETY: `at < MAX_STACK_DEPTH`, the length of `ips`; the base's
     // index is masked to its array; both are live map values.
-    unsafe { (*c.buf).ips[at] = (*c.base).frames[c.k as usize & (BASE_FRAMES - 1)].pc };
-    c.at += 1;
-    c.k = c.k.wrapping_add(1);
-    c.left -= 1;
+    unsafe { (*buf).ips[at] = (*base).frames[walk.m.k as usize & (BASE_FRAMES - 1)].pc };
+    walk.len += 1;
+    walk.m.k = walk.m.k.wrapping_add(1);
+    walk.m.left -= 1;
     0
 }
 

@@ -66,7 +66,7 @@ use crate::maps::{
 use crate::record::store_record;
 use crate::stats::{add, bump};
 pub(crate) use crate::walk::Walk;
-use crate::walk::{AT_ENTRY, BP_UNKNOWN, FELL_BACK, PC_EXACT};
+use crate::walk::{WalkMeet, AT_ENTRY, BP_UNKNOWN, FELL_BACK, PC_EXACT};
 
 /// A task's user registers where its stack walk starts.
 #[derive(Clone, Copy)]
@@ -228,31 +228,21 @@ pub(crate) fn walk_user_stack<C: EbpfContext>(
         may_keep: 0,
         anchor_index: 0,
         anchor: base::NO_FRAME,
+        m: WalkMeet { lo: 0, size: 0, next: 0, end: 0, k: 0, left: 0, state: 0 },
     };
     // SAFETY: this CPU's slot; programs do not nest on one CPU.
     unsafe {
         *walk_ptr = start;
         base::start(&mut *walk_ptr, known.0);
     }
-    run_steps();
-    // A walk that reached its thread's base stops there (`base::AT_BASE`):
-    // it takes the base's frames, or goes on comparing further out.
-    let mut round = 0;
-    // SAFETY: as above (read afresh: the steps and `meet` write it).
-    while round < MEET_ROUNDS && unsafe { (*walk_ptr).reason } == base::AT_BASE {
-        if base::meet() {
-            break;
-        }
-        run_steps();
-        round += 1;
-    }
-    // SAFETY: as above.
+    // A walk that reaches its thread's base stops there (`base::AT_BASE`)
+    // and takes the base's frames, or goes on comparing further out: each
+    // round runs the steps until the walk ends or stops at the base. The
+    // rounds are a `bpf_loop` of their own, so the verifier checks the
+    // steps and `base::meet` at one call site each.
+    // SAFETY: the callback is a static function of this program.
     unsafe {
-        if (*walk_ptr).reason == base::AT_BASE {
-            (*walk_ptr).reason = Truncation::Complete as u32;
-            (*walk_ptr).base_live = 0;
-            run_steps();
-        }
+        bpf_loop(MEET_ROUNDS + 1, walk_round as *mut c_void, core::ptr::null_mut(), 0);
     }
     // SAFETY: as above.
     let walk = unsafe { *walk_ptr };
@@ -276,19 +266,30 @@ pub(crate) fn walk_user_stack<C: EbpfContext>(
 }
 
 /// Times a walk may stop at its thread's base and go on (each time its
-/// anchor is further out); after that it goes on without the base.
+/// anchor is further out); the last round goes on without the base.
 const MEET_ROUNDS: u32 = 3;
 
-/// Runs the steps of this CPU's walk until it stops.
-#[inline(always)]
-fn run_steps() {
+/// One round of a walk (a `bpf_loop` callback): its steps until it ends
+/// or reaches its base, then the base compared.
+#[inline(never)]
+extern "C" fn walk_round(index: u64, _ctx: *mut c_void) -> i64 {
+    let Some(walk) = UNWIND_WALK.get_ptr_mut(0) else { return STOP };
+    if index >= u64::from(MEET_ROUNDS) {
+        // SAFETY: this CPU's walk.
+        unsafe { (*walk).base_live = 0 };
+    }
     // One more iteration than frames kept: the last one only finds out
-    // whether there was more (then the stack is marked truncated). A walk
-    // resumed after `base::meet` starts its count again; `len` bounds it.
+    // whether there was more (then the stack is marked truncated). A
+    // round after the first starts its count again; `len` bounds it.
     // SAFETY: the callback is a static function of this program.
     unsafe {
         bpf_loop(MAX_STACK_DEPTH as u32 + 1, unwind_step as *mut c_void, core::ptr::null_mut(), 0);
     }
+    // SAFETY: as above (read afresh: the steps wrote it).
+    if unsafe { (*walk).reason } != base::AT_BASE || base::meet() {
+        return STOP;
+    }
+    CONTINUE
 }
 
 /// Stores a one-frame stack ending in `[truncated]`: `--unwind tables` and

@@ -66,6 +66,29 @@ pub(crate) struct Walk {
     /// The base's frame this walk may meet next: compared at every frame,
     /// the base itself is looked up only once the walk reaches its `sp`.
     pub(crate) anchor: BaseFrame,
+    /// `crate::base::meet`'s loop counters.
+    pub(crate) m: WalkMeet,
+}
+
+/// The counters of the loops that compare a walk with its base: kept in
+/// the walk's map value so the verifier sees them as unknown at each
+/// iteration (see [`Walk`]).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct WalkMeet {
+    /// Where the copy of the stack starts.
+    pub(crate) lo: u64,
+    /// Bytes copied (0: none).
+    pub(crate) size: u32,
+    /// The next read of the base to compare, and the end of them.
+    pub(crate) next: u32,
+    pub(crate) end: u32,
+    /// The base's frame looked at or copied next.
+    pub(crate) k: u32,
+    /// Frames left to copy.
+    pub(crate) left: u32,
+    /// How the last loop ended (`crate::base`'s `SEEKING`, `FOUND`, …).
+    pub(crate) state: u32,
 }
 
 /// One frame of a walk as the unwinder met it: the registers and flags its
