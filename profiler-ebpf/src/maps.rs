@@ -134,8 +134,8 @@ pub(crate) static UNWIND_NOTIFIED: LruHashMap<u32, NotifyState> =
 pub(crate) static UNWIND_WALK: PerCpuArray<crate::walk::Walk> = PerCpuArray::with_max_entries(1, 0);
 
 /// Threads kept in [`THREAD_BASES`]: the ones sampled most recently.
-/// 2.5 KiB each, preallocated: 2.5 MiB.
-const THREAD_BASES_ENTRIES: u32 = 1024;
+/// 2.5 KiB each, preallocated: 0.65 MiB.
+const THREAD_BASES_ENTRIES: u32 = 256;
 
 /// Per thread, its last complete table walk (see `crate::walk::ThreadBase`).
 #[map]
