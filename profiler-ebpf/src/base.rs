@@ -23,13 +23,11 @@
 
 use core::ffi::c_void;
 
-use aya_ebpf::helpers::{
-    bpf_probe_read_user,
-    generated::{bpf_loop, bpf_probe_read_user as raw_probe_read_user},
-};
+use aya_ebpf::helpers::generated::{bpf_loop, bpf_probe_read_user as raw_probe_read_user};
 use profiler_common::{unwind::ProcMappings, Truncation, MAX_STACK_DEPTH};
 
 use crate::maps::{BASE_BUILD, BASE_STACK, BASE_STACK_BYTES, BASE_STACK_WORDS, SCRATCH, THREAD_BASES, UNWIND_WALK};
+use crate::usermem;
 use crate::walk::{BaseFrame, BaseRead, ThreadBase, Walk, BASE_FRAMES, BASE_READS, FELL_BACK, READ_PAIR, STEP_FLAGS};
 
 /// Bounds a copy's size for the verifier (the size is checked against
@@ -92,18 +90,15 @@ pub(crate) fn note_frame(walk: &Walk) {
 /// The word at `addr`, noted in the build.
 #[inline(always)]
 pub(crate) fn read(walk: &mut Walk, addr: u64) -> Option<u64> {
-    // SAFETY: the helper checks the address.
-    let v = unsafe { bpf_probe_read_user(addr as *const u64) }.ok()?;
+    let v = usermem::read(addr)?;
     note_read(walk, addr, [v, 0]);
     Some(v)
 }
 
-/// The two words at `addr` in one helper call (a call costs more than its
-/// bytes: a saved rbp and the return address above it), noted in the build.
+/// The two words at `addr` ([`usermem::read_pair`]), noted in the build.
 #[inline(always)]
 pub(crate) fn read_pair(walk: &mut Walk, addr: u64) -> Option<[u64; 2]> {
-    // SAFETY: the helper checks the address.
-    let v = unsafe { bpf_probe_read_user(addr as *const [u64; 2]) }.ok()?;
+    let v = usermem::read_pair(addr)?;
     note_read(walk, addr | READ_PAIR, v);
     Some(v)
 }
@@ -282,11 +277,9 @@ extern "C" fn check_read(_index: u64, ctx: *mut c_void) -> i64 {
         let (v0, v1) = unsafe { ((*words)[i & (BASE_STACK_WORDS - 1)], (*words)[(i + 1) & (BASE_STACK_WORDS - 1)]) };
         v0 == e.v[0] && (e.addr & READ_PAIR == 0 || v1 == e.v[1])
     } else if e.addr & READ_PAIR != 0 {
-        // SAFETY: the helper checks the address.
-        unsafe { bpf_probe_read_user((e.addr & !READ_PAIR) as *const [u64; 2]) }.is_ok_and(|v| v == e.v)
+        usermem::read_pair(e.addr & !READ_PAIR) == Some(e.v)
     } else {
-        // SAFETY: as above.
-        unsafe { bpf_probe_read_user(e.addr as *const u64) }.is_ok_and(|v| v == e.v[0])
+        usermem::read(e.addr) == Some(e.v[0])
     };
     if !unchanged {
         m.state = GONE;

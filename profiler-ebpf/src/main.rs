@@ -67,6 +67,8 @@ mod stats;
 #[cfg(target_arch = "bpf")]
 mod unwind;
 #[cfg(target_arch = "bpf")]
+mod usermem;
+#[cfg(target_arch = "bpf")]
 mod walk;
 
 #[cfg(target_arch = "bpf")]

@@ -43,10 +43,7 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    helpers::{
-        bpf_probe_read_user,
-        generated::{bpf_get_current_task_btf, bpf_loop, bpf_task_pt_regs},
-    },
+    helpers::generated::{bpf_get_current_task_btf, bpf_loop, bpf_task_pt_regs},
     EbpfContext,
 };
 use profiler_common::{
@@ -65,6 +62,7 @@ use crate::maps::{
 };
 use crate::record::store_record;
 use crate::stats::{add, bump};
+use crate::usermem::{read, read_pair};
 pub(crate) use crate::walk::Walk;
 use crate::walk::{WalkMeet, AT_ENTRY, BP_UNKNOWN, FELL_BACK, PC_EXACT};
 
@@ -447,20 +445,6 @@ fn mapping(procs: *const ProcMappings, i: u32) -> Option<ExecMapping> {
 fn row_at(index: u32) -> Option<u32> {
     let pair = *UNWIND_ROWS.get(index >> 1)?;
     Some(if index & 1 == 0 { pair as u32 } else { (pair >> 32) as u32 })
-}
-
-#[inline(always)]
-fn read(addr: u64) -> Option<u64> {
-    // SAFETY: the helper checks the address.
-    unsafe { bpf_probe_read_user(addr as *const u64) }.ok()
-}
-
-/// The two words at `addr` in one helper call (a call costs more than its
-/// bytes): a saved rbp and the return address above it.
-#[inline(always)]
-fn read_pair(addr: u64) -> Option<[u64; 2]> {
-    // SAFETY: the helper checks the address.
-    unsafe { bpf_probe_read_user(addr as *const [u64; 2]) }.ok()
 }
 
 /// `ucontext_t` offsets of the saved `rbp`, `rsp` and `rip` (x86-64

@@ -79,14 +79,20 @@ __attribute__((noipa)) unsigned long leaf_b(unsigned long x, unsigned long n)
 	return x;
 }
 
+/* A random length per round of a 3:1 loop (CHUNK/8 to 3*CHUNK/8): a
+ * strictly periodic loop phase-locks with the sampling clock on a quiet
+ * host; the expected split stays exactly 3:1. Always inlined: no frame of
+ * its own in the loops' call graphs. */
+static inline __attribute__((always_inline)) unsigned long round_length(unsigned long x)
+{
+	return CHUNK / 8 + (x >> 33) % (CHUNK / 4);
+}
+
 __attribute__((noipa)) void work_loop(void)
 {
 	unsigned long x = sink;
 	while (!done()) {
-		/* A random length per round (CHUNK/8 to 3*CHUNK/8): a strictly
-		 * periodic 3:1 loop phase-locks with the sampling clock on a
-		 * quiet host; the expected split stays exactly 3:1. */
-		unsigned long n = CHUNK / 8 + (x >> 33) % (CHUNK / 4);
+		unsigned long n = round_length(x);
 		x = leaf_a(x, 3 * n);
 		x = leaf_b(x, n);
 		sink = x;
@@ -138,8 +144,7 @@ __attribute__((noipa)) void paths_loop(void)
 {
 	unsigned long x = sink;
 	while (!done()) {
-		/* Random lengths, as in work_loop. */
-		unsigned long n = CHUNK / 8 + (x >> 33) % (CHUNK / 4);
+		unsigned long n = round_length(x);
 		x = path_a(x, 3 * n);
 		x = path_b(x, n);
 		sink = x;
