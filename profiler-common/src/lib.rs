@@ -409,6 +409,38 @@ pub struct StackRecord {
 }
 const _: () = assert!(size_of::<StackRecord>() == 1024);
 
+/// Code whose native frames are stored at one address each (the table walk
+/// applies it to each frame it stores): a frame in `[lo, hi)` of either range
+/// is stored as `lo + 1`, which is in the range whether user space reads
+/// it as a pc or, one byte back, as a return address. For a Python process
+/// the ranges are the interpreter loop's (`_PyEval_EvalFrameDefault` and
+/// its `.cold` part): user space puts the Python frames of each of its
+/// calls in their place, so the exact pc there is never shown, and without
+/// the fold almost every sample would be a new stack and a new count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fold {
+    pub ranges: [(u64, u64); 2],
+}
+
+impl Fold {
+    /// Nothing folded.
+    pub const NONE: Fold = Fold { ranges: [(0, 0); 2] };
+
+    /// Where frame `ip` is stored.
+    #[inline(always)]
+    pub fn apply(&self, ip: u64) -> u64 {
+        let [(a, a_end), (b, b_end)] = self.ranges;
+        // One unsigned compare per range; an empty range never holds.
+        if ip.wrapping_sub(a) < a_end.wrapping_sub(a) {
+            a + 1
+        } else if ip.wrapping_sub(b) < b_end.wrapping_sub(b) {
+            b + 1
+        } else {
+            ip
+        }
+    }
+}
+
 /// Value of [`MAP_SHORT_STACKS`]: a stack of at most [`SHORT_STACK_DEPTH`]
 /// frames, laid out as the first 256 bytes of a [`StackRecord`] (so the
 /// program stores it straight from its scratch record). A stack id is in
@@ -632,9 +664,34 @@ pub const STATS_MAP_ENTRIES: u32 = Stat::COUNT;
 #[cfg(test)]
 mod tests {
     use super::{
-        Gate, ShortStackRecord, StackRecord, Truncation, Window, GATE_PIDS, GATE_PIDS_IN_MAP, SHORT_STACK_DEPTH,
+        Fold, Gate, ShortStackRecord, StackRecord, Truncation, Window, GATE_PIDS, GATE_PIDS_IN_MAP, SHORT_STACK_DEPTH,
         STACK_TRUNCATION_SHIFT,
     };
+
+    /// A folded frame stays in its range read either way (as a pc, or as a
+    /// return address one byte back); frames outside, and every frame
+    /// under `Fold::NONE`, are stored as they are.
+    #[test]
+    fn a_folded_frame_stays_in_its_range() {
+        let fold = Fold { ranges: [(0x5000, 0x9000), (0x20_0000, 0x20_0400)] };
+        for ip in [0x5000, 0x5001, 0x7abc, 0x8fff] {
+            assert_eq!(fold.apply(ip), 0x5001);
+        }
+        for ip in [0x20_0000, 0x20_03ff] {
+            assert_eq!(fold.apply(ip), 0x20_0001);
+        }
+        for ip in [0, 0x4fff, 0x9000, 0x1f_ffff, 0x20_0400, u64::MAX] {
+            assert_eq!(fold.apply(ip), ip);
+            assert_eq!(Fold::NONE.apply(ip), ip);
+        }
+        let (lo, hi) = fold.ranges[0];
+        let stored = fold.apply(0x6000);
+        assert!((lo..hi).contains(&stored) && (lo..hi).contains(&(stored - 1)));
+        // An absent `.cold` part (0, 0) folds nothing.
+        let no_cold = Fold { ranges: [(0x5000, 0x9000), (0, 0)] };
+        assert_eq!(no_cold.apply(0), 0);
+        assert_eq!(no_cold.apply(0x10), 0x10);
+    }
 
     /// The program stores a short stack from the first 256 bytes of its
     /// scratch `StackRecord`: read back, it is the same stack.

@@ -300,7 +300,7 @@ extern "C" fn copy_frame(_index: u64, ctx: *mut c_void) -> i64 {
     }
     // SAFETY: `at < MAX_STACK_DEPTH`, the length of `ips`; the base's
     // index is masked to its array; both are live map values.
-    unsafe { (*buf).ips[at] = (*base).frames[walk.m.k as usize & (BASE_FRAMES - 1)].pc };
+    unsafe { (*buf).ips[at] = walk.fold.apply((*base).frames[walk.m.k as usize & (BASE_FRAMES - 1)].pc) };
     walk.len += 1;
     walk.m.k = walk.m.k.wrapping_add(1);
     walk.m.left -= 1;

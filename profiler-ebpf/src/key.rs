@@ -7,7 +7,7 @@ use aya_ebpf::{
     programs::ProbeContext,
     EbpfContext,
 };
-use profiler_common::{SampleKey, Stat, STACK_ID_NONE};
+use profiler_common::{Fold, SampleKey, Stat, STACK_ID_NONE};
 
 use crate::filter::wanted;
 use crate::python::py_stack;
@@ -31,13 +31,15 @@ pub(crate) fn current_key<C: EbpfContext>(ctx: &C, kernel: bool, regs: RegsAt) -
         bump(Stat::Filtered);
         return None;
     }
+    let mut fold = Fold::NONE;
+    let py_stack_id = py_stack(ctx, tgid, &mut fold);
     Some(SampleKey {
         pid: tgid,
         tid,
-        user_stack_id: user_stack(ctx, tgid, UserStart::Interrupted, regs),
+        user_stack_id: user_stack(ctx, tgid, UserStart::Interrupted, regs, fold),
         kernel_stack_id: if kernel { kernel_stack(ctx) } else { STACK_ID_NONE },
         comm: bpf_get_current_comm().unwrap_or_default(),
-        py_stack_id: py_stack(ctx, tgid),
+        py_stack_id,
     })
 }
 
@@ -49,12 +51,15 @@ pub(crate) fn entry_key(ctx: &ProbeContext) -> SampleKey {
     // SAFETY: `regs` is the probe's register set.
     let sp = unsafe { (*ctx.regs).rsp };
     let tgid = (pid_tgid >> 32) as u32;
+    let mut fold = Fold::NONE;
+    let py_stack_id = py_stack(ctx, tgid, &mut fold);
+    let regs = RegsAt::Ctx(ctx.regs.cast_const());
     SampleKey {
         pid: tgid,
         tid: pid_tgid as u32,
-        user_stack_id: user_stack(ctx, tgid, UserStart::FunctionEntry { sp }, RegsAt::Ctx(ctx.regs.cast_const())),
+        user_stack_id: user_stack(ctx, tgid, UserStart::FunctionEntry { sp }, regs, fold),
         kernel_stack_id: STACK_ID_NONE,
         comm: bpf_get_current_comm().unwrap_or_default(),
-        py_stack_id: py_stack(ctx, tgid),
+        py_stack_id,
     }
 }

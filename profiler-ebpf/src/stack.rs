@@ -15,7 +15,7 @@ use aya_ebpf::{
     helpers::{bpf_probe_read_user, generated::bpf_get_stack},
     EbpfContext,
 };
-use profiler_common::{StackRecord, Stat, UnwindMode, MAX_STACK_DEPTH, STACK_ID_LOST, STACK_ID_NONE};
+use profiler_common::{Fold, StackRecord, Stat, UnwindMode, MAX_STACK_DEPTH, STACK_ID_LOST, STACK_ID_NONE};
 
 use crate::errno::EFAULT;
 use crate::maps::{config, SCRATCH};
@@ -36,14 +36,16 @@ pub(crate) enum UserStart {
 
 /// The user stack of the current task (of process `tgid`), stored: its id,
 /// `STACK_ID_NONE` (a kernel thread has no user stack) or `STACK_ID_LOST`.
-/// `regs` says where the task's user registers are, for the table walk.
+/// `regs` says where the task's user registers are, for the table walk,
+/// which stores frames in `fold` folded (`Fold`; the frame-pointer walk
+/// stores them as they are).
 ///
 /// Under `--unwind auto|tables` a process whose mappings user space has not
 /// loaded yet is walked with frame pointers (`auto`: counted as fallen
 /// back) or kept as its one innermost frame, marked truncated (`tables`);
 /// the table manager is asked to load it meanwhile.
 #[inline(always)]
-pub(crate) fn user_stack<C: EbpfContext>(ctx: &C, tgid: u32, start: UserStart, regs: RegsAt) -> u64 {
+pub(crate) fn user_stack<C: EbpfContext>(ctx: &C, tgid: u32, start: UserStart, regs: RegsAt, fold: Fold) -> u64 {
     let mode = config().unwind_mode;
     if mode == UnwindMode::FramePointers as u32 {
         return fp_user_stack(ctx, start);
@@ -58,7 +60,7 @@ pub(crate) fn user_stack<C: EbpfContext>(ctx: &C, tgid: u32, start: UserStart, r
         return fp_user_stack(ctx, start);
     };
     let at_entry = matches!(start, UserStart::FunctionEntry { .. });
-    unwind::walk_user_stack(ctx, tgid, known, regs, mode, at_entry)
+    unwind::walk_user_stack(ctx, tgid, known, regs, mode, at_entry, fold)
 }
 
 /// The frame-pointer walk, from where `start` says.

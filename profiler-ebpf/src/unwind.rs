@@ -12,7 +12,8 @@
 //!   (kernel 5.17+), which calls [`unwind_step`] once per frame, at most
 //!   `MAX_STACK_DEPTH + 1` times.
 //! - One step ([`step`]) stores `walk.pc` as the next frame in the per-CPU
-//!   scratch record (`SCRATCH.ips[walk.len]`), finds the rule of that pc and
+//!   scratch record (`SCRATCH.ips[walk.len]`; folded by `walk.fold`, see
+//!   `profiler_common::Fold`), finds the rule of that pc and
 //!   moves `pc`/`sp`/`bp` to the caller ([`apply`], or
 //!   [`frame_pointer_step`] for code without a table). It returns
 //!   [`CONTINUE`] or [`STOP`]; a walk that stops early sets `walk.reason`
@@ -31,8 +32,9 @@
 //!   and the outcome is counted in `STATS` (`UnwindTables`,
 //!   `UnwindFellBack`, `Trunc*`).
 //!
-//! A walk of another kind of frame (an interpreter's) can run after or
-//! inside this one on the same state: read `walk.pc` to tell which code a
+//! The Python walk (`crate::python`) runs before this one and only hands
+//! it the range to fold. A walk of another kind of frame that needs the
+//! native registers can run after or inside this one on the same state: read `walk.pc` to tell which code a
 //! frame is in, append frames at `walk.len`, and return [`STOP`] with a
 //! reason, the way [`step`] does.
 //!
@@ -52,7 +54,7 @@ use profiler_common::{
         EVENT_NEW_PROCESS, EVENT_UNKNOWN_PC, EXEC_ID_NONE, MAPPING_SEARCH_STEPS, MAX_PROC_MAPPINGS, PAGE_BITS,
         PAGE_SIZE, ROW_SEARCH_STEPS,
     },
-    Stat, Truncation, UnwindMode, MAX_STACK_DEPTH, STACK_ID_LOST, STACK_TRUNCATION_SHIFT,
+    Fold, Stat, Truncation, UnwindMode, MAX_STACK_DEPTH, STACK_ID_LOST, STACK_TRUNCATION_SHIFT,
 };
 
 use crate::base;
@@ -182,7 +184,8 @@ fn notify(pid: u32, kind: u32, pc: u64, now: u64) {
 }
 
 /// Walks the user stack of process `pid` from `regs` with the tables (the
-/// process must be [`process_known`]) and stores it. Returns the stack id.
+/// process must be [`process_known`]) and stores it, frames in `fold`
+/// folded. Returns the stack id.
 #[inline(always)]
 pub(crate) fn walk_user_stack<C: EbpfContext>(
     ctx: &C,
@@ -191,6 +194,7 @@ pub(crate) fn walk_user_stack<C: EbpfContext>(
     regs: UserRegs,
     mode: u32,
     at_entry: bool,
+    fold: Fold,
 ) -> u64 {
     let Some(buf) = SCRATCH.get_ptr_mut(0) else {
         bump(Stat::UserStackLost);
@@ -226,6 +230,7 @@ pub(crate) fn walk_user_stack<C: EbpfContext>(
         may_keep: 0,
         anchor_index: 0,
         anchor: base::NO_FRAME,
+        fold,
         m: WalkMeet { lo: 0, size: 0, next: 0, end: 0, k: 0, left: 0, state: 0 },
     };
     // SAFETY: this CPU's slot; programs do not nest on one CPU.
@@ -338,7 +343,7 @@ fn step(walk: &mut Walk) -> i64 {
     base::note_frame(walk);
     let pc = walk.pc;
     // SAFETY: `len < MAX_STACK_DEPTH`, the length of `ips`.
-    unsafe { *(*buf).ips.as_mut_ptr().add(len) = pc };
+    unsafe { *(*buf).ips.as_mut_ptr().add(len) = walk.fold.apply(pc) };
     walk.len += 1;
 
     let lookup_pc = if walk.flags & PC_EXACT != 0 { pc } else { pc.wrapping_sub(1) };

@@ -2,7 +2,7 @@
 //! the unwinder so the maps that hold it (`crate::maps::UNWIND_WALK`,
 //! `crate::maps::THREAD_BASES`) do not depend on the unwinder.
 
-use profiler_common::unwind::ExecMapping;
+use profiler_common::{unwind::ExecMapping, Fold};
 
 /// Frames of a thread's last walk kept in its [`ThreadBase`] (the
 /// outermost ones; a power of two: the walk writes them round-robin).
@@ -68,6 +68,9 @@ pub(crate) struct Walk {
     pub(crate) anchor: BaseFrame,
     /// `crate::base::meet`'s loop counters.
     pub(crate) m: WalkMeet,
+    /// Code whose frames are stored folded (a Python process's
+    /// interpreter loop; `Fold::NONE` elsewhere).
+    pub(crate) fold: Fold,
 }
 
 /// The counters of the loops that compare a walk with its base: kept in
