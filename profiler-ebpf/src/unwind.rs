@@ -34,9 +34,9 @@
 //!
 //! The Python walk (`crate::python`) runs before this one and only hands
 //! it the range to fold. A walk of another kind of frame that needs the
-//! native registers can run after or inside this one on the same state: read `walk.pc` to tell which code a
-//! frame is in, append frames at `walk.len`, and return [`STOP`] with a
-//! reason, the way [`step`] does.
+//! native registers can run after or inside this one on the same state:
+//! read `walk.pc` to tell which code a frame is in, append frames at
+//! `walk.len`, and return [`STOP`] with a reason, the way [`step`] does.
 //!
 //! A frame's rule is looked up at its pc for the innermost frame (and the
 //! frame a signal interrupted), at `pc - 1` for the others, whose pc is a
