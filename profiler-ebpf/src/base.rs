@@ -27,6 +27,7 @@ use aya_ebpf::helpers::generated::{bpf_loop, bpf_probe_read_user as raw_probe_re
 use profiler_common::{unwind::ProcMappings, Truncation, MAX_STACK_DEPTH};
 
 use crate::maps::{BASE_BUILD, BASE_STACK, BASE_STACK_BYTES, BASE_STACK_WORDS, SCRATCH, THREAD_BASES, UNWIND_WALK};
+use crate::record::hash_frame;
 use crate::usermem;
 use crate::walk::{BaseFrame, BaseRead, ThreadBase, Walk, BASE_FRAMES, BASE_READS, FELL_BACK, READ_PAIR, STEP_FLAGS};
 
@@ -300,8 +301,11 @@ extern "C" fn copy_frame(_index: u64, ctx: *mut c_void) -> i64 {
     }
     // SAFETY: `at < MAX_STACK_DEPTH`, the length of `ips`; the base's
     // index is masked to its array; both are live map values.
-    unsafe { (*buf).ips[at] = walk.fold.apply((*base).frames[walk.m.k as usize & (BASE_FRAMES - 1)].pc) };
+    let ip = walk.fold.apply(unsafe { (*base).frames[walk.m.k as usize & (BASE_FRAMES - 1)].pc });
+    // SAFETY: as above.
+    unsafe { (*buf).ips[at] = ip };
     walk.len += 1;
+    walk.hash = hash_frame(walk.hash, ip);
     walk.m.k = walk.m.k.wrapping_add(1);
     walk.m.left -= 1;
     0

@@ -32,7 +32,7 @@ pub(crate) fn current_key<C: EbpfContext>(ctx: &C, kernel: bool, regs: RegsAt) -
         return None;
     }
     let mut fold = Fold::NONE;
-    let py_stack_id = py_stack(ctx, tgid, &mut fold);
+    let py_stack_id = py_stack(tgid, &mut fold);
     Some(SampleKey {
         pid: tgid,
         tid,
@@ -52,7 +52,7 @@ pub(crate) fn entry_key(ctx: &ProbeContext) -> SampleKey {
     let sp = unsafe { (*ctx.regs).rsp };
     let tgid = (pid_tgid >> 32) as u32;
     let mut fold = Fold::NONE;
-    let py_stack_id = py_stack(ctx, tgid, &mut fold);
+    let py_stack_id = py_stack(tgid, &mut fold);
     let regs = RegsAt::Ctx(ctx.regs.cast_const());
     SampleKey {
         pid: tgid,

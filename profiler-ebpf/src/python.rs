@@ -16,12 +16,9 @@
 
 use core::ffi::c_void;
 
-use aya_ebpf::{
-    helpers::{
-        bpf_probe_read_kernel, bpf_probe_read_user,
-        generated::{bpf_get_current_task, bpf_loop, bpf_probe_read_user as raw_probe_read_user},
-    },
-    EbpfContext,
+use aya_ebpf::helpers::{
+    bpf_probe_read_kernel, bpf_probe_read_user,
+    generated::{bpf_get_current_task, bpf_loop, bpf_probe_read_user as raw_probe_read_user},
 };
 use profiler_common::{
     python::{
@@ -132,7 +129,7 @@ fn thread_state(info: &PyProcInfo) -> u64 {
 /// process's map value, looked up by the caller, instead of the pid
 /// doubled the time `cpu_sample` took to load: 53–61 → 108 ms.)
 #[inline(never)]
-pub(crate) fn py_stack<C: EbpfContext>(ctx: &C, tgid: u32, fold: &mut Fold) -> u64 {
+pub(crate) fn py_stack(tgid: u32, fold: &mut Fold) -> u64 {
     let Some(info) = PY_PROCS.get_ptr(&tgid) else { return STACK_ID_NONE };
     // SAFETY: pointer to a live map value, read only.
     let info = unsafe { &*info };
@@ -172,7 +169,7 @@ pub(crate) fn py_stack<C: EbpfContext>(ctx: &C, tgid: u32, fold: &mut Fold) -> u
     // The outermost frame ends the outermost native call.
     mark_entry(record, n - 1);
     bump(Stat::PyStacks);
-    store_record(ctx, buf, 2 * n, 0)
+    store_record(buf, 2 * n, 0)
 }
 
 /// The state of a walk, carried between `bpf_loop` iterations.

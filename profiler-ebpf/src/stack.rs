@@ -54,13 +54,13 @@ pub(crate) fn user_stack<C: EbpfContext>(ctx: &C, tgid: u32, start: UserStart, r
     let Some(known) = unwind::process_mappings(tgid) else {
         bump(Stat::UnwindProcessUnknown);
         if mode == UnwindMode::Tables as u32 {
-            return unwind::store_untabled(ctx, regs.pc);
+            return unwind::store_untabled(regs.pc);
         }
         bump(Stat::UnwindFellBack);
         return fp_user_stack(ctx, start);
     };
     let at_entry = matches!(start, UserStart::FunctionEntry { .. });
-    unwind::walk_user_stack(ctx, tgid, known, regs, mode, at_entry, fold)
+    unwind::walk_user_stack(tgid, known, regs, mode, at_entry, fold)
 }
 
 /// The frame-pointer walk, from where `start` says.
@@ -100,7 +100,7 @@ fn read_stack<C: EbpfContext>(ctx: &C, flags: u64, lost: Stat, truncated: Stat) 
         // No stack of this kind for this sample.
         return STACK_ID_NONE;
     }
-    finish_stack(ctx, buf, ret, lost, truncated, 0)
+    finish_stack(buf, ret, lost, truncated, 0)
 }
 
 /// The frame-pointer unwinder at a function's first instruction. There the
@@ -137,20 +137,13 @@ fn fp_entry_stack<C: EbpfContext>(ctx: &C, sp: u64) -> u64 {
         (*buf).ips[0] = (*buf).ips[1];
         (*buf).ips[1] = bpf_probe_read_user(sp as *const u64).unwrap_or(0);
     }
-    finish_stack(ctx, buf, ret, lost, truncated, 1)
+    finish_stack(buf, ret, lost, truncated, 1)
 }
 
 /// Counts a failed or truncated read of `ret / 8 + extra` frames in `buf`,
 /// and stores the frames.
 #[inline(always)]
-fn finish_stack<C: EbpfContext>(
-    ctx: &C,
-    buf: *mut StackRecord,
-    ret: i64,
-    lost: Stat,
-    truncated: Stat,
-    extra: usize,
-) -> u64 {
+fn finish_stack(buf: *mut StackRecord, ret: i64, lost: Stat, truncated: Stat, extra: usize) -> u64 {
     if ret < 0 {
         bump(lost);
         return STACK_ID_LOST;
@@ -159,5 +152,5 @@ fn finish_stack<C: EbpfContext>(
     if len >= MAX_STACK_DEPTH - extra {
         bump(truncated);
     }
-    store_record(ctx, buf, len, 0)
+    store_record(buf, len, 0)
 }

@@ -27,8 +27,9 @@
 //!   (`crate::base`) stops at the frame whose `sp` reaches the base's
 //!   anchor (reason `base::AT_BASE`); `base::meet` then appends the base's
 //!   frames if the stack under that frame is unchanged, or the loop goes on.
-//! - When the loop ends, the frames `SCRATCH.ips[..walk.len]` are hashed and
-//!   stored once (`crate::record::store_record`) with the truncation tag,
+//! - When the loop ends, the frames `SCRATCH.ips[..walk.len]` (hashed as
+//!   they were written, `walk.hash`) are stored once
+//!   (`crate::record::store_hashed`) with the truncation tag,
 //!   and the outcome is counted in `STATS` (`UnwindTables`,
 //!   `UnwindFellBack`, `Trunc*`).
 //!
@@ -44,10 +45,7 @@
 
 use core::ffi::c_void;
 
-use aya_ebpf::{
-    helpers::generated::{bpf_get_current_task_btf, bpf_loop, bpf_task_pt_regs},
-    EbpfContext,
-};
+use aya_ebpf::helpers::generated::{bpf_get_current_task_btf, bpf_loop, bpf_task_pt_regs};
 use profiler_common::{
     unwind::{
         row_offset, row_rule, CfaKind, ExecMapping, NotifyState, ProcMappings, RbpKind, UnwindEvent, UnwindRule,
@@ -62,7 +60,7 @@ use crate::maps::{
     now_ns, SCRATCH, THREAD_BASES, UNWIND_EVENTS, UNWIND_EXECS, UNWIND_NOTIFIED, UNWIND_PAGES, UNWIND_PROCS,
     UNWIND_ROWS, UNWIND_RULES, UNWIND_WALK,
 };
-use crate::record::store_record;
+use crate::record::{hash_frame, store_hashed, store_record, HASH_START};
 use crate::stats::{add, bump};
 use crate::usermem::{read, read_pair};
 pub(crate) use crate::walk::Walk;
@@ -187,15 +185,7 @@ fn notify(pid: u32, kind: u32, pc: u64, now: u64) {
 /// process must be [`process_known`]) and stores it, frames in `fold`
 /// folded. Returns the stack id.
 #[inline(always)]
-pub(crate) fn walk_user_stack<C: EbpfContext>(
-    ctx: &C,
-    pid: u32,
-    known: Known,
-    regs: UserRegs,
-    mode: u32,
-    at_entry: bool,
-    fold: Fold,
-) -> u64 {
+pub(crate) fn walk_user_stack(pid: u32, known: Known, regs: UserRegs, mode: u32, at_entry: bool, fold: Fold) -> u64 {
     let Some(buf) = SCRATCH.get_ptr_mut(0) else {
         bump(Stat::UserStackLost);
         return STACK_ID_LOST;
@@ -209,20 +199,14 @@ pub(crate) fn walk_user_stack<C: EbpfContext>(
         sp: regs.sp,
         bp: regs.bp,
         now: now_ns(),
+        hash: HASH_START,
         pid,
         len: 0,
         reason: Truncation::Complete as u32,
         flags: if at_entry { PC_EXACT | AT_ENTRY } else { PC_EXACT },
         mode,
         tid: aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32,
-        // The innermost frame's mapping, looked up at its exact pc.
-        last: search(known.0, regs.pc).unwrap_or(ExecMapping {
-            start: 0,
-            end: 0,
-            bias: 0,
-            exec_id: EXEC_ID_NONE,
-            tag: 0,
-        }),
+        last: (ExecMapping { start: 0, end: 0, bias: 0, exec_id: EXEC_ID_NONE, tag: 0 }),
         reads: 0,
         base_live: 0,
         base_used: 0,
@@ -236,6 +220,10 @@ pub(crate) fn walk_user_stack<C: EbpfContext>(
     // SAFETY: this CPU's slot; programs do not nest on one CPU.
     unsafe {
         *walk_ptr = start;
+        // The innermost frame's mapping, looked up at its exact pc.
+        if let Some(m) = search(known.0, regs.pc) {
+            (*walk_ptr).last = m;
+        }
         base::start(&mut *walk_ptr, known.0);
     }
     // A walk that reaches its thread's base stops there (`base::AT_BASE`)
@@ -265,7 +253,7 @@ pub(crate) fn walk_user_stack<C: EbpfContext>(
     bump(Stat::UnwindWalks);
     add(Stat::UnwindWalkFrames, len as u64);
     let tag = u64::from(reason & 0xff) << STACK_TRUNCATION_SHIFT;
-    store_record(ctx, buf, len, tag)
+    store_hashed(buf, len, tag, walk.hash)
 }
 
 /// Times a walk may stop at its thread's base and go on (each time its
@@ -298,7 +286,7 @@ extern "C" fn walk_round(index: u64, _ctx: *mut c_void) -> i64 {
 /// Stores a one-frame stack ending in `[truncated]`: `--unwind tables` and
 /// a process whose mappings are not loaded yet.
 #[inline(always)]
-pub(crate) fn store_untabled<C: EbpfContext>(ctx: &C, pc: u64) -> u64 {
+pub(crate) fn store_untabled(pc: u64) -> u64 {
     let Some(buf) = SCRATCH.get_ptr_mut(0) else {
         bump(Stat::UserStackLost);
         return STACK_ID_LOST;
@@ -307,7 +295,7 @@ pub(crate) fn store_untabled<C: EbpfContext>(ctx: &C, pc: u64) -> u64 {
     unsafe { (*buf).ips[0] = pc };
     bump(Stat::TruncNoTable);
     let tag = (Truncation::NoTable as u64) << STACK_TRUNCATION_SHIFT;
-    store_record(ctx, buf, 1, tag)
+    store_record(buf, 1, tag)
 }
 
 /// [`unwind_step`]'s answer to `bpf_loop`: go on with the next frame.
@@ -342,9 +330,11 @@ fn step(walk: &mut Walk) -> i64 {
     }
     base::note_frame(walk);
     let pc = walk.pc;
+    let ip = walk.fold.apply(pc);
     // SAFETY: `len < MAX_STACK_DEPTH`, the length of `ips`.
-    unsafe { *(*buf).ips.as_mut_ptr().add(len) = walk.fold.apply(pc) };
+    unsafe { *(*buf).ips.as_mut_ptr().add(len) = ip };
     walk.len += 1;
+    walk.hash = hash_frame(walk.hash, ip);
 
     let lookup_pc = if walk.flags & PC_EXACT != 0 { pc } else { pc.wrapping_sub(1) };
     let m = if walk.last.start <= lookup_pc && lookup_pc < walk.last.end {

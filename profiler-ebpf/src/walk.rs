@@ -37,6 +37,8 @@ pub(crate) struct Walk {
     pub(crate) sp: u64,
     pub(crate) bp: u64,
     pub(crate) now: u64,
+    /// The frames stored so far hashed (`crate::record::hash_frame`).
+    pub(crate) hash: u64,
     pub(crate) pid: u32,
     /// Frames stored so far.
     pub(crate) len: u32,

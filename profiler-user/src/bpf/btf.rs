@@ -4,7 +4,8 @@
 //! Python walk), `.group_leader` and `.start_boottime` (a process's start,
 //! for the flight recorder) — are looked up here and handed over in
 //! `CONFIG`. aya does not expose struct
-//! members, and the format is small: the types section is walked once.
+//! members, and the format is small: the types section is walked once, in
+//! place (mapped where the kernel allows it).
 
 use anyhow::{bail, Context as _, Result};
 
@@ -29,8 +30,22 @@ pub(crate) struct TaskOffsets {
 
 /// The `task_struct` offsets of the running kernel.
 pub(crate) fn task_offsets() -> Result<TaskOffsets> {
-    let data = std::fs::read(VMLINUX_BTF).with_context(|| format!("failed to read `{VMLINUX_BTF}`"))?;
-    let btf = parse(&data)?;
+    let mut file = std::fs::File::open(VMLINUX_BTF).with_context(|| format!("failed to open `{VMLINUX_BTF}`"))?;
+    // Mapped (privately: the kernel refuses shared mappings) where the
+    // kernel allows it (6.16+): reading the 5 MiB copies it a page per
+    // call, most of the time finding three offsets took.
+    // SAFETY: the kernel's BTF never changes while it runs.
+    let mapped = unsafe { memmap2::MmapOptions::new().populate().map_copy_read_only(&file) };
+    let mut read = Vec::new();
+    let data: &[u8] = match &mapped {
+        Ok(map) => map,
+        Err(_) => {
+            std::io::Read::read_to_end(&mut file, &mut read)
+                .with_context(|| format!("failed to read `{VMLINUX_BTF}`"))?;
+            &read
+        }
+    };
+    let btf = parse(data, &["task_struct", "thread_struct"])?;
     let fsbase = btf
         .member_offset("task_struct", "thread")
         .zip(btf.member_offset("thread_struct", "fsbase"))
@@ -42,7 +57,7 @@ pub(crate) fn task_offsets() -> Result<TaskOffsets> {
     })
 }
 
-/// The structs of a BTF blob: name → members (name, byte offset).
+/// Some structs of a BTF blob: name → members (name, byte offset).
 struct Structs<'a> {
     structs: Vec<(&'a str, Vec<(&'a str, u32)>)>,
 }
@@ -53,7 +68,9 @@ impl Structs<'_> {
     }
 }
 
-fn parse(data: &[u8]) -> Result<Structs<'_>> {
+/// The structs named `wanted` in BTF blob `data`, with their members (the
+/// kernel's has ~150 k types; only these names are compared, as bytes).
+fn parse<'a>(data: &'a [u8], wanted: &[&str]) -> Result<Structs<'a>> {
     let u16_at = |off: usize| data.get(off..off + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
     let u32_at = |off: usize| data.get(off..off + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
     if u16_at(0) != Some(BTF_MAGIC) {
@@ -63,11 +80,11 @@ fn parse(data: &[u8]) -> Result<Structs<'_>> {
     let hdr_len = field(4)?;
     let (type_off, type_len, str_off, str_len) = (field(8)?, field(12)?, field(16)?, field(20)?);
     let strings = data.get(hdr_len + str_off..hdr_len + str_off + str_len).context("truncated BTF strings")?;
-    let name = |off: u32| -> &str {
+    let bytes = |off: u32| -> &[u8] {
         let rest = strings.get(off as usize..).unwrap_or(&[]);
-        let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
-        std::str::from_utf8(&rest[..end]).unwrap_or("")
+        &rest[..rest.iter().position(|&b| b == 0).unwrap_or(rest.len())]
     };
+    let name = |off: u32| std::str::from_utf8(bytes(off)).unwrap_or("");
     let (start, end) = (hdr_len + type_off, hdr_len + type_off + type_len);
     let mut structs = Vec::new();
     let mut at = start;
@@ -84,7 +101,7 @@ fn parse(data: &[u8]) -> Result<Structs<'_>> {
             2 | 7..=12 | 16 | 18 => 0, // ptr, fwd, typedef, qualifiers, func, float, type tag
             other => bail!("unknown BTF kind {other}"),
         };
-        if kind == KIND_STRUCT && name_off != 0 {
+        if kind == KIND_STRUCT && name_off != 0 && wanted.iter().any(|w| w.as_bytes() == bytes(name_off)) {
             let members = (0..vlen)
                 .filter_map(|i| {
                     let m = at + i * 12;
@@ -112,5 +129,19 @@ mod tests {
             assert!(off > 0 && off < 16384 && off.is_multiple_of(8), "{offsets:?}");
         }
         assert_ne!(offsets.group_leader, offsets.start_boottime);
+    }
+
+    #[test]
+    fn a_read_copy_parses_like_the_mapping_and_only_wanted_structs_are_kept() {
+        // `task_offsets` maps the file on this kernel; the copy is what an
+        // older kernel (no mmap of its BTF) parses.
+        let data = std::fs::read(super::VMLINUX_BTF).unwrap();
+        let btf = super::parse(&data, &["task_struct"]).unwrap();
+        let mapped = super::task_offsets().unwrap();
+        assert_eq!(btf.member_offset("task_struct", "group_leader"), mapped.group_leader);
+        assert_eq!(btf.member_offset("task_struct", "start_boottime"), mapped.start_boottime);
+        assert!(btf.member_offset("task_struct", "thread").is_some());
+        assert_eq!(btf.member_offset("thread_struct", "fsbase"), None, "not asked for");
+        assert_eq!(btf.structs.len(), 1);
     }
 }

@@ -211,23 +211,50 @@ impl Loader {
                 None
             }
         };
-        let program: &mut PerfEvent = typed_program(&mut ebpf, PROG_CPU_SAMPLE)?;
+        // The table manager starts before the programs load: the target's
+        // unwind tables are built on its thread while the kernel verifies
+        // `cpu_sample` on this one (~45 ms), so a capture that waits for
+        // them (`load_unwind_tables`) waits less before its first sample.
+        let tables = if programs.unwind == UnwindMode::FramePointers {
+            None
+        } else {
+            Some(TableManager::start(TableMaps::take(&mut ebpf)?)?)
+        };
+        let mut loader = Self {
+            tables,
+            ebpf,
+            cpu_links: Vec::new(),
+            fault_links: Vec::new(),
+            offcpu_link: None,
+            uprobe_links: Vec::new(),
+            exec: ExecHook::Absent,
+            window: None,
+            gate: Gate::new(Window::CLOSED, &[]),
+            target_pids: Vec::new(),
+            programs,
+            logger,
+        };
+        if let Filter::Pids(pids) = filter {
+            loader.set_target_pids(pids)?;
+        }
+        let ebpf = &mut loader.ebpf;
+        let program: &mut PerfEvent = typed_program(ebpf, PROG_CPU_SAMPLE)?;
         program.load().map_err(|e| privilege_aware(anyhow!(e), "the kernel rejected the perf_event program"))?;
         if programs.offcpu {
             let btf = Btf::from_sys_fs().context(
                 "off-CPU profiling needs kernel BTF (`/sys/kernel/btf/vmlinux`), which this kernel does not provide",
             )?;
-            let program: &mut BtfTracePoint = typed_program(&mut ebpf, PROG_SCHED_SWITCH)?;
+            let program: &mut BtfTracePoint = typed_program(ebpf, PROG_SCHED_SWITCH)?;
             program
                 .load("sched_switch", &btf)
                 .map_err(|e| privilege_aware(anyhow!(e), "the kernel rejected the sched_switch (off-CPU) program"))?;
         }
         if programs.faults {
-            let program: &mut PerfEvent = typed_program(&mut ebpf, PROG_FAULT_SAMPLE)?;
+            let program: &mut PerfEvent = typed_program(ebpf, PROG_FAULT_SAMPLE)?;
             program.load().map_err(|e| privilege_aware(anyhow!(e), "the kernel rejected the page-fault program"))?;
         }
         if programs.history {
-            let program: &mut PerfEvent = typed_program(&mut ebpf, PROG_HISTORY_SAMPLE)?;
+            let program: &mut PerfEvent = typed_program(ebpf, PROG_HISTORY_SAMPLE)?;
             program.load().map_err(|e| privilege_aware(anyhow!(e), "the kernel rejected the history sampler"))?;
         }
         if programs.alloc {
@@ -239,7 +266,7 @@ impl Loader {
                 PROG_ALLOC_RETURN,
                 PROG_GO_ALLOC,
             ] {
-                let program: &mut UProbe = typed_program(&mut ebpf, name)?;
+                let program: &mut UProbe = typed_program(ebpf, name)?;
                 program
                     .load()
                     .map_err(|e| privilege_aware(anyhow!(e), &format!("the kernel rejected the `{name}` uprobe")))?;
@@ -251,30 +278,8 @@ impl Loader {
             Ok(bytes) => debug!("gave back {} KiB of the embedded eBPF object's pages", bytes / 1024),
             Err(e) => debug!("could not give back the embedded eBPF object's pages: {e}"),
         }
-        let mut exec_hook = false;
-        let tables = if programs.unwind == UnwindMode::FramePointers {
-            None
-        } else {
-            exec_hook = load_exec_hook(&mut ebpf);
-            let maps = TableMaps::take(&mut ebpf)?;
-            Some(TableManager::start(maps)?)
-        };
-        let mut loader = Self {
-            tables,
-            ebpf,
-            cpu_links: Vec::new(),
-            fault_links: Vec::new(),
-            offcpu_link: None,
-            uprobe_links: Vec::new(),
-            exec: if exec_hook { ExecHook::Loaded } else { ExecHook::Absent },
-            window: None,
-            gate: Gate::new(Window::CLOSED, &[]),
-            target_pids: Vec::new(),
-            programs,
-            logger,
-        };
-        if let Filter::Pids(pids) = filter {
-            loader.set_target_pids(pids)?;
+        if loader.tables.is_some() && load_exec_hook(&mut loader.ebpf) {
+            loader.exec = ExecHook::Loaded;
         }
         Ok(loader)
     }

@@ -19,6 +19,7 @@
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     os::fd::{AsFd as _, AsRawFd as _, RawFd},
+    os::unix::thread::JoinHandleExt as _,
     sync::mpsc,
     thread,
     time::{Duration, Instant},
@@ -103,6 +104,11 @@ impl TableManager {
             .name("unwind-tables".into())
             .spawn(move || state.run(rx, read_end))
             .context("failed to start the table manager thread")?;
+        // Started while the kernel verifies the programs on this thread: it
+        // builds the target's tables meanwhile (it returns to normal
+        // priority after its first requests).
+        let raised = crate::sys::raise_like_caller(thread.as_pthread_t());
+        tracing::debug!(raised, "table manager started");
         Ok(Self { requests: Some(tx), wake: write_end, thread: Some(thread) })
     }
 
@@ -384,7 +390,10 @@ impl State {
             loop {
                 match rx.try_recv() {
                     Ok(Request::Load(pids, done)) => {
-                        // A capture waits for these: everything now.
+                        // A capture waits for these: everything now, ahead
+                        // of a busy target (`Urgent`; the builder thread it
+                        // starts runs at normal priority).
+                        let _urgent = crate::sys::Urgent::enter();
                         for pid in pids {
                             self.refresh(pid, true);
                         }
@@ -408,6 +417,8 @@ impl State {
                     }
                 }
             }
+            // Raised by its starter for the first requests (see `start`).
+            crate::sys::normal_priority();
             if self.last_sweep.elapsed() > Duration::from_secs(5) {
                 self.sweep();
             }

@@ -18,14 +18,14 @@ use std::time::Instant;
 use profiler_common::{Stat, Truncation};
 
 use anyhow::{Context as _, Result};
-use tracing::debug;
+use tracing::{debug, warn};
 
 pub(crate) use self::session::{Ended, Session};
 use crate::aggregate;
 use crate::bpf::{Loader, Stats, UnwindMode};
 use crate::kinds::{self, Shape};
 use crate::profile::capture::{
-    CaptureInfo, CaptureWindow, FinishedCapture, TablesReport, TargetInfo, Trigger, UnwindSummary,
+    CaptureInfo, CaptureWindow, FinishedCapture, Loss, TablesReport, TargetInfo, Trigger, UnwindSummary,
 };
 use crate::profile::ProfileKind;
 use crate::symbolize::Symbolizer;
@@ -97,6 +97,7 @@ pub(crate) fn finish(
     for p in &mut profiles {
         p.normalize();
     }
+    warn_full_maps(&losses);
     debug!(elapsed_ms = building.elapsed().as_millis() as u64, "drained and symbolized");
     let info = CaptureInfo {
         target,
@@ -117,6 +118,16 @@ pub(crate) fn finish(
         notes: symbolizer.notes(&pids_sampled.into_iter().collect::<Vec<_>>()),
     };
     Ok(FinishedCapture { info, profiles, history: None })
+}
+
+/// Logs the losses of a kernel map that was full (samples or stacks not
+/// kept). The programs only count them: a log call in the sampler is a
+/// subprogram the verifier checks at each call site, and cost every load
+/// ~15 % of its time.
+fn warn_full_maps(losses: &[Loss]) {
+    for loss in losses.iter().filter(|l| l.reason.ends_with("_map_full") || l.reason == "stack_not_stored") {
+        warn!(reason = %loss.reason, count = loss.count, "{} (counted in the manifest)", loss.detail);
+    }
 }
 
 /// The manifest's `unwind` section, from the kernel counters and the table

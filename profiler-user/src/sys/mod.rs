@@ -199,6 +199,38 @@ impl Urgent {
     }
 }
 
+/// Raises `thread`, just started by the calling thread (it may not have
+/// run yet), to the caller's real-time policy if the caller has one (it is
+/// [`Urgent`]). A thread woken while its starter runs the verifier at
+/// real-time priority is otherwise often queued on that CPU until the
+/// verifier is done, and work handed to it meanwhile waits. The thread
+/// returns to normal with [`normal_priority`]. Returns whether it did.
+pub(crate) fn raise_like_caller(thread: libc::pthread_t) -> bool {
+    // SAFETY: no memory-safety preconditions; 0 is the calling thread.
+    let policy = unsafe { libc::sched_getscheduler(0) } & !SCHED_RESET_ON_FORK;
+    if policy != libc::SCHED_FIFO {
+        return false;
+    }
+    let urgent = libc::sched_param { sched_priority: 1 };
+    // SAFETY: `thread` is a live thread of this process (the caller holds
+    // its join handle); `urgent` is a valid sched_param.
+    unsafe { libc::pthread_setschedparam(thread, libc::SCHED_FIFO | SCHED_RESET_ON_FORK, &urgent) == 0 }
+}
+
+/// Returns the calling thread to the normal policy if it runs at a
+/// real-time one (see [`raise_like_caller`]).
+pub(crate) fn normal_priority() {
+    // SAFETY: no memory-safety preconditions; 0 is the calling thread.
+    if unsafe { libc::sched_getscheduler(0) } & !SCHED_RESET_ON_FORK == libc::SCHED_OTHER {
+        return;
+    }
+    let normal = libc::sched_param { sched_priority: 0 };
+    // SAFETY: a valid sched_param; 0 is the calling thread.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &normal) } != 0 {
+        tracing::warn!("failed to return to normal priority: {}", std::io::Error::last_os_error());
+    }
+}
+
 impl Drop for Urgent {
     fn drop(&mut self) {
         if let Some((policy, param)) = self.previous.take() {
@@ -233,6 +265,38 @@ mod tests {
             }
             drop(urgent);
             assert_eq!(policy(), libc::SCHED_OTHER);
+        })
+        .join()
+        .expect("test thread");
+    }
+
+    #[test]
+    fn a_thread_started_by_an_urgent_one_is_raised_until_it_lowers_itself() {
+        use std::os::unix::thread::JoinHandleExt as _;
+        // SAFETY: no preconditions; 0 is the calling thread.
+        let policy = || unsafe { libc::sched_getscheduler(0) } & !SCHED_RESET_ON_FORK;
+        std::thread::spawn(move || {
+            let start = |raise: bool| {
+                let (go, wait) = std::sync::mpsc::channel::<()>();
+                let child = std::thread::spawn(move || {
+                    wait.recv().expect("go");
+                    let raised = policy();
+                    normal_priority();
+                    (raised, policy())
+                });
+                let raised = raise && raise_like_caller(child.as_pthread_t());
+                go.send(()).expect("send");
+                (raised, child.join().expect("child"))
+            };
+            // Not urgent: nothing to share.
+            assert_eq!(start(true), (false, (libc::SCHED_OTHER, libc::SCHED_OTHER)));
+            let urgent = Urgent::enter();
+            // Root (CAP_SYS_NICE) may raise threads; the tests run as root in CI.
+            if euid() == 0 {
+                assert!(urgent.is_raised());
+                assert_eq!(start(true), (true, (libc::SCHED_FIFO, libc::SCHED_OTHER)));
+                assert_eq!(start(false).1, (libc::SCHED_OTHER, libc::SCHED_OTHER), "not inherited");
+            }
         })
         .join()
         .expect("test thread");
