@@ -206,7 +206,7 @@ pub(crate) fn walk_user_stack(pid: u32, known: Known, regs: UserRegs, mode: u32,
         flags: if at_entry { PC_EXACT | AT_ENTRY } else { PC_EXACT },
         mode,
         tid: aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32,
-        last: (ExecMapping { start: 0, end: 0, bias: 0, exec_id: EXEC_ID_NONE, tag: 0 }),
+        last: ExecMapping { start: 0, end: 0, bias: 0, exec_id: EXEC_ID_NONE, tag: 0 },
         reads: 0,
         base_live: 0,
         base_used: 0,
@@ -220,7 +220,11 @@ pub(crate) fn walk_user_stack(pid: u32, known: Known, regs: UserRegs, mode: u32,
     // SAFETY: this CPU's slot; programs do not nest on one CPU.
     unsafe {
         *walk_ptr = start;
-        // The innermost frame's mapping, looked up at its exact pc.
+        // The innermost frame's mapping, looked up at its exact pc and
+        // written into the map value: built into `start` on the stack, each
+        // way out of the search carried a different stack into the rest of
+        // the program, and the verifier checked it again for each (~6 ms
+        // of every load).
         if let Some(m) = search(known.0, regs.pc) {
             (*walk_ptr).last = m;
         }
