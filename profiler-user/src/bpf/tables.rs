@@ -357,6 +357,8 @@ impl State {
     }
 
     fn run(mut self, rx: mpsc::Receiver<Request>, wake: RawFd) {
+        // Raised by its starter for its first requests (see `start`).
+        let mut raised = true;
         loop {
             let mut fds = [
                 libc::pollfd { fd: self.events.as_raw_fd(), events: libc::POLLIN, revents: 0 },
@@ -417,8 +419,9 @@ impl State {
                     }
                 }
             }
-            // Raised by its starter for the first requests (see `start`).
-            crate::sys::normal_priority();
+            if std::mem::take(&mut raised) {
+                crate::sys::normal_priority();
+            }
             if self.last_sweep.elapsed() > Duration::from_secs(5) {
                 self.sweep();
             }

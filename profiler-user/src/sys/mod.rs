@@ -206,9 +206,7 @@ impl Urgent {
 /// verifier is done, and work handed to it meanwhile waits. The thread
 /// returns to normal with [`normal_priority`]. Returns whether it did.
 pub(crate) fn raise_like_caller(thread: libc::pthread_t) -> bool {
-    // SAFETY: no memory-safety preconditions; 0 is the calling thread.
-    let policy = unsafe { libc::sched_getscheduler(0) } & !SCHED_RESET_ON_FORK;
-    if policy != libc::SCHED_FIFO {
+    if policy() != libc::SCHED_FIFO {
         return false;
     }
     let urgent = libc::sched_param { sched_priority: 1 };
@@ -220,8 +218,7 @@ pub(crate) fn raise_like_caller(thread: libc::pthread_t) -> bool {
 /// Returns the calling thread to the normal policy if it runs at a
 /// real-time one (see [`raise_like_caller`]).
 pub(crate) fn normal_priority() {
-    // SAFETY: no memory-safety preconditions; 0 is the calling thread.
-    if unsafe { libc::sched_getscheduler(0) } & !SCHED_RESET_ON_FORK == libc::SCHED_OTHER {
+    if policy() == libc::SCHED_OTHER {
         return;
     }
     let normal = libc::sched_param { sched_priority: 0 };
@@ -229,6 +226,13 @@ pub(crate) fn normal_priority() {
     if unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &normal) } != 0 {
         tracing::warn!("failed to return to normal priority: {}", std::io::Error::last_os_error());
     }
+}
+
+/// The calling thread's scheduling policy, without `SCHED_RESET_ON_FORK`.
+fn policy() -> libc::c_int {
+    // SAFETY: no memory-safety preconditions; 0 is the calling thread.
+    let policy = unsafe { libc::sched_getscheduler(0) };
+    policy & !SCHED_RESET_ON_FORK
 }
 
 impl Drop for Urgent {
@@ -250,8 +254,6 @@ mod tests {
     #[test]
     fn urgent_raises_this_thread_only_and_gives_it_back() {
         std::thread::spawn(|| {
-            // SAFETY: no preconditions; 0 is the calling thread.
-            let policy = || unsafe { libc::sched_getscheduler(0) } & !SCHED_RESET_ON_FORK;
             assert_eq!(policy(), libc::SCHED_OTHER);
             let urgent = Urgent::enter();
             // Root (CAP_SYS_NICE) may raise itself; the tests run as root in CI.
@@ -273,9 +275,7 @@ mod tests {
     #[test]
     fn a_thread_started_by_an_urgent_one_is_raised_until_it_lowers_itself() {
         use std::os::unix::thread::JoinHandleExt as _;
-        // SAFETY: no preconditions; 0 is the calling thread.
-        let policy = || unsafe { libc::sched_getscheduler(0) } & !SCHED_RESET_ON_FORK;
-        std::thread::spawn(move || {
+        std::thread::spawn(|| {
             let start = |raise: bool| {
                 let (go, wait) = std::sync::mpsc::channel::<()>();
                 let child = std::thread::spawn(move || {
