@@ -7,7 +7,7 @@ use profiler_common::{SampleKey, Stat, MAP_COUNTS};
 use super::{AttachTarget, Kind, Shape};
 use crate::aggregate::{Aggregate, Frames, RawSample};
 use crate::bpf::{drain, Counted, Loader, RawCapture, Stats};
-use crate::profile::capture::{CaptureWindow, Loss};
+use crate::profile::capture::{CaptureWindow, Loss, LossReason};
 use crate::profile::Profile;
 
 pub(crate) struct Cpu;
@@ -36,50 +36,22 @@ impl Kind for Cpu {
         vec![count, count.saturating_mul(period)]
     }
 
-    /// Every counted loss, by reason. Only `counts_map_full` drops a
-    /// sample; the stack losses keep the sample with a `[lost … stack]` frame.
+    /// Every counted loss, by reason (what each does to the profile:
+    /// [`LossReason::effect`]).
     fn losses(&self, stats: &Stats, agg: &Aggregate) -> Vec<Loss> {
         let missing_user = agg.samples.iter().filter(|s| s.user == Frames::Missing).map(|s| s.count).sum();
         let missing_kernel = agg.samples.iter().filter(|s| s.kernel == Frames::Missing).map(|s| s.count).sum();
         super::losses(&[
-            ("counts_map_full", stats.get(Stat::CountsMapFull), "samples dropped: the kernel sample map was full"),
-            (
-                "user_stack_unreadable",
-                stats.get(Stat::UserStackLost),
-                "samples kept without their user stack: bpf_get_stack failed",
-            ),
-            (
-                "kernel_stack_unreadable",
-                stats.get(Stat::KernelStackLost),
-                "samples kept without their kernel stack: bpf_get_stack failed",
-            ),
-            (
-                "stack_not_stored",
-                stats.get(Stat::StackStoreFailed),
-                "samples kept without one of their stacks: the stack map was full or could not allocate",
-            ),
-            (
-                "user_stack_truncated",
-                stats.get(Stat::UserStackTruncated),
-                "user stacks cut at 127 frames (outermost callers missing)",
-            ),
-            ("kernel_stack_truncated", stats.get(Stat::KernelStackTruncated), "kernel stacks cut at 127 frames"),
-            (
-                "py_stack_truncated",
-                stats.get(Stat::PyStackTruncated),
-                "Python stacks cut at 63 frames, in every profile kind (outermost Python callers missing)",
-            ),
-            (
-                "py_stack_lost",
-                stats.get(Stat::PyStackLost),
-                "Python stacks that could not be stored, in every profile kind (native frames only)",
-            ),
-            ("user_stack_missing", missing_user, "user stacks referenced by samples but absent from the stack map"),
-            (
-                "kernel_stack_missing",
-                missing_kernel,
-                "kernel stacks referenced by samples but absent from the stack map",
-            ),
+            (LossReason::CountsMapFull, stats.get(Stat::CountsMapFull)),
+            (LossReason::UserStackUnreadable, stats.get(Stat::UserStackLost)),
+            (LossReason::KernelStackUnreadable, stats.get(Stat::KernelStackLost)),
+            (LossReason::StackNotStored, stats.get(Stat::StackStoreFailed)),
+            (LossReason::UserStackTruncated, stats.get(Stat::UserStackTruncated)),
+            (LossReason::KernelStackTruncated, stats.get(Stat::KernelStackTruncated)),
+            (LossReason::PyStackTruncated, stats.get(Stat::PyStackTruncated)),
+            (LossReason::PyStackLost, stats.get(Stat::PyStackLost)),
+            (LossReason::UserStackMissing, missing_user),
+            (LossReason::KernelStackMissing, missing_kernel),
         ])
     }
 

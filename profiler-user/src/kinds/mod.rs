@@ -20,7 +20,7 @@ use tracing::debug;
 
 use crate::aggregate::{Aggregate, RawSample};
 use crate::bpf::{Loader, Programs, RawCapture, Stats, UnwindMode};
-use crate::profile::capture::{CaptureWindow, Loss};
+use crate::profile::capture::{CaptureWindow, Loss, LossReason};
 use crate::profile::{Profile, ProfileKind};
 use crate::target::Filter;
 
@@ -103,15 +103,7 @@ pub(crate) fn attach(loader: &mut Loader, kinds: &[ProfileKind], target: &Attach
     Ok(())
 }
 
-/// The loss rows that happened: `(reason, count, what it means)`.
-fn losses(items: &[(&str, u64, &str)]) -> Vec<Loss> {
-    items
-        .iter()
-        .filter(|(_, n, _)| *n > 0)
-        .map(|(reason, count, detail)| Loss {
-            reason: (*reason).to_owned(),
-            count: *count,
-            detail: (*detail).to_owned(),
-        })
-        .collect()
+/// The loss rows that happened, from `(reason, count)` pairs.
+fn losses(items: &[(LossReason, u64)]) -> Vec<Loss> {
+    items.iter().filter(|(_, n)| *n > 0).map(|&(reason, count)| Loss::new(reason, count)).collect()
 }

@@ -7,7 +7,7 @@ use profiler_common::{OffCpuStart, OffCpuValue, SampleKey, Stat, MAP_OFFCPU_COUN
 use super::{AttachTarget, Kind, Shape};
 use crate::aggregate::{Aggregate, RawSample};
 use crate::bpf::{drain, Loader, Programs, RawCapture, Stats};
-use crate::profile::capture::{CaptureWindow, Loss};
+use crate::profile::capture::{CaptureWindow, Loss, LossReason};
 use crate::profile::Profile;
 
 pub(crate) struct OffCpu;
@@ -51,16 +51,8 @@ impl Kind for OffCpu {
 
     fn losses(&self, stats: &Stats, _agg: &Aggregate) -> Vec<Loss> {
         super::losses(&[
-            (
-                "offcpu_map_full",
-                stats.get(Stat::OffCpuCountsMapFull),
-                "off-CPU intervals dropped: the kernel off-CPU map was full",
-            ),
-            (
-                "offcpu_start_map_full",
-                stats.get(Stat::OffCpuStartMapFull),
-                "switch-outs not tracked: too many target threads blocked at once",
-            ),
+            (LossReason::OffcpuMapFull, stats.get(Stat::OffCpuCountsMapFull)),
+            (LossReason::OffcpuStartMapFull, stats.get(Stat::OffCpuStartMapFull)),
         ])
     }
 }

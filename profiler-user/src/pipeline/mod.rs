@@ -25,7 +25,7 @@ use crate::aggregate;
 use crate::bpf::{Loader, Stats, UnwindMode};
 use crate::kinds::{self, Shape};
 use crate::profile::capture::{
-    CaptureInfo, CaptureWindow, FinishedCapture, Loss, TablesReport, TargetInfo, Trigger, UnwindSummary,
+    CaptureInfo, CaptureWindow, FinishedCapture, Loss, LossEffect, TablesReport, TargetInfo, Trigger, UnwindSummary,
 };
 use crate::profile::ProfileKind;
 use crate::symbolize::Symbolizer;
@@ -106,7 +106,7 @@ pub(crate) fn finish(
         end,
         frequency_hz,
         samples_collected,
-        samples_lost: losses.iter().filter(|l| l.drops_samples()).map(|l| l.count).sum(),
+        samples_lost: losses.iter().filter(|l| l.reason.effect() == LossEffect::DroppedSamples).map(|l| l.count).sum(),
         losses,
         target_cpu_seconds,
         expected_samples: target_cpu_seconds.map(|s| (s * frequency_hz as f64).round() as u64),
@@ -125,8 +125,8 @@ pub(crate) fn finish(
 /// subprogram the verifier checks at each call site, and cost every load
 /// ~15 % of its time.
 fn warn_full_maps(losses: &[Loss]) {
-    for loss in losses.iter().filter(|l| l.reason.ends_with("_map_full") || l.reason == "stack_not_stored") {
-        warn!(reason = %loss.reason, count = loss.count, "{} (counted in the manifest)", loss.detail);
+    for loss in losses.iter().filter(|l| l.reason.is_map_capacity()) {
+        warn!(reason = loss.reason.as_str(), count = loss.count, "{} (counted in the manifest)", loss.detail);
     }
 }
 

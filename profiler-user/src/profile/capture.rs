@@ -145,18 +145,164 @@ impl Trigger {
 /// A counted loss, reported in the manifest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub(crate) struct Loss {
-    /// Stable machine-readable reason, e.g. `counts_map_full`.
-    pub reason: String,
+    /// Why: serialized as its stable machine-readable name, e.g.
+    /// `counts_map_full`.
+    pub reason: LossReason,
     pub count: u64,
     /// What it means for the profile.
-    pub detail: String,
+    pub detail: &'static str,
 }
 
 impl Loss {
-    /// Whether the loss removed CPU samples (rather than frames of kept
-    /// samples, or events of other profiles): what `samples_lost` counts.
-    pub(crate) fn drops_samples(&self) -> bool {
-        self.reason == "counts_map_full"
+    /// `count` losses of `reason`, with the reason's meaning as detail.
+    pub(crate) fn new(reason: LossReason, count: u64) -> Self {
+        Self { reason, count, detail: reason.detail() }
+    }
+}
+
+/// Why events or parts of stacks were lost: every reason a kind counts.
+/// One list, so what a reason does to the profile (and whether the daemon
+/// warns about it) is decided here, not by matching names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum LossReason {
+    CountsMapFull,
+    UserStackUnreadable,
+    KernelStackUnreadable,
+    StackNotStored,
+    UserStackTruncated,
+    KernelStackTruncated,
+    PyStackTruncated,
+    PyStackLost,
+    UserStackMissing,
+    KernelStackMissing,
+    OffcpuMapFull,
+    OffcpuStartMapFull,
+    FaultMapFull,
+    InuseMapFull,
+    InuseUntracked,
+}
+
+/// What a loss did to the profiles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LossEffect {
+    /// CPU samples missing from the profile: what `samples_lost` counts.
+    DroppedSamples,
+    /// Events of another kind missing from its profile (off-CPU intervals,
+    /// page faults, allocations in the in-use view).
+    DroppedEvents,
+    /// Samples kept with a stack cut short or replaced by a `[lost …]` frame.
+    PartialStacks,
+}
+
+impl LossReason {
+    /// Every reason.
+    #[cfg(test)]
+    pub(crate) const ALL: [LossReason; 15] = [
+        LossReason::CountsMapFull,
+        LossReason::UserStackUnreadable,
+        LossReason::KernelStackUnreadable,
+        LossReason::StackNotStored,
+        LossReason::UserStackTruncated,
+        LossReason::KernelStackTruncated,
+        LossReason::PyStackTruncated,
+        LossReason::PyStackLost,
+        LossReason::UserStackMissing,
+        LossReason::KernelStackMissing,
+        LossReason::OffcpuMapFull,
+        LossReason::OffcpuStartMapFull,
+        LossReason::FaultMapFull,
+        LossReason::InuseMapFull,
+        LossReason::InuseUntracked,
+    ];
+
+    /// The manifest's and the metrics' name of the reason.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            LossReason::CountsMapFull => "counts_map_full",
+            LossReason::UserStackUnreadable => "user_stack_unreadable",
+            LossReason::KernelStackUnreadable => "kernel_stack_unreadable",
+            LossReason::StackNotStored => "stack_not_stored",
+            LossReason::UserStackTruncated => "user_stack_truncated",
+            LossReason::KernelStackTruncated => "kernel_stack_truncated",
+            LossReason::PyStackTruncated => "py_stack_truncated",
+            LossReason::PyStackLost => "py_stack_lost",
+            LossReason::UserStackMissing => "user_stack_missing",
+            LossReason::KernelStackMissing => "kernel_stack_missing",
+            LossReason::OffcpuMapFull => "offcpu_map_full",
+            LossReason::OffcpuStartMapFull => "offcpu_start_map_full",
+            LossReason::FaultMapFull => "fault_map_full",
+            LossReason::InuseMapFull => "inuse_map_full",
+            LossReason::InuseUntracked => "inuse_untracked",
+        }
+    }
+
+    /// What the loss means for the profile, for the manifest.
+    pub(crate) fn detail(self) -> &'static str {
+        match self {
+            LossReason::CountsMapFull => "samples dropped: the kernel sample map was full",
+            LossReason::UserStackUnreadable => "samples kept without their user stack: bpf_get_stack failed",
+            LossReason::KernelStackUnreadable => "samples kept without their kernel stack: bpf_get_stack failed",
+            LossReason::StackNotStored => {
+                "samples kept without one of their stacks: the stack map was full or could not allocate"
+            }
+            LossReason::UserStackTruncated => "user stacks cut at 127 frames (outermost callers missing)",
+            LossReason::KernelStackTruncated => "kernel stacks cut at 127 frames",
+            LossReason::PyStackTruncated => {
+                "Python stacks cut at 63 frames, in every profile kind (outermost Python callers missing)"
+            }
+            LossReason::PyStackLost => {
+                "Python stacks that could not be stored, in every profile kind (native frames only)"
+            }
+            LossReason::UserStackMissing => "user stacks referenced by samples but absent from the stack map",
+            LossReason::KernelStackMissing => "kernel stacks referenced by samples but absent from the stack map",
+            LossReason::OffcpuMapFull => "off-CPU intervals dropped: the kernel off-CPU map was full",
+            LossReason::OffcpuStartMapFull => "switch-outs not tracked: too many target threads blocked at once",
+            LossReason::FaultMapFull => "page-fault samples dropped: the kernel map was full",
+            LossReason::InuseMapFull => {
+                "sampled allocations missing from the in-use view: the kernel map of held allocations was full"
+            }
+            LossReason::InuseUntracked => {
+                "sampled allocations missing from the in-use view: too many threads allocating at once, \
+                 or the allocator failed"
+            }
+        }
+    }
+
+    /// What the loss did to the profiles.
+    pub(crate) fn effect(self) -> LossEffect {
+        match self {
+            LossReason::CountsMapFull => LossEffect::DroppedSamples,
+            LossReason::OffcpuMapFull
+            | LossReason::OffcpuStartMapFull
+            | LossReason::FaultMapFull
+            | LossReason::InuseMapFull
+            | LossReason::InuseUntracked => LossEffect::DroppedEvents,
+            LossReason::UserStackUnreadable
+            | LossReason::KernelStackUnreadable
+            | LossReason::StackNotStored
+            | LossReason::UserStackTruncated
+            | LossReason::KernelStackTruncated
+            | LossReason::PyStackTruncated
+            | LossReason::PyStackLost
+            | LossReason::UserStackMissing
+            | LossReason::KernelStackMissing => LossEffect::PartialStacks,
+        }
+    }
+
+    /// Whether a kernel map's capacity caused it (a bigger map or a shorter
+    /// capture would have kept the events): what the daemon warns about,
+    /// since the programs themselves only count it.
+    pub(crate) fn is_map_capacity(self) -> bool {
+        matches!(
+            self,
+            LossReason::CountsMapFull
+                | LossReason::StackNotStored
+                | LossReason::OffcpuMapFull
+                | LossReason::OffcpuStartMapFull
+                | LossReason::FaultMapFull
+                | LossReason::InuseMapFull
+        )
     }
 }
 
@@ -344,6 +490,32 @@ mod humantime_serde_rfc3339 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_loss_reason_has_one_name_and_only_a_full_sample_map_drops_samples() {
+        let mut names = std::collections::BTreeSet::new();
+        for reason in LossReason::ALL {
+            // The manifest (serde) and the metrics label (as_str) agree.
+            assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str(), "{reason:?}");
+            assert!(names.insert(reason.as_str()), "{reason:?} named twice");
+            assert!(!reason.detail().is_empty());
+            // A full map is a capacity the daemon warns about.
+            if reason.as_str().ends_with("_map_full") {
+                assert!(reason.is_map_capacity(), "{reason:?}");
+            }
+        }
+        let dropping: Vec<_> =
+            LossReason::ALL.into_iter().filter(|r| r.effect() == LossEffect::DroppedSamples).collect();
+        assert_eq!(dropping, [LossReason::CountsMapFull]);
+        assert_eq!(LossReason::StackNotStored.effect(), LossEffect::PartialStacks);
+        assert!(LossReason::StackNotStored.is_map_capacity());
+        assert!(!LossReason::UserStackTruncated.is_map_capacity());
+        let loss = Loss::new(LossReason::OffcpuMapFull, 4);
+        let json = serde_json::to_value(&loss).unwrap();
+        assert_eq!(json["reason"], "offcpu_map_full");
+        assert_eq!(json["count"], 4);
+        assert_eq!(json["detail"], LossReason::OffcpuMapFull.detail());
+    }
 
     #[test]
     fn window_closed_early_keeps_its_start_and_wall_clock() {

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::capture::{CaptureInfo, Loss, TargetInfo, TargetKind, Trigger};
+use super::capture::{CaptureInfo, Loss, LossReason, TargetInfo, TargetKind, Trigger};
 use super::{Line, Location, Mapping, Profile, ProfileKind, Sample, ValueType};
 use crate::ids::{Pid, Tid};
 
@@ -25,11 +25,7 @@ fn info(target: TargetInfo, trigger: Trigger) -> CaptureInfo {
         frequency_hz: 99,
         samples_collected: 17,
         samples_lost: 3,
-        losses: vec![Loss {
-            reason: "counts_map_full".into(),
-            count: 3,
-            detail: "the in-kernel stack map was full; raise --map-size".into(),
-        }],
+        losses: vec![Loss::new(LossReason::CountsMapFull, 3)],
         target_cpu_seconds: Some(0.18),
         expected_samples: Some(18),
         host: "testhost".into(),

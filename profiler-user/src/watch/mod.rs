@@ -767,7 +767,10 @@ impl Daemon {
             Ok(Captured { written, samples, lost }) => {
                 self.metrics.samples_collected.inc_by(samples);
                 for (reason, count) in lost {
-                    self.metrics.samples_lost.get_or_create(&vec![("reason", reason)]).inc_by(count);
+                    self.metrics
+                        .samples_lost
+                        .get_or_create(&vec![("reason", reason.as_str().to_owned())])
+                        .inc_by(count);
                 }
                 let failure = written.error();
                 (written.paths, samples, failure)

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use crate::bpf::{Detaching, Loader};
 use crate::history::{self, HistoryView};
 use crate::pipeline::{self, Ended};
-use crate::profile::capture::Trigger;
+use crate::profile::capture::{LossReason, Trigger};
 use crate::profile::ProfileKind;
 use crate::sink::retention::{self, CaptureKey, Policy};
 use crate::sink::{files, Sink, Written};
@@ -45,7 +45,7 @@ pub(super) struct Captured {
     /// Samples collected.
     pub samples: u64,
     /// Losses by reason, for the metrics.
-    pub lost: Vec<(String, u64)>,
+    pub lost: Vec<(LossReason, u64)>,
 }
 
 /// What the writing thread hands back.
@@ -129,7 +129,7 @@ fn write_files(loader: &Loader, symbolizer: &mut Symbolizer, job: &WriteJob) -> 
         .sink
         .write(&capture)
         .with_context(|| format!("failed to write the capture to `{}`", job.output_dir.display()))?;
-    let lost = capture.info.losses.iter().map(|l| (l.reason.clone(), l.count)).collect();
+    let lost = capture.info.losses.iter().map(|l| (l.reason, l.count)).collect();
     Ok(Captured { written, samples: capture.info.samples_collected, lost })
 }
 

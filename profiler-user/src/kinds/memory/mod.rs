@@ -20,7 +20,7 @@ use super::{AttachTarget, Kind, Shape};
 use crate::aggregate::{Aggregate, RawSample};
 use crate::bpf::{drain, Loader, Programs, RawCapture, Stats};
 use crate::ids::Pid;
-use crate::profile::capture::{CaptureWindow, Loss};
+use crate::profile::capture::{CaptureWindow, Loss, LossReason};
 use crate::profile::Profile;
 use crate::target::Filter;
 
@@ -95,22 +95,9 @@ impl Kind for Memory {
 
     fn losses(&self, stats: &Stats, _agg: &Aggregate) -> Vec<Loss> {
         super::losses(&[
-            (
-                "fault_map_full",
-                stats.get(Stat::FaultCountsMapFull),
-                "page-fault samples dropped: the kernel map was full",
-            ),
-            (
-                "inuse_map_full",
-                stats.get(Stat::LiveAllocsFull),
-                "sampled allocations missing from the in-use view: the kernel map of held allocations was full",
-            ),
-            (
-                "inuse_untracked",
-                stats.get(Stat::AllocPendingLost),
-                "sampled allocations missing from the in-use view: too many threads allocating at once, \
-                 or the allocator failed",
-            ),
+            (LossReason::FaultMapFull, stats.get(Stat::FaultCountsMapFull)),
+            (LossReason::InuseMapFull, stats.get(Stat::LiveAllocsFull)),
+            (LossReason::InuseUntracked, stats.get(Stat::AllocPendingLost)),
         ])
     }
 
