@@ -283,7 +283,10 @@ fn btf_check() -> Check {
         Check::new(
             "BTF",
             Status::Warn,
-            format!("`{VMLINUX}` not found: cpu profiles work without it, the offcpu profiles to come will not"),
+            format!(
+                "`{VMLINUX}` not found: cpu and memory profiles work without it; offcpu profiles and \
+                 Python frames need it"
+            ),
         )
         .fix("use a kernel built with CONFIG_DEBUG_INFO_BTF=y, as current distribution kernels are")
     }
@@ -462,7 +465,8 @@ fn tracefs_check(mountinfo: &str) -> Check {
         None => Check::new(
             "tracefs",
             Status::Info,
-            "not mounted; only the offcpu profiles to come will need it (`sudo mount -t tracefs nodev /sys/kernel/tracing`)",
+            "not mounted; not needed: stackwatch attaches BTF and raw tracepoints, and uprobes through the \
+             uprobe PMU",
         ),
     }
 }
