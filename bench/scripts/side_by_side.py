@@ -3,9 +3,10 @@
 once, for comparing test builds of the eBPF program (not part of `cargo
 xtask bench`, which measures the tree's own build).
 
-    bench/scripts/side_by_side.py TARGET SECONDS ROUNDS BUILD/stackwatch...
+    bench/scripts/side_by_side.py 'TARGET ARGS' SECONDS ROUNDS BUILD/stackwatch...
 
-Each round starts `TARGET cpu 0` (tests/workloads/unwind_work.c), then
+Each round starts the target command (split as the shell would; e.g.
+`'./W cpu 0'` for tests/workloads/unwind_work.c), then
 every `BUILD/stackwatch record --pid P --unwind auto` and bpftrace's
 `profile:hz:99 /pid == P/ { @[ustack, kstack] = count(); }` together for
 SECONDS. Each profiler's figure is the BPF run time of all its programs
@@ -15,7 +16,7 @@ manifest `samples_collected` for every build (a test build may not count
 its samples), bpftrace's map total for bpftrace. Prints each round, and
 each build's ratio to bpftrace's figure in that round. Needs root.
 """
-import glob, json, os, re, statistics, subprocess, sys, time
+import glob, json, os, re, shlex, statistics, subprocess, sys, time
 
 def progs(pid):
     out = {}
@@ -40,8 +41,8 @@ def main():
     subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=1"], check=True)
     results = []
     for r in range(rounds):
-        w = subprocess.Popen([target_bin, "cpu", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.5)
+        w = subprocess.Popen(shlex.split(target_bin), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
         procs = []
         for i, b in enumerate(bins):
             out = f"/tmp/sbs/out{i}"
