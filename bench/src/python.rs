@@ -161,13 +161,7 @@ fn per_sample(ctx: &Context, section: &mut Section, nofp: &Path, script: &Path, 
         Some(r1 <= 2.0),
     );
     let (r, lo, hi) = paired_ratio(python, native);
-    row(
-        section,
-        "Python three threads ÷ native (median of rounds)",
-        format!("{r:.2}× ({lo:.2}–{hi:.2}×)"),
-        None,
-        None,
-    );
+    row(section, "Python three threads ÷ native (median of rounds)", format!("{r:.2}× ({lo:.2}–{hi:.2}×)"), None, None);
     section.commands.push(format!(
         "stackwatch record --pid PY --duration {s}s --formats pprof   # PY: py_split.py, then py_split.py --single, then the native target, one after the other in rotating order, {rounds} rounds; all programs' BPF run time (fdinfo) ÷ the target's samples kept (manifest)",
         s = secs(ctx),
