@@ -16,9 +16,10 @@ manifest `samples_collected` for every build (a test build may not count
 its samples), bpftrace's map total for bpftrace. Prints each round, and
 each build's ratio to bpftrace's figure in that round. Needs root.
 """
-import glob, json, os, re, shlex, statistics, subprocess, sys, time
+import glob, json, os, re, shlex, shutil, statistics, subprocess, sys, tempfile, time
 
-def progs(pid):
+def run_times(pid):
+    """BPF run time (ns) of each program process `pid` holds, by id."""
     out = {}
     for fd in glob.glob(f"/proc/{pid}/fdinfo/*"):
         try:
@@ -28,43 +29,40 @@ def progs(pid):
         if "prog_type" not in t:
             continue
         m = dict(re.findall(r"^(\w+):\s+(\S+)", t, re.M))
-        out[m.get("prog_id")] = (int(m.get("run_time_ns", 0)), int(m.get("run_cnt", 0)))
+        out[m.get("prog_id")] = int(m.get("run_time_ns", 0))
     return out
 
 def label(b):
     """A build's name: the directory its binary is in."""
     return os.path.basename(os.path.dirname(b)) if "/" in b else b
 
-def main():
-    target_bin, dur, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    bins = sys.argv[4:]
-    subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=1"], check=True)
-    results = []
-    for r in range(rounds):
-        w = subprocess.Popen(shlex.split(target_bin), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def round_(target, dur, bins, work_dir):
+    """One round: every build and bpftrace on one target; ns per sample each."""
+    w = subprocess.Popen(shlex.split(target), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
         time.sleep(1.0)
         procs = []
         for i, b in enumerate(bins):
-            out = f"/tmp/sbs/out{i}"
-            subprocess.run(["rm", "-rf", out])
+            out = os.path.join(work_dir, f"out{i}")
+            shutil.rmtree(out, ignore_errors=True)
             p = subprocess.Popen([b, "record", "--pid", str(w.pid), "--duration", f"{dur}s", "--unwind", "auto",
-                                  "--formats", "pprof", "--output-dir", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                  "--formats", "pprof", "--output-dir", out],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             procs.append((b, p, out))
         bt = subprocess.Popen(["bpftrace", "-f", "json", "-e",
             f"profile:hz:99 /pid == {w.pid}/ {{ @[ustack, kstack] = count(); }} interval:s:{dur} {{ exit(); }}"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         last = {}
-        allp = [(b, p) for b, p, _ in procs] + [("bpftrace", bt)]
-        while any(p.poll() is None for _, p in allp):
-            for b, p in allp:
+        everyone = [p for _, p, _ in procs] + [bt]
+        while any(p.poll() is None for p in everyone):
+            for p in everyone:
                 if p.poll() is None:
-                    v = progs(p.pid)
+                    v = run_times(p.pid)
                     if v:
                         last[p.pid] = v
             time.sleep(0.1)
-        out_bt = bt.stdout.read()
         bt_samples = 0
-        for line in out_bt.splitlines():
+        for line in bt.stdout.read().splitlines():
             try:
                 j = json.loads(line)
             except ValueError:
@@ -73,23 +71,38 @@ def main():
                 for v in j["data"].values():
                     if isinstance(v, dict):
                         bt_samples += sum(v.values())
-        w.kill(); w.wait()
-        ref = None
-        row = {}
-        for b, p, out in procs:
-            m = glob.glob(f"{out}/*.json")
-            n = json.load(open(m[0]))["samples_collected"] if m else 0
-            if n and ref is None:
-                ref = n
-        for b, p, out in procs:
-            ns = sum(t for t, c in last.get(p.pid, {}).values())
-            row[b] = ns / ref
-        ns = sum(t for t, c in last.get(bt.pid, {}).values())
-        row["bpftrace"] = ns / max(bt_samples, 1)
-        print(f"round {r}: ref samples {ref}, bpftrace samples {bt_samples}: " +
-              ", ".join(f"{label(k)}={v:.0f} ns ({v/row['bpftrace']:.2f}x)" for k, v in row.items()), flush=True)
-        results.append(row)
-    subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=0"])
+    finally:
+        w.kill()
+        w.wait()
+    # Only the reference build must succeed: a test build that counts
+    # nothing may end with an error about its empty profile.
+    if procs[0][1].returncode != 0:
+        sys.exit(f"{bins[0]} (the reference build) exited with {procs[0][1].returncode}")
+    if bt.returncode != 0 or bt_samples == 0:
+        sys.exit(f"bpftrace exited with {bt.returncode} after {bt_samples} samples")
+    manifests = glob.glob(os.path.join(procs[0][2], "*.json"))
+    ref = json.load(open(manifests[0]))["samples_collected"] if manifests else 0
+    if ref == 0:
+        sys.exit(f"{bins[0]} (the reference build) wrote no manifest with samples")
+    row = {b: sum(last.get(p.pid, {}).values()) / ref for b, p, _ in procs}
+    row["bpftrace"] = sum(last.get(bt.pid, {}).values()) / bt_samples
+    return ref, bt_samples, row
+
+def main():
+    target, dur, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    bins = sys.argv[4:]
+    subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=1"], check=True)
+    work_dir = tempfile.mkdtemp(prefix="side_by_side.")
+    results = []
+    try:
+        for r in range(rounds):
+            ref, bt_samples, row = round_(target, dur, bins, work_dir)
+            print(f"round {r}: ref samples {ref}, bpftrace samples {bt_samples}: " +
+                  ", ".join(f"{label(k)}={v:.0f} ns ({v/row['bpftrace']:.2f}x)" for k, v in row.items()), flush=True)
+            results.append(row)
+    finally:
+        subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=0"])
+        shutil.rmtree(work_dir, ignore_errors=True)
     for b in bins:
         ratios = sorted(r[b] / r["bpftrace"] for r in results)
         print(f"{label(b)}: median {statistics.median(ratios):.2f}x bpftrace "

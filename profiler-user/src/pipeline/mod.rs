@@ -126,7 +126,7 @@ pub(crate) fn finish(
 /// ~15 % of its time.
 fn warn_full_maps(losses: &[Loss]) {
     for loss in losses.iter().filter(|l| l.reason.is_map_capacity()) {
-        warn!(reason = loss.reason.as_str(), count = loss.count, "{} (counted in the manifest)", loss.detail);
+        warn!(reason = loss.reason.as_str(), count = loss.count, "{} (counted in the manifest)", loss.reason.detail());
     }
 }
 

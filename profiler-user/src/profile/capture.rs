@@ -142,29 +142,37 @@ impl Trigger {
     }
 }
 
-/// A counted loss, reported in the manifest.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// A counted loss, reported in the manifest as `reason`, `count` and
+/// `detail` (the reason's meaning, [`LossReason::detail`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Loss {
-    /// Why: serialized as its stable machine-readable name, e.g.
-    /// `counts_map_full`.
     pub reason: LossReason,
     pub count: u64,
-    /// What it means for the profile.
-    pub detail: &'static str,
 }
 
 impl Loss {
-    /// `count` losses of `reason`, with the reason's meaning as detail.
+    /// `count` losses of `reason`.
     pub(crate) fn new(reason: LossReason, count: u64) -> Self {
-        Self { reason, count, detail: reason.detail() }
+        Self { reason, count }
+    }
+}
+
+impl Serialize for Loss {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut loss = serializer.serialize_struct("Loss", 3)?;
+        loss.serialize_field("reason", &self.reason)?;
+        loss.serialize_field("count", &self.count)?;
+        loss.serialize_field("detail", self.reason.detail())?;
+        loss.end()
     }
 }
 
 /// Why events or parts of stacks were lost: every reason a kind counts.
 /// One list, so what a reason does to the profile (and whether the daemon
-/// warns about it) is decided here, not by matching names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// warns about it) is decided here, not by matching names. Serialized as
+/// [`LossReason::as_str`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum LossReason {
     CountsMapFull,
     UserStackUnreadable,
@@ -303,6 +311,12 @@ impl LossReason {
                 | LossReason::FaultMapFull
                 | LossReason::InuseMapFull
         )
+    }
+}
+
+impl Serialize for LossReason {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 
