@@ -25,7 +25,7 @@ use crate::{
     profile::capture::{CaptureInfo, FinishedCapture, TargetInfo, Trigger},
     profile::ProfileKind,
     sink::{dir, files, DirSink, FailedFile, Sink as _, Written},
-    symbolize::Symbolizer,
+    symbolize::{Symbolizer, SymbolizerConfig},
     target::Filter,
 };
 
@@ -59,8 +59,10 @@ pub async fn run(args: &RecordArgs) -> Result<()> {
     let cgroup_dir = config.target.cgroup_dir();
 
     // Created before sampling: it snapshots processes as they show up, so
-    // one that exits before the end still gets names.
-    let mut symbolizer = Symbolizer::new();
+    // one that exits before the end still gets names. Its profiles are
+    // built once, at the end: no parsed object is worth keeping past them.
+    let mut symbolizer =
+        Symbolizer::with_config(SymbolizerConfig { release_parsed: true, ..SymbolizerConfig::from_env() });
     let attaching = Instant::now();
     let session = Session::start(
         &mut loader,

@@ -15,7 +15,7 @@
 //! (`libfoo.so+0x1a2b`) instead of disappearing.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     path::{Path, PathBuf},
 };
 
@@ -44,7 +44,7 @@ use crate::{
 };
 use objects::{Blaze, ObjectCache};
 use python::{PythonFrames, Slot};
-use user::{Context, Observed, Processes, Resolved};
+use user::{Batch, Context, Located, Observed, Processes, Resolved};
 
 /// Where the tables keep kernel locations: no process has pid 0 (the
 /// kernel's idle tasks, never sampled).
@@ -64,6 +64,14 @@ pub struct SymbolizerConfig {
     /// debuglink names), then the process's and the host's `/usr/lib/debug`.
     pub debug_dirs: Vec<PathBuf>,
     pub budget: CacheBudget,
+    /// Drop each object's parsed debug info (blazesym's DWARF indexes,
+    /// line rows, symbol tables) as soon as a profile's addresses in it are
+    /// named, instead of keeping it for the next profile: for a command
+    /// that builds its profiles and exits (`record`), whose peak memory is
+    /// then that of the largest object, not the sum of all (a whole-host
+    /// capture: −3 to −4 MiB). A daemon keeps them (its next capture
+    /// reuses them, within [`CacheBudget`]).
+    pub release_parsed: bool,
 }
 
 impl SymbolizerConfig {
@@ -100,6 +108,7 @@ pub struct Symbolizer {
     /// symbolizer: the daemon's lives for many captures).
     kallsyms_warned: bool,
     python: PythonFrames,
+    release_parsed: bool,
 }
 
 /// Where kernel frames are named from.
@@ -186,6 +195,7 @@ impl Symbolizer {
             kernel_build_id: None,
             kallsyms_warned: false,
             python: PythonFrames::default(),
+            release_parsed: config.release_parsed,
         }
     }
 
@@ -297,9 +307,7 @@ impl Symbolizer {
             python: HashMap::new(),
         };
         self.add_kernel_locations(&mut tables, &agg.kernel_addrs);
-        for (&pid, addrs) in &agg.user_addrs {
-            self.add_user_locations(&mut tables, pid, addrs);
-        }
+        self.add_user_locations(&mut tables, &agg.user_addrs);
         for s in &agg.samples {
             let mut locations = Vec::with_capacity(s.kernel.addrs().len() + s.user.addrs().len());
             match &s.kernel {
@@ -403,26 +411,38 @@ impl Symbolizer {
         }
     }
 
-    fn add_user_locations(&mut self, tables: &mut Tables, pid: Pid, addrs: &[u64]) {
-        if addrs.is_empty() {
-            return;
-        }
+    /// Names the user addresses of every process, object by object
+    /// ([`Context::name`]), and adds their locations.
+    fn add_user_locations(&mut self, tables: &mut Tables, user_addrs: &BTreeMap<Pid, Vec<u64>>) {
         let mut context = Context {
-            blaze: &self.blaze,
+            blaze: &mut self.blaze,
             objects: &mut self.objects,
             processes: &mut self.processes,
             debug_dirs: &self.debug_dirs,
+            release_parsed: self.release_parsed,
         };
-        let resolved = context.resolve(pid, addrs);
-        let gone = !crate::procfs::process::exists(pid);
-        for (&addr, Resolved { mapping: entry, build_id, lines }) in addrs.iter().zip(resolved) {
-            let mapping = entry.as_ref().map(|m| mapping_index(tables, pid, m, build_id));
-            let lines = lines.unwrap_or_else(|| {
-                vec![Line { function: unknown_name(entry.as_ref(), addr, gone), file: None, line: None }]
-            });
-            let idx = tables.profile.locations.len();
-            tables.profile.locations.push(Location { address: addr, mapping, lines, kernel: false });
-            tables.locations.insert((pid, addr), idx);
+        let processes: Vec<(Pid, &Vec<u64>)> =
+            user_addrs.iter().filter(|(_, addrs)| !addrs.is_empty()).map(|(&pid, addrs)| (pid, addrs)).collect();
+        let mut batch = Batch::default();
+        let mut located: Vec<Located> = processes
+            .iter()
+            .enumerate()
+            .map(|(slot, &(pid, addrs))| context.locate(pid, addrs, slot, &mut batch))
+            .collect();
+        context.name(batch, &mut located);
+        for ((_, addrs), mut process) in processes.into_iter().zip(located) {
+            context.finish(addrs, &mut process);
+            let pid = process.pid;
+            let gone = !crate::procfs::process::exists(pid);
+            for (&addr, Resolved { mapping: entry, build_id, lines }) in addrs.iter().zip(process.resolved) {
+                let mapping = entry.as_ref().map(|m| mapping_index(tables, pid, m, build_id));
+                let lines = lines.unwrap_or_else(|| {
+                    vec![Line { function: unknown_name(entry.as_ref(), addr, gone), file: None, line: None }]
+                });
+                let idx = tables.profile.locations.len();
+                tables.profile.locations.push(Location { address: addr, mapping, lines, kernel: false });
+                tables.locations.insert((pid, addr), idx);
+            }
         }
     }
 }

@@ -299,14 +299,29 @@ impl ObjectCache {
             self.by_build_id.retain(|_, v| *v != id);
             self.bytes = self.bytes.saturating_sub(object.cost);
             self.evictions += 1;
-            let mut paths = vec![object.pin.proc_path()];
-            if let Backend::DebugFile(debug, _) = &object.backend {
-                paths.push(debug.proc_path());
-            }
-            for path in paths {
-                if let Err(e) = blaze.0.evict(&Evict::Elf(evict::Elf::new(path))) {
-                    debug!("failed to evict an object from blazesym's cache: {e}");
-                }
+            object.release_parsed(blaze);
+        }
+    }
+
+    /// Drops what blazesym parsed of object `id` (its DWARF indexes, line
+    /// rows, symbol tables) and keeps the object: the next lookup parses it
+    /// again.
+    pub(super) fn release_parsed(&self, blaze: &mut Blaze, id: ObjectId) {
+        if let Some(object) = self.objects.get(&id) {
+            object.release_parsed(blaze);
+        }
+    }
+}
+
+impl Object {
+    fn release_parsed(&self, blaze: &mut Blaze) {
+        let mut paths = vec![self.pin.proc_path()];
+        if let Backend::DebugFile(debug, _) = &self.backend {
+            paths.push(debug.proc_path());
+        }
+        for path in paths {
+            if let Err(e) = blaze.0.evict(&Evict::Elf(evict::Elf::new(path))) {
+                debug!("failed to evict an object from blazesym's cache: {e}");
             }
         }
     }

@@ -443,3 +443,119 @@ fn child_profile_releases_file_views() {
     assert!(outer_function(&p).contains("child_profile_releases_file_views"), "got {}", outer_function(&p));
     assert!(s.stats().cache.hits > hits);
 }
+
+/// Bytes allocated on the heap now (glibc's count of chunks in use).
+fn heap_in_use() -> usize {
+    // SAFETY: mallinfo2 only reads the allocator's counters.
+    unsafe { libc::mallinfo2() }.uordblks
+}
+
+/// The heap is measured with no other thread of the test binary
+/// allocating: in a child process of its own.
+#[test]
+fn a_one_shot_symbolizer_keeps_no_parsed_debug_info() {
+    crate::sys::run_child_test(module_path!(), "child_one_shot_symbolizer_releases_parses");
+}
+
+#[test]
+#[ignore = "run by a_one_shot_symbolizer_keeps_no_parsed_debug_info in a child process"]
+fn child_one_shot_symbolizer_releases_parses() {
+    // This test binary (its DWARF is tens of MB) names one of its own
+    // functions: what blazesym keeps of it is measured once the profile is
+    // built and dropped.
+    let addr = child_one_shot_symbolizer_releases_parses as *const () as u64;
+    let pid = std::process::id();
+    let held_after_a_profile = |s: &mut Symbolizer| {
+        let before = heap_in_use();
+        let p = hot_profile(s, pid, addr);
+        assert!(outer_function(&p).contains("child_one_shot_symbolizer_releases_parses"), "got {}", outer_function(&p));
+        drop(p);
+        heap_in_use().saturating_sub(before)
+    };
+    let one_shot = || Symbolizer::with_config(SymbolizerConfig { release_parsed: true, ..Default::default() });
+    // The first profile of the process starts what lives as long as it
+    // (the view pager's thread, lazily built statics).
+    let _ = held_after_a_profile(&mut one_shot());
+    let mut one_shot = one_shot();
+    let released = held_after_a_profile(&mut one_shot);
+    // A second profile parses the object again and names the same frame.
+    let released_again = held_after_a_profile(&mut one_shot);
+    let mut daemon = Symbolizer::new();
+    let kept = held_after_a_profile(&mut daemon);
+    eprintln!("heap held after a profile: one-shot {released} then {released_again} bytes, daemon {kept} bytes");
+    assert!(kept >= 512 << 10, "a daemon's symbolizer keeps the parse: {kept} bytes");
+    assert!(
+        released.max(released_again) < kept / 8,
+        "one-shot: {released} and {released_again} bytes held, daemon {kept}"
+    );
+}
+
+/// Two processes of one binary and a third of another: named object by
+/// object across processes, the same as process by process, whether the
+/// parses are kept or released.
+#[test]
+fn processes_sharing_an_object_are_named_alike_in_both_modes() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "/proc/<pid>/map_files needs root");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let binary = compile(dir.path(), "shared").expect("gcc");
+    let other = compile(dir.path(), "other").expect("gcc");
+    let mut children: Vec<_> = [&binary, &binary, &other].iter().map(|b| spawn(b, &["1", "3000"])).collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let offsets = function_offsets(&binary, "hot");
+    let mut agg = Aggregate::default();
+    for child in &children {
+        let pid = child.id();
+        // `hot` and `main`'s call of it, and an address in no mapping.
+        let addr = hot_address(pid, &offsets);
+        let main = hot_address(pid, &function_offsets(&binary, "main"));
+        agg.user_addrs.insert(Pid::new(pid), vec![8, main, addr]);
+        agg.samples.push(RawSample {
+            pid: Pid::new(pid),
+            tid: Tid::new(pid),
+            comm: "inline".into(),
+            user: Frames::Addrs(vec![addr, main, 8].into()),
+            kernel: Frames::None,
+            user_truncated: false,
+            count: 1,
+            weight: 0,
+            extra: 0,
+            held: [0; 2],
+            python: Vec::new().into(),
+        });
+        agg.total += 1;
+    }
+    let stacks = |s: &mut Symbolizer| {
+        let template = Profile::new_cpu(99, SystemTime::now(), Duration::from_secs(1));
+        let p = s.build_profile(&agg, template, |s| vec![s.count as i64]);
+        p.samples
+            .iter()
+            .map(|s| {
+                s.locations
+                    .iter()
+                    .map(|&i| {
+                        let l = &p.locations[i];
+                        let build_id = l.mapping.and_then(|m| p.mappings[m].build_id.clone());
+                        (l.lines.iter().map(|l| (l.function.clone(), l.line)).collect::<Vec<_>>(), build_id)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut one_shot = Symbolizer::with_config(SymbolizerConfig { release_parsed: true, ..Default::default() });
+    let released = stacks(&mut one_shot);
+    let kept = stacks(&mut Symbolizer::new());
+    for child in &mut children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert_eq!(released, kept);
+    assert_eq!(released.len(), 3);
+    for stack in &released {
+        let names: Vec<&str> = stack.iter().map(|(lines, _)| lines.last().unwrap().0.as_str()).collect();
+        assert_eq!(names[0], "hot", "{stack:?}");
+        assert_eq!(names[1], "main", "{stack:?}");
+        assert_eq!(names[2], "[unknown]+0x8", "{stack:?}");
+        assert!(stack[0].1.is_some() && stack[1].1.is_some(), "build ids: {stack:?}");
+    }
+}

@@ -304,16 +304,44 @@ pub(super) struct Resolved {
 
 /// What symbolizing a process needs.
 pub(super) struct Context<'a> {
-    pub blaze: &'a Blaze,
+    pub blaze: &'a mut Blaze,
     pub objects: &'a mut ObjectCache,
     pub processes: &'a mut Processes,
     pub debug_dirs: &'a [PathBuf],
+    /// [`SymbolizerConfig::release_parsed`](super::SymbolizerConfig::release_parsed).
+    pub release_parsed: bool,
+}
+
+/// The addresses of one process placed in their mappings by
+/// [`Context::locate`]; [`Context::name`] and [`Context::finish`] fill in
+/// their names.
+pub(super) struct Located {
+    pub pid: Pid,
+    /// One per address, in the order of the addresses.
+    pub resolved: Vec<Resolved>,
+    alive: bool,
+    /// The addresses in the vDSO.
+    vdso: Vec<usize>,
+}
+
+/// The file offsets to name in each object, over all the processes of a
+/// profile: an object shared by many processes (libc, an interpreter) is
+/// asked once, and its parsed debug info can be let go before the next
+/// object is parsed.
+#[derive(Default)]
+pub(super) struct Batch {
+    /// Object → (index of the process in the `Located` list, index of the
+    /// address, file offset).
+    by_object: HashMap<ObjectId, Vec<(usize, usize, FileOffset)>>,
 }
 
 impl Context<'_> {
-    /// Resolves `addrs` (sorted) of process `pid`.
-    pub(super) fn resolve(&mut self, pid: Pid, addrs: &[u64]) -> Vec<Resolved> {
-        let mut out = vec![Resolved::default(); addrs.len()];
+    /// Places `addrs` (sorted) of process `pid` in their mappings and
+    /// queues the offsets of file-backed ones in `batch` under `slot`, the
+    /// index the returned value will have in the list given to
+    /// [`Self::name`].
+    pub(super) fn locate(&mut self, pid: Pid, addrs: &[u64], slot: usize, batch: &mut Batch) -> Located {
+        let mut resolved = vec![Resolved::default(); addrs.len()];
         let live = read_maps(pid).unwrap_or_default();
         let alive = !live.is_empty();
         // The snapshot's mappings and pins (clones of `Arc`s: `self` is
@@ -332,12 +360,12 @@ impl Context<'_> {
                     None => continue,
                 },
             };
-            out[i].mapping = Some(entry.clone());
+            resolved[i].mapping = Some(entry.clone());
             groups.entry((from_live, entry.start)).or_default().push(i);
         }
         let mut vdso = Vec::new();
         for ((from_live, _), indices) in groups {
-            let Some(entry) = out[indices[0]].mapping.clone() else { continue };
+            let Some(entry) = resolved[indices[0]].mapping.clone() else { continue };
             if entry.path == "[vdso]" {
                 vdso.extend(indices);
                 continue;
@@ -349,17 +377,45 @@ impl Context<'_> {
             // the one mapped there (saves reopening it).
             let pin = snap_pins.get(&entry.start).filter(|p| p.key.id == entry.file_id()).cloned();
             let Some(object) = self.object(pid, &entry, alive && from_live, pin) else { continue };
-            let offsets: Vec<FileOffset> = indices.iter().map(|&i| entry.file_offset(addrs[i])).collect();
+            let queue = batch.by_object.entry(object).or_default();
+            queue.extend(indices.into_iter().map(|i| (slot, i, entry.file_offset(addrs[i]))));
+        }
+        Located { pid, resolved, alive, vdso }
+    }
+
+    /// Names the offsets `batch` queued, one object at a time, each
+    /// distinct offset once. With [`Self::release_parsed`], an object's
+    /// parsed debug info is dropped as soon as its offsets are named, so a
+    /// profile's peak memory is that of its largest object rather than of
+    /// all of them together.
+    pub(super) fn name(&mut self, batch: Batch, located: &mut [Located]) {
+        // In a stable order (object ids follow first use).
+        let mut objects: Vec<_> = batch.by_object.into_iter().collect();
+        objects.sort_unstable_by_key(|(id, _)| *id);
+        for (object, queue) in objects {
+            let mut offsets: Vec<FileOffset> = queue.iter().map(|&(_, _, o)| o).collect();
+            offsets.sort_unstable();
+            offsets.dedup();
             let lines = self.objects.symbolize(self.blaze, object, &offsets);
             let build_id = self.objects.build_id(object);
-            for (i, lines) in indices.into_iter().zip(lines) {
-                out[i].lines = lines;
-                out[i].build_id.clone_from(&build_id);
+            for (slot, i, offset) in queue {
+                let Ok(at) = offsets.binary_search(&offset) else { continue };
+                let r = &mut located[slot].resolved[i];
+                r.lines.clone_from(&lines[at]);
+                r.build_id.clone_from(&build_id);
+            }
+            if self.release_parsed {
+                self.objects.release_parsed(self.blaze, object);
             }
         }
-        self.resolve_vdso(pid, addrs, &vdso, &mut out);
-        self.resolve_jit(pid, alive, addrs, &mut out);
-        out
+    }
+
+    /// Names what [`Self::name`] could not: vDSO addresses and JIT code
+    /// (from the process's perf map).
+    pub(super) fn finish(&mut self, addrs: &[u64], located: &mut Located) {
+        let Located { pid, resolved, alive, vdso } = located;
+        self.resolve_vdso(*pid, addrs, vdso, resolved);
+        self.resolve_jit(*pid, *alive, addrs, resolved);
     }
 
     /// The cached object of a mapping, opening and parsing it if needed.
