@@ -60,6 +60,9 @@ impl LiveTop {
         let attach = AttachTarget { frequency_hz, filter: &target.filter, cgroup_dir: cgroup_dir.as_deref() };
         kinds::attach(&mut loader, &kinds, &attach)?;
         loader.open_window(LIVE_WINDOW).context("failed to start counting")?;
+        // Every refresh names kernel frames: from an index read once, not
+        // a pass of kallsyms each second (50 ms of the kernel's time).
+        symbolizer.keep_kernel_symbols();
         Ok(Self { loader, symbolizer, frequency_hz, spec: spec.clone(), target, table: TopTable::default() })
     }
 
@@ -103,6 +106,8 @@ impl LiveTop {
         let profile = self.symbolizer.build_profile(&agg, template, |s| plugin.values(s, period));
         self.table.add(&profile);
         self.symbolizer.forget_exited();
+        // Read again if a module or BPF program came or went.
+        self.symbolizer.keep_kernel_symbols();
         Ok(())
     }
 

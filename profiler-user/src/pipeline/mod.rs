@@ -94,6 +94,7 @@ pub(crate) fn finish(
         plugin.finish(&mut profile);
         profiles.push(profile);
     }
+    symbolizer.release_kernel_symbols();
     for p in &mut profiles {
         p.normalize();
     }

@@ -66,6 +66,11 @@ impl Session {
             let meter = CpuMeter::start(filter, cgroup_dir);
             Ok(Session { window: loader.open_window(duration)?, meter })
         });
+        if started.is_ok() {
+            // The kernel's symbols, with the programs just attached: read
+            // while sampling, not after.
+            symbolizer.prefetch_kernel_symbols();
+        }
         if started.is_err() {
             // Whatever did attach must not keep sampling.
             if let Err(e) = loader.detach() {

@@ -20,7 +20,7 @@ use std::{
 };
 
 use blazesym::symbolize::{CodeInfo, Symbolizer as BlazeSymbolizer};
-use tracing::warn;
+use tracing::{debug, warn};
 
 mod kallsyms;
 mod objects;
@@ -109,6 +109,19 @@ pub struct Symbolizer {
     kallsyms_warned: bool,
     python: PythonFrames,
     release_parsed: bool,
+    /// The capture's index of kernel symbols, read while it runs
+    /// ([`Self::prefetch_kernel_symbols`]).
+    kernel_symbols: KernelSymbols,
+}
+
+/// Where a capture's kernel symbols stand.
+#[derive(Default)]
+enum KernelSymbols {
+    /// Not read: kernel frames are named in one pass of kallsyms.
+    #[default]
+    None,
+    Reading(kallsyms::Prefetch),
+    Ready(kallsyms::CodeGeneration, kallsyms::KernelIndex),
 }
 
 /// Where kernel frames are named from.
@@ -196,6 +209,7 @@ impl Symbolizer {
             kallsyms_warned: false,
             python: PythonFrames::default(),
             release_parsed: config.release_parsed,
+            kernel_symbols: KernelSymbols::None,
         }
     }
 
@@ -263,6 +277,56 @@ impl Symbolizer {
     /// Manifest notes about `pids`: Python interpreters that cannot be read.
     pub(crate) fn notes(&self, pids: &[Pid]) -> Vec<String> {
         self.python.notes(pids)
+    }
+
+    /// Starts reading the kernel's symbols into an index on a thread of
+    /// its own, at low priority, so that naming kernel frames once the
+    /// capture ends does not wait for a pass of kallsyms (50 ms of the
+    /// kernel's formatting and more; see [`kallsyms`]). Call it once the
+    /// capture's programs are attached (their symbols are then in the
+    /// file), and [`Self::release_kernel_symbols`] once its profiles are
+    /// built.
+    pub(crate) fn prefetch_kernel_symbols(&mut self) {
+        self.kernel_symbols = match kallsyms::Prefetch::start(KALLSYMS) {
+            Ok(reading) => KernelSymbols::Reading(reading),
+            Err(e) => {
+                debug!("cannot start reading kernel symbols ahead: {e}");
+                KernelSymbols::None
+            }
+        };
+    }
+
+    /// [`Self::prefetch_kernel_symbols`] unless an index is read or being
+    /// read: for a view that builds a profile every second (`top`), which
+    /// keeps the index and reads it again only once kernel code changed.
+    pub(crate) fn keep_kernel_symbols(&mut self) {
+        if let KernelSymbols::None = self.kernel_symbols {
+            self.prefetch_kernel_symbols();
+        }
+    }
+
+    /// Drops the index [`Self::prefetch_kernel_symbols`] read (1.8 MiB).
+    pub(crate) fn release_kernel_symbols(&mut self) {
+        self.kernel_symbols = KernelSymbols::None;
+    }
+
+    /// `addrs` named from the prefetched index, if there is one and no
+    /// module or BPF program came or went since it was read.
+    fn indexed_kernel_symbols(&mut self, addrs: &[u64]) -> Option<Vec<Option<kallsyms::KernelSymbol>>> {
+        if let KernelSymbols::Reading(_) = self.kernel_symbols {
+            let KernelSymbols::Reading(reading) = std::mem::take(&mut self.kernel_symbols) else { unreachable!() };
+            match reading.wait() {
+                Ok((generation, index)) => self.kernel_symbols = KernelSymbols::Ready(generation, index),
+                Err(e) => debug!("no index of kernel symbols: {e}"),
+            }
+        }
+        let KernelSymbols::Ready(generation, index) = &self.kernel_symbols else { return None };
+        if *generation != kallsyms::CodeGeneration::now() {
+            debug!("kernel modules or BPF programs changed during the capture: reading kallsyms again");
+            self.kernel_symbols = KernelSymbols::None;
+            return None;
+        }
+        Some(index.resolve(addrs))
     }
 
     /// Forgets the snapshots of processes that have exited. Call it once a
@@ -387,9 +451,11 @@ impl Symbolizer {
         tables.mappings.insert((KERNEL, 0), mapping);
         // No vmlinux (it needs the KASLR offset from /proc/kcore, which hosts
         // often lack); kallsyms holds runtime addresses already.
-        let results = match std::fs::File::open(KALLSYMS)
-            .and_then(|f| kallsyms::resolve(std::io::BufReader::with_capacity(1 << 16, f), addrs))
-        {
+        let indexed = self.indexed_kernel_symbols(addrs).map(Ok);
+        let results = match indexed.unwrap_or_else(|| {
+            std::fs::File::open(KALLSYMS)
+                .and_then(|f| kallsyms::resolve(std::io::BufReader::with_capacity(1 << 16, f), addrs))
+        }) {
             Ok(r) => r,
             Err(e) => {
                 if !self.kallsyms_warned {

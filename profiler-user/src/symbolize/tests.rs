@@ -559,3 +559,62 @@ fn processes_sharing_an_object_are_named_alike_in_both_modes() {
         assert!(stack[0].1.is_some() && stack[1].1.is_some(), "build ids: {stack:?}");
     }
 }
+
+/// Kernel frames named from the index a capture reads ahead are the ones
+/// a pass of kallsyms at the end gives.
+#[test]
+fn prefetched_kernel_symbols_name_frames_as_a_pass_of_kallsyms_does() {
+    let text = std::fs::read_to_string(KALLSYMS).expect("kallsyms");
+    let mut addrs: Vec<u64> = text
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_ascii_whitespace();
+            let addr = u64::from_str_radix(w.next()?, 16).ok()?;
+            matches!(w.next()?, "t" | "T").then_some(addr + 5)
+        })
+        .filter(|&a| a > 5)
+        .step_by(1009)
+        .collect();
+    addrs.sort_unstable();
+    addrs.dedup();
+    assert!(addrs.len() > 50, "kallsyms shows addresses to root: {} found", addrs.len());
+    let mut agg = Aggregate { kernel_addrs: addrs.clone(), ..Default::default() };
+    agg.samples.push(RawSample {
+        pid: Pid::new(1),
+        tid: Tid::new(1),
+        comm: "k".into(),
+        user: Frames::None,
+        kernel: Frames::Addrs(addrs.clone().into()),
+        user_truncated: false,
+        count: 1,
+        weight: 0,
+        extra: 0,
+        held: [0; 2],
+        python: Vec::new().into(),
+    });
+    agg.total = 1;
+    let names = |s: &mut Symbolizer| {
+        let template = Profile::new_cpu(99, SystemTime::now(), Duration::from_secs(1));
+        let p = s.build_profile(&agg, template, |s| vec![s.count as i64]);
+        p.locations.iter().filter(|l| l.kernel).map(|l| l.lines[0].function.clone()).collect::<Vec<_>>()
+    };
+    let streamed = names(&mut Symbolizer::new());
+    let mut s = Symbolizer::new();
+    // Other tests load BPF programs: the index is not used when one came
+    // or went since it was read (then read again here).
+    let mut indexed = Vec::new();
+    for _ in 0..5 {
+        s.prefetch_kernel_symbols();
+        indexed = names(&mut s);
+        if matches!(s.kernel_symbols, KernelSymbols::Ready(..)) {
+            break;
+        }
+    }
+    assert!(matches!(s.kernel_symbols, KernelSymbols::Ready(..)), "the index was read and used");
+    // Kept for the capture's other profiles, then dropped.
+    assert_eq!(names(&mut s), indexed);
+    s.release_kernel_symbols();
+    assert!(matches!(s.kernel_symbols, KernelSymbols::None));
+    assert_eq!(indexed, streamed);
+    assert!(indexed.iter().all(|n| !n.starts_with("[kernel]")), "{indexed:?}");
+}
