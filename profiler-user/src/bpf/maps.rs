@@ -133,9 +133,24 @@ impl Loader {
     /// The processes in the sample map so far, for the symbolizer to
     /// snapshot while they still exist (`Symbolizer::observe_pids`).
     pub(crate) fn pids_seen(&self) -> Result<Vec<Pid>> {
+        Ok(self.samples_seen()?.pids)
+    }
+
+    /// [`Self::pids_seen`], and whether any CPU sample so far has a kernel
+    /// stack: one read of the sample map's keys.
+    pub(crate) fn samples_seen(&self) -> Result<Seen> {
         let map: HashMap<&MapData, SampleKey, u64> = HashMap::try_from(self.map(MAP_COUNTS)?)?;
-        let pids: HashSet<Pid> = map.keys().filter_map(Result::ok).map(|k| Pid::new(k.pid)).collect();
-        Ok(pids.into_iter().collect())
+        let mut kernel_stacks = false;
+        let pids: HashSet<Pid> = map
+            .keys()
+            .filter_map(Result::ok)
+            .inspect(|k| {
+                kernel_stacks |= k.kernel_stack_id != profiler_common::STACK_ID_NONE
+                    && k.kernel_stack_id != profiler_common::STACK_ID_LOST
+            })
+            .map(|k| Pid::new(k.pid))
+            .collect();
+        Ok(Seen { pids: pids.into_iter().collect(), kernel_stacks })
     }
 
     /// The Python stacks referenced by CPU samples so far, with their
@@ -223,4 +238,12 @@ fn collect_entries<K, V>(
         }
     }
     Ok(out)
+}
+
+/// What the CPU sample map holds so far ([`Loader::samples_seen`]).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Seen {
+    pub pids: Vec<Pid>,
+    /// Whether a sample has a kernel stack (its frames will need kallsyms).
+    pub kernel_stacks: bool,
 }

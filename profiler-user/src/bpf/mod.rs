@@ -23,4 +23,4 @@ pub(crate) use drain::{Counted, RawCapture};
 pub(crate) use history::HistorySource;
 pub(crate) use links::{Detaching, UprobeSite};
 pub(crate) use loader::{enable_run_stats, Loader, Programs, UnwindMode};
-pub(crate) use maps::Stats;
+pub(crate) use maps::{Seen, Stats};

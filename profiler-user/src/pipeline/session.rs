@@ -13,7 +13,7 @@ use anyhow::Result;
 use tracing::warn;
 
 use super::meter::CpuMeter;
-use crate::bpf::Loader;
+use crate::bpf::{Loader, Seen};
 use crate::ids::Pid;
 use crate::kinds::{self, AttachTarget};
 use crate::procfs::process;
@@ -66,10 +66,15 @@ impl Session {
             let meter = CpuMeter::start(filter, cgroup_dir);
             Ok(Session { window: loader.open_window(duration)?, meter })
         });
-        if started.is_ok() {
-            // The kernel's symbols, with the programs just attached: read
-            // while sampling, not after.
+        if started.is_ok() && kinds.contains(&ProfileKind::OffCpu) {
+            // Every off-CPU stack has kernel frames: the kernel's symbols
+            // (with the programs just attached) are read while sampling,
+            // not after. For CPU samples, once one has a kernel stack
+            // (`tick`): a capture of user code only may never need them.
             symbolizer.prefetch_kernel_symbols();
+        } else {
+            // Not an index an earlier capture left (a daemon's).
+            symbolizer.release_kernel_symbols();
         }
         if started.is_err() {
             // Whatever did attach must not keep sampling.
@@ -93,7 +98,10 @@ impl Session {
         pids: &[Pid],
     ) -> bool {
         loader.flush_logs();
-        let seen = loader.pids_seen().unwrap_or_default();
+        let Seen { pids: seen, kernel_stacks } = loader.samples_seen().unwrap_or_default();
+        if kernel_stacks {
+            symbolizer.keep_kernel_symbols();
+        }
         symbolizer.observe_pids(&seen);
         name_python_stacks(loader, symbolizer);
         let mut candidates = seen;

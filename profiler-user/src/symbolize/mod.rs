@@ -297,8 +297,9 @@ impl Symbolizer {
     }
 
     /// [`Self::prefetch_kernel_symbols`] unless an index is read or being
-    /// read: for a view that builds a profile every second (`top`), which
-    /// keeps the index and reads it again only once kernel code changed.
+    /// read: once a capture has sampled kernel frames, and for a view that
+    /// builds a profile every second (`top`), which keeps the index and
+    /// reads it again only once kernel code changed.
     pub(crate) fn keep_kernel_symbols(&mut self) {
         if let KernelSymbols::None = self.kernel_symbols {
             self.prefetch_kernel_symbols();
