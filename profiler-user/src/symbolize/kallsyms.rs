@@ -407,13 +407,9 @@ fn hex(digits: &[u8]) -> Option<u64> {
 mod tests {
     use super::*;
 
-    fn names(out: &[Option<KernelSymbol>]) -> Vec<Option<(&str, u64)>> {
-        out.iter().map(|s| s.as_ref().map(|s| (s.name.as_str(), s.addr))).collect()
-    }
-
-    #[test]
-    fn names_each_address_by_the_symbol_at_or_below_it() {
-        let text = "\
+    /// Core kernel symbols with an alias, a data symbol and a weak one,
+    /// then a module's out of address order.
+    const SAMPLE: &str = "\
 0000000000000000 A fixed_percpu_data
 ffffffff81000000 T _stext
 ffffffff81000100 t helper
@@ -424,15 +420,24 @@ ffffffff81000400 W weak_fn
 ffffffffc0001000 t mod_fn\t[mymod]
 ffffffffc0000000 t mod_first\t[mymod]
 ";
-        let addrs = [
-            0xffff_ffff_8000_0000, // below every symbol
-            0xffff_ffff_8100_0000, // exactly a symbol
-            0xffff_ffff_8100_0250, // after a data symbol: still helper
-            0xffff_ffff_8100_0300,
-            0xffff_ffff_8100_0401,
-            0xffff_ffff_c000_0010, // module symbols out of order
-            0xffff_ffff_c000_2000,
-        ];
+
+    const SAMPLE_ADDRS: [u64; 7] = [
+        0xffff_ffff_8000_0000, // below every symbol
+        0xffff_ffff_8100_0000, // exactly a symbol
+        0xffff_ffff_8100_0250, // after a data symbol: still helper
+        0xffff_ffff_8100_0300,
+        0xffff_ffff_8100_0401,
+        0xffff_ffff_c000_0010, // module symbols out of order
+        0xffff_ffff_c000_2000,
+    ];
+
+    fn names(out: &[Option<KernelSymbol>]) -> Vec<Option<(&str, u64)>> {
+        out.iter().map(|s| s.as_ref().map(|s| (s.name.as_str(), s.addr))).collect()
+    }
+
+    #[test]
+    fn names_each_address_by_the_symbol_at_or_below_it() {
+        let (text, addrs) = (SAMPLE, SAMPLE_ADDRS);
         let out = resolve(text.as_bytes(), &addrs).unwrap();
         assert_eq!(
             names(&out),
@@ -452,26 +457,7 @@ ffffffffc0000000 t mod_first\t[mymod]
 
     #[test]
     fn the_index_names_like_the_streaming_pass() {
-        let text = "\
-0000000000000000 A fixed_percpu_data
-ffffffff81000000 T _stext
-ffffffff81000100 t helper
-ffffffff81000200 D some_data
-ffffffff81000300 T __pi_do_work
-ffffffff81000300 T do_work
-ffffffff81000400 W weak_fn
-ffffffffc0001000 t mod_fn\t[mymod]
-ffffffffc0000000 t mod_first\t[mymod]
-";
-        let addrs = [
-            0xffff_ffff_8000_0000,
-            0xffff_ffff_8100_0000,
-            0xffff_ffff_8100_0250,
-            0xffff_ffff_8100_0300,
-            0xffff_ffff_8100_0401,
-            0xffff_ffff_c000_0010,
-            0xffff_ffff_c000_2000,
-        ];
+        let (text, addrs) = (SAMPLE, SAMPLE_ADDRS);
         let index = KernelIndex::read(text.as_bytes()).unwrap();
         assert_eq!(index.len(), 6, "text symbols, one per address");
         assert_eq!(index.resolve(&addrs), resolve(text.as_bytes(), &addrs).unwrap());
