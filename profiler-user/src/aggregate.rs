@@ -63,6 +63,27 @@ pub struct RawSample {
     pub python: Arc<[PyFrame]>,
 }
 
+impl RawSample {
+    /// One event with these stacks and nothing more (no weight, nothing
+    /// held, no Python frames, not truncated): a stack walked once outside
+    /// a capture, or made up by a test.
+    pub fn once(pid: Pid, tid: Tid, comm: impl Into<String>, user: Frames, kernel: Frames) -> Self {
+        Self {
+            pid,
+            tid,
+            comm: comm.into(),
+            user,
+            kernel,
+            user_truncated: false,
+            count: 1,
+            weight: 0,
+            extra: 0,
+            held: [0; 2],
+            python: Vec::new().into(),
+        }
+    }
+}
+
 /// A Python frame as the kernel saw it (see `profiler_common::python::PY_FRAME_WORDS`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PyFrame {

@@ -143,19 +143,13 @@ fn addresses(pids: &[u32], per_mapping: u64) -> Aggregate {
         }
         addrs.sort_unstable();
         addrs.dedup();
-        agg.samples.push(RawSample {
-            pid: Pid::new(pid),
-            tid: Tid::new(pid),
-            comm: String::new(),
-            user: Frames::Addrs(addrs[..addrs.len().min(32)].to_vec().into()),
-            kernel: Frames::None,
-            user_truncated: false,
-            count: 1,
-            weight: 0,
-            extra: 0,
-            held: [0; 2],
-            python: Vec::new().into(),
-        });
+        agg.samples.push(RawSample::once(
+            Pid::new(pid),
+            Tid::new(pid),
+            "",
+            Frames::Addrs(addrs[..addrs.len().min(32)].to_vec().into()),
+            Frames::None,
+        ));
         agg.total += 1;
         agg.user_addrs.insert(Pid::new(pid), addrs);
     }

@@ -252,19 +252,11 @@ fn name(pid: Pid, comm: &str, raws: &[Raw], symbolizer: &mut Symbolizer) -> Prof
     all.dedup();
     let samples: Vec<RawSample> = raws
         .iter()
-        .map(|r| RawSample {
-            pid,
-            tid: r.tid,
-            comm: comm.to_owned(),
-            user: if r.addrs.is_empty() { Frames::None } else { Frames::Addrs(Arc::from(r.addrs.as_slice())) },
-            kernel: Frames::None,
-            // The walk's own end says where it stopped (printed per thread).
-            user_truncated: false,
-            count: 1,
-            weight: 0,
-            extra: 0,
-            held: [0; 2],
-            python: Vec::new().into(),
+        .map(|r| {
+            // The walk's own end says where it stopped (printed per thread),
+            // not a `[truncated]` frame.
+            let user = if r.addrs.is_empty() { Frames::None } else { Frames::Addrs(Arc::from(r.addrs.as_slice())) };
+            RawSample::once(pid, r.tid, comm, user, Frames::None)
         })
         .collect();
     let agg =

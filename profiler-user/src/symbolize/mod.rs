@@ -314,13 +314,16 @@ impl Symbolizer {
     /// `addrs` named from the prefetched index, if there is one and no
     /// module or BPF program came or went since it was read.
     fn indexed_kernel_symbols(&mut self, addrs: &[u64]) -> Option<Vec<Option<kallsyms::KernelSymbol>>> {
-        if let KernelSymbols::Reading(_) = self.kernel_symbols {
-            let KernelSymbols::Reading(reading) = std::mem::take(&mut self.kernel_symbols) else { unreachable!() };
-            match reading.wait() {
-                Ok((generation, index)) => self.kernel_symbols = KernelSymbols::Ready(generation, index),
-                Err(e) => debug!("no index of kernel symbols: {e}"),
-            }
-        }
+        self.kernel_symbols = match std::mem::take(&mut self.kernel_symbols) {
+            KernelSymbols::Reading(reading) => match reading.wait() {
+                Ok((generation, index)) => KernelSymbols::Ready(generation, index),
+                Err(e) => {
+                    debug!("no index of kernel symbols: {e}");
+                    KernelSymbols::None
+                }
+            },
+            other => other,
+        };
         let KernelSymbols::Ready(generation, index) = &self.kernel_symbols else { return None };
         if *generation != kallsyms::CodeGeneration::now() {
             debug!("kernel modules or BPF programs changed during the capture: reading kallsyms again");

@@ -186,7 +186,13 @@ fn hot_address(pid: u32, binary_offsets: &[FileOffset]) -> u64 {
 fn hot_profile(symbolizer: &mut Symbolizer, pid: u32, addr: u64) -> Profile {
     let mut agg = Aggregate::default();
     agg.user_addrs.insert(Pid::new(pid), vec![addr]);
-    agg.samples.push(sample(Pid::new(pid), Tid::new(pid), "inline", Frames::Addrs(vec![addr].into()), Frames::None));
+    agg.samples.push(RawSample::once(
+        Pid::new(pid),
+        Tid::new(pid),
+        "inline",
+        Frames::Addrs(vec![addr].into()),
+        Frames::None,
+    ));
     agg.total = 1;
     let template = Profile::new_cpu(99, SystemTime::now(), Duration::from_secs(1));
     let period = template.period;
@@ -498,7 +504,7 @@ fn processes_sharing_an_object_are_named_alike_in_both_modes() {
         let addr = hot_address(pid, &offsets);
         let main = hot_address(pid, &function_offsets(&binary, "main"));
         agg.user_addrs.insert(Pid::new(pid), vec![8, main, addr]);
-        agg.samples.push(sample(
+        agg.samples.push(RawSample::once(
             Pid::new(pid),
             Tid::new(pid),
             "inline",
@@ -561,7 +567,7 @@ fn prefetched_kernel_symbols_name_frames_as_a_pass_of_kallsyms_does() {
     addrs.dedup();
     assert!(addrs.len() > 50, "kallsyms shows addresses to root: {} found", addrs.len());
     let mut agg = Aggregate { kernel_addrs: addrs.clone(), ..Default::default() };
-    agg.samples.push(sample(Pid::new(1), Tid::new(1), "k", Frames::None, Frames::Addrs(addrs.clone().into())));
+    agg.samples.push(RawSample::once(Pid::new(1), Tid::new(1), "k", Frames::None, Frames::Addrs(addrs.clone().into())));
     agg.total = 1;
     let names = |s: &mut Symbolizer| {
         let template = Profile::new_cpu(99, SystemTime::now(), Duration::from_secs(1));
@@ -587,21 +593,4 @@ fn prefetched_kernel_symbols_name_frames_as_a_pass_of_kallsyms_does() {
     assert!(matches!(s.kernel_symbols, KernelSymbols::None));
     assert_eq!(indexed, streamed);
     assert!(indexed.iter().all(|n| !n.starts_with("[kernel]")), "{indexed:?}");
-}
-
-/// One sample of `count` 1 with these frames.
-fn sample(pid: Pid, tid: Tid, comm: &str, user: Frames, kernel: Frames) -> RawSample {
-    RawSample {
-        pid,
-        tid,
-        comm: comm.into(),
-        user,
-        kernel,
-        user_truncated: false,
-        count: 1,
-        weight: 0,
-        extra: 0,
-        held: [0; 2],
-        python: Vec::new().into(),
-    }
 }
