@@ -9,7 +9,7 @@
 
 use std::fs;
 use std::io::{self, Write as _};
-use std::os::fd::{FromRawFd as _, OwnedFd};
+use std::os::fd::OwnedFd;
 
 use anyhow::Context as _;
 
@@ -17,6 +17,7 @@ mod target;
 
 use crate::cli::MAX_FREQUENCY_HZ;
 use crate::procfs::{host, mountinfo, status};
+use crate::sys::bpf::{self, BpfInsn, MapCreateAttr, BPF_MAP_CREATE, BPF_MAP_TYPE_ARRAY, BPF_PROG_TYPE_PERF_EVENT};
 
 /// Oldest kernel with everything stackwatch uses: the BPF ring buffer that
 /// carries the program's log messages, and CAP_BPF/CAP_PERFMON (both 5.8);
@@ -162,7 +163,7 @@ fn checks() -> Vec<Check> {
         perf_event_check(privs),
         paranoid_check(read_sysctl("perf_event_paranoid"), privs),
         sample_rate_check(read_sysctl("perf_event_max_sample_rate")),
-        kernel_symbols_check(read_sysctl("kptr_restrict"), privs),
+        kernel_symbols_check(crate::symbolize::kernel_names_probe(), read_sysctl("kptr_restrict"), privs),
         unprivileged_bpf_check(read_sysctl("unprivileged_bpf_disabled"), privs),
         cgroup2_check(&mountinfo),
         tracefs_check(&mountinfo),
@@ -403,13 +404,30 @@ fn kallsyms_addresses_visible() -> Option<bool> {
     Some(visible)
 }
 
-fn kernel_symbols_check(kptr_restrict: Option<i64>, privs: Privileges) -> Check {
+/// Kernel frames are named by the kernel itself where `in_kernel` (the
+/// naming program's load) succeeded, else from `/proc/kallsyms`.
+fn kernel_symbols_check(in_kernel: io::Result<()>, kptr_restrict: Option<i64>, privs: Privileges) -> Check {
     const NAME: &str = "kernel symbols";
+    let why = match in_kernel {
+        Ok(()) => {
+            return Check::new(
+                NAME,
+                Status::Ok,
+                "named by the kernel itself (a BPF syscall program calling bpf_snprintf(\"%pS\"), Linux 5.14+)",
+            )
+        }
+        Err(e) => e,
+    };
     let setting = kptr_restrict.map_or("unknown".to_owned(), |v| v.to_string());
     match kallsyms_addresses_visible() {
-        Some(true) => {
-            Check::new(NAME, Status::Ok, format!("`/proc/kallsyms` shows addresses (kernel.kptr_restrict = {setting})"))
-        }
+        Some(true) => Check::new(
+            NAME,
+            Status::Ok,
+            format!(
+                "read from `/proc/kallsyms`, which shows addresses (kernel.kptr_restrict = {setting}); \
+                 the kernel cannot name them itself: {why}"
+            ),
+        ),
         None => Check::new(NAME, Status::Warn, "`/proc/kallsyms` unreadable: kernel frames will show as `[unknown]`"),
         Some(false) => {
             let check = Check::new(
@@ -473,45 +491,6 @@ fn tracefs_check(mountinfo: &str) -> Check {
 
 // The probes: the same kinds of objects `record` creates, closed at once.
 
-const BPF_MAP_CREATE: libc::c_int = 0;
-const BPF_PROG_LOAD: libc::c_int = 5;
-const BPF_MAP_TYPE_ARRAY: u32 = 2;
-const BPF_PROG_TYPE_PERF_EVENT: u32 = 7;
-
-/// The `BPF_MAP_CREATE` prefix of `union bpf_attr`.
-#[repr(C)]
-struct MapCreateAttr {
-    map_type: u32,
-    key_size: u32,
-    value_size: u32,
-    max_entries: u32,
-    map_flags: u32,
-}
-
-/// The `BPF_PROG_LOAD` prefix of `union bpf_attr` (no padding).
-#[repr(C)]
-struct ProgLoadAttr {
-    prog_type: u32,
-    insn_cnt: u32,
-    insns: u64,
-    license: u64,
-    log_level: u32,
-    log_size: u32,
-    log_buf: u64,
-    kern_version: u32,
-    prog_flags: u32,
-}
-
-/// `struct bpf_insn`.
-#[repr(C)]
-struct BpfInsn {
-    code: u8,
-    /// dst_reg in the low nibble, src_reg in the high one (little endian).
-    regs: u8,
-    off: i16,
-    imm: i32,
-}
-
 /// `struct perf_event_attr` up to `config1` (`PERF_ATTR_SIZE_VER0`).
 #[repr(C)]
 struct PerfEventAttr {
@@ -528,51 +507,20 @@ struct PerfEventAttr {
     config1: u64,
 }
 const _: () = assert!(size_of::<PerfEventAttr>() == 64);
-const _: () = assert!(size_of::<ProgLoadAttr>() == 48);
-
-/// `bpf(cmd, attr, sizeof attr)`. `A` is a prefix of `union bpf_attr`; the
-/// kernel reads the fields past it as zero.
-fn sys_bpf<A>(cmd: libc::c_int, attr: &A) -> io::Result<OwnedFd> {
-    // SAFETY: `attr` is a valid `#[repr(C)]` bpf_attr prefix without padding,
-    // and `size` is its exact size; the kernel only reads it.
-    let ret = unsafe { libc::syscall(libc::SYS_bpf, cmd, std::ptr::from_ref(attr), size_of::<A>() as libc::c_uint) };
-    owned_fd(ret)
-}
-
-fn owned_fd(ret: libc::c_long) -> io::Result<OwnedFd> {
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let fd = i32::try_from(ret).map_err(|_| io::Error::other("the kernel returned an invalid descriptor"))?;
-    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
 
 fn create_bpf_map() -> io::Result<OwnedFd> {
     let attr = MapCreateAttr { map_type: BPF_MAP_TYPE_ARRAY, key_size: 4, value_size: 4, max_entries: 1, map_flags: 0 };
-    sys_bpf(BPF_MAP_CREATE, &attr)
+    bpf::sys_bpf(BPF_MAP_CREATE, &attr)
 }
 
 /// Loads `r0 = 0; exit` as a perf_event program: needs CAP_BPF and
 /// CAP_PERFMON, as stackwatch's own program does.
 fn load_perf_event_program() -> io::Result<OwnedFd> {
     let insns = [
-        BpfInsn { code: 0xb7, regs: 0, off: 0, imm: 0 }, // BPF_ALU64 | BPF_MOV | BPF_K: r0 = 0
-        BpfInsn { code: 0x95, regs: 0, off: 0, imm: 0 }, // BPF_JMP | BPF_EXIT
+        BpfInsn::mov64_imm(0, 0), // r0 = 0
+        BpfInsn::exit(),
     ];
-    let license = c"GPL";
-    let attr = ProgLoadAttr {
-        prog_type: BPF_PROG_TYPE_PERF_EVENT,
-        insn_cnt: insns.len() as u32,
-        insns: insns.as_ptr() as u64,
-        license: license.as_ptr() as u64,
-        log_level: 0,
-        log_size: 0,
-        log_buf: 0,
-        kern_version: 0,
-        prog_flags: 0,
-    };
-    sys_bpf(BPF_PROG_LOAD, &attr)
+    bpf::load_program(BPF_PROG_TYPE_PERF_EVENT, 0, "sw_doctor", &insns)
 }
 
 /// Opens (disabled) the software CPU-clock event `record` samples with, for
@@ -601,7 +549,7 @@ fn open_cpu_clock_event() -> io::Result<OwnedFd> {
     let ret = unsafe {
         libc::syscall(libc::SYS_perf_event_open, std::ptr::from_ref(&attr), pid, cpu, group_fd, PERF_FLAG_FD_CLOEXEC)
     };
-    owned_fd(ret)
+    crate::sys::owned_fd(ret)
 }
 
 #[cfg(test)]

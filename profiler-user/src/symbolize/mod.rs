@@ -9,7 +9,8 @@
 //!   by the object cache ([`objects`]): DWARF with inlined frames, separate
 //!   debug files, Go's `.gopclntab`, ELF symbols; code outside any file
 //!   (JIT) through the process's perf map;
-//! - kernel frames through `/proc/kallsyms`.
+//! - kernel frames by the kernel itself ([`in_kernel`]), or through
+//!   `/proc/kallsyms` where it cannot ([`kallsyms`]).
 //!
 //! An address nothing names keeps its module and file offset
 //! (`libfoo.so+0x1a2b`) instead of disappearing.
@@ -22,6 +23,7 @@ use std::{
 use blazesym::symbolize::{CodeInfo, Symbolizer as BlazeSymbolizer};
 use tracing::{debug, warn};
 
+mod in_kernel;
 mod kallsyms;
 mod objects;
 mod perfmap;
@@ -109,9 +111,28 @@ pub struct Symbolizer {
     kallsyms_warned: bool,
     python: PythonFrames,
     release_parsed: bool,
+    /// The kernel's own naming of kernel addresses ([`in_kernel`]),
+    /// loaded when first needed.
+    kernel_names: InKernel,
     /// The capture's index of kernel symbols, read while it runs
-    /// ([`Self::prefetch_kernel_symbols`]).
+    /// ([`Self::prefetch_kernel_symbols`]) where the kernel cannot name
+    /// them itself.
     kernel_symbols: KernelSymbols,
+}
+
+/// Whether the kernel names kernel addresses itself ([`in_kernel`]).
+enum InKernel {
+    Untried,
+    Loaded(in_kernel::KernelNames),
+    /// Refused (kernel older than 5.14, privileges, a security module):
+    /// kernel frames are named from kallsyms.
+    Unavailable,
+}
+
+/// Whether the kernel can name kernel addresses itself here ([`in_kernel`]:
+/// the program loads and runs), for `doctor`.
+pub(crate) fn kernel_names_probe() -> std::io::Result<()> {
+    in_kernel::KernelNames::load()?.resolve(&[0]).map(drop)
 }
 
 /// Where a capture's kernel symbols stand.
@@ -209,6 +230,7 @@ impl Symbolizer {
             kallsyms_warned: false,
             python: PythonFrames::default(),
             release_parsed: config.release_parsed,
+            kernel_names: InKernel::Untried,
             kernel_symbols: KernelSymbols::None,
         }
     }
@@ -286,7 +308,12 @@ impl Symbolizer {
     /// capture's programs are attached (their symbols are then in the
     /// file), and [`Self::release_kernel_symbols`] once its profiles are
     /// built.
+    ///
+    /// Nothing to do where the kernel names its addresses itself.
     pub(crate) fn prefetch_kernel_symbols(&mut self) {
+        if self.kernel_names().is_some() {
+            return;
+        }
         self.kernel_symbols = match kallsyms::Prefetch::start(KALLSYMS) {
             Ok(reading) => KernelSymbols::Reading(reading),
             Err(e) => {
@@ -309,6 +336,36 @@ impl Symbolizer {
     /// Drops the index [`Self::prefetch_kernel_symbols`] read (1.8 MiB).
     pub(crate) fn release_kernel_symbols(&mut self) {
         self.kernel_symbols = KernelSymbols::None;
+    }
+
+    /// The kernel's naming program, loaded on first use; `None` where it
+    /// cannot load (said once, at debug level: kallsyms does the work).
+    fn kernel_names(&mut self) -> Option<&in_kernel::KernelNames> {
+        if let InKernel::Untried = self.kernel_names {
+            self.kernel_names = match in_kernel::KernelNames::load() {
+                Ok(names) => InKernel::Loaded(names),
+                Err(e) => {
+                    debug!("the kernel cannot name kernel addresses itself ({e}); reading {KALLSYMS} instead");
+                    InKernel::Unavailable
+                }
+            };
+        }
+        match &self.kernel_names {
+            InKernel::Loaded(names) => Some(names),
+            _ => None,
+        }
+    }
+
+    /// `addrs` named by the kernel ([`in_kernel`]), if it can.
+    fn kernel_named(&mut self, addrs: &[u64]) -> Option<Vec<Option<kallsyms::KernelSymbol>>> {
+        match self.kernel_names()?.resolve(addrs) {
+            Ok(names) => Some(names),
+            Err(e) => {
+                warn!("the kernel failed to name kernel addresses ({e}); reading {KALLSYMS} from now on");
+                self.kernel_names = InKernel::Unavailable;
+                None
+            }
+        }
     }
 
     /// `addrs` named from the prefetched index, if there is one and no
@@ -454,8 +511,9 @@ impl Symbolizer {
         });
         tables.mappings.insert((KERNEL, 0), mapping);
         // No vmlinux (it needs the KASLR offset from /proc/kcore, which hosts
-        // often lack); kallsyms holds runtime addresses already.
-        let indexed = self.indexed_kernel_symbols(addrs).map(Ok);
+        // often lack): the kernel names its runtime addresses itself, or
+        // kallsyms (which holds them) does.
+        let indexed = self.kernel_named(addrs).or_else(|| self.indexed_kernel_symbols(addrs)).map(Ok);
         let results = match indexed.unwrap_or_else(|| {
             std::fs::File::open(KALLSYMS)
                 .and_then(|f| kallsyms::resolve(std::io::BufReader::with_capacity(1 << 16, f), addrs))

@@ -549,7 +549,8 @@ fn processes_sharing_an_object_are_named_alike_in_both_modes() {
 }
 
 /// Kernel frames named from the index a capture reads ahead are the ones
-/// a pass of kallsyms at the end gives.
+/// a pass of kallsyms at the end gives (where the kernel cannot name them
+/// itself), and the kernel names them alike.
 #[test]
 fn prefetched_kernel_symbols_name_frames_as_a_pass_of_kallsyms_does() {
     let text = std::fs::read_to_string(KALLSYMS).expect("kallsyms");
@@ -574,8 +575,13 @@ fn prefetched_kernel_symbols_name_frames_as_a_pass_of_kallsyms_does() {
         let p = s.build_profile(&agg, template, |s| vec![s.count as i64]);
         p.locations.iter().filter(|l| l.kernel).map(|l| l.lines[0].function.clone()).collect::<Vec<_>>()
     };
-    let streamed = names(&mut Symbolizer::new());
-    let mut s = Symbolizer::new();
+    let from_kallsyms = || {
+        let mut s = Symbolizer::new();
+        s.kernel_names = InKernel::Unavailable;
+        s
+    };
+    let streamed = names(&mut from_kallsyms());
+    let mut s = from_kallsyms();
     // Other tests load BPF programs: the index is not used when one came
     // or went since it was read (then read again here).
     let mut indexed = Vec::new();
@@ -593,4 +599,26 @@ fn prefetched_kernel_symbols_name_frames_as_a_pass_of_kallsyms_does() {
     assert!(matches!(s.kernel_symbols, KernelSymbols::None));
     assert_eq!(indexed, streamed);
     assert!(indexed.iter().all(|n| !n.starts_with("[kernel]")), "{indexed:?}");
+
+    // The kernel's own names: the same functions (an alias at the same
+    // address may be chosen: the kernel prefers global names, the pass the
+    // shortest), and no index read.
+    let mut s = Symbolizer::new();
+    s.prefetch_kernel_symbols();
+    assert!(matches!(s.kernel_names, InKernel::Loaded(_)), "the kernel names its addresses (root, kernel >= 5.14)");
+    assert!(matches!(s.kernel_symbols, KernelSymbols::None), "nothing read ahead");
+    let by_kernel = names(&mut s);
+    let mut starts: HashMap<&str, Vec<u64>> = HashMap::new();
+    for l in text.lines() {
+        let mut w = l.split_ascii_whitespace();
+        let (Some(addr), Some(_), Some(name)) = (w.next(), w.next(), w.next()) else { continue };
+        starts.entry(name).or_default().push(u64::from_str_radix(addr, 16).unwrap_or(0));
+    }
+    let mut same = 0;
+    for (k, p) in by_kernel.iter().zip(&streamed) {
+        let (ks, ps) = (&starts[k.as_str()], &starts[p.as_str()]);
+        assert!(ks.iter().any(|a| ps.contains(a)), "kernel: {k} {ks:x?}, kallsyms: {p} {ps:x?}");
+        same += usize::from(k == p);
+    }
+    assert!(same * 10 >= by_kernel.len() * 9, "{same} of {} alike", by_kernel.len());
 }

@@ -1,14 +1,26 @@
 //! Small facts and knobs of the operating system that several layers need:
-//! the clocks a capture is timed with, the process's own limits and
+//! the clocks a capture is timed with, raw `bpf(2)` calls ([`bpf`]), the process's own limits and
 //! identity, directories made so they can be taken back ([`dirs`]),
 //! open files held by identity ([`file`]), the lines of `/proc/PID/maps`
 //! ([`maps_line`]) and the pages of read-only file views given back
 //! ([`views`]).
 
+pub(crate) mod bpf;
 pub(crate) mod dirs;
 pub(crate) mod file;
 pub(crate) mod maps_line;
 pub(crate) mod views;
+
+/// The descriptor a system call returned (`ret`), or its error.
+pub(crate) fn owned_fd(ret: libc::c_long) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd as _;
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let fd = i32::try_from(ret).map_err(|_| std::io::Error::other("the kernel returned an invalid descriptor"))?;
+    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
 
 /// The name to run test `name` of module `module` (its `module_path!()`)
 /// by, in this test binary: the path without the crate's name.
