@@ -17,7 +17,7 @@ mod target;
 
 use crate::cli::MAX_FREQUENCY_HZ;
 use crate::procfs::{host, mountinfo, status};
-use crate::sys::bpf::{self, BpfInsn, MapCreateAttr, BPF_MAP_CREATE, BPF_MAP_TYPE_ARRAY, BPF_PROG_TYPE_PERF_EVENT};
+use crate::sys::bpf::{self, BpfInsn, BPF_PROG_TYPE_PERF_EVENT};
 
 /// Oldest kernel with everything stackwatch uses: the BPF ring buffer that
 /// carries the program's log messages, and CAP_BPF/CAP_PERFMON (both 5.8);
@@ -509,8 +509,7 @@ struct PerfEventAttr {
 const _: () = assert!(size_of::<PerfEventAttr>() == 64);
 
 fn create_bpf_map() -> io::Result<OwnedFd> {
-    let attr = MapCreateAttr { map_type: BPF_MAP_TYPE_ARRAY, key_size: 4, value_size: 4, max_entries: 1, map_flags: 0 };
-    bpf::sys_bpf(BPF_MAP_CREATE, &attr)
+    bpf::create_array_of_one(4, 0)
 }
 
 /// Loads `r0 = 0; exit` as a perf_event program: needs CAP_BPF and

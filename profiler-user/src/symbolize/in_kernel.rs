@@ -25,17 +25,14 @@ use std::{
 };
 
 use super::kallsyms::KernelSymbol;
-use crate::sys::bpf::{
-    self, BpfInsn, MapCreateAttr, BPF_F_RDONLY_PROG, BPF_F_SLEEPABLE, BPF_MAP_CREATE, BPF_MAP_FREEZE,
-    BPF_MAP_TYPE_ARRAY, BPF_MAP_UPDATE_ELEM, BPF_PROG_TEST_RUN, BPF_PROG_TYPE_SYSCALL,
-};
+use crate::sys::bpf::{self, BpfInsn, BPF_F_RDONLY_PROG, BPF_F_SLEEPABLE, BPF_PROG_TYPE_SYSCALL};
 
 /// Addresses named per run of the program.
 const BATCH: usize = 64;
 /// Bytes of output per address: `%pS` of the longest kernel symbol
-/// (`KSYM_NAME_LEN`, 512) would not fit, and a name cut short is
-/// reported as such ([`parse`]); 256 holds every name on this kind of
-/// host with room to spare.
+/// (`KSYM_NAME_LEN`, 512) would not fit, but a name cut short is left
+/// unnamed rather than named wrongly ([`parse`]); 256 holds every name on
+/// this kind of host with room to spare.
 const SLOT: usize = 256;
 /// Where the parts of the data map's one value lie: the addresses, what
 /// each `bpf_snprintf` returned, the names.
@@ -62,16 +59,7 @@ impl KernelNames {
     /// or `bpf_snprintf`, or without the privileges to load it.
     pub(super) fn load() -> io::Result<Self> {
         let format = constant_map(FORMAT)?;
-        let data = bpf::sys_bpf(
-            BPF_MAP_CREATE,
-            &MapCreateAttr {
-                map_type: BPF_MAP_TYPE_ARRAY,
-                key_size: 4,
-                value_size: VALUE_SIZE as u32,
-                max_entries: 1,
-                map_flags: 0,
-            },
-        )?;
+        let data = bpf::create_array_of_one(VALUE_SIZE, 0)?;
         let mut insns = Vec::with_capacity(BATCH * 11 + 4);
         // r6 = the data map's value.
         insns.extend(BpfInsn::ld_map_value(6, data.as_fd(), 0));
@@ -104,9 +92,10 @@ impl KernelNames {
             for (i, addr) in chunk.iter().enumerate() {
                 value[ADDRS + i * 8..][..8].copy_from_slice(&addr.to_ne_bytes());
             }
-            self.update(&value)?;
-            self.run()?;
-            self.lookup(&mut value)?;
+            bpf::array_update(self.data.as_fd(), 0, &value)?;
+            // A syscall program needs a context of at least a byte, unused.
+            bpf::test_run(self.program.as_fd(), &mut [0; 8])?;
+            bpf::array_lookup(self.data.as_fd(), 0, &mut value)?;
             for (i, &addr) in chunk.iter().enumerate() {
                 let ret = i64::from_ne_bytes(value[RETURNS + i * 8..][..8].try_into().expect("8 bytes"));
                 if ret < 0 {
@@ -119,83 +108,14 @@ impl KernelNames {
         }
         Ok(out)
     }
-
-    fn update(&self, value: &[u8]) -> io::Result<()> {
-        use std::os::fd::AsRawFd as _;
-        let key = 0u32;
-        // `map_fd`, `key`, `value`, `flags` of `union bpf_attr`.
-        let mut attr = [self.data.as_raw_fd() as u64, &key as *const u32 as u64, value.as_ptr() as u64, 0];
-        bpf::sys_bpf_mut(BPF_MAP_UPDATE_ELEM, &mut attr)
-    }
-
-    fn lookup(&self, value: &mut [u8]) -> io::Result<()> {
-        use std::os::fd::AsRawFd as _;
-        /// `BPF_MAP_LOOKUP_ELEM` (linux/bpf.h).
-        const BPF_MAP_LOOKUP_ELEM: libc::c_int = 1;
-        let key = 0u32;
-        let mut attr = [self.data.as_raw_fd() as u64, &key as *const u32 as u64, value.as_mut_ptr() as u64, 0];
-        bpf::sys_bpf_mut(BPF_MAP_LOOKUP_ELEM, &mut attr)
-    }
-
-    fn run(&self) -> io::Result<()> {
-        use std::os::fd::AsRawFd as _;
-        // The `test` member of `union bpf_attr` up to `ctx_out`: prog_fd,
-        // retval, data sizes and pointers, repeat, duration, ctx sizes and
-        // pointers. A syscall program needs a context of at least a byte
-        // and nothing else.
-        #[repr(C)]
-        struct TestRun {
-            prog_fd: u32,
-            retval: u32,
-            data_size_in: u32,
-            data_size_out: u32,
-            data_in: u64,
-            data_out: u64,
-            repeat: u32,
-            duration: u32,
-            ctx_size_in: u32,
-            ctx_size_out: u32,
-            ctx_in: u64,
-            ctx_out: u64,
-        }
-        let mut ctx = [0u64; 1];
-        let mut attr = TestRun {
-            prog_fd: self.program.as_raw_fd() as u32,
-            retval: 0,
-            data_size_in: 0,
-            data_size_out: 0,
-            data_in: 0,
-            data_out: 0,
-            repeat: 0,
-            duration: 0,
-            ctx_size_in: size_of_val(&ctx) as u32,
-            ctx_size_out: 0,
-            ctx_in: ctx.as_mut_ptr() as u64,
-            ctx_out: 0,
-        };
-        bpf::sys_bpf_mut(BPF_PROG_TEST_RUN, &mut attr)
-    }
 }
 
 /// A frozen array map of one value, `bytes`, read-only to programs: a
 /// constant a program may pass as a format string.
 fn constant_map(bytes: &[u8]) -> io::Result<OwnedFd> {
-    use std::os::fd::AsRawFd as _;
-    let map = bpf::sys_bpf(
-        BPF_MAP_CREATE,
-        &MapCreateAttr {
-            map_type: BPF_MAP_TYPE_ARRAY,
-            key_size: 4,
-            value_size: bytes.len() as u32,
-            max_entries: 1,
-            map_flags: BPF_F_RDONLY_PROG,
-        },
-    )?;
-    let key = 0u32;
-    let mut attr = [map.as_raw_fd() as u64, &key as *const u32 as u64, bytes.as_ptr() as u64, 0];
-    bpf::sys_bpf_mut(BPF_MAP_UPDATE_ELEM, &mut attr)?;
-    let mut attr = [map.as_raw_fd() as u32];
-    bpf::sys_bpf_mut(BPF_MAP_FREEZE, &mut attr)?;
+    let map = bpf::create_array_of_one(bytes.len(), BPF_F_RDONLY_PROG)?;
+    bpf::array_update(map.as_fd(), 0, bytes)?;
+    bpf::freeze(map.as_fd())?;
     Ok(map)
 }
 

@@ -308,33 +308,8 @@ impl CodeGeneration {
                 })
                 .collect()
         });
-        Self { modules, bpf_programs: bpf_program_ids() }
+        Self { modules, bpf_programs: crate::sys::bpf::program_ids() }
     }
-}
-
-/// The ids of the BPF programs loaded now (`BPF_PROG_GET_NEXT_ID`);
-/// empty where the call is refused.
-fn bpf_program_ids() -> Vec<u32> {
-    /// `BPF_PROG_GET_NEXT_ID` (linux/bpf.h).
-    const BPF_PROG_GET_NEXT_ID: libc::c_long = 11;
-    let mut ids = Vec::new();
-    let mut start = 0u32;
-    // Bounded: ids only grow, but a kernel bug must not spin forever.
-    while ids.len() < 1 << 20 {
-        // `start_id`, `next_id`, `open_flags` of `union bpf_attr`.
-        let mut attr = [start, 0u32, 0u32];
-        // SAFETY: `attr` is a valid, writable prefix of `union bpf_attr`
-        // of the size passed; the kernel writes only `next_id` into it.
-        let r = unsafe {
-            libc::syscall(libc::SYS_bpf, BPF_PROG_GET_NEXT_ID, attr.as_mut_ptr(), std::mem::size_of_val(&attr))
-        };
-        if r != 0 {
-            break;
-        }
-        start = attr[1];
-        ids.push(start);
-    }
-    ids
 }
 
 /// A [`KernelIndex`] being read on a thread of its own, at low priority
@@ -488,23 +463,13 @@ ffffffffc0000000 t mod_first\t[mymod]
         assert_eq!(index.resolve(&addrs), resolve(text.as_bytes(), &addrs).unwrap());
     }
 
-    /// Loads and frees a trivial socket filter (`r0 = 0; exit`) through
-    /// the raw syscall: a BPF program's symbol comes and goes in kallsyms.
+    /// Loads a trivial socket filter (`r0 = 0; exit`): a BPF program's
+    /// symbol comes and goes in kallsyms.
     fn load_trivial_program() -> std::os::fd::OwnedFd {
-        use std::os::fd::FromRawFd as _;
-        let insns: [u64; 2] = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095];
-        let license = c"GPL";
-        // `prog_type`, `insn_cnt`, `insns`, `license` of `union bpf_attr`.
-        let mut attr = [0u64; 16];
-        attr[0] = 1 | (2 << 32); // BPF_PROG_TYPE_SOCKET_FILTER, two instructions
-        attr[1] = insns.as_ptr() as u64;
-        attr[2] = license.as_ptr() as u64;
-        // SAFETY: `attr` is a valid `union bpf_attr` prefix pointing at live
-        // instructions and a NUL-terminated licence; BPF_PROG_LOAD is 5.
-        let fd = unsafe { libc::syscall(libc::SYS_bpf, 5, attr.as_mut_ptr(), std::mem::size_of_val(&attr)) };
-        assert!(fd >= 0, "BPF_PROG_LOAD: {}", io::Error::last_os_error());
-        // SAFETY: a new descriptor this test owns.
-        unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }
+        use crate::sys::bpf::{self, BpfInsn};
+        /// `BPF_PROG_TYPE_SOCKET_FILTER`.
+        const SOCKET_FILTER: u32 = 1;
+        bpf::load_program(SOCKET_FILTER, 0, "sw_test", &[BpfInsn::mov64_imm(0, 0), BpfInsn::exit()]).unwrap()
     }
 
     #[test]

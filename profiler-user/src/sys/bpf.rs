@@ -9,13 +9,15 @@ use std::{
     os::fd::{AsRawFd as _, BorrowedFd, OwnedFd},
 };
 
-pub(crate) const BPF_MAP_CREATE: libc::c_int = 0;
-pub(crate) const BPF_MAP_UPDATE_ELEM: libc::c_int = 2;
-pub(crate) const BPF_PROG_LOAD: libc::c_int = 5;
-pub(crate) const BPF_PROG_TEST_RUN: libc::c_int = 10;
-pub(crate) const BPF_MAP_FREEZE: libc::c_int = 22;
+const BPF_MAP_CREATE: libc::c_int = 0;
+const BPF_MAP_LOOKUP_ELEM: libc::c_int = 1;
+const BPF_MAP_UPDATE_ELEM: libc::c_int = 2;
+const BPF_PROG_LOAD: libc::c_int = 5;
+const BPF_PROG_TEST_RUN: libc::c_int = 10;
+const BPF_PROG_GET_NEXT_ID: libc::c_int = 11;
+const BPF_MAP_FREEZE: libc::c_int = 22;
 
-pub(crate) const BPF_MAP_TYPE_ARRAY: u32 = 2;
+const BPF_MAP_TYPE_ARRAY: u32 = 2;
 pub(crate) const BPF_PROG_TYPE_PERF_EVENT: u32 = 7;
 pub(crate) const BPF_PROG_TYPE_SYSCALL: u32 = 31;
 
@@ -27,32 +29,32 @@ pub(crate) const BPF_F_SLEEPABLE: u32 = 1 << 4;
 
 /// The licence of the programs made here, as the eBPF object declares it
 /// (GPL-compatible: some helpers are GPL-only).
-pub(crate) const LICENSE: &std::ffi::CStr = c"Dual MIT/GPL";
+const LICENSE: &std::ffi::CStr = c"Dual MIT/GPL";
 
 /// The `BPF_MAP_CREATE` prefix of `union bpf_attr`.
 #[repr(C)]
-pub(crate) struct MapCreateAttr {
-    pub map_type: u32,
-    pub key_size: u32,
-    pub value_size: u32,
-    pub max_entries: u32,
-    pub map_flags: u32,
+struct MapCreateAttr {
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
 }
 
 /// The `BPF_PROG_LOAD` prefix of `union bpf_attr`, up to the name (no
 /// padding).
 #[repr(C)]
-pub(crate) struct ProgLoadAttr {
-    pub prog_type: u32,
-    pub insn_cnt: u32,
-    pub insns: u64,
-    pub license: u64,
-    pub log_level: u32,
-    pub log_size: u32,
-    pub log_buf: u64,
-    pub kern_version: u32,
-    pub prog_flags: u32,
-    pub prog_name: [u8; 16],
+struct ProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
 }
 const _: () = assert!(size_of::<ProgLoadAttr>() == 64);
 
@@ -60,11 +62,11 @@ const _: () = assert!(size_of::<ProgLoadAttr>() == 64);
 #[derive(Clone, Copy, Debug)]
 #[repr(C)]
 pub(crate) struct BpfInsn {
-    pub code: u8,
+    code: u8,
     /// dst_reg in the low nibble, src_reg in the high one (little endian).
-    pub regs: u8,
-    pub off: i16,
-    pub imm: i32,
+    regs: u8,
+    off: i16,
+    imm: i32,
 }
 
 impl BpfInsn {
@@ -113,17 +115,102 @@ impl BpfInsn {
 /// `bpf(cmd, attr, sizeof attr)` for a command that returns a new
 /// descriptor. `A` is a prefix of `union bpf_attr`; the kernel reads the
 /// fields past it as zero.
-pub(crate) fn sys_bpf<A>(cmd: libc::c_int, attr: &A) -> io::Result<OwnedFd> {
+fn sys_bpf<A>(cmd: libc::c_int, attr: &A) -> io::Result<OwnedFd> {
     super::owned_fd(raw(cmd, std::ptr::from_ref(attr).cast_mut(), size_of::<A>()))
 }
 
 /// `bpf(cmd, attr, sizeof attr)` for a command that returns 0 and may write
 /// into `attr` (`BPF_PROG_TEST_RUN`).
-pub(crate) fn sys_bpf_mut<A>(cmd: libc::c_int, attr: &mut A) -> io::Result<()> {
+fn sys_bpf_mut<A>(cmd: libc::c_int, attr: &mut A) -> io::Result<()> {
     if raw(cmd, std::ptr::from_mut(attr), size_of::<A>()) < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Creates an array map of one `value_size`-byte value.
+pub(crate) fn create_array_of_one(value_size: usize, map_flags: u32) -> io::Result<OwnedFd> {
+    let value_size = u32::try_from(value_size).map_err(|_| io::Error::other("map value too large"))?;
+    sys_bpf(
+        BPF_MAP_CREATE,
+        &MapCreateAttr { map_type: BPF_MAP_TYPE_ARRAY, key_size: 4, value_size, max_entries: 1, map_flags },
+    )
+}
+
+/// Writes `value` (the map's value size) as the value of key `key` of an
+/// array map.
+pub(crate) fn array_update(map: BorrowedFd<'_>, key: u32, value: &[u8]) -> io::Result<()> {
+    // `map_fd`, `key`, `value`, `flags` of `union bpf_attr`.
+    let mut attr = [map.as_raw_fd() as u64, std::ptr::from_ref(&key) as u64, value.as_ptr() as u64, 0];
+    sys_bpf_mut(BPF_MAP_UPDATE_ELEM, &mut attr)
+}
+
+/// Reads the value of key `key` of an array map into `value` (the map's
+/// value size).
+pub(crate) fn array_lookup(map: BorrowedFd<'_>, key: u32, value: &mut [u8]) -> io::Result<()> {
+    let mut attr = [map.as_raw_fd() as u64, std::ptr::from_ref(&key) as u64, value.as_mut_ptr() as u64, 0];
+    sys_bpf_mut(BPF_MAP_LOOKUP_ELEM, &mut attr)
+}
+
+/// Freezes a map: no more writes from user space.
+pub(crate) fn freeze(map: BorrowedFd<'_>) -> io::Result<()> {
+    let mut attr = [map.as_raw_fd() as u32];
+    sys_bpf_mut(BPF_MAP_FREEZE, &mut attr)
+}
+
+/// Runs `program` once (`BPF_PROG_TEST_RUN`) with a context of `ctx`; its
+/// return value.
+pub(crate) fn test_run(program: BorrowedFd<'_>, ctx: &mut [u8]) -> io::Result<u32> {
+    // The `test` member of `union bpf_attr` up to `ctx_out`.
+    #[repr(C)]
+    struct TestRun {
+        prog_fd: u32,
+        retval: u32,
+        data_size_in: u32,
+        data_size_out: u32,
+        data_in: u64,
+        data_out: u64,
+        repeat: u32,
+        duration: u32,
+        ctx_size_in: u32,
+        ctx_size_out: u32,
+        ctx_in: u64,
+        ctx_out: u64,
+    }
+    let mut attr = TestRun {
+        prog_fd: program.as_raw_fd() as u32,
+        retval: 0,
+        data_size_in: 0,
+        data_size_out: 0,
+        data_in: 0,
+        data_out: 0,
+        repeat: 0,
+        duration: 0,
+        ctx_size_in: u32::try_from(ctx.len()).map_err(|_| io::Error::other("context too large"))?,
+        ctx_size_out: 0,
+        ctx_in: ctx.as_mut_ptr() as u64,
+        ctx_out: 0,
+    };
+    sys_bpf_mut(BPF_PROG_TEST_RUN, &mut attr)?;
+    Ok(attr.retval)
+}
+
+/// The ids of the BPF programs loaded now (`BPF_PROG_GET_NEXT_ID`);
+/// empty where the call is refused.
+pub(crate) fn program_ids() -> Vec<u32> {
+    let mut ids = Vec::new();
+    let mut start = 0u32;
+    // Bounded: ids only grow, but a kernel bug must not spin forever.
+    while ids.len() < 1 << 20 {
+        // `start_id`, `next_id`, `open_flags` of `union bpf_attr`.
+        let mut attr = [start, 0u32, 0u32];
+        if sys_bpf_mut(BPF_PROG_GET_NEXT_ID, &mut attr).is_err() {
+            break;
+        }
+        start = attr[1];
+        ids.push(start);
+    }
+    ids
 }
 
 fn raw<A>(cmd: libc::c_int, attr: *mut A, size: usize) -> libc::c_long {
