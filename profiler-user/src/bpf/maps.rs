@@ -244,6 +244,7 @@ fn collect_entries<K, V>(
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Seen {
     pub pids: Vec<Pid>,
-    /// Whether a sample has a kernel stack (its frames will need kallsyms).
+    /// Whether a sample has a kernel stack: its frames need naming, which
+    /// means reading kallsyms ahead where the kernel cannot name them.
     pub kernel_stacks: bool,
 }

@@ -56,20 +56,13 @@ pub(crate) fn render(
                 let (user, kernel) = (frames(&key.user), frames(&key.kernel));
                 user_addrs.entry(named_as).or_default().extend(user.addrs().iter().copied());
                 kernel_addrs.extend(kernel.addrs().iter().copied());
+                // The recorder keeps no thread ids (the label is the
+                // process's), and its walk is the kernel's frame-pointer one
+                // (never cut short by a missing rule).
+                let comm = view.names.get(&key.pid).cloned().unwrap_or_default();
                 agg.samples.push(RawSample {
-                    pid: named_as,
-                    // The recorder keeps no thread ids: the label is the process's.
-                    tid: Tid::new(key.pid.get()),
-                    comm: view.names.get(&key.pid).cloned().unwrap_or_default(),
-                    user,
-                    kernel,
-                    // The recorder's walk is the kernel's frame-pointer one.
-                    user_truncated: false,
                     count,
-                    weight: 0,
-                    extra: 0,
-                    held: [0; 2],
-                    python: Vec::new().into(),
+                    ..RawSample::once(named_as, Tid::new(key.pid.get()), comm, user, kernel)
                 });
                 agg.total += count;
                 slot_of.push(slot.start);

@@ -204,17 +204,8 @@ fn truncated_user_stacks_end_in_a_marker() {
     let mut agg = Aggregate::default();
     for truncated in [true, false] {
         agg.samples.push(RawSample {
-            pid: Pid::new(1),
-            tid: Tid::new(1),
-            comm: "x".into(),
-            user: Frames::Lost,
-            kernel: Frames::None,
             user_truncated: truncated,
-            count: 1,
-            weight: 0,
-            extra: 0,
-            held: [0; 2],
-            python: Vec::new().into(),
+            ..RawSample::once(Pid::new(1), Tid::new(1), "x", Frames::Lost, Frames::None)
         });
     }
     agg.total = 2;

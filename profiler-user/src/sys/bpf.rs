@@ -251,9 +251,9 @@ pub(crate) fn load_program(prog_type: u32, prog_flags: u32, name: &str, insns: &
             }
             let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
             let log = String::from_utf8_lossy(&log[..end]);
-            let tail: Vec<&str> = log.lines().rev().take(3).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            Err(io::Error::new(e.kind(), format!("{e}; verifier: {}", tail.join(" | "))))
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
+            Err(io::Error::new(e.kind(), format!("{e}; verifier: {tail}")))
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Small facts and knobs of the operating system that several layers need:
-//! the clocks a capture is timed with, raw `bpf(2)` calls ([`bpf`]), the process's own limits and
-//! identity, directories made so they can be taken back ([`dirs`]),
+//! the clocks a capture is timed with, raw `bpf(2)` calls ([`bpf`]), the
+//! process's own limits and identity, directories made so they can be
+//! taken back ([`dirs`]),
 //! open files held by identity ([`file`]), the lines of `/proc/PID/maps`
 //! ([`maps_line`]) and the pages of read-only file views given back
 //! ([`views`]).
