@@ -31,9 +31,25 @@ use std::time::{Duration, Instant};
 use crate::capture::{file_name, pprof_raw, read_folded};
 use crate::triggers::read_manifest;
 
-/// The names of stackwatch's BPF programs (`profiler-ebpf`), as `bpftool`
-/// lists them.
-pub const OUR_PROGRAMS: [&str; 5] = ["cpu_sample", "fault_sample", "malloc_entry", "go_alloc", "sched_switch"];
+/// The names of stackwatch's BPF programs, as `bpftool` lists them: every
+/// program of `profiler-ebpf` (kept in step by a test), and those built by
+/// user space: the kernel's naming of kernel addresses (`symbolize`) and
+/// `doctor`'s check.
+pub const OUR_PROGRAMS: [&str; 13] = [
+    "cpu_sample",
+    "fault_sample",
+    "history_sample",
+    "malloc_entry",
+    "calloc_entry",
+    "realloc_entry",
+    "free_entry",
+    "alloc_return",
+    "go_alloc",
+    "sched_switch",
+    "process_exec",
+    "sw_ksym_names",
+    "sw_doctor",
+];
 
 /// How a case failed when the failure is collected data that went missing:
 /// [`Tally`] counts these as "data lost".
@@ -562,6 +578,27 @@ mod tests {
         assert_eq!(tally.failures.len(), 2);
         assert!(tally.failures[0].starts_with("bad input `broken`: refused twice"), "{:?}", tally.failures);
         assert!(tally.failures[1].contains("data lost: the capture vanished"), "{:?}", tally.failures);
+    }
+
+    /// A program missing from [`OUR_PROGRAMS`] would be one no leak check
+    /// sees.
+    #[test]
+    fn our_programs_name_every_ebpf_program() {
+        let source = concat!(env!("CARGO_MANIFEST_DIR"), "/../profiler-ebpf/src/main.rs");
+        let text = fs::read_to_string(source).unwrap_or_else(|e| panic!("{source}: {e}"));
+        let mut lines = text.lines().map(str::trim);
+        let mut programs = Vec::new();
+        while let Some(line) = lines.next() {
+            let attribute = ["#[perf_event", "#[uprobe", "#[uretprobe", "#[btf_tracepoint", "#[raw_tracepoint"];
+            if attribute.iter().any(|a| line.starts_with(a)) {
+                let function = lines.next().and_then(|l| l.strip_prefix("fn ")).and_then(|l| l.split('(').next());
+                programs.push(function.unwrap_or_else(|| panic!("no function after {line}")).to_owned());
+            }
+        }
+        assert!(programs.len() >= 10, "found only {programs:?} in {source}");
+        for program in &programs {
+            assert!(OUR_PROGRAMS.contains(&program.as_str()), "`{program}` is not in OUR_PROGRAMS");
+        }
     }
 
     #[test]

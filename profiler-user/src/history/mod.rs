@@ -119,7 +119,7 @@ impl Recorder {
         let budget = usize::try_from(config.memory_bytes).unwrap_or(usize::MAX);
         let shared = Arc::new(Shared {
             slots: Mutex::new(Slots::new(config.slot, config.window, budget)),
-            symbolizer: Mutex::new(Symbolizer::new()),
+            symbolizer: Mutex::new(Symbolizer::for_daemon()),
             lost: std::sync::atomic::AtomicU64::new(0),
             stop: AtomicBool::new(false),
         });

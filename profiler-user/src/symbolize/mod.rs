@@ -235,6 +235,18 @@ impl Symbolizer {
         }
     }
 
+    /// A long-lived symbolizer (the `watch` daemon's, the flight
+    /// recorder's) with the kernel's naming program loaded now, as the
+    /// eBPF programs are, rather than by whichever capture first samples
+    /// a kernel frame: an idle daemon holds the same programs and
+    /// descriptors from its first capture to its last. Where the program
+    /// cannot load, kernel frames are named from kallsyms as ever.
+    pub(crate) fn for_daemon() -> Self {
+        let mut symbolizer = Self::new();
+        let _ = symbolizer.kernel_names();
+        symbolizer
+    }
+
     /// Snapshots the processes in `pids` not seen before, so they can be
     /// symbolized even if they exit before the capture ends. Call it while
     /// sampling, about every second, with the pids seen in the sample map

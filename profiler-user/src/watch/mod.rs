@@ -359,7 +359,7 @@ impl Daemon {
             config,
             sink,
             loader: Some(loaded.loader),
-            symbolizer: Some(Symbolizer::new()),
+            symbolizer: Some(Symbolizer::for_daemon()),
             loaded_filter: loaded.filter,
             loaded_kinds: loaded.kinds,
             base_kinds: loaded.kinds,
@@ -620,7 +620,7 @@ impl Daemon {
         // not leak an old capture's samples into this one.
         loader.clear().context("failed to empty the kernel maps before the capture")?;
         let cgroup_dir = spec.cgroup_dir();
-        let symbolizer = self.symbolizer.get_or_insert_with(Symbolizer::new);
+        let symbolizer = self.symbolizer.get_or_insert_with(Symbolizer::for_daemon);
         let session = Session::start(
             loader,
             symbolizer,
@@ -683,7 +683,7 @@ impl Daemon {
             target: capture.target,
             history: capture.history,
         };
-        let symbolizer = self.symbolizer.take().unwrap_or_default();
+        let symbolizer = self.symbolizer.take().unwrap_or_else(Symbolizer::for_daemon);
         let handle = tokio::task::spawn_blocking(move || write_job(loader, symbolizer, job));
         let waiters = reply.into_iter().map(|r| (Wants::Files, r)).collect();
         self.writing = Some(Writing { handle, target: description, reason, pending: None, waiters, why });
@@ -691,7 +691,7 @@ impl Daemon {
 
     fn tick(&mut self) {
         let (Some(loader), Some(capture)) = (self.loader.as_mut(), self.capture.as_ref()) else { return };
-        let symbolizer = self.symbolizer.get_or_insert_with(Symbolizer::new);
+        let symbolizer = self.symbolizer.get_or_insert_with(Symbolizer::for_daemon);
         if !capture.session.tick(loader, symbolizer, &capture.spec, &capture.target.info.pids) {
             self.stop_capture(EndReason::TargetExited, None);
         }
