@@ -46,7 +46,7 @@ use std::process::Command;
 use std::time::Instant;
 
 pub use build::Spawned;
-pub use pprof::{go_pprof, go_pprof_top, go_pprof_top_index, parse_pprof_top, PprofTop, TopRow};
+pub use pprof::{go_pprof, go_pprof_top, go_pprof_top_index, parse_pprof_top, share_tolerance, PprofTop, TopRow};
 pub use process::{
     run_stackwatch, run_stackwatch_timeout, run_with_timeout, spawn_stackwatch, stackwatch_command, Background,
 };

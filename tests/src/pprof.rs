@@ -104,6 +104,15 @@ impl PprofTop {
     }
 }
 
+/// Tolerance on a share measured from `n` samples (and on the difference
+/// of two, `n` being then the harmonic half of their counts): 5 points, or
+/// 3.5 standard deviations of the binomial noise of a 3:1 split when fewer
+/// samples (a busy 2-CPU machine, 99 Hz) make that wider. A fixed 5 points
+/// is 2.8 deviations at 590 samples: one run in 200 would fail by chance.
+pub fn share_tolerance(n: f64) -> f64 {
+    (3.5 * (0.75 * 0.25 / n.max(1.0)).sqrt()).max(0.05)
+}
+
 /// Parses the output of `go tool pprof -top`. Panics on a table row it does
 /// not understand, so that a format change shows up as a clear failure.
 pub fn parse_pprof_top(text: &str) -> PprofTop {

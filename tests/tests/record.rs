@@ -23,11 +23,8 @@ use stackwatch_tests::capture::{
 };
 use stackwatch_tests::{
     e2e_guard, go_pprof_top, parse_pprof_top, require_go, run_stackwatch, run_with_timeout, scratch_dir,
-    stackwatch_bin, Spawned, Workload, WorkloadKind,
+    share_tolerance, stackwatch_bin, Spawned, Workload, WorkloadKind,
 };
-
-/// The tolerance of the 3:1 split, in share points.
-const SHARE_TOLERANCE: f64 = 0.05;
 
 /// Longest fraction of hot-function samples allowed to lack their callers.
 /// With frame pointers in every function of the call chain, unwinding loses
@@ -86,11 +83,14 @@ fn assert_three_to_one(pprof: &Path, hot_a: &str, hot_b: &str) -> f64 {
         pct(cum_share_a),
         pct(1.0 - cum_share_a)
     );
+    // Flat time is samples × period: the tolerance follows their number.
+    let samples = (a + b) / pprof_raw(pprof).period as f64;
+    let tolerance = share_tolerance(samples);
     assert!(
-        (share_a - 0.75).abs() <= SHARE_TOLERANCE,
-        "{hot_a} has {} of the two hot functions' flat time, not 75 % ± {:.0} points:\n{text}",
+        (share_a - 0.75).abs() <= tolerance,
+        "{hot_a} has {} of the two hot functions' flat time ({samples:.0} samples), not 75 % ± {:.1} points:\n{text}",
         pct(share_a),
-        100.0 * SHARE_TOLERANCE
+        100.0 * tolerance
     );
     share_a
 }

@@ -24,17 +24,9 @@ use stackwatch_tests::symwork::{
     Spawned,
 };
 use stackwatch_tests::{
-    e2e_guard, go_pprof_top, parse_pprof_top, require_go, run_with_timeout, scratch_dir, stackwatch_command,
-    WorkloadKind,
+    e2e_guard, go_pprof_top, parse_pprof_top, require_go, run_with_timeout, scratch_dir, share_tolerance,
+    stackwatch_command, WorkloadKind,
 };
-
-/// Tolerance on a share measured from `n` samples (and on the difference
-/// of two, `n` being then the harmonic half of their counts): `record`'s 5
-/// points, or 3.5 standard deviations of the binomial noise when fewer
-/// samples (a busy 2-CPU machine) make that wider.
-fn share_tolerance(n: f64) -> f64 {
-    (3.5 * (0.75 * 0.25 / n.max(1.0)).sqrt()).max(0.05)
-}
 
 /// `stackwatch record ARGS… --output-dir OUT` with extra environment; must succeed.
 fn record(args: &[&str], out: &Path, env: &[(&str, &Path)]) -> (Capture, Output) {

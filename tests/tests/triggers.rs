@@ -218,7 +218,9 @@ fn a_name_target_is_waited_for_and_followed_across_a_restart() {
     }
     let daemon = WatchDaemon::start(
         "triggers_name",
-        &["--name", "^phases$", "--cpu-above", "40", "--for", "2s", "--capture-duration", "1s", "--cooldown", "2s"],
+        // The cooldown outlasts the checks of one capture: the rule cannot
+        // fire again on a process the test is about to kill.
+        &["--name", "^phases$", "--cpu-above", "40", "--for", "2s", "--capture-duration", "1s", "--cooldown", "10s"],
     );
     // Not started yet: waited for, quietly.
     thread::sleep(Duration::from_secs(2));
@@ -229,14 +231,19 @@ fn a_name_target_is_waited_for_and_followed_across_a_restart() {
     let mut pids = Vec::new();
     for n in 1..=2 {
         let (mut workload, _) = idle_then_busy(Duration::ZERO);
-        pids.push(workload.pid());
+        let pid = workload.pid();
+        pids.push(pid);
         let manifests = daemon.wait_manifests(n, SETTLE);
         workload.assert_running();
-        let manifest = read_manifest(&manifests[n - 1]);
-        assert_eq!(manifest["trigger"]["type"], "rule", "{manifest:#}");
-        assert_eq!(manifest["target"]["pids"], serde_json::json!([workload.pid()]), "{manifest:#}");
-        assert_phase_hot(&manifests[n - 1]);
         // Dropping it kills it: the next one is a restart under a new pid.
+        drop(workload);
+        // Found by pid: file names sort by pid, not by time.
+        let of_pid: Vec<_> =
+            manifests.iter().filter(|m| read_manifest(m)["target"]["pids"] == serde_json::json!([pid])).collect();
+        assert_eq!(of_pid.len(), 1, "one capture of pid {pid} in {manifests:?}:\n{}", daemon.stderr());
+        let manifest = read_manifest(of_pid[0]);
+        assert_eq!(manifest["trigger"]["type"], "rule", "{manifest:#}");
+        assert_phase_hot(of_pid[0]);
     }
     assert_ne!(pids[0], pids[1]);
     assert_eq!(daemon.stop().status.code(), Some(0));

@@ -9,8 +9,10 @@ pub(super) fn record_faults(tally: &mut Tally, burner: u32) {
     let burner_arg = burner.to_string();
     let bp = burner_arg.as_str();
 
+    // Targets live 3 s: long enough for `record` to start on a busy
+    // machine (a target gone before it starts is refused, not followed).
     record_fault(tally, n, "the target exits mid-capture", |dir| {
-        let workload = cpu_split_for("1.5");
+        let workload = cpu_split_for("3");
         let pid = workload.pid().to_string();
         let reaper = reap_in_background(workload);
         let out = wait_exit(record_bg(&["--pid", &pid, "--duration", "30s"], dir), Duration::from_secs(60));
@@ -20,7 +22,7 @@ pub(super) fn record_faults(tally: &mut Tally, burner: u32) {
         let _ = reaper.join();
     });
     record_fault(tally, n, "the target turns zombie mid-capture (its parent does not reap it)", |dir| {
-        let workload = cpu_split_for("1.5");
+        let workload = cpu_split_for("3");
         let pid = workload.pid().to_string();
         let out = wait_exit(record_bg(&["--pid", &pid, "--duration", "30s"], dir), Duration::from_secs(60));
         assert_clean_end(&out, "target zombie");

@@ -513,11 +513,13 @@ fn daemon_target_faults(tally: &mut Tally) {
         assert_alive(d);
         false
     });
-    let workload = cpu_split_for("1.5");
+    // Long enough to outlive the daemon's start on a busy machine: a
+    // target already a zombie is refused at `start`, not followed into it.
+    let workload = cpu_split_for("4");
     let target = workload.pid();
     daemon_fault(tally, "the target turns zombie mid-capture", target, &[], move |d| {
         d.ctl_ok(&["start"]);
-        // It exits after 1.5 s and stays a zombie: nobody reaps it. The
+        // It exits after 4 s and stays a zombie: nobody reaps it. The
         // capture must end then (not at its 5 m), and be written.
         let deadline = Instant::now() + SETTLE;
         while d.state() != "idle" {
