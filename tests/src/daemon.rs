@@ -197,16 +197,28 @@ impl WatchDaemon {
     /// link (`anon_inode:bpf_link`) where the kernel supports perf-event
     /// links, else as the perf event itself (`anon_inode:[perf_event]`).
     pub fn sampling_fds(&self) -> usize {
-        let dir = format!("/proc/{}/fd", self.pid());
-        let Ok(entries) = fs::read_dir(&dir) else { return 0 };
-        entries
-            .filter_map(Result::ok)
-            .filter_map(|e| fs::read_link(e.path()).ok())
-            .filter(|target| {
-                let target = target.to_string_lossy();
-                target.contains("perf_event") || target.contains("bpf_link")
+        self.open_fds().iter().filter(|fd| fd.contains("perf_event") || fd.contains("bpf_link")).count()
+    }
+
+    /// What each of the daemon's open descriptors is, sorted: a path, or
+    /// `anon_inode:bpf-map`, `anon_inode:[perf_event]`, `socket`, `pipe`
+    /// (an inode number is dropped: it is not what a leak check compares).
+    pub fn open_fds(&self) -> Vec<String> {
+        let Ok(entries) = fs::read_dir(format!("/proc/{}/fd", self.pid())) else { return Vec::new() };
+        let mut fds: Vec<String> = entries
+            .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+            .map(|target| {
+                let target = target.to_string_lossy().into_owned();
+                match target.split_once(":[") {
+                    Some((kind, inode)) if inode.trim_end_matches(']').bytes().all(|b| b.is_ascii_digit()) => {
+                        kind.to_owned()
+                    }
+                    _ => target,
+                }
             })
-            .count()
+            .collect();
+        fds.sort();
+        fds
     }
 
     /// Stops it with SIGTERM (SIGKILL after a grace period) and returns its output.

@@ -584,26 +584,6 @@ fn cycles(tally: &mut Tally, target: u32) {
     daemon_fault(tally, "60 start/stop cycles", target, &[], |d| {
         let programs = OurBpf::held_by(d.pid());
         assert!(!programs.programs.is_empty() && programs.links.is_empty(), "idle at start: {programs:?}");
-        // What each open descriptor is (`anon_inode:bpf-map`, a path, …),
-        // so a leak names what leaked.
-        let fds = |pid: u32| -> Vec<String> {
-            let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fd")) else { return Vec::new() };
-            let mut what: Vec<String> = dir
-                .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
-                .map(|target| {
-                    // `socket:[4711]` → `socket`: the inode is not what leaked.
-                    let target = target.to_string_lossy().into_owned();
-                    match target.split_once(":[") {
-                        Some((kind, inode)) if inode.trim_end_matches(']').bytes().all(|b| b.is_ascii_digit()) => {
-                            kind.to_owned()
-                        }
-                        _ => target,
-                    }
-                })
-                .collect();
-            what.sort();
-            what
-        };
         let mut rss = Vec::new();
         let mut open = Vec::new();
         let mut first_open = Vec::new();
@@ -613,7 +593,8 @@ fn cycles(tally: &mut Tally, target: u32) {
             let paths = stop_and_collect(d, &format!("cycle {i}"));
             assert_eq!(paths.len(), 3, "{paths:?}");
             rss.push(rss_kib(d.pid()));
-            let now = fds(d.pid());
+            // What each descriptor is, so a leak names what leaked.
+            let now = d.open_fds();
             open.push(now.len());
             if i == 0 {
                 first_open = now;
